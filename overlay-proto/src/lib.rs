@@ -1,0 +1,30 @@
+//! tapmesh's wire format, handshake and data-path crypto.
+//!
+//! This crate does no I/O and never reads the clock: callers pass in bytes,
+//! times and random numbers, and get bytes back. Both the switch and the node
+//! build on it, so the same code parses every datagram either side receives.
+//!
+//! # Layout
+//! - [`wire`]: zero-copy views of the outer header (`Header::new_checked` is
+//!   the only door for untrusted bytes) and the message types.
+//! - [`keys`]: X25519 static keys, their base64 text form, the network PSK.
+//! - [`handshake`]: the 1-RTT `Noise_IKpsk2_25519_AESGCM_SHA256` handshake
+//!   (via `snow`), producing one AES-256-GCM key per direction.
+//! - [`crypto`]: AES-256-GCM sealing and opening in place, in caller-owned buffers.
+//! - [`replay`]: the anti-replay sliding window (8128 packets).
+//! - [`session`]: one established session: indices, send counter, keys, window.
+//! - [`timers`]: protocol constants (rekey, keepalive, limits), with their sources.
+//!
+//! The normative description is `docs/protocol.md` at the repository root.
+#![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod handshake;
+pub mod keys;
+pub mod replay;
+pub mod session;
+pub mod timers;
+pub mod wire;
+
+mod error;
+pub use error::Error;
