@@ -13,6 +13,7 @@
 //! - [`crypto`]: AES-256-GCM sealing and opening in place, in caller-owned buffers.
 //! - [`replay`]: the anti-replay sliding window (8128 packets).
 //! - [`session`]: one established session: indices, send counter, keys, window.
+//! - [`transmit`]: the outgoing datagram queue cores hand to their shells.
 //! - [`timers`]: protocol constants (rekey, keepalive, limits), with their sources.
 //!
 //! The normative description is `docs/protocol.md` at the repository root.
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod replay;
 pub mod session;
 pub mod timers;
+pub mod transmit;
 pub mod wire;
 
 mod error;

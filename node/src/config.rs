@@ -1,0 +1,231 @@
+//! `node.toml`: parsed with serde (kebab-case keys, unknown keys refused),
+//! then validated. Every error names the file, the key and the problem.
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use serde::Deserialize;
+use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
+
+use crate::core::NodeConfig;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct File {
+    name: String,
+    private_key_file: PathBuf,
+    switch: String,
+    switch_public_key: String,
+    network_secret_file: Option<PathBuf>,
+    admin_socket: Option<PathBuf>,
+    tap: TapFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TapFile {
+    #[serde(default = "default_tap_name")]
+    name: String,
+    #[serde(default = "default_mtu")]
+    mtu: u32,
+    #[serde(default)]
+    address: Vec<String>,
+}
+
+fn default_tap_name() -> String {
+    "tapmesh0".into()
+}
+
+/// The default TAP MTU: a 1500-byte IPv6 underlay minus 98 bytes of
+/// encapsulation (docs/protocol.md, "MTU"), rounded down with margin.
+pub const DEFAULT_MTU: u32 = 1400;
+
+fn default_mtu() -> u32 {
+    DEFAULT_MTU
+}
+
+/// An interface address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfAddr {
+    /// The address.
+    pub addr: IpAddr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for IfAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The TAP device settings.
+#[derive(Debug, Clone)]
+pub struct TapConfig {
+    /// Interface name (at most 15 bytes).
+    pub name: String,
+    /// MTU.
+    pub mtu: u32,
+    /// Addresses to add.
+    pub addresses: Vec<IfAddr>,
+}
+
+/// The validated configuration of the node process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The node's name (for logs and status).
+    pub name: String,
+    /// The admin socket path.
+    pub admin_socket: PathBuf,
+    /// The TAP.
+    pub tap: TapConfig,
+    /// The core's part.
+    pub core: NodeConfig,
+}
+
+fn parse_ifaddr(s: &str) -> Option<IfAddr> {
+    let (a, p) = s.split_once('/')?;
+    let addr: IpAddr = a.parse().ok()?;
+    let prefix: u8 = p.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some(IfAddr { addr, prefix })
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |key: &str, problem: String| ConfigError::new(path, key, problem);
+        let f: File = read_toml(path)?;
+        if f.name.is_empty() || f.name.len() > 64 {
+            return Err(err("name", "must be 1 to 64 characters".into()));
+        }
+        let switch_addr: SocketAddr = match f.switch.parse() {
+            Ok(a) => a,
+            Err(_) => f
+                .switch
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| {
+                    err(
+                        "switch",
+                        format!("cannot resolve {:?} (want HOST:PORT)", f.switch),
+                    )
+                })?,
+        };
+        let private_key = read_secret(path, &f.private_key_file)
+            .and_then(|t| {
+                StaticSecret::from_base64(&t).map_err(|_| "not a base64 32-byte key".into())
+            })
+            .map_err(|p| err("private-key-file", p))?;
+        let switch_key = PublicKey::from_base64(&f.switch_public_key)
+            .map_err(|_| err("switch-public-key", "not a base64 32-byte key".into()))?;
+        let psk = match &f.network_secret_file {
+            None => Psk::default(),
+            Some(p) => read_secret(path, p)
+                .and_then(|t| {
+                    Psk::from_base64(&t).map_err(|_| "not a base64 32-byte secret".into())
+                })
+                .map_err(|p| err("network-secret-file", p))?,
+        };
+        if f.tap.name.is_empty() || f.tap.name.len() > 15 || f.tap.name.contains(['/', ' ']) {
+            return Err(err(
+                "tap.name",
+                format!(
+                    "{:?} is not a valid interface name (1 to 15 characters)",
+                    f.tap.name
+                ),
+            ));
+        }
+        if !(576..=65000).contains(&f.tap.mtu) {
+            return Err(err(
+                "tap.mtu",
+                format!("{} is out of range 576..=65000", f.tap.mtu),
+            ));
+        }
+        let mut addresses = Vec::new();
+        for (i, a) in f.tap.address.iter().enumerate() {
+            let v = parse_ifaddr(a).ok_or_else(|| {
+                err(
+                    &format!("tap.address[{i}]"),
+                    format!("{a:?} is not ADDRESS/PREFIX"),
+                )
+            })?;
+            addresses.push(v);
+        }
+        let admin_socket = f
+            .admin_socket
+            .unwrap_or_else(|| PathBuf::from(format!("/run/tapmesh/node-{}.sock", f.name)));
+        Ok(Config {
+            name: f.name,
+            admin_socket,
+            tap: TapConfig {
+                name: f.tap.name,
+                mtu: f.tap.mtu,
+                addresses,
+            },
+            core: NodeConfig {
+                private_key,
+                switch_key,
+                switch_addr,
+                psk,
+                network_id: 0,
+                mtu: f.tap.mtu as usize,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(tap: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "tm-ncfg-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let k = StaticSecret::generate(&mut rand::rng());
+        std::fs::write(dir.join("h1.key"), k.to_base64()).unwrap();
+        let p = dir.join("node.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"h1\"\nprivate-key-file = \"h1.key\"\nswitch = \"198.18.0.3:7777\"\nswitch-public-key = \"{}\"\n[tap]\n{tap}\n",
+                k.public_key()
+            ),
+        )
+        .unwrap();
+        let r = Config::load(&p);
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    #[test]
+    fn defaults_and_addresses() {
+        let c = load("address = [\"198.19.0.1/24\", \"fd00:19::1/64\"]").unwrap();
+        assert_eq!(c.tap.name, "tapmesh0");
+        assert_eq!(c.tap.mtu, 1400);
+        assert_eq!(c.tap.addresses.len(), 2);
+        assert_eq!(c.tap.addresses[1].to_string(), "fd00:19::1/64");
+        assert_eq!(c.core.switch_addr, "198.18.0.3:7777".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(load("mtu = 10").unwrap_err().key, "tap.mtu");
+        assert_eq!(
+            load("address = [\"198.19.0.1\"]").unwrap_err().key,
+            "tap.address[0]"
+        );
+        assert_eq!(
+            load("name = \"a-very-long-interface-name\"")
+                .unwrap_err()
+                .key,
+            "tap.name"
+        );
+        assert_eq!(load("bogus = 1").unwrap_err().key, "bogus");
+    }
+}

@@ -1,0 +1,540 @@
+//! The node's sans-IO core: one session with the switch, kept alive, rekeyed
+//! and re-established by itself.
+//!
+//! Inputs: [`Node::handle_tap_frame`] for each frame read from the TAP,
+//! [`Node::handle_datagram`] for each UDP datagram, [`Node::handle_timeout`]
+//! when [`Node::poll_timeout`]'s deadline passes. Outputs: the datagram
+//! `handle_tap_frame` sealed in place, the frame range `handle_datagram`
+//! decrypted in place, and control datagrams from [`Node::poll_transmit`].
+//!
+//! Liveness: the node is the initiator. It rekeys every 120 s (the old session
+//! keeps working until the new one is up), sends a keepalive after 10 s
+//! without sending, and the switch answers every keepalive. If the node sent
+//! something and heard nothing for [`PROBE_AFTER`], it sends a probe; if that
+//! stays unanswered for [`PROBE_TIMEOUT`] the session is declared lost and a
+//! new handshake starts at once, retried with doubling backoff capped at 5 s.
+//! So a restarted switch is noticed within about 5 s and traffic resumes
+//! within one retry interval of the switch coming back.
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use overlay_proto::handshake::{self, Initiation, Timestamp};
+use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::session::Session;
+use overlay_proto::timers::{
+    HANDSHAKE_RETRY_MAX, HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PROBE_AFTER, PROBE_TIMEOUT,
+    REJECT_AFTER_TIME, REKEY_AFTER_TIME,
+};
+pub use overlay_proto::transmit::Transmit;
+use overlay_proto::transmit::TxQueue;
+use overlay_proto::wire::{
+    DATA_HEADER_LEN, DATA_OVERHEAD, HS_INIT_LEN, Header, MessageType, ethernet,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+
+use crate::stats::{Counters, DropReason, Drops};
+
+/// Control datagrams (handshakes, keepalives) queued before new ones are dropped.
+const TX_QUEUE_LIMIT: usize = 64;
+
+/// Everything the core needs, already validated.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's static key.
+    pub private_key: StaticSecret,
+    /// The switch's public key.
+    pub switch_key: PublicKey,
+    /// The switch's underlay address.
+    pub switch_addr: SocketAddr,
+    /// The network secret (all zeros if none).
+    pub psk: Psk,
+    /// The network id.
+    pub network_id: u32,
+    /// The TAP MTU: frames longer than MTU + Ethernet header (+ one VLAN tag)
+    /// are dropped in both directions.
+    pub mtu: usize,
+}
+
+/// The state of the link to the switch, for status and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// No session; a handshake is in flight or scheduled.
+    Handshaking,
+    /// A session is up.
+    Established,
+}
+
+/// Something for the log, drained with [`Node::poll_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The first session (or the first after a loss) is up.
+    Connected,
+    /// A rekey finished.
+    Rekeyed,
+    /// The switch stopped answering; reconnecting.
+    Lost,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    initiation: Initiation,
+    sent_at: Instant,
+}
+
+/// The node state machine.
+#[derive(Debug)]
+pub struct Node {
+    cfg: NodeConfig,
+    current: Option<Session>,
+    previous: Option<Session>,
+    handshake: Option<InFlight>,
+    retry_delay: Duration,
+    /// When to start a handshake if there is no session and none in flight.
+    next_attempt: Instant,
+    last_rx: Option<Instant>,
+    last_tx: Option<Instant>,
+    /// The first send after the last receive: the switch owes us an answer.
+    awaiting_since: Option<Instant>,
+    probe_sent: bool,
+    last_handshake: Option<Instant>,
+    wall_base: (Instant, Duration),
+    last_timestamp: Timestamp,
+    tx: TxQueue,
+    rng: StdRng,
+    drops: Drops,
+    counters: Counters,
+    events: Vec<Event>,
+}
+
+impl Node {
+    /// A node with no session yet. `unix_now` is the wall-clock time (since the
+    /// Unix epoch) that corresponds to `now`; handshake timestamps are derived
+    /// from it so that they increase across restarts. `seed` feeds the
+    /// session-index generator.
+    pub fn new(cfg: NodeConfig, now: Instant, unix_now: Duration, seed: u64) -> Node {
+        Node {
+            cfg,
+            current: None,
+            previous: None,
+            handshake: None,
+            retry_delay: HANDSHAKE_RETRY_MIN,
+            next_attempt: now,
+            last_rx: None,
+            last_tx: None,
+            awaiting_since: None,
+            probe_sent: false,
+            last_handshake: None,
+            wall_base: (now, unix_now),
+            last_timestamp: Timestamp::default(),
+            tx: TxQueue::new(TX_QUEUE_LIMIT),
+            rng: StdRng::seed_from_u64(seed),
+            drops: Drops::default(),
+            counters: Counters::default(),
+            events: Vec::new(),
+        }
+    }
+
+    /// The switch's address: where [`handle_tap_frame`](Self::handle_tap_frame)'s datagrams go.
+    pub fn switch_addr(&self) -> SocketAddr {
+        self.cfg.switch_addr
+    }
+
+    /// Up or not.
+    pub fn link_state(&self) -> LinkState {
+        if self.current.is_some() {
+            LinkState::Established
+        } else {
+            LinkState::Handshaking
+        }
+    }
+
+    /// Seal a frame read from the TAP for the switch. The frame is at
+    /// `buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame_len]` and `buf` has
+    /// [`DATA_OVERHEAD`] bytes more room. Returns the datagram length
+    /// (send `buf[..len]` to [`switch_addr`](Self::switch_addr)), or why the
+    /// frame was dropped (already counted).
+    pub fn handle_tap_frame(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        frame_len: usize,
+    ) -> Result<usize, DropReason> {
+        // HOT PATH
+        let r = self.tap_frame(now, buf, frame_len);
+        if let Err(d) = r {
+            self.drops.add(d);
+        }
+        r
+    }
+
+    fn tap_frame(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        frame_len: usize,
+    ) -> Result<usize, DropReason> {
+        self.counters.tap_rx_frames += 1;
+        self.counters.tap_rx_bytes += frame_len as u64;
+        if frame_len > self.max_frame(&buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame_len]) {
+            return Err(DropReason::Oversize);
+        }
+        if frame_len < ethernet::HEADER_LEN {
+            return Err(DropReason::Runt);
+        }
+        let Some(session) = self.current.as_mut().filter(|s| !s.is_expired(now)) else {
+            if self.handshake.is_none() && now >= self.next_attempt {
+                self.start_handshake(now);
+            }
+            return Err(DropReason::NoSession);
+        };
+        let n = session.seal(0, buf, frame_len).map_err(DropReason::from)?;
+        self.counters.udp_tx_datagrams += 1;
+        self.note_sent(now);
+        Ok(n)
+    }
+
+    /// The largest frame allowed: MTU plus the Ethernet header, plus 4 if the
+    /// frame carries an 802.1Q tag.
+    fn max_frame(&self, frame: &[u8]) -> usize {
+        let tagged = frame.len() >= 14 && frame[12] == 0x81 && frame[13] == 0x00;
+        self.cfg.mtu + ethernet::HEADER_LEN + if tagged { 4 } else { 0 }
+    }
+
+    /// Process one received datagram, decrypting in place. Returns the range of
+    /// `buf` holding a frame to write to the TAP, if any.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        _from: SocketAddr,
+        buf: &mut [u8],
+    ) -> Option<Range<usize>> {
+        // HOT PATH
+        self.counters.udp_rx_datagrams += 1;
+        match self.datagram(now, buf) {
+            Ok(r) => r,
+            Err(d) => {
+                self.drops.add(d);
+                None
+            }
+        }
+    }
+
+    fn datagram(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Range<usize>>, DropReason> {
+        let h = Header::new_checked(&buf[..])?;
+        if h.network_id() != self.cfg.network_id {
+            return Err(DropReason::UnknownNetwork);
+        }
+        match h.message_type() {
+            MessageType::Data => {}
+            MessageType::HandshakeResp => {
+                let h = Header::new_checked(&buf[..])?;
+                self.handshake_response(now, &h)?;
+                return Ok(None);
+            }
+            MessageType::HandshakeInit => return Err(DropReason::UnexpectedHandshake),
+            MessageType::Unknown(_) => return Err(DropReason::UnknownType),
+        }
+        let index = h.receiver_index();
+        let session = [self.current.as_mut(), self.previous.as_mut()]
+            .into_iter()
+            .flatten()
+            .find(|s| s.local_index() == index)
+            .ok_or(DropReason::UnknownSession)?;
+        if session.is_expired(now) {
+            return Err(DropReason::Expired);
+        }
+        let range = session.open(buf)?;
+        self.last_rx = Some(now);
+        self.awaiting_since = None;
+        self.probe_sent = false;
+        if range.is_empty() {
+            return Ok(None);
+        }
+        let frame = &buf[range.clone()];
+        if frame.len() < ethernet::HEADER_LEN {
+            return Err(DropReason::Runt);
+        }
+        if frame.len() > self.max_frame(frame) {
+            return Err(DropReason::Oversize);
+        }
+        self.counters.tap_tx_frames += 1;
+        self.counters.tap_tx_bytes += frame.len() as u64;
+        Ok(Some(range))
+    }
+
+    fn handshake_response(&mut self, now: Instant, h: &Header<&[u8]>) -> Result<(), DropReason> {
+        let matches = self
+            .handshake
+            .as_ref()
+            .is_some_and(|f| f.initiation.sender_index() == h.receiver_index());
+        if !matches {
+            return Err(DropReason::HandshakeFailed);
+        }
+        let inflight = self.handshake.take().expect("checked above");
+        let local_index = inflight.initiation.sender_index();
+        let (keys, remote_index) = match inflight.initiation.finish(h) {
+            Ok(k) => k,
+            Err(_) => {
+                // A forged or corrupted response must not cancel our attempt:
+                // the genuine one may still come. The initiation is consumed,
+                // so retry at the scheduled time.
+                self.next_attempt = inflight.sent_at + self.retry_delay;
+                return Err(DropReason::HandshakeFailed);
+            }
+        };
+        let session = Session::new(keys, local_index, remote_index, self.cfg.network_id, now);
+        let was_up = self.current.is_some();
+        self.previous = self.current.replace(session);
+        self.retry_delay = HANDSHAKE_RETRY_MIN;
+        self.last_rx = Some(now);
+        self.awaiting_since = None;
+        self.probe_sent = false;
+        self.last_handshake = Some(now);
+        self.counters.handshakes_completed += 1;
+        self.events.push(if was_up {
+            Event::Rekeyed
+        } else {
+            Event::Connected
+        });
+        // Confirm the session to the switch at once: it keeps using the old
+        // one until it sees a packet under the new one.
+        self.send_keepalive(now);
+        Ok(())
+    }
+
+    fn start_handshake(&mut self, now: Instant) {
+        if self.tx.is_full() {
+            self.drops.add(DropReason::TxQueueFull);
+            return;
+        }
+        let index: u32 = self.rng.random();
+        let mut ts = self.timestamp(now);
+        // Strictly increasing even if called twice in one clock tick.
+        if ts <= self.last_timestamp {
+            ts = bump(self.last_timestamp);
+        }
+        self.last_timestamp = ts;
+        let mut out = [0u8; HS_INIT_LEN];
+        match handshake::initiate(
+            &self.cfg.private_key,
+            &self.cfg.switch_key,
+            &self.cfg.psk,
+            self.cfg.network_id,
+            index,
+            ts,
+            &mut out,
+        ) {
+            Ok(initiation) => {
+                self.handshake = Some(InFlight {
+                    initiation,
+                    sent_at: now,
+                });
+                let mut b = self.tx.buffer(HS_INIT_LEN);
+                b[..HS_INIT_LEN].copy_from_slice(&out);
+                b.truncate(HS_INIT_LEN);
+                self.tx.push(self.cfg.switch_addr, b);
+                self.counters.handshakes_sent += 1;
+                self.counters.udp_tx_datagrams += 1;
+            }
+            Err(_) => self.drops.add(DropReason::HandshakeFailed),
+        }
+    }
+
+    fn timestamp(&self, now: Instant) -> Timestamp {
+        let t = self.wall_base.1 + now.saturating_duration_since(self.wall_base.0);
+        Timestamp::from_unix(t.as_secs(), t.subsec_nanos())
+    }
+
+    fn send_keepalive(&mut self, now: Instant) {
+        if self.tx.is_full() {
+            self.drops.add(DropReason::TxQueueFull);
+            return;
+        }
+        let Some(session) = self.current.as_mut() else {
+            return;
+        };
+        let mut b = self.tx.buffer(DATA_OVERHEAD);
+        match session.seal(0, &mut b, 0) {
+            Ok(n) => {
+                b.truncate(n);
+                self.tx.push(self.cfg.switch_addr, b);
+                self.counters.keepalives_sent += 1;
+                self.counters.udp_tx_datagrams += 1;
+                self.note_sent(now);
+            }
+            Err(_) => self.tx.recycle(b),
+        }
+    }
+
+    fn note_sent(&mut self, now: Instant) {
+        self.last_tx = Some(now);
+        if self.awaiting_since.is_none() {
+            self.awaiting_since = Some(now);
+        }
+    }
+
+    /// Run timers: handshake retries, rekey, keepalives, liveness probes.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.previous.as_ref().is_some_and(|s| s.is_expired(now)) {
+            self.previous = None;
+        }
+        if self.current.as_ref().is_some_and(|s| s.is_expired(now)) {
+            self.current = self.previous.take();
+        }
+        // Liveness: an unanswered probe means the switch lost us.
+        if self.current.is_some()
+            && let Some(since) = self.awaiting_since
+        {
+            if now >= since + PROBE_AFTER + PROBE_TIMEOUT {
+                self.lose_session(now);
+            } else if now >= since + PROBE_AFTER && !self.probe_sent {
+                self.probe_sent = true;
+                self.send_keepalive(now);
+            }
+        }
+        // Handshakes: retry an unanswered one; start one if needed.
+        match &self.handshake {
+            Some(f) if now >= f.sent_at + self.retry_delay => {
+                self.retry_delay = (self.retry_delay * 2).min(HANDSHAKE_RETRY_MAX);
+                // Up to 1/8 jitter so many nodes do not retry in lockstep.
+                let jitter = self
+                    .rng
+                    .random_range(0..=self.retry_delay.as_millis() as u64 / 8);
+                self.retry_delay =
+                    (self.retry_delay + Duration::from_millis(jitter)).min(HANDSHAKE_RETRY_MAX);
+                self.start_handshake(now);
+            }
+            Some(_) => {}
+            None => {
+                let need = match &self.current {
+                    None => now >= self.next_attempt,
+                    Some(s) => s.needs_rekey(now),
+                };
+                if need {
+                    self.start_handshake(now);
+                }
+            }
+        }
+        // Idle keepalive.
+        if self.current.is_some() && self.last_tx.is_none_or(|t| now >= t + KEEPALIVE_INTERVAL) {
+            self.send_keepalive(now);
+        }
+    }
+
+    fn lose_session(&mut self, now: Instant) {
+        self.current = None;
+        self.previous = None;
+        self.awaiting_since = None;
+        self.probe_sent = false;
+        self.counters.sessions_lost += 1;
+        self.events.push(Event::Lost);
+        self.handshake = None;
+        self.retry_delay = HANDSHAKE_RETRY_MIN;
+        self.next_attempt = now;
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut d: Vec<Instant> = Vec::with_capacity(6);
+        match &self.handshake {
+            Some(f) => d.push(f.sent_at + self.retry_delay),
+            None if self.current.is_none() => d.push(self.next_attempt),
+            None => {}
+        }
+        if let Some(s) = &self.current {
+            d.push(s.created() + REKEY_AFTER_TIME);
+            d.push(s.created() + REJECT_AFTER_TIME);
+            d.push(self.last_tx.map_or(s.created(), |t| t + KEEPALIVE_INTERVAL));
+            if let Some(since) = self.awaiting_since {
+                d.push(if self.probe_sent {
+                    since + PROBE_AFTER + PROBE_TIMEOUT
+                } else {
+                    since + PROBE_AFTER
+                });
+            }
+        }
+        if let Some(s) = &self.previous {
+            d.push(s.created() + REJECT_AFTER_TIME);
+        }
+        d.into_iter().min()
+    }
+
+    /// The next control datagram to send, if any. Drain after every `handle_*`.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+        self.tx.pop()
+    }
+
+    /// The next event for the log.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.events.is_empty() {
+            None
+        } else {
+            Some(self.events.remove(0))
+        }
+    }
+
+    /// Drop counters.
+    pub fn drops(&self) -> &Drops {
+        &self.drops
+    }
+
+    /// Traffic counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// A snapshot for `status`.
+    pub fn status(&self, now: Instant, name: &str) -> Status {
+        let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
+        Status {
+            name: name.to_owned(),
+            switch: self.cfg.switch_addr.to_string(),
+            session: self.link_state(),
+            session_age_secs: self.current.as_ref().map(|s| s.age(now).as_secs_f64()),
+            last_handshake_secs_ago: ago(self.last_handshake),
+            last_rx_secs_ago: ago(self.last_rx),
+            drops: self.drops.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+fn bump(t: Timestamp) -> Timestamp {
+    let mut b = t.0;
+    for i in (0..12).rev() {
+        b[i] = b[i].wrapping_add(1);
+        if b[i] != 0 {
+            break;
+        }
+    }
+    Timestamp(b)
+}
+
+/// What `tapmesh-node status` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The node's name.
+    pub name: String,
+    /// The switch's address.
+    pub switch: String,
+    /// The link state.
+    pub session: LinkState,
+    /// Age of the current session.
+    pub session_age_secs: Option<f64>,
+    /// Seconds since the last completed handshake.
+    pub last_handshake_secs_ago: Option<f64>,
+    /// Seconds since anything authentic arrived from the switch.
+    pub last_rx_secs_ago: Option<f64>,
+    /// Drops by reason.
+    pub drops: Drops,
+    /// Traffic.
+    #[serde(flatten)]
+    pub counters: Counters,
+}

@@ -1,0 +1,17 @@
+//! The tapmesh node: attaches a TAP device and carries its frames to and from
+//! the switch over one encrypted session.
+//!
+//! # Layout
+//! - [`core`]: the sans-IO state machine (`handle_tap_frame`,
+//!   `handle_datagram`, `handle_timeout`, `poll_transmit`, `poll_timeout`):
+//!   handshake, rekey, keepalive, liveness, reconnect with backoff.
+//! - [`stats`]: drop reasons and counters.
+//! - [`config`]: `node.toml`, parsed and validated.
+//! - [`tap`]: the real TAP device (tokio-tun) and its addresses.
+//! - [`daemon`]: the tokio shell: TAP, UDP socket, timers, admin socket, shutdown.
+
+pub mod config;
+pub mod core;
+pub mod daemon;
+pub mod stats;
+pub mod tap;

@@ -1,0 +1,180 @@
+//! `tapmesh-node`: keygen, pubkey, run, status.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tapmesh_node::{config::Config, daemon, tap};
+use tapmesh_shell::{EXIT_CONFIG, admin, init_logging, shutdown_signal};
+
+#[derive(Parser)]
+#[command(
+    name = "tapmesh-node",
+    version,
+    about = "tapmesh node: a TAP device on the virtual LAN"
+)]
+struct Cli {
+    /// Log level or filter (overrides RUST_LOG), e.g. `info`, `debug`.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a new base64 private key.
+    Keygen,
+    /// Read a private key on stdin, print its public key.
+    Pubkey,
+    /// Run the node.
+    Run {
+        /// Path to node.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show the session and counters of a running node.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The admin socket (default: from --config).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Read the admin socket path from this config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Keygen => tapmesh_shell::keygen(),
+        Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-node"),
+        Cmd::Run { config } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tapmesh-node: config error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            init_logging(cli.log_level.as_deref());
+            match run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Status {
+            json,
+            socket,
+            config,
+        } => {
+            let path = match (socket, config) {
+                (Some(s), _) => s,
+                (None, Some(c)) => match Config::load(&c) {
+                    Ok(c) => c.admin_socket,
+                    Err(e) => {
+                        eprintln!("tapmesh-node: config error: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                },
+                (None, None) => {
+                    eprintln!("tapmesh-node: status needs --socket PATH or --config FILE");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match admin::request(&path, "status") {
+                Ok(reply) => {
+                    if json {
+                        println!("{reply}");
+                    } else {
+                        print!("{}", render(&reply));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "tapmesh-node: cannot reach the node at {}: {e}",
+                        path.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn render(json: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return format!("{json}\n");
+    };
+    let secs = |k: &str| v[k].as_f64().map_or("-".to_owned(), |s| format!("{s:.1}s"));
+    let drops: Vec<String> = v["drops"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, c)| c.as_u64().unwrap_or(0) > 0)
+        .map(|(k, c)| format!("{k} {c}"))
+        .collect();
+    format!(
+        "node {}  switch {}  session {} (age {}, last handshake {} ago, last heard {} ago)\n\
+         tap rx {} frames / {} bytes, tap tx {} frames / {} bytes\n\
+         handshakes sent {} completed {}, sessions lost {}\n\
+         drops: {}\n",
+        v["name"].as_str().unwrap_or("?"),
+        v["switch"].as_str().unwrap_or("?"),
+        v["session"].as_str().unwrap_or("?"),
+        secs("session_age_secs"),
+        secs("last_handshake_secs_ago"),
+        secs("last_rx_secs_ago"),
+        v["tap_rx_frames"],
+        v["tap_rx_bytes"],
+        v["tap_tx_frames"],
+        v["tap_tx_bytes"],
+        v["handshakes_sent"],
+        v["handshakes_completed"],
+        v["sessions_lost"],
+        if drops.is_empty() {
+            "none".into()
+        } else {
+            drops.join(", ")
+        }
+    )
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let bind: std::net::SocketAddr = if cfg.core.switch_addr.is_ipv4() {
+            "0.0.0.0:0".parse()?
+        } else {
+            "[::]:0".parse()?
+        };
+        let std_sock = std::net::UdpSocket::bind(bind).context("binding the UDP socket")?;
+        std_sock.set_nonblocking(true)?;
+        let socket = tokio::net::UdpSocket::from_std(std_sock)?;
+        let tap = tap::open(&cfg.tap)?;
+        let admin_listener = admin::bind(&cfg.admin_socket)
+            .with_context(|| format!("admin socket {}", cfg.admin_socket.display()))?;
+        tracing::info!(
+            name = %cfg.name,
+            tap = %cfg.tap.name,
+            mtu = cfg.tap.mtu,
+            switch = %cfg.core.switch_addr,
+            "tapmesh-node running"
+        );
+        let admin_path = cfg.admin_socket.clone();
+        let r = daemon::run(cfg, tap, socket, Some(admin_listener), shutdown_signal()).await;
+        let _ = std::fs::remove_file(&admin_path);
+        tracing::info!("tapmesh-node stopped");
+        r.context("node loop")
+    })
+}

@@ -1,0 +1,121 @@
+//! The local admin socket: a unix stream socket, mode 0600 in a 0700
+//! directory, so only root (or the daemon's user) can ask. A client writes one
+//! request line and reads one JSON document until EOF.
+//!
+//! Each daemon decides which request lines it answers (`status`, `status macs`).
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// Create the admin socket's listener, replacing a stale socket file.
+pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+            std::fs::remove_file(path)?
+        }
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        Err(_) => {}
+    }
+    // Create it private from the start: no window in which others could connect.
+    let old = unsafe_umask(0o177);
+    let l = std::os::unix::net::UnixListener::bind(path);
+    unsafe_umask(old);
+    let l = l?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    l.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(l)
+}
+
+fn unsafe_umask(mask: u32) -> u32 {
+    // SAFETY: umask only swaps the process's file mode mask; it cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// Send one request and return the reply (blocking; for the `status` command).
+pub fn request(path: &Path, req: &str) -> std::io::Result<String> {
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    s.write_all(req.as_bytes())?;
+    s.write_all(b"\n")?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// One request line from an admin client, relayed to the task that owns the
+/// state; it answers through `reply`.
+#[derive(Debug)]
+pub struct AdminRequest {
+    /// The request, trimmed.
+    pub line: String,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<String>,
+}
+
+/// The JSON answer to a request the daemon does not know.
+pub fn unknown_request(line: &str) -> String {
+    let shown: String = line.chars().take(32).collect();
+    format!(
+        "{{\"error\":\"unknown request {}\"}}",
+        shown.escape_default()
+    )
+}
+
+/// Accept admin clients forever, relaying each request line to `to_owner`.
+pub async fn serve(listener: UnixListener, to_owner: mpsc::Sender<AdminRequest>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let to_owner = to_owner.clone();
+        tokio::spawn(async move {
+            let mut req = [0u8; 256];
+            let mut n = 0;
+            // One short line; give up on slow or chatty clients.
+            let read = tokio::time::timeout(Duration::from_secs(2), async {
+                while n < req.len() {
+                    match stream.read(&mut req[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => {
+                            n += k;
+                            if req[..n].contains(&b'\n') {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+            let _ = read.await;
+            let line = String::from_utf8_lossy(&req[..n]).trim().to_owned();
+            let (tx, rx) = oneshot::channel();
+            if to_owner
+                .send(AdminRequest { line, reply: tx })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let reply = rx.await.unwrap_or_default();
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,579 @@
+//! The switch's sans-IO core: sessions with every admitted node, MAC learning
+//! and forwarding.
+//!
+//! Inputs: [`Switch::handle_datagram`] for every UDP datagram received and
+//! [`Switch::handle_timeout`] when [`Switch::poll_timeout`]'s deadline passes.
+//! Outputs: [`Switch::poll_transmit`], to be drained after every input. Time is
+//! always an argument; nothing here reads a clock or touches a socket.
+//!
+//! Frames are hop by hop: the switch decrypts a node's frame, decides where it
+//! goes from the plaintext Ethernet header, and re-encrypts one copy per
+//! receiving node under that node's session. Learning happens only after the
+//! tag verified, from the sending node's own frame.
+use std::collections::{HashMap, VecDeque};
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use overlay_proto::handshake::{self, Timestamp};
+use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::session::Session;
+use overlay_proto::timers::PENDING_SESSION_TIMEOUT;
+pub use overlay_proto::transmit::Transmit;
+use overlay_proto::transmit::TxQueue;
+use overlay_proto::wire::{
+    DATA_HEADER_LEN, DATA_OVERHEAD, HS_RESP_LEN, Header, MessageType, ethernet,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::NodeId;
+use crate::mac_table::{Learned, MacTable};
+use crate::stats::{DropReason, Drops, Forwarded, MacCounters, NodeCounters, SessionCounters};
+use crate::status::{MacStatus, NodeStatus, Status};
+
+/// How often [`Switch::handle_timeout`] sweeps timers and ages MACs.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// The largest Ethernet frame the switch forwards (a 9000-byte jumbo payload
+/// plus header and VLAN tag, with room to spare).
+pub const MAX_FRAME: usize = 9216;
+/// Datagrams waiting in the transmit queue before new ones are dropped.
+pub const TX_QUEUE_LIMIT: usize = 8192;
+
+/// An admitted node, as configured.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Its name, for logs and status.
+    pub name: String,
+    /// Its static public key.
+    pub public_key: PublicKey,
+}
+
+/// Everything the core needs, already validated.
+#[derive(Debug, Clone)]
+pub struct SwitchConfig {
+    /// The switch's static key.
+    pub private_key: StaticSecret,
+    /// The network secret (all zeros if none).
+    pub psk: Psk,
+    /// The network id carried in every header.
+    pub network_id: u32,
+    /// The admitted nodes.
+    pub nodes: Vec<NodeSpec>,
+    /// MAC aging time.
+    pub mac_aging: Duration,
+    /// A node silent this long is forgotten and its MACs flushed.
+    pub node_timeout: Duration,
+    /// MACs one node may own.
+    pub mac_limit_per_node: usize,
+    /// MACs in the whole table.
+    pub mac_table_limit: usize,
+}
+
+/// Something an operator wants in the log. Drained with [`Switch::poll_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A node's first session was confirmed.
+    Connected {
+        /// Its name.
+        node: String,
+        /// Its underlay address.
+        endpoint: SocketAddr,
+    },
+    /// A connected node's new session was confirmed.
+    Rekeyed {
+        /// Its name.
+        node: String,
+    },
+    /// A node went silent for the node timeout and was forgotten.
+    TimedOut {
+        /// Its name.
+        node: String,
+    },
+}
+
+#[derive(Debug)]
+struct Port {
+    spec: NodeSpec,
+    endpoint: Option<SocketAddr>,
+    current: Option<Session>,
+    previous: Option<Session>,
+    pending: Option<Session>,
+    last_timestamp: Timestamp,
+    last_heard: Option<Instant>,
+    last_handshake: Option<Instant>,
+    counters: NodeCounters,
+}
+
+impl Port {
+    fn is_connected(&self) -> bool {
+        self.current.is_some() && self.endpoint.is_some()
+    }
+
+    fn indices(&self) -> impl Iterator<Item = u32> + '_ {
+        [&self.current, &self.previous, &self.pending]
+            .into_iter()
+            .flatten()
+            .map(|s| s.local_index())
+    }
+}
+
+/// The switch state machine.
+#[derive(Debug)]
+pub struct Switch {
+    cfg: SwitchConfig,
+    ports: Vec<Port>,
+    by_key: HashMap<PublicKey, NodeId>,
+    by_index: HashMap<u32, NodeId>,
+    macs: MacTable,
+    tx: TxQueue,
+    rng: StdRng,
+    next_sweep: Instant,
+    drops: Drops,
+    forwarded: Forwarded,
+    mac_counters: MacCounters,
+    sessions: SessionCounters,
+    events: VecDeque<Event>,
+    started: Instant,
+}
+
+impl Switch {
+    /// A switch with no sessions yet. `seed` feeds the session-index generator.
+    pub fn new(cfg: SwitchConfig, now: Instant, seed: u64) -> Switch {
+        let ports: Vec<Port> = cfg
+            .nodes
+            .iter()
+            .map(|spec| Port {
+                spec: spec.clone(),
+                endpoint: None,
+                current: None,
+                previous: None,
+                pending: None,
+                last_timestamp: Timestamp::default(),
+                last_heard: None,
+                last_handshake: None,
+                counters: NodeCounters::default(),
+            })
+            .collect();
+        let by_key = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.spec.public_key, NodeId(i as u32)))
+            .collect();
+        let macs = MacTable::new(
+            ports.len(),
+            cfg.mac_aging,
+            cfg.mac_limit_per_node,
+            cfg.mac_table_limit,
+        );
+        Switch {
+            cfg,
+            ports,
+            by_key,
+            by_index: HashMap::new(),
+            macs,
+            tx: TxQueue::new(TX_QUEUE_LIMIT),
+            rng: StdRng::seed_from_u64(seed),
+            next_sweep: now + SWEEP_INTERVAL,
+            drops: Drops::default(),
+            forwarded: Forwarded::default(),
+            mac_counters: MacCounters::default(),
+            sessions: SessionCounters::default(),
+            events: VecDeque::new(),
+            started: now,
+        }
+    }
+
+    /// Process one received UDP datagram. `buf` is decrypted in place.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: &mut [u8]) {
+        // HOT PATH
+        if let Err(r) = self.datagram(now, from, buf) {
+            self.drops.add(r);
+        }
+    }
+
+    fn datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut [u8],
+    ) -> Result<(), DropReason> {
+        let h = Header::new_checked(&buf[..])?;
+        if h.network_id() != self.cfg.network_id {
+            return Err(DropReason::UnknownNetwork);
+        }
+        match h.message_type() {
+            MessageType::Data => {
+                let index = h.receiver_index();
+                self.data(now, from, index, buf)
+            }
+            MessageType::HandshakeInit => self.handshake_init(now, from, &h),
+            MessageType::HandshakeResp => Err(DropReason::UnexpectedHandshake),
+            MessageType::Unknown(_) => Err(DropReason::UnknownType),
+        }
+    }
+
+    fn handshake_init(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        h: &Header<&[u8]>,
+    ) -> Result<(), DropReason> {
+        let incoming = handshake::read_init(&self.cfg.private_key, &self.cfg.psk, h)
+            .map_err(|_| DropReason::HandshakeFailed)?;
+        // Unknown keys get no answer at all.
+        let id = *self
+            .by_key
+            .get(&incoming.peer)
+            .ok_or(DropReason::UnknownKey)?;
+        if incoming.timestamp <= self.ports[id.0 as usize].last_timestamp {
+            return Err(DropReason::HandshakeReplay);
+        }
+        if self.tx.is_full() {
+            return Err(DropReason::TxQueueFull);
+        }
+        let index = self.new_index();
+        let timestamp = incoming.timestamp;
+        let mut out = [0u8; HS_RESP_LEN];
+        let keys = incoming
+            .accept(self.cfg.network_id, index, &mut out)
+            .map_err(|_| DropReason::HandshakeFailed)?;
+        let remote_index = h.sender_index();
+        let session = Session::new(keys, index, remote_index, self.cfg.network_id, now);
+        let port = &mut self.ports[id.0 as usize];
+        port.last_timestamp = timestamp;
+        port.last_handshake = Some(now);
+        port.counters.handshakes += 1;
+        // The new session waits for the node's first packet under it; until
+        // then the current one keeps carrying traffic.
+        if let Some(old) = port.pending.replace(session) {
+            self.by_index.remove(&old.local_index());
+        }
+        self.by_index.insert(index, id);
+        self.sessions.handshakes += 1;
+        let mut b = self.tx.buffer(HS_RESP_LEN);
+        b[..HS_RESP_LEN].copy_from_slice(&out);
+        b.truncate(HS_RESP_LEN);
+        self.tx.push(from, b);
+        Ok(())
+    }
+
+    fn new_index(&mut self) -> u32 {
+        loop {
+            let i: u32 = self.rng.random();
+            if !self.by_index.contains_key(&i) {
+                return i;
+            }
+        }
+    }
+
+    fn data(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        index: u32,
+        buf: &mut [u8],
+    ) -> Result<(), DropReason> {
+        // HOT PATH
+        let id = *self
+            .by_index
+            .get(&index)
+            .ok_or(DropReason::UnknownSession)?;
+        let port = &mut self.ports[id.0 as usize];
+        let (session, is_pending) = if port
+            .current
+            .as_ref()
+            .is_some_and(|s| s.local_index() == index)
+        {
+            (port.current.as_mut(), false)
+        } else if port
+            .pending
+            .as_ref()
+            .is_some_and(|s| s.local_index() == index)
+        {
+            (port.pending.as_mut(), true)
+        } else {
+            (port.previous.as_mut(), false)
+        };
+        let session = session.ok_or(DropReason::UnknownSession)?;
+        if session.is_expired(now) {
+            return Err(DropReason::Expired);
+        }
+        let range = session.open(buf)?;
+        if is_pending {
+            // First packet under the new session: it is confirmed.
+            let new = port.pending.take();
+            if let Some(old) = port.previous.take() {
+                self.by_index.remove(&old.local_index());
+            }
+            let was_connected = port.is_connected();
+            port.previous = std::mem::replace(&mut port.current, new);
+            self.sessions.confirmed += 1;
+            let node = port.spec.name.clone();
+            self.events.push_back(if was_connected {
+                Event::Rekeyed { node }
+            } else {
+                Event::Connected {
+                    node,
+                    endpoint: from,
+                }
+            });
+        }
+        port.last_heard = Some(now);
+        port.endpoint = Some(from);
+        if range.is_empty() {
+            self.sessions.keepalives += 1;
+            self.send_frame(id, &[]);
+            return Ok(());
+        }
+        let frame = &buf[range];
+        self.switch_frame(now, id, frame)
+    }
+
+    fn switch_frame(&mut self, now: Instant, from: NodeId, frame: &[u8]) -> Result<(), DropReason> {
+        // HOT PATH
+        let (Some(dst), Some(src)) = (ethernet::dst(frame), ethernet::src(frame)) else {
+            return Err(DropReason::Runt);
+        };
+        if frame.len() > MAX_FRAME {
+            return Err(DropReason::Oversize);
+        }
+        if ethernet::is_group(&src) || ethernet::is_zero(&src) {
+            return Err(DropReason::InvalidSource);
+        }
+        match self.macs.learn(now, src, from) {
+            Learned::Refreshed => {}
+            Learned::New => self.mac_counters.learned += 1,
+            Learned::Moved { .. } => self.mac_counters.moves += 1,
+            Learned::NodeLimit => {
+                self.mac_counters.node_limit_hits += 1;
+                return Err(DropReason::MacLimit);
+            }
+            Learned::TableFull => {
+                self.mac_counters.table_limit_hits += 1;
+                return Err(DropReason::TableFull);
+            }
+        }
+        let c = &mut self.ports[from.0 as usize].counters;
+        c.rx_frames += 1;
+        c.rx_bytes += frame.len() as u64;
+
+        if !ethernet::is_group(&dst) {
+            match self.macs.lookup(now, &dst) {
+                Some(to) if to == from => {
+                    self.forwarded.filtered += 1;
+                    return Ok(());
+                }
+                Some(to) if self.ports[to.0 as usize].is_connected() => {
+                    self.forwarded.unicast += 1;
+                    self.send_frame(to, frame);
+                    return Ok(());
+                }
+                _ => self.forwarded.flooded_unicast += 1,
+            }
+        } else if ethernet::is_broadcast(&dst) {
+            self.forwarded.broadcast += 1;
+        } else {
+            self.forwarded.multicast += 1;
+        }
+        // Flood: every other connected node, never back to the sender.
+        for i in 0..self.ports.len() {
+            let to = NodeId(i as u32);
+            if to != from && self.ports[i].is_connected() {
+                self.forwarded.flood_copies += 1;
+                self.send_frame(to, frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// Encrypt `frame` for node `to` and queue it. An empty frame is a keepalive.
+    fn send_frame(&mut self, to: NodeId, frame: &[u8]) {
+        // HOT PATH
+        if self.tx.is_full() {
+            self.drops.add(DropReason::TxQueueFull);
+            return;
+        }
+        let port = &mut self.ports[to.0 as usize];
+        let (Some(session), Some(dst)) = (port.current.as_mut(), port.endpoint) else {
+            return;
+        };
+        let len = frame.len() + DATA_OVERHEAD;
+        let mut b = self.tx.buffer(len);
+        b[DATA_HEADER_LEN..DATA_HEADER_LEN + frame.len()].copy_from_slice(frame);
+        match session.seal(0, &mut b, frame.len()) {
+            Ok(n) => {
+                b.truncate(n);
+                if !frame.is_empty() {
+                    port.counters.tx_frames += 1;
+                    port.counters.tx_bytes += frame.len() as u64;
+                }
+                self.tx.push(dst, b);
+            }
+            Err(_) => {
+                // Counter exhausted: the node must rekey; drop until it does.
+                self.drops.add(DropReason::Expired);
+                self.tx.recycle(b);
+            }
+        }
+    }
+
+    /// Run timers: forget silent nodes, drop stale sessions, age MACs.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_INTERVAL;
+        for i in 0..self.ports.len() {
+            let id = NodeId(i as u32);
+            let port = &mut self.ports[i];
+            let silent = port
+                .last_heard
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.node_timeout);
+            if port.is_connected() && silent {
+                self.forget(id);
+                self.sessions.node_timeouts += 1;
+                let node = self.ports[i].spec.name.clone();
+                self.events.push_back(Event::TimedOut { node });
+                continue;
+            }
+            let port = &mut self.ports[i];
+            let mut dead = Vec::new();
+            if port
+                .pending
+                .as_ref()
+                .is_some_and(|s| s.age(now) >= PENDING_SESSION_TIMEOUT)
+            {
+                dead.extend(port.pending.take().map(|s| s.local_index()));
+            }
+            if port.previous.as_ref().is_some_and(|s| s.is_expired(now)) {
+                dead.extend(port.previous.take().map(|s| s.local_index()));
+            }
+            if port.current.as_ref().is_some_and(|s| s.is_expired(now)) {
+                dead.extend(port.current.take().map(|s| s.local_index()));
+            }
+            for d in dead {
+                self.by_index.remove(&d);
+            }
+        }
+        self.mac_counters.aged_out += self.macs.expire(now) as u64;
+    }
+
+    fn forget(&mut self, id: NodeId) {
+        let port = &mut self.ports[id.0 as usize];
+        for i in port.indices().collect::<Vec<_>>() {
+            self.by_index.remove(&i);
+        }
+        port.current = None;
+        port.previous = None;
+        port.pending = None;
+        port.endpoint = None;
+        self.mac_counters.flushed += self.macs.flush_node(id) as u64;
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) wants to run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.next_sweep)
+    }
+
+    /// The next datagram to send, if any. Call until it returns `None` after
+    /// every `handle_*` call. The returned bytes stay valid until the next call.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+        self.tx.pop()
+    }
+
+    /// The next event for the log, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Datagrams waiting in the transmit queue.
+    pub fn pending_transmits(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Drop counters.
+    pub fn drops(&self) -> &Drops {
+        &self.drops
+    }
+
+    /// Forwarding counters.
+    pub fn forwarded(&self) -> &Forwarded {
+        &self.forwarded
+    }
+
+    /// MAC table counters.
+    pub fn mac_counters(&self) -> &MacCounters {
+        &self.mac_counters
+    }
+
+    /// The MAC table.
+    pub fn mac_table(&self) -> &MacTable {
+        &self.macs
+    }
+
+    /// Is the node connected (has a confirmed session and a known endpoint)?
+    pub fn is_connected(&self, id: NodeId) -> bool {
+        self.ports
+            .get(id.0 as usize)
+            .is_some_and(Port::is_connected)
+    }
+
+    /// Where the MAC is learned, if anywhere.
+    pub fn lookup_mac(&self, now: Instant, mac: &ethernet::Mac) -> Option<NodeId> {
+        self.macs.lookup(now, mac)
+    }
+
+    /// A snapshot for `status`. `with_macs` adds the MAC table.
+    pub fn status(&self, now: Instant, with_macs: bool) -> Status {
+        let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
+        let nodes = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| NodeStatus {
+                name: p.spec.name.clone(),
+                public_key: p.spec.public_key.to_base64(),
+                connected: p.is_connected(),
+                endpoint: p.endpoint.map(|e| e.to_string()),
+                session_age_secs: p.current.as_ref().map(|s| s.age(now).as_secs_f64()),
+                last_handshake_secs_ago: ago(p.last_handshake),
+                last_heard_secs_ago: ago(p.last_heard),
+                macs: self.macs.count_for(NodeId(i as u32)),
+                counters: p.counters.clone(),
+            })
+            .collect();
+        let macs = with_macs.then(|| {
+            let mut v: Vec<MacStatus> = self
+                .macs
+                .reader()
+                .iter()
+                .map(|e| MacStatus {
+                    mac: crate::status::format_mac(e.key()),
+                    node: self.ports[e.value().node.0 as usize].spec.name.clone(),
+                    expires_in_secs: e
+                        .value()
+                        .expires_at
+                        .saturating_duration_since(now)
+                        .as_secs_f64(),
+                })
+                .collect();
+            v.sort_by(|a, b| a.mac.cmp(&b.mac));
+            v
+        });
+        Status {
+            uptime_secs: now.saturating_duration_since(self.started).as_secs_f64(),
+            nodes,
+            drops: self.drops.clone(),
+            forwarded: self.forwarded.clone(),
+            mac_table: crate::status::MacTableStatus {
+                entries: self.macs.len(),
+                limit: self.cfg.mac_table_limit,
+                limit_per_node: self.cfg.mac_limit_per_node,
+                aging_secs: self.cfg.mac_aging.as_secs(),
+                counters: self.mac_counters.clone(),
+            },
+            sessions: self.sessions.clone(),
+            macs,
+        }
+    }
+}

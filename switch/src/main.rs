@@ -1,0 +1,130 @@
+//! `tapmesh-switch`: keygen, pubkey, run, status.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tapmesh_shell::{EXIT_CONFIG, admin, init_logging, shutdown_signal};
+use tapmesh_switch::{config::Config, server};
+
+#[derive(Parser)]
+#[command(name = "tapmesh-switch", version, about = "tapmesh central switch")]
+struct Cli {
+    /// Log level or filter (overrides RUST_LOG), e.g. `info`, `debug`.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a new base64 private key.
+    Keygen,
+    /// Read a private key on stdin, print its public key.
+    Pubkey,
+    /// Run the switch.
+    Run {
+        /// Path to switch.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show nodes, counters and (with --macs) the MAC table of a running switch.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Include the MAC table.
+        #[arg(long)]
+        macs: bool,
+        /// The admin socket (default: from --config, else /run/tapmesh/switch.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Read the admin socket path from this config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Keygen => tapmesh_shell::keygen(),
+        Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-switch"),
+        Cmd::Run { config } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tapmesh-switch: config error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            init_logging(cli.log_level.as_deref());
+            match run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("tapmesh-switch: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Status {
+            json,
+            macs,
+            socket,
+            config,
+        } => {
+            let path = match (socket, config) {
+                (Some(s), _) => s,
+                (None, Some(c)) => match Config::load(&c) {
+                    Ok(c) => c.admin_socket,
+                    Err(e) => {
+                        eprintln!("tapmesh-switch: config error: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                },
+                (None, None) => "/run/tapmesh/switch.sock".into(),
+            };
+            let req = if macs { "status macs" } else { "status" };
+            match admin::request(&path, req) {
+                Ok(reply) => {
+                    if json {
+                        println!("{reply}");
+                    } else {
+                        print!("{}", tapmesh_switch::status::render_table(&reply));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "tapmesh-switch: cannot reach the switch at {}: {e}",
+                        path.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let std_sock = std::net::UdpSocket::bind(cfg.listen)
+            .with_context(|| format!("binding UDP {}", cfg.listen))?;
+        std_sock.set_nonblocking(true)?;
+        let socket = tokio::net::UdpSocket::from_std(std_sock)?;
+        let admin = admin::bind(&cfg.admin_socket)
+            .with_context(|| format!("admin socket {}", cfg.admin_socket.display()))?;
+        tracing::info!(listen = %cfg.listen, nodes = cfg.core.nodes.len(), admin = %cfg.admin_socket.display(), "tapmesh-switch running");
+        let admin_path = cfg.admin_socket.clone();
+        let r = server::run(cfg, socket, Some(admin), shutdown_signal()).await;
+        let _ = std::fs::remove_file(&admin_path);
+        tracing::info!("tapmesh-switch stopped");
+        r.context("switch loop")
+    })
+}

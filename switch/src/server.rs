@@ -1,0 +1,103 @@
+//! The tokio shell around [`Switch`]: one task owns the core and the UDP
+//! socket; it drains the socket in bounded batches, runs timers, sends what the
+//! core queued, and answers admin requests relayed from the admin task.
+use std::future::Future;
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use tapmesh_shell::admin::{self, AdminRequest};
+use tokio::net::{UdpSocket, UnixListener};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::core::{Event, Switch};
+
+/// Datagrams handled per wakeup before timers and transmits get a turn.
+const RX_BATCH: usize = 64;
+/// At most one drop summary per this interval (never one log line per packet).
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Run the switch until `shutdown` completes.
+pub async fn run(
+    cfg: Config,
+    socket: UdpSocket,
+    admin: Option<UnixListener>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let seed = rand::random();
+    let mut core = Switch::new(cfg.core, Instant::now(), seed);
+    let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
+    if let Some(l) = admin {
+        tokio::spawn(admin::serve(l, admin_tx));
+    }
+    tokio::pin!(shutdown);
+    let mut buf = vec![0u8; 65536];
+    let mut last_drops = 0u64;
+    let mut next_drop_log = Instant::now() + DROP_LOG_INTERVAL;
+    loop {
+        let deadline = core
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = socket.recv_from(&mut buf) => {
+                match r {
+                    Ok((n, from)) => {
+                        let now = Instant::now();
+                        core.handle_datagram(now, from, &mut buf[..n]);
+                        for _ in 1..RX_BATCH {
+                            match socket.try_recv_from(&mut buf) {
+                                Ok((n, from)) => core.handle_datagram(now, from, &mut buf[..n]),
+                                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // ICMP errors from earlier sends surface here on some kernels; ignore.
+                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+            Some(req) = admin_rx.recv() => {
+                let reply = match req.line.as_str() {
+                    "status" => serde_json::to_string(&core.status(Instant::now(), false)),
+                    "status macs" => serde_json::to_string(&core.status(Instant::now(), true)),
+                    _ => Ok(admin::unknown_request(&req.line)),
+                };
+                let _ = req.reply.send(reply.unwrap_or_default());
+            }
+        }
+        let now = Instant::now();
+        core.handle_timeout(now);
+        while let Some(ev) = core.poll_event() {
+            match ev {
+                Event::Connected { node, endpoint } => {
+                    tracing::info!(%node, %endpoint, "node connected")
+                }
+                Event::Rekeyed { node } => tracing::debug!(%node, "node rekeyed"),
+                Event::TimedOut { node } => {
+                    tracing::info!(%node, "node timed out; its MACs are flushed")
+                }
+            }
+        }
+        while let Some(t) = core.poll_transmit() {
+            if let Err(e) = socket.send_to(t.contents, t.destination).await {
+                tracing::debug!(error = %e, "send failed");
+            }
+        }
+        if now >= next_drop_log {
+            next_drop_log = now + DROP_LOG_INTERVAL;
+            let total = core.drops().total();
+            if total > last_drops {
+                tracing::warn!(
+                    dropped = total - last_drops,
+                    "datagrams dropped in the last {} s (see `tapmesh-switch status`)",
+                    DROP_LOG_INTERVAL.as_secs()
+                );
+                last_drops = total;
+            }
+        }
+    }
+    Ok(())
+}
