@@ -174,10 +174,10 @@ impl Sim {
         while self.now < end {
             self.now += Duration::from_millis(10);
             let now = self.now;
-            if let Some(sw) = self.switch.as_mut() {
-                if sw.poll_timeout().is_some_and(|t| t <= now) {
-                    sw.handle_timeout(now);
-                }
+            if let Some(sw) = self.switch.as_mut()
+                && sw.poll_timeout().is_some_and(|t| t <= now)
+            {
+                sw.handle_timeout(now);
             }
             for n in &mut self.nodes {
                 if n.poll_timeout().is_some_and(|t| t <= now) {
