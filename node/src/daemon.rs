@@ -19,8 +19,6 @@ use crate::core::{Event, Node};
 const BATCH: usize = 64;
 /// The largest frame read from the TAP (oversize ones are counted and dropped by the core).
 const MAX_FRAME: usize = 65535;
-/// At most one drop summary per this interval (never one log line per packet).
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Run the node until `shutdown` completes.
 pub async fn run(
@@ -44,8 +42,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut tap_buf = vec![0u8; DATA_HEADER_LEN + MAX_FRAME + TAG_LEN];
     let mut udp_buf = vec![0u8; 65536];
-    let mut last_drops = 0u64;
-    let mut next_drop_log = now + DROP_LOG_INTERVAL;
+    let mut drop_log = tapmesh_shell::DropLog::new(now, "tapmesh-node status");
     core.handle_timeout(now);
     loop {
         flush(&mut core, &socket).await;
@@ -110,18 +107,7 @@ pub async fn run(
                 }
             }
         }
-        if now >= next_drop_log {
-            next_drop_log = now + DROP_LOG_INTERVAL;
-            let total = core.drops().total();
-            if total > last_drops {
-                tracing::warn!(
-                    dropped = total - last_drops,
-                    "frames or datagrams dropped in the last {} s (see `tapmesh-node status`)",
-                    DROP_LOG_INTERVAL.as_secs()
-                );
-                last_drops = total;
-            }
-        }
+        drop_log.tick(now, core.drops().total());
     }
     Ok(())
 }

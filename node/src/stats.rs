@@ -1,4 +1,5 @@
 //! Node counters, plain integers; the shell exports them.
+use overlay_proto::counters::{DropCounters, Reason};
 use serde::Serialize;
 
 /// Why the node dropped a frame or datagram. Names are stable (status JSON,
@@ -37,9 +38,8 @@ pub enum DropReason {
     TxQueueFull,
 }
 
-impl DropReason {
-    /// Every reason, in a stable order.
-    pub const ALL: [DropReason; 15] = [
+impl Reason for DropReason {
+    const ALL: &'static [DropReason] = &[
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::UnknownType,
@@ -57,8 +57,11 @@ impl DropReason {
         DropReason::TxQueueFull,
     ];
 
-    /// The stable snake_case name.
-    pub fn name(self) -> &'static str {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> &'static str {
         match self {
             DropReason::Truncated => "truncated",
             DropReason::BadVersion => "bad_version",
@@ -96,36 +99,7 @@ impl From<overlay_proto::Error> for DropReason {
 }
 
 /// Drop counters, one per [`DropReason`].
-#[derive(Debug, Clone, Default)]
-pub struct Drops([u64; DropReason::ALL.len()]);
-
-impl Drops {
-    /// Count one drop.
-    pub fn add(&mut self, r: DropReason) {
-        self.0[r as usize] += 1;
-    }
-
-    /// The count for one reason.
-    pub fn get(&self, r: DropReason) -> u64 {
-        self.0[r as usize]
-    }
-
-    /// All drops.
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
-    }
-}
-
-impl Serialize for Drops {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(DropReason::ALL.len()))?;
-        for r in DropReason::ALL {
-            m.serialize_entry(r.name(), &self.get(r))?;
-        }
-        m.end()
-    }
-}
+pub type Drops = DropCounters<DropReason>;
 
 /// Traffic and session counters.
 #[derive(Debug, Clone, Default, Serialize)]

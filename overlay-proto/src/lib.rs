@@ -5,6 +5,7 @@
 //! build on it, so the same code parses every datagram either side receives.
 //!
 //! # Layout
+//! - [`counters`]: drop counters by reason, plain integers.
 //! - [`wire`]: zero-copy views of the outer header (`Header::new_checked` is
 //!   the only door for untrusted bytes) and the message types.
 //! - [`keys`]: X25519 static keys, their base64 text form, the network PSK.
@@ -19,6 +20,7 @@
 //! The normative description is `docs/protocol.md` at the repository root.
 #![forbid(unsafe_code)]
 
+pub mod counters;
 pub mod crypto;
 pub mod handshake;
 pub mod keys;

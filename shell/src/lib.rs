@@ -6,10 +6,12 @@
 //! # Layout
 //! - [`admin`]: the local admin socket (bind with safe permissions, request).
 //! - [`config`]: config-file errors naming file, key and problem; key files.
+//! - [`testing`]: checks of the shared command-line contract, for `tests/cli.rs`.
 //! - this file: logging, key commands, shutdown signal.
 
 pub mod admin;
 pub mod config;
+pub mod testing;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -66,5 +68,46 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// A rate-limited drop summary: bad input is counted by the cores and never
+/// logged per packet; this logs at most one warning per interval, and only if
+/// the total grew.
+#[derive(Debug)]
+pub struct DropLog {
+    interval: std::time::Duration,
+    next: std::time::Instant,
+    last_total: u64,
+    status_cmd: &'static str,
+}
+
+impl DropLog {
+    /// One summary per 10 s at most; `status_cmd` is what to run for details.
+    pub fn new(now: std::time::Instant, status_cmd: &'static str) -> DropLog {
+        let interval = std::time::Duration::from_secs(10);
+        DropLog {
+            interval,
+            next: now + interval,
+            last_total: 0,
+            status_cmd,
+        }
+    }
+
+    /// Call often; logs when the interval has passed and drops grew.
+    pub fn tick(&mut self, now: std::time::Instant, total: u64) {
+        if now < self.next {
+            return;
+        }
+        self.next = now + self.interval;
+        if total > self.last_total {
+            tracing::warn!(
+                dropped = total - self.last_total,
+                "dropped in the last {} s (by reason: `{}`)",
+                self.interval.as_secs(),
+                self.status_cmd
+            );
+            self.last_total = total;
+        }
     }
 }

@@ -14,8 +14,6 @@ use crate::core::{Event, Switch};
 
 /// Datagrams handled per wakeup before timers and transmits get a turn.
 const RX_BATCH: usize = 64;
-/// At most one drop summary per this interval (never one log line per packet).
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Run the switch until `shutdown` completes.
 pub async fn run(
@@ -32,8 +30,7 @@ pub async fn run(
     }
     tokio::pin!(shutdown);
     let mut buf = vec![0u8; 65536];
-    let mut last_drops = 0u64;
-    let mut next_drop_log = Instant::now() + DROP_LOG_INTERVAL;
+    let mut drop_log = tapmesh_shell::DropLog::new(Instant::now(), "tapmesh-switch status");
     loop {
         let deadline = core
             .poll_timeout()
@@ -86,18 +83,7 @@ pub async fn run(
                 tracing::debug!(error = %e, "send failed");
             }
         }
-        if now >= next_drop_log {
-            next_drop_log = now + DROP_LOG_INTERVAL;
-            let total = core.drops().total();
-            if total > last_drops {
-                tracing::warn!(
-                    dropped = total - last_drops,
-                    "datagrams dropped in the last {} s (see `tapmesh-switch status`)",
-                    DROP_LOG_INTERVAL.as_secs()
-                );
-                last_drops = total;
-            }
-        }
+        drop_log.tick(now, core.drops().total());
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Counters the switch core keeps as plain integers. The shell turns them into
 //! status output (and, later, Prometheus metrics); nothing here formats or
 //! allocates per frame.
+use overlay_proto::counters::{DropCounters, Reason};
 use serde::Serialize;
 
 /// Why a datagram or frame was dropped. The names are stable: they appear in
@@ -47,9 +48,8 @@ pub enum DropReason {
     TxQueueFull,
 }
 
-impl DropReason {
-    /// Every reason, in a stable order.
-    pub const ALL: [DropReason; 19] = [
+impl Reason for DropReason {
+    const ALL: &'static [DropReason] = &[
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::UnknownType,
@@ -71,8 +71,11 @@ impl DropReason {
         DropReason::TxQueueFull,
     ];
 
-    /// The stable snake_case name.
-    pub fn name(self) -> &'static str {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> &'static str {
         match self {
             DropReason::Truncated => "truncated",
             DropReason::BadVersion => "bad_version",
@@ -114,36 +117,7 @@ impl From<overlay_proto::Error> for DropReason {
 }
 
 /// Drop counters, one per [`DropReason`].
-#[derive(Debug, Clone, Default)]
-pub struct Drops([u64; DropReason::ALL.len()]);
-
-impl Drops {
-    /// Count one drop.
-    pub fn add(&mut self, r: DropReason) {
-        self.0[r as usize] += 1;
-    }
-
-    /// The count for one reason.
-    pub fn get(&self, r: DropReason) -> u64 {
-        self.0[r as usize]
-    }
-
-    /// All drops.
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
-    }
-}
-
-impl Serialize for Drops {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(DropReason::ALL.len()))?;
-        for r in DropReason::ALL {
-            m.serialize_entry(r.name(), &self.get(r))?;
-        }
-        m.end()
-    }
-}
+pub type Drops = DropCounters<DropReason>;
 
 /// Frames forwarded, by kind (counted once per received frame).
 #[derive(Debug, Clone, Default, Serialize)]

@@ -1,0 +1,121 @@
+//! `tapmesh-demo [HOSTS]`: builds a switch and HOSTS (default 3) hosts in
+//! network namespaces, starts the real binaries, shows every pair pinging,
+//! and keeps it all running until Ctrl-C (SIGINT) or SIGTERM, then removes
+//! everything it made. Needs root; finds the binaries beside itself (or in
+//! `TAPMESH_BIN_DIR`).
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use integration::Topology;
+use integration::topology::{overlay_v4, overlay_v6};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe; the sigaction struct is fully initialised.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Under `cargo run`, build the switch and node binaries first (in the same
+/// profile as this demo), so the README's one command is enough on a fresh
+/// checkout. Cargo releases its build lock before running us.
+fn build_binaries_if_run_by_cargo() {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return;
+    };
+    let release = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.ends_with("release")))
+        .unwrap_or(false);
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "-p", "tapmesh-switch", "-p", "tapmesh-node"]);
+    if release {
+        cmd.arg("--release");
+    }
+    println!("building tapmesh-switch and tapmesh-node ...");
+    match cmd.status() {
+        Ok(s) if s.success() => {}
+        other => {
+            eprintln!("building the binaries failed: {other:?}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn main() {
+    let hosts: usize = match std::env::args().nth(1) {
+        None => 3,
+        Some(arg) => match arg.parse() {
+            Ok(n) if (2..=50).contains(&n) => n,
+            _ => {
+                eprintln!("usage: tapmesh-demo [HOSTS]   (2..=50, default 3)");
+                std::process::exit(2);
+            }
+        },
+    };
+    build_binaries_if_run_by_cargo();
+    // Before anything is built, so an early Ctrl-C still cleans up.
+    install_handlers();
+
+    let mut topo = Topology::central(hosts);
+    println!("built:\n{}", topo.describe());
+    println!("starting tapmesh-switch and {hosts} tapmesh-node processes ...");
+    topo.start_all(Duration::from_secs(30));
+    println!("overlay is up.\n");
+
+    for a in 1..=hosts {
+        for b in (1..=hosts).filter(|&b| b != a) {
+            for ip in [overlay_v4(b).to_string(), overlay_v6(b).to_string()] {
+                if STOP.load(Ordering::SeqCst) {
+                    break;
+                }
+                println!("$ ip netns exec {} ping -c 3 {ip}", topo.ns(a).name());
+                let out = topo
+                    .ns(a)
+                    .exec("ping", &["-n", "-c", "3", "-i", "0.2", &ip]);
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                println!();
+            }
+        }
+    }
+
+    let status_cmd = format!(
+        "{} status --macs --socket {}",
+        integration::bins::bin("tapmesh-switch").display(),
+        topo.admin_socket().display()
+    );
+    println!("$ {status_cmd}");
+    if let Ok(out) = std::process::Command::new("sh")
+        .args(["-c", &status_cmd])
+        .output()
+    {
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    println!(
+        "\nrunning. Try:\n  ip netns exec {} ping {}\n  {status_cmd}\nCtrl-C tears everything down.",
+        topo.ns(1).name(),
+        overlay_v4(2)
+    );
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        if !topo.switch_running() {
+            eprintln!("the switch exited; tearing down");
+            break;
+        }
+    }
+    println!("tearing down {} ...", topo.prefix());
+    drop(topo);
+    println!("done.");
+}

@@ -1,0 +1,173 @@
+//! Keys and configuration files, made with the binaries' own `keygen` and
+//! `pubkey` subcommands so the tests exercise them too.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A private key written to a file (mode 0600) and its public key.
+#[derive(Debug, Clone)]
+pub struct KeyPair {
+    /// The file holding the base64 private key.
+    pub private_key_file: PathBuf,
+    /// The base64 public key.
+    pub public_key: String,
+}
+
+impl KeyPair {
+    /// Runs `binary keygen`, writes the private key to `file`, and derives the
+    /// public key with `binary pubkey`.
+    pub fn generate(binary: &Path, file: &Path) -> KeyPair {
+        let private = run_stdout(binary, &["keygen"], None);
+        let public = run_stdout(binary, &["pubkey"], Some(&private));
+        write_private(file, &private);
+        KeyPair {
+            private_key_file: file.to_path_buf(),
+            public_key: public,
+        }
+    }
+}
+
+fn write_private(path: &Path, key: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    writeln!(f, "{key}").expect("writing key file");
+}
+
+/// Runs `binary args…` with optional stdin and returns its trimmed single-line
+/// stdout; panics with stderr on failure or on empty output.
+fn run_stdout(binary: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {} {args:?}: {e}", binary.display()));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        writeln!(pipe, "{input}").expect("writing key to stdin");
+    }
+    let out = child.wait_with_output().expect("waiting for key command");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && !text.is_empty() && !text.contains('\n'),
+        "`{} {}` failed or printed no single line ({}): stdout {text:?}, stderr {}",
+        binary.display(),
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// One `[[node]]` entry of the switch's config.
+#[derive(Debug, Clone)]
+pub struct AdmittedNode {
+    /// The node's name.
+    pub name: String,
+    /// Its base64 public key.
+    pub public_key: String,
+}
+
+/// What `switch.toml` says.
+#[derive(Debug, Clone)]
+pub struct SwitchConfig {
+    /// `listen`, e.g. `198.18.0.3:7777`.
+    pub listen: String,
+    /// `private-key-file`.
+    pub private_key_file: PathBuf,
+    /// `admin-socket`.
+    pub admin_socket: PathBuf,
+    /// `mac-aging-secs`.
+    pub mac_aging_secs: u64,
+    /// `node-timeout-secs`.
+    pub node_timeout_secs: u64,
+    /// The admitted nodes.
+    pub nodes: Vec<AdmittedNode>,
+}
+
+impl SwitchConfig {
+    /// The TOML text.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "listen = {}\nprivate-key-file = {}\nadmin-socket = {}\nmac-aging-secs = {}\nnode-timeout-secs = {}\n",
+            quote(&self.listen),
+            quote_path(&self.private_key_file),
+            quote_path(&self.admin_socket),
+            self.mac_aging_secs,
+            self.node_timeout_secs,
+        );
+        for node in &self.nodes {
+            s += &format!(
+                "\n[[node]]\nname = {}\npublic-key = {}\n",
+                quote(&node.name),
+                quote(&node.public_key)
+            );
+        }
+        s
+    }
+}
+
+/// What `node.toml` says.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `name`.
+    pub name: String,
+    /// `private-key-file`.
+    pub private_key_file: PathBuf,
+    /// `switch`, the switch's UDP address.
+    pub switch: String,
+    /// `switch-public-key`.
+    pub switch_public_key: String,
+    /// `admin-socket`.
+    pub admin_socket: PathBuf,
+    /// `[tap] name`.
+    pub tap_name: String,
+    /// `[tap] mtu`.
+    pub tap_mtu: u32,
+    /// `[tap] address`, CIDR strings.
+    pub tap_addresses: Vec<String>,
+}
+
+impl NodeConfig {
+    /// The TOML text.
+    pub fn render(&self) -> String {
+        let addrs: Vec<String> = self.tap_addresses.iter().map(|a| quote(a)).collect();
+        format!(
+            "name = {}\nprivate-key-file = {}\nswitch = {}\nswitch-public-key = {}\nadmin-socket = {}\n\n[tap]\nname = {}\nmtu = {}\naddress = [{}]\n",
+            quote(&self.name),
+            quote_path(&self.private_key_file),
+            quote(&self.switch),
+            quote(&self.switch_public_key),
+            quote_path(&self.admin_socket),
+            quote(&self.tap_name),
+            self.tap_mtu,
+            addrs.join(", "),
+        )
+    }
+}
+
+/// A TOML basic string. Our values never hold quotes or backslashes, but
+/// escape them anyway rather than write a broken file.
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn quote_path(p: &Path) -> String {
+    quote(&p.to_string_lossy())
+}
+
+/// Writes `text` to `path`, panicking with the path on failure.
+pub fn write_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}

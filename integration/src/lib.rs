@@ -1,0 +1,61 @@
+//! Test hosts in real Linux network namespaces, running the real
+//! `tapmesh-switch` and `tapmesh-node` binaries.
+//!
+//! Why namespaces: the unit tests and the simulator in `switch/` and `node/`
+//! check the state machines; only a real TAP, a real UDP socket and a real
+//! kernel TCP stack show that the pieces fit. Every topology lives in
+//! namespaces it creates itself, uses only 198.18.0.0/15 and `fd00::/8`, and
+//! never touches the root namespace's interfaces: veth pairs are created
+//! directly inside the namespaces.
+//!
+//! Everything a test creates is held by a guard whose `Drop` removes it, also
+//! when the test panics: [`Netns`] deletes its namespace, [`Process`] stops
+//! the process it started (by PID, SIGTERM then SIGKILL), [`Topology`] stops
+//! its processes, prints the tail of their logs if the test failed, and then
+//! drops its namespaces and temporary directory.
+//!
+//! The tests need root. Without it they fail loudly ([`require_root`]); they
+//! never skip.
+//!
+//! # Layout
+//! - [`bins`]: where the `tapmesh-*` binaries are (`TAPMESH_BIN_DIR`, else
+//!   beside the running executable).
+//! - [`netns`]: the [`Netns`] guard, running commands in a namespace, and
+//!   running Rust code in one ([`Netns::enter`]: sockets made there stay there).
+//! - [`process`]: the [`Process`] guard.
+//! - [`config`]: keys and the TOML files for the switch and the nodes.
+//! - [`topology`]: [`Topology::central`], one switch namespace with a bridge and
+//!   N hosts.
+//! - [`traffic`]: TCP transfers with byte-for-byte checks, UDP sprays.
+//! - [`capture`]: an `AF_PACKET` capture on an interface inside a namespace.
+//! - [`status`]: reading the `status --json` output (missing keys count as 0).
+//! - [`wait`]: [`wait_until`], polling with a deadline instead of sleeping.
+
+pub mod bins;
+pub mod capture;
+pub mod config;
+pub mod netns;
+pub mod process;
+pub mod status;
+pub mod topology;
+pub mod traffic;
+pub mod wait;
+
+pub use capture::{Capture, Frame};
+pub use netns::Netns;
+pub use process::Process;
+pub use topology::{Topology, Underlay};
+pub use wait::wait_until;
+
+/// Panics with a clear message unless the effective user is root. Namespace
+/// tests must fail, not skip, when they cannot run.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "tapmesh integration tests must run as root (they create network namespaces, \
+         veth pairs and TAP devices); effective uid is {euid}. Run e.g. \
+         `sudo -E cargo test --release -p integration`."
+    );
+}

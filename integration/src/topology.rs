@@ -1,0 +1,671 @@
+//! [`Topology::central`]: one switch namespace and N host namespaces on a
+//! bridge, running the real binaries.
+//!
+//! ```text
+//!   {prefix}-sw: br0 198.18.0.3/24 fd00:18::3/64, tapmesh-switch on :7777
+//!        |  vh1      |  vh2      |  vhN        (veth pairs, made inside the namespaces)
+//!   {prefix}-h1   {prefix}-h2   {prefix}-hN
+//!   eth0 198.18.0.(10+i)/24  fd00:18::(10+i)/64      underlay
+//!   tapmesh0 198.19.0.i/24   fd00:19::i/64            overlay, made by tapmesh-node
+//! ```
+//!
+//! Keys and configs are written to `/tmp/{prefix}/`, with one log file per
+//! process run. Dropping the topology stops every process (nodes first), prints
+//! the tail of every log if the thread is panicking, and removes the
+//! namespaces and the directory (kept if `TAPMESH_KEEP_DIR` is set).
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::{AdmittedNode, KeyPair, NodeConfig, SwitchConfig, write_file};
+use crate::process::tail;
+use crate::traffic::{TransferReport, tcp_transfer};
+use crate::{Netns, Process, bins, status, wait_until};
+
+/// The switch's UDP port.
+pub const SWITCH_PORT: u16 = 7777;
+/// The TAP device name every node uses.
+pub const TAP: &str = "tapmesh0";
+/// The TAP MTU every node uses (leaves room for 36 B of tapmesh overhead and
+/// an IPv6 + UDP header inside the veths' 1500).
+pub const TAP_MTU: u32 = 1400;
+/// How long a process gets to become ready (socket bound, TAP made).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lines of each log printed when a test fails.
+const LOG_TAIL_LINES: usize = 60;
+
+/// Which address family the nodes use to reach the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Underlay {
+    /// `198.18.0.3:7777`.
+    V4,
+    /// `[fd00:18::3]:7777`.
+    V6,
+}
+
+#[derive(Debug)]
+struct Host {
+    name: String,
+    ns: Netns,
+    admitted: bool,
+    key: Option<KeyPair>,
+    node: Option<Process>,
+    runs: u32,
+}
+
+/// A switch and hosts in namespaces. Hosts are numbered from 1 (`h1`).
+#[derive(Debug)]
+pub struct Topology {
+    prefix: String,
+    dir: PathBuf,
+    underlay: Underlay,
+    switch_key: Option<KeyPair>,
+    switch: Option<Process>,
+    switch_runs: u32,
+    logs: Vec<PathBuf>,
+    hosts: Vec<Host>,
+    sw: Netns,
+}
+
+impl Topology {
+    /// Builds the namespaces for a switch and `n_hosts` admitted hosts, with
+    /// an IPv4 underlay. Starts nothing.
+    pub fn central(n_hosts: usize) -> Topology {
+        Self::central_with(n_hosts, Underlay::V4)
+    }
+
+    /// Like [`Topology::central`], choosing the underlay address family.
+    pub fn central_with(n_hosts: usize, underlay: Underlay) -> Topology {
+        crate::require_root();
+        let prefix = crate::netns::unique_prefix();
+        let dir = std::env::temp_dir().join(&prefix);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let sw = Netns::new(&format!("{prefix}-sw"));
+        let mut topo = Topology {
+            prefix,
+            dir,
+            underlay,
+            switch_key: None,
+            switch: None,
+            switch_runs: 0,
+            logs: Vec::new(),
+            hosts: Vec::new(),
+            sw,
+        };
+        topo.sw.ip(&[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        topo.sw.ip(&["addr", "add", "198.18.0.3/24", "dev", "br0"]);
+        topo.sw
+            .ip(&["addr", "add", "fd00:18::3/64", "dev", "br0", "nodad"]);
+        topo.sw.ip(&["link", "set", "br0", "up"]);
+        for _ in 0..n_hosts {
+            topo.add_host(true);
+        }
+        topo
+    }
+
+    fn add_host(&mut self, admitted: bool) -> usize {
+        let i = self.hosts.len() + 1;
+        let name = format!("h{i}");
+        let ns = Netns::new(&format!("{}-{name}", self.prefix));
+        let port = format!("vh{i}");
+        self.sw.ip(&[
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns.name(),
+        ]);
+        self.sw.ip(&["link", "set", &port, "master", "br0"]);
+        self.sw.ip(&["link", "set", &port, "up"]);
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", underlay_v4(i)),
+            "dev",
+            "eth0",
+        ]);
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{}/64", underlay_v6(i)),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        self.hosts.push(Host {
+            name,
+            ns,
+            admitted,
+            key: None,
+            node: None,
+            runs: 0,
+        });
+        i
+    }
+
+    /// Adds a host whose key is *not* in the switch's config (a switch started
+    /// earlier or later never admits it). Returns its index.
+    pub fn add_unadmitted_node(&mut self) -> usize {
+        self.add_host(false)
+    }
+
+    /// The namespace prefix, `tmi{pid}x{n}`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The directory with keys, configs and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of hosts (admitted or not).
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// The switch's namespace.
+    pub fn switch_ns(&self) -> &Netns {
+        &self.sw
+    }
+
+    /// Host `i`'s namespace.
+    pub fn ns(&self, i: usize) -> &Netns {
+        &self.host(i).ns
+    }
+
+    /// Host `i`'s name (`h{i}`), also its node name.
+    pub fn host_name(&self, i: usize) -> &str {
+        &self.host(i).name
+    }
+
+    fn host(&self, i: usize) -> &Host {
+        assert!(
+            (1..=self.hosts.len()).contains(&i),
+            "no host h{i} (have {})",
+            self.hosts.len()
+        );
+        &self.hosts[i - 1]
+    }
+
+    fn host_mut(&mut self, i: usize) -> &mut Host {
+        assert!(
+            (1..=self.hosts.len()).contains(&i),
+            "no host h{i} (have {})",
+            self.hosts.len()
+        );
+        &mut self.hosts[i - 1]
+    }
+
+    /// The switch's UDP address for the chosen underlay.
+    pub fn switch_addr(&self) -> SocketAddr {
+        let ip: IpAddr = match self.underlay {
+            Underlay::V4 => Ipv4Addr::new(198, 18, 0, 3).into(),
+            Underlay::V6 => "fd00:18::3".parse::<Ipv6Addr>().expect("literal").into(),
+        };
+        SocketAddr::new(ip, SWITCH_PORT)
+    }
+
+    /// The switch's admin socket (for `tapmesh-switch status --socket`).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.join("switch.sock")
+    }
+
+    fn node_admin_socket(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("h{i}.sock"))
+    }
+
+    /// Generates any keys not yet made (switch and every host).
+    fn ensure_keys(&mut self) {
+        if self.switch_key.is_none() {
+            let file = self.dir.join("switch.key");
+            self.switch_key = Some(KeyPair::generate(&bins::bin(bins::SWITCH), &file));
+        }
+        for h in &mut self.hosts {
+            if h.key.is_none() {
+                let file = self.dir.join(format!("{}.key", h.name));
+                h.key = Some(KeyPair::generate(&bins::bin(bins::NODE), &file));
+            }
+        }
+    }
+
+    fn switch_config(&self) -> SwitchConfig {
+        SwitchConfig {
+            listen: self.switch_addr().to_string(),
+            private_key_file: self.dir.join("switch.key"),
+            admin_socket: self.admin_socket(),
+            mac_aging_secs: 300,
+            node_timeout_secs: 30,
+            nodes: self
+                .hosts
+                .iter()
+                .filter(|h| h.admitted)
+                .map(|h| AdmittedNode {
+                    name: h.name.clone(),
+                    public_key: h.key.as_ref().expect("keys made").public_key.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Writes `switch.toml`, starts the switch, and waits until its UDP port is
+    /// bound and its admin socket answers `status`.
+    pub fn start_switch(&mut self) {
+        assert!(self.switch.is_none(), "switch already running");
+        self.ensure_keys();
+        let config = self.dir.join("switch.toml");
+        write_file(&config, &self.switch_config().render());
+        self.switch_runs += 1;
+        let log = self.dir.join(format!("switch.{}.log", self.switch_runs));
+        self.logs.push(log.clone());
+        let config = config.to_string_lossy().into_owned();
+        let process = Process::spawn(
+            "switch",
+            &self.sw,
+            &bins::bin(bins::SWITCH),
+            &["run", "--config", &config],
+            log,
+        );
+        self.switch = Some(process);
+        let ready = wait_until(READY_TIMEOUT, || {
+            self.assert_switch_running();
+            self.switch_udp_bound() && self.try_switch_status().is_ok()
+        });
+        assert!(
+            ready,
+            "switch did not become ready (UDP {} bound and admin socket answering) within {READY_TIMEOUT:?}; last status error: {:?}",
+            self.switch_addr(),
+            self.try_switch_status().err()
+        );
+    }
+
+    /// Whether some UDP socket in the switch namespace is bound to port 7777.
+    pub fn switch_udp_bound(&self) -> bool {
+        let port = format!(":{SWITCH_PORT:04X}");
+        let file = match self.underlay {
+            Underlay::V4 => "udp",
+            Underlay::V6 => "udp6",
+        };
+        self.sw.proc_net(file).lines().skip(1).any(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| local.ends_with(&port))
+        })
+    }
+
+    fn assert_switch_running(&mut self) {
+        let sw = self.switch.as_mut().expect("switch not started");
+        if let Some(status) = sw.try_exit() {
+            panic!(
+                "switch exited unexpectedly ({status}); log {}:\n{}",
+                sw.log().display(),
+                tail(sw.log(), LOG_TAIL_LINES)
+            );
+        }
+    }
+
+    /// The switch's PID.
+    pub fn switch_pid(&self) -> u32 {
+        self.switch.as_ref().expect("switch not started").pid()
+    }
+
+    /// Whether the switch process is running.
+    pub fn switch_running(&mut self) -> bool {
+        self.switch.as_mut().is_some_and(Process::is_running)
+    }
+
+    /// Stops the switch with SIGTERM (SIGKILL after a grace period) and returns
+    /// its exit status.
+    pub fn stop_switch(&mut self) -> ExitStatus {
+        self.switch.take().expect("switch not started").stop()
+    }
+
+    /// Kills the switch with SIGKILL (no cleanup, like a crash) and starts a
+    /// new one with the same config. The nodes are left alone.
+    pub fn restart_switch_kill9(&mut self) {
+        let mut old = self.switch.take().expect("switch not started");
+        old.kill9();
+        drop(old);
+        self.start_switch();
+    }
+
+    /// `tapmesh-switch status --json`, or why it failed.
+    pub fn try_switch_status(&self) -> Result<Value, String> {
+        let socket = self.admin_socket();
+        status_json(&bins::bin(bins::SWITCH), &socket)
+    }
+
+    /// `tapmesh-switch status --json`; panics if it fails.
+    pub fn switch_status(&self) -> Value {
+        self.try_switch_status()
+            .unwrap_or_else(|e| panic!("switch status failed: {e}"))
+    }
+
+    /// `tapmesh-node status --json` for host `i`; panics if it fails.
+    pub fn node_status(&self, i: usize) -> Value {
+        status_json(&bins::bin(bins::NODE), &self.node_admin_socket(i))
+            .unwrap_or_else(|e| panic!("h{i} status failed: {e}"))
+    }
+
+    /// Writes `h{i}.toml`, starts the node in host `i`, and waits until its TAP
+    /// exists.
+    pub fn start_node(&mut self, i: usize) {
+        assert!(self.host(i).node.is_none(), "h{i} already running");
+        self.ensure_keys();
+        let switch_public_key = self
+            .switch_key
+            .as_ref()
+            .expect("keys made")
+            .public_key
+            .clone();
+        let host = self.host(i);
+        let config = NodeConfig {
+            name: host.name.clone(),
+            private_key_file: host
+                .key
+                .as_ref()
+                .expect("keys made")
+                .private_key_file
+                .clone(),
+            switch: self.switch_addr().to_string(),
+            switch_public_key,
+            admin_socket: self.node_admin_socket(i),
+            tap_name: TAP.to_string(),
+            tap_mtu: TAP_MTU,
+            tap_addresses: vec![
+                format!("{}/24", overlay_v4(i)),
+                format!("{}/64", overlay_v6(i)),
+            ],
+        };
+        let path = self.dir.join(format!("h{i}.toml"));
+        write_file(&path, &config.render());
+        let runs = {
+            let h = self.host_mut(i);
+            h.runs += 1;
+            h.runs
+        };
+        let log = self.dir.join(format!("h{i}.{runs}.log"));
+        self.logs.push(log.clone());
+        let path = path.to_string_lossy().into_owned();
+        let process = Process::spawn(
+            &format!("h{i}"),
+            &self.host(i).ns,
+            &bins::bin(bins::NODE),
+            &["run", "--config", &path],
+            log,
+        );
+        self.host_mut(i).node = Some(process);
+        let ready = wait_until(READY_TIMEOUT, || {
+            self.assert_node_running(i);
+            self.host(i).ns.has_link(TAP)
+        });
+        assert!(ready, "h{i}: {TAP} did not appear within {READY_TIMEOUT:?}");
+    }
+
+    fn assert_node_running(&mut self, i: usize) {
+        let node = self.host_mut(i).node.as_mut().expect("node not started");
+        if let Some(status) = node.try_exit() {
+            panic!(
+                "h{i}'s node exited unexpectedly ({status}); log {}:\n{}",
+                node.log().display(),
+                tail(node.log(), LOG_TAIL_LINES)
+            );
+        }
+    }
+
+    /// Starts the switch and every admitted host's node, and waits until every
+    /// pair of them pings over IPv4 and IPv6 (panics with the failures if not
+    /// within `timeout`).
+    pub fn start_all(&mut self, timeout: Duration) {
+        self.start_switch();
+        let admitted: Vec<usize> = (1..=self.hosts.len())
+            .filter(|&i| self.host(i).admitted)
+            .collect();
+        for &i in &admitted {
+            self.start_node(i);
+        }
+        if let Err(e) = self.wait_mesh(&admitted, timeout) {
+            panic!("overlay did not come up within {timeout:?}: {e}");
+        }
+    }
+
+    /// Waits until every ordered pair of `hosts` pings over the overlay, IPv4
+    /// and IPv6. Returns the pairs that still failed at the deadline.
+    pub fn wait_mesh(&self, hosts: &[usize], timeout: Duration) -> Result<(), String> {
+        let mut failed = Vec::new();
+        let deadline = std::time::Instant::now() + timeout;
+        for &a in hosts {
+            for &b in hosts {
+                if a == b {
+                    continue;
+                }
+                for ip in [IpAddr::from(overlay_v4(b)), IpAddr::from(overlay_v6(b))] {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if !self.ping_ok_within(a, ip, left) {
+                        failed.push(format!("h{a} -> {ip}"));
+                    }
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join(", "))
+        }
+    }
+
+    /// Whether the switch lists host `i` as connected.
+    pub fn is_connected(&self, i: usize) -> bool {
+        self.try_switch_status()
+            .is_ok_and(|s| status::switch_node_connected(&s, self.host_name(i)))
+    }
+
+    /// The node PID of host `i`.
+    pub fn node_pid(&self, i: usize) -> u32 {
+        self.host(i).node.as_ref().expect("node not started").pid()
+    }
+
+    /// Whether host `i`'s node is running.
+    pub fn node_running(&mut self, i: usize) -> bool {
+        self.host_mut(i)
+            .node
+            .as_mut()
+            .is_some_and(Process::is_running)
+    }
+
+    /// Stops host `i`'s node with SIGTERM (SIGKILL after a grace period) and
+    /// returns its exit status.
+    pub fn stop_node(&mut self, i: usize) -> ExitStatus {
+        self.host_mut(i)
+            .node
+            .take()
+            .expect("node not started")
+            .stop()
+    }
+
+    /// Panics, with its log, if the switch or any started node has exited.
+    pub fn assert_all_running(&mut self) {
+        if self.switch.is_some() {
+            self.assert_switch_running();
+        }
+        for i in 1..=self.hosts.len() {
+            if self.host(i).node.is_some() {
+                self.assert_node_running(i);
+            }
+        }
+    }
+
+    /// Host `i`'s TAP MAC address.
+    pub fn tap_mac(&self, i: usize) -> String {
+        self.ns(i).mac(TAP)
+    }
+
+    /// One ping (`ping -c 1 -W 1`) from host `from` to `to`.
+    pub fn ping(&self, from: usize, to: impl Into<IpAddr>) -> bool {
+        let to = to.into().to_string();
+        self.ns(from)
+            .exec("ping", &["-n", "-q", "-c", "1", "-W", "1", &to])
+            .status
+            .success()
+    }
+
+    /// Pings until one succeeds or `timeout` has passed.
+    pub fn ping_ok_within(&self, from: usize, to: impl Into<IpAddr>, timeout: Duration) -> bool {
+        let to = to.into();
+        wait_until(timeout, || self.ping(from, to))
+    }
+
+    /// Sends `bytes` bytes over TCP from host `from` to `to_ip` in host `to`
+    /// and checks they arrive unchanged (see [`crate::traffic::tcp_transfer`]).
+    pub fn tcp_transfer(
+        &self,
+        from: usize,
+        to: usize,
+        to_ip: impl Into<IpAddr>,
+        bytes: u64,
+    ) -> Result<TransferReport, String> {
+        tcp_transfer(
+            self.ns(from),
+            self.ns(to),
+            to_ip.into(),
+            bytes,
+            Duration::from_secs(20),
+        )
+    }
+
+    /// A human-readable summary of what was built (used by the demo).
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "switch namespace {}: br0 198.18.0.3/24 fd00:18::3/64, tapmesh-switch on {}\n",
+            self.sw.name(),
+            self.switch_addr()
+        );
+        for (k, h) in self.hosts.iter().enumerate() {
+            let i = k + 1;
+            s += &format!(
+                "host {} ({}): eth0 {}/24 {}/64, {TAP} {}/24 {}/64{}\n",
+                h.ns.name(),
+                h.name,
+                underlay_v4(i),
+                underlay_v6(i),
+                overlay_v4(i),
+                overlay_v6(i),
+                if h.admitted { "" } else { " (not admitted)" }
+            );
+        }
+        s += &format!("keys, configs and logs: {}\n", self.dir.display());
+        s += &format!(
+            "switch status: {} status --json --socket {}\n",
+            bins::bin_dir().join(bins::SWITCH).display(),
+            self.admin_socket().display()
+        );
+        s
+    }
+
+    fn print_logs(&self) {
+        eprintln!(
+            "---- tapmesh topology {} failed; logs in {} ----",
+            self.prefix,
+            self.dir.display()
+        );
+        for log in &self.logs {
+            eprintln!("---- tail of {} ----", log.display());
+            eprintln!("{}", tail(log, LOG_TAIL_LINES));
+        }
+        eprintln!("---- end of logs ----");
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        // Nodes first, so they do not log a vanished switch; each stop is
+        // SIGTERM by PID, then SIGKILL.
+        for h in &mut self.hosts {
+            drop(h.node.take());
+        }
+        drop(self.switch.take());
+        if failed {
+            self.print_logs();
+        }
+        if std::env::var_os("TAPMESH_KEEP_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        // The Netns fields drop after this, deleting the namespaces (and with
+        // them the veths, the bridge and any TAP left behind).
+    }
+}
+
+/// Runs `binary status --json --socket PATH` and parses its output.
+fn status_json(binary: &Path, socket: &Path) -> Result<Value, String> {
+    let out = Command::new(binary)
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} status: {}: {}",
+            binary.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "bad JSON from status ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Host `i`'s underlay IPv4 address, 198.18.0.(10+i).
+pub fn underlay_v4(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, 10 + host_octet(i))
+}
+
+/// Host `i`'s underlay IPv6 address, `fd00:18::(10+i)`.
+pub fn underlay_v6(i: usize) -> Ipv6Addr {
+    format!("fd00:18::{}", 10 + host_octet(i) as u16)
+        .parse()
+        .expect("valid IPv6")
+}
+
+/// Host `i`'s overlay IPv4 address, 198.19.0.i.
+pub fn overlay_v4(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, 0, host_octet(i))
+}
+
+/// Host `i`'s overlay IPv6 address, `fd00:19::i`.
+pub fn overlay_v6(i: usize) -> Ipv6Addr {
+    format!("fd00:19::{}", host_octet(i))
+        .parse()
+        .expect("valid IPv6")
+}
+
+fn host_octet(i: usize) -> u8 {
+    assert!(
+        (1..=200).contains(&i),
+        "host index {i} out of range 1..=200"
+    );
+    i as u8
+}

@@ -1,0 +1,82 @@
+//! Checks of the command-line contract both binaries share, used by their
+//! `tests/cli.rs` against the real executables.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "tm-cli-{tag}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).expect("creating a scratch dir");
+    d
+}
+
+fn pipe(bin: &Path, arg: &str, input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(bin)
+        .arg(arg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the binary");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `keygen` prints a 44-character base64 key; `pubkey` turns it into a
+/// different one; `pubkey` exits 2 on garbage.
+pub fn check_key_commands(bin: &Path) {
+    let out = Command::new(bin).arg("keygen").output().unwrap();
+    assert!(out.status.success());
+    let key = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(key.trim().len(), 44, "{key}");
+    let out = pipe(bin, "pubkey", key.as_bytes());
+    assert!(out.status.success());
+    let public = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(public.trim().len(), 44);
+    assert_ne!(public.trim(), key.trim());
+    assert_eq!(pipe(bin, "pubkey", b"nope").status.code(), Some(2));
+}
+
+/// Run `bin run --config FILE` with `config` written to `file_name` (and
+/// `key` to `key_file` beside it, if given). Returns the exit code and stderr.
+pub fn run_config(
+    bin: &Path,
+    file_name: &str,
+    config: &str,
+    key_file: &str,
+    key: Option<&str>,
+) -> (Option<i32>, String) {
+    let d = scratch_dir("cfg");
+    if let Some(k) = key {
+        std::fs::write(d.join(key_file), k).unwrap();
+    }
+    let p = d.join(file_name);
+    std::fs::write(&p, config).unwrap();
+    let out = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&d).unwrap();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+/// Every case must exit 2 with one line naming the file and the expected key.
+pub fn check_config_errors(
+    bin: &Path,
+    file_name: &str,
+    key_file: &str,
+    cases: &[(String, Option<&str>, &str)],
+) {
+    for (cfg, key, want_key) in cases {
+        let (code, err) = run_config(bin, file_name, cfg, key_file, *key);
+        assert_eq!(code, Some(2), "config {cfg:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+        assert!(err.contains(file_name), "no file name: {err}");
+        assert!(err.contains(want_key), "key {want_key} not named: {err}");
+    }
+}
