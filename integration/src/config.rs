@@ -88,6 +88,8 @@ pub struct SwitchConfig {
     pub private_key_file: PathBuf,
     /// `admin-socket`.
     pub admin_socket: PathBuf,
+    /// `state-file`.
+    pub state_file: PathBuf,
     /// `mac-aging-secs`.
     pub mac_aging_secs: u64,
     /// `node-timeout-secs`.
@@ -100,10 +102,11 @@ impl SwitchConfig {
     /// The TOML text.
     pub fn render(&self) -> String {
         let mut s = format!(
-            "listen = {}\nprivate-key-file = {}\nadmin-socket = {}\nmac-aging-secs = {}\nnode-timeout-secs = {}\n",
+            "listen = {}\nprivate-key-file = {}\nadmin-socket = {}\nstate-file = {}\nmac-aging-secs = {}\nnode-timeout-secs = {}\n",
             quote(&self.listen),
             quote_path(&self.private_key_file),
             quote_path(&self.admin_socket),
+            quote_path(&self.state_file),
             self.mac_aging_secs,
             self.node_timeout_secs,
         );

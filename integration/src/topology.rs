@@ -253,6 +253,7 @@ impl Topology {
             listen: self.switch_addr().to_string(),
             private_key_file: self.dir.join("switch.key"),
             admin_socket: self.admin_socket(),
+            state_file: self.dir.join("switch.state"),
             mac_aging_secs: 300,
             node_timeout_secs: 30,
             nodes: self

@@ -172,6 +172,12 @@ fn switch_crash_and_restart_recovers_without_restarting_nodes() {
         "h2 -> h1 did not resume within {within:?} of the switch restart"
     );
     eprintln!("pings resumed {:?} after restart", restarted.elapsed());
+    // Both nodes heard the restarted switch's notice: the recovery did not
+    // depend on their keepalive timers (an idle node's could take 15 s).
+    for i in 1..=2 {
+        let notices = integration::status::counter(&topo.node_status(i), &["restart_notices"]);
+        assert!(notices >= 1, "h{i} got no restart notice");
+    }
     assert_eq!((topo.node_pid(1), topo.node_pid(2)), pids);
     assert!(topo.node_running(1) && topo.node_running(2));
     topo.assert_all_running();

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::handshake::{self, Initiation, Timestamp};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::notice::NoticeKey;
 use overlay_proto::session::Session;
 use overlay_proto::timers::{
     HANDSHAKE_RETRY_MAX, HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PROBE_AFTER, PROBE_TIMEOUT,
@@ -76,6 +77,8 @@ pub enum Event {
     Rekeyed,
     /// The switch stopped answering; reconnecting.
     Lost,
+    /// The switch announced a restart; reconnecting.
+    SwitchRestarted,
 }
 
 #[derive(Debug)]
@@ -102,6 +105,9 @@ pub struct Node {
     last_handshake: Option<Instant>,
     wall_base: (Instant, Duration),
     last_timestamp: Timestamp,
+    notice_key: Option<NoticeKey>,
+    /// Only restart notices newer than this are accepted (starts at our own start).
+    last_notice: Timestamp,
     tx: TxQueue,
     rng: StdRng,
     drops: Drops,
@@ -115,7 +121,11 @@ impl Node {
     /// from it so that they increase across restarts. `seed` feeds the
     /// session-index generator.
     pub fn new(cfg: NodeConfig, now: Instant, unix_now: Duration, seed: u64) -> Node {
+        let notice_key = NoticeKey::derive(&cfg.private_key, &cfg.switch_key).ok();
+        let started = Timestamp::from_unix(unix_now.as_secs(), unix_now.subsec_nanos());
         Node {
+            notice_key,
+            last_notice: started,
             cfg,
             current: None,
             previous: None,
@@ -238,7 +248,12 @@ impl Node {
                 self.handshake_response(now, &h)?;
                 return Ok(None);
             }
-            MessageType::HandshakeInit => return Err(DropReason::UnexpectedHandshake),
+            MessageType::HandshakeInit => return Err(DropReason::UnexpectedMessage),
+            MessageType::RestartNotice => {
+                let h = Header::new_checked(&buf[..])?;
+                self.restart_notice(now, &h)?;
+                return Ok(None);
+            }
             MessageType::Unknown(_) => return Err(DropReason::UnknownType),
         }
         let index = h.receiver_index();
@@ -306,6 +321,30 @@ impl Node {
         // Confirm the session to the switch at once: it keeps using the old
         // one until it sees a packet under the new one.
         self.send_keepalive(now);
+        Ok(())
+    }
+
+    fn restart_notice(&mut self, now: Instant, h: &Header<&[u8]>) -> Result<(), DropReason> {
+        let key = self.notice_key.as_ref().ok_or(DropReason::BadTag)?;
+        let ts = key.open(h)?;
+        if ts <= self.last_notice {
+            return Err(DropReason::Replay);
+        }
+        self.last_notice = ts;
+        self.counters.restart_notices += 1;
+        self.events.push(Event::SwitchRestarted);
+        // The switch has no session with us any more: start over at once.
+        if self.current.is_some() {
+            self.current = None;
+            self.previous = None;
+            self.counters.sessions_lost += 1;
+        }
+        self.handshake = None;
+        self.awaiting_since = None;
+        self.probe_sent = false;
+        self.retry_delay = HANDSHAKE_RETRY_MIN;
+        self.next_attempt = now;
+        self.start_handshake(now);
         Ok(())
     }
 

@@ -105,6 +105,9 @@ pub async fn run(
                 Event::Lost => {
                     tracing::warn!(%switch, "the switch stopped answering; reconnecting")
                 }
+                Event::SwitchRestarted => {
+                    tracing::info!(%switch, "the switch restarted; reconnecting")
+                }
             }
         }
         drop_log.tick(now, core.drops().total());

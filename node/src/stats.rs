@@ -26,8 +26,8 @@ pub enum DropReason {
     Expired,
     /// A handshake response that did not complete our handshake.
     HandshakeFailed,
-    /// A handshake initiation: nodes do not accept them from the switch.
-    UnexpectedHandshake,
+    /// A handshake initiation: nodes do not accept them.
+    UnexpectedMessage,
     /// A frame larger than the TAP MTU allows (either direction).
     Oversize,
     /// A decrypted frame shorter than an Ethernet header.
@@ -50,7 +50,7 @@ impl Reason for DropReason {
         DropReason::Replay,
         DropReason::Expired,
         DropReason::HandshakeFailed,
-        DropReason::UnexpectedHandshake,
+        DropReason::UnexpectedMessage,
         DropReason::Oversize,
         DropReason::Runt,
         DropReason::NoSession,
@@ -73,7 +73,7 @@ impl Reason for DropReason {
             DropReason::Replay => "replay",
             DropReason::Expired => "expired",
             DropReason::HandshakeFailed => "handshake_failed",
-            DropReason::UnexpectedHandshake => "unexpected_handshake",
+            DropReason::UnexpectedMessage => "unexpected_message",
             DropReason::Oversize => "oversize",
             DropReason::Runt => "runt",
             DropReason::NoSession => "no_session",
@@ -124,4 +124,6 @@ pub struct Counters {
     pub sessions_lost: u64,
     /// Keepalives sent (idle keepalives and liveness probes).
     pub keepalives_sent: u64,
+    /// Authentic restart notices from the switch.
+    pub restart_notices: u64,
 }

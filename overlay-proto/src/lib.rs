@@ -11,6 +11,7 @@
 //! - [`keys`]: X25519 static keys, their base64 text form, the network PSK.
 //! - [`handshake`]: the 1-RTT `Noise_IKpsk2_25519_AESGCM_SHA256` handshake
 //!   (via `snow`), producing one AES-256-GCM key per direction.
+//! - [`notice`]: the switch's authenticated restart notice.
 //! - [`crypto`]: AES-256-GCM sealing and opening in place, in caller-owned buffers.
 //! - [`replay`]: the anti-replay sliding window (8128 packets).
 //! - [`session`]: one established session: indices, send counter, keys, window.
@@ -24,6 +25,7 @@ pub mod counters;
 pub mod crypto;
 pub mod handshake;
 pub mod keys;
+pub mod notice;
 pub mod replay;
 pub mod session;
 pub mod timers;

@@ -9,6 +9,7 @@
 //! data     | common | receiver_index:32 | counter:64 | ciphertext | tag:128 |
 //! hs-init  | common | sender_index:32 | noise msg1 (108 B) |
 //! hs-resp  | common | sender_index:32 | receiver_index:32 | noise msg2 (48 B) |
+//! notice   | common | timestamp:96 | tag:128 |
 //! ```
 //!
 //! [`Header::new_checked`] is the only way to look at untrusted bytes; after it
@@ -35,6 +36,8 @@ pub const NOISE_RESP_LEN: usize = 48;
 pub const HS_INIT_LEN: usize = COMMON_LEN + 4 + NOISE_INIT_LEN;
 /// Total length of a handshake response datagram.
 pub const HS_RESP_LEN: usize = COMMON_LEN + 8 + NOISE_RESP_LEN;
+/// Total length of a restart notice (see [`crate::notice`]).
+pub const RESTART_NOTICE_LEN: usize = COMMON_LEN + 12 + 16;
 /// Flag bits a receiver accepts; any other bit set is refused.
 pub const KNOWN_FLAGS: u8 = 0;
 
@@ -65,6 +68,8 @@ pub enum MessageType {
     HandshakeInit,
     /// Noise message 2, responder to initiator.
     HandshakeResp,
+    /// The switch restarted: handshake again now.
+    RestartNotice,
     /// A type this version does not know.
     Unknown(u8),
 }
@@ -75,6 +80,7 @@ impl From<u8> for MessageType {
             1 => MessageType::Data,
             2 => MessageType::HandshakeInit,
             3 => MessageType::HandshakeResp,
+            4 => MessageType::RestartNotice,
             other => MessageType::Unknown(other),
         }
     }
@@ -86,6 +92,7 @@ impl From<MessageType> for u8 {
             MessageType::Data => 1,
             MessageType::HandshakeInit => 2,
             MessageType::HandshakeResp => 3,
+            MessageType::RestartNotice => 4,
             MessageType::Unknown(v) => v,
         }
     }
@@ -98,6 +105,7 @@ impl MessageType {
             MessageType::Data => DATA_HEADER_LEN + TAG_LEN,
             MessageType::HandshakeInit => HS_INIT_LEN,
             MessageType::HandshakeResp => HS_RESP_LEN,
+            MessageType::RestartNotice => RESTART_NOTICE_LEN,
             MessageType::Unknown(_) => COMMON_LEN,
         }
     }

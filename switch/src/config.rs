@@ -29,6 +29,8 @@ struct File {
     mac_table_limit: usize,
     #[serde(default = "defaults::admin_socket")]
     admin_socket: PathBuf,
+    #[serde(default = "defaults::state_file")]
+    state_file: PathBuf,
     #[serde(default)]
     node: Vec<NodeEntry>,
 }
@@ -56,6 +58,9 @@ mod defaults {
     pub fn admin_socket() -> std::path::PathBuf {
         "/run/tapmesh/switch.sock".into()
     }
+    pub fn state_file() -> std::path::PathBuf {
+        "/var/lib/tapmesh/switch.state".into()
+    }
 }
 
 /// The validated configuration of the switch process.
@@ -65,6 +70,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the admin socket goes.
     pub admin_socket: PathBuf,
+    /// Where the nodes' last endpoints are kept across restarts.
+    pub state_file: PathBuf,
     /// The core's part.
     pub core: SwitchConfig,
 }
@@ -131,6 +138,7 @@ impl Config {
         Ok(Config {
             listen,
             admin_socket: f.admin_socket,
+            state_file: f.state_file,
             core: SwitchConfig {
                 private_key,
                 psk,

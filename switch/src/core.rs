@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::handshake::{self, Timestamp};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::notice::NoticeKey;
 use overlay_proto::session::Session;
 use overlay_proto::timers::PENDING_SESSION_TIMEOUT;
 pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::wire::{
-    DATA_HEADER_LEN, DATA_OVERHEAD, HS_RESP_LEN, Header, MessageType, ethernet,
+    DATA_HEADER_LEN, DATA_OVERHEAD, HS_RESP_LEN, Header, MessageType, RESTART_NOTICE_LEN, ethernet,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -83,6 +84,13 @@ pub enum Event {
     Rekeyed {
         /// Its name.
         node: String,
+    },
+    /// A connected node's underlay address changed (NAT rebinding, roaming).
+    Roamed {
+        /// Its name.
+        node: String,
+        /// Its new underlay address.
+        endpoint: SocketAddr,
     },
     /// A node went silent for the node timeout and was forgotten.
     TimedOut {
@@ -207,7 +215,9 @@ impl Switch {
                 self.data(now, from, index, buf)
             }
             MessageType::HandshakeInit => self.handshake_init(now, from, &h),
-            MessageType::HandshakeResp => Err(DropReason::UnexpectedHandshake),
+            MessageType::HandshakeResp | MessageType::RestartNotice => {
+                Err(DropReason::UnexpectedMessage)
+            }
             MessageType::Unknown(_) => Err(DropReason::UnknownType),
         }
     }
@@ -319,7 +329,15 @@ impl Switch {
             });
         }
         port.last_heard = Some(now);
-        port.endpoint = Some(from);
+        if port.endpoint != Some(from) {
+            if port.endpoint.is_some() && !is_pending {
+                self.events.push_back(Event::Roamed {
+                    node: port.spec.name.clone(),
+                    endpoint: from,
+                });
+            }
+            port.endpoint = Some(from);
+        }
         if range.is_empty() {
             self.sessions.keepalives += 1;
             self.send_frame(id, &[]);
@@ -468,6 +486,45 @@ impl Switch {
         port.pending = None;
         port.endpoint = None;
         self.mac_counters.flushed += self.macs.flush_node(id) as u64;
+    }
+
+    /// After a restart: tell every node at its last known endpoint to
+    /// handshake again now (see `overlay_proto::notice`). `timestamp` is the
+    /// wall-clock time; `endpoints` come from the state file, by node name.
+    /// Returns how many notices were queued.
+    pub fn announce_restart<'a>(
+        &mut self,
+        timestamp: Timestamp,
+        endpoints: impl IntoIterator<Item = (&'a str, SocketAddr)>,
+    ) -> usize {
+        let mut sent = 0;
+        for (name, addr) in endpoints {
+            let Some(port) = self.ports.iter().find(|p| p.spec.name == name) else {
+                continue;
+            };
+            let Ok(key) = NoticeKey::derive(&self.cfg.private_key, &port.spec.public_key) else {
+                continue;
+            };
+            if self.tx.is_full() {
+                break;
+            }
+            let mut out = [0u8; RESTART_NOTICE_LEN];
+            key.seal(self.cfg.network_id, timestamp, &mut out);
+            let mut b = self.tx.buffer(RESTART_NOTICE_LEN);
+            b[..RESTART_NOTICE_LEN].copy_from_slice(&out);
+            b.truncate(RESTART_NOTICE_LEN);
+            self.tx.push(addr, b);
+            sent += 1;
+        }
+        sent
+    }
+
+    /// Every connected node's name and endpoint (for the state file).
+    pub fn endpoints(&self) -> Vec<(String, SocketAddr)> {
+        self.ports
+            .iter()
+            .filter_map(|p| p.endpoint.map(|e| (p.spec.name.clone(), e)))
+            .collect()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) wants to run next.

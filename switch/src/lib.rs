@@ -8,6 +8,7 @@
 //! - [`core`]: the sans-IO state machine (`handle_datagram`, `handle_timeout`,
 //!   `poll_transmit`, `poll_timeout`): sessions per node and forwarding.
 //! - [`mac_table`]: learning, aging, moves and limits.
+//! - [`state`]: the state file (nodes' last endpoints) for restart notices.
 //! - [`stats`]: drop reasons and counters, plain integers.
 //! - [`status`]: the snapshot `tapmesh-switch status` prints.
 //! - [`config`]: `switch.toml`, parsed and validated into a [`core::SwitchConfig`].
@@ -17,6 +18,7 @@ pub mod config;
 pub mod core;
 pub mod mac_table;
 pub mod server;
+pub mod state;
 pub mod stats;
 pub mod status;
 

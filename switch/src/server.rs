@@ -11,6 +11,17 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::core::{Event, Switch};
+use crate::state;
+
+/// The state file is rewritten at most this often.
+const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+fn wall_timestamp() -> overlay_proto::handshake::Timestamp {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    overlay_proto::handshake::Timestamp::from_unix(t.as_secs(), t.subsec_nanos())
+}
 
 /// Datagrams handled per wakeup before timers and transmits get a turn.
 const RX_BATCH: usize = 64;
@@ -24,6 +35,21 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let seed = rand::random();
     let mut core = Switch::new(cfg.core, Instant::now(), seed);
+    let state_file = cfg.state_file;
+    let known = state::load(&state_file);
+    if !known.is_empty() {
+        let n = core.announce_restart(
+            wall_timestamp(),
+            known.iter().map(|(n, a)| (n.as_str(), *a)),
+        );
+        tracing::info!(
+            nodes = n,
+            "sent restart notices to the nodes' last known endpoints"
+        );
+    }
+    let mut state_dirty = false;
+    let mut state_saved_at = Instant::now();
+    let mut state_warned = false;
     let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
     if let Some(l) = admin {
         tokio::spawn(admin::serve(l, admin_tx));
@@ -69,11 +95,17 @@ pub async fn run(
         core.handle_timeout(now);
         while let Some(ev) = core.poll_event() {
             match ev {
+                Event::Roamed { node, endpoint } => {
+                    state_dirty = true;
+                    tracing::info!(%node, %endpoint, "node moved to a new endpoint")
+                }
                 Event::Connected { node, endpoint } => {
+                    state_dirty = true;
                     tracing::info!(%node, %endpoint, "node connected")
                 }
                 Event::Rekeyed { node } => tracing::debug!(%node, "node rekeyed"),
                 Event::TimedOut { node } => {
+                    state_dirty = true;
                     tracing::info!(%node, "node timed out; its MACs are flushed")
                 }
             }
@@ -84,6 +116,16 @@ pub async fn run(
             }
         }
         drop_log.tick(now, core.drops().total());
+        if state_dirty && now >= state_saved_at + STATE_SAVE_INTERVAL {
+            state_dirty = false;
+            state_saved_at = now;
+            if let Err(e) = state::save(&state_file, &core.endpoints())
+                && !state_warned
+            {
+                state_warned = true;
+                tracing::warn!(file = %state_file.display(), error = %e, "cannot write the state file; restart notices will not work");
+            }
+        }
     }
     Ok(())
 }

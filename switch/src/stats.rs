@@ -24,8 +24,8 @@ pub enum DropReason {
     UnknownKey,
     /// A handshake initiation not newer than the last one from that key.
     HandshakeReplay,
-    /// A handshake response: the switch never initiates.
-    UnexpectedHandshake,
+    /// A handshake response or restart notice: the switch never gets these.
+    UnexpectedMessage,
     /// Data for a session index the switch does not have.
     UnknownSession,
     /// Data whose tag did not verify.
@@ -58,7 +58,7 @@ impl Reason for DropReason {
         DropReason::HandshakeFailed,
         DropReason::UnknownKey,
         DropReason::HandshakeReplay,
-        DropReason::UnexpectedHandshake,
+        DropReason::UnexpectedMessage,
         DropReason::UnknownSession,
         DropReason::BadTag,
         DropReason::Replay,
@@ -85,7 +85,7 @@ impl Reason for DropReason {
             DropReason::HandshakeFailed => "handshake_failed",
             DropReason::UnknownKey => "unknown_key",
             DropReason::HandshakeReplay => "handshake_replay",
-            DropReason::UnexpectedHandshake => "unexpected_handshake",
+            DropReason::UnexpectedMessage => "unexpected_message",
             DropReason::UnknownSession => "unknown_session",
             DropReason::BadTag => "bad_tag",
             DropReason::Replay => "replay",
