@@ -84,7 +84,7 @@ impl NoticeKey {
     /// Verify a notice (already checked by [`Header::new_checked`]) and return
     /// its timestamp.
     pub fn open(&self, notice: &Header<&[u8]>) -> Result<Timestamp, Error> {
-        let b = notice.clone().into_inner();
+        let b = (*notice).into_inner();
         if notice.message_type() != MessageType::RestartNotice || b.len() != RESTART_NOTICE_LEN {
             return Err(Error::Truncated);
         }
