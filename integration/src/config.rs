@@ -77,6 +77,8 @@ pub struct AdmittedNode {
     pub name: String,
     /// Its base64 public key.
     pub public_key: String,
+    /// More lines for its `[[node]]` table (e.g. `vlan = 10`), or empty.
+    pub entry_extra: String,
 }
 
 /// What `switch.toml` says.
@@ -94,6 +96,9 @@ pub struct SwitchConfig {
     pub mac_aging_secs: u64,
     /// `node-timeout-secs`.
     pub node_timeout_secs: u64,
+    /// Extra top-level lines (e.g. `metrics-listen = "…"`), written before
+    /// the `[[node]]` tables.
+    pub extra: String,
     /// The admitted nodes.
     pub nodes: Vec<AdmittedNode>,
 }
@@ -110,12 +115,19 @@ impl SwitchConfig {
             self.mac_aging_secs,
             self.node_timeout_secs,
         );
+        s += &self.extra;
+        if !self.extra.is_empty() && !self.extra.ends_with('\n') {
+            s.push('\n');
+        }
         for node in &self.nodes {
             s += &format!(
                 "\n[[node]]\nname = {}\npublic-key = {}\n",
                 quote(&node.name),
                 quote(&node.public_key)
             );
+            if !node.entry_extra.is_empty() {
+                s += &format!("{}\n", node.entry_extra.trim_end());
+            }
         }
         s
     }
@@ -140,6 +152,9 @@ pub struct NodeConfig {
     pub tap_mtu: u32,
     /// `[tap] address`, CIDR strings.
     pub tap_addresses: Vec<String>,
+    /// Extra top-level lines (e.g. `metrics-listen = "…"`), written before
+    /// the `[tap]` table.
+    pub extra: String,
 }
 
 impl NodeConfig {
@@ -147,12 +162,13 @@ impl NodeConfig {
     pub fn render(&self) -> String {
         let addrs: Vec<String> = self.tap_addresses.iter().map(|a| quote(a)).collect();
         format!(
-            "name = {}\nprivate-key-file = {}\nswitch = {}\nswitch-public-key = {}\nadmin-socket = {}\n\n[tap]\nname = {}\nmtu = {}\naddress = [{}]\n",
+            "name = {}\nprivate-key-file = {}\nswitch = {}\nswitch-public-key = {}\nadmin-socket = {}\n{}\n[tap]\nname = {}\nmtu = {}\naddress = [{}]\n",
             quote(&self.name),
             quote_path(&self.private_key_file),
             quote(&self.switch),
             quote(&self.switch_public_key),
             quote_path(&self.admin_socket),
+            self.extra.trim_end(),
             quote(&self.tap_name),
             self.tap_mtu,
             addrs.join(", "),

@@ -18,11 +18,17 @@
 //! never skip.
 //!
 //! # Layout
+//! - [`attack`]: paced floods, outsiders' handshake initiations, garbage,
+//!   UDP datagrams out of a capture (to replay), a process's fds and RSS.
+//! - [`bench`]: helpers of the `tapmesh-bench` and `tapmesh-loadgen` binaries.
 //! - [`bins`]: where the `tapmesh-*` binaries are (`TAPMESH_BIN_DIR`, else
 //!   beside the running executable).
+//! - [`monitoring`]: metrics addresses, scraping and process CPU for monitoring tests.
 //! - [`netns`]: the [`Netns`] guard, running commands in a namespace, and
 //!   running Rust code in one ([`Netns::enter`]: sockets made there stay there).
 //! - [`process`]: the [`Process`] guard.
+//! - [`http`]: a minimal HTTP GET from inside a namespace (`/metrics`, APIs).
+//! - [`prometheus`]: a real Prometheus server in a namespace, and PromQL queries.
 //! - [`config`]: keys and the TOML files for the switch and the nodes.
 //! - [`topology`]: [`Topology::central`], one switch namespace with a bridge and
 //!   N hosts.
@@ -31,11 +37,16 @@
 //! - [`status`]: reading the `status --json` output (missing keys count as 0).
 //! - [`wait`]: [`wait_until`], polling with a deadline instead of sleeping.
 
+pub mod attack;
+pub mod bench;
 pub mod bins;
 pub mod capture;
 pub mod config;
+pub mod http;
+pub mod monitoring;
 pub mod netns;
 pub mod process;
+pub mod prometheus;
 pub mod status;
 pub mod topology;
 pub mod traffic;

@@ -51,6 +51,9 @@ struct Host {
     name: String,
     ns: Netns,
     admitted: bool,
+    config_extra: String,
+    /// Extra lines for its `[[node]]` entry in `switch.toml`.
+    switch_entry_extra: String,
     key: Option<KeyPair>,
     node: Option<Process>,
     runs: u32,
@@ -68,6 +71,7 @@ pub struct Topology {
     logs: Vec<PathBuf>,
     hosts: Vec<Host>,
     sw: Netns,
+    switch_config_extra: String,
 }
 
 impl Topology {
@@ -96,6 +100,7 @@ impl Topology {
             logs: Vec::new(),
             hosts: Vec::new(),
             sw,
+            switch_config_extra: String::new(),
         };
         topo.sw.ip(&[
             "link",
@@ -155,6 +160,8 @@ impl Topology {
             name,
             ns,
             admitted,
+            config_extra: String::new(),
+            switch_entry_extra: String::new(),
             key: None,
             node: None,
             runs: 0,
@@ -225,6 +232,16 @@ impl Topology {
         SocketAddr::new(ip, SWITCH_PORT)
     }
 
+    /// The switch's public key (base64), generating keys if not yet made.
+    pub fn switch_public_key(&mut self) -> String {
+        self.ensure_keys();
+        self.switch_key
+            .as_ref()
+            .expect("keys made")
+            .public_key
+            .clone()
+    }
+
     /// The switch's admin socket (for `tapmesh-switch status --socket`).
     pub fn admin_socket(&self) -> PathBuf {
         self.dir.join("switch.sock")
@@ -256,6 +273,7 @@ impl Topology {
             state_file: self.dir.join("switch.state"),
             mac_aging_secs: 300,
             node_timeout_secs: 30,
+            extra: self.switch_config_extra.clone(),
             nodes: self
                 .hosts
                 .iter()
@@ -263,9 +281,28 @@ impl Topology {
                 .map(|h| AdmittedNode {
                     name: h.name.clone(),
                     public_key: h.key.as_ref().expect("keys made").public_key.clone(),
+                    entry_extra: h.switch_entry_extra.clone(),
                 })
                 .collect(),
         }
+    }
+
+    /// Extra top-level lines for `switch.toml` (e.g. `metrics-listen = "…"`),
+    /// used from the next [`start_switch`](Self::start_switch) on.
+    pub fn set_switch_config_extra(&mut self, toml: &str) {
+        self.switch_config_extra = toml.to_string();
+    }
+
+    /// Extra lines for host `i`'s `[[node]]` entry in `switch.toml` (e.g.
+    /// `vlan = 10`), used from the next [`start_switch`](Self::start_switch) on.
+    pub fn set_switch_node_entry_extra(&mut self, i: usize, toml: &str) {
+        self.host_mut(i).switch_entry_extra = toml.to_string();
+    }
+
+    /// Extra top-level lines for host `i`'s `h{i}.toml`, used from the next
+    /// [`start_node`](Self::start_node) on.
+    pub fn set_node_config_extra(&mut self, i: usize, toml: &str) {
+        self.host_mut(i).config_extra = toml.to_string();
     }
 
     /// Writes `switch.toml`, starts the switch, and waits until its UDP port is
@@ -396,6 +433,7 @@ impl Topology {
                 format!("{}/24", overlay_v4(i)),
                 format!("{}/64", overlay_v6(i)),
             ],
+            extra: host.config_extra.clone(),
         };
         let path = self.dir.join(format!("h{i}.toml"));
         write_file(&path, &config.render());

@@ -17,7 +17,10 @@ struct File {
     switch: String,
     switch_public_key: String,
     network_secret_file: Option<PathBuf>,
+    #[serde(default = "default_underlay_mtu")]
+    underlay_mtu: u32,
     admin_socket: Option<PathBuf>,
+    metrics_listen: Option<String>,
     tap: TapFile,
 }
 
@@ -30,6 +33,16 @@ struct TapFile {
     mtu: u32,
     #[serde(default)]
     address: Vec<String>,
+    #[serde(default = "default_offload")]
+    offload: bool,
+}
+
+fn default_offload() -> bool {
+    true
+}
+
+fn default_underlay_mtu() -> u32 {
+    1500
 }
 
 fn default_tap_name() -> String {
@@ -68,6 +81,8 @@ pub struct TapConfig {
     pub mtu: u32,
     /// Addresses to add.
     pub addresses: Vec<IfAddr>,
+    /// Open with the virtio-net header and offloads (TCP super-frames).
+    pub offload: bool,
 }
 
 /// The validated configuration of the node process.
@@ -77,6 +92,8 @@ pub struct Config {
     pub name: String,
     /// The admin socket path.
     pub admin_socket: PathBuf,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// The TAP.
     pub tap: TapConfig,
     /// The core's part.
@@ -143,6 +160,14 @@ impl Config {
                 format!("{} is out of range 576..=65000", f.tap.mtu),
             ));
         }
+        if !(576..=65535).contains(&f.underlay_mtu) {
+            return Err(err(
+                "underlay-mtu",
+                format!("{} is out of range 576..=65535", f.underlay_mtu),
+            ));
+        }
+        let metrics_listen = tapmesh_shell::config::parse_listen(f.metrics_listen.as_deref())
+            .map_err(|p| err("metrics-listen", p))?;
         let mut addresses = Vec::new();
         for (i, a) in f.tap.address.iter().enumerate() {
             let v = parse_ifaddr(a).ok_or_else(|| {
@@ -159,10 +184,12 @@ impl Config {
         Ok(Config {
             name: f.name,
             admin_socket,
+            metrics_listen,
             tap: TapConfig {
                 name: f.tap.name,
                 mtu: f.tap.mtu,
                 addresses,
+                offload: f.tap.offload,
             },
             core: NodeConfig {
                 private_key,
@@ -171,6 +198,8 @@ impl Config {
                 psk,
                 network_id: 0,
                 mtu: f.tap.mtu as usize,
+                offload: f.tap.offload,
+                underlay_mtu: f.underlay_mtu as usize,
             },
         })
     }
@@ -181,6 +210,14 @@ mod tests {
     use super::*;
 
     fn load(tap: &str) -> Result<Config, ConfigError> {
+        load_with("", tap)
+    }
+
+    fn load_top(top: &str) -> Result<Config, ConfigError> {
+        load_with(top, "")
+    }
+
+    fn load_with(top: &str, tap: &str) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!(
             "tm-ncfg-{}-{}",
             std::process::id(),
@@ -193,7 +230,7 @@ mod tests {
         std::fs::write(
             &p,
             format!(
-                "name = \"h1\"\nprivate-key-file = \"h1.key\"\nswitch = \"198.18.0.3:7777\"\nswitch-public-key = \"{}\"\n[tap]\n{tap}\n",
+                "name = \"h1\"\nprivate-key-file = \"h1.key\"\nswitch = \"198.18.0.3:7777\"\nswitch-public-key = \"{}\"\n{top}\n[tap]\n{tap}\n",
                 k.public_key()
             ),
         )
@@ -227,5 +264,15 @@ mod tests {
             "tap.name"
         );
         assert_eq!(load("bogus = 1").unwrap_err().key, "bogus");
+        assert_eq!(
+            load_top("metrics-listen = \"9101\"").unwrap_err().key,
+            "metrics-listen"
+        );
+        assert_eq!(
+            load_top("metrics-listen = \"127.0.0.1:9102\"")
+                .unwrap()
+                .metrics_listen,
+            Some("127.0.0.1:9102".parse().unwrap())
+        );
     }
 }

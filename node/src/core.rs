@@ -19,7 +19,9 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use overlay_proto::handshake::{self, Initiation, Timestamp};
+use overlay_proto::cookie::{CookieJar, MacKeys};
+use overlay_proto::frag::{FragHeader, Reassembler};
+use overlay_proto::handshake::{self, CAP_VNET, Initiation, Timestamp};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::notice::NoticeKey;
 use overlay_proto::session::Session;
@@ -29,13 +31,15 @@ use overlay_proto::timers::{
 };
 pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
+use overlay_proto::vnet::{VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
-    DATA_HEADER_LEN, DATA_OVERHEAD, HS_INIT_LEN, Header, MessageType, ethernet,
+    DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_FRAGMENT, FLAG_VNET, HS_INIT_LEN, Header, MessageType,
+    ethernet,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
-use crate::stats::{Counters, DropReason, Drops};
+use crate::stats::{Counters, DropReason, Drops, Rtt};
 
 /// Control datagrams (handshakes, keepalives) queued before new ones are dropped.
 const TX_QUEUE_LIMIT: usize = 64;
@@ -56,6 +60,29 @@ pub struct NodeConfig {
     /// The TAP MTU: frames longer than MTU + Ethernet header (+ one VLAN tag)
     /// are dropped in both directions.
     pub mtu: usize,
+    /// The TAP was opened with a virtio-net header (offloads): frames read
+    /// from it start with one, frames written to it must, and the node tells
+    /// the switch it accepts offloaded super-frames.
+    pub offload: bool,
+    /// The underlay MTU: datagrams are kept within it (larger frames travel
+    /// as fragments).
+    pub underlay_mtu: usize,
+}
+
+impl NodeConfig {
+    fn max_datagram(&self) -> usize {
+        let ip = if self.switch_addr.is_ipv4() { 20 } else { 40 };
+        self.underlay_mtu.saturating_sub(ip + 8)
+    }
+}
+
+/// Where the frame to write to the TAP is, after [`Node::handle_datagram`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TapWrite {
+    /// In the datagram buffer that was passed in.
+    InPlace(Range<usize>),
+    /// In the node's reassembly buffer: [`Node::reassembled`].
+    Reassembled(Range<usize>),
 }
 
 /// The state of the link to the switch, for status and logs.
@@ -106,6 +133,18 @@ pub struct Node {
     wall_base: (Instant, Duration),
     last_timestamp: Timestamp,
     notice_key: Option<NoticeKey>,
+    /// Keys for `mac1` and cookie replies, from the switch's public key.
+    mac_keys: MacKeys,
+    /// The switch's latest cookie (it sends one when under load).
+    cookies: CookieJar,
+    /// Fragments from the switch being put back together.
+    reassembly: Reassembler,
+    /// Reassembled frames, with room for a virtio header in front.
+    scratch: Vec<u8>,
+    /// Fragment ids for frames we send.
+    next_frame_id: u32,
+    /// Incomplete reassemblies already counted as drops.
+    fragments_lost_seen: u64,
     /// Only restart notices newer than this are accepted (starts at our own start).
     last_notice: Timestamp,
     tx: TxQueue,
@@ -113,6 +152,9 @@ pub struct Node {
     drops: Drops,
     counters: Counters,
     events: Vec<Event>,
+    /// When the latest keepalive went out, until its answer comes (RTT).
+    keepalive_sent_at: Option<Instant>,
+    rtt: Rtt,
 }
 
 impl Node {
@@ -124,7 +166,13 @@ impl Node {
         let notice_key = NoticeKey::derive(&cfg.private_key, &cfg.switch_key).ok();
         let started = Timestamp::from_unix(unix_now.as_secs(), unix_now.subsec_nanos());
         Node {
+            mac_keys: MacKeys::new(&cfg.switch_key),
+            cookies: CookieJar::default(),
             notice_key,
+            reassembly: Reassembler::default(),
+            scratch: Vec::new(),
+            next_frame_id: 0,
+            fragments_lost_seen: 0,
             last_notice: started,
             cfg,
             current: None,
@@ -144,6 +192,8 @@ impl Node {
             drops: Drops::default(),
             counters: Counters::default(),
             events: Vec::new(),
+            keepalive_sent_at: None,
+            rtt: Rtt::default(),
         }
     }
 
@@ -161,17 +211,19 @@ impl Node {
         }
     }
 
-    /// Seal a frame read from the TAP for the switch. The frame is at
+    /// Seal a frame read from the TAP for the switch. What the TAP gave (the
+    /// frame, after a virtio header if `offload`) is at
     /// `buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame_len]` and `buf` has
-    /// [`DATA_OVERHEAD`] bytes more room. Returns the datagram length
-    /// (send `buf[..len]` to [`switch_addr`](Self::switch_addr)), or why the
-    /// frame was dropped (already counted).
+    /// [`DATA_OVERHEAD`] bytes more room. Returns where in `buf` the sealed
+    /// datagram is (send it to [`switch_addr`](Self::switch_addr)), `None` if
+    /// the frame was too large for one datagram and its fragments wait in
+    /// [`poll_transmit`](Self::poll_transmit), or why it was dropped (counted).
     pub fn handle_tap_frame(
         &mut self,
         now: Instant,
         buf: &mut [u8],
         frame_len: usize,
-    ) -> Result<usize, DropReason> {
+    ) -> Result<Option<Range<usize>>, DropReason> {
         // HOT PATH
         let r = self.tap_frame(now, buf, frame_len);
         if let Err(d) = r {
@@ -184,26 +236,69 @@ impl Node {
         &mut self,
         now: Instant,
         buf: &mut [u8],
-        frame_len: usize,
-    ) -> Result<usize, DropReason> {
+        len: usize,
+    ) -> Result<Option<Range<usize>>, DropReason> {
         self.counters.tap_rx_frames += 1;
-        self.counters.tap_rx_bytes += frame_len as u64;
-        if frame_len > self.max_frame(&buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame_len]) {
-            return Err(DropReason::Oversize);
-        }
-        if frame_len < ethernet::HEADER_LEN {
+        self.counters.tap_rx_bytes += len as u64;
+        let payload = &buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len];
+        let (vnet, frame) = if self.cfg.offload {
+            let h = VnetHdr::parse(payload).ok_or(DropReason::Runt)?;
+            (Some(h), &payload[VNET_HDR_LEN..])
+        } else {
+            (None, payload)
+        };
+        if frame.len() < ethernet::HEADER_LEN {
             return Err(DropReason::Runt);
         }
+        // A GSO super-frame is checked by its segment size; others as they are.
+        let too_big = match vnet {
+            Some(h) if h.is_gso() => h.gso_size as usize > self.cfg.mtu,
+            _ => frame.len() > self.max_frame(frame),
+        };
+        if too_big {
+            return Err(DropReason::Oversize);
+        }
+        // A complete ordinary frame travels without its virtio header.
+        let (flags, start) = match vnet {
+            Some(h) if !h.is_plain() => (FLAG_VNET, 0),
+            Some(_) => (0, VNET_HDR_LEN),
+            None => (0, 0),
+        };
+        let plen = len - start;
+        let max = self.cfg.max_datagram();
         let Some(session) = self.current.as_mut().filter(|s| !s.is_expired(now)) else {
             if self.handshake.is_none() && now >= self.next_attempt {
                 self.start_handshake(now);
             }
             return Err(DropReason::NoSession);
         };
-        let n = session.seal(0, buf, frame_len).map_err(DropReason::from)?;
-        self.counters.udp_tx_datagrams += 1;
+        let sent = if plen + DATA_OVERHEAD <= max {
+            let n = session
+                .seal(flags, &mut buf[start..], plen)
+                .map_err(DropReason::from)?;
+            self.counters.udp_tx_datagrams += 1;
+            Some(start..start + n)
+        } else {
+            let mut b = self.tx.buffer(0);
+            let p = &buf[start + DATA_HEADER_LEN..start + DATA_HEADER_LEN + plen];
+            match session.seal_frame(flags, &[p], max, &mut self.next_frame_id, &mut b) {
+                Ok(stride) => {
+                    let count = b.len().div_ceil(stride.unwrap_or(b.len()).max(1));
+                    self.counters.udp_tx_datagrams += count as u64;
+                    match stride {
+                        Some(s) => self.tx.push_batch(self.cfg.switch_addr, b, s),
+                        None => self.tx.push(self.cfg.switch_addr, b),
+                    }
+                    None
+                }
+                Err(e) => {
+                    self.tx.recycle(b);
+                    return Err(DropReason::from(e));
+                }
+            }
+        };
         self.note_sent(now);
-        Ok(n)
+        Ok(sent)
     }
 
     /// The largest frame allowed: MTU plus the Ethernet header, plus 4 if the
@@ -220,7 +315,7 @@ impl Node {
         now: Instant,
         _from: SocketAddr,
         buf: &mut [u8],
-    ) -> Option<Range<usize>> {
+    ) -> Option<TapWrite> {
         // HOT PATH
         self.counters.udp_rx_datagrams += 1;
         match self.datagram(now, buf) {
@@ -232,11 +327,7 @@ impl Node {
         }
     }
 
-    fn datagram(
-        &mut self,
-        now: Instant,
-        buf: &mut [u8],
-    ) -> Result<Option<Range<usize>>, DropReason> {
+    fn datagram(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<TapWrite>, DropReason> {
         let h = Header::new_checked(&buf[..])?;
         if h.network_id() != self.cfg.network_id {
             return Err(DropReason::UnknownNetwork);
@@ -249,6 +340,11 @@ impl Node {
                 return Ok(None);
             }
             MessageType::HandshakeInit => return Err(DropReason::UnexpectedMessage),
+            MessageType::CookieReply => {
+                let h = Header::new_checked(&buf[..])?;
+                self.cookie_reply(now, &h)?;
+                return Ok(None);
+            }
             MessageType::RestartNotice => {
                 let h = Header::new_checked(&buf[..])?;
                 self.restart_notice(now, &h)?;
@@ -257,6 +353,7 @@ impl Node {
             MessageType::Unknown(_) => return Err(DropReason::UnknownType),
         }
         let index = h.receiver_index();
+        let flags = h.flags();
         let session = [self.current.as_mut(), self.previous.as_mut()]
             .into_iter()
             .flatten()
@@ -270,18 +367,76 @@ impl Node {
         self.awaiting_since = None;
         self.probe_sent = false;
         if range.is_empty() {
+            // The switch sends empty packets only to answer our keepalives.
+            if let Some(sent) = self.keepalive_sent_at.take() {
+                self.rtt.record(now.saturating_duration_since(sent));
+            }
             return Ok(None);
         }
-        let frame = &buf[range.clone()];
+        let vnet = flags & FLAG_VNET != 0;
+        if vnet && !self.cfg.offload {
+            // We never announced offload support; the switch must not send these.
+            return Err(DropReason::Offload);
+        }
+        // With an offload TAP every frame needs a virtio header in front;
+        // an all-zero one means "complete ordinary frame".
+        let add_hdr = self.cfg.offload && !vnet;
+        if flags & FLAG_FRAGMENT == 0 {
+            self.check_frame(vnet, &buf[range.clone()])?;
+            if add_hdr {
+                let start = range.start - VNET_HDR_LEN;
+                buf[start..range.start].fill(0);
+                return Ok(Some(TapWrite::InPlace(start..range.end)));
+            }
+            return Ok(Some(TapWrite::InPlace(range)));
+        }
+        let (fh, chunk) = FragHeader::parse(&buf[range]).ok_or(DropReason::Fragment)?;
+        let Some(whole) = self
+            .reassembly
+            .push(now, fh, chunk)
+            .map_err(|_| DropReason::Fragment)?
+        else {
+            return Ok(None);
+        };
+        let skip = if add_hdr { VNET_HDR_LEN } else { 0 };
+        self.scratch.clear();
+        self.scratch.resize(skip, 0);
+        self.scratch.extend_from_slice(whole);
+        let n = self.scratch.len();
+        let payload = std::mem::take(&mut self.scratch);
+        let r = self.check_frame(vnet, &payload[skip..]);
+        self.scratch = payload;
+        r?;
+        Ok(Some(TapWrite::Reassembled(0..n)))
+    }
+
+    /// The frame of a [`TapWrite::Reassembled`].
+    pub fn reassembled(&self) -> &[u8] {
+        &self.scratch
+    }
+
+    /// Check a frame (with its virtio header if `vnet`) about to go to the TAP,
+    /// and count it.
+    fn check_frame(&mut self, vnet: bool, payload: &[u8]) -> Result<(), DropReason> {
+        let (hdr, frame) = if vnet {
+            let h = VnetHdr::parse(payload).ok_or(DropReason::Runt)?;
+            (Some(h), &payload[VNET_HDR_LEN..])
+        } else {
+            (None, payload)
+        };
         if frame.len() < ethernet::HEADER_LEN {
             return Err(DropReason::Runt);
         }
-        if frame.len() > self.max_frame(frame) {
+        let too_big = match hdr {
+            Some(h) if h.is_gso() => h.gso_size as usize > self.cfg.mtu,
+            _ => frame.len() > self.max_frame(frame),
+        };
+        if too_big {
             return Err(DropReason::Oversize);
         }
         self.counters.tap_tx_frames += 1;
         self.counters.tap_tx_bytes += frame.len() as u64;
-        Ok(Some(range))
+        Ok(())
     }
 
     fn handshake_response(&mut self, now: Instant, h: &Header<&[u8]>) -> Result<(), DropReason> {
@@ -313,6 +468,7 @@ impl Node {
         self.probe_sent = false;
         self.last_handshake = Some(now);
         self.counters.handshakes_completed += 1;
+        self.counters.rekeys += u64::from(was_up);
         self.events.push(if was_up {
             Event::Rekeyed
         } else {
@@ -321,6 +477,24 @@ impl Node {
         // Confirm the session to the switch at once: it keeps using the old
         // one until it sees a packet under the new one.
         self.send_keepalive(now);
+        Ok(())
+    }
+
+    /// The switch is under load and wants our next initiation to carry a
+    /// `mac2` made with this cookie. Like WireGuard, the node does not resend
+    /// at once: the retry timer does (so a forged reply cannot make it spin).
+    fn cookie_reply(&mut self, now: Instant, h: &Header<&[u8]>) -> Result<(), DropReason> {
+        let inflight = self
+            .handshake
+            .as_ref()
+            .filter(|f| f.initiation.sender_index() == h.receiver_index())
+            .ok_or(DropReason::HandshakeFailed)?;
+        let cookie = self
+            .mac_keys
+            .open_reply(&inflight.initiation.mac1(), h)
+            .map_err(|_| DropReason::HandshakeFailed)?;
+        self.cookies.store(now, cookie);
+        self.counters.cookie_replies += 1;
         Ok(())
     }
 
@@ -368,6 +542,8 @@ impl Node {
             self.cfg.network_id,
             index,
             ts,
+            if self.cfg.offload { CAP_VNET } else { 0 },
+            self.cookies.current(now),
             &mut out,
         ) {
             Ok(initiation) => {
@@ -405,6 +581,7 @@ impl Node {
                 b.truncate(n);
                 self.tx.push(self.cfg.switch_addr, b);
                 self.counters.keepalives_sent += 1;
+                self.keepalive_sent_at = Some(now);
                 self.counters.udp_tx_datagrams += 1;
                 self.note_sent(now);
             }
@@ -421,6 +598,11 @@ impl Node {
 
     /// Run timers: handshake retries, rekey, keepalives, liveness probes.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.reassembly.expire(now);
+        let lost = self.reassembly.incomplete_dropped;
+        self.drops
+            .add_n(DropReason::Fragment, lost - self.fragments_lost_seen);
+        self.fragments_lost_seen = lost;
         if self.previous.as_ref().is_some_and(|s| s.is_expired(now)) {
             self.previous = None;
         }
@@ -539,6 +721,9 @@ impl Node {
             session_age_secs: self.current.as_ref().map(|s| s.age(now).as_secs_f64()),
             last_handshake_secs_ago: ago(self.last_handshake),
             last_rx_secs_ago: ago(self.last_rx),
+            rtt_secs: self.rtt.last.map(|d| d.as_secs_f64()),
+            rtt_samples: self.rtt.samples,
+            rtt_sum_secs: self.rtt.sum.as_secs_f64(),
             drops: self.drops.clone(),
             counters: self.counters.clone(),
         }
@@ -571,6 +756,12 @@ pub struct Status {
     pub last_handshake_secs_ago: Option<f64>,
     /// Seconds since anything authentic arrived from the switch.
     pub last_rx_secs_ago: Option<f64>,
+    /// The latest round-trip time to the switch (keepalive answered), if any.
+    pub rtt_secs: Option<f64>,
+    /// Round-trip samples so far.
+    pub rtt_samples: u64,
+    /// Their sum, in seconds (mean = `rtt_sum_secs / rtt_samples`).
+    pub rtt_sum_secs: f64,
     /// Drops by reason.
     pub drops: Drops,
     /// Traffic.

@@ -1,30 +1,37 @@
 //! The tokio shell around [`Node`]: one task owns the core, the TAP and the UDP
-//! socket. Frames are read from the TAP straight into a buffer with header
-//! room, sealed in place and sent; datagrams are decrypted in place and the
-//! frame is written to the TAP. Both sides are drained in bounded batches.
+//! socket. Frames (TCP super-frames of up to 64 KB with an offload TAP) are
+//! read from the TAP straight into a buffer with header room and sealed in
+//! place, or fragmented into one GSO batch; datagrams arrive in recvmmsg/GRO
+//! batches, are decrypted in place, and the frame is written to the TAP. Both
+//! sides are drained in bounded batches.
 use std::future::Future;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant, SystemTime};
 
+use overlay_proto::transmit::TxQueue;
 use overlay_proto::wire::{DATA_HEADER_LEN, TAG_LEN};
 use tapmesh_shell::admin::{self, AdminRequest};
-use tokio::net::{UdpSocket, UnixListener};
+use tapmesh_shell::metrics::Exporter;
+use tapmesh_shell::udp::{RecvBuffers, UdpLink};
+use tokio::net::UnixListener;
 use tokio::sync::mpsc;
-use tokio_tun::Tun;
 
 use crate::config::Config;
-use crate::core::{Event, Node};
+use crate::core::Status;
+use crate::core::{Event, Node, TapWrite};
+use crate::tap::Tap;
 
-/// Frames or datagrams handled per wakeup before the other side gets a turn.
+/// Frames read from the TAP per wakeup before the socket gets a turn.
 const BATCH: usize = 64;
-/// The largest frame read from the TAP (oversize ones are counted and dropped by the core).
-const MAX_FRAME: usize = 65535;
+/// The largest read from the TAP: a 64 KiB super-frame plus virtio header
+/// (oversize frames are counted and dropped by the core).
+const MAX_READ: usize = 65536 + 64;
 
 /// Run the node until `shutdown` completes.
 pub async fn run(
     cfg: Config,
-    tap: Tun,
-    socket: UdpSocket,
+    tap: Tap,
+    udp: UdpLink,
     admin_listener: Option<UnixListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -33,25 +40,30 @@ pub async fn run(
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let name = cfg.name.clone();
-    let mut core = Node::new(cfg.core, now, unix_now, rand::random());
+    let mut metrics = Exporter::<Status>::start(cfg.metrics_listen, "tapmesh-node")?;
+    let mut core_cfg = cfg.core;
+    // The core must know what the TAP really is (offload may have fallen back).
+    core_cfg.offload = tap.has_vnet();
+    let mut core = Node::new(core_cfg, now, unix_now, rand::random());
     let switch = core.switch_addr();
     let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
     if let Some(l) = admin_listener {
         tokio::spawn(admin::serve(l, admin_tx));
     }
     tokio::pin!(shutdown);
-    let mut tap_buf = vec![0u8; DATA_HEADER_LEN + MAX_FRAME + TAG_LEN];
-    let mut udp_buf = vec![0u8; 65536];
+    let mut tap_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + TAG_LEN];
+    let mut rx = RecvBuffers::default();
+    let mut batch = TxQueue::new(BATCH);
     let mut drop_log = tapmesh_shell::DropLog::new(now, "tapmesh-node status");
     core.handle_timeout(now);
     loop {
-        flush(&mut core, &socket).await;
+        flush(&mut core, &udp).await;
         let deadline = core
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
             _ = &mut shutdown => break,
-            r = tap.recv(&mut tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_FRAME]) => {
+            r = tap.recv(&mut tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_READ]) => {
                 let mut r = r;
                 for _ in 0..BATCH {
                     let n = match r {
@@ -59,30 +71,54 @@ pub async fn run(
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) => return Err(e),
                     };
-                    if let Ok(len) = core.handle_tap_frame(Instant::now(), &mut tap_buf, n)
-                        && let Err(e) = socket.send_to(&tap_buf[..len], switch).await
-                    {
-                        tracing::trace!(error = %e, "send failed");
+                    match core.handle_tap_frame(Instant::now(), &mut tap_buf, n) {
+                        // Sealed in place: collect equal-sized datagrams into
+                        // one GSO batch, sent when the TAP is drained.
+                        Ok(Some(range)) => {
+                            let len = range.len();
+                            let mut d = batch.buffer(len);
+                            d[..len].copy_from_slice(&tap_buf[range]);
+                            d.truncate(len);
+                            batch.push(switch, d);
+                            if batch.len() > 1 {
+                                send_all(&mut batch, &udp).await;
+                            }
+                        }
+                        // Fragments are queued in the core: send what came
+                        // before them first, to keep frames in order.
+                        Ok(None) => {
+                            send_all(&mut batch, &udp).await;
+                            flush(&mut core, &udp).await;
+                        }
+                        Err(_) => {}
                     }
-                    r = tap.try_recv(&mut tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_FRAME]);
+                    r = tap.try_recv(&mut tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_READ]);
                 }
+                send_all(&mut batch, &udp).await;
             }
-            r = socket.recv_from(&mut udp_buf) => {
+            r = rx.recv(&udp, true) => {
                 let mut r = r;
-                for _ in 0..BATCH {
-                    let (n, from) = match r {
-                        Ok(v) => v,
+                // Bounded: a few batches, then the TAP and timers get a turn.
+                for _ in 0..4 {
+                    let n = match r {
+                        Ok(n) => n,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         // ICMP errors from earlier sends (switch down): keep going.
                         Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
                         Err(e) => return Err(e),
                     };
-                    if let Some(range) = core.handle_datagram(Instant::now(), from, &mut udp_buf[..n])
-                        && let Err(e) = tap.send(&udp_buf[range]).await
-                    {
-                        tracing::trace!(error = %e, "TAP write failed");
+                    let now = Instant::now();
+                    for (from, d) in rx.datagrams(n) {
+                        let Some(w) = core.handle_datagram(now, from, d) else { continue };
+                        let frame = match &w {
+                            TapWrite::InPlace(r) => &d[r.clone()],
+                            TapWrite::Reassembled(r) => &core.reassembled()[r.clone()],
+                        };
+                        if let Err(e) = tap.send(frame).await {
+                            tracing::trace!(error = %e, "TAP write failed");
+                        }
                     }
-                    r = socket.try_recv_from(&mut udp_buf);
+                    r = rx.recv(&udp, false).await;
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {}
@@ -93,6 +129,7 @@ pub async fn run(
                 };
                 let _ = req.reply.send(reply);
             }
+            req = metrics.request() => req.answer(core.status(Instant::now(), &name)),
         }
         let now = Instant::now();
         if core.poll_timeout().is_some_and(|d| d <= now) {
@@ -115,9 +152,17 @@ pub async fn run(
     Ok(())
 }
 
-async fn flush(core: &mut Node, socket: &UdpSocket) {
+async fn send_all(batch: &mut TxQueue, udp: &UdpLink) {
+    while let Some(t) = batch.pop() {
+        if let Err(e) = udp.send(t.destination, t.contents, t.segment_size).await {
+            tracing::trace!(error = %e, "send failed");
+        }
+    }
+}
+
+async fn flush(core: &mut Node, udp: &UdpLink) {
     while let Some(t) = core.poll_transmit() {
-        if let Err(e) = socket.send_to(t.contents, t.destination).await {
+        if let Err(e) = udp.send(t.destination, t.contents, t.segment_size).await {
             tracing::trace!(error = %e, "send failed");
         }
     }

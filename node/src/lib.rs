@@ -6,6 +6,7 @@
 //!   `handle_datagram`, `handle_timeout`, `poll_transmit`, `poll_timeout`):
 //!   handshake, rekey, keepalive, liveness, reconnect with backoff.
 //! - [`stats`]: drop reasons and counters.
+//! - [`metrics`]: the status snapshot as Prometheus metrics (names, labels).
 //! - [`config`]: `node.toml`, parsed and validated.
 //! - [`tap`]: the real TAP device (tokio-tun) and its addresses.
 //! - [`daemon`]: the tokio shell: TAP, UDP socket, timers, admin socket, shutdown.
@@ -13,5 +14,6 @@
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod metrics;
 pub mod stats;
 pub mod tap;

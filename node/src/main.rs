@@ -121,10 +121,21 @@ fn render(json: &str) -> String {
         .filter(|(_, c)| c.as_u64().unwrap_or(0) > 0)
         .map(|(k, c)| format!("{k} {c}"))
         .collect();
+    let ms = |s: f64| format!("{:.2} ms", s * 1e3);
+    let rtt = match (v["rtt_secs"].as_f64(), v["rtt_samples"].as_u64()) {
+        (Some(last), Some(n)) if n > 0 => format!(
+            "{} (mean {} over {n} samples)",
+            ms(last),
+            ms(v["rtt_sum_secs"].as_f64().unwrap_or(0.0) / n as f64)
+        ),
+        _ => "-".to_owned(),
+    };
     format!(
         "node {}  switch {}  session {} (age {}, last handshake {} ago, last heard {} ago)\n\
+         rtt to switch {}\n\
          tap rx {} frames / {} bytes, tap tx {} frames / {} bytes\n\
-         handshakes sent {} completed {}, sessions lost {}\n\
+         underlay rx {} datagrams, tx {} datagrams\n\
+         handshakes sent {} completed {} (rekeys {}), sessions lost {}, keepalives sent {}\n\
          drops: {}\n",
         v["name"].as_str().unwrap_or("?"),
         v["switch"].as_str().unwrap_or("?"),
@@ -132,13 +143,18 @@ fn render(json: &str) -> String {
         secs("session_age_secs"),
         secs("last_handshake_secs_ago"),
         secs("last_rx_secs_ago"),
+        rtt,
         v["tap_rx_frames"],
         v["tap_rx_bytes"],
         v["tap_tx_frames"],
         v["tap_tx_bytes"],
+        v["udp_rx_datagrams"],
+        v["udp_tx_datagrams"],
         v["handshakes_sent"],
         v["handshakes_completed"],
+        v["rekeys"],
         v["sessions_lost"],
+        v["keepalives_sent"],
         if drops.is_empty() {
             "none".into()
         } else {
@@ -159,8 +175,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             "[::]:0".parse()?
         };
         let std_sock = std::net::UdpSocket::bind(bind).context("binding the UDP socket")?;
-        std_sock.set_nonblocking(true)?;
-        let socket = tokio::net::UdpSocket::from_std(std_sock)?;
+        let socket =
+            tapmesh_shell::udp::UdpLink::new(std_sock).context("setting up the UDP socket")?;
         let tap = tap::open(&cfg.tap)?;
         let admin_listener = admin::bind(&cfg.admin_socket)
             .with_context(|| format!("admin socket {}", cfg.admin_socket.display()))?;
@@ -168,6 +184,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             name = %cfg.name,
             tap = %cfg.tap.name,
             mtu = cfg.tap.mtu,
+            offload = tap.has_vnet(),
             switch = %cfg.core.switch_addr,
             "tapmesh-node running"
         );

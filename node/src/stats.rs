@@ -36,6 +36,10 @@ pub enum DropReason {
     NoSession,
     /// The outgoing queue was full.
     TxQueueFull,
+    /// A bad fragment: malformed, overlapping, too many, or its frame timed out.
+    Fragment,
+    /// An offloaded frame although we did not announce offload support.
+    Offload,
 }
 
 impl Reason for DropReason {
@@ -55,6 +59,8 @@ impl Reason for DropReason {
         DropReason::Runt,
         DropReason::NoSession,
         DropReason::TxQueueFull,
+        DropReason::Fragment,
+        DropReason::Offload,
     ];
 
     fn index(self) -> usize {
@@ -78,6 +84,8 @@ impl Reason for DropReason {
             DropReason::Runt => "runt",
             DropReason::NoSession => "no_session",
             DropReason::TxQueueFull => "tx_queue_full",
+            DropReason::Fragment => "fragment",
+            DropReason::Offload => "offload",
         }
     }
 }
@@ -120,10 +128,39 @@ pub struct Counters {
     pub handshakes_sent: u64,
     /// Handshakes completed (first sessions and rekeys).
     pub handshakes_completed: u64,
+    /// Handshakes that replaced a live session (part of `handshakes_completed`).
+    pub rekeys: u64,
     /// Sessions declared dead because the switch stopped answering.
     pub sessions_lost: u64,
     /// Keepalives sent (idle keepalives and liveness probes).
     pub keepalives_sent: u64,
     /// Authentic restart notices from the switch.
     pub restart_notices: u64,
+    /// Authentic cookie replies from the switch (it was under load).
+    pub cookie_replies: u64,
+}
+
+/// Round-trip times to the switch, from keepalive answers: the switch answers
+/// every keepalive at once, so the time from sending one to the next empty
+/// (keepalive) packet from the switch is one round trip through the switch's
+/// receive loop. Keepalives go out after each handshake, when idle for 10 s,
+/// and as liveness probes; under steady two-way traffic there are none, and
+/// the last sample stays.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rtt {
+    /// The latest sample.
+    pub last: Option<std::time::Duration>,
+    /// How many samples.
+    pub samples: u64,
+    /// Their sum.
+    pub sum: std::time::Duration,
+}
+
+impl Rtt {
+    /// Add one sample.
+    pub fn record(&mut self, rtt: std::time::Duration) {
+        self.last = Some(rtt);
+        self.samples += 1;
+        self.sum += rtt;
+    }
 }

@@ -1,11 +1,24 @@
-//! The real TAP device: created (or opened, if it exists and is persistent)
-//! with tokio-tun, brought up with the configured MTU; addresses are added with
-//! iproute2, since tokio-tun sets neither IPv6 addresses nor prefix lengths.
+//! The real TAP device.
+//!
+//! Two openers: with `offload = true` (the default) our own, because tokio-tun
+//! cannot set `IFF_VNET_HDR`, which must be given when the device is attached:
+//! it opens `/dev/net/tun` with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, sets a
+//! 10-byte virtio-net header (`TUNSETVNETHDRSZ`) and enables checksum and TCP
+//! segmentation offload (`TUNSETOFFLOAD` with `TUN_F_CSUM | TUN_F_TSO4 |
+//! TUN_F_TSO6`), so that the kernel hands us TCP super-frames of up to 64 KB
+//! (see `overlay_proto::vnet`). With `offload = false`, or if that fails
+//! (an existing persistent TAP made without the flag), tokio-tun opens a plain
+//! TAP. Either way MTU and link state are set, and addresses are added, with
+//! iproute2 (tokio-tun sets neither IPv6 addresses nor prefix lengths).
 //!
 //! A TAP this process created is not persistent, so the kernel removes it when
 //! the process exits, however it exits.
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio_tun::Tun;
 
 use crate::config::TapConfig;
@@ -14,53 +27,244 @@ use crate::config::TapConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
     /// Creating or opening the device failed.
-    #[error("cannot create TAP {name}: {source}")]
+    #[error("cannot create TAP {name}: {detail}")]
     Create {
         /// Interface name.
         name: String,
         /// Cause.
-        #[source]
-        source: tokio_tun::Error,
+        detail: String,
     },
-    /// `ip addr add` failed.
-    #[error("cannot add address {addr} to {name}: {detail}")]
-    Address {
+    /// `ip` failed.
+    #[error("cannot configure {name} ({what}): {detail}")]
+    Configure {
         /// Interface name.
         name: String,
-        /// The address.
-        addr: String,
+        /// What we tried.
+        what: String,
         /// What `ip` said.
         detail: String,
     },
 }
 
-/// Create the TAP, set MTU, bring it up, add addresses.
-pub fn open(cfg: &TapConfig) -> Result<Tun, TapError> {
-    let mut tuns = Tun::builder()
-        .name(&cfg.name)
-        .tap()
-        .mtu(cfg.mtu as i32)
-        .up()
-        .build()
-        .map_err(|source| TapError::Create {
-            name: cfg.name.clone(),
-            source,
-        })?;
-    let tun = tuns.remove(0);
-    for a in &cfg.addresses {
-        let out = Command::new("ip")
-            .args(["addr", "replace", &a.to_string(), "dev", tun.name()])
-            .output();
-        let detail = match out {
-            Ok(o) if o.status.success() => continue,
-            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
-            Err(e) => e.to_string(),
-        };
-        return Err(TapError::Address {
-            name: cfg.name.clone(),
-            addr: a.to_string(),
-            detail,
-        });
+/// An open TAP, plain or with the virtio-net header.
+pub enum Tap {
+    /// Frames as they are (tokio-tun).
+    Plain(Tun),
+    /// Every frame preceded by a virtio-net header, offloads on.
+    Offload(VnetTap),
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.has_vnet() {
+            "Tap(offload)"
+        } else {
+            "Tap(plain)"
+        })
     }
-    Ok(tun)
+}
+
+impl Tap {
+    /// Frames read start with a virtio-net header, and writes must too.
+    pub fn has_vnet(&self) -> bool {
+        matches!(self, Tap::Offload(_))
+    }
+
+    /// Wait for and read one frame.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Tap::Plain(t) => t.recv(buf).await,
+            Tap::Offload(t) => t.recv(buf).await,
+        }
+    }
+
+    /// Read one frame without waiting.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Tap::Plain(t) => t.try_recv(buf),
+            Tap::Offload(t) => t.try_recv(buf),
+        }
+    }
+
+    /// Write one frame.
+    pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Tap::Plain(t) => t.send(buf).await,
+            Tap::Offload(t) => t.send(buf).await,
+        }
+    }
+}
+
+/// A TAP opened with `IFF_VNET_HDR` and offloads.
+#[derive(Debug)]
+pub struct VnetTap {
+    fd: AsyncFd<OwnedFd>,
+}
+
+// From <linux/if_tun.h>.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; 16],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+impl VnetTap {
+    /// Create (or attach to) TAP `name` with the virtio-net header and offloads.
+    pub fn open(name: &str) -> io::Result<VnetTap> {
+        if name.len() >= 16 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "interface name too long",
+            ));
+        }
+        // SAFETY: a plain open(2) of a NUL-terminated path; the result is checked.
+        let raw = unsafe {
+            libc::open(
+                c"/dev/net/tun".as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a file descriptor we just opened and own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut req = IfReq {
+            name: [0; 16],
+            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+            _pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        let hdr_len: libc::c_int = overlay_proto::vnet::VNET_HDR_LEN as libc::c_int;
+        let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+        // SAFETY: the three ioctls take, in order, a pointer to a live `ifreq`,
+        // a pointer to an int, and an integer argument, as <linux/if_tun.h> says.
+        unsafe {
+            if libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) < 0
+                || libc::ioctl(
+                    fd.as_raw_fd(),
+                    TUNSETVNETHDRSZ,
+                    &hdr_len as *const libc::c_int,
+                ) < 0
+                || libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, offloads as libc::c_ulong) < 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // SAFETY: `fd` is an open descriptor that the AsyncFd takes ownership
+        // of; nothing else closes or replaces it while it is registered.
+        let fd =
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
+                .map_err(io::Error::from)?;
+        Ok(VnetTap { fd })
+    }
+
+    /// Wait for and read one virtio header + frame.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| read(fd.get_ref(), buf)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Read without waiting.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        read(self.fd.get_ref(), buf)
+    }
+
+    /// Write one virtio header + frame.
+    pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|fd| write(fd.get_ref(), buf)) {
+                Ok(r) => return r,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes of writes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn write(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for `buf.len()` bytes of reads.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn ip(name: &str, what: &str, args: &[&str]) -> Result<(), TapError> {
+    let detail = match Command::new("ip").args(args).output() {
+        Ok(o) if o.status.success() => return Ok(()),
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+        Err(e) => e.to_string(),
+    };
+    Err(TapError::Configure {
+        name: name.to_owned(),
+        what: what.to_owned(),
+        detail,
+    })
+}
+
+/// Create the TAP (with offloads if `cfg.offload` and possible), set MTU,
+/// bring it up, add addresses.
+pub fn open(cfg: &TapConfig) -> Result<Tap, TapError> {
+    let tap = match cfg.offload.then(|| VnetTap::open(&cfg.name)) {
+        Some(Ok(t)) => Tap::Offload(t),
+        other => {
+            if let Some(Err(e)) = other {
+                tracing::warn!(tap = %cfg.name, error = %e, "cannot open the TAP with offloads; using a plain TAP");
+            }
+            let mut tuns =
+                Tun::builder()
+                    .name(&cfg.name)
+                    .tap()
+                    .build()
+                    .map_err(|e| TapError::Create {
+                        name: cfg.name.clone(),
+                        detail: e.to_string(),
+                    })?;
+            Tap::Plain(tuns.remove(0))
+        }
+    };
+    let mtu = cfg.mtu.to_string();
+    ip(
+        &cfg.name,
+        "mtu and up",
+        &["link", "set", "dev", &cfg.name, "mtu", &mtu, "up"],
+    )?;
+    for a in &cfg.addresses {
+        let a = a.to_string();
+        ip(
+            &cfg.name,
+            &format!("address {a}"),
+            &["addr", "replace", &a, "dev", &cfg.name],
+        )?;
+    }
+    Ok(tap)
 }

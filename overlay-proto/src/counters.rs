@@ -38,6 +38,11 @@ impl<R: Reason> DropCounters<R> {
         self.counts[r.index()] += 1;
     }
 
+    /// Count `n` drops at once.
+    pub fn add_n(&mut self, r: R, n: u64) {
+        self.counts[r.index()] += n;
+    }
+
     /// The count for one reason.
     pub fn get(&self, r: R) -> u64 {
         self.counts[r.index()]

@@ -10,7 +10,8 @@
 //! network id, so a handshake cannot be moved between networks.
 //!
 //! The initiation's encrypted payload is a TAI64N timestamp taken from the
-//! initiator's wall clock (passed in: this crate never reads a clock). The
+//! initiator's wall clock (passed in: this crate never reads a clock),
+//! followed by 4 bytes of capability flags ([`CAP_VNET`]). The
 //! responder accepts an initiation only if its timestamp is newer than the last
 //! one it accepted from that key, so a captured initiation cannot be replayed
 //! (WireGuard paper, section 5.1).
@@ -21,8 +22,16 @@
 use snow::{Builder, HandshakeState};
 
 use crate::Error;
+use crate::cookie::{Cookie, MAC_LEN, MAC1_OFFSET, MacKeys};
 use crate::keys::{Psk, PublicKey, StaticSecret};
 use crate::wire::{HS_INIT_LEN, HS_RESP_LEN, Header, MessageType, NOISE_INIT_LEN, NOISE_RESP_LEN};
+
+/// Capability: the initiator accepts frames with a virtio-net header
+/// (offloaded super-frames), see [`crate::vnet`].
+pub const CAP_VNET: u32 = 1;
+
+/// The initiation payload: timestamp and capabilities.
+const INIT_PAYLOAD_LEN: usize = 16;
 
 /// The Noise protocol name.
 pub const NOISE_PARAMS: &str = "Noise_IKpsk2_25519_AESGCM_SHA256";
@@ -70,6 +79,7 @@ fn params() -> snow::params::NoiseParams {
 pub struct Initiation {
     state: HandshakeState,
     sender_index: u32,
+    mac1: [u8; MAC_LEN],
 }
 
 impl std::fmt::Debug for Initiation {
@@ -80,7 +90,11 @@ impl std::fmt::Debug for Initiation {
     }
 }
 
-/// Start a handshake: write a complete initiation datagram into `out`.
+/// Start a handshake: write a complete initiation datagram into `out`,
+/// with `mac1` and, if the responder gave us a `cookie`, `mac2`
+/// (see [`crate::cookie`]).
+// Every argument is a distinct field of the initiation; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn initiate(
     local: &StaticSecret,
     remote: &PublicKey,
@@ -88,6 +102,8 @@ pub fn initiate(
     network_id: u32,
     sender_index: u32,
     timestamp: Timestamp,
+    caps: u32,
+    cookie: Option<&Cookie>,
     out: &mut [u8; HS_INIT_LEN],
 ) -> Result<Initiation, Error> {
     let p = prologue(network_id);
@@ -101,13 +117,21 @@ pub fn initiate(
     let mut h = Header::new_unchecked(&mut out[..]);
     h.set_common(MessageType::HandshakeInit, 0, 0, network_id);
     h.set_handshake_indices(sender_index, None);
+    let mut payload = [0u8; INIT_PAYLOAD_LEN];
+    payload[..12].copy_from_slice(&timestamp.0);
+    payload[12..].copy_from_slice(&caps.to_be_bytes());
     let n = state
-        .write_message(&timestamp.0, &mut out[HS_INIT_LEN - NOISE_INIT_LEN..])
+        .write_message(
+            &payload,
+            &mut out[MAC1_OFFSET - NOISE_INIT_LEN..MAC1_OFFSET],
+        )
         .map_err(|_| Error::Handshake)?;
     debug_assert_eq!(n, NOISE_INIT_LEN);
+    let mac1 = MacKeys::new(remote).stamp(cookie, out);
     Ok(Initiation {
         state,
         sender_index,
+        mac1,
     })
 }
 
@@ -115,6 +139,11 @@ impl Initiation {
     /// The index this side chose; responses and data carry it.
     pub fn sender_index(&self) -> u32 {
         self.sender_index
+    }
+
+    /// The initiation's `mac1`: a cookie reply to it is opened with it.
+    pub fn mac1(&self) -> [u8; MAC_LEN] {
+        self.mac1
     }
 
     /// Complete the handshake with a response datagram (already checked by
@@ -153,6 +182,8 @@ pub struct IncomingInit {
     pub timestamp: Timestamp,
     /// The index the initiator chose.
     pub initiator_index: u32,
+    /// The initiator's capability flags (`CAP_*`); unknown bits are kept.
+    pub caps: u32,
 }
 
 impl std::fmt::Debug for IncomingInit {
@@ -166,7 +197,8 @@ impl std::fmt::Debug for IncomingInit {
 
 /// Read an initiation datagram (already checked by [`Header::new_checked`]).
 /// Fails if it was not made for `local`'s public key, the PSK differs, or it
-/// was tampered with.
+/// was tampered with. This costs four X25519 operations: a responder checks
+/// `mac1` (and under load `mac2`) with [`crate::cookie::CookieMinter`] first.
 pub fn read_init(
     local: &StaticSecret,
     psk: &Psk,
@@ -186,7 +218,7 @@ pub fn read_init(
     let n = state
         .read_message(init.noise_message(), &mut payload)
         .map_err(|_| Error::Handshake)?;
-    if n != 12 {
+    if n != INIT_PAYLOAD_LEN {
         return Err(Error::Handshake);
     }
     let peer = state
@@ -200,6 +232,7 @@ pub fn read_init(
         peer: PublicKey(peer),
         timestamp: Timestamp(ts),
         initiator_index: init.sender_index(),
+        caps: u32::from_be_bytes([payload[12], payload[13], payload[14], payload[15]]),
     })
 }
 
@@ -246,12 +279,24 @@ mod tests {
         let psk = Psk::default();
         let mut m1 = [0u8; HS_INIT_LEN];
         let ts = Timestamp::from_unix(1_700_000_000, 5);
-        let ini = initiate(&node, &switch.public_key(), &psk, 3, 77, ts, &mut m1).unwrap();
+        let ini = initiate(
+            &node,
+            &switch.public_key(),
+            &psk,
+            3,
+            77,
+            ts,
+            CAP_VNET,
+            None,
+            &mut m1,
+        )
+        .unwrap();
         let h1 = Header::new_checked(&m1[..]).unwrap();
         let inc = read_init(&switch, &psk, &h1).unwrap();
         assert_eq!(inc.peer, node.public_key());
         assert_eq!(inc.timestamp, ts);
         assert_eq!(inc.initiator_index, 77);
+        assert_eq!(inc.caps, CAP_VNET);
         let mut m2 = [0u8; HS_RESP_LEN];
         let rk = inc.accept(3, 99, &mut m2).unwrap();
         let h2 = Header::new_checked(&m2[..]).unwrap();
@@ -275,6 +320,8 @@ mod tests {
             0,
             1,
             Timestamp::default(),
+            0,
+            None,
             &mut m1,
         )
         .unwrap();
@@ -306,6 +353,8 @@ mod tests {
             0,
             1,
             ts,
+            0,
+            None,
             &mut m1,
         )
         .unwrap();
@@ -330,6 +379,8 @@ mod tests {
             0,
             5,
             Timestamp::default(),
+            0,
+            None,
             &mut m1,
         )
         .unwrap();

@@ -11,8 +11,12 @@
 //! - [`keys`]: X25519 static keys, their base64 text form, the network PSK.
 //! - [`handshake`]: the 1-RTT `Noise_IKpsk2_25519_AESGCM_SHA256` handshake
 //!   (via `snow`), producing one AES-256-GCM key per direction.
+//! - [`cookie`]: `mac1`, `mac2` and cookie replies: the handshake flood
+//!   defence checked before any Diffie-Hellman.
 //! - [`notice`]: the switch's authenticated restart notice.
 //! - [`crypto`]: AES-256-GCM sealing and opening in place, in caller-owned buffers.
+//! - [`frag`]: splitting frames too large for one datagram, bounded reassembly.
+//! - [`vnet`]: the TAP's virtio-net header (offloads) and software segmentation.
 //! - [`replay`]: the anti-replay sliding window (8128 packets).
 //! - [`session`]: one established session: indices, send counter, keys, window.
 //! - [`transmit`]: the outgoing datagram queue cores hand to their shells.
@@ -21,8 +25,10 @@
 //! The normative description is `docs/protocol.md` at the repository root.
 #![forbid(unsafe_code)]
 
+pub mod cookie;
 pub mod counters;
 pub mod crypto;
+pub mod frag;
 pub mod handshake;
 pub mod keys;
 pub mod notice;
@@ -30,6 +36,7 @@ pub mod replay;
 pub mod session;
 pub mod timers;
 pub mod transmit;
+pub mod vnet;
 pub mod wire;
 
 mod error;

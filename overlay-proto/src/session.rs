@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::crypto::DataCipher;
+use crate::frag::{FRAG_HEADER_LEN, FragHeader, MAX_FRAGMENTS, MAX_TOTAL};
 use crate::handshake::SessionKeys;
 use crate::replay::ReplayWindow;
 use crate::timers::{
     REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,
 };
-use crate::wire::{DATA_HEADER_LEN, Header, MessageType, TAG_LEN};
+use crate::wire::{DATA_HEADER_LEN, FLAG_FRAGMENT, Header, MessageType, TAG_LEN};
 
 /// A live session with one peer.
 #[derive(Debug)]
@@ -108,6 +109,81 @@ impl Session {
         let tag = self.send.seal(counter, head, payload);
         tail[..TAG_LEN].copy_from_slice(&tag);
         Ok(total)
+    }
+
+    /// Seal a payload given in `parts` (e.g. a virtio header and a frame) for
+    /// a path whose datagrams may be at most `max_datagram` bytes: as one
+    /// datagram if it fits, else as fragments (see [`crate::frag`]) of exactly
+    /// `max_datagram` bytes each but the last, back to back in `out`, ready
+    /// for one UDP GSO send. Returns the datagrams' length stride: `None` for
+    /// a single datagram, `Some(max_datagram)` for a batch. `frame_id` is the
+    /// sender's fragment id counter for this peer. `flags` may include
+    /// `FLAG_VNET`; `FLAG_FRAGMENT` is added as needed.
+    pub fn seal_frame(
+        &mut self,
+        flags: u8,
+        parts: &[&[u8]],
+        max_datagram: usize,
+        frame_id: &mut u32,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<usize>, Error> {
+        // HOT PATH
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let overhead = DATA_HEADER_LEN + TAG_LEN;
+        if total + overhead <= max_datagram {
+            out.resize(total + overhead, 0);
+            let mut at = DATA_HEADER_LEN;
+            for p in parts {
+                out[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+            self.seal(flags, out, total)?;
+            return Ok(None);
+        }
+        let chunk = max_datagram
+            .checked_sub(overhead + FRAG_HEADER_LEN)
+            .filter(|c| *c > 0)
+            .ok_or(Error::BufferTooSmall)?;
+        let count = total.div_ceil(chunk);
+        if total > MAX_TOTAL || count > MAX_FRAGMENTS {
+            return Err(Error::BufferTooSmall);
+        }
+        let last = total - (count - 1) * chunk;
+        out.resize(
+            (count - 1) * max_datagram + last + FRAG_HEADER_LEN + overhead,
+            0,
+        );
+        let id = *frame_id;
+        *frame_id = frame_id.wrapping_add(1);
+        // Copy the payload, chunk by chunk, into place behind each fragment header.
+        let (mut part, mut in_part) = (0usize, 0usize);
+        for i in 0..count {
+            let n = if i + 1 == count { last } else { chunk };
+            let base = i * max_datagram;
+            let d = &mut out[base..base + n + FRAG_HEADER_LEN + overhead];
+            FragHeader {
+                frame_id: id,
+                offset: (i * chunk) as u32,
+                total: total as u32,
+            }
+            .emit(&mut d[DATA_HEADER_LEN..]);
+            let mut at = DATA_HEADER_LEN + FRAG_HEADER_LEN;
+            let mut need = n;
+            while need > 0 {
+                let src = &parts[part][in_part..];
+                let k = src.len().min(need);
+                d[at..at + k].copy_from_slice(&src[..k]);
+                at += k;
+                need -= k;
+                in_part += k;
+                if in_part == parts[part].len() {
+                    part += 1;
+                    in_part = 0;
+                }
+            }
+            self.seal(flags | FLAG_FRAGMENT, d, n + FRAG_HEADER_LEN)?;
+        }
+        Ok(Some(max_datagram))
     }
 
     /// Verify and decrypt a data datagram in place. The caller has checked the
@@ -209,9 +285,79 @@ mod tests {
     }
 
     #[test]
+    fn seal_frame_fits_or_fragments_and_reassembles() {
+        use crate::frag::Reassembler;
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(t0);
+        let hdr = [9u8; 10];
+        let frame: Vec<u8> = (0..5000).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        let mut id = 7;
+        // Fits: one datagram.
+        assert_eq!(
+            a.seal_frame(0, &[&hdr, &frame[..100]], 1472, &mut id, &mut out)
+                .unwrap(),
+            None
+        );
+        assert_eq!(out.len(), 110 + 36);
+        let r = b.open(&mut out).unwrap();
+        assert_eq!(&out[r.clone()][..10], &hdr);
+        assert_eq!(&out[r][10..], &frame[..100]);
+        // Too big: fragments of exactly 1472 bytes but the last.
+        let stride = a
+            .seal_frame(0, &[&hdr, &frame], 1472, &mut id, &mut out)
+            .unwrap();
+        assert_eq!(stride, Some(1472));
+        assert_eq!(id, 8);
+        let mut re = Reassembler::default();
+        let mut whole = None;
+        let copy = out.clone();
+        for d in copy.chunks(1472) {
+            let mut d = d.to_vec();
+            let h = Header::new_checked(&d[..]).unwrap();
+            assert_eq!(h.flags() & FLAG_FRAGMENT, FLAG_FRAGMENT);
+            let r = b.open(&mut d).unwrap();
+            let (fh, chunk) = FragHeader::parse(&d[r]).unwrap();
+            assert_eq!(fh.frame_id, 7);
+            if let Some(p) = re.push(t0, fh, chunk).unwrap() {
+                whole = Some(p.to_vec());
+            }
+        }
+        let whole = whole.expect("reassembled");
+        assert_eq!(&whole[..10], &hdr);
+        assert_eq!(&whole[10..], &frame[..]);
+    }
+
+    #[test]
     fn small_buffer_is_an_error() {
         let (mut a, _) = pair(Instant::now());
         let mut buf = [0u8; 40];
         assert_eq!(a.seal(0, &mut buf, 10), Err(Error::BufferTooSmall));
+    }
+}
+#[cfg(test)]
+mod seal_frame_more {
+    use super::*;
+    #[test]
+    fn empty_first_part_and_reused_buffer() {
+        let t0 = Instant::now();
+        let mk = |s, r| SessionKeys { send: s, recv: r };
+        let mut a = Session::new(mk([1; 32], [2; 32]), 1, 2, 0, t0);
+        let mut b = Session::new(mk([2; 32], [1; 32]), 2, 1, 0, t0);
+        let frame: Vec<u8> = (0..9014).map(|i| i as u8).collect();
+        let mut out = vec![0xee; 20000];
+        let mut id = 0;
+        let stride = a
+            .seal_frame(0, &[&[], &frame], 1472, &mut id, &mut out)
+            .unwrap()
+            .unwrap();
+        for (i, d) in out.clone().chunks(stride).enumerate() {
+            let mut d = d.to_vec();
+            assert!(
+                b.open(&mut d).is_ok(),
+                "fragment {i} of {}",
+                out.len().div_ceil(stride)
+            );
+        }
     }
 }

@@ -7,9 +7,10 @@
 //! ```text
 //! common   | ver:4 type:4 | flags | hops | rsvd | network_id:32 |
 //! data     | common | receiver_index:32 | counter:64 | ciphertext | tag:128 |
-//! hs-init  | common | sender_index:32 | noise msg1 (108 B) |
+//! hs-init  | common | sender_index:32 | noise msg1 (112 B) | mac1:128 | mac2:128 |
 //! hs-resp  | common | sender_index:32 | receiver_index:32 | noise msg2 (48 B) |
 //! notice   | common | timestamp:96 | tag:128 |
+//! cookie   | common | receiver_index:32 | nonce:192 | encrypted cookie:128 | tag:128 |
 //! ```
 //!
 //! [`Header::new_checked`] is the only way to look at untrusted bytes; after it
@@ -26,20 +27,30 @@ pub const DATA_HEADER_LEN: usize = 20;
 pub const TAG_LEN: usize = 16;
 /// Bytes a data packet adds around the Ethernet frame.
 pub const DATA_OVERHEAD: usize = DATA_HEADER_LEN + TAG_LEN;
-/// Length of the Noise IKpsk2 first message with our 12-byte payload:
-/// ephemeral (32) + encrypted static (32 + 16) + encrypted payload (12 + 16).
-pub const NOISE_INIT_LEN: usize = 108;
+/// Length of the Noise IKpsk2 first message with our 16-byte payload
+/// (timestamp, capabilities): ephemeral (32) + encrypted static (32 + 16) +
+/// encrypted payload (16 + 16).
+pub const NOISE_INIT_LEN: usize = 112;
 /// Length of the Noise IKpsk2 second message with an empty payload:
 /// ephemeral (32) + encrypted empty payload (16).
 pub const NOISE_RESP_LEN: usize = 48;
-/// Total length of a handshake initiation datagram.
-pub const HS_INIT_LEN: usize = COMMON_LEN + 4 + NOISE_INIT_LEN;
+/// Total length of a handshake initiation datagram: header, sender index,
+/// Noise message, `mac1` and `mac2` (see [`crate::cookie`]).
+pub const HS_INIT_LEN: usize = COMMON_LEN + 4 + NOISE_INIT_LEN + 32;
 /// Total length of a handshake response datagram.
 pub const HS_RESP_LEN: usize = COMMON_LEN + 8 + NOISE_RESP_LEN;
 /// Total length of a restart notice (see [`crate::notice`]).
 pub const RESTART_NOTICE_LEN: usize = COMMON_LEN + 12 + 16;
+/// Total length of a cookie reply (see [`crate::cookie`]): header, receiver
+/// index, 24-byte nonce, encrypted 16-byte cookie, tag.
+pub const COOKIE_REPLY_LEN: usize = COMMON_LEN + 4 + 24 + 16 + 16;
+/// Data flag: the plaintext is a fragment (see [`crate::frag`]).
+pub const FLAG_FRAGMENT: u8 = 0x01;
+/// Data flag: the (reassembled) payload starts with a virtio-net header
+/// (see [`crate::vnet`]).
+pub const FLAG_VNET: u8 = 0x02;
 /// Flag bits a receiver accepts; any other bit set is refused.
-pub const KNOWN_FLAGS: u8 = 0;
+pub const KNOWN_FLAGS: u8 = FLAG_FRAGMENT | FLAG_VNET;
 
 mod field {
     use std::ops::Range;
@@ -54,7 +65,7 @@ mod field {
     // handshake
     pub const SENDER_INDEX: Range<usize> = 8..12;
     pub const RESP_RECEIVER_INDEX: Range<usize> = 12..16;
-    pub const INIT_NOISE: usize = 12;
+    pub const INIT_NOISE: Range<usize> = 12..124;
     pub const RESP_NOISE: usize = 16;
 }
 
@@ -70,6 +81,8 @@ pub enum MessageType {
     HandshakeResp,
     /// The switch restarted: handshake again now.
     RestartNotice,
+    /// The switch is under load: use this cookie for `mac2` and retry.
+    CookieReply,
     /// A type this version does not know.
     Unknown(u8),
 }
@@ -81,6 +94,7 @@ impl From<u8> for MessageType {
             2 => MessageType::HandshakeInit,
             3 => MessageType::HandshakeResp,
             4 => MessageType::RestartNotice,
+            5 => MessageType::CookieReply,
             other => MessageType::Unknown(other),
         }
     }
@@ -93,6 +107,7 @@ impl From<MessageType> for u8 {
             MessageType::HandshakeInit => 2,
             MessageType::HandshakeResp => 3,
             MessageType::RestartNotice => 4,
+            MessageType::CookieReply => 5,
             MessageType::Unknown(v) => v,
         }
     }
@@ -106,6 +121,7 @@ impl MessageType {
             MessageType::HandshakeInit => HS_INIT_LEN,
             MessageType::HandshakeResp => HS_RESP_LEN,
             MessageType::RestartNotice => RESTART_NOTICE_LEN,
+            MessageType::CookieReply => COOKIE_REPLY_LEN,
             MessageType::Unknown(_) => COMMON_LEN,
         }
     }
@@ -180,7 +196,7 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
 
     /// Data: the index the receiver chose for this session.
-    /// Handshake response: the initiator's index it answers.
+    /// Handshake response and cookie reply: the initiator's index it answers.
     pub fn receiver_index(&self) -> u32 {
         match self.message_type() {
             MessageType::HandshakeResp => be32(&self.buffer.as_ref()[field::RESP_RECEIVER_INDEX]),
@@ -203,7 +219,7 @@ impl<T: AsRef<[u8]>> Header<T> {
     pub fn noise_message(&self) -> &[u8] {
         let b = self.buffer.as_ref();
         match self.message_type() {
-            MessageType::HandshakeInit => &b[field::INIT_NOISE..],
+            MessageType::HandshakeInit => &b[field::INIT_NOISE],
             MessageType::HandshakeResp => &b[field::RESP_NOISE..],
             _ => &[],
         }
@@ -324,6 +340,27 @@ mod tests {
     }
 
     #[test]
+    fn initiation_and_cookie_reply_lengths() {
+        assert_eq!(HS_INIT_LEN, 156);
+        assert_eq!(COOKIE_REPLY_LEN, 68);
+        let mut b = [0u8; HS_INIT_LEN];
+        b[0] = 0x12;
+        let h = Header::new_checked(&b[..]).unwrap();
+        assert_eq!(h.noise_message().len(), NOISE_INIT_LEN);
+        let mut c = [0u8; COOKIE_REPLY_LEN];
+        let mut h = Header::new_unchecked(&mut c[..]);
+        h.set_common(MessageType::CookieReply, 0, 0, 0);
+        h.set_handshake_indices(42, None);
+        let h = Header::new_checked(&c[..]).unwrap();
+        assert_eq!(h.message_type(), MessageType::CookieReply);
+        assert_eq!(h.receiver_index(), 42);
+        assert_eq!(
+            Header::new_checked(&c[..COOKIE_REPLY_LEN - 1]).unwrap_err(),
+            Error::Truncated
+        );
+    }
+
+    #[test]
     fn rejects_bad_input() {
         let b = data_packet();
         assert_eq!(Header::new_checked(&b[..7]).unwrap_err(), Error::Truncated);
@@ -335,6 +372,10 @@ mod tests {
         assert_eq!(Header::new_checked(&v[..]).unwrap_err(), Error::UnknownType);
         let mut v = b;
         v[1] = 0x80;
+        assert_eq!(Header::new_checked(&v[..]).unwrap_err(), Error::BadFlags);
+        v[1] = FLAG_FRAGMENT | FLAG_VNET;
+        assert!(Header::new_checked(&v[..]).is_ok());
+        v[1] = 0x04;
         assert_eq!(Header::new_checked(&v[..]).unwrap_err(), Error::BadFlags);
         let mut v = b;
         v[3] = 1;

@@ -48,6 +48,17 @@ pub fn read_secret(config: &Path, p: &Path) -> Result<String, String> {
         .map_err(|e| format!("cannot read {}: {e}", full.display()))
 }
 
+/// Parse an optional `IP:PORT` listen address (e.g. `metrics-listen`); the
+/// error is the problem half of a [`ConfigError`].
+pub fn parse_listen(v: Option<&str>) -> Result<Option<std::net::SocketAddr>, String> {
+    v.map(|s| {
+        s.parse().map_err(|_| {
+            format!("invalid socket address {s:?} (want IP:PORT, e.g. \"127.0.0.1:9101\")")
+        })
+    })
+    .transpose()
+}
+
 /// Turn a toml/serde error into (key, problem) for a one-line message.
 pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> (String, String) {
     let msg = e.message().trim().replace('\n', " ");

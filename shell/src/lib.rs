@@ -1,17 +1,21 @@
 //! What the two daemons' I/O shells share, so `tapmesh-switch` and
 //! `tapmesh-node` behave the same at the edges: the root-only admin socket,
-//! one-line config errors, logging setup, `keygen`/`pubkey`, and the
-//! shutdown signal. No protocol logic lives here.
+//! one-line config errors, the Prometheus exporter, logging setup,
+//! `keygen`/`pubkey`, and the shutdown signal. No protocol logic lives here.
 //!
 //! # Layout
 //! - [`admin`]: the local admin socket (bind with safe permissions, request).
 //! - [`config`]: config-file errors naming file, key and problem; key files.
+//! - [`metrics`]: the Prometheus exporter (`metrics-listen`): `/metrics`, `/healthz`.
+//! - [`udp`]: the underlay socket with batched I/O (UDP GSO, recvmmsg, GRO).
 //! - [`testing`]: checks of the shared command-line contract, for `tests/cli.rs`.
 //! - this file: logging, key commands, shutdown signal.
 
 pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod testing;
+pub mod udp;
 
 use std::io::Read;
 use std::process::ExitCode;

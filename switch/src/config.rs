@@ -2,7 +2,7 @@
 //! then validated into a [`SwitchConfig`]. Every error names the file, the key
 //! and the problem on one line, e.g.
 //! `switch.toml: listen: invalid socket address "1.2.3.4"`.
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +12,9 @@ use serde::Deserialize;
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
 use crate::core::{NodeSpec, SwitchConfig};
+use crate::snooping::{SnoopConfig, link_local_from_mac};
+use crate::storm::{Rate, StormConfig};
+use crate::vlan::{DEFAULT_VLAN, PortVlan, Vid};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -31,6 +34,17 @@ struct File {
     admin_socket: PathBuf,
     #[serde(default = "defaults::state_file")]
     state_file: PathBuf,
+    #[serde(default = "defaults::underlay_mtu")]
+    underlay_mtu: u32,
+    #[serde(default = "defaults::handshake_load_threshold")]
+    handshake_load_threshold: u32,
+    #[serde(default = "defaults::cookie_replies_per_sec")]
+    cookie_replies_per_sec: u32,
+    metrics_listen: Option<String>,
+    #[serde(default)]
+    multicast: MulticastSection,
+    #[serde(default)]
+    storm_control: StormSection,
     #[serde(default)]
     node: Vec<NodeEntry>,
 }
@@ -40,6 +54,69 @@ struct File {
 struct NodeEntry {
     name: String,
     public_key: String,
+    vlan: Option<u16>,
+    trunk: Option<Vec<u16>>,
+    #[serde(default)]
+    fast_leave: bool,
+}
+
+/// `[multicast]`: IGMP/MLD snooping and the built-in querier.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct MulticastSection {
+    snooping: bool,
+    flood_unregistered: bool,
+    membership_secs: u64,
+    querier: bool,
+    querier_address: Option<String>,
+    querier_address_v6: Option<String>,
+    querier_mac: Option<String>,
+    query_interval_secs: u64,
+    query_response_secs: u64,
+    last_member_query_ms: u64,
+    last_member_query_count: u32,
+}
+
+impl Default for MulticastSection {
+    fn default() -> Self {
+        let d = SnoopConfig::default();
+        MulticastSection {
+            snooping: d.enabled,
+            flood_unregistered: d.flood_unregistered,
+            membership_secs: d.membership.as_secs(),
+            querier: d.querier,
+            querier_address: None,
+            querier_address_v6: None,
+            querier_mac: None,
+            query_interval_secs: d.query_interval.as_secs(),
+            query_response_secs: d.query_response.as_secs(),
+            last_member_query_ms: d.last_member_interval.as_millis() as u64,
+            last_member_query_count: d.last_member_count,
+        }
+    }
+}
+
+/// `[storm-control]`: per-node limits, off unless a rate is given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct StormSection {
+    broadcast_pps: Option<u32>,
+    multicast_pps: Option<u32>,
+    unknown_unicast_pps: Option<u32>,
+    burst: Option<u32>,
+    exempt_link_local: bool,
+}
+
+impl Default for StormSection {
+    fn default() -> Self {
+        StormSection {
+            broadcast_pps: None,
+            multicast_pps: None,
+            unknown_unicast_pps: None,
+            burst: None,
+            exempt_link_local: true,
+        }
+    }
 }
 
 mod defaults {
@@ -58,6 +135,15 @@ mod defaults {
     pub fn admin_socket() -> std::path::PathBuf {
         "/run/tapmesh/switch.sock".into()
     }
+    pub fn underlay_mtu() -> u32 {
+        1500
+    }
+    pub fn handshake_load_threshold() -> u32 {
+        crate::handshake_guard::GuardConfig::default().load_threshold
+    }
+    pub fn cookie_replies_per_sec() -> u32 {
+        crate::handshake_guard::GuardConfig::default().cookie_replies_per_sec
+    }
     pub fn state_file() -> std::path::PathBuf {
         "/var/lib/tapmesh/switch.state".into()
     }
@@ -72,6 +158,8 @@ pub struct Config {
     pub admin_socket: PathBuf,
     /// Where the nodes' last endpoints are kept across restarts.
     pub state_file: PathBuf,
+    /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// The core's part.
     pub core: SwitchConfig,
 }
@@ -100,16 +188,37 @@ impl Config {
                 })
                 .map_err(|p| err("network-secret-file", p))?,
         };
+        let metrics_listen = tapmesh_shell::config::parse_listen(f.metrics_listen.as_deref())
+            .map_err(|p| err("metrics-listen", p))?;
         for (key, v) in [
             ("mac-aging-secs", f.mac_aging_secs),
             ("node-timeout-secs", f.node_timeout_secs),
             ("mac-limit-per-node", f.mac_limit_per_node as u64),
             ("mac-table-limit", f.mac_table_limit as u64),
+            (
+                "handshake-load-threshold",
+                u64::from(f.handshake_load_threshold),
+            ),
+            (
+                "cookie-replies-per-sec",
+                u64::from(f.cookie_replies_per_sec),
+            ),
         ] {
             if v == 0 {
                 return Err(err(key, "must be greater than 0".into()));
             }
         }
+        if !(576..=65535).contains(&f.underlay_mtu) {
+            return Err(err(
+                "underlay-mtu",
+                format!("{} is out of range 576..=65535", f.underlay_mtu),
+            ));
+        }
+        let multicast =
+            multicast(&f.multicast).map_err(|(k, p)| err(&format!("multicast.{k}"), p))?;
+        let storm =
+            storm(&f.storm_control).map_err(|(k, p)| err(&format!("storm-control.{k}"), p))?;
+        let vlan_aware = f.node.iter().any(|n| n.vlan.is_some() || n.trunk.is_some());
         let mut nodes: Vec<NodeSpec> = Vec::with_capacity(f.node.len());
         for (i, n) in f.node.iter().enumerate() {
             let key = |k: &str| format!("node[{i}].{k}");
@@ -130,15 +239,19 @@ impl Config {
                     "the same key is listed twice".into(),
                 ));
             }
+            let vlan = port_vlan(n, vlan_aware).map_err(|(k, p)| err(&key(k), p))?;
             nodes.push(NodeSpec {
                 name: n.name.clone(),
                 public_key,
+                vlan,
+                fast_leave: n.fast_leave,
             });
         }
         Ok(Config {
             listen,
             admin_socket: f.admin_socket,
             state_file: f.state_file,
+            metrics_listen,
             core: SwitchConfig {
                 private_key,
                 psk,
@@ -148,9 +261,170 @@ impl Config {
                 node_timeout: Duration::from_secs(f.node_timeout_secs),
                 mac_limit_per_node: f.mac_limit_per_node,
                 mac_table_limit: f.mac_table_limit,
+                underlay_mtu: f.underlay_mtu as usize,
+                multicast,
+                storm,
+                handshake_guard: crate::handshake_guard::GuardConfig {
+                    load_threshold: f.handshake_load_threshold,
+                    cookie_replies_per_sec: f.cookie_replies_per_sec,
+                },
             },
         })
     }
+}
+
+type KeyProblem = (&'static str, String);
+
+fn vid(v: u16) -> Result<Vid, String> {
+    if (1..=4094).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("VLAN {v} is out of range 1..=4094"))
+    }
+}
+
+fn port_vlan(n: &NodeEntry, aware: bool) -> Result<PortVlan, KeyProblem> {
+    if !aware {
+        return Ok(PortVlan::Transparent);
+    }
+    let native = match (n.vlan, &n.trunk) {
+        (Some(v), _) => Some(vid(v).map_err(|p| ("vlan", p))?),
+        // A pure trunk has no native VLAN; a node that says nothing is an
+        // access port of the default VLAN.
+        (None, Some(_)) => None,
+        (None, None) => Some(DEFAULT_VLAN),
+    };
+    let mut tagged = Vec::new();
+    for &v in n.trunk.iter().flatten() {
+        let v = vid(v).map_err(|p| ("trunk", p))?;
+        if tagged.contains(&v) || native == Some(v) {
+            return Err(("trunk", format!("VLAN {v} is listed twice")));
+        }
+        tagged.push(v);
+    }
+    tagged.sort_unstable();
+    if native.is_none() && tagged.is_empty() {
+        return Err(("trunk", "must list at least one VLAN".into()));
+    }
+    Ok(PortVlan::Member { native, tagged })
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut m = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut m {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(m)
+}
+
+fn multicast(m: &MulticastSection) -> Result<SnoopConfig, KeyProblem> {
+    for (key, v) in [
+        ("membership-secs", m.membership_secs),
+        ("query-interval-secs", m.query_interval_secs),
+        ("query-response-secs", m.query_response_secs),
+        ("last-member-query-ms", m.last_member_query_ms),
+        (
+            "last-member-query-count",
+            u64::from(m.last_member_query_count),
+        ),
+    ] {
+        if v == 0 {
+            return Err((key, "must be greater than 0".into()));
+        }
+    }
+    if m.query_response_secs >= m.query_interval_secs {
+        return Err((
+            "query-response-secs",
+            format!(
+                "must be less than query-interval-secs ({})",
+                m.query_interval_secs
+            ),
+        ));
+    }
+    if m.query_interval_secs >= m.membership_secs {
+        return Err((
+            "query-interval-secs",
+            format!(
+                "must be less than membership-secs ({}), or memberships lapse between queries",
+                m.membership_secs
+            ),
+        ));
+    }
+    let querier_mac = match &m.querier_mac {
+        None => crate::snooping::DEFAULT_QUERIER_MAC,
+        Some(s) => match parse_mac(s) {
+            Some(mac) if mac[0] & 1 == 0 && mac != [0; 6] => mac,
+            _ => {
+                return Err((
+                    "querier-mac",
+                    format!("{s:?} is not a unicast MAC (aa:bb:cc:dd:ee:ff)"),
+                ));
+            }
+        },
+    };
+    let querier_v4 = match &m.querier_address {
+        None => Ipv4Addr::UNSPECIFIED,
+        Some(s) => s
+            .parse::<Ipv4Addr>()
+            .map_err(|_| ("querier-address", format!("{s:?} is not an IPv4 address")))?,
+    };
+    let querier_v6 = match &m.querier_address_v6 {
+        None => link_local_from_mac(&querier_mac),
+        Some(s) => match s.parse::<IpAddr>() {
+            Ok(IpAddr::V6(a)) if a.segments()[0] & 0xffc0 == 0xfe80 => a,
+            _ => {
+                return Err((
+                    "querier-address-v6",
+                    format!(
+                        "{s:?} is not a link-local IPv6 address (MLD queries must come from fe80::/10)"
+                    ),
+                ));
+            }
+        },
+    };
+    Ok(SnoopConfig {
+        enabled: m.snooping,
+        flood_unregistered: m.flood_unregistered,
+        membership: Duration::from_secs(m.membership_secs),
+        querier: m.querier,
+        querier_v4,
+        querier_v6,
+        querier_mac,
+        query_interval: Duration::from_secs(m.query_interval_secs),
+        query_response: Duration::from_secs(m.query_response_secs),
+        last_member_interval: Duration::from_millis(m.last_member_query_ms),
+        last_member_count: m.last_member_query_count,
+    })
+}
+
+fn storm(s: &StormSection) -> Result<StormConfig, KeyProblem> {
+    if s.burst == Some(0) {
+        return Err(("burst", "must be greater than 0".into()));
+    }
+    let rate = |key: &'static str, v: Option<u32>| -> Result<Option<Rate>, KeyProblem> {
+        match v {
+            None => Ok(None),
+            Some(0) => Err((
+                key,
+                "must be greater than 0 (leave it out for no limit)".into(),
+            )),
+            Some(per_sec) => Ok(Some(Rate {
+                per_sec,
+                burst: s.burst.unwrap_or(per_sec),
+            })),
+        }
+    };
+    Ok(StormConfig {
+        broadcast: rate("broadcast-pps", s.broadcast_pps)?,
+        multicast: rate("multicast-pps", s.multicast_pps)?,
+        unknown_unicast: rate("unknown-unicast-pps", s.unknown_unicast_pps)?,
+        exempt_link_local: s.exempt_link_local,
+    })
 }
 
 #[cfg(test)]
@@ -193,6 +467,15 @@ mod tests {
         assert_eq!(c.core.node_timeout, Duration::from_secs(30));
         assert_eq!(c.core.mac_limit_per_node, 1024);
         assert_eq!(c.core.nodes.len(), 1);
+        assert_eq!(c.metrics_listen, None);
+        let c = setup("metrics-listen = \"127.0.0.1:9101\"").unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9101".parse().unwrap()));
+        assert_eq!(c.core.handshake_guard.load_threshold, 200);
+        let c = setup("handshake-load-threshold = 5\ncookie-replies-per-sec = 7").unwrap();
+        assert_eq!(c.core.handshake_guard.load_threshold, 5);
+        assert_eq!(c.core.handshake_guard.cookie_replies_per_sec, 7);
+        let e = setup("handshake-load-threshold = 0").unwrap_err();
+        assert_eq!(e.key, "handshake-load-threshold", "{e}");
     }
 
     #[test]
@@ -203,8 +486,98 @@ mod tests {
         assert_eq!(e.key, "mac-aging-secs", "{e}");
         let e = setup("mac-aging-secs = 0").unwrap_err();
         assert_eq!(e.key, "mac-aging-secs", "{e}");
+        let e = setup("metrics-listen = \"localhost\"").unwrap_err();
+        assert_eq!(e.key, "metrics-listen", "{e}");
         let e = setup("network-secret-file = \"/nonexistent/x\"").unwrap_err();
         assert_eq!(e.key, "network-secret-file", "{e}");
         assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn multicast_and_storm_sections() {
+        let c = setup("").unwrap();
+        assert_eq!(c.core.multicast, SnoopConfig::default());
+        assert_eq!(
+            c.core.storm,
+            StormConfig {
+                exempt_link_local: true,
+                ..StormConfig::default()
+            }
+        );
+        assert_eq!(c.core.nodes[0].vlan, PortVlan::Transparent);
+        let c = setup(
+            "[multicast]\nsnooping = false\nmembership-secs = 8\nquery-interval-secs = 2\nquery-response-secs = 1\nquerier-address = \"198.19.0.254\"\n[storm-control]\nbroadcast-pps = 500\n",
+        )
+        .unwrap();
+        assert!(!c.core.multicast.enabled);
+        assert_eq!(c.core.multicast.membership, Duration::from_secs(8));
+        assert_eq!(c.core.multicast.querier_v4, Ipv4Addr::new(198, 19, 0, 254));
+        assert_eq!(
+            c.core.storm.broadcast,
+            Some(Rate {
+                per_sec: 500,
+                burst: 500
+            })
+        );
+        for (extra, key) in [
+            (
+                "[multicast]\nmembership-secs = 100\n",
+                "multicast.query-interval-secs",
+            ),
+            (
+                "[multicast]\nquerier-address-v6 = \"fd00::1\"\n",
+                "multicast.querier-address-v6",
+            ),
+            (
+                "[multicast]\nquerier-mac = \"01:00:5e:00:00:01\"\n",
+                "multicast.querier-mac",
+            ),
+            ("[multicast]\ncolour = 1\n", "colour"),
+            (
+                "[storm-control]\nbroadcast-pps = 0\n",
+                "storm-control.broadcast-pps",
+            ),
+        ] {
+            let e = setup(extra).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+    }
+
+    #[test]
+    fn node_vlans() {
+        let n = |vlan: Option<u16>, trunk: Option<Vec<u16>>| NodeEntry {
+            name: "x".into(),
+            public_key: String::new(),
+            vlan,
+            trunk,
+            fast_leave: false,
+        };
+        assert_eq!(
+            port_vlan(&n(None, None), false).unwrap(),
+            PortVlan::Transparent
+        );
+        assert_eq!(
+            port_vlan(&n(None, None), true).unwrap(),
+            PortVlan::Member {
+                native: Some(1),
+                tagged: vec![]
+            }
+        );
+        assert_eq!(
+            port_vlan(&n(None, Some(vec![20, 10])), true).unwrap(),
+            PortVlan::Member {
+                native: None,
+                tagged: vec![10, 20]
+            }
+        );
+        assert_eq!(port_vlan(&n(Some(4095), None), true).unwrap_err().0, "vlan");
+        assert_eq!(
+            port_vlan(&n(Some(10), Some(vec![10])), true).unwrap_err().0,
+            "trunk"
+        );
+        assert_eq!(
+            port_vlan(&n(None, Some(vec![])), true).unwrap_err().0,
+            "trunk"
+        );
     }
 }

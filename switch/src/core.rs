@@ -15,28 +15,35 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use overlay_proto::handshake::{self, Timestamp};
+use overlay_proto::frag::{self, FragHeader, Reassembler};
+use overlay_proto::handshake::{self, CAP_VNET, Timestamp};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::notice::NoticeKey;
 use overlay_proto::session::Session;
 use overlay_proto::timers::PENDING_SESSION_TIMEOUT;
 pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
+use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
-    DATA_HEADER_LEN, DATA_OVERHEAD, HS_RESP_LEN, Header, MessageType, RESTART_NOTICE_LEN, ethernet,
+    COOKIE_REPLY_LEN, FLAG_FRAGMENT, FLAG_VNET, HS_RESP_LEN, Header, MessageType,
+    RESTART_NOTICE_LEN, ethernet,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::NodeId;
+use crate::handshake_guard::{GuardConfig, GuardVerdict, HandshakeGuard};
 use crate::mac_table::{Learned, MacTable};
+use crate::snooping::{SnoopConfig, Snooping, Verdict};
 use crate::stats::{DropReason, Drops, Forwarded, MacCounters, NodeCounters, SessionCounters};
 use crate::status::{MacStatus, NodeStatus, Status};
+use crate::storm::{StormClass, StormConfig, StormControl};
+use crate::vlan::{self, Egress, Ingress, PortVlan, Vid};
 
 /// How often [`Switch::handle_timeout`] sweeps timers and ages MACs.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
-/// The largest Ethernet frame the switch forwards (a 9000-byte jumbo payload
-/// plus header and VLAN tag, with room to spare).
-pub const MAX_FRAME: usize = 9216;
+/// The largest Ethernet frame the switch forwards: an offloaded TCP
+/// super-frame of up to 64 KiB, as reassembly allows.
+pub const MAX_FRAME: usize = frag::MAX_TOTAL;
 /// Datagrams waiting in the transmit queue before new ones are dropped.
 pub const TX_QUEUE_LIMIT: usize = 8192;
 
@@ -47,6 +54,23 @@ pub struct NodeSpec {
     pub name: String,
     /// Its static public key.
     pub public_key: PublicKey,
+    /// Its VLAN membership (access port, trunk, or a VLAN-unaware switch).
+    pub vlan: PortVlan,
+    /// Prune its multicast memberships at once on a leave (no last-member
+    /// query): for nodes with a single listener, such as a VM.
+    pub fast_leave: bool,
+}
+
+impl NodeSpec {
+    /// A node on a VLAN-unaware switch, without fast-leave.
+    pub fn new(name: impl Into<String>, public_key: PublicKey) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            public_key,
+            vlan: PortVlan::Transparent,
+            fast_leave: false,
+        }
+    }
 }
 
 /// Everything the core needs, already validated.
@@ -68,6 +92,23 @@ pub struct SwitchConfig {
     pub mac_limit_per_node: usize,
     /// MACs in the whole table.
     pub mac_table_limit: usize,
+    /// The underlay's MTU towards the nodes: datagrams are kept within it
+    /// (larger frames travel as fragments).
+    pub underlay_mtu: usize,
+    /// IGMP/MLD snooping and the built-in querier.
+    pub multicast: SnoopConfig,
+    /// Per-node flood limits.
+    pub storm: StormConfig,
+    /// Handshake flood defence: when `mac2` is demanded, cookie reply rate.
+    pub handshake_guard: GuardConfig,
+}
+
+impl SwitchConfig {
+    /// The largest UDP payload towards `to` (IP and UDP headers removed).
+    pub fn max_datagram(&self, to: SocketAddr) -> usize {
+        let ip = if to.is_ipv4() { 20 } else { 40 };
+        self.underlay_mtu.saturating_sub(ip + 8)
+    }
 }
 
 /// Something an operator wants in the log. Drained with [`Switch::poll_event`].
@@ -110,6 +151,12 @@ struct Port {
     last_heard: Option<Instant>,
     last_handshake: Option<Instant>,
     counters: NodeCounters,
+    /// The node accepts frames with a virtio-net header (handshake capability).
+    accepts_vnet: bool,
+    /// Fragments from the node being put back together.
+    reassembly: Reassembler,
+    /// Fragment ids for frames sent to the node.
+    next_frame_id: u32,
 }
 
 impl Port {
@@ -142,6 +189,18 @@ pub struct Switch {
     sessions: SessionCounters,
     events: VecDeque<Event>,
     started: Instant,
+    /// Reassembled payloads and frames cut for non-offload nodes are copied
+    /// here so the port they came from is free to borrow again.
+    scratch: Vec<u8>,
+    segment_scratch: Vec<u8>,
+    snoop: Snooping,
+    storm: StormControl,
+    /// Receivers of the frame being forwarded (reused, never shrunk).
+    targets: Vec<NodeId>,
+    /// The frame being forwarded with its VLAN tag added or removed.
+    vlan_scratch: Vec<u8>,
+    /// `mac1`/`mac2` checks and cookie replies before any Diffie-Hellman.
+    guard: HandshakeGuard,
 }
 
 impl Switch {
@@ -160,6 +219,9 @@ impl Switch {
                 last_heard: None,
                 last_handshake: None,
                 counters: NodeCounters::default(),
+                accepts_vnet: false,
+                reassembly: Reassembler::default(),
+                next_frame_id: 0,
             })
             .collect();
         let by_key = ports
@@ -173,7 +235,19 @@ impl Switch {
             cfg.mac_limit_per_node,
             cfg.mac_table_limit,
         );
+        let mut vlans: Vec<Vid> = cfg.nodes.iter().flat_map(|n| n.vlan.vlans()).collect();
+        vlans.sort_unstable();
+        vlans.dedup();
+        let fast_leave = cfg.nodes.iter().map(|n| n.fast_leave).collect();
+        let snoop = Snooping::new(cfg.multicast.clone(), fast_leave, &vlans, now);
+        let storm = StormControl::new(cfg.storm.clone(), ports.len());
+        let guard = HandshakeGuard::new(
+            cfg.handshake_guard.clone(),
+            &cfg.private_key.public_key(),
+            now,
+        );
         Switch {
+            guard,
             cfg,
             ports,
             by_key,
@@ -188,6 +262,12 @@ impl Switch {
             sessions: SessionCounters::default(),
             events: VecDeque::new(),
             started: now,
+            scratch: Vec::new(),
+            segment_scratch: Vec::new(),
+            snoop,
+            storm,
+            targets: Vec::new(),
+            vlan_scratch: Vec::new(),
         }
     }
 
@@ -215,7 +295,7 @@ impl Switch {
                 self.data(now, from, index, buf)
             }
             MessageType::HandshakeInit => self.handshake_init(now, from, &h),
-            MessageType::HandshakeResp | MessageType::RestartNotice => {
+            MessageType::HandshakeResp | MessageType::RestartNotice | MessageType::CookieReply => {
                 Err(DropReason::UnexpectedMessage)
             }
             MessageType::Unknown(_) => Err(DropReason::UnknownType),
@@ -228,6 +308,24 @@ impl Switch {
         from: SocketAddr,
         h: &Header<&[u8]>,
     ) -> Result<(), DropReason> {
+        // Cheap checks first: no Diffie-Hellman for floods (see handshake_guard).
+        match self.guard.check(now, from, h) {
+            GuardVerdict::Proceed => {}
+            GuardVerdict::Drop(r) => return Err(r),
+            GuardVerdict::SendCookie => {
+                if self.tx.is_full() {
+                    return Err(DropReason::TxQueueFull);
+                }
+                let mut out = [0u8; COOKIE_REPLY_LEN];
+                self.guard
+                    .write_cookie_reply(now, from, h, &mut self.rng, &mut out);
+                let mut b = self.tx.buffer(COOKIE_REPLY_LEN);
+                b[..COOKIE_REPLY_LEN].copy_from_slice(&out);
+                b.truncate(COOKIE_REPLY_LEN);
+                self.tx.push(from, b);
+                return Err(DropReason::BadMac2);
+            }
+        }
         let incoming = handshake::read_init(&self.cfg.private_key, &self.cfg.psk, h)
             .map_err(|_| DropReason::HandshakeFailed)?;
         // Unknown keys get no answer at all.
@@ -243,6 +341,7 @@ impl Switch {
         }
         let index = self.new_index();
         let timestamp = incoming.timestamp;
+        let caps = incoming.caps;
         let mut out = [0u8; HS_RESP_LEN];
         let keys = incoming
             .accept(self.cfg.network_id, index, &mut out)
@@ -252,6 +351,7 @@ impl Switch {
         let port = &mut self.ports[id.0 as usize];
         port.last_timestamp = timestamp;
         port.last_handshake = Some(now);
+        port.accepts_vnet = caps & CAP_VNET != 0;
         port.counters.handshakes += 1;
         // The new session waits for the node's first packet under it; until
         // then the current one keeps carrying traffic.
@@ -308,6 +408,7 @@ impl Switch {
         if session.is_expired(now) {
             return Err(DropReason::Expired);
         }
+        let flags = Header::new_unchecked(&buf[..]).flags();
         let range = session.open(buf)?;
         if is_pending {
             // First packet under the new session: it is confirmed.
@@ -319,6 +420,7 @@ impl Switch {
             port.previous = std::mem::replace(&mut port.current, new);
             self.sessions.confirmed += 1;
             let node = port.spec.name.clone();
+            self.sessions.rekeys += u64::from(was_connected);
             self.events.push_back(if was_connected {
                 Event::Rekeyed { node }
             } else {
@@ -340,14 +442,49 @@ impl Switch {
         }
         if range.is_empty() {
             self.sessions.keepalives += 1;
-            self.send_frame(id, &[]);
+            self.send_keepalive(id);
             return Ok(());
         }
-        let frame = &buf[range];
-        self.switch_frame(now, id, frame)
+        if flags & FLAG_FRAGMENT == 0 {
+            return self.switch_payload(now, id, flags, &buf[range]);
+        }
+        let (fh, chunk) = FragHeader::parse(&buf[range]).ok_or(DropReason::Fragment)?;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = match port.reassembly.push(now, fh, chunk) {
+            Err(_) => Err(DropReason::Fragment),
+            Ok(None) => Ok(()),
+            Ok(Some(whole)) => {
+                scratch.clear();
+                scratch.extend_from_slice(whole);
+                self.switch_payload(now, id, flags, &scratch)
+            }
+        };
+        self.scratch = scratch;
+        r
     }
 
-    fn switch_frame(&mut self, now: Instant, from: NodeId, frame: &[u8]) -> Result<(), DropReason> {
+    /// A complete payload from a node: a frame, or a virtio header and a frame.
+    fn switch_payload(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        flags: u8,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        if flags & FLAG_VNET == 0 {
+            return self.switch_frame(now, from, None, payload);
+        }
+        let hdr = VnetHdr::parse(payload).ok_or(DropReason::Runt)?;
+        self.switch_frame(now, from, Some(hdr), &payload[VNET_HDR_LEN..])
+    }
+
+    fn switch_frame(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        vnet: Option<VnetHdr>,
+        frame: &[u8],
+    ) -> Result<(), DropReason> {
         // HOT PATH
         let (Some(dst), Some(src)) = (ethernet::dst(frame), ethernet::src(frame)) else {
             return Err(DropReason::Runt);
@@ -358,7 +495,12 @@ impl Switch {
         if ethernet::is_group(&src) || ethernet::is_zero(&src) {
             return Err(DropReason::InvalidSource);
         }
-        match self.macs.learn(now, src, from) {
+        let ing = self.ports[from.0 as usize]
+            .spec
+            .vlan
+            .ingress(frame)
+            .ok_or(DropReason::VlanFiltered)?;
+        match self.macs.learn(now, ing.vid, src, from) {
             Learned::Refreshed => {}
             Learned::New => self.mac_counters.learned += 1,
             Learned::Moved { .. } => self.mac_counters.moves += 1,
@@ -375,37 +517,151 @@ impl Switch {
         c.rx_frames += 1;
         c.rx_bytes += frame.len() as u64;
 
-        if !ethernet::is_group(&dst) {
-            match self.macs.lookup(now, &dst) {
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        let class = if !ethernet::is_group(&dst) {
+            match self.macs.lookup(now, ing.vid, &dst) {
                 Some(to) if to == from => {
                     self.forwarded.filtered += 1;
+                    self.targets = targets;
                     return Ok(());
                 }
                 Some(to) if self.ports[to.0 as usize].is_connected() => {
                     self.forwarded.unicast += 1;
-                    self.send_frame(to, frame);
+                    targets.push(to);
+                    self.fan_out(Some(from), ing, vnet, frame, Some(&targets));
+                    self.targets = targets;
                     return Ok(());
                 }
-                _ => self.forwarded.flooded_unicast += 1,
+                _ => StormClass::UnknownUnicast,
             }
         } else if ethernet::is_broadcast(&dst) {
-            self.forwarded.broadcast += 1;
+            StormClass::Broadcast
         } else {
-            self.forwarded.multicast += 1;
-        }
-        // Flood: every other connected node, never back to the sender.
-        for i in 0..self.ports.len() {
-            let to = NodeId(i as u32);
-            if to != from && self.ports[i].is_connected() {
-                self.forwarded.flood_copies += 1;
-                self.send_frame(to, frame);
+            StormClass::Multicast
+        };
+        // Multicast: snooping decides (and learns from IGMP/MLD).
+        let (only, link_local) = if class == StormClass::Multicast {
+            let typed = frame.get(ing.ethertype_offset()..).unwrap_or(&[]);
+            let c = self
+                .snoop
+                .handle_frame(now, ing.vid, from, typed, frame.len(), &mut targets);
+            (c.verdict == Verdict::Only, c.link_local)
+        } else {
+            (false, false)
+        };
+        if !self.storm.allow(now, from, class, link_local) {
+            let c = &mut self.ports[from.0 as usize].counters;
+            match class {
+                StormClass::Broadcast => c.storm_dropped_broadcast += 1,
+                StormClass::Multicast => c.storm_dropped_multicast += 1,
+                StormClass::UnknownUnicast => c.storm_dropped_unknown_unicast += 1,
             }
+            self.targets = targets;
+            return Err(DropReason::StormControl);
+        }
+        match class {
+            StormClass::UnknownUnicast => self.forwarded.flooded_unicast += 1,
+            StormClass::Broadcast => self.forwarded.broadcast += 1,
+            StormClass::Multicast => self.forwarded.multicast += 1,
+        }
+        // Flood (every other node of the VLAN), or the snooper's receivers;
+        // never back to the sender.
+        let copies = self.fan_out(Some(from), ing, vnet, frame, only.then_some(&targets[..]));
+        self.forwarded.flood_copies += copies;
+        self.targets = targets;
+        if self.snoop.has_queries() {
+            self.send_queries();
         }
         Ok(())
     }
 
-    /// Encrypt `frame` for node `to` and queue it. An empty frame is a keepalive.
-    fn send_frame(&mut self, to: NodeId, frame: &[u8]) {
+    /// Send a frame of VLAN `ing.vid` to the nodes in `only`, or to every
+    /// node of the VLAN, in the form each needs (tagged or not); never to
+    /// `from` or to a node that is not connected or not in the VLAN. Returns
+    /// the copies sent.
+    fn fan_out(
+        &mut self,
+        from: Option<NodeId>,
+        ing: Ingress,
+        vnet: Option<VnetHdr>,
+        frame: &[u8],
+        only: Option<&[NodeId]>,
+    ) -> u64 {
+        // HOT PATH
+        let mut other = std::mem::take(&mut self.vlan_scratch);
+        let mut other_vnet = None;
+        let mut other_ready = false;
+        let mut copies = 0;
+        let count = only.map_or(self.ports.len(), <[NodeId]>::len);
+        for k in 0..count {
+            let to = only.map_or(NodeId(k as u32), |t| t[k]);
+            let Some(port) = self.ports.get(to.0 as usize) else {
+                continue;
+            };
+            if Some(to) == from || !port.is_connected() {
+                continue;
+            }
+            let as_is = match port.spec.vlan.egress(ing.vid) {
+                Egress::NotMember => continue,
+                Egress::AsIs => true,
+                Egress::Untagged => !ing.tagged,
+                Egress::Tagged => ing.tagged,
+            };
+            copies += 1;
+            if as_is {
+                self.send_frame(to, vnet, frame);
+            } else {
+                if !other_ready {
+                    other_vnet = vlan::other_form(frame, ing, vnet, &mut other);
+                    other_ready = true;
+                }
+                self.send_frame(to, other_vnet, &other);
+            }
+        }
+        self.vlan_scratch = other;
+        copies
+    }
+
+    /// Send the queries the built-in querier made to every node of their VLAN.
+    fn send_queries(&mut self) {
+        while let Some((vid, frame)) = self.snoop.poll_query() {
+            let ing = Ingress { vid, tagged: false };
+            self.fan_out(None, ing, None, &frame, None);
+        }
+    }
+
+    /// Answer a keepalive.
+    fn send_keepalive(&mut self, to: NodeId) {
+        self.send_sealed(to, None, &[]);
+    }
+
+    /// Send a frame (with its virtio header, if any) to node `to`. A node that
+    /// did not announce offload support gets plain frames: an offloaded
+    /// super-frame is cut into segments for it here.
+    fn send_frame(&mut self, to: NodeId, vnet: Option<VnetHdr>, frame: &[u8]) {
+        // HOT PATH
+        match vnet {
+            Some(h) if !self.ports[to.0 as usize].accepts_vnet => {
+                if h.is_plain() {
+                    self.send_sealed(to, None, frame);
+                    return;
+                }
+                let mut scratch = std::mem::take(&mut self.segment_scratch);
+                scratch.clear();
+                scratch.extend_from_slice(frame);
+                if vnet::segment(&h, &mut scratch, |seg| self.send_sealed(to, None, seg)).is_err() {
+                    self.drops.add(DropReason::Offload);
+                }
+                self.segment_scratch = scratch;
+            }
+            _ => self.send_sealed(to, vnet, frame),
+        }
+    }
+
+    /// Encrypt for node `to` (fragmenting if needed) and queue. An empty frame
+    /// is a keepalive.
+    fn send_sealed(&mut self, to: NodeId, vnet: Option<VnetHdr>, frame: &[u8]) {
         // HOT PATH
         if self.tx.is_full() {
             self.drops.add(DropReason::TxQueueFull);
@@ -415,21 +671,31 @@ impl Switch {
         let (Some(session), Some(dst)) = (port.current.as_mut(), port.endpoint) else {
             return;
         };
-        let len = frame.len() + DATA_OVERHEAD;
-        let mut b = self.tx.buffer(len);
-        b[DATA_HEADER_LEN..DATA_HEADER_LEN + frame.len()].copy_from_slice(frame);
-        match session.seal(0, &mut b, frame.len()) {
-            Ok(n) => {
-                b.truncate(n);
+        let max = self.cfg.max_datagram(dst);
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let (flags, parts): (u8, [&[u8]; 2]) = match vnet {
+            Some(h) => {
+                h.emit(&mut hdr);
+                (FLAG_VNET, [&hdr, frame])
+            }
+            None => (0, [&[], frame]),
+        };
+        let mut b = self.tx.buffer(0);
+        match session.seal_frame(flags, &parts, max, &mut port.next_frame_id, &mut b) {
+            Ok(stride) => {
                 if !frame.is_empty() {
                     port.counters.tx_frames += 1;
                     port.counters.tx_bytes += frame.len() as u64;
                 }
-                self.tx.push(dst, b);
+                match stride {
+                    None => self.tx.push(dst, b),
+                    Some(s) => self.tx.push_batch(dst, b, s),
+                }
             }
-            Err(_) => {
-                // Counter exhausted: the node must rekey; drop until it does.
-                self.drops.add(DropReason::Expired);
+            Err(e) => {
+                // Counter exhausted (the node must rekey) or a frame too large
+                // even for fragments.
+                self.drops.add(DropReason::from(e));
                 self.tx.recycle(b);
             }
         }
@@ -474,6 +740,9 @@ impl Switch {
             }
         }
         self.mac_counters.aged_out += self.macs.expire(now) as u64;
+        self.guard.sweep(now);
+        self.snoop.handle_timeout(now);
+        self.send_queries();
     }
 
     fn forget(&mut self, id: NodeId) {
@@ -486,6 +755,7 @@ impl Switch {
         port.pending = None;
         port.endpoint = None;
         self.mac_counters.flushed += self.macs.flush_node(id) as u64;
+        self.snoop.forget_node(id);
     }
 
     /// After a restart: tell every node at its last known endpoint to
@@ -575,9 +845,15 @@ impl Switch {
             .is_some_and(Port::is_connected)
     }
 
-    /// Where the MAC is learned, if anywhere.
-    pub fn lookup_mac(&self, now: Instant, mac: &ethernet::Mac) -> Option<NodeId> {
-        self.macs.lookup(now, mac)
+    /// Where the MAC is learned in VLAN `vlan`, if anywhere
+    /// ([`vlan::NO_VLAN`] on a VLAN-unaware switch).
+    pub fn lookup_mac(&self, now: Instant, vlan: Vid, mac: &ethernet::Mac) -> Option<NodeId> {
+        self.macs.lookup(now, vlan, mac)
+    }
+
+    /// The multicast snooper (group table, queriers, counters).
+    pub fn snooping(&self) -> &Snooping {
+        &self.snoop
     }
 
     /// A snapshot for `status`. `with_macs` adds the MAC table.
@@ -596,6 +872,14 @@ impl Switch {
                 last_handshake_secs_ago: ago(p.last_handshake),
                 last_heard_secs_ago: ago(p.last_heard),
                 macs: self.macs.count_for(NodeId(i as u32)),
+                vlan: match &p.spec.vlan {
+                    PortVlan::Member { native, .. } => *native,
+                    PortVlan::Transparent => None,
+                },
+                trunk: match &p.spec.vlan {
+                    PortVlan::Member { tagged, .. } => tagged.clone(),
+                    PortVlan::Transparent => Vec::new(),
+                },
                 counters: p.counters.clone(),
             })
             .collect();
@@ -605,7 +889,8 @@ impl Switch {
                 .reader()
                 .iter()
                 .map(|e| MacStatus {
-                    mac: crate::status::format_mac(e.key()),
+                    vlan: e.key().0,
+                    mac: crate::status::format_mac(&e.key().1),
                     node: self.ports[e.value().node.0 as usize].spec.name.clone(),
                     expires_in_secs: e
                         .value()
@@ -614,7 +899,7 @@ impl Switch {
                         .as_secs_f64(),
                 })
                 .collect();
-            v.sort_by(|a, b| a.mac.cmp(&b.mac));
+            v.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
             v
         });
         Status {
@@ -630,6 +915,10 @@ impl Switch {
                 counters: self.mac_counters.clone(),
             },
             sessions: self.sessions.clone(),
+            handshake_guard: self.guard.status(now),
+            multicast: self
+                .snoop
+                .status(now, |id| self.ports[id.0 as usize].spec.name.clone()),
             macs,
         }
     }

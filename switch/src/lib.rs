@@ -7,20 +7,33 @@
 //! # Layout
 //! - [`core`]: the sans-IO state machine (`handle_datagram`, `handle_timeout`,
 //!   `poll_transmit`, `poll_timeout`): sessions per node and forwarding.
-//! - [`mac_table`]: learning, aging, moves and limits.
+//! - [`handshake_guard`]: the flood defence run before any Diffie-Hellman:
+//!   `mac1`, load detection, cookie replies and `mac2`, per-source limits.
+//! - [`mac_table`]: learning, aging, moves and limits, per VLAN.
+//! - [`snooping`]: IGMP/MLD snooping (group table, router ports, the
+//!   built-in querier); [`snooping::wire`] parses IGMP/MLD and builds queries.
+//! - [`storm`]: per-node storm control (broadcast, multicast, unknown unicast).
+//! - [`vlan`]: 802.1Q access and trunk ports, tagging and untagging.
+//! - [`metrics`]: the [`status::Status`] snapshot as Prometheus metrics (names, labels).
 //! - [`state`]: the state file (nodes' last endpoints) for restart notices.
 //! - [`stats`]: drop reasons and counters, plain integers.
 //! - [`status`]: the snapshot `tapmesh-switch status` prints.
 //! - [`config`]: `switch.toml`, parsed and validated into a [`core::SwitchConfig`].
-//! - [`server`]: the tokio shell: UDP socket, timers, admin socket, shutdown.
+//! - [`server`]: the tokio shell: UDP socket, timers, admin socket, metrics
+//!   snapshots, shutdown.
 
 pub mod config;
 pub mod core;
+pub mod handshake_guard;
 pub mod mac_table;
+pub mod metrics;
 pub mod server;
+pub mod snooping;
 pub mod state;
 pub mod stats;
 pub mod status;
+pub mod storm;
+pub mod vlan;
 
 /// A node's position in the configured node list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

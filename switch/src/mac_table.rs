@@ -1,4 +1,5 @@
-//! The switch's MAC table: which node each source MAC was last seen behind.
+//! The switch's MAC table: which node each source MAC was last seen behind,
+//! per VLAN (the key is `(vlan, mac)`: the same MAC may live in two VLANs).
 //!
 //! Rules (STYLE.md practice 7, and the lessons of VpnCloud issues #13/#255):
 //! - learn only from frames that authenticated as coming from that node, never
@@ -20,6 +21,7 @@ use dashmap::DashMap;
 use overlay_proto::wire::ethernet::Mac;
 
 use crate::NodeId;
+use crate::vlan::Vid;
 
 /// One learned MAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +50,10 @@ pub enum Learned {
     TableFull,
 }
 
-type Map = DashMap<Mac, MacEntry, foldhash::fast::RandomState>;
+/// The key: a VLAN and a MAC in it.
+pub type MacKey = (Vid, Mac);
+
+type Map = DashMap<MacKey, MacEntry, foldhash::fast::RandomState>;
 
 /// The MAC table, with aging and limits.
 #[derive(Debug)]
@@ -93,12 +98,12 @@ impl MacTable {
         self.per_node.get(node.0 as usize).copied().unwrap_or(0)
     }
 
-    /// Record that `mac` was the source of an authenticated frame from `node`.
-    /// The caller has already refused group and zero MACs.
-    pub fn learn(&mut self, now: Instant, mac: Mac, node: NodeId) -> Learned {
+    /// Record that `mac` was the source of an authenticated frame from `node`
+    /// in VLAN `vlan`. The caller has already refused group and zero MACs.
+    pub fn learn(&mut self, now: Instant, vlan: Vid, mac: Mac, node: NodeId) -> Learned {
         // HOT PATH: the common case is a refresh of a known entry.
         let expires_at = now + self.aging;
-        if let Some(mut e) = self.map.get_mut(&mac) {
+        if let Some(mut e) = self.map.get_mut(&(vlan, mac)) {
             if e.node == node {
                 e.expires_at = expires_at;
                 return Learned::Refreshed;
@@ -118,16 +123,16 @@ impl MacTable {
         if self.map.len() >= self.table_limit {
             return Learned::TableFull;
         }
-        self.map.insert(mac, MacEntry { node, expires_at });
+        self.map.insert((vlan, mac), MacEntry { node, expires_at });
         self.per_node[node.0 as usize] += 1;
         Learned::New
     }
 
-    /// The node behind `mac`, if known and not aged out.
-    pub fn lookup(&self, now: Instant, mac: &Mac) -> Option<NodeId> {
+    /// The node behind `mac` in VLAN `vlan`, if known and not aged out.
+    pub fn lookup(&self, now: Instant, vlan: Vid, mac: &Mac) -> Option<NodeId> {
         // HOT PATH
         self.map
-            .get(mac)
+            .get(&(vlan, *mac))
             .filter(|e| e.expires_at > now)
             .map(|e| e.node)
     }
@@ -167,6 +172,7 @@ mod tests {
 
     const A: NodeId = NodeId(0);
     const B: NodeId = NodeId(1);
+    const V: Vid = 1;
 
     fn mac(n: u32) -> Mac {
         let b = n.to_be_bytes();
@@ -177,13 +183,13 @@ mod tests {
     fn learn_refresh_and_age_out() {
         let t0 = Instant::now();
         let mut t = MacTable::new(2, Duration::from_secs(300), 10, 100);
-        assert_eq!(t.learn(t0, mac(1), A), Learned::New);
-        assert_eq!(t.lookup(t0, &mac(1)), Some(A));
+        assert_eq!(t.learn(t0, V, mac(1), A), Learned::New);
+        assert_eq!(t.lookup(t0, V, &mac(1)), Some(A));
         let t1 = t0 + Duration::from_secs(200);
-        assert_eq!(t.learn(t1, mac(1), A), Learned::Refreshed);
+        assert_eq!(t.learn(t1, V, mac(1), A), Learned::Refreshed);
         // Refreshed at t1, so still there at t0 + 400 s, gone at t1 + 300 s.
-        assert_eq!(t.lookup(t0 + Duration::from_secs(400), &mac(1)), Some(A));
-        assert_eq!(t.lookup(t1 + Duration::from_secs(300), &mac(1)), None);
+        assert_eq!(t.lookup(t0 + Duration::from_secs(400), V, &mac(1)), Some(A));
+        assert_eq!(t.lookup(t1 + Duration::from_secs(300), V, &mac(1)), None);
         assert_eq!(t.expire(t1 + Duration::from_secs(299)), 0);
         assert_eq!(t.expire(t1 + Duration::from_secs(300)), 1);
         assert!(t.is_empty());
@@ -194,9 +200,9 @@ mod tests {
     fn move_takes_effect_at_once() {
         let t0 = Instant::now();
         let mut t = MacTable::new(2, Duration::from_secs(300), 10, 100);
-        t.learn(t0, mac(1), A);
-        assert_eq!(t.learn(t0, mac(1), B), Learned::Moved { from: A });
-        assert_eq!(t.lookup(t0, &mac(1)), Some(B));
+        t.learn(t0, V, mac(1), A);
+        assert_eq!(t.learn(t0, V, mac(1), B), Learned::Moved { from: A });
+        assert_eq!(t.lookup(t0, V, &mac(1)), Some(B));
         assert_eq!((t.count_for(A), t.count_for(B)), (0, 1));
     }
 
@@ -205,19 +211,34 @@ mod tests {
         let t0 = Instant::now();
         let mut t = MacTable::new(2, Duration::from_secs(300), 3, 5);
         for i in 0..3 {
-            assert_eq!(t.learn(t0, mac(i), A), Learned::New);
+            assert_eq!(t.learn(t0, V, mac(i), A), Learned::New);
         }
-        assert_eq!(t.learn(t0, mac(3), A), Learned::NodeLimit);
-        assert_eq!(t.lookup(t0, &mac(3)), None);
+        assert_eq!(t.learn(t0, V, mac(3), A), Learned::NodeLimit);
+        assert_eq!(t.lookup(t0, V, &mac(3)), None);
         // Known MACs of a full node still refresh.
-        assert_eq!(t.learn(t0, mac(0), A), Learned::Refreshed);
+        assert_eq!(t.learn(t0, V, mac(0), A), Learned::Refreshed);
         // A move into a full node is refused too.
-        t.learn(t0, mac(10), B);
-        assert_eq!(t.learn(t0, mac(10), A), Learned::NodeLimit);
-        t.learn(t0, mac(11), B);
+        t.learn(t0, V, mac(10), B);
+        assert_eq!(t.learn(t0, V, mac(10), A), Learned::NodeLimit);
+        t.learn(t0, V, mac(11), B);
         assert_eq!(t.len(), 5);
-        assert_eq!(t.learn(t0, mac(12), B), Learned::TableFull);
+        assert_eq!(t.learn(t0, V, mac(12), B), Learned::TableFull);
         assert_eq!(t.flush_node(A), 3);
-        assert_eq!(t.learn(t0, mac(12), B), Learned::New);
+        assert_eq!(t.learn(t0, V, mac(12), B), Learned::New);
+    }
+
+    #[test]
+    fn vlans_are_separate_tables() {
+        let t0 = Instant::now();
+        let mut t = MacTable::new(2, Duration::from_secs(300), 10, 100);
+        assert_eq!(t.learn(t0, 10, mac(1), A), Learned::New);
+        assert_eq!(
+            t.learn(t0, 20, mac(1), B),
+            Learned::New,
+            "same MAC, other VLAN: no move"
+        );
+        assert_eq!(t.lookup(t0, 10, &mac(1)), Some(A));
+        assert_eq!(t.lookup(t0, 20, &mac(1)), Some(B));
+        assert_eq!(t.lookup(t0, 30, &mac(1)), None);
     }
 }

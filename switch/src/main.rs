@@ -116,8 +116,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     rt.block_on(async move {
         let std_sock = std::net::UdpSocket::bind(cfg.listen)
             .with_context(|| format!("binding UDP {}", cfg.listen))?;
-        std_sock.set_nonblocking(true)?;
-        let socket = tokio::net::UdpSocket::from_std(std_sock)?;
+        let socket = tapmesh_shell::udp::UdpLink::new(std_sock).context("setting up the UDP socket")?;
         let admin = admin::bind(&cfg.admin_socket)
             .with_context(|| format!("admin socket {}", cfg.admin_socket.display()))?;
         tracing::info!(listen = %cfg.listen, nodes = cfg.core.nodes.len(), admin = %cfg.admin_socket.display(), "tapmesh-switch running");

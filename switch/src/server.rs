@@ -1,17 +1,21 @@
 //! The tokio shell around [`Switch`]: one task owns the core and the UDP
 //! socket; it drains the socket in bounded batches, runs timers, sends what the
-//! core queued, and answers admin requests relayed from the admin task.
+//! core queued, and answers admin requests relayed from the admin task and
+//! snapshot requests from the metrics exporter (one per scrape).
 use std::future::Future;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use tapmesh_shell::admin::{self, AdminRequest};
-use tokio::net::{UdpSocket, UnixListener};
+use tapmesh_shell::metrics::Exporter;
+use tapmesh_shell::udp::{RecvBuffers, UdpLink};
+use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::core::{Event, Switch};
 use crate::state;
+use crate::status::Status;
 
 /// The state file is rewritten at most this often.
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -23,17 +27,15 @@ fn wall_timestamp() -> overlay_proto::handshake::Timestamp {
     overlay_proto::handshake::Timestamp::from_unix(t.as_secs(), t.subsec_nanos())
 }
 
-/// Datagrams handled per wakeup before timers and transmits get a turn.
-const RX_BATCH: usize = 64;
-
 /// Run the switch until `shutdown` completes.
 pub async fn run(
     cfg: Config,
-    socket: UdpSocket,
+    socket: UdpLink,
     admin: Option<UnixListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let seed = rand::random();
+    let mut metrics = Exporter::<Status>::start(cfg.metrics_listen, "tapmesh-switch")?;
     let mut core = Switch::new(cfg.core, Instant::now(), seed);
     let state_file = cfg.state_file;
     let known = state::load(&state_file);
@@ -55,7 +57,7 @@ pub async fn run(
         tokio::spawn(admin::serve(l, admin_tx));
     }
     tokio::pin!(shutdown);
-    let mut buf = vec![0u8; 65536];
+    let mut rx = RecvBuffers::default();
     let mut drop_log = tapmesh_shell::DropLog::new(Instant::now(), "tapmesh-switch status");
     loop {
         let deadline = core
@@ -63,17 +65,13 @@ pub async fn run(
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         tokio::select! {
             _ = &mut shutdown => break,
-            r = socket.recv_from(&mut buf) => {
+            // One recvmmsg/GRO batch per wakeup; then transmits and timers.
+            r = rx.recv(&socket, true) => {
                 match r {
-                    Ok((n, from)) => {
+                    Ok(n) => {
                         let now = Instant::now();
-                        core.handle_datagram(now, from, &mut buf[..n]);
-                        for _ in 1..RX_BATCH {
-                            match socket.try_recv_from(&mut buf) {
-                                Ok((n, from)) => core.handle_datagram(now, from, &mut buf[..n]),
-                                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                                Err(_) => break,
-                            }
+                        for (from, d) in rx.datagrams(n) {
+                            core.handle_datagram(now, from, d);
                         }
                     }
                     // ICMP errors from earlier sends surface here on some kernels; ignore.
@@ -90,6 +88,7 @@ pub async fn run(
                 };
                 let _ = req.reply.send(reply.unwrap_or_default());
             }
+            req = metrics.request() => req.answer(core.status(Instant::now(), false)),
         }
         let now = Instant::now();
         core.handle_timeout(now);
@@ -111,7 +110,7 @@ pub async fn run(
             }
         }
         while let Some(t) = core.poll_transmit() {
-            if let Err(e) = socket.send_to(t.contents, t.destination).await {
+            if let Err(e) = socket.send(t.destination, t.contents, t.segment_size).await {
                 tracing::debug!(error = %e, "send failed");
             }
         }

@@ -18,6 +18,14 @@ pub enum DropReason {
     BadFlags,
     /// A network id this switch does not serve.
     UnknownNetwork,
+    /// A handshake initiation without a valid `mac1`: not made for this
+    /// switch's key (garbage, scanners); dropped before any Diffie-Hellman.
+    BadMac1,
+    /// Under load: a handshake initiation without a valid `mac2` (it gets a
+    /// cookie reply, rate-limited); dropped before any Diffie-Hellman.
+    BadMac2,
+    /// Under load: more initiations from one source IP than it may have.
+    HandshakeRateLimited,
     /// A handshake initiation that failed to decrypt (not for us, garbage).
     HandshakeFailed,
     /// A valid handshake from a public key not in the config.
@@ -46,6 +54,17 @@ pub enum DropReason {
     TableFull,
     /// The outgoing queue was full.
     TxQueueFull,
+    /// A bad fragment: malformed, overlapping, too many, or its frame timed out.
+    Fragment,
+    /// An offloaded frame that had to be cut for a node without offload
+    /// support, but could not be (unsupported or malformed GSO frame).
+    Offload,
+    /// A frame from a node in a VLAN it is not a member of (a tag it may
+    /// not send, or untagged on a trunk without a native VLAN).
+    VlanFiltered,
+    /// A broadcast, multicast or unknown-unicast frame over its node's
+    /// storm-control limit (per node and kind in the node's counters).
+    StormControl,
 }
 
 impl Reason for DropReason {
@@ -55,6 +74,9 @@ impl Reason for DropReason {
         DropReason::UnknownType,
         DropReason::BadFlags,
         DropReason::UnknownNetwork,
+        DropReason::BadMac1,
+        DropReason::BadMac2,
+        DropReason::HandshakeRateLimited,
         DropReason::HandshakeFailed,
         DropReason::UnknownKey,
         DropReason::HandshakeReplay,
@@ -69,6 +91,10 @@ impl Reason for DropReason {
         DropReason::MacLimit,
         DropReason::TableFull,
         DropReason::TxQueueFull,
+        DropReason::Fragment,
+        DropReason::Offload,
+        DropReason::VlanFiltered,
+        DropReason::StormControl,
     ];
 
     fn index(self) -> usize {
@@ -82,6 +108,9 @@ impl Reason for DropReason {
             DropReason::UnknownType => "unknown_type",
             DropReason::BadFlags => "bad_flags",
             DropReason::UnknownNetwork => "unknown_network",
+            DropReason::BadMac1 => "bad_mac1",
+            DropReason::BadMac2 => "bad_mac2",
+            DropReason::HandshakeRateLimited => "handshake_rate_limited",
             DropReason::HandshakeFailed => "handshake_failed",
             DropReason::UnknownKey => "unknown_key",
             DropReason::HandshakeReplay => "handshake_replay",
@@ -96,6 +125,10 @@ impl Reason for DropReason {
             DropReason::MacLimit => "mac_limit",
             DropReason::TableFull => "table_full",
             DropReason::TxQueueFull => "tx_queue_full",
+            DropReason::Fragment => "fragment",
+            DropReason::Offload => "offload",
+            DropReason::VlanFiltered => "vlan_filtered",
+            DropReason::StormControl => "storm_control",
         }
     }
 }
@@ -160,6 +193,8 @@ pub struct SessionCounters {
     pub handshakes: u64,
     /// New sessions confirmed by the node's first packet.
     pub confirmed: u64,
+    /// Confirmed sessions that replaced a live one (rekeys; part of `confirmed`).
+    pub rekeys: u64,
     /// Nodes forgotten after the silence timeout.
     pub node_timeouts: u64,
     /// Keepalives answered.
@@ -179,4 +214,41 @@ pub struct NodeCounters {
     pub tx_bytes: u64,
     /// Handshakes completed with the node.
     pub handshakes: u64,
+    /// Broadcast frames from the node dropped by storm control.
+    pub storm_dropped_broadcast: u64,
+    /// Multicast frames from the node dropped by storm control.
+    pub storm_dropped_multicast: u64,
+    /// Unknown-unicast frames from the node dropped by storm control.
+    pub storm_dropped_unknown_unicast: u64,
+}
+
+/// IGMP/MLD snooping activity (see `snooping`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SnoopCounters {
+    /// Reports received (v1/v2 joins, v3/MLDv2 reports).
+    pub reports: u64,
+    /// Leaves received (v2 leave, MLD done, v3 change to include {}).
+    pub leaves: u64,
+    /// Leaves applied at once (fast-leave nodes).
+    pub fast_leaves: u64,
+    /// Queries received from nodes.
+    pub queries_received: u64,
+    /// Queries the built-in querier sent (general and group-specific).
+    pub queries_sent: u64,
+    /// New memberships (a node joined a group).
+    pub joins: u64,
+    /// Memberships that timed out or were left.
+    pub expired: u64,
+    /// Multicast data frames to a registered group (sent to members and routers).
+    pub registered_frames: u64,
+    /// Multicast data frames to a group nobody joined.
+    pub unregistered_frames: u64,
+    /// Frames to link-local groups (always flooded).
+    pub link_local_frames: u64,
+    /// IGMP/MLD messages of an unknown type (flooded).
+    pub unknown_types: u64,
+    /// IGMPv3/MLDv2 group records of an unknown type (skipped).
+    pub unknown_records: u64,
+    /// Truncated IGMP/MLD messages or bad checksums (flooded, not learned from).
+    pub malformed: u64,
 }

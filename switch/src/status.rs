@@ -2,7 +2,8 @@
 //! as JSON (field names are stable; scripts rely on them).
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{Drops, Forwarded, MacCounters, NodeCounters, SessionCounters};
+use crate::stats::{Drops, Forwarded, MacCounters, NodeCounters, SessionCounters, SnoopCounters};
+use crate::vlan::Vid;
 
 /// The whole switch.
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +20,10 @@ pub struct Status {
     pub mac_table: MacTableStatus,
     /// Handshakes and sessions.
     pub sessions: SessionCounters,
+    /// Handshake flood defence: under load or not, cookie replies.
+    pub handshake_guard: crate::handshake_guard::GuardStatus,
+    /// IGMP/MLD snooping: queriers, router ports, groups and counters.
+    pub multicast: MulticastStatus,
     /// The MAC table itself, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub macs: Option<Vec<MacStatus>>,
@@ -43,6 +48,12 @@ pub struct NodeStatus {
     pub last_heard_secs_ago: Option<f64>,
     /// MACs learned behind it.
     pub macs: usize,
+    /// Its access (native) VLAN; absent on a VLAN-unaware switch or a pure trunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<Vid>,
+    /// The VLANs it carries tagged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trunk: Vec<Vid>,
     /// Traffic.
     #[serde(flatten)]
     pub counters: NodeCounters,
@@ -67,11 +78,97 @@ pub struct MacTableStatus {
 /// One MAC table entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MacStatus {
+    /// Its VLAN (0 on a VLAN-unaware switch).
+    #[serde(default)]
+    pub vlan: Vid,
     /// The MAC, as `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
     /// The node it is behind.
     pub node: String,
     /// Seconds until it ages out.
+    pub expires_in_secs: f64,
+}
+
+/// Multicast snooping state.
+#[derive(Debug, Clone, Serialize)]
+pub struct MulticastStatus {
+    /// Snooping is on (else every multicast frame is flooded).
+    pub snooping: bool,
+    /// Groups nobody joined are flooded (else sent to router ports only).
+    pub flood_unregistered: bool,
+    /// Group membership interval.
+    pub membership_secs: f64,
+    /// The built-in querier, per VLAN and family.
+    pub queriers: Vec<QuerierStatus>,
+    /// Nodes behind which a multicast router or querier was heard.
+    pub router_ports: Vec<RouterPortStatus>,
+    /// The group table.
+    pub groups: Vec<GroupStatus>,
+    /// Activity.
+    pub counters: SnoopCounters,
+}
+
+/// The built-in querier of one VLAN and family.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuerierStatus {
+    /// The VLAN.
+    pub vlan: Vid,
+    /// `ipv4` (IGMP) or `ipv6` (MLD).
+    pub family: &'static str,
+    /// Sending queries now (no other querier with a lower address heard).
+    pub active: bool,
+    /// Its source address.
+    pub address: String,
+    /// The other querier it yields to, if any.
+    pub other_querier: Option<String>,
+    /// Seconds until the other querier counts as gone.
+    pub other_querier_expires_in_secs: Option<f64>,
+}
+
+/// A router port.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouterPortStatus {
+    /// The VLAN.
+    pub vlan: Vid,
+    /// The node.
+    pub node: String,
+    /// Seconds until it ages out.
+    pub expires_in_secs: f64,
+}
+
+/// One group.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupStatus {
+    /// The VLAN.
+    pub vlan: Vid,
+    /// The group address.
+    pub group: String,
+    /// Data frames forwarded to the group.
+    pub frames: u64,
+    /// Bytes of those frames.
+    pub bytes: u64,
+    /// Nodes with members.
+    pub members: Vec<MemberStatus>,
+}
+
+/// A node's membership in a group.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberStatus {
+    /// The node.
+    pub node: String,
+    /// Seconds until its any-source membership (v1/v2, EXCLUDE mode) ends;
+    /// absent if it has only source-specific ones.
+    pub any_source_expires_in_secs: Option<f64>,
+    /// INCLUDE-mode sources.
+    pub sources: Vec<SourceStatus>,
+}
+
+/// One INCLUDE-mode source of a membership.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStatus {
+    /// The source address.
+    pub source: String,
+    /// Seconds until it ends.
     pub expires_in_secs: f64,
 }
 
@@ -93,17 +190,33 @@ pub fn render_table(json: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:<5} {:<28} {:>9} {:>12} {:>12} {:>6}",
-        "NODE", "UP", "ENDPOINT", "SESSION", "RX FRAMES", "TX FRAMES", "MACS"
+        "{:<16} {:<4} {:<28} {:>8} {:>9} {:>7} {:>11} {:>9} {:>11} {:>9} {:>6}",
+        "NODE",
+        "UP",
+        "ENDPOINT",
+        "SESSION",
+        "HANDSHAKE",
+        "HEARD",
+        "RX FRAMES",
+        "RX BYTES",
+        "TX FRAMES",
+        "TX BYTES",
+        "MACS"
     );
-    for n in v["nodes"].as_array().into_iter().flatten() {
-        let age = n["session_age_secs"]
-            .as_f64()
+    let secs = |n: &serde_json::Value, k: &str| {
+        n[k].as_f64()
             .map(|s| format!("{s:.0}s"))
-            .unwrap_or_else(|| "-".into());
+            .unwrap_or_else(|| "-".into())
+    };
+    let ago = |n: &serde_json::Value, k: &str| {
+        n[k].as_f64()
+            .map(|s| format!("{s:.0}s ago"))
+            .unwrap_or_else(|| "-".into())
+    };
+    for n in v["nodes"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "{:<16} {:<5} {:<28} {:>9} {:>12} {:>12} {:>6}",
+            "{:<16} {:<4} {:<28} {:>8} {:>9} {:>7} {:>11} {:>9} {:>11} {:>9} {:>6}",
             n["name"].as_str().unwrap_or("?"),
             if n["connected"].as_bool() == Some(true) {
                 "yes"
@@ -111,9 +224,13 @@ pub fn render_table(json: &str) -> String {
                 "no"
             },
             n["endpoint"].as_str().unwrap_or("-"),
-            age,
+            secs(n, "session_age_secs"),
+            ago(n, "last_handshake_secs_ago"),
+            ago(n, "last_heard_secs_ago"),
             n["rx_frames"].to_string(),
+            human_bytes(n["rx_bytes"].as_u64().unwrap_or(0)),
             n["tx_frames"].to_string(),
+            human_bytes(n["tx_bytes"].as_u64().unwrap_or(0)),
             n["macs"].to_string()
         );
     }
@@ -128,6 +245,12 @@ pub fn render_table(json: &str) -> String {
         out,
         "mac table: {} entries (limit {}), learned {} moves {} aged out {}",
         m["entries"], m["limit"], m["learned"], m["moves"], m["aged_out"]
+    );
+    let se = &v["sessions"];
+    let _ = writeln!(
+        out,
+        "sessions: handshakes {} confirmed {} rekeys {} timeouts {} keepalives {}",
+        se["handshakes"], se["confirmed"], se["rekeys"], se["node_timeouts"], se["keepalives"]
     );
     let drops: Vec<String> = v["drops"]
         .as_object()
@@ -145,12 +268,42 @@ pub fn render_table(json: &str) -> String {
             drops.join(", ")
         }
     );
+    let storm: Vec<String> = v["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let kinds: Vec<String> = ["broadcast", "multicast", "unknown_unicast"]
+                .iter()
+                .filter_map(|k| {
+                    let c = n[format!("storm_dropped_{k}")].as_u64().unwrap_or(0);
+                    (c > 0).then(|| format!("{k} {c}"))
+                })
+                .collect();
+            (!kinds.is_empty()).then(|| {
+                format!(
+                    "{} ({})",
+                    n["name"].as_str().unwrap_or("?"),
+                    kinds.join(", ")
+                )
+            })
+        })
+        .collect();
+    if !storm.is_empty() {
+        let _ = writeln!(out, "storm control drops: {}", storm.join("; "));
+    }
+    render_multicast(&mut out, &v["multicast"]);
     if let Some(macs) = v["macs"].as_array() {
-        let _ = writeln!(out, "\n{:<18} {:<16} {:>8}", "MAC", "NODE", "EXPIRES");
+        let _ = writeln!(
+            out,
+            "\n{:<5} {:<18} {:<16} {:>8}",
+            "VLAN", "MAC", "NODE", "EXPIRES"
+        );
         for m in macs {
             let _ = writeln!(
                 out,
-                "{:<18} {:<16} {:>7.0}s",
+                "{:<5} {:<18} {:<16} {:>7.0}s",
+                m["vlan"].as_u64().unwrap_or(0),
                 m["mac"].as_str().unwrap_or("?"),
                 m["node"].as_str().unwrap_or("?"),
                 m["expires_in_secs"].as_f64().unwrap_or(0.0)
@@ -158,4 +311,147 @@ pub fn render_table(json: &str) -> String {
         }
     }
     out
+}
+
+/// The multicast part of the human table: queriers, router ports, groups.
+fn render_multicast(out: &mut String, m: &serde_json::Value) {
+    use std::fmt::Write;
+    if m.is_null() {
+        return;
+    }
+    let c = &m["counters"];
+    let _ = writeln!(
+        out,
+        "multicast: snooping {}, unregistered {}; reports {} leaves {} queries in {} out {}, frames registered {} unregistered {} link-local {}, malformed {} unknown {}",
+        if m["snooping"].as_bool() == Some(true) {
+            "on"
+        } else {
+            "off"
+        },
+        if m["flood_unregistered"].as_bool() == Some(true) {
+            "flooded"
+        } else {
+            "to routers only"
+        },
+        c["reports"],
+        c["leaves"],
+        c["queries_received"],
+        c["queries_sent"],
+        c["registered_frames"],
+        c["unregistered_frames"],
+        c["link_local_frames"],
+        c["malformed"],
+        c["unknown_types"].as_u64().unwrap_or(0) + c["unknown_records"].as_u64().unwrap_or(0),
+    );
+    for q in m["queriers"].as_array().into_iter().flatten() {
+        let state = match q["other_querier"].as_str() {
+            Some(o) => format!("silent, other querier {o}"),
+            None => "active".into(),
+        };
+        let _ = writeln!(
+            out,
+            "querier vlan {} {}: {} from {}",
+            q["vlan"],
+            q["family"].as_str().unwrap_or("?"),
+            state,
+            q["address"].as_str().unwrap_or("?")
+        );
+    }
+    for r in m["router_ports"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "router port vlan {}: {} ({:.0}s)",
+            r["vlan"],
+            r["node"].as_str().unwrap_or("?"),
+            r["expires_in_secs"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let groups = m["groups"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if groups.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<5} {:<28} {:>10} {:>12}  MEMBERS",
+        "VLAN", "GROUP", "FRAMES", "BYTES"
+    );
+    for g in groups {
+        let members: Vec<String> = g["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|mb| {
+                let name = mb["node"].as_str().unwrap_or("?");
+                let sources: Vec<&str> = mb["sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["source"].as_str())
+                    .collect();
+                match (
+                    mb["any_source_expires_in_secs"].as_f64(),
+                    sources.is_empty(),
+                ) {
+                    (Some(t), true) => format!("{name} ({t:.0}s)"),
+                    (Some(t), false) => format!("{name} ({t:.0}s, +{})", sources.join(" ")),
+                    (None, _) => format!("{name} (from {})", sources.join(" ")),
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<5} {:<28} {:>10} {:>12}  {}",
+            g["vlan"],
+            g["group"].as_str().unwrap_or("?"),
+            g["frames"],
+            g["bytes"],
+            members.join(", ")
+        );
+    }
+}
+
+/// `1234567` → `1.2M` (powers of 1024), for tables.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["", "K", "M", "G", "T"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_rounds_to_one_decimal() {
+        assert_eq!(human_bytes(0), "0");
+        assert_eq!(human_bytes(1023), "1023");
+        assert_eq!(human_bytes(1536), "1.5K");
+        assert_eq!(human_bytes(5 << 30), "5.0G");
+    }
+
+    #[test]
+    fn table_lists_every_node_and_survives_missing_keys() {
+        let t = render_table(
+            r#"{"nodes":[{"name":"h1","connected":true,"endpoint":"198.18.0.11:4000","session_age_secs":3.2,"last_handshake_secs_ago":3.2,"last_heard_secs_ago":0.4,"rx_frames":5,"rx_bytes":2048,"tx_frames":6,"tx_bytes":100,"macs":1},{"name":"h2","connected":false}],"drops":{"bad_tag":2,"replay":0}}"#,
+        );
+        assert!(t.contains("h1 "), "{t}");
+        assert!(t.contains("2.0K"), "{t}");
+        assert!(t.contains("198.18.0.11:4000"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("h2 ") && l.contains(" no ")),
+            "{t}"
+        );
+        assert!(t.contains("drops: bad_tag 2\n"), "{t}");
+        assert_eq!(render_table("not json"), "not json\n");
+    }
 }

@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
-use tapmesh_node::core::{LinkState, Node, NodeConfig};
+use tapmesh_node::core::{LinkState, Node, NodeConfig, TapWrite};
 use tapmesh_switch::NodeId;
 use tapmesh_switch::core::{NodeSpec, Switch, SwitchConfig};
+use tapmesh_switch::snooping::SnoopConfig;
 use tapmesh_switch::stats::DropReason;
+use tapmesh_switch::storm::{Rate, StormConfig};
+use tapmesh_switch::vlan::{NO_VLAN, PortVlan};
 
 const SWITCH: &str = "198.18.0.3:7777";
 
@@ -46,6 +49,25 @@ impl Sim {
     /// A switch and `n` admitted nodes, plus `extra` nodes with keys the
     /// switch does not know.
     fn new(n: usize, extra: usize) -> Sim {
+        Sim::with(n, extra, |_, _| {})
+    }
+
+    /// Like [`Sim::new`], with each node's config adjusted by `adjust(i, cfg)`.
+    fn with(n: usize, extra: usize, adjust: impl Fn(usize, &mut NodeConfig)) -> Sim {
+        Sim::build(n, extra, adjust, |_| {})
+    }
+
+    /// Like [`Sim::new`], with the switch's config adjusted by `adjust_switch`.
+    fn with_switch(n: usize, adjust_switch: impl Fn(&mut SwitchConfig)) -> Sim {
+        Sim::build(n, 0, |_, _| {}, adjust_switch)
+    }
+
+    fn build(
+        n: usize,
+        extra: usize,
+        adjust: impl Fn(usize, &mut NodeConfig),
+        adjust_switch: impl Fn(&mut SwitchConfig),
+    ) -> Sim {
         let t0 = Instant::now();
         let mut rng = rand::rng();
         let switch_key = StaticSecret::generate(&mut rng);
@@ -59,16 +81,19 @@ impl Sim {
             nodes: keys[..n]
                 .iter()
                 .enumerate()
-                .map(|(i, k)| NodeSpec {
-                    name: format!("h{}", i + 1),
-                    public_key: k.public_key(),
-                })
+                .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
                 .collect(),
             mac_aging: Duration::from_secs(300),
             node_timeout: Duration::from_secs(30),
             mac_limit_per_node: 16,
             mac_table_limit: 1000,
+            underlay_mtu: 1500,
+            multicast: SnoopConfig::default(),
+            storm: StormConfig::default(),
+            handshake_guard: Default::default(),
         };
+        let mut switch_cfg = switch_cfg;
+        adjust_switch(&mut switch_cfg);
         let addrs: Vec<SocketAddr> = (0..n + extra)
             .map(|i| format!("198.18.0.{}:4000", 10 + i).parse().unwrap())
             .collect();
@@ -76,19 +101,18 @@ impl Sim {
             .iter()
             .enumerate()
             .map(|(i, k)| {
-                Node::new(
-                    NodeConfig {
-                        private_key: k.clone(),
-                        switch_key: switch_key.public_key(),
-                        switch_addr: SWITCH.parse().unwrap(),
-                        psk: Psk::default(),
-                        network_id: 0,
-                        mtu: 1400,
-                    },
-                    t0,
-                    Duration::from_secs(1_700_000_000),
-                    i as u64,
-                )
+                let mut cfg = NodeConfig {
+                    private_key: k.clone(),
+                    switch_key: switch_key.public_key(),
+                    switch_addr: SWITCH.parse().unwrap(),
+                    psk: Psk::default(),
+                    network_id: 0,
+                    mtu: 1400,
+                    offload: false,
+                    underlay_mtu: 1500,
+                };
+                adjust(i, &mut cfg);
+                Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64)
             })
             .collect();
         let mut sim = Sim {
@@ -113,18 +137,19 @@ impl Sim {
     fn send(&mut self, i: usize, f: &[u8]) {
         let mut buf = vec![0u8; DATA_HEADER_LEN + f.len() + DATA_OVERHEAD];
         buf[DATA_HEADER_LEN..DATA_HEADER_LEN + f.len()].copy_from_slice(f);
-        if let Ok(n) = self.nodes[i].handle_tap_frame(self.now, &mut buf, f.len()) {
-            buf.truncate(n);
+        if let Ok(Some(r)) = self.nodes[i].handle_tap_frame(self.now, &mut buf, f.len()) {
             self.wire
-                .push_back((self.addrs[i], SWITCH.parse().unwrap(), buf));
+                .push_back((self.addrs[i], SWITCH.parse().unwrap(), buf[r].to_vec()));
         }
         self.deliver();
     }
 
     fn drain_node(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].poll_transmit() {
-            let d = (self.addrs[i], t.destination, t.contents.to_vec());
-            self.wire.push_back(d);
+            for d in t.datagrams() {
+                self.wire
+                    .push_back((self.addrs[i], t.destination, d.to_vec()));
+            }
         }
     }
 
@@ -133,8 +158,10 @@ impl Sim {
             return;
         };
         while let Some(t) = sw.poll_transmit() {
-            self.wire
-                .push_back((SWITCH.parse().unwrap(), t.destination, t.contents.to_vec()));
+            for d in t.datagrams() {
+                self.wire
+                    .push_back((SWITCH.parse().unwrap(), t.destination, d.to_vec()));
+            }
         }
     }
 
@@ -160,8 +187,12 @@ impl Sim {
                 }
                 self.drain_switch();
             } else if let Some(i) = self.addrs.iter().position(|a| *a == to) {
-                if let Some(r) = self.nodes[i].handle_datagram(self.now, from, &mut d) {
-                    self.tap[i].push(d[r].to_vec());
+                match self.nodes[i].handle_datagram(self.now, from, &mut d) {
+                    Some(TapWrite::InPlace(r)) => self.tap[i].push(d[r].to_vec()),
+                    Some(TapWrite::Reassembled(r)) => {
+                        self.tap[i].push(self.nodes[i].reassembled()[r].to_vec())
+                    }
+                    None => {}
                 }
                 self.drain_node(i);
             }
@@ -185,6 +216,12 @@ impl Sim {
                 }
             }
             self.deliver();
+        }
+    }
+
+    fn clear(&mut self) {
+        for t in &mut self.tap {
+            t.clear();
         }
     }
 
@@ -230,7 +267,11 @@ fn learned_unicast_goes_only_to_its_node_and_unknown_unicast_floods() {
         (s.received(0, 4), s.received(1, 4), s.received(2, 4)),
         (1, 1, 0)
     );
-    assert_eq!(s.switch().lookup_mac(s.now, &[1, 0, 0x5e, 1, 2, 3]), None);
+    assert_eq!(
+        s.switch()
+            .lookup_mac(s.now, NO_VLAN, &[1, 0, 0x5e, 1, 2, 3]),
+        None
+    );
 }
 
 #[test]
@@ -401,10 +442,11 @@ fn garbage_and_replays_are_dropped_and_counted() {
     let f = frame([0xff; 6], mac(1), 1);
     let mut buf = vec![0u8; DATA_HEADER_LEN + f.len() + DATA_OVERHEAD];
     buf[DATA_HEADER_LEN..DATA_HEADER_LEN + f.len()].copy_from_slice(&f);
-    let n = s.nodes[0]
+    let r = s.nodes[0]
         .handle_tap_frame(s.now, &mut buf, f.len())
+        .unwrap()
         .unwrap();
-    buf.truncate(n);
+    let buf = buf[r].to_vec();
     let mut a = buf.clone();
     s.switch
         .as_mut()
@@ -453,4 +495,298 @@ fn restart_notice_brings_idle_nodes_back_at_once_and_cannot_be_replayed() {
     assert_eq!(s.nodes[1].counters().restart_notices, 1);
     assert_eq!(s.nodes[1].counters().handshakes_sent, hs);
     assert_eq!(s.nodes[1].link_state(), LinkState::Established);
+}
+
+/// An IPv4/TCP frame of `payload` bytes from mac(1) to mac(2), with a valid
+/// IP header checksum and the TCP checksum left partial, as an offloading
+/// kernel hands it over.
+fn tcp_superframe(payload: usize) -> Vec<u8> {
+    let mut f = frame(mac(2), mac(1), 0);
+    f.truncate(12);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&[198, 19, 0, 1]);
+    ip[16..20].copy_from_slice(&[198, 19, 0, 2]);
+    f.extend_from_slice(&ip);
+    let mut tcp = [0u8; 20];
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x18;
+    f.extend_from_slice(&tcp);
+    f.extend((0..payload).map(|i| (i % 251) as u8));
+    f
+}
+
+#[test]
+fn jumbo_frames_cross_a_1500_byte_underlay_as_fragments() {
+    let mut s = Sim::with(2, 0, |_, c| c.mtu = 9000);
+    s.send(1, &frame([0xff; 6], mac(2), 0));
+    let mut big = frame(mac(2), mac(1), 42);
+    big.resize(9000 + 14, 0xab);
+    s.send(0, &big);
+    assert_eq!(s.tap[1].last().unwrap(), &big, "reassembled frame differs");
+    assert_eq!(s.switch().drops().total(), 0, "{:?}", s.switch().drops());
+}
+
+#[test]
+fn offloaded_superframes_pass_whole_to_offload_nodes_and_cut_for_others() {
+    use overlay_proto::vnet::{F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN, VnetHdr};
+    // h1 and h2 have offload TAPs; h3 does not.
+    let mut s = Sim::with(3, 0, |i, c| c.offload = i < 2);
+    // Everyone announces itself (h3 plain, the others with a plain virtio header).
+    let zero = [0u8; VNET_HDR_LEN];
+    for (i, m) in [(1usize, mac(2)), (2, mac(3))] {
+        let mut f = frame([0xff; 6], m, 0);
+        if i < 2 {
+            f.splice(0..0, zero);
+        }
+        s.send(i, &f);
+    }
+    let sf = tcp_superframe(20_000);
+    let h = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1360,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let mut with_hdr = vec![0u8; VNET_HDR_LEN];
+    h.emit(&mut with_hdr);
+    with_hdr.extend_from_slice(&sf);
+    // To h2 (offload): one write of header + super-frame, unchanged.
+    s.clear();
+    s.send(0, &with_hdr);
+    assert_eq!(s.tap[1].len(), 1);
+    assert_eq!(s.tap[1][0], with_hdr);
+    // To h3 (no offload): mac(3) is behind h3; the switch cuts MSS-sized segments.
+    let mut to_h3 = with_hdr.clone();
+    to_h3[VNET_HDR_LEN..VNET_HDR_LEN + 6].copy_from_slice(&mac(3));
+    s.clear();
+    s.send(0, &to_h3);
+    let segs = &s.tap[2];
+    assert_eq!(segs.len(), 20_000usize.div_ceil(1360));
+    let payload: Vec<u8> = segs.iter().flat_map(|g| g[54..].to_vec()).collect();
+    assert_eq!(payload, sf[54..].to_vec());
+    assert!(segs.iter().all(|g| g.len() <= 1360 + 54));
+    assert_eq!(s.switch().drops().total(), 0, "{:?}", s.switch().drops());
+}
+
+fn tagged(dst: [u8; 6], src: [u8; 6], vid: u16, tag: u32) -> Vec<u8> {
+    let f = frame(dst, src, tag);
+    let mut t = f[..12].to_vec();
+    t.extend_from_slice(&[0x81, 0x00]);
+    t.extend_from_slice(&vid.to_be_bytes());
+    t.extend_from_slice(&f[12..]);
+    t
+}
+
+/// The VLAN tag of a frame a node received, if any.
+fn vid_of(f: &[u8]) -> Option<u16> {
+    (f.len() >= 18 && f[12..14] == [0x81, 0x00]).then(|| u16::from_be_bytes([f[14], f[15]]) & 0xfff)
+}
+
+#[test]
+fn vlans_isolate_and_trunks_carry_tags() {
+    // h1 access 10, h2 access 20, h3 trunk [10, 20], h4 access 10.
+    let mut s = Sim::with_switch(4, |c| {
+        let vlans = [
+            PortVlan::Member {
+                native: Some(10),
+                tagged: vec![],
+            },
+            PortVlan::Member {
+                native: Some(20),
+                tagged: vec![],
+            },
+            PortVlan::Member {
+                native: None,
+                tagged: vec![10, 20],
+            },
+            PortVlan::Member {
+                native: Some(10),
+                tagged: vec![],
+            },
+        ];
+        for (n, v) in c.nodes.iter_mut().zip(vlans) {
+            n.vlan = v;
+        }
+    });
+    // A broadcast in VLAN 10 reaches h4 untagged and h3 tagged 10, never h2.
+    s.send(0, &frame([0xff; 6], mac(1), 1));
+    assert_eq!((s.received(1, 1), s.received(3, 1)), (0, 1));
+    let on_trunk: Vec<_> = s.tap[2]
+        .iter()
+        .filter(|f| f.len() >= 22 && f[18..22] == 1u32.to_be_bytes())
+        .collect();
+    assert_eq!(on_trunk.len(), 1);
+    assert_eq!(vid_of(on_trunk[0]), Some(10));
+    // The trunk's VLAN 20 broadcast reaches h2 untagged only.
+    s.send(2, &tagged([0xff; 6], mac(3), 20, 2));
+    assert_eq!(
+        (s.received(0, 2), s.received(1, 2), s.received(3, 2)),
+        (0, 1, 0)
+    );
+    // Same MAC in two VLANs: two entries, unicast stays in its VLAN.
+    s.send(2, &tagged(mac(1), mac(3), 10, 3));
+    assert_eq!(
+        (s.received(0, 3), s.received(1, 3)),
+        (1, 0),
+        "known unicast in VLAN 10, untagged"
+    );
+    s.send(1, &frame(mac(1), mac(2), 4));
+    assert_eq!(
+        s.received(0, 4),
+        0,
+        "h1's MAC is not known in VLAN 20: never crosses"
+    );
+    // Tagged frames from an access port and foreign tags from a trunk are dropped.
+    s.send(0, &tagged([0xff; 6], mac(1), 20, 5));
+    s.send(2, &tagged([0xff; 6], mac(3), 30, 6));
+    s.send(2, &frame([0xff; 6], mac(3), 7));
+    assert_eq!(s.switch().drops().get(DropReason::VlanFiltered), 3);
+    assert_eq!(
+        (0..4)
+            .map(|i| s.received(i, 5) + s.received(i, 6) + s.received(i, 7))
+            .sum::<usize>(),
+        0
+    );
+    assert_eq!(s.switch().lookup_mac(s.now, 10, &mac(3)), Some(NodeId(2)));
+    assert_eq!(s.switch().lookup_mac(s.now, 20, &mac(3)), Some(NodeId(2)));
+}
+
+#[test]
+fn storm_control_cuts_one_node_and_spares_the_others() {
+    let mut s = Sim::with_switch(3, |c| {
+        c.storm = StormConfig {
+            broadcast: Some(Rate {
+                per_sec: 100,
+                burst: 10,
+            }),
+            multicast: None,
+            unknown_unicast: Some(Rate {
+                per_sec: 100,
+                burst: 10,
+            }),
+            exempt_link_local: true,
+        };
+    });
+    for _ in 0..1000 {
+        s.send(0, &frame([0xff; 6], mac(1), 1));
+    }
+    assert_eq!(
+        s.received(1, 1),
+        10,
+        "a burst, then nothing in the same instant"
+    );
+    s.advance(Duration::from_millis(500));
+    for _ in 0..1000 {
+        s.send(0, &frame([0xff; 6], mac(1), 1));
+    }
+    assert_eq!(
+        s.received(1, 1),
+        20,
+        "the bucket refills to its burst, no more"
+    );
+    // h2's broadcasts are not affected by h1's storm.
+    for _ in 0..10 {
+        s.send(1, &frame([0xff; 6], mac(2), 2));
+    }
+    assert_eq!(s.received(2, 2), 10);
+    let st = s.switch().status(s.now, false);
+    assert_eq!(st.nodes[0].counters.storm_dropped_broadcast, 2000 - 20);
+    assert_eq!(st.nodes[1].counters.storm_dropped_broadcast, 0);
+    assert_eq!(
+        s.switch().drops().get(DropReason::StormControl),
+        st.nodes[0].counters.storm_dropped_broadcast
+    );
+}
+
+/// An IGMPv2 message in a frame from `src_mac`.
+fn igmp_frame(src_mac: [u8; 6], kind: u8, group: [u8; 4], from_ip: [u8; 4]) -> Vec<u8> {
+    let mut m = vec![kind, 0, 0, 0, group[0], group[1], group[2], group[3]];
+    let c = inet_checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![1, 0, 0x5e, group[1] & 0x7f, group[2], group[3]];
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 28, 0, 0, 0, 0, 1, 2, 0, 0]);
+    f.extend_from_slice(&from_ip);
+    f.extend_from_slice(&group);
+    f.extend_from_slice(&m);
+    f
+}
+
+fn inet_checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A UDP datagram to `group`, tagged `tag` in its payload at bytes 14..18
+/// (where [`Sim::received`] looks).
+fn mcast_frame(src_mac: [u8; 6], group: [u8; 4], tag: u32) -> Vec<u8> {
+    let mut f = vec![1, 0, 0x5e, group[1] & 0x7f, group[2], group[3]];
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    // The tag overlaps the IPv4 header's first bytes, so build it around them.
+    let mut ip = vec![0x45, 0, 0, 32, 0, 0, 0, 0, 1, 17, 0, 0, 198, 19, 0, 1];
+    ip.extend_from_slice(&group);
+    ip.extend_from_slice(&[0x30, 0x39, 0x30, 0x39, 0, 12, 0, 0]);
+    ip.extend_from_slice(&tag.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f
+}
+
+fn got_udp(s: &Sim, i: usize, tag: u32) -> usize {
+    s.tap[i]
+        .iter()
+        .filter(|f| f.len() >= 46 && f[42..46] == tag.to_be_bytes())
+        .count()
+}
+
+#[test]
+fn snooping_end_to_end_with_the_builtin_querier() {
+    let mut s = Sim::with_switch(4, |c| {
+        c.multicast.membership = Duration::from_secs(8);
+        c.multicast.query_interval = Duration::from_secs(2);
+        c.multicast.query_response = Duration::from_secs(1);
+    });
+    let g = [239, 1, 2, 3];
+    s.send(1, &igmp_frame(mac(2), 0x16, g, [198, 19, 0, 2]));
+    s.send(2, &igmp_frame(mac(3), 0x16, g, [198, 19, 0, 3]));
+    assert_eq!(
+        s.tap[0].len() + s.tap[3].len(),
+        0,
+        "reports go to router ports only"
+    );
+    s.send(0, &mcast_frame(mac(1), g, 1));
+    assert_eq!(
+        (got_udp(&s, 1, 1), got_udp(&s, 2, 1), got_udp(&s, 3, 1)),
+        (1, 1, 0)
+    );
+    // The querier's general queries reach every node's TAP.
+    s.clear();
+    s.advance(Duration::from_secs(3));
+    let queries = |s: &Sim, i: usize| {
+        s.tap[i]
+            .iter()
+            .filter(|f| f.len() > 23 && f[23] == 2 && f[38] == 0x11)
+            .count()
+    };
+    assert!((0..4).all(|i| queries(&s, i) >= 1));
+    // Without answers, memberships end after 8 s; then the group floods again.
+    s.advance(Duration::from_secs(6));
+    s.send(0, &mcast_frame(mac(1), g, 2));
+    assert_eq!(got_udp(&s, 3, 2), 1);
+    let st = s.switch().status(s.now, false);
+    assert!(st.multicast.groups.is_empty());
+    assert!(st.multicast.counters.queries_sent >= 4);
 }

@@ -1,0 +1,90 @@
+//! Load the input as `switch.toml` and as `node.toml`. Must never panic,
+//! whatever the text: every problem has to come back as a `ConfigError`.
+//!
+//! The file is written into a per-process scratch directory that also holds
+//! key files (`s.key`, `h1.key`, `net.psk`, `bad.key`) so that the seeds can
+//! get past key loading into validation. To keep the target hermetic and
+//! fast, inputs that would make `load` read files outside that directory
+//! (absolute paths, `..`: think `/dev/zero`) or resolve a host name through
+//! DNS (node `switch = "name:port"`) are skipped; they exercise no parsing
+//! code of ours that other inputs do not.
+#![no_main]
+
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+
+fn scratch() -> &'static PathBuf {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("tapmesh-fuzz-config-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let (sw, h1, _) = tapmesh_fuzz::keys();
+        std::fs::write(d.join("s.key"), sw.to_base64() + "\n").unwrap();
+        std::fs::write(d.join("h1.key"), h1.to_base64()).unwrap();
+        std::fs::write(
+            d.join("net.psk"),
+            "  ".to_owned() + &h1.public_key().to_base64() + "\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("bad.key"), "not base64!").unwrap();
+        d
+    })
+}
+
+/// A secret-file path `load` would read: only plain relative paths inside the
+/// scratch directory are allowed.
+fn path_is_local(p: &str) -> bool {
+    !p.contains('\0')
+        && Path::new(p)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// Would `ToSocketAddrs for str` go to the resolver with this?
+fn needs_dns(s: &str) -> bool {
+    s.parse::<SocketAddr>().is_err()
+        && s.rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut load_node = true;
+    // Same parser `load` uses; if it fails, `load` fails before any file or
+    // name is looked at.
+    if let Ok(t) = text.parse::<toml::Table>() {
+        for key in ["private-key-file", "network-secret-file"] {
+            if let Some(toml::Value::String(p)) = t.get(key)
+                && !path_is_local(p)
+            {
+                return;
+            }
+        }
+        if let Some(toml::Value::String(s)) = t.get("switch")
+            && needs_dns(s)
+        {
+            load_node = false;
+        }
+    }
+    let path = scratch().join("fuzz.toml");
+    std::fs::write(&path, text).unwrap();
+
+    if let Ok(c) = tapmesh_switch::config::Config::load(&path) {
+        // Validation promises.
+        assert!(!c.core.mac_aging.is_zero());
+        assert!(!c.core.node_timeout.is_zero());
+        assert!(c.core.mac_limit_per_node > 0 && c.core.mac_table_limit > 0);
+        assert!(c.core.nodes.iter().all(|n| !n.name.is_empty()));
+    }
+    if load_node && let Ok(c) = tapmesh_node::config::Config::load(&path) {
+        assert!(!c.name.is_empty() && c.name.len() <= 64);
+        assert!(!c.tap.name.is_empty() && c.tap.name.len() <= 15);
+        assert!((576..=65000).contains(&c.tap.mtu));
+        assert_eq!(c.core.mtu, c.tap.mtu as usize);
+    }
+});

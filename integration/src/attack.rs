@@ -1,0 +1,189 @@
+//! What the hardening tests throw at the switch and the nodes: paced UDP
+//! floods, handshake initiations an outsider can make, and the tapmesh
+//! datagrams found in a capture (for replaying them).
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use overlay_proto::handshake::{Timestamp, initiate};
+use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::wire::HS_INIT_LEN;
+
+use crate::traffic::Rng;
+use crate::{Frame, Netns};
+
+/// What a flood achieved.
+#[derive(Debug, Clone, Copy)]
+pub struct FloodReport {
+    /// Datagrams the kernel accepted for sending.
+    pub sent: u64,
+    /// How long the flood ran.
+    pub elapsed: Duration,
+}
+
+impl FloodReport {
+    /// Datagrams per second achieved.
+    pub fn rate(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Sends `datagrams` round-robin from a UDP socket made in `from` to
+/// `target`, paced at `rate` per second, until `stop` returns true (checked
+/// every few hundred datagrams).
+///
+/// The calling thread runs at nice 19: on a small test machine the attacker
+/// shares the CPUs with the system under test, which a real attacker on
+/// another machine does not; the achieved rate is reported, so a machine too
+/// small to reach `rate` shows.
+pub fn paced_flood(
+    from: &Netns,
+    target: SocketAddr,
+    datagrams: &[Vec<u8>],
+    rate: u64,
+    stop: impl Fn() -> bool,
+) -> FloodReport {
+    let bind: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let sock = from
+        .enter(|| UdpSocket::bind(bind))
+        .unwrap_or_else(|e| panic!("UDP bind in {}: {e}", from.name()));
+    // SAFETY: setpriority on this thread's own id; the result is not needed.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
+    }
+    const CHUNK: u64 = 250;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut i = 0usize;
+    while !stop() {
+        for _ in 0..CHUNK {
+            if sock.send_to(&datagrams[i], target).is_ok() {
+                sent += 1;
+            }
+            i = (i + 1) % datagrams.len();
+        }
+        // Pace: sleep until the schedule catches up (never busy-wait).
+        let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+    FloodReport {
+        sent,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Initiations with a valid `mac1` for the switch `switch_key`, from `n`
+/// random keys the switch never admitted (each costs the switch a
+/// Diffie-Hellman unless it is under load).
+pub fn unknown_key_initiations(switch_key: &PublicKey, n: usize) -> Vec<Vec<u8>> {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|i| {
+            let k = StaticSecret::generate(&mut rng);
+            let mut out = [0u8; HS_INIT_LEN];
+            initiate(
+                &k,
+                switch_key,
+                &Psk::default(),
+                0,
+                i as u32,
+                Timestamp::from_unix(1_700_000_000 + i as u64, 0),
+                0,
+                None,
+                &mut out,
+            )
+            .expect("initiation");
+            out.to_vec()
+        })
+        .collect()
+}
+
+/// Initiation-shaped garbage: the right type and length, a random body (a
+/// forged key and MAC), and random datagrams of random length.
+pub fn garbage(seed: u64, n: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                let mut d = rng.bytes(HS_INIT_LEN);
+                d[..8].copy_from_slice(&[0x12, 0, 0, 0, 0, 0, 0, 0]);
+                d
+            } else {
+                let len = 1 + rng.below(1400);
+                rng.bytes(len)
+            }
+        })
+        .collect()
+}
+
+/// The UDP datagrams in `frames` (IPv4 or IPv6, no extension headers) to or
+/// from `port`: (source, destination, payload).
+pub fn udp_datagrams(frames: &[Frame], port: u16) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+    frames
+        .iter()
+        .filter_map(|f| parse_udp(&f.data))
+        .filter(|(s, d, _)| s.port() == port || d.port() == port)
+        .collect()
+}
+
+fn parse_udp(f: &[u8]) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+    let ethertype = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let (src, dst, l4) = match ethertype {
+        0x0800 => {
+            let ip = f.get(14..)?;
+            let ihl = usize::from(ip.first()? & 0x0f) * 4;
+            if ip.get(9) != Some(&17) || ip.len() < ihl {
+                return None;
+            }
+            let s: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
+            let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
+            (
+                IpAddr::from(Ipv4Addr::from(s)),
+                IpAddr::from(Ipv4Addr::from(d)),
+                &ip[ihl..],
+            )
+        }
+        0x86dd => {
+            let ip = f.get(14..)?;
+            if ip.get(6) != Some(&17) {
+                return None;
+            }
+            let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+            let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+            (IpAddr::from(s), IpAddr::from(d), ip.get(40..)?)
+        }
+        _ => return None,
+    };
+    let sport = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
+    let dport = u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]);
+    let len = usize::from(u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]));
+    let payload = l4.get(8..len.max(8))?.to_vec();
+    Some((
+        SocketAddr::new(src, sport),
+        SocketAddr::new(dst, dport),
+        payload,
+    ))
+}
+
+/// A process's open file descriptors and resident memory (kB), from /proc.
+pub fn fds_and_rss(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0);
+    (fds, rss)
+}

@@ -1,0 +1,48 @@
+//! Measurement helpers for the two benchmark binaries, `tapmesh-bench`
+//! (veth, kernel VXLAN and tapmesh side by side, with iperf3 and ping) and
+//! `tapmesh-loadgen` (one switch process against many simulated nodes).
+//!
+//! Why here and not in the binaries: both need the same CPU accounting from
+//! `/proc`, the same Ctrl-C handling and the same child-process discipline
+//! (every child started by PID in its own process group, stopped by PID).
+//! Numbers are printed, never asserted: the binaries exit non-zero only when a
+//! topology did not come up or nothing was measured.
+//!
+//! # Layout
+//! - [`stop`]: the SIGINT/SIGTERM flag and running a child to its end while
+//!   honouring it.
+//! - [`cpu`]: per-process and whole-machine CPU time, resident memory.
+//! - [`iperf`]: `iperf3` server and client runs, their JSON parsed.
+//! - [`ping`]: `ping` runs with per-packet times, average and p99.
+//! - [`histogram`]: a fixed-size latency histogram (1 µs buckets).
+//! - [`udp_batch`]: `sendmmsg` / `recvmmsg` on a connected UDP socket.
+
+pub mod cpu;
+pub mod histogram;
+pub mod iperf;
+pub mod ping;
+pub mod stop;
+pub mod udp_batch;
+
+/// The `p`-th percentile (0..=100) of `sorted` by nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentile() {
+        let v: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(percentile(&v, 99.0), Some(198.0));
+        assert_eq!(percentile(&v, 50.0), Some(100.0));
+        assert_eq!(percentile(&v, 100.0), Some(200.0));
+        assert_eq!(percentile(&[], 99.0), None);
+    }
+}

@@ -1,0 +1,139 @@
+//! The node's Prometheus metrics: the [`Status`] snapshot mapped to metric
+//! families at scrape time (see `tapmesh_shell::metrics`). Names and labels
+//! are a stable interface (the Grafana dashboard uses them). Every series
+//! carries `node` (this node's configured name) so a dashboard can tell nodes
+//! apart whatever the scrape config calls them; `peer` is `switch` today and
+//! leaves room for mesh peers.
+use overlay_proto::counters::Reason;
+use tapmesh_shell::metrics::{Def, Export, Exposition};
+
+use crate::core::{LinkState, Status};
+
+const SESSION_UP: Def = Def::gauge(
+    "tapmesh_node_session_up",
+    &["node", "peer"],
+    "1 if a session with the peer is established, 0 while handshaking.",
+);
+const SESSION_AGE: Def = Def::gauge(
+    "tapmesh_node_session_age_seconds",
+    &["node", "peer"],
+    "Age of the current session (absent if none).",
+);
+const LAST_RX: Def = Def::gauge(
+    "tapmesh_node_last_rx_seconds",
+    &["node", "peer"],
+    "Seconds since anything authentic arrived from the peer (absent if never).",
+);
+const RTT: Def = Def::summary(
+    "tapmesh_node_rtt_seconds",
+    &["node", "peer"],
+    "Round-trip times to the peer, from answered keepalives.",
+);
+const RTT_LAST: Def = Def::gauge(
+    "tapmesh_node_rtt_last_seconds",
+    &["node", "peer"],
+    "The latest round-trip time to the peer (absent before the first sample).",
+);
+const TAP_FRAMES: Def = Def::counter(
+    "tapmesh_node_tap_frames_total",
+    &["node", "direction"],
+    "Frames read from (rx) or written to (tx) the TAP.",
+);
+const TAP_BYTES: Def = Def::counter(
+    "tapmesh_node_tap_bytes_total",
+    &["node", "direction"],
+    "Bytes of frames read from (rx) or written to (tx) the TAP.",
+);
+const UNDERLAY_DATAGRAMS: Def = Def::counter(
+    "tapmesh_node_underlay_datagrams_total",
+    &["node", "direction"],
+    "UDP datagrams received (rx) or sent (tx) on the underlay.",
+);
+const HANDSHAKE_INITIATIONS: Def = Def::counter(
+    "tapmesh_node_handshake_initiations_total",
+    &["node", "peer"],
+    "Handshake initiations sent, retries included.",
+);
+const HANDSHAKES: Def = Def::counter(
+    "tapmesh_node_handshakes_total",
+    &["node", "peer"],
+    "Handshakes completed (first sessions and rekeys).",
+);
+const REKEYS: Def = Def::counter(
+    "tapmesh_node_rekeys_total",
+    &["node", "peer"],
+    "Handshakes that replaced a live session.",
+);
+const SESSIONS_LOST: Def = Def::counter(
+    "tapmesh_node_sessions_lost_total",
+    &["node", "peer"],
+    "Sessions declared dead because the peer stopped answering (or restarted).",
+);
+const KEEPALIVES: Def = Def::counter(
+    "tapmesh_node_keepalives_sent_total",
+    &["node", "peer"],
+    "Keepalives sent (idle keepalives and liveness probes).",
+);
+const RESTART_NOTICES: Def = Def::counter(
+    "tapmesh_node_restart_notices_total",
+    &["node"],
+    "Authentic restart notices from the switch.",
+);
+const DROPS: Def = Def::counter(
+    "tapmesh_node_drops_total",
+    &["node", "reason"],
+    "Frames or datagrams dropped, by reason.",
+);
+
+impl Export for Status {
+    const METRICS: &'static [Def] = &[
+        SESSION_UP,
+        SESSION_AGE,
+        LAST_RX,
+        RTT,
+        RTT_LAST,
+        TAP_FRAMES,
+        TAP_BYTES,
+        UNDERLAY_DATAGRAMS,
+        HANDSHAKE_INITIATIONS,
+        HANDSHAKES,
+        REKEYS,
+        SESSIONS_LOST,
+        KEEPALIVES,
+        RESTART_NOTICES,
+        DROPS,
+    ];
+
+    fn export(&self, out: &mut Exposition) {
+        let node = self.name.as_str();
+        let peer = [node, "switch"];
+        let up = self.session == LinkState::Established;
+        out.gauge(&SESSION_UP, &peer, f64::from(u8::from(up)));
+        if let Some(s) = self.session_age_secs {
+            out.gauge(&SESSION_AGE, &peer, s);
+        }
+        if let Some(s) = self.last_rx_secs_ago {
+            out.gauge(&LAST_RX, &peer, s);
+        }
+        out.summary(&RTT, &peer, self.rtt_samples, self.rtt_sum_secs);
+        if let Some(s) = self.rtt_secs {
+            out.gauge(&RTT_LAST, &peer, s);
+        }
+        let c = &self.counters;
+        out.counter(&TAP_FRAMES, &[node, "rx"], c.tap_rx_frames);
+        out.counter(&TAP_FRAMES, &[node, "tx"], c.tap_tx_frames);
+        out.counter(&TAP_BYTES, &[node, "rx"], c.tap_rx_bytes);
+        out.counter(&TAP_BYTES, &[node, "tx"], c.tap_tx_bytes);
+        out.counter(&UNDERLAY_DATAGRAMS, &[node, "rx"], c.udp_rx_datagrams);
+        out.counter(&UNDERLAY_DATAGRAMS, &[node, "tx"], c.udp_tx_datagrams);
+        out.counter(&HANDSHAKE_INITIATIONS, &peer, c.handshakes_sent);
+        out.counter(&HANDSHAKES, &peer, c.handshakes_completed);
+        out.counter(&REKEYS, &peer, c.rekeys);
+        out.counter(&SESSIONS_LOST, &peer, c.sessions_lost);
+        out.counter(&KEEPALIVES, &peer, c.keepalives_sent);
+        out.counter(&RESTART_NOTICES, &[node], c.restart_notices);
+        for (reason, count) in self.drops.iter() {
+            out.counter(&DROPS, &[node, reason.name()], count);
+        }
+    }
+}

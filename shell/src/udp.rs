@@ -1,0 +1,176 @@
+//! The underlay UDP socket with batched I/O, via quinn-udp: sends a batch of
+//! same-destination datagrams (the fragments of one super-frame) with one UDP
+//! GSO `sendmsg`, and receives with `recvmmsg` and UDP GRO, many datagrams per
+//! system call. Where the kernel lacks GSO/GRO, quinn-udp falls back to one
+//! datagram per call, and so do we.
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
+use tokio::io::Interest;
+
+/// Receive buffers per `recv` call (quinn-udp's batch size on this platform).
+pub const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
+/// Size of one receive buffer: room for a full GRO batch of 64 segments of
+/// up to 1500 bytes.
+pub const RECV_BUF: usize = 64 * 1500;
+/// The most payload bytes one UDP GSO send may carry (65535 minus the IPv6
+/// and UDP headers, so that it holds for both families).
+const GSO_MAX_BYTES: usize = 65535 - 40 - 8;
+/// Socket buffer size asked for (the kernel may cap it).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A UDP socket for tapmesh datagrams.
+#[derive(Debug)]
+pub struct UdpLink {
+    io: tokio::net::UdpSocket,
+    state: UdpSocketState,
+}
+
+impl UdpLink {
+    /// Wrap a bound socket (made non-blocking here).
+    pub fn new(socket: std::net::UdpSocket) -> io::Result<UdpLink> {
+        socket.set_nonblocking(true)?;
+        let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+        // Best effort: larger buffers absorb bursts of fragments.
+        let _ = state.set_send_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
+        let _ = state.set_recv_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
+        Ok(UdpLink {
+            io: tokio::net::UdpSocket::from_std(socket)?,
+            state,
+        })
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// Send `contents` to `to`: one datagram, or with `segment_size` a batch of
+    /// datagrams of that size back to back (the last may be shorter).
+    pub async fn send(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment_size: Option<usize>,
+    ) -> io::Result<()> {
+        // HOT PATH
+        match segment_size {
+            Some(s) if s > 0 && contents.len() > s => {
+                // One GSO send carries at most 64 KiB in all (the kernel builds
+                // it as one UDP datagram before cutting it), and at most what
+                // the kernel supports in segments.
+                let max_segments = self
+                    .state
+                    .max_gso_segments()
+                    .clamp(1, (GSO_MAX_BYTES / s).max(1));
+                for batch in contents.chunks(s * max_segments) {
+                    let seg = (batch.len() > s).then_some(s);
+                    self.send_one(to, batch, seg).await?;
+                }
+                Ok(())
+            }
+            _ => self.send_one(to, contents, None).await,
+        }
+    }
+
+    async fn send_one(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment_size: Option<usize>,
+    ) -> io::Result<()> {
+        let t = quinn_udp::Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        loop {
+            self.io.writable().await?;
+            match self.io.try_io(Interest::WRITABLE, || {
+                self.state.try_send(UdpSockRef::from(&self.io), &t)
+            }) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Wait for and receive datagrams into `bufs`; returns how many of `meta`
+    /// are filled. A filled buffer may hold several datagrams of `stride` bytes.
+    pub async fn recv(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        loop {
+            self.io.readable().await?;
+            match self.try_recv(bufs, meta) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Receive without waiting (`WouldBlock` if nothing is there).
+    pub fn try_recv(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        self.io.try_io(Interest::READABLE, || {
+            self.state.recv(UdpSockRef::from(&self.io), bufs, meta)
+        })
+    }
+}
+
+/// Receive buffers and their metadata, allocated once.
+#[derive(Debug)]
+pub struct RecvBuffers {
+    bufs: Vec<Vec<u8>>,
+    meta: Vec<RecvMeta>,
+}
+
+impl Default for RecvBuffers {
+    fn default() -> Self {
+        RecvBuffers {
+            bufs: (0..RECV_BATCH).map(|_| vec![0u8; RECV_BUF]).collect(),
+            meta: vec![RecvMeta::default(); RECV_BATCH],
+        }
+    }
+}
+
+impl RecvBuffers {
+    /// Receive a batch (waiting if `wait`): returns how many buffers were
+    /// filled (pass it to [`datagrams`](Self::datagrams)), or `WouldBlock`
+    /// when not waiting and nothing is there.
+    pub async fn recv(&mut self, link: &UdpLink, wait: bool) -> io::Result<usize> {
+        let mut slices: Vec<IoSliceMut<'_>> =
+            self.bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+        if wait {
+            link.recv(&mut slices, &mut self.meta).await
+        } else {
+            link.try_recv(&mut slices, &mut self.meta)
+        }
+    }
+
+    /// Every datagram of the first `n` buffers, with its sender.
+    pub fn datagrams(&mut self, n: usize) -> impl Iterator<Item = (SocketAddr, &mut [u8])> {
+        self.bufs
+            .iter_mut()
+            .zip(&self.meta)
+            .take(n)
+            .flat_map(|(buf, meta)| {
+                let addr = meta.addr;
+                // An empty datagram is still a datagram (and bad input to count);
+                // chunks_mut would yield nothing for it.
+                let stride = if meta.len == 0 { 1 } else { meta.stride.max(1) };
+                let (data, empty) = buf.split_at_mut(meta.len);
+                let empty = (meta.len == 0).then(|| &mut empty[..0]);
+                data.chunks_mut(stride).chain(empty).map(move |d| (addr, d))
+            })
+    }
+}

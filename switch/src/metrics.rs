@@ -1,0 +1,216 @@
+//! The switch's Prometheus metrics: the [`Status`] snapshot mapped to metric
+//! families at scrape time (see `tapmesh_shell::metrics`). The names and
+//! labels below are a stable interface (the Grafana dashboard in `grafana/`
+//! uses them); labels are bounded: node names from the config, drop reasons,
+//! frame kinds, directions, never a MAC or an IP.
+use overlay_proto::counters::Reason;
+use tapmesh_shell::metrics::{Def, Export, Exposition};
+
+use crate::stats::DropReason;
+use crate::status::Status;
+
+const NODES_CONFIGURED: Def = Def::gauge(
+    "tapmesh_switch_nodes_configured",
+    &[],
+    "Nodes listed in the switch's config.",
+);
+const NODES_CONNECTED: Def = Def::gauge(
+    "tapmesh_switch_nodes_connected",
+    &[],
+    "Nodes with a confirmed session now.",
+);
+const NODE_CONNECTED: Def = Def::gauge(
+    "tapmesh_switch_node_connected",
+    &["node"],
+    "1 if the node has a confirmed session, else 0.",
+);
+const NODE_LAST_HEARD: Def = Def::gauge(
+    "tapmesh_switch_node_last_heard_seconds",
+    &["node"],
+    "Seconds since anything authentic arrived from the node (absent if never).",
+);
+const NODE_SESSION_AGE: Def = Def::gauge(
+    "tapmesh_switch_node_session_age_seconds",
+    &["node"],
+    "Age of the node's current session (absent if none).",
+);
+const NODE_FRAMES: Def = Def::counter(
+    "tapmesh_switch_node_frames_total",
+    &["node", "direction"],
+    "Ethernet frames received from (rx) or sent to (tx) the node.",
+);
+const NODE_BYTES: Def = Def::counter(
+    "tapmesh_switch_node_bytes_total",
+    &["node", "direction"],
+    "Bytes of Ethernet frames received from (rx) or sent to (tx) the node.",
+);
+const NODE_HANDSHAKES: Def = Def::counter(
+    "tapmesh_switch_node_handshakes_total",
+    &["node"],
+    "Handshakes answered for the node (first sessions and rekeys).",
+);
+const NODE_MACS: Def = Def::gauge(
+    "tapmesh_switch_node_mac_entries",
+    &["node"],
+    "MAC table entries learned behind the node.",
+);
+const FRAMES: Def = Def::counter(
+    "tapmesh_switch_frames_total",
+    &["kind"],
+    "Frames received from nodes, by forwarding decision: unicast (to a learned MAC), flooded_unicast, broadcast, multicast, filtered (destination behind the sender).",
+);
+const FLOOD_COPIES: Def = Def::counter(
+    "tapmesh_switch_flood_copies_total",
+    &[],
+    "Copies sent by floods (the fan-out, summed).",
+);
+const MAC_ENTRIES: Def = Def::gauge("tapmesh_switch_mac_entries", &[], "MAC table entries now.");
+const MAC_LIMIT: Def = Def::gauge(
+    "tapmesh_switch_mac_limit",
+    &["scope"],
+    "MAC table limits: the whole table (table) and per node (node).",
+);
+const MAC_LEARNED: Def = Def::counter(
+    "tapmesh_switch_mac_learned_total",
+    &[],
+    "MAC addresses learned (new entries).",
+);
+const MAC_MOVES: Def = Def::counter(
+    "tapmesh_switch_mac_moves_total",
+    &[],
+    "MAC addresses that moved to another node.",
+);
+const MAC_AGED_OUT: Def = Def::counter(
+    "tapmesh_switch_mac_aged_out_total",
+    &[],
+    "MAC entries removed by aging.",
+);
+const MAC_FLUSHED: Def = Def::counter(
+    "tapmesh_switch_mac_flushed_total",
+    &[],
+    "MAC entries removed because their node timed out.",
+);
+const MAC_LIMIT_HITS: Def = Def::counter(
+    "tapmesh_switch_mac_limit_hits_total",
+    &["scope"],
+    "Frames dropped because a MAC limit was reached, per node limit (node) or table limit (table).",
+);
+const HANDSHAKES: Def = Def::counter(
+    "tapmesh_switch_handshakes_total",
+    &["result"],
+    "Handshake initiations by result: ok (answered), failed (did not decrypt), unknown_key, replay.",
+);
+const SESSIONS_CONFIRMED: Def = Def::counter(
+    "tapmesh_switch_sessions_confirmed_total",
+    &[],
+    "New sessions confirmed by the node's first packet (first sessions and rekeys).",
+);
+const REKEYS: Def = Def::counter(
+    "tapmesh_switch_rekeys_total",
+    &[],
+    "Confirmed sessions that replaced a live one.",
+);
+const NODE_TIMEOUTS: Def = Def::counter(
+    "tapmesh_switch_node_timeouts_total",
+    &[],
+    "Nodes forgotten after the silence timeout.",
+);
+const KEEPALIVES: Def = Def::counter(
+    "tapmesh_switch_keepalives_total",
+    &[],
+    "Keepalives answered.",
+);
+const DROPS: Def = Def::counter(
+    "tapmesh_switch_drops_total",
+    &["reason"],
+    "Datagrams or frames dropped, by reason.",
+);
+
+impl Export for Status {
+    const METRICS: &'static [Def] = &[
+        NODES_CONFIGURED,
+        NODES_CONNECTED,
+        NODE_CONNECTED,
+        NODE_LAST_HEARD,
+        NODE_SESSION_AGE,
+        NODE_FRAMES,
+        NODE_BYTES,
+        NODE_HANDSHAKES,
+        NODE_MACS,
+        FRAMES,
+        FLOOD_COPIES,
+        MAC_ENTRIES,
+        MAC_LIMIT,
+        MAC_LEARNED,
+        MAC_MOVES,
+        MAC_AGED_OUT,
+        MAC_FLUSHED,
+        MAC_LIMIT_HITS,
+        HANDSHAKES,
+        SESSIONS_CONFIRMED,
+        REKEYS,
+        NODE_TIMEOUTS,
+        KEEPALIVES,
+        DROPS,
+    ];
+
+    fn export(&self, out: &mut Exposition) {
+        out.gauge(&NODES_CONFIGURED, &[], self.nodes.len() as f64);
+        let connected = self.nodes.iter().filter(|n| n.connected).count();
+        out.gauge(&NODES_CONNECTED, &[], connected as f64);
+        for n in &self.nodes {
+            let node = n.name.as_str();
+            out.gauge(&NODE_CONNECTED, &[node], f64::from(u8::from(n.connected)));
+            if let Some(s) = n.last_heard_secs_ago {
+                out.gauge(&NODE_LAST_HEARD, &[node], s);
+            }
+            if let Some(s) = n.session_age_secs {
+                out.gauge(&NODE_SESSION_AGE, &[node], s);
+            }
+            let c = &n.counters;
+            out.counter(&NODE_FRAMES, &[node, "rx"], c.rx_frames);
+            out.counter(&NODE_FRAMES, &[node, "tx"], c.tx_frames);
+            out.counter(&NODE_BYTES, &[node, "rx"], c.rx_bytes);
+            out.counter(&NODE_BYTES, &[node, "tx"], c.tx_bytes);
+            out.counter(&NODE_HANDSHAKES, &[node], c.handshakes);
+            out.gauge(&NODE_MACS, &[node], n.macs as f64);
+        }
+        let f = &self.forwarded;
+        for (kind, v) in [
+            ("unicast", f.unicast),
+            ("flooded_unicast", f.flooded_unicast),
+            ("broadcast", f.broadcast),
+            ("multicast", f.multicast),
+            ("filtered", f.filtered),
+        ] {
+            out.counter(&FRAMES, &[kind], v);
+        }
+        out.counter(&FLOOD_COPIES, &[], f.flood_copies);
+        let m = &self.mac_table;
+        out.gauge(&MAC_ENTRIES, &[], m.entries as f64);
+        out.gauge(&MAC_LIMIT, &["table"], m.limit as f64);
+        out.gauge(&MAC_LIMIT, &["node"], m.limit_per_node as f64);
+        out.counter(&MAC_LEARNED, &[], m.counters.learned);
+        out.counter(&MAC_MOVES, &[], m.counters.moves);
+        out.counter(&MAC_AGED_OUT, &[], m.counters.aged_out);
+        out.counter(&MAC_FLUSHED, &[], m.counters.flushed);
+        out.counter(&MAC_LIMIT_HITS, &["node"], m.counters.node_limit_hits);
+        out.counter(&MAC_LIMIT_HITS, &["table"], m.counters.table_limit_hits);
+        let s = &self.sessions;
+        out.counter(&HANDSHAKES, &["ok"], s.handshakes);
+        for (result, reason) in [
+            ("failed", DropReason::HandshakeFailed),
+            ("unknown_key", DropReason::UnknownKey),
+            ("replay", DropReason::HandshakeReplay),
+        ] {
+            out.counter(&HANDSHAKES, &[result], self.drops.get(reason));
+        }
+        out.counter(&SESSIONS_CONFIRMED, &[], s.confirmed);
+        out.counter(&REKEYS, &[], s.rekeys);
+        out.counter(&NODE_TIMEOUTS, &[], s.node_timeouts);
+        out.counter(&KEEPALIVES, &[], s.keepalives);
+        for (reason, count) in self.drops.iter() {
+            out.counter(&DROPS, &[reason.name()], count);
+        }
+    }
+}
