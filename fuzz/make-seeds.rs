@@ -9,12 +9,13 @@
 //! ephemerals are random, so their bytes differ on each run, which is fine.
 use std::path::{Path, PathBuf};
 
+use overlay_proto::cookie::CookieMinter;
 use overlay_proto::handshake::{self, Timestamp};
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::notice::NoticeKey;
 use overlay_proto::wire::{
-    DATA_HEADER_LEN, DATA_OVERHEAD, HS_INIT_LEN, HS_RESP_LEN, Header, MessageType,
-    RESTART_NOTICE_LEN,
+    COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, HS_INIT_LEN, HS_RESP_LEN, Header,
+    MessageType, RESTART_NOTICE_LEN,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -44,7 +45,8 @@ fn data(network_id: u32, receiver_index: u32, counter: u64, payload: &[u8]) -> V
     b
 }
 
-/// `0x12 0 0 0 | network_id | sender_index | 108 bytes`.
+/// `0x12 0 0 0 | network_id | sender_index | 144 bytes` (Noise message,
+/// `mac1`, `mac2`: `mac1` is wrong, so the switch drops it as `bad_mac1`).
 fn raw_init(network_id: u32, sender_index: u32, fill: u8) -> Vec<u8> {
     let mut b = vec![fill; HS_INIT_LEN];
     let mut h = Header::new_unchecked(&mut b[..]);
@@ -73,6 +75,7 @@ fn real_init(from: &StaticSecret, psk: &Psk, network_id: u32, sender_index: u32)
         sender_index,
         Timestamp::from_unix(1_700_000_000, 0),
         handshake::CAP_VNET,
+        None,
         &mut out,
     )
     .unwrap();
@@ -101,8 +104,27 @@ fn notice(secs_after: u64) -> Vec<u8> {
     out.to_vec()
 }
 
+/// A cookie reply from the fixture switch to the initiation `init`.
+fn cookie_reply(init: &[u8]) -> Vec<u8> {
+    let mut minter = CookieMinter::new(&keys().0.public_key());
+    let mut out = [0u8; COOKIE_REPLY_LEN];
+    minter.write_reply(
+        now(),
+        node_addr(),
+        &Header::new_checked(init).unwrap(),
+        &mut StdRng::seed_from_u64(5),
+        &mut out,
+    );
+    out.to_vec()
+}
+
 fn header_seeds() {
     let d = dir("header");
+    write(
+        &d,
+        "seed-cookie-reply",
+        &cookie_reply(&real_init(&keys().1, &Psk::default(), NETWORK_ID, 9)),
+    );
     write(
         &d,
         "seed-data-keepalive",
@@ -227,6 +249,11 @@ fn switch_seeds() {
         &data(NETWORK_ID, 0x0102_0304, 3, &arp_frame()),
     );
     write(&d, "seed-restart-notice-unexpected", &notice(60));
+    write(
+        &d,
+        "seed-cookie-reply-unexpected",
+        &cookie_reply(&real_init(&keys().1, &Psk::default(), NETWORK_ID, 9)),
+    );
     write(&d, "seed-truncated-7", &data(NETWORK_ID, 1, 0, &[])[..7]);
 }
 
@@ -257,6 +284,9 @@ fn node_seeds() {
         .to_vec();
     write(&d, "seed-hs-resp-from-switch", &resp);
     write(&d, "seed-hs-init-unexpected", &init);
+    // A cookie reply to this node's initiation (the target's node picks a
+    // new ephemeral, so mac1 and with it the associated data differ).
+    write(&d, "seed-cookie-reply-matching-index", &cookie_reply(&init));
     // Authentic and newer than the node's start: it must start a handshake.
     let valid = notice(60);
     let mut n = tapmesh_node::core::Node::new(

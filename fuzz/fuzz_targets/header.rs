@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use overlay_proto::wire::{KNOWN_FLAGS, 
-    COMMON_LEN, DATA_OVERHEAD, HS_INIT_LEN, HS_RESP_LEN, Header, MessageType, NOISE_INIT_LEN,
-    NOISE_RESP_LEN, RESTART_NOTICE_LEN, VERSION,
+use overlay_proto::wire::{
+    COMMON_LEN, COOKIE_REPLY_LEN, DATA_OVERHEAD, HS_INIT_LEN, HS_RESP_LEN, Header, KNOWN_FLAGS,
+    MessageType, NOISE_INIT_LEN, NOISE_RESP_LEN, RESTART_NOTICE_LEN, VERSION,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -76,6 +76,14 @@ fuzz_target!(|data: &[u8]| {
         MessageType::RestartNotice => {
             assert_eq!(data.len(), RESTART_NOTICE_LEN);
             assert!(noise.is_empty());
+        }
+        MessageType::CookieReply => {
+            assert_eq!(data.len(), COOKIE_REPLY_LEN);
+            assert!(noise.is_empty());
+            assert_eq!(
+                receiver_index,
+                u32::from_be_bytes(data[8..12].try_into().unwrap())
+            );
         }
         MessageType::Unknown(t) => panic!("unknown type {t} accepted"),
     }

@@ -54,17 +54,41 @@ pub fn paced_flood(
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
     }
-    const CHUNK: u64 = 250;
+    const CHUNK: usize = 250;
+    let dst = socket2::SockAddr::from(target);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
     let start = Instant::now();
     let mut sent = 0u64;
     let mut i = 0usize;
     while !stop() {
-        for _ in 0..CHUNK {
-            if sock.send_to(&datagrams[i], target).is_ok() {
-                sent += 1;
-            }
-            i = (i + 1) % datagrams.len();
-        }
+        // One sendmmsg per chunk: the attacker's syscall cost is not what
+        // this measures.
+        let mut iov: Vec<libc::iovec> = (0..CHUNK)
+            .map(|k| {
+                let d = &datagrams[(i + k) % datagrams.len()];
+                libc::iovec {
+                    iov_base: d.as_ptr() as *mut libc::c_void,
+                    iov_len: d.len(),
+                }
+            })
+            .collect();
+        // SAFETY: every msghdr points at an iovec and the address, which
+        // outlive the call; the kernel only reads them.
+        let mut msgs: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .map(|v| {
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_name = dst.as_ptr() as *mut libc::c_void;
+                m.msg_hdr.msg_namelen = dst.len();
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), CHUNK as u32, 0) };
+        let n = n.max(0) as usize;
+        sent += n as u64;
+        i = (i + n.max(1)) % datagrams.len();
         // Pace: sleep until the schedule catches up (never busy-wait).
         let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
         let now = Instant::now();

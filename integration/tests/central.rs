@@ -309,11 +309,11 @@ fn received_count(summary: &str) -> u32 {
 /// do not exist, and handshakes of the right length with random contents.
 fn garbage(count: usize, seed: u64) -> Vec<Vec<u8>> {
     // Layout from overlay-proto's wire module: 8-byte common header
-    // (ver:4 type:4, flags, hops, reserved, network id:32); data header 20 B +
-    // 16 B tag; handshake init 120 B; handshake response 72 B.
-    const DATA_MIN: usize = 36;
-    const HS_INIT: usize = 120;
-    const HS_RESP: usize = 72;
+    // (ver:4 type:4, flags, hops, reserved, network id:32); data header and
+    // tag; handshake messages of their exact lengths.
+    const DATA_MIN: usize = overlay_proto::wire::DATA_OVERHEAD;
+    const HS_INIT: usize = overlay_proto::wire::HS_INIT_LEN;
+    const HS_RESP: usize = overlay_proto::wire::HS_RESP_LEN;
     let mut rng = Rng::new(seed);
     (0..count)
         .map(|i| {
@@ -360,8 +360,14 @@ fn garbage(count: usize, seed: u64) -> Vec<Vec<u8>> {
 fn garbage_mix_covers_the_intended_kinds() {
     let g = garbage(800, 1);
     assert!(g.iter().any(Vec::is_empty));
-    assert!(g.iter().any(|d| d.len() == 120 && d[0] == 0x12));
-    assert!(g.iter().any(|d| d.len() == 72 && d[0] == 0x13));
+    assert!(
+        g.iter()
+            .any(|d| d.len() == overlay_proto::wire::HS_INIT_LEN && d[0] == 0x12)
+    );
+    assert!(
+        g.iter()
+            .any(|d| d.len() == overlay_proto::wire::HS_RESP_LEN && d[0] == 0x13)
+    );
     assert!(g.iter().any(|d| d.len() < 8 && d.first() == Some(&0x11)));
     assert!(g.iter().all(|d| d.len() <= 1500));
 }

@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use overlay_proto::control::Control;
 use overlay_proto::cookie::{CookieJar, MacKeys};
 use overlay_proto::frag::{FragHeader, Reassembler};
 use overlay_proto::handshake::{self, CAP_VNET, Initiation, Timestamp};
@@ -33,16 +34,18 @@ pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::vnet::{VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
-    DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_FRAGMENT, FLAG_VNET, HS_INIT_LEN, Header, MessageType,
-    ethernet,
+    DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_VNET, HS_INIT_LEN, Header,
+    MessageType, ethernet,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
+use crate::peers::{PathEvent, PeerStatus, Peers};
 use crate::stats::{Counters, DropReason, Drops, Rtt};
 
-/// Control datagrams (handshakes, keepalives) queued before new ones are dropped.
-const TX_QUEUE_LIMIT: usize = 64;
+/// Control datagrams (handshakes, keepalives, peer messages) queued before
+/// new ones are dropped.
+const TX_QUEUE_LIMIT: usize = 256;
 
 /// Everything the core needs, already validated.
 #[derive(Debug, Clone)]
@@ -155,6 +158,12 @@ pub struct Node {
     /// When the latest keepalive went out, until its answer comes (RTT).
     keepalive_sent_at: Option<Instant>,
     rtt: Rtt,
+    /// Mesh mode: direct sessions with other nodes.
+    peers: Peers,
+    /// Where the datagram [`Node::handle_tap_frame`] last returned goes.
+    destination: SocketAddr,
+    /// Our underlay addresses, announced to the switch in mesh mode.
+    local_addrs: Vec<SocketAddr>,
 }
 
 impl Node {
@@ -165,7 +174,18 @@ impl Node {
     pub fn new(cfg: NodeConfig, now: Instant, unix_now: Duration, seed: u64) -> Node {
         let notice_key = NoticeKey::derive(&cfg.private_key, &cfg.switch_key).ok();
         let started = Timestamp::from_unix(unix_now.as_secs(), unix_now.subsec_nanos());
+        let peers = Peers::new(
+            cfg.private_key.clone(),
+            cfg.psk.clone(),
+            cfg.network_id,
+            cfg.offload,
+            (now, unix_now),
+            seed ^ 0x6d65_7368,
+        );
         Node {
+            peers,
+            destination: cfg.switch_addr,
+            local_addrs: Vec::new(),
             mac_keys: MacKeys::new(&cfg.switch_key),
             cookies: CookieJar::default(),
             notice_key,
@@ -200,6 +220,28 @@ impl Node {
     /// The switch's address: where [`handle_tap_frame`](Self::handle_tap_frame)'s datagrams go.
     pub fn switch_addr(&self) -> SocketAddr {
         self.cfg.switch_addr
+    }
+
+    /// Where the datagram the latest [`handle_tap_frame`](Self::handle_tap_frame)
+    /// returned goes: the switch, or in mesh mode a peer on a direct path.
+    pub fn destination(&self) -> SocketAddr {
+        self.destination
+    }
+
+    /// Our own underlay addresses (the shell finds them), announced to the
+    /// switch in mesh mode so peers behind the same NAT can reach us.
+    pub fn set_local_addrs(&mut self, addrs: Vec<SocketAddr>) {
+        self.local_addrs = addrs;
+    }
+
+    /// The mesh peers: paths, sessions, learned MACs.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// The next mesh path change, for the log.
+    pub fn poll_path_event(&mut self) -> Option<PathEvent> {
+        self.peers.poll_event()
     }
 
     /// Up or not.
@@ -266,6 +308,25 @@ impl Node {
         };
         let plen = len - start;
         let max = self.cfg.max_datagram();
+        self.destination = self.cfg.switch_addr;
+        if self.peers.is_enabled() {
+            // Mesh: known unicast to a peer with a direct path goes straight
+            // there; everything else goes to the switch as in central mode.
+            let (src, dst) = (ethernet::src(frame), ethernet::dst(frame));
+            if let Some(src) = src {
+                self.peers.note_local_mac(now, src, &mut self.tx);
+            }
+            if let Some(i) = dst.and_then(|d| self.peers.route(now, &d, flags & FLAG_VNET != 0)) {
+                let r = self
+                    .peers
+                    .seal(now, i, flags, &mut buf[start..], plen, max, &mut self.tx)?;
+                self.counters.udp_tx_datagrams += 1;
+                return Ok(r.map(|(to, r)| {
+                    self.destination = to;
+                    r.start + start..r.end + start
+                }));
+            }
+        }
         let Some(session) = self.current.as_mut().filter(|s| !s.is_expired(now)) else {
             if self.handshake.is_none() && now >= self.next_attempt {
                 self.start_handshake(now);
@@ -313,12 +374,12 @@ impl Node {
     pub fn handle_datagram(
         &mut self,
         now: Instant,
-        _from: SocketAddr,
+        from: SocketAddr,
         buf: &mut [u8],
     ) -> Option<TapWrite> {
         // HOT PATH
         self.counters.udp_rx_datagrams += 1;
-        match self.datagram(now, buf) {
+        match self.datagram(now, from, buf) {
             Ok(r) => r,
             Err(d) => {
                 self.drops.add(d);
@@ -327,7 +388,12 @@ impl Node {
         }
     }
 
-    fn datagram(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<TapWrite>, DropReason> {
+    fn datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut [u8],
+    ) -> Result<Option<TapWrite>, DropReason> {
         let h = Header::new_checked(&buf[..])?;
         if h.network_id() != self.cfg.network_id {
             return Err(DropReason::UnknownNetwork);
@@ -336,10 +402,17 @@ impl Node {
             MessageType::Data => {}
             MessageType::HandshakeResp => {
                 let h = Header::new_checked(&buf[..])?;
-                self.handshake_response(now, &h)?;
+                if !self.peers.handle_resp(now, from, &h, &mut self.tx)? {
+                    self.handshake_response(now, &h)?;
+                }
                 return Ok(None);
             }
-            MessageType::HandshakeInit => return Err(DropReason::UnexpectedMessage),
+            // Only mesh peers initiate to a node.
+            MessageType::HandshakeInit => {
+                let h = Header::new_checked(&buf[..])?;
+                self.peers.handle_init(now, from, &h, &mut self.tx)?;
+                return Ok(None);
+            }
             MessageType::CookieReply => {
                 let h = Header::new_checked(&buf[..])?;
                 self.cookie_reply(now, &h)?;
@@ -354,11 +427,30 @@ impl Node {
         }
         let index = h.receiver_index();
         let flags = h.flags();
-        let session = [self.current.as_mut(), self.previous.as_mut()]
+        let Some(session) = [self.current.as_mut(), self.previous.as_mut()]
             .into_iter()
             .flatten()
             .find(|s| s.local_index() == index)
-            .ok_or(DropReason::UnknownSession)?;
+        else {
+            let peer = self
+                .peers
+                .lookup(index)
+                .ok_or(DropReason::UnknownSession)?;
+            let range = self.peers.open(now, from, peer, buf, &mut self.tx)?;
+            if range.is_empty() {
+                return Ok(None);
+            }
+            if flags & FLAG_CONTROL != 0 {
+                if flags & FLAG_FRAGMENT != 0 {
+                    return Err(DropReason::Control);
+                }
+                let payload = &buf[range];
+                self.peers
+                    .handle_control(now, peer, payload, &mut self.tx)?;
+                return Ok(None);
+            }
+            return self.deliver(now, Some(peer), flags, buf, range);
+        };
         if session.is_expired(now) {
             return Err(DropReason::Expired);
         }
@@ -373,6 +465,73 @@ impl Node {
             }
             return Ok(None);
         }
+        if flags & FLAG_CONTROL != 0 {
+            if flags & FLAG_FRAGMENT != 0 {
+                return Err(DropReason::Control);
+            }
+            return self.switch_control(now, range, buf).map(|()| None);
+        }
+        self.deliver(now, None, flags, buf, range)
+    }
+
+    /// A control message from the switch (mesh mode).
+    fn switch_control(
+        &mut self,
+        now: Instant,
+        range: Range<usize>,
+        buf: &[u8],
+    ) -> Result<(), DropReason> {
+        match Control::parse(&buf[range]).map_err(|_| DropReason::Control)? {
+            Control::Mesh => {
+                self.peers.enable();
+                let msg = Control::LocalAddrs(self.local_addrs.clone());
+                self.send_control(now, &msg);
+            }
+            Control::PeerUpdate {
+                key,
+                name,
+                endpoints,
+            } if self.peers.is_enabled() => self.peers.update(now, key, name, endpoints),
+            Control::PeerGone { key } => self.peers.remove(&key),
+            _ => return Err(DropReason::Control),
+        }
+        Ok(())
+    }
+
+    /// Seal a control message for the switch and queue it.
+    fn send_control(&mut self, now: Instant, msg: &Control) {
+        let Some(session) = self.current.as_mut() else {
+            return;
+        };
+        if self.tx.is_full() {
+            self.drops.add(DropReason::TxQueueFull);
+            return;
+        }
+        let mut payload = Vec::with_capacity(msg.buffer_len());
+        msg.emit(&mut payload);
+        let mut b = self.tx.buffer(0);
+        match session.seal_frame(FLAG_CONTROL, &[&payload], usize::MAX, &mut 0, &mut b) {
+            Ok(_) => {
+                self.tx.push(self.cfg.switch_addr, b);
+                self.counters.udp_tx_datagrams += 1;
+                self.note_sent(now);
+            }
+            Err(_) => self.tx.recycle(b),
+        }
+    }
+
+    /// A decrypted payload (frame or fragment) from the switch (`peer` is
+    /// `None`) or from a mesh peer: check it, reassemble it, learn its source
+    /// MAC if a peer sent it, and say where the frame for the TAP is.
+    fn deliver(
+        &mut self,
+        now: Instant,
+        peer: Option<usize>,
+        flags: u8,
+        buf: &mut [u8],
+        range: Range<usize>,
+    ) -> Result<Option<TapWrite>, DropReason> {
+        // HOT PATH
         let vnet = flags & FLAG_VNET != 0;
         if vnet && !self.cfg.offload {
             // We never announced offload support; the switch must not send these.
@@ -381,8 +540,12 @@ impl Node {
         // With an offload TAP every frame needs a virtio header in front;
         // an all-zero one means "complete ordinary frame".
         let add_hdr = self.cfg.offload && !vnet;
+        let skip = if vnet { VNET_HDR_LEN } else { 0 };
         if flags & FLAG_FRAGMENT == 0 {
             self.check_frame(vnet, &buf[range.clone()])?;
+            if let Some(p) = peer {
+                self.peers.learn(now, p, &buf[range.start + skip..range.end]);
+            }
             if add_hdr {
                 let start = range.start - VNET_HDR_LEN;
                 buf[start..range.start].fill(0);
@@ -391,13 +554,20 @@ impl Node {
             return Ok(Some(TapWrite::InPlace(range)));
         }
         let (fh, chunk) = FragHeader::parse(&buf[range]).ok_or(DropReason::Fragment)?;
-        let Some(whole) = self
-            .reassembly
+        let reassembly = match peer {
+            None => &mut self.reassembly,
+            Some(p) => self
+                .peers
+                .reassembler(p)
+                .ok_or(DropReason::UnknownSession)?,
+        };
+        let Some(whole) = reassembly
             .push(now, fh, chunk)
             .map_err(|_| DropReason::Fragment)?
         else {
             return Ok(None);
         };
+        let vnet_skip = skip;
         let skip = if add_hdr { VNET_HDR_LEN } else { 0 };
         self.scratch.clear();
         self.scratch.resize(skip, 0);
@@ -405,6 +575,11 @@ impl Node {
         let n = self.scratch.len();
         let payload = std::mem::take(&mut self.scratch);
         let r = self.check_frame(vnet, &payload[skip..]);
+        if r.is_ok()
+            && let Some(p) = peer
+        {
+            self.peers.learn(now, p, &payload[skip + vnet_skip..]);
+        }
         self.scratch = payload;
         r?;
         Ok(Some(TapWrite::Reassembled(0..n)))
@@ -730,7 +905,7 @@ impl Node {
     }
 }
 
-fn bump(t: Timestamp) -> Timestamp {
+pub(crate) fn bump(t: Timestamp) -> Timestamp {
     let mut b = t.0;
     for i in (0..12).rev() {
         b[i] = b[i].wrapping_add(1);

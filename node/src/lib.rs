@@ -5,6 +5,8 @@
 //! - [`core`]: the sans-IO state machine (`handle_tap_frame`,
 //!   `handle_datagram`, `handle_timeout`, `poll_transmit`, `poll_timeout`):
 //!   handshake, rekey, keepalive, liveness, reconnect with backoff.
+//! - [`peers`]: mesh mode: direct sessions with other nodes, path choice
+//!   (direct or relayed), MACs learned behind peers.
 //! - [`stats`]: drop reasons and counters.
 //! - [`metrics`]: the status snapshot as Prometheus metrics (names, labels).
 //! - [`config`]: `node.toml`, parsed and validated.
@@ -15,5 +17,6 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod metrics;
+pub mod peers;
 pub mod stats;
 pub mod tap;

@@ -40,6 +40,8 @@ pub enum DropReason {
     Fragment,
     /// An offloaded frame although we did not announce offload support.
     Offload,
+    /// A malformed, unknown or unexpected control message (mesh mode).
+    Control,
 }
 
 impl Reason for DropReason {
@@ -61,6 +63,7 @@ impl Reason for DropReason {
         DropReason::TxQueueFull,
         DropReason::Fragment,
         DropReason::Offload,
+        DropReason::Control,
     ];
 
     fn index(self) -> usize {
@@ -86,6 +89,7 @@ impl Reason for DropReason {
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::Fragment => "fragment",
             DropReason::Offload => "offload",
+            DropReason::Control => "control",
         }
     }
 }

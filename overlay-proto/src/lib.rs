@@ -13,6 +13,8 @@
 //!   (via `snow`), producing one AES-256-GCM key per direction.
 //! - [`cookie`]: `mac1`, `mac2` and cookie replies: the handshake flood
 //!   defence checked before any Diffie-Hellman.
+//! - [`control`]: control messages (mesh membership, MAC announcements,
+//!   peer pings) carried as sealed data packets with flag `CONTROL`.
 //! - [`notice`]: the switch's authenticated restart notice.
 //! - [`crypto`]: AES-256-GCM sealing and opening in place, in caller-owned buffers.
 //! - [`frag`]: splitting frames too large for one datagram, bounded reassembly.
@@ -25,6 +27,7 @@
 //! The normative description is `docs/protocol.md` at the repository root.
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod cookie;
 pub mod counters;
 pub mod crypto;

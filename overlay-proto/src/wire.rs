@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! common   | ver:4 type:4 | flags | hops | rsvd | network_id:32 |
+//!            flags (data only): FRAGMENT 0x01, VNET 0x02, CONTROL 0x04
 //! data     | common | receiver_index:32 | counter:64 | ciphertext | tag:128 |
 //! hs-init  | common | sender_index:32 | noise msg1 (112 B) | mac1:128 | mac2:128 |
 //! hs-resp  | common | sender_index:32 | receiver_index:32 | noise msg2 (48 B) |
@@ -49,8 +50,11 @@ pub const FLAG_FRAGMENT: u8 = 0x01;
 /// Data flag: the (reassembled) payload starts with a virtio-net header
 /// (see [`crate::vnet`]).
 pub const FLAG_VNET: u8 = 0x02;
+/// Data flag: the plaintext is a control message, not a frame (see
+/// [`crate::control`]).
+pub const FLAG_CONTROL: u8 = 0x04;
 /// Flag bits a receiver accepts; any other bit set is refused.
-pub const KNOWN_FLAGS: u8 = FLAG_FRAGMENT | FLAG_VNET;
+pub const KNOWN_FLAGS: u8 = FLAG_FRAGMENT | FLAG_VNET | FLAG_CONTROL;
 
 mod field {
     use std::ops::Range;
@@ -375,7 +379,9 @@ mod tests {
         assert_eq!(Header::new_checked(&v[..]).unwrap_err(), Error::BadFlags);
         v[1] = FLAG_FRAGMENT | FLAG_VNET;
         assert!(Header::new_checked(&v[..]).is_ok());
-        v[1] = 0x04;
+        v[1] = FLAG_CONTROL;
+        assert!(Header::new_checked(&v[..]).is_ok());
+        v[1] = 0x08;
         assert_eq!(Header::new_checked(&v[..]).unwrap_err(), Error::BadFlags);
         let mut v = b;
         v[3] = 1;

@@ -1,0 +1,936 @@
+//! Mesh mode: direct sessions with the other nodes the switch vouched for,
+//! their path state, and which MAC lives behind which peer.
+//!
+//! The switch stays the membership authority: it tells us each member's
+//! public key, name and endpoints (`PeerUpdate`), and we accept handshakes
+//! only from those keys. Each pair runs the same Noise IKpsk2 handshake as
+//! node and switch, either side initiating; both send initiations to every
+//! candidate endpoint at once, which punches holes in NATs on both sides. If
+//! both initiate at the same time, the side with the lower public key wins:
+//! it ignores the other's initiation while its own is in flight, and the
+//! other side answers and drops its own, so exactly one session results.
+//!
+//! Path choice per peer: **direct** while a session is up and the peer
+//! answers; otherwise **relayed** through the switch (the central path, hop
+//! by hop). A direct path that carried traffic but heard nothing for
+//! [`PEER_PROBE_AFTER`] gets a `Ping`; unanswered for [`PEER_PROBE_TIMEOUT`]
+//! more, the path is declared down (so the fallback happens within 2 s) and
+//! new handshakes are tried with backoff capped at [`PEER_RETRY_MAX`]: the
+//! path returns to direct within that long of the underlay healing.
+//!
+//! Forwarding: known unicast to a MAC learned behind a peer with a direct path
+//! goes to that peer; everything else (broadcast, multicast, unknown unicast,
+//! peers without a direct path) goes to the switch, which floods or forwards
+//! as in central mode. So group traffic is sent once by the sender and never
+//! arrives twice. MACs are learned only from what a peer itself sent over
+//! its own session: the source of frames it sent us directly, and its
+//! `MacAnnounce` of the source MACs seen on its TAP. Loop guard: a node never
+//! sends a frame it received (from a peer or the switch) anywhere but to its
+//! TAP, and the switch never sends a frame back to the node it came from, so
+//! a frame crosses at most one relay.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS};
+use overlay_proto::cookie::MacKeys;
+use overlay_proto::frag::Reassembler;
+use overlay_proto::handshake::{self, CAP_VNET, Initiation, Timestamp};
+use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::session::Session;
+use overlay_proto::timers::{
+    HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PENDING_SESSION_TIMEOUT, REKEY_AFTER_TIME,
+};
+use overlay_proto::transmit::TxQueue;
+use overlay_proto::wire::{
+    DATA_OVERHEAD, FLAG_CONTROL, HS_INIT_LEN, HS_RESP_LEN, Header, ethernet::Mac,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+
+use crate::stats::DropReason;
+
+/// A direct path that sent but heard nothing this long gets a `Ping`.
+pub const PEER_PROBE_AFTER: Duration = Duration::from_secs(1);
+/// An unanswered `Ping`: the direct path is down, traffic goes via the switch
+/// (1 s + 1 s, inside the 3 s the mesh issue allows).
+pub const PEER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The cap on the handshake backoff towards a peer without a direct path: how
+/// often a relayed path probes for direct again (the issue asks for 30 s at
+/// most).
+pub const PEER_RETRY_MAX: Duration = Duration::from_secs(5);
+/// The peer with the higher key rekeys only if the other has not this long
+/// after [`REKEY_AFTER_TIME`].
+const REKEY_GRACE: Duration = Duration::from_secs(30);
+/// Learned MACs (all peers together).
+const MAC_LIMIT: usize = 4096;
+/// A learned MAC not refreshed for this long is forgotten (Linux bridge default).
+const MAC_AGING: Duration = Duration::from_secs(300);
+/// Our own source MACs we keep announcing.
+const LOCAL_MAC_LIMIT: usize = 1024;
+/// A local MAC is announced again to all direct peers this often.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
+
+/// How frames to a peer travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Path {
+    /// Straight to the peer, under a session with it.
+    Direct,
+    /// Through the switch, hop by hop.
+    Relayed,
+}
+
+/// A path change, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathEvent {
+    /// The peer's name.
+    pub peer: String,
+    /// Its new path.
+    pub path: Path,
+}
+
+/// One peer in `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    /// Its name, as the switch announced it.
+    pub name: String,
+    /// Its public key (base64).
+    pub public_key: String,
+    /// Direct or relayed.
+    pub path: Path,
+    /// The endpoint its direct session uses, if any.
+    pub endpoint: Option<String>,
+    /// The endpoints the switch announced for it.
+    pub candidates: Vec<String>,
+    /// Seconds since the last handshake with it completed.
+    pub last_handshake_secs_ago: Option<f64>,
+    /// The latest `Ping` round trip over the direct path.
+    pub rtt_secs: Option<f64>,
+    /// Frames sent to it directly.
+    pub tx_frames: u64,
+    /// Frames received from it directly.
+    pub rx_frames: u64,
+    /// Times the path changed between direct and relayed.
+    pub path_changes: u64,
+    /// MACs learned behind it.
+    pub macs: usize,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    initiation: Initiation,
+    sent_at: Instant,
+}
+
+#[derive(Debug)]
+struct Peer {
+    key: PublicKey,
+    name: String,
+    candidates: Vec<SocketAddr>,
+    endpoint: Option<SocketAddr>,
+    current: Option<Session>,
+    previous: Option<Session>,
+    pending: Option<Session>,
+    handshake: Option<InFlight>,
+    retry_delay: Duration,
+    next_attempt: Instant,
+    last_tx: Option<Instant>,
+    awaiting_since: Option<Instant>,
+    probe_sent: bool,
+    last_handshake: Option<Instant>,
+    last_timestamp: Timestamp,
+    accepts_vnet: bool,
+    ping: Option<(u64, Instant)>,
+    rtt: Option<Duration>,
+    reassembly: Reassembler,
+    next_frame_id: u32,
+    tx_frames: u64,
+    rx_frames: u64,
+    path_changes: u64,
+}
+
+impl Peer {
+    fn is_direct(&self, now: Instant) -> bool {
+        self.current.as_ref().is_some_and(|s| !s.is_expired(now))
+    }
+
+    fn indices(&self) -> impl Iterator<Item = u32> + '_ {
+        [&self.current, &self.previous, &self.pending]
+            .into_iter()
+            .flatten()
+            .map(|s| s.local_index())
+    }
+
+    fn targets(&self) -> Vec<SocketAddr> {
+        let mut t: Vec<SocketAddr> = self.endpoint.into_iter().collect();
+        for c in &self.candidates {
+            if !t.contains(c) {
+                t.push(*c);
+            }
+        }
+        t.truncate(MAX_ENDPOINTS + 1);
+        t
+    }
+}
+
+/// All peers of a mesh node.
+#[derive(Debug)]
+pub struct Peers {
+    enabled: bool,
+    local: StaticSecret,
+    local_key: PublicKey,
+    psk: Psk,
+    network_id: u32,
+    caps: u32,
+    mac_keys: MacKeys,
+    wall_base: (Instant, Duration),
+    last_timestamp: Timestamp,
+    peers: Vec<Option<Peer>>,
+    by_index: HashMap<u32, usize>,
+    macs: HashMap<Mac, (usize, Instant)>,
+    local_macs: HashMap<Mac, Instant>,
+    rng: StdRng,
+    events: Vec<PathEvent>,
+    control: Vec<u8>,
+}
+
+impl Peers {
+    /// No peers yet, mesh mode off until the switch says otherwise.
+    pub fn new(
+        local: StaticSecret,
+        psk: Psk,
+        network_id: u32,
+        offload: bool,
+        wall_base: (Instant, Duration),
+        seed: u64,
+    ) -> Peers {
+        let local_key = local.public_key();
+        Peers {
+            enabled: false,
+            mac_keys: MacKeys::new(&local_key),
+            local,
+            local_key,
+            psk,
+            network_id,
+            caps: if offload { CAP_VNET } else { 0 },
+            wall_base,
+            last_timestamp: Timestamp::default(),
+            peers: Vec::new(),
+            by_index: HashMap::new(),
+            macs: HashMap::new(),
+            local_macs: HashMap::new(),
+            rng: StdRng::seed_from_u64(seed),
+            events: Vec::new(),
+            control: Vec::new(),
+        }
+    }
+
+    /// The switch said this network runs in mesh mode.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Turn mesh mode on (the switch sent `Mesh`).
+    pub fn enable(&mut self) {
+        self.enabled = true;
+    }
+
+    /// Whether `index` is one of our peer sessions, and whose.
+    pub fn lookup(&self, index: u32) -> Option<usize> {
+        self.by_index.get(&index).copied()
+    }
+
+    /// The next path change for the log.
+    pub fn poll_event(&mut self) -> Option<PathEvent> {
+        if self.events.is_empty() {
+            None
+        } else {
+            Some(self.events.remove(0))
+        }
+    }
+
+    fn slot(&self, key: &PublicKey) -> Option<usize> {
+        self.peers
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.key == *key))
+    }
+
+    /// The switch announced (or re-announced) a member. A new peer, or one
+    /// that moved while we have no direct path, gets handshakes at once.
+    pub fn update(
+        &mut self,
+        now: Instant,
+        key: PublicKey,
+        name: String,
+        endpoints: Vec<SocketAddr>,
+    ) {
+        if key == self.local_key {
+            return;
+        }
+        let i = match self.slot(&key) {
+            Some(i) => i,
+            None => {
+                let peer = Peer {
+                    key,
+                    name: String::new(),
+                    candidates: Vec::new(),
+                    endpoint: None,
+                    current: None,
+                    previous: None,
+                    pending: None,
+                    handshake: None,
+                    retry_delay: HANDSHAKE_RETRY_MIN,
+                    next_attempt: now,
+                    last_tx: None,
+                    awaiting_since: None,
+                    probe_sent: false,
+                    last_handshake: None,
+                    last_timestamp: Timestamp::default(),
+                    accepts_vnet: false,
+                    ping: None,
+                    rtt: None,
+                    reassembly: Reassembler::default(),
+                    next_frame_id: 0,
+                    tx_frames: 0,
+                    rx_frames: 0,
+                    path_changes: 0,
+                };
+                match self.peers.iter().position(Option::is_none) {
+                    Some(i) => {
+                        self.peers[i] = Some(peer);
+                        i
+                    }
+                    None => {
+                        self.peers.push(Some(peer));
+                        self.peers.len() - 1
+                    }
+                }
+            }
+        };
+        let Some(p) = self.peers[i].as_mut() else {
+            return;
+        };
+        p.name = name;
+        let moved = p.candidates != endpoints;
+        p.candidates = endpoints;
+        p.candidates.truncate(MAX_ENDPOINTS);
+        if moved && !p.is_direct(now) {
+            // Try the new addresses now (and punch our side of the NAT).
+            p.handshake = None;
+            p.retry_delay = HANDSHAKE_RETRY_MIN;
+            p.next_attempt = now;
+        }
+    }
+
+    /// The switch said a member left.
+    pub fn remove(&mut self, key: &PublicKey) {
+        let Some(i) = self.slot(key) else { return };
+        if let Some(p) = self.peers[i].take() {
+            for idx in p.indices() {
+                self.by_index.remove(&idx);
+            }
+        }
+        self.macs.retain(|_, (p, _)| *p != i);
+    }
+
+    /// Where to send a frame for `dst`: the peer behind it, if it is known
+    /// and its direct path is up. `vnet` frames go direct only to peers that
+    /// accept them.
+    pub fn route(&self, now: Instant, dst: &Mac, vnet: bool) -> Option<usize> {
+        // HOT PATH
+        if !self.enabled {
+            return None;
+        }
+        let (i, seen) = *self.macs.get(dst)?;
+        if now.saturating_duration_since(seen) >= MAC_AGING {
+            return None;
+        }
+        let p = self.peers.get(i)?.as_ref()?;
+        (p.is_direct(now) && (!vnet || p.accepts_vnet)).then_some(i)
+    }
+
+    /// Seal a payload at `buf[DATA_HEADER_LEN..]` for peer `i`, in place if
+    /// it fits in `max` bytes (returns the datagram's range and destination),
+    /// else as fragments queued on `tx` (returns `None`).
+    pub fn seal(
+        &mut self,
+        now: Instant,
+        i: usize,
+        flags: u8,
+        buf: &mut [u8],
+        plen: usize,
+        max: usize,
+        tx: &mut TxQueue,
+    ) -> Result<Option<(SocketAddr, Range<usize>)>, DropReason> {
+        // HOT PATH
+        let p = self.peers[i].as_mut().ok_or(DropReason::NoSession)?;
+        let to = p.endpoint.ok_or(DropReason::NoSession)?;
+        let session = p.current.as_mut().ok_or(DropReason::NoSession)?;
+        let r = if plen + DATA_OVERHEAD <= max {
+            let n = session.seal(flags, buf, plen).map_err(DropReason::from)?;
+            Some((to, 0..n))
+        } else {
+            let mut b = tx.buffer(0);
+            let payload = &buf[overlay_proto::wire::DATA_HEADER_LEN..][..plen];
+            match session.seal_frame(flags, &[payload], max, &mut p.next_frame_id, &mut b) {
+                Ok(Some(stride)) => tx.push_batch(to, b, stride),
+                Ok(None) => tx.push(to, b),
+                Err(e) => {
+                    tx.recycle(b);
+                    return Err(DropReason::from(e));
+                }
+            }
+            None
+        };
+        p.tx_frames += 1;
+        note_sent(p, now);
+        Ok(r)
+    }
+
+    /// A source MAC read from our TAP: announce it to direct peers when it is
+    /// new or its last announcement is [`ANNOUNCE_EVERY`] old.
+    pub fn note_local_mac(&mut self, now: Instant, src: Mac, tx: &mut TxQueue) {
+        // HOT PATH (one lookup per frame)
+        if !self.enabled || src[0] & 1 != 0 {
+            return;
+        }
+        if self
+            .local_macs
+            .get(&src)
+            .is_some_and(|t| now.saturating_duration_since(*t) < ANNOUNCE_EVERY)
+        {
+            return;
+        }
+        if self.local_macs.len() >= LOCAL_MAC_LIMIT && !self.local_macs.contains_key(&src) {
+            return;
+        }
+        self.local_macs.insert(src, now);
+        let msg = Control::MacAnnounce {
+            caps: self.caps,
+            macs: vec![src],
+        };
+        for i in 0..self.peers.len() {
+            if self.peers[i].as_ref().is_some_and(|p| p.is_direct(now)) {
+                self.send_control(now, i, &msg, tx);
+            }
+        }
+    }
+
+    /// All our local MACs and capabilities, to one peer whose path just came up.
+    fn announce_all(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
+        let macs: Vec<Mac> = self.local_macs.keys().copied().collect();
+        let caps = self.caps;
+        if macs.is_empty() {
+            self.send_control(now, i, &Control::MacAnnounce { caps, macs }, tx);
+        }
+        for chunk in macs.chunks(MAX_MACS) {
+            let msg = Control::MacAnnounce {
+                caps,
+                macs: chunk.to_vec(),
+            };
+            self.send_control(now, i, &msg, tx);
+        }
+    }
+
+    fn send_control(&mut self, now: Instant, i: usize, msg: &Control, tx: &mut TxQueue) {
+        if tx.is_full() {
+            return;
+        }
+        let Some(p) = self.peers[i].as_mut() else {
+            return;
+        };
+        let (Some(to), Some(session)) = (p.endpoint, p.current.as_mut()) else {
+            return;
+        };
+        self.control.clear();
+        msg.emit(&mut self.control);
+        let mut b = tx.buffer(0);
+        match session.seal_frame(FLAG_CONTROL, &[&self.control], usize::MAX, &mut 0, &mut b) {
+            Ok(_) => {
+                tx.push(to, b);
+                if !matches!(msg, Control::Pong(_)) {
+                    note_sent(p, now);
+                }
+            }
+            Err(_) => tx.recycle(b),
+        }
+    }
+
+    /// Open a data packet under peer `i`'s session with index `index`.
+    /// Confirms a pending session, tracks the peer's endpoint (roaming).
+    pub fn open(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        i: usize,
+        buf: &mut [u8],
+        tx: &mut TxQueue,
+    ) -> Result<Range<usize>, DropReason> {
+        // HOT PATH
+        let index = Header::new_unchecked(&buf[..]).receiver_index();
+        let p = self.peers[i].as_mut().ok_or(DropReason::UnknownSession)?;
+        let is_pending = p
+            .pending
+            .as_ref()
+            .is_some_and(|s| s.local_index() == index);
+        let session = [
+            p.current.as_mut(),
+            p.pending.as_mut(),
+            p.previous.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|s| s.local_index() == index)
+        .ok_or(DropReason::UnknownSession)?;
+        if session.is_expired(now) {
+            return Err(DropReason::Expired);
+        }
+        let range = session.open(buf)?;
+        p.awaiting_since = None;
+        p.probe_sent = false;
+        p.endpoint = Some(from);
+        if is_pending {
+            let was_direct = p.is_direct(now);
+            let new = p.pending.take();
+            if let Some(old) = p.previous.take() {
+                self.by_index.remove(&old.local_index());
+            }
+            p.previous = std::mem::replace(&mut p.current, new);
+            p.last_handshake = Some(now);
+            if !was_direct {
+                self.path_up(now, i, tx);
+            }
+        }
+        Ok(range)
+    }
+
+    fn path_up(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
+        if let Some(p) = self.peers[i].as_mut() {
+            p.path_changes += 1;
+            p.retry_delay = HANDSHAKE_RETRY_MIN;
+            self.events.push(PathEvent {
+                peer: p.name.clone(),
+                path: Path::Direct,
+            });
+        }
+        self.announce_all(now, i, tx);
+    }
+
+    /// A frame (or reassembled payload) peer `i` sent us directly: learn its
+    /// source MAC. `frame` starts at the Ethernet header.
+    pub fn learn(&mut self, now: Instant, i: usize, frame: &[u8]) {
+        // HOT PATH
+        if let Some(p) = self.peers[i].as_mut() {
+            p.rx_frames += 1;
+        }
+        if let Some(src) = overlay_proto::wire::ethernet::src(frame) {
+            self.learn_mac(now, i, src);
+        }
+    }
+
+    fn learn_mac(&mut self, now: Instant, i: usize, mac: Mac) {
+        if mac[0] & 1 != 0 || mac == [0; 6] {
+            return;
+        }
+        if self.macs.len() >= MAC_LIMIT && !self.macs.contains_key(&mac) {
+            self.macs
+                .retain(|_, (_, t)| now.saturating_duration_since(*t) < MAC_AGING);
+            if self.macs.len() >= MAC_LIMIT {
+                return;
+            }
+        }
+        self.macs.insert(mac, (i, now));
+    }
+
+    /// Peer `i`'s reassembly buffer.
+    pub fn reassembler(&mut self, i: usize) -> Option<&mut Reassembler> {
+        self.peers.get_mut(i)?.as_mut().map(|p| &mut p.reassembly)
+    }
+
+    /// A control message from peer `i`.
+    pub fn handle_control(
+        &mut self,
+        now: Instant,
+        i: usize,
+        payload: &[u8],
+        tx: &mut TxQueue,
+    ) -> Result<(), DropReason> {
+        match Control::parse(payload).map_err(|_| DropReason::Control)? {
+            Control::MacAnnounce { caps, macs } => {
+                if let Some(p) = self.peers[i].as_mut() {
+                    p.accepts_vnet = caps & CAP_VNET != 0;
+                }
+                for m in macs {
+                    self.learn_mac(now, i, m);
+                }
+            }
+            Control::Ping(id) => self.send_control(now, i, &Control::Pong(id), tx),
+            Control::Pong(id) => {
+                if let Some(p) = self.peers[i].as_mut()
+                    && let Some((sent_id, at)) = p.ping
+                    && sent_id == id
+                {
+                    p.rtt = Some(now.saturating_duration_since(at));
+                    p.ping = None;
+                }
+            }
+            _ => return Err(DropReason::Control),
+        }
+        Ok(())
+    }
+
+    /// A handshake initiation: from a peer the switch vouched for, answer it
+    /// (unless we win a simultaneous open) and keep the session pending until
+    /// its first packet arrives.
+    pub fn handle_init(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        h: &Header<&[u8]>,
+        tx: &mut TxQueue,
+    ) -> Result<(), DropReason> {
+        if !self.enabled || !self.mac_keys.check_mac1(h) {
+            return Err(DropReason::UnexpectedMessage);
+        }
+        let inc = handshake::read_init(&self.local, &self.psk, h)
+            .map_err(|_| DropReason::HandshakeFailed)?;
+        let i = self.slot(&inc.peer).ok_or(DropReason::HandshakeFailed)?;
+        let local_key = self.local_key;
+        let index = self.new_index();
+        let p = self.peers[i].as_mut().ok_or(DropReason::HandshakeFailed)?;
+        if inc.timestamp <= p.last_timestamp {
+            return Err(DropReason::Replay);
+        }
+        if p.handshake.is_some() && local_key.0 < p.key.0 {
+            // Simultaneous open: our initiation wins; theirs is ignored.
+            return Ok(());
+        }
+        p.last_timestamp = inc.timestamp;
+        p.handshake = None;
+        p.accepts_vnet = inc.caps & CAP_VNET != 0;
+        let remote_index = inc.initiator_index;
+        let mut out = [0u8; HS_RESP_LEN];
+        let keys = inc
+            .accept(self.network_id, index, &mut out)
+            .map_err(|_| DropReason::HandshakeFailed)?;
+        if let Some(old) = p.pending.take() {
+            self.by_index.remove(&old.local_index());
+        }
+        p.pending = Some(Session::new(
+            keys,
+            index,
+            remote_index,
+            self.network_id,
+            now,
+        ));
+        self.by_index.insert(index, i);
+        if !tx.is_full() {
+            let mut b = tx.buffer(HS_RESP_LEN);
+            b[..HS_RESP_LEN].copy_from_slice(&out);
+            b.truncate(HS_RESP_LEN);
+            tx.push(from, b);
+        }
+        Ok(())
+    }
+
+    /// A handshake response: `Ok(false)` if it answers none of our peer
+    /// initiations (it may be the switch's).
+    pub fn handle_resp(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        h: &Header<&[u8]>,
+        tx: &mut TxQueue,
+    ) -> Result<bool, DropReason> {
+        let want = h.receiver_index();
+        let Some(i) = self.peers.iter().position(|p| {
+            p.as_ref()
+                .and_then(|p| p.handshake.as_ref())
+                .is_some_and(|f| f.initiation.sender_index() == want)
+        }) else {
+            return Ok(false);
+        };
+        let p = self.peers[i].as_mut().ok_or(DropReason::HandshakeFailed)?;
+        let inflight = p.handshake.take().ok_or(DropReason::HandshakeFailed)?;
+        let (keys, remote_index) = match inflight.initiation.finish(h) {
+            Ok(k) => k,
+            Err(_) => {
+                p.next_attempt = inflight.sent_at + p.retry_delay;
+                return Err(DropReason::HandshakeFailed);
+            }
+        };
+        let was_direct = p.is_direct(now);
+        let session = Session::new(keys, want, remote_index, self.network_id, now);
+        if let Some(old) = p.previous.take() {
+            self.by_index.remove(&old.local_index());
+        }
+        p.previous = p.current.replace(session);
+        p.endpoint = Some(from);
+        p.last_handshake = Some(now);
+        p.awaiting_since = None;
+        p.probe_sent = false;
+        self.by_index.insert(want, i);
+        // Confirm at once (the responder waits for a packet) and measure RTT.
+        self.ping(now, i, tx);
+        if !was_direct {
+            self.path_up(now, i, tx);
+        }
+        Ok(true)
+    }
+
+    fn ping(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
+        let id: u64 = self.rng.random();
+        if let Some(p) = self.peers[i].as_mut() {
+            p.ping = Some((id, now));
+        }
+        self.send_control(now, i, &Control::Ping(id), tx);
+    }
+
+    fn new_index(&mut self) -> u32 {
+        loop {
+            let i: u32 = self.rng.random();
+            if !self.by_index.contains_key(&i) {
+                return i;
+            }
+        }
+    }
+
+    fn timestamp(&mut self, now: Instant) -> Timestamp {
+        let t = self.wall_base.1 + now.saturating_duration_since(self.wall_base.0);
+        let mut ts = Timestamp::from_unix(t.as_secs(), t.subsec_nanos());
+        if ts <= self.last_timestamp {
+            ts = crate::core::bump(self.last_timestamp);
+        }
+        self.last_timestamp = ts;
+        ts
+    }
+
+    fn start_handshake(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
+        let index = self.new_index();
+        let ts = self.timestamp(now);
+        let Some(p) = self.peers[i].as_mut() else {
+            return;
+        };
+        let mut out = [0u8; HS_INIT_LEN];
+        let Ok(initiation) = handshake::initiate(
+            &self.local,
+            &p.key,
+            &self.psk,
+            self.network_id,
+            index,
+            ts,
+            self.caps,
+            None,
+            &mut out,
+        ) else {
+            return;
+        };
+        p.handshake = Some(InFlight {
+            initiation,
+            sent_at: now,
+        });
+        // To every candidate at once: whichever answers becomes the endpoint.
+        for to in p.targets() {
+            if tx.is_full() {
+                break;
+            }
+            let mut b = tx.buffer(HS_INIT_LEN);
+            b[..HS_INIT_LEN].copy_from_slice(&out);
+            b.truncate(HS_INIT_LEN);
+            tx.push(to, b);
+        }
+    }
+
+    fn lose(&mut self, i: usize, now: Instant) {
+        let Some(p) = self.peers[i].as_mut() else {
+            return;
+        };
+        let dead: Vec<u32> = p.indices().collect();
+        p.current = None;
+        p.previous = None;
+        p.pending = None;
+        p.awaiting_since = None;
+        p.probe_sent = false;
+        p.handshake = None;
+        p.retry_delay = HANDSHAKE_RETRY_MIN;
+        p.next_attempt = now;
+        p.path_changes += 1;
+        self.events.push(PathEvent {
+            peer: p.name.clone(),
+            path: Path::Relayed,
+        });
+        for d in dead {
+            self.by_index.remove(&d);
+        }
+    }
+
+    /// Run every peer's timers: liveness probes, path loss, handshake
+    /// retries, rekeys, idle keepalives, fragment expiry.
+    pub fn handle_timeout(&mut self, now: Instant, tx: &mut TxQueue) {
+        if !self.enabled {
+            return;
+        }
+        let local_key = self.local_key;
+        for i in 0..self.peers.len() {
+            let Some(p) = self.peers[i].as_mut() else {
+                continue;
+            };
+            p.reassembly.expire(now);
+            if p
+                .pending
+                .as_ref()
+                .is_some_and(|s| s.age(now) >= PENDING_SESSION_TIMEOUT)
+            {
+                let s = p.pending.take();
+                self.by_index.remove(&s.map_or(0, |s| s.local_index()));
+            }
+            let Some(p) = self.peers[i].as_mut() else {
+                continue;
+            };
+            if p.previous.as_ref().is_some_and(|s| s.is_expired(now)) {
+                let s = p.previous.take();
+                self.by_index.remove(&s.map_or(0, |s| s.local_index()));
+                continue;
+            }
+            if p.current.as_ref().is_some_and(|s| s.is_expired(now)) {
+                self.lose(i, now);
+                continue;
+            }
+            let Some(p) = self.peers[i].as_mut() else {
+                continue;
+            };
+            if p.current.is_some() {
+                if let Some(since) = p.awaiting_since {
+                    if now >= since + PEER_PROBE_AFTER + PEER_PROBE_TIMEOUT {
+                        self.lose(i, now);
+                        continue;
+                    }
+                    if now >= since + PEER_PROBE_AFTER && !p.probe_sent {
+                        p.probe_sent = true;
+                        self.ping(now, i, tx);
+                        continue;
+                    }
+                }
+                let Some(p) = self.peers[i].as_mut() else {
+                    continue;
+                };
+                let age = p.current.as_ref().map_or(Duration::ZERO, |s| s.age(now));
+                let we_rekey = local_key.0 < p.key.0 || age >= REKEY_AFTER_TIME + REKEY_GRACE;
+                let rekey_due = age >= REKEY_AFTER_TIME && we_rekey;
+                match &p.handshake {
+                    Some(f) if now >= f.sent_at + p.retry_delay => {
+                        p.retry_delay = (p.retry_delay * 2).min(PEER_RETRY_MAX);
+                        self.start_handshake(now, i, tx);
+                    }
+                    None if rekey_due => self.start_handshake(now, i, tx),
+                    _ => {}
+                }
+                let Some(p) = self.peers[i].as_mut() else {
+                    continue;
+                };
+                if p.last_tx.is_none_or(|t| now >= t + KEEPALIVE_INTERVAL) {
+                    self.ping(now, i, tx);
+                }
+                continue;
+            }
+            // No direct path: keep trying, with backoff.
+            match &p.handshake {
+                Some(f) if now >= f.sent_at + p.retry_delay => {
+                    p.retry_delay = (p.retry_delay * 2).min(PEER_RETRY_MAX);
+                    let jitter = self
+                        .rng
+                        .random_range(0..=p.retry_delay.as_millis() as u64 / 8);
+                    p.retry_delay =
+                        (p.retry_delay + Duration::from_millis(jitter)).min(PEER_RETRY_MAX);
+                    self.start_handshake(now, i, tx);
+                }
+                Some(_) => {}
+                None if now >= p.next_attempt => self.start_handshake(now, i, tx),
+                None => {}
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.enabled {
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for p in self.peers.iter().flatten() {
+            if let Some(s) = &p.pending {
+                at(s.created() + PENDING_SESSION_TIMEOUT);
+            }
+            if let Some(s) = &p.previous {
+                at(s.created() + overlay_proto::timers::REJECT_AFTER_TIME);
+            }
+            match (&p.current, &p.handshake) {
+                (_, Some(f)) => at(f.sent_at + p.retry_delay),
+                (None, None) => at(p.next_attempt),
+                (Some(s), None) => at(s.created() + REKEY_AFTER_TIME),
+            }
+            if let Some(s) = &p.current {
+                at(s.created() + overlay_proto::timers::REJECT_AFTER_TIME);
+                at(p.last_tx.map_or(s.created(), |t| t + KEEPALIVE_INTERVAL));
+                if let Some(since) = p.awaiting_since {
+                    at(if p.probe_sent {
+                        since + PEER_PROBE_AFTER + PEER_PROBE_TIMEOUT
+                    } else {
+                        since + PEER_PROBE_AFTER
+                    });
+                }
+            }
+        }
+        next
+    }
+
+    /// Each peer's path, for `status`.
+    pub fn status(&self, now: Instant) -> Vec<PeerStatus> {
+        let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
+        self.peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, p.as_ref()?)))
+            .map(|(i, p)| PeerStatus {
+                name: p.name.clone(),
+                public_key: p.key.to_base64(),
+                path: if p.is_direct(now) {
+                    Path::Direct
+                } else {
+                    Path::Relayed
+                },
+                endpoint: p
+                    .endpoint
+                    .filter(|_| p.is_direct(now))
+                    .map(|e| e.to_string()),
+                candidates: p.candidates.iter().map(|c| c.to_string()).collect(),
+                last_handshake_secs_ago: ago(p.last_handshake),
+                rtt_secs: p.rtt.map(|d| d.as_secs_f64()),
+                tx_frames: p.tx_frames,
+                rx_frames: p.rx_frames,
+                path_changes: p.path_changes,
+                macs: self.macs.values().filter(|(j, _)| *j == i).count(),
+            })
+            .collect()
+    }
+
+    /// The path to the peer named `name` (tests, status).
+    pub fn path_of(&self, now: Instant, name: &str) -> Option<Path> {
+        let p = self.peers.iter().flatten().find(|p| p.name == name)?;
+        Some(if p.is_direct(now) {
+            Path::Direct
+        } else {
+            Path::Relayed
+        })
+    }
+}
+
+fn note_sent(p: &mut Peer, now: Instant) {
+    p.last_tx = Some(now);
+    if p.awaiting_since.is_none() {
+        p.awaiting_since = Some(now);
+    }
+}

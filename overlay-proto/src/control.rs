@@ -1,0 +1,393 @@
+//! Control messages: the plaintext of a data packet with flag
+//! [`FLAG_CONTROL`](crate::wire::FLAG_CONTROL), sealed under a session like
+//! any frame, so they are authenticated, encrypted and replay-protected.
+//!
+//! Why not serde: control messages come from the network, so parsing must be
+//! bounded and must never panic; a fixed binary layout with explicit lengths
+//! is easy to fuzz and needs no allocation to reject bad input. A message is
+//! one byte of type followed by a type-specific body; unknown types are kept
+//! as [`Control::Unknown`] so a receiver can count them (newer peers may send
+//! messages we do not know).
+//!
+//! ```text
+//! mesh          | 1 |
+//! peer-update   | 2 | public key:32 | name len:1 | name | n:1 | n endpoints |
+//! peer-gone     | 3 | public key:32 |
+//! local-addrs   | 4 | n:1 | n endpoints |
+//! mac-announce  | 5 | caps:32 | n:1 | n MACs (6 bytes each) |
+//! ping          | 6 | id:64 |
+//! pong          | 7 | id:64 |
+//! endpoint      | family:1 (4 or 6) | address (4 or 16) | port:16 |
+//! ```
+//!
+//! Who sends what: the switch sends `mesh` (this network runs in mesh mode),
+//! `peer-update` (a member joined or moved: its key, name, the endpoint the
+//! switch observed first, then the local addresses it announced) and
+//! `peer-gone`; a node sends `local-addrs` to the switch; nodes send each other
+//! `mac-announce` (the source MACs behind the sender), `ping` and `pong`
+//! (direct-path liveness and RTT).
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::Error;
+use crate::keys::PublicKey;
+
+/// At most this many endpoints in one message.
+pub const MAX_ENDPOINTS: usize = 8;
+/// At most this many MACs in one `mac-announce`.
+pub const MAX_MACS: usize = 64;
+/// A peer name is at most this many bytes (UTF-8).
+pub const MAX_NAME: usize = 64;
+
+mod kind {
+    pub const MESH: u8 = 1;
+    pub const PEER_UPDATE: u8 = 2;
+    pub const PEER_GONE: u8 = 3;
+    pub const LOCAL_ADDRS: u8 = 4;
+    pub const MAC_ANNOUNCE: u8 = 5;
+    pub const PING: u8 = 6;
+    pub const PONG: u8 = 7;
+}
+
+/// One control message, parsed. Bounded: at most [`MAX_ENDPOINTS`] endpoints,
+/// [`MAX_MACS`] MACs and a [`MAX_NAME`]-byte name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Switch to node: this network runs in mesh mode.
+    Mesh,
+    /// Switch to node: a member joined or moved.
+    PeerUpdate {
+        /// Its static public key (the only key the receiver accepts from it).
+        key: PublicKey,
+        /// Its configured name.
+        name: String,
+        /// Where to reach it: the endpoint the switch observed, then the
+        /// local addresses the member announced.
+        endpoints: Vec<SocketAddr>,
+    },
+    /// Switch to node: a member left (timed out).
+    PeerGone {
+        /// Its static public key.
+        key: PublicKey,
+    },
+    /// Node to switch: the node's own underlay addresses (for peers behind the
+    /// same NAT).
+    LocalAddrs(Vec<SocketAddr>),
+    /// Node to node: these source MACs live behind the sender; `caps` are
+    /// its capability flags (`CAP_*` of [`crate::handshake`]), so a peer
+    /// knows whether it may send offloaded super-frames directly.
+    MacAnnounce {
+        /// Capability flags.
+        caps: u32,
+        /// Source MACs seen on the sender's TAP.
+        macs: Vec<[u8; 6]>,
+    },
+    /// Node to node: please answer with a `Pong` carrying the same id.
+    Ping(u64),
+    /// Node to node: the answer to a `Ping`.
+    Pong(u64),
+    /// A type this version does not know: counted, otherwise ignored.
+    Unknown(u8),
+}
+
+/// A bounds-checked reader; every read fails instead of panicking.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if self.0.len() < n {
+            return Err(Error::Truncated);
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, Error> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, Error> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn key(&mut self) -> Result<PublicKey, Error> {
+        let mut k = [0u8; 32];
+        k.copy_from_slice(self.take(32)?);
+        Ok(PublicKey(k))
+    }
+
+    fn endpoint(&mut self) -> Result<SocketAddr, Error> {
+        let ip = match self.u8()? {
+            4 => {
+                let mut a = [0u8; 4];
+                a.copy_from_slice(self.take(4)?);
+                IpAddr::V4(Ipv4Addr::from(a))
+            }
+            6 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(self.take(16)?);
+                IpAddr::V6(Ipv6Addr::from(a))
+            }
+            _ => return Err(Error::BadFlags),
+        };
+        let p = self.take(2)?;
+        Ok(SocketAddr::new(ip, u16::from_be_bytes([p[0], p[1]])))
+    }
+
+    fn endpoints(&mut self) -> Result<Vec<SocketAddr>, Error> {
+        let n = self.u8()? as usize;
+        if n > MAX_ENDPOINTS {
+            return Err(Error::BadFlags);
+        }
+        (0..n).map(|_| self.endpoint()).collect()
+    }
+
+    fn end(self) -> Result<(), Error> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Truncated)
+        }
+    }
+}
+
+impl Control {
+    /// Parse a decrypted control payload. Fails (never panics) on a truncated
+    /// or over-long message, too many items, or a bad endpoint family.
+    pub fn parse(buf: &[u8]) -> Result<Control, Error> {
+        let mut r = Reader(buf);
+        let msg = match r.u8()? {
+            kind::MESH => Control::Mesh,
+            kind::PEER_UPDATE => {
+                let key = r.key()?;
+                let n = r.u8()? as usize;
+                if n > MAX_NAME {
+                    return Err(Error::BadFlags);
+                }
+                let name = std::str::from_utf8(r.take(n)?)
+                    .map_err(|_| Error::BadFlags)?
+                    .to_owned();
+                let endpoints = r.endpoints()?;
+                Control::PeerUpdate {
+                    key,
+                    name,
+                    endpoints,
+                }
+            }
+            kind::PEER_GONE => Control::PeerGone { key: r.key()? },
+            kind::LOCAL_ADDRS => Control::LocalAddrs(r.endpoints()?),
+            kind::MAC_ANNOUNCE => {
+                let c = r.take(4)?;
+                let caps = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+                let n = r.u8()? as usize;
+                if n > MAX_MACS {
+                    return Err(Error::BadFlags);
+                }
+                let mut macs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let mut m = [0u8; 6];
+                    m.copy_from_slice(r.take(6)?);
+                    macs.push(m);
+                }
+                Control::MacAnnounce { caps, macs }
+            }
+            kind::PING => Control::Ping(r.u64()?),
+            kind::PONG => Control::Pong(r.u64()?),
+            // Unknown types may carry anything: do not check the length.
+            t => return Ok(Control::Unknown(t)),
+        };
+        r.end()?;
+        Ok(msg)
+    }
+
+    /// The encoded length.
+    pub fn buffer_len(&self) -> usize {
+        let eps = |e: &[SocketAddr]| {
+            1 + e
+                .iter()
+                .take(MAX_ENDPOINTS)
+                .map(|a| if a.is_ipv4() { 7 } else { 19 })
+                .sum::<usize>()
+        };
+        1 + match self {
+            Control::Mesh | Control::Unknown(_) => 0,
+            Control::PeerUpdate {
+                name, endpoints, ..
+            } => 32 + 1 + name.len().min(MAX_NAME) + eps(endpoints),
+            Control::PeerGone { .. } => 32,
+            Control::LocalAddrs(e) => eps(e),
+            Control::MacAnnounce { macs, .. } => 4 + 1 + 6 * macs.len().min(MAX_MACS),
+            Control::Ping(_) | Control::Pong(_) => 8,
+        }
+    }
+
+    /// Append the encoding to `out`. Lists longer than the limits are cut to
+    /// them, and a name to [`MAX_NAME`] bytes (at a character boundary), so
+    /// what is emitted always parses.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        fn endpoints(out: &mut Vec<u8>, e: &[SocketAddr]) {
+            let e = &e[..e.len().min(MAX_ENDPOINTS)];
+            out.push(e.len() as u8);
+            for a in e {
+                match a.ip() {
+                    IpAddr::V4(ip) => {
+                        out.push(4);
+                        out.extend_from_slice(&ip.octets());
+                    }
+                    IpAddr::V6(ip) => {
+                        out.push(6);
+                        out.extend_from_slice(&ip.octets());
+                    }
+                }
+                out.extend_from_slice(&a.port().to_be_bytes());
+            }
+        }
+        match self {
+            Control::Mesh => out.push(kind::MESH),
+            Control::PeerUpdate {
+                key,
+                name,
+                endpoints: e,
+            } => {
+                out.push(kind::PEER_UPDATE);
+                out.extend_from_slice(&key.0);
+                let mut n = name.len().min(MAX_NAME);
+                while !name.is_char_boundary(n) {
+                    n -= 1;
+                }
+                out.push(n as u8);
+                out.extend_from_slice(&name.as_bytes()[..n]);
+                endpoints(out, e);
+            }
+            Control::PeerGone { key } => {
+                out.push(kind::PEER_GONE);
+                out.extend_from_slice(&key.0);
+            }
+            Control::LocalAddrs(e) => {
+                out.push(kind::LOCAL_ADDRS);
+                endpoints(out, e);
+            }
+            Control::MacAnnounce { caps, macs } => {
+                out.push(kind::MAC_ANNOUNCE);
+                out.extend_from_slice(&caps.to_be_bytes());
+                let m = &macs[..macs.len().min(MAX_MACS)];
+                out.push(m.len() as u8);
+                for mac in m {
+                    out.extend_from_slice(mac);
+                }
+            }
+            Control::Ping(id) => {
+                out.push(kind::PING);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            Control::Pong(id) => {
+                out.push(kind::PONG);
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            Control::Unknown(t) => out.push(*t),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(m: Control) {
+        let mut b = Vec::new();
+        m.emit(&mut b);
+        assert_eq!(b.len(), m.buffer_len(), "{m:?}");
+        assert_eq!(Control::parse(&b).unwrap(), m);
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let eps = vec![
+            "198.18.0.11:40000".parse().unwrap(),
+            "[fd00::1]:7".parse().unwrap(),
+        ];
+        round_trip(Control::Mesh);
+        round_trip(Control::PeerUpdate {
+            key: PublicKey([7; 32]),
+            name: "h1".into(),
+            endpoints: eps.clone(),
+        });
+        round_trip(Control::PeerGone {
+            key: PublicKey([9; 32]),
+        });
+        round_trip(Control::LocalAddrs(eps));
+        round_trip(Control::MacAnnounce {
+            caps: 1,
+            macs: vec![[2, 0, 0, 0, 0, 1]; 3],
+        });
+        round_trip(Control::Ping(u64::MAX));
+        round_trip(Control::Pong(1));
+    }
+
+    #[test]
+    fn byte_vector() {
+        let mut b = Vec::new();
+        Control::LocalAddrs(vec!["10.0.0.1:258".parse().unwrap()]).emit(&mut b);
+        assert_eq!(b, [4, 1, 4, 10, 0, 0, 1, 1, 2]);
+    }
+
+    #[test]
+    fn limits_are_enforced_on_emit() {
+        let m = Control::MacAnnounce {
+            caps: 0,
+            macs: vec![[0; 6]; 100],
+        };
+        let mut b = Vec::new();
+        m.emit(&mut b);
+        assert_eq!(
+            Control::parse(&b).unwrap(),
+            Control::MacAnnounce {
+                caps: 0,
+                macs: vec![[0; 6]; 64]
+            }
+        );
+        let m = Control::PeerUpdate {
+            key: PublicKey([0; 32]),
+            name: "é".repeat(40),
+            endpoints: vec![],
+        };
+        let mut b = Vec::new();
+        m.emit(&mut b);
+        let Control::PeerUpdate { name, .. } = Control::parse(&b).unwrap() else {
+            panic!()
+        };
+        assert_eq!(name, "é".repeat(32));
+    }
+
+    #[test]
+    fn bad_input_is_refused_without_panicking() {
+        assert!(Control::parse(&[]).is_err());
+        assert!(Control::parse(&[kind::PING, 1, 2]).is_err());
+        assert!(Control::parse(&[kind::PING, 0, 0, 0, 0, 0, 0, 0, 0, 9]).is_err());
+        assert!(Control::parse(&[kind::LOCAL_ADDRS, 1, 5, 1, 2, 3, 4, 0, 1]).is_err());
+        assert!(Control::parse(&[kind::LOCAL_ADDRS, 200]).is_err());
+        assert!(Control::parse(&[kind::MAC_ANNOUNCE, 0, 0, 0, 0, 65]).is_err());
+        assert_eq!(Control::parse(&[99, 1, 2]).unwrap(), Control::Unknown(99));
+        // Every prefix of a valid message, and every byte flipped, is safe.
+        let mut b = Vec::new();
+        Control::PeerUpdate {
+            key: PublicKey([1; 32]),
+            name: "node".into(),
+            endpoints: vec!["[::1]:1".parse().unwrap(), "1.2.3.4:5".parse().unwrap()],
+        }
+        .emit(&mut b);
+        for n in 0..b.len() {
+            assert!(Control::parse(&b[..n]).is_err());
+        }
+        for i in 0..b.len() {
+            for v in [0u8, 1, 4, 6, 0xff] {
+                let mut c = b.clone();
+                c[i] = v;
+                let _ = Control::parse(&c);
+            }
+        }
+    }
+}
