@@ -72,6 +72,7 @@ pub struct Topology {
     hosts: Vec<Host>,
     sw: Netns,
     switch_config_extra: String,
+    tap_mtu: u32,
 }
 
 impl Topology {
@@ -79,6 +80,11 @@ impl Topology {
     /// an IPv4 underlay. Starts nothing.
     pub fn central(n_hosts: usize) -> Topology {
         Self::central_with(n_hosts, Underlay::V4)
+    }
+
+    /// The TAP MTU nodes started from now on get (default 1400).
+    pub fn set_tap_mtu(&mut self, mtu: u32) {
+        self.tap_mtu = mtu;
     }
 
     /// Like [`Topology::central`], choosing the underlay address family.
@@ -101,6 +107,7 @@ impl Topology {
             hosts: Vec::new(),
             sw,
             switch_config_extra: String::new(),
+            tap_mtu: TAP_MTU,
         };
         topo.sw.ip(&[
             "link",
@@ -428,7 +435,7 @@ impl Topology {
             switch_public_key,
             admin_socket: self.node_admin_socket(i),
             tap_name: TAP.to_string(),
-            tap_mtu: TAP_MTU,
+            tap_mtu: self.tap_mtu,
             tap_addresses: vec![
                 format!("{}/24", overlay_v4(i)),
                 format!("{}/64", overlay_v6(i)),
