@@ -23,6 +23,8 @@
 //! - [`bench`]: helpers of the `tapmesh-bench` and `tapmesh-loadgen` binaries.
 //! - [`bins`]: where the `tapmesh-*` binaries are (`TAPMESH_BIN_DIR`, else
 //!   beside the running executable).
+//! - [`impair`]: a UDP relay that loses, delays, reorders and duplicates
+//!   (an impaired underlay where `sch_netem` is missing).
 //! - [`monitoring`]: metrics addresses, scraping and process CPU for monitoring tests.
 //! - [`netns`]: the [`Netns`] guard, running commands in a namespace, and
 //!   running Rust code in one ([`Netns::enter`]: sockets made there stay there).
@@ -43,6 +45,7 @@ pub mod bins;
 pub mod capture;
 pub mod config;
 pub mod http;
+pub mod impair;
 pub mod monitoring;
 pub mod netns;
 pub mod process;

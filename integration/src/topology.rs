@@ -57,6 +57,8 @@ struct Host {
     key: Option<KeyPair>,
     node: Option<Process>,
     runs: u32,
+    /// Where its node sends to instead of the switch (e.g. an impairing relay).
+    switch_addr_override: Option<SocketAddr>,
 }
 
 /// A switch and hosts in namespaces. Hosts are numbered from 1 (`h1`).
@@ -172,6 +174,7 @@ impl Topology {
             key: None,
             node: None,
             runs: 0,
+            switch_addr_override: None,
         });
         i
     }
@@ -294,6 +297,23 @@ impl Topology {
         }
     }
 
+    /// Like [`central`](Self::central), with the switch in mesh mode
+    /// (`mode = "mesh"`): nodes talk directly, the switch coordinates and
+    /// relays. [`set_switch_config_extra`](Self::set_switch_config_extra)
+    /// replaces this line, so callers adding more must repeat it.
+    pub fn mesh(n_hosts: usize) -> Topology {
+        let mut t = Topology::central(n_hosts);
+        t.set_switch_config_extra("mode = \"mesh\"\n");
+        t
+    }
+
+    /// Kills the switch with SIGKILL (like a crash) and leaves it down.
+    pub fn kill9_switch(&mut self) {
+        if let Some(mut s) = self.switch.take() {
+            s.kill9();
+        }
+    }
+
     /// Extra top-level lines for `switch.toml` (e.g. `metrics-listen = "…"`),
     /// used from the next [`start_switch`](Self::start_switch) on.
     pub fn set_switch_config_extra(&mut self, toml: &str) {
@@ -310,6 +330,13 @@ impl Topology {
     /// [`start_node`](Self::start_node) on.
     pub fn set_node_config_extra(&mut self, i: usize, toml: &str) {
         self.host_mut(i).config_extra = toml.to_string();
+    }
+
+    /// Points host `i`'s node at `addr` instead of the switch (e.g. a relay
+    /// from [`crate::impair`]), from the next [`start_node`](Self::start_node)
+    /// on; `None` restores the switch.
+    pub fn set_node_switch_addr(&mut self, i: usize, addr: Option<SocketAddr>) {
+        self.host_mut(i).switch_addr_override = addr;
     }
 
     /// Writes `switch.toml`, starts the switch, and waits until its UDP port is
@@ -405,6 +432,11 @@ impl Topology {
             .unwrap_or_else(|e| panic!("switch status failed: {e}"))
     }
 
+    /// `tapmesh-node status --json` for host `i`, or why it failed.
+    pub fn try_node_status(&self, i: usize) -> Result<Value, String> {
+        status_json(&bins::bin(bins::NODE), &self.node_admin_socket(i))
+    }
+
     /// `tapmesh-node status --json` for host `i`; panics if it fails.
     pub fn node_status(&self, i: usize) -> Value {
         status_json(&bins::bin(bins::NODE), &self.node_admin_socket(i))
@@ -431,7 +463,10 @@ impl Topology {
                 .expect("keys made")
                 .private_key_file
                 .clone(),
-            switch: self.switch_addr().to_string(),
+            switch: host
+                .switch_addr_override
+                .unwrap_or_else(|| self.switch_addr())
+                .to_string(),
             switch_public_key,
             admin_socket: self.node_admin_socket(i),
             tap_name: TAP.to_string(),
@@ -546,6 +581,18 @@ impl Topology {
             .take()
             .expect("node not started")
             .stop()
+    }
+
+    /// Kills host `i`'s node with SIGKILL (no cleanup, like a crash), reaps
+    /// it, and leaves it down; [`start_node`](Self::start_node) restarts it.
+    pub fn kill9_node(&mut self, i: usize) {
+        let mut node = self.host_mut(i).node.take().expect("node not started");
+        node.kill9();
+    }
+
+    /// Host `i`'s admin socket path (may be left behind by a crash).
+    pub fn node_admin_socket_path(&self, i: usize) -> PathBuf {
+        self.node_admin_socket(i)
     }
 
     /// Panics, with its log, if the switch or any started node has exited.

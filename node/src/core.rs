@@ -317,9 +317,9 @@ impl Node {
                 self.peers.note_local_mac(now, src, &mut self.tx);
             }
             if let Some(i) = dst.and_then(|d| self.peers.route(now, &d, flags & FLAG_VNET != 0)) {
-                let r = self
-                    .peers
-                    .seal(now, i, flags, &mut buf[start..], plen, max, &mut self.tx)?;
+                let r =
+                    self.peers
+                        .seal(now, i, flags, &mut buf[start..], plen, max, &mut self.tx)?;
                 self.counters.udp_tx_datagrams += 1;
                 return Ok(r.map(|(to, r)| {
                     self.destination = to;
@@ -432,10 +432,7 @@ impl Node {
             .flatten()
             .find(|s| s.local_index() == index)
         else {
-            let peer = self
-                .peers
-                .lookup(index)
-                .ok_or(DropReason::UnknownSession)?;
+            let peer = self.peers.lookup(index).ok_or(DropReason::UnknownSession)?;
             let range = self.peers.open(now, from, peer, buf, &mut self.tx)?;
             if range.is_empty() {
                 return Ok(None);
@@ -544,7 +541,8 @@ impl Node {
         if flags & FLAG_FRAGMENT == 0 {
             self.check_frame(vnet, &buf[range.clone()])?;
             if let Some(p) = peer {
-                self.peers.learn(now, p, &buf[range.start + skip..range.end]);
+                self.peers
+                    .learn(now, p, &buf[range.start + skip..range.end]);
             }
             if add_hdr {
                 let start = range.start - VNET_HDR_LEN;
@@ -822,6 +820,7 @@ impl Node {
         if self.current.is_some() && self.last_tx.is_none_or(|t| now >= t + KEEPALIVE_INTERVAL) {
             self.send_keepalive(now);
         }
+        self.peers.handle_timeout(now, &mut self.tx);
     }
 
     fn lose_session(&mut self, now: Instant) {
@@ -859,6 +858,7 @@ impl Node {
         if let Some(s) = &self.previous {
             d.push(s.created() + REJECT_AFTER_TIME);
         }
+        d.extend(self.peers.poll_timeout());
         d.into_iter().min()
     }
 
@@ -901,6 +901,8 @@ impl Node {
             rtt_sum_secs: self.rtt.sum.as_secs_f64(),
             drops: self.drops.clone(),
             counters: self.counters.clone(),
+            mesh: self.peers.is_enabled(),
+            peers: self.peers.status(now),
         }
     }
 }
@@ -942,4 +944,8 @@ pub struct Status {
     /// Traffic.
     #[serde(flatten)]
     pub counters: Counters,
+    /// The switch runs this network in mesh mode.
+    pub mesh: bool,
+    /// Mesh peers: path (direct or relayed), endpoint, last handshake, RTT.
+    pub peers: Vec<PeerStatus>,
 }

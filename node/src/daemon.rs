@@ -23,6 +23,8 @@ use crate::tap::Tap;
 
 /// Frames read from the TAP per wakeup before the socket gets a turn.
 const BATCH: usize = 64;
+/// Receive batches (recvmmsg) handled per wakeup before the TAP gets a turn.
+const RX_BATCHES: usize = 4;
 /// The largest read from the TAP: a 64 KiB super-frame plus virtio header
 /// (oversize frames are counted and dropped by the core).
 const MAX_READ: usize = 65536 + 64;
@@ -46,6 +48,7 @@ pub async fn run(
     core_cfg.offload = tap.has_vnet();
     let mut core = Node::new(core_cfg, now, unix_now, rand::random());
     let switch = core.switch_addr();
+    core.set_local_addrs(local_addrs(&udp, switch));
     let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
     if let Some(l) = admin_listener {
         tokio::spawn(admin::serve(l, admin_tx));
@@ -65,7 +68,7 @@ pub async fn run(
             _ = &mut shutdown => break,
             r = tap.recv(&mut tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_READ]) => {
                 let mut r = r;
-                for _ in 0..BATCH {
+                for round in 1..=BATCH {
                     let n = match r {
                         Ok(n) => n,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -79,7 +82,7 @@ pub async fn run(
                             let mut d = batch.buffer(len);
                             d[..len].copy_from_slice(&tap_buf[range]);
                             d.truncate(len);
-                            batch.push(switch, d);
+                            batch.push(core.destination(), d);
                             if batch.len() > 1 {
                                 send_all(&mut batch, &udp).await;
                             }
@@ -92,6 +95,10 @@ pub async fn run(
                         }
                         Err(_) => {}
                     }
+                    // Read the next frame only if this wakeup will handle it.
+                    if round == BATCH {
+                        break;
+                    }
                     r = tap.try_recv(&mut tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_READ]);
                 }
                 send_all(&mut batch, &udp).await;
@@ -99,7 +106,7 @@ pub async fn run(
             r = rx.recv(&udp, true) => {
                 let mut r = r;
                 // Bounded: a few batches, then the TAP and timers get a turn.
-                for _ in 0..4 {
+                for round in 1..=RX_BATCHES {
                     let n = match r {
                         Ok(n) => n,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -117,6 +124,9 @@ pub async fn run(
                         if let Err(e) = tap.send(frame).await {
                             tracing::trace!(error = %e, "TAP write failed");
                         }
+                    }
+                    if round == RX_BATCHES {
+                        break;
                     }
                     r = rx.recv(&udp, false).await;
                 }
@@ -147,9 +157,30 @@ pub async fn run(
                 }
             }
         }
+        while let Some(ev) = core.poll_path_event() {
+            tracing::info!(peer = %ev.peer, path = ?ev.path, "mesh path changed");
+        }
         drop_log.tick(now, core.drops().total());
     }
     Ok(())
+}
+
+/// Our underlay address as peers on the same network would see it: the
+/// source address the kernel picks towards the switch, with our UDP port.
+/// (A connected throwaway socket sends nothing.)
+fn local_addrs(udp: &UdpLink, switch: std::net::SocketAddr) -> Vec<std::net::SocketAddr> {
+    let Ok(port) = udp.local_addr().map(|a| a.port()) else {
+        return Vec::new();
+    };
+    let bind: std::net::SocketAddr = if switch.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    std::net::UdpSocket::bind(bind)
+        .and_then(|s| s.connect(switch).and_then(|()| s.local_addr()))
+        .map(|a| vec![std::net::SocketAddr::new(a.ip(), port)])
+        .unwrap_or_default()
 }
 
 async fn send_all(batch: &mut TxQueue, udp: &UdpLink) {

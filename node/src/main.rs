@@ -130,7 +130,25 @@ fn render(json: &str) -> String {
         ),
         _ => "-".to_owned(),
     };
-    format!(
+    let mut peers = String::new();
+    if v["mesh"].as_bool() == Some(true) {
+        peers.push_str("mesh peers:\n  name          path      endpoint                  last handshake  rtt\n");
+        for p in v["peers"].as_array().into_iter().flatten() {
+            let ago = p["last_handshake_secs_ago"]
+                .as_f64()
+                .map_or("-".to_owned(), |s| format!("{s:.1}s ago"));
+            let rtt = p["rtt_secs"].as_f64().map_or("-".to_owned(), ms);
+            peers.push_str(&format!(
+                "  {:<13} {:<9} {:<25} {:<15} {}\n",
+                p["name"].as_str().unwrap_or("?"),
+                p["path"].as_str().unwrap_or("?"),
+                p["endpoint"].as_str().unwrap_or("-"),
+                ago,
+                rtt
+            ));
+        }
+    }
+    let table = format!(
         "node {}  switch {}  session {} (age {}, last handshake {} ago, last heard {} ago)\n\
          rtt to switch {}\n\
          tap rx {} frames / {} bytes, tap tx {} frames / {} bytes\n\
@@ -160,7 +178,8 @@ fn render(json: &str) -> String {
         } else {
             drops.join(", ")
         }
-    )
+    );
+    table + &peers
 }
 
 fn run(cfg: Config) -> anyhow::Result<()> {

@@ -42,6 +42,8 @@ struct File {
     cookie_replies_per_sec: u32,
     metrics_listen: Option<String>,
     #[serde(default)]
+    mode: crate::mesh::Mode,
+    #[serde(default)]
     multicast: MulticastSection,
     #[serde(default)]
     storm_control: StormSection,
@@ -162,6 +164,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The core's part.
     pub core: SwitchConfig,
+    /// `mode`: central (default) or mesh.
+    pub mode: crate::mesh::Mode,
 }
 
 impl Config {
@@ -252,6 +256,7 @@ impl Config {
             admin_socket: f.admin_socket,
             state_file: f.state_file,
             metrics_listen,
+            mode: f.mode,
             core: SwitchConfig {
                 private_key,
                 psk,

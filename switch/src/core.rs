@@ -25,7 +25,7 @@ pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
-    COOKIE_REPLY_LEN, FLAG_FRAGMENT, FLAG_VNET, HS_RESP_LEN, Header, MessageType,
+    COOKIE_REPLY_LEN, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_VNET, HS_RESP_LEN, Header, MessageType,
     RESTART_NOTICE_LEN, ethernet,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -33,6 +33,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use crate::NodeId;
 use crate::handshake_guard::{GuardConfig, GuardVerdict, HandshakeGuard};
 use crate::mac_table::{Learned, MacTable};
+use crate::mesh::{MemberView, Mesh};
 use crate::snooping::{SnoopConfig, Snooping, Verdict};
 use crate::stats::{DropReason, Drops, Forwarded, MacCounters, NodeCounters, SessionCounters};
 use crate::status::{MacStatus, NodeStatus, Status};
@@ -203,6 +204,8 @@ pub struct Switch {
     vlan_scratch: Vec<u8>,
     /// `mac1`/`mac2` checks and cookie replies before any Diffie-Hellman.
     guard: HandshakeGuard,
+    /// Mesh mode's membership announcements (`None` in central mode).
+    mesh: Option<Mesh>,
 }
 
 impl Switch {
@@ -249,6 +252,7 @@ impl Switch {
             now,
         );
         Switch {
+            mesh: None,
             guard,
             cfg,
             ports,
@@ -452,6 +456,9 @@ impl Switch {
             self.sessions.keepalives += 1;
             self.send_keepalive(id);
             return Ok(());
+        }
+        if flags & FLAG_CONTROL != 0 {
+            return self.handle_control(id, flags, &buf[range]);
         }
         if flags & FLAG_FRAGMENT == 0 {
             return self.switch_payload(now, id, flags, &buf[range]);
@@ -751,6 +758,7 @@ impl Switch {
         self.guard.sweep(now);
         self.snoop.handle_timeout(now);
         self.send_queries();
+        self.mesh_sync();
     }
 
     fn forget(&mut self, id: NodeId) {
@@ -928,6 +936,76 @@ impl Switch {
                 .snoop
                 .status(now, |id| self.ports[id.0 as usize].spec.name.clone()),
             macs,
+        }
+    }
+}
+
+/// Mesh mode (see [`crate::mesh`]): control messages in and out.
+impl Switch {
+    /// Run this network in mesh mode: tell nodes about each other.
+    pub fn enable_mesh(&mut self) {
+        self.mesh = Some(Mesh::new(self.ports.len()));
+    }
+
+    /// Whether mesh mode is on.
+    pub fn is_mesh(&self) -> bool {
+        self.mesh.is_some()
+    }
+
+    /// A control message from node `id`: only `LocalAddrs`, in mesh mode.
+    fn handle_control(&mut self, id: NodeId, flags: u8, payload: &[u8]) -> Result<(), DropReason> {
+        use overlay_proto::control::Control;
+        let (Some(mesh), 0) = (self.mesh.as_mut(), flags & FLAG_FRAGMENT) else {
+            return Err(DropReason::UnexpectedMessage);
+        };
+        match Control::parse(payload) {
+            Ok(Control::LocalAddrs(addrs)) => {
+                mesh.set_local(id, addrs);
+                self.mesh_sync();
+                Ok(())
+            }
+            _ => Err(DropReason::UnexpectedMessage),
+        }
+    }
+
+    /// Announce joins, moves and departures (cheap when nothing changed).
+    fn mesh_sync(&mut self) {
+        let Some(mesh) = self.mesh.as_mut() else {
+            return;
+        };
+        let views: Vec<MemberView<'_>> = self
+            .ports
+            .iter()
+            .map(|p| MemberView {
+                key: p.spec.public_key,
+                name: &p.spec.name,
+                endpoint: p.endpoint.filter(|_| p.is_connected()),
+                session: p.current.as_ref().map(|s| s.created()),
+            })
+            .collect();
+        let out = mesh.sync(&views);
+        let mut buf = Vec::new();
+        for (to, msg) in out {
+            buf.clear();
+            msg.emit(&mut buf);
+            self.send_control(to, &buf);
+        }
+    }
+
+    /// Seal a control message for node `to` and queue it.
+    fn send_control(&mut self, to: NodeId, payload: &[u8]) {
+        if self.tx.is_full() {
+            self.drops.add(DropReason::TxQueueFull);
+            return;
+        }
+        let port = &mut self.ports[to.0 as usize];
+        let (Some(session), Some(dst)) = (port.current.as_mut(), port.endpoint) else {
+            return;
+        };
+        let mut b = self.tx.buffer(0);
+        match session.seal_frame(FLAG_CONTROL, &[payload], usize::MAX, &mut 0, &mut b) {
+            Ok(_) => self.tx.push(dst, b),
+            Err(_) => self.tx.recycle(b),
         }
     }
 }

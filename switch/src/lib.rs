@@ -26,6 +26,7 @@ pub mod config;
 pub mod core;
 pub mod handshake_guard;
 pub mod mac_table;
+pub mod mesh;
 pub mod metrics;
 pub mod server;
 pub mod snooping;

@@ -37,6 +37,9 @@ pub async fn run(
     let seed = rand::random();
     let mut metrics = Exporter::<Status>::start(cfg.metrics_listen, "tapmesh-switch")?;
     let mut core = Switch::new(cfg.core, Instant::now(), seed);
+    if cfg.mode == crate::mesh::Mode::Mesh {
+        core.enable_mesh();
+    }
     let state_file = cfg.state_file;
     let known = state::load(&state_file);
     if !known.is_empty() {

@@ -1,0 +1,361 @@
+//! Mesh mode in the deterministic simulator: one switch core in mesh mode and
+//! several node cores, virtual time, and an underlay that can drop datagrams
+//! between chosen node pairs (a firewall between two hosts) or lose the
+//! switch entirely. Checks path selection, relay fallback, recovery, the
+//! simultaneous open, the loop guard and surviving a dead switch.
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use overlay_proto::keys::{Psk, StaticSecret};
+use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
+use tapmesh_node::core::{Node, NodeConfig, TapWrite};
+use tapmesh_node::peers::Path;
+use tapmesh_switch::core::{NodeSpec, Switch, SwitchConfig};
+use tapmesh_switch::snooping::SnoopConfig;
+use tapmesh_switch::storm::StormConfig;
+
+const SWITCH: &str = "198.18.0.3:7777";
+
+struct Net {
+    now: Instant,
+    switch: Option<Switch>,
+    nodes: Vec<Node>,
+    addrs: Vec<SocketAddr>,
+    wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    tap: Vec<Vec<Vec<u8>>>,
+    /// Node pairs whose direct datagrams are dropped (both directions).
+    blocked: HashSet<(usize, usize)>,
+    /// Data frames the switch received from each node (relayed traffic).
+    via_switch: Vec<u64>,
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, n]
+}
+
+fn frame(dst: [u8; 6], src: [u8; 6], tag: u32) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.extend_from_slice(&tag.to_be_bytes());
+    f.resize(60, 0);
+    f
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        let t0 = Instant::now();
+        let mut rng = rand::rng();
+        let switch_key = StaticSecret::generate(&mut rng);
+        let keys: Vec<StaticSecret> = (0..n).map(|_| StaticSecret::generate(&mut rng)).collect();
+        let cfg = SwitchConfig {
+            private_key: switch_key.clone(),
+            psk: Psk::default(),
+            network_id: 0,
+            nodes: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
+                .collect(),
+            mac_aging: Duration::from_secs(300),
+            node_timeout: Duration::from_secs(30),
+            mac_limit_per_node: 16,
+            mac_table_limit: 1000,
+            underlay_mtu: 1500,
+            multicast: SnoopConfig::default(),
+            storm: StormConfig::default(),
+            handshake_guard: Default::default(),
+        };
+        let mut switch = Switch::new(cfg, t0, 1);
+        switch.enable_mesh();
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|i| format!("198.18.0.{}:4000", 10 + i).parse().unwrap())
+            .collect();
+        let nodes = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let cfg = NodeConfig {
+                    private_key: k.clone(),
+                    switch_key: switch_key.public_key(),
+                    switch_addr: SWITCH.parse().unwrap(),
+                    psk: Psk::default(),
+                    network_id: 0,
+                    mtu: 1400,
+                    offload: false,
+                    underlay_mtu: 1500,
+                };
+                let mut node = Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64);
+                node.set_local_addrs(vec![addrs[i]]);
+                node
+            })
+            .collect();
+        let mut net = Net {
+            now: t0,
+            switch: Some(switch),
+            nodes,
+            addrs,
+            wire: VecDeque::new(),
+            tap: vec![Vec::new(); n],
+            blocked: HashSet::new(),
+            via_switch: vec![0; n],
+        };
+        net.advance(Duration::from_secs(2));
+        net
+    }
+
+    fn node_of(&self, a: &SocketAddr) -> Option<usize> {
+        self.addrs.iter().position(|x| x == a)
+    }
+
+    /// Node `i` reads `f` from its TAP; returns where the datagram went.
+    fn send(&mut self, i: usize, f: &[u8]) -> Option<SocketAddr> {
+        let mut buf = vec![0u8; DATA_HEADER_LEN + f.len() + DATA_OVERHEAD];
+        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + f.len()].copy_from_slice(f);
+        let r = self.nodes[i].handle_tap_frame(self.now, &mut buf, f.len());
+        let mut to = None;
+        if let Ok(Some(r)) = r {
+            let dest = self.nodes[i].destination();
+            to = Some(dest);
+            self.wire.push_back((self.addrs[i], dest, buf[r].to_vec()));
+        }
+        self.deliver();
+        to
+    }
+
+    fn deliver(&mut self) {
+        for i in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[i].poll_transmit() {
+                for d in t.datagrams() {
+                    self.wire
+                        .push_back((self.addrs[i], t.destination, d.to_vec()));
+                }
+            }
+        }
+        self.drain_switch();
+        while let Some((from, to, mut d)) = self.wire.pop_front() {
+            if let (Some(a), Some(b)) = (self.node_of(&from), self.node_of(&to))
+                && (self.blocked.contains(&(a, b)) || self.blocked.contains(&(b, a)))
+            {
+                continue;
+            }
+            if to == SWITCH.parse().unwrap() {
+                if let Some(sw) = self.switch.as_mut() {
+                    // Frames (not keepalives or control messages) the switch relays.
+                    if d.len() >= DATA_OVERHEAD + 60
+                        && d[0] & 0x0f == 1
+                        && let Some(i) = self.addrs.iter().position(|a| *a == from)
+                    {
+                        self.via_switch[i] += 1;
+                    }
+                    sw.handle_datagram(self.now, from, &mut d);
+                }
+                self.drain_switch();
+            } else if let Some(i) = self.node_of(&to) {
+                match self.nodes[i].handle_datagram(self.now, from, &mut d) {
+                    Some(TapWrite::InPlace(r)) => self.tap[i].push(d[r].to_vec()),
+                    Some(TapWrite::Reassembled(r)) => {
+                        self.tap[i].push(self.nodes[i].reassembled()[r].to_vec())
+                    }
+                    None => {}
+                }
+                while let Some(t) = self.nodes[i].poll_transmit() {
+                    for d in t.datagrams() {
+                        self.wire
+                            .push_back((self.addrs[i], t.destination, d.to_vec()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain_switch(&mut self) {
+        let Some(sw) = self.switch.as_mut() else {
+            return;
+        };
+        while let Some(t) = sw.poll_transmit() {
+            for d in t.datagrams() {
+                self.wire
+                    .push_back((SWITCH.parse().unwrap(), t.destination, d.to_vec()));
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        self.now += Duration::from_millis(10);
+        let now = self.now;
+        if let Some(sw) = self.switch.as_mut()
+            && sw.poll_timeout().is_some_and(|t| t <= now)
+        {
+            sw.handle_timeout(now);
+        }
+        for n in &mut self.nodes {
+            if n.poll_timeout().is_some_and(|t| t <= now) {
+                n.handle_timeout(now);
+            }
+        }
+        self.deliver();
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step();
+        }
+    }
+
+    fn received(&self, i: usize, tag: u32) -> usize {
+        self.tap[i]
+            .iter()
+            .filter(|f| f.len() >= 18 && f[14..18] == tag.to_be_bytes())
+            .count()
+    }
+
+    fn path(&self, i: usize, peer: usize) -> Option<Path> {
+        self.nodes[i]
+            .peers()
+            .path_of(self.now, &format!("h{}", peer + 1))
+    }
+
+    /// Each host announces its MAC with a broadcast, as ARP would.
+    fn announce_macs(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.send(i, &frame([0xff; 6], mac(i as u8 + 1), 1000 + i as u32));
+        }
+        self.advance(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn all_pairs_go_direct_and_unicast_bypasses_the_switch() {
+    let mut n = Net::new(4);
+    for i in 0..4 {
+        assert!(n.nodes[i].peers().is_enabled(), "h{} in mesh mode", i + 1);
+        for j in 0..4 {
+            if i != j {
+                assert_eq!(n.path(i, j), Some(Path::Direct), "h{} -> h{}", i + 1, j + 1);
+            }
+        }
+    }
+    n.announce_macs();
+    let before = n.via_switch.clone();
+    for t in 0..50 {
+        let to = n.send(0, &frame(mac(2), mac(1), t));
+        assert_eq!(to, Some(n.addrs[1]), "straight to h2");
+        n.send(1, &frame(mac(1), mac(2), 100 + t));
+    }
+    for t in 0..50 {
+        assert_eq!(n.received(1, t), 1);
+        assert_eq!(n.received(0, 100 + t), 1);
+    }
+    assert_eq!(n.via_switch, before, "no unicast frame passed the switch");
+}
+
+#[test]
+fn broadcast_goes_via_the_switch_once_and_never_back() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    let before = n.via_switch[0];
+    n.send(0, &frame([0xff; 6], mac(1), 7));
+    assert_eq!(n.via_switch[0], before + 1, "sent once, to the switch");
+    assert_eq!(n.received(0, 7), 0, "never back to its origin");
+    assert_eq!(
+        (n.received(1, 7), n.received(2, 7)),
+        (1, 1),
+        "exactly once each"
+    );
+    // Nodes never re-send what they received: the only datagrams after the
+    // flood are timers', not copies of the frame.
+    n.advance(Duration::from_secs(1));
+    assert_eq!((n.received(1, 7), n.received(2, 7)), (1, 1));
+}
+
+#[test]
+fn blocked_direct_path_falls_back_to_the_relay_and_recovers() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    n.blocked.insert((0, 1));
+    // A ping every 100 ms from h1 to h2 and back.
+    let mut lost_at = None;
+    let mut gap = Duration::ZERO;
+    let mut t = 0;
+    let start = n.now;
+    while n.now < start + Duration::from_secs(10) {
+        n.send(0, &frame(mac(2), mac(1), t));
+        n.advance(Duration::from_millis(100));
+        if n.received(1, t) == 0 {
+            lost_at.get_or_insert(n.now);
+        } else if let Some(l) = lost_at.take() {
+            gap = gap.max(n.now - l);
+        }
+        t += 1;
+    }
+    assert!(lost_at.is_none(), "frames flow again");
+    assert!(gap < Duration::from_secs(3), "gap {gap:?}");
+    assert_eq!(n.path(0, 1), Some(Path::Relayed));
+    assert_eq!(n.path(1, 0), Some(Path::Relayed));
+    assert_eq!(n.path(0, 2), Some(Path::Direct), "other paths unaffected");
+    // Unblock: direct again within 30 s (the retry cap is 5 s), no loss.
+    n.blocked.clear();
+    let start = n.now;
+    let mut back = None;
+    while n.now < start + Duration::from_secs(30) {
+        n.send(0, &frame(mac(2), mac(1), t));
+        n.advance(Duration::from_millis(100));
+        assert_eq!(n.received(1, t), 1, "no loss while switching back");
+        t += 1;
+        if back.is_none() && n.path(0, 1) == Some(Path::Direct) {
+            back = Some(n.now - start);
+        }
+    }
+    let back = back.expect("direct again");
+    assert!(back <= Duration::from_secs(10), "back after {back:?}");
+    assert_eq!(n.path(1, 0), Some(Path::Direct));
+}
+
+#[test]
+fn direct_paths_survive_a_dead_switch_across_rekeys() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    n.switch = None;
+    let mut t = 0;
+    let start = n.now;
+    // 5 minutes: past two rekeys (120 s) and the reject time (180 s).
+    while n.now < start + Duration::from_secs(300) {
+        n.send(0, &frame(mac(2), mac(1), t));
+        n.send(1, &frame(mac(1), mac(2), 1_000_000 + t));
+        n.advance(Duration::from_millis(500));
+        assert_eq!(
+            n.received(1, t),
+            1,
+            "h1 -> h2 frame {t} at {:?}",
+            n.now - start
+        );
+        assert_eq!(n.received(0, 1_000_000 + t), 1);
+        t += 1;
+    }
+    assert_eq!(n.path(0, 1), Some(Path::Direct));
+}
+
+#[test]
+fn simultaneous_open_ends_with_one_working_session() {
+    // Both sides learn of each other in the same sync and initiate at once
+    // (that is what Net::new does); afterwards exactly one session carries
+    // traffic both ways and no handshake keeps repeating.
+    let mut n = Net::new(2);
+    n.announce_macs();
+    n.advance(Duration::from_secs(30));
+    let hs = |n: &Net| {
+        n.nodes
+            .iter()
+            .map(|x| x.peers().status(n.now)[0].last_handshake_secs_ago.unwrap())
+            .collect::<Vec<_>>()
+    };
+    let h = hs(&n);
+    assert!(h.iter().all(|s| *s >= 25.0), "no handshake churn: {h:?}");
+    n.send(0, &frame(mac(2), mac(1), 1));
+    n.send(1, &frame(mac(1), mac(2), 2));
+    assert_eq!((n.received(1, 1), n.received(0, 2)), (1, 1));
+}
