@@ -2,8 +2,8 @@
 //! families at scrape time (see `tapmesh_shell::metrics`). Names and labels
 //! are a stable interface (the Grafana dashboard uses them). Every series
 //! carries `node` (this node's configured name) so a dashboard can tell nodes
-//! apart whatever the scrape config calls them; `peer` is `switch` today and
-//! leaves room for mesh peers.
+//! apart whatever the scrape config calls them; `peer` is `switch` for the
+//! session with the switch, or a mesh peer's configured name.
 use overlay_proto::counters::Reason;
 use tapmesh_shell::metrics::{Def, Export, Exposition};
 
@@ -33,6 +33,21 @@ const RTT_LAST: Def = Def::gauge(
     "tapmesh_node_rtt_last_seconds",
     &["node", "peer"],
     "The latest round-trip time to the peer (absent before the first sample).",
+);
+const PEER_PATH: Def = Def::gauge(
+    "tapmesh_node_peer_path",
+    &["node", "peer", "path"],
+    "Mesh mode: 1 for the path frames to the peer take now (direct or relayed), 0 for the other.",
+);
+const PEER_FRAMES: Def = Def::counter(
+    "tapmesh_node_peer_frames_total",
+    &["node", "peer", "direction"],
+    "Mesh mode: frames exchanged with the peer over the direct path.",
+);
+const PEER_PATH_CHANGES: Def = Def::counter(
+    "tapmesh_node_peer_path_changes_total",
+    &["node", "peer"],
+    "Mesh mode: times the path to the peer changed between direct and relayed.",
 );
 const TAP_FRAMES: Def = Def::counter(
     "tapmesh_node_tap_frames_total",
@@ -92,6 +107,9 @@ impl Export for Status {
         LAST_RX,
         RTT,
         RTT_LAST,
+        PEER_PATH,
+        PEER_FRAMES,
+        PEER_PATH_CHANGES,
         TAP_FRAMES,
         TAP_BYTES,
         UNDERLAY_DATAGRAMS,
@@ -118,6 +136,26 @@ impl Export for Status {
         out.summary(&RTT, &peer, self.rtt_samples, self.rtt_sum_secs);
         if let Some(s) = self.rtt_secs {
             out.gauge(&RTT_LAST, &peer, s);
+        }
+        for p in &self.peers {
+            let peer = [node, p.name.as_str()];
+            let direct = p.path == crate::peers::Path::Direct;
+            out.gauge(
+                &PEER_PATH,
+                &[node, &p.name, "direct"],
+                f64::from(u8::from(direct)),
+            );
+            out.gauge(
+                &PEER_PATH,
+                &[node, &p.name, "relayed"],
+                f64::from(u8::from(!direct)),
+            );
+            if let Some(s) = p.rtt_secs {
+                out.gauge(&RTT_LAST, &peer, s);
+            }
+            out.counter(&PEER_FRAMES, &[node, &p.name, "rx"], p.rx_frames);
+            out.counter(&PEER_FRAMES, &[node, &p.name, "tx"], p.tx_frames);
+            out.counter(&PEER_PATH_CHANGES, &peer, p.path_changes);
         }
         let c = &self.counters;
         out.counter(&TAP_FRAMES, &[node, "rx"], c.tap_rx_frames);
