@@ -7,7 +7,8 @@
 //!   (VNI 42, MTU 1450) enslaved to a bridge `brov` holding 198.19.1.i/24;
 //! - **tapmesh central**: `tapmesh-switch` in the switch namespace and a
 //!   `tapmesh-node` in each host (TAP MTU 1400, 198.19.0.i/24);
-//! - **tapmesh mesh**: not implemented yet, reported as n/a.
+//! - **tapmesh mesh**: the same with `mode = "mesh"` in switch.toml: once the
+//!   nodes' direct path is up, h1 -> h2 traffic bypasses the switch.
 //!
 //! For each: ping RTT (avg, p99 over `--pings` pings 10 ms apart), iperf3
 //! TCP with 1 and 4 streams, iperf3 UDP with 64-byte payloads at unlimited
@@ -395,12 +396,6 @@ fn print_table(paths: &[PathResult]) {
         }
         println!("{line}");
     }
-    println!(
-        "| {:<24} |{}",
-        "tapmesh mesh",
-        format!(" {:>16} |", "n/a").repeat(METRICS.len())
-    );
-    println!("  (tapmesh mesh: n/a (mesh mode not implemented))");
     if let Some(v) = vxlan {
         println!("\nratio to kernel VXLAN (same run):\n{head}\n{rule}");
         for p in paths {
@@ -422,11 +417,14 @@ fn targets(paths: &[PathResult]) -> Vec<Value> {
         f(p)
     };
     let r = |metric: &str| ratio(get("tapmesh_central", metric), get("vxlan", metric));
+    let mesh = ratio(
+        get("tapmesh_mesh", "tcp_1_gbps"),
+        get("vxlan", "tcp_1_gbps"),
+    );
     let mut out = vec![json!({
         "target": "mesh, TCP 1 stream >= 0.5x kernel VXLAN",
-        "ratio": Value::Null,
-        "met": Value::Null,
-        "note": "n/a (mesh mode not implemented)",
+        "ratio": mesh,
+        "met": mesh.map(|m| m >= 0.5),
     })];
     for (name, metric, limit, at_least) in [
         (
@@ -599,6 +597,45 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
     if let Some(pdir) = &args.profile {
         profile(&topo, &pids, pdir, args.secs.max(8))?;
     }
+    println!("tearing down {} ...", topo.prefix());
+    drop(topo);
+
+    // (d) tapmesh mesh: direct node-to-node sessions.
+    stop::check()?;
+    let mut topo = Topology::mesh(2);
+    let dir = topo.dir().to_path_buf();
+    println!(
+        "starting a mesh-mode switch and 2 nodes in {}-{{sw,h1,h2}} ...",
+        topo.prefix()
+    );
+    topo.start_all(Duration::from_secs(30));
+    let direct = |t: &Topology| {
+        t.node_status(1)["peers"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["path"] == "direct"))
+    };
+    if !wait_until(Duration::from_secs(15), || {
+        ping_once(topo.ns(1), overlay_v4(2).into());
+        direct(&topo)
+    }) {
+        return Err("mesh: h1's path to h2 never became direct".into());
+    }
+    let pids = [topo.switch_pid(), topo.node_pid(1), topo.node_pid(2)];
+    paths.push(measure(
+        "tapmesh_mesh",
+        "tapmesh mesh",
+        format!(
+            "h1 tapmesh0 -> {to} direct (switch pid {} coordinates), nodes pid {} and {}, TAP MTU 1400",
+            pids[0], pids[1], pids[2]
+        ),
+        topo.ns(1),
+        topo.ns(2),
+        to,
+        &pids,
+        args,
+        &dir,
+    )?);
+    topo.assert_all_running();
     println!("tearing down {} ...", topo.prefix());
     Ok(paths)
 }
