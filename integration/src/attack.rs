@@ -211,3 +211,100 @@ pub fn fds_and_rss(pid: u32) -> (usize, u64) {
         .unwrap_or(0);
     (fds, rss)
 }
+
+/// What a MAC flood wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct MacFloodReport {
+    /// Frames the kernel accepted from the packet socket.
+    pub sent: u64,
+    /// Distinct source MACs among them.
+    pub sources: u64,
+}
+
+/// Writes `n` Ethernet frames, each from a new random locally administered
+/// unicast source MAC (first byte `0x02 | r & 0xfc`), to `dst`, through an
+/// `AF_PACKET` socket bound to `ifname` in `ns`. Written to a TAP, the
+/// kernel hands them to the TAP's reader (the node), which sends them to
+/// the switch. Paced in bursts of `burst` frames with a 2 ms pause, so the
+/// TAP's queue (500 frames) is not what drops them; a full queue
+/// (`ENOBUFS`) is waited out.
+pub fn mac_flood(ns: &Netns, ifname: &str, dst: [u8; 6], n: u64, burst: u64) -> MacFloodReport {
+    let fd = ns.enter(|| open_send_only(ifname));
+    let mut rng = Rng::new(0x3ac_f100d);
+    let mut frame = [0u8; 60];
+    frame[..6].copy_from_slice(&dst);
+    // IEEE 802 local experimental EtherType: no host stack reacts to it.
+    frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    let mut seen = std::collections::HashSet::new();
+    let mut sent = 0;
+    let mut tries = 0;
+    while sent < n {
+        let r = rng.next_u64().to_le_bytes();
+        let src = [0x02 | (r[0] & 0xfc), r[1], r[2], r[3], r[4], r[5]];
+        frame[6..12].copy_from_slice(&src);
+        frame[14..22].copy_from_slice(&sent.to_be_bytes());
+        loop {
+            // SAFETY: send on a socket we own, from a buffer that outlives it.
+            let rc = unsafe {
+                libc::send(
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                )
+            };
+            if rc >= 0 {
+                break;
+            }
+            tries += 1;
+            assert!(
+                tries < 10_000,
+                "AF_PACKET send on {ifname}: {}",
+                std::io::Error::last_os_error()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        seen.insert(src);
+        sent += 1;
+        if sent % burst == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    MacFloodReport {
+        sent,
+        sources: seen.len() as u64,
+    }
+}
+
+/// An `AF_PACKET` socket bound to `ifname` with protocol 0: it can send
+/// frames out of the interface and receives none.
+fn open_send_only(ifname: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let cname = std::ffi::CString::new(ifname).expect("interface name without NUL");
+    // SAFETY: plain syscalls on values we own; results are checked.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
+        assert!(
+            fd >= 0,
+            "socket(AF_PACKET): {}",
+            std::io::Error::last_os_error()
+        );
+        let fd = OwnedFd::from_raw_fd(fd);
+        let index = libc::if_nametoindex(cname.as_ptr());
+        assert!(index != 0, "no interface {ifname} in this namespace");
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = index as libc::c_int;
+        let rc = libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        );
+        assert!(
+            rc == 0,
+            "bind(AF_PACKET, {ifname}): {}",
+            std::io::Error::last_os_error()
+        );
+        fd
+    }
+}

@@ -35,6 +35,7 @@ struct TapFile {
     address: Vec<String>,
     #[serde(default = "default_offload")]
     offload: bool,
+    mac: Option<String>,
 }
 
 fn default_offload() -> bool {
@@ -83,6 +84,36 @@ pub struct TapConfig {
     pub addresses: Vec<IfAddr>,
     /// Open with the virtio-net header and offloads (TCP super-frames).
     pub offload: bool,
+    /// The TAP's MAC address: configured, or derived from the node's public
+    /// key, so it survives restarts (neighbours' ARP caches and the switch's
+    /// MAC table stay right; a random MAC per start would strand the host
+    /// until every neighbour's cache entry expired).
+    pub mac: [u8; 6],
+}
+
+/// A stable, locally administered unicast MAC for a node's TAP, from its
+/// public key (which is public, so the MAC reveals nothing new).
+pub fn mac_from_key(public: &[u8; 32]) -> [u8; 6] {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&public[..6]);
+    m[0] = (m[0] & 0xfc) | 0x02;
+    m
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return None;
+        }
+        m[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    // A TAP needs a unicast address; all zeros is invalid.
+    (m[0] & 1 == 0 && m != [0; 6]).then_some(m)
 }
 
 /// The validated configuration of the node process.
@@ -168,6 +199,15 @@ impl Config {
         }
         let metrics_listen = tapmesh_shell::config::parse_listen(f.metrics_listen.as_deref())
             .map_err(|p| err("metrics-listen", p))?;
+        let mac = match &f.tap.mac {
+            Some(t) => parse_mac(t).ok_or_else(|| {
+                err(
+                    "tap.mac",
+                    format!("{t:?} is not a unicast MAC like 02:00:00:00:00:01"),
+                )
+            })?,
+            None => mac_from_key(&private_key.public_key().0),
+        };
         let mut addresses = Vec::new();
         for (i, a) in f.tap.address.iter().enumerate() {
             let v = parse_ifaddr(a).ok_or_else(|| {
@@ -190,6 +230,7 @@ impl Config {
                 mtu: f.tap.mtu,
                 addresses,
                 offload: f.tap.offload,
+                mac,
             },
             core: NodeConfig {
                 private_key,
@@ -248,6 +289,9 @@ mod tests {
         assert_eq!(c.tap.addresses.len(), 2);
         assert_eq!(c.tap.addresses[1].to_string(), "fd00:19::1/64");
         assert_eq!(c.core.switch_addr, "198.18.0.3:7777".parse().unwrap());
+        // No MAC configured: derived from the key, locally administered unicast.
+        assert_eq!(c.tap.mac[0] & 3, 2);
+        assert_eq!(c.tap.mac, mac_from_key(&c.core.private_key.public_key().0));
     }
 
     #[test]
@@ -264,6 +308,15 @@ mod tests {
             "tap.name"
         );
         assert_eq!(load("bogus = 1").unwrap_err().key, "bogus");
+        assert_eq!(
+            load("mac = \"01:00:5e:00:00:01\"").unwrap_err().key,
+            "tap.mac"
+        );
+        assert_eq!(load("mac = \"02:00:00:00:01\"").unwrap_err().key, "tap.mac");
+        assert_eq!(
+            load("mac = \"02:00:00:00:00:0a\"").unwrap().tap.mac,
+            [2, 0, 0, 0, 0, 10]
+        );
         assert_eq!(
             load_top("metrics-listen = \"9101\"").unwrap_err().key,
             "metrics-listen"

@@ -253,10 +253,17 @@ pub fn open(cfg: &TapConfig) -> Result<Tap, TapError> {
         }
     };
     let mtu = cfg.mtu.to_string();
+    let m = cfg.mac;
+    let mac = format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    );
     ip(
         &cfg.name,
-        "mtu and up",
-        &["link", "set", "dev", &cfg.name, "mtu", &mtu, "up"],
+        "address, mtu and up",
+        &[
+            "link", "set", "dev", &cfg.name, "address", &mac, "mtu", &mtu, "up",
+        ],
     )?;
     for a in &cfg.addresses {
         let a = a.to_string();
