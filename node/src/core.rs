@@ -283,23 +283,7 @@ impl Node {
         self.counters.tap_rx_frames += 1;
         self.counters.tap_rx_bytes += len as u64;
         let payload = &buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len];
-        let (vnet, frame) = if self.cfg.offload {
-            let h = VnetHdr::parse(payload).ok_or(DropReason::Runt)?;
-            (Some(h), &payload[VNET_HDR_LEN..])
-        } else {
-            (None, payload)
-        };
-        if frame.len() < ethernet::HEADER_LEN {
-            return Err(DropReason::Runt);
-        }
-        // A GSO super-frame is checked by its segment size; others as they are.
-        let too_big = match vnet {
-            Some(h) if h.is_gso() => h.gso_size as usize > self.cfg.mtu,
-            _ => frame.len() > self.max_frame(frame),
-        };
-        if too_big {
-            return Err(DropReason::Oversize);
-        }
+        let (vnet, frame) = self.split_checked(self.cfg.offload, payload)?;
         // A complete ordinary frame travels without its virtio header.
         let (flags, start) = match vnet {
             Some(h) if !h.is_plain() => (FLAG_VNET, 0),
@@ -588,9 +572,14 @@ impl Node {
         &self.scratch
     }
 
-    /// Check a frame (with its virtio header if `vnet`) about to go to the TAP,
-    /// and count it.
-    fn check_frame(&mut self, vnet: bool, payload: &[u8]) -> Result<(), DropReason> {
+    /// Split a payload into its virtio header (if `vnet`) and frame, refusing
+    /// runts and frames over the MTU in either direction. A GSO super-frame is
+    /// checked by its segment size; others as they are.
+    fn split_checked<'p>(
+        &self,
+        vnet: bool,
+        payload: &'p [u8],
+    ) -> Result<(Option<VnetHdr>, &'p [u8]), DropReason> {
         let (hdr, frame) = if vnet {
             let h = VnetHdr::parse(payload).ok_or(DropReason::Runt)?;
             (Some(h), &payload[VNET_HDR_LEN..])
@@ -607,6 +596,13 @@ impl Node {
         if too_big {
             return Err(DropReason::Oversize);
         }
+        Ok((hdr, frame))
+    }
+
+    /// Check a frame (with its virtio header if `vnet`) about to go to the TAP,
+    /// and count it.
+    fn check_frame(&mut self, vnet: bool, payload: &[u8]) -> Result<(), DropReason> {
+        let (_, frame) = self.split_checked(vnet, payload)?;
         self.counters.tap_tx_frames += 1;
         self.counters.tap_tx_bytes += frame.len() as u64;
         Ok(())
