@@ -75,6 +75,8 @@ pub struct Topology {
     sw: Netns,
     switch_config_extra: String,
     tap_mtu: u32,
+    /// NAT router namespaces ([`Topology::mesh_behind_nats`]).
+    routers: Vec<Netns>,
 }
 
 impl Topology {
@@ -110,6 +112,7 @@ impl Topology {
             sw,
             switch_config_extra: String::new(),
             tap_mtu: TAP_MTU,
+            routers: Vec::new(),
         };
         topo.sw.ip(&[
             "link",
@@ -305,6 +308,129 @@ impl Topology {
         let mut t = Topology::central(n_hosts);
         t.set_switch_config_extra("mode = \"mesh\"\n");
         t
+    }
+
+    /// A mesh (`mode = "mesh"`) whose `n_hosts` hosts each sit behind their
+    /// own NAT router, the switch on the public side. Starts nothing.
+    ///
+    /// ```text
+    ///   {prefix}-sw: br0 198.18.0.3/24, tapmesh-switch on :7777
+    ///        | vr1                      | vrN
+    ///   {prefix}-r1: wan 198.18.0.21/24 ...   {prefix}-rN: wan 198.18.0.(20+N)/24
+    ///                lan 198.18.1.1/24              lan 198.18.N.1/24
+    ///        |  (nft masquerade out of wan, ip_forward on)
+    ///   {prefix}-h1: eth0 198.18.1.2/24, default via 198.18.1.1
+    /// ```
+    ///
+    /// The hosts have no IPv6 underlay (the overlay still carries IPv6), and
+    /// [`underlay_v4`] does not apply to them: see [`nat_host_v4`] and
+    /// [`nat_router_wan_v4`].
+    pub fn mesh_behind_nats(n_hosts: usize) -> Topology {
+        assert!(
+            (1..=200).contains(&n_hosts),
+            "1..=200 hosts behind NATs, not {n_hosts}"
+        );
+        let mut topo = Topology::central_with(0, Underlay::V4);
+        topo.set_switch_config_extra("mode = \"mesh\"\n");
+        for i in 1..=n_hosts {
+            let r = Netns::new(&format!("{}-r{i}", topo.prefix));
+            let port = format!("vr{i}");
+            topo.sw.ip(&[
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "wan",
+                "netns",
+                r.name(),
+            ]);
+            topo.sw.ip(&["link", "set", &port, "master", "br0"]);
+            topo.sw.ip(&["link", "set", &port, "up"]);
+            let wan = format!("{}/24", nat_router_wan_v4(i));
+            r.ip(&["addr", "add", &wan, "dev", "wan"]);
+            r.ip(&["link", "set", "wan", "up"]);
+            let name = format!("h{i}");
+            let ns = Netns::new(&format!("{}-{name}", topo.prefix));
+            r.ip(&[
+                "link",
+                "add",
+                "lan",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                ns.name(),
+            ]);
+            let lan_gw = Ipv4Addr::new(198, 18, host_octet(i), 1).to_string();
+            r.ip(&["addr", "add", &format!("{lan_gw}/24"), "dev", "lan"]);
+            r.ip(&["link", "set", "lan", "up"]);
+            r.exec_ok("sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"]);
+            r.exec_ok("nft", &["add", "table", "ip", "nat"]);
+            r.exec_ok(
+                "nft",
+                &[
+                    "add",
+                    "chain",
+                    "ip",
+                    "nat",
+                    "post",
+                    "{",
+                    "type",
+                    "nat",
+                    "hook",
+                    "postrouting",
+                    "priority",
+                    "100",
+                    ";",
+                    "}",
+                ],
+            );
+            r.exec_ok(
+                "nft",
+                &[
+                    "add",
+                    "rule",
+                    "ip",
+                    "nat",
+                    "post",
+                    "oifname",
+                    "wan",
+                    "masquerade",
+                ],
+            );
+            let addr = format!("{}/24", nat_host_v4(i));
+            ns.ip(&["addr", "add", &addr, "dev", "eth0"]);
+            ns.ip(&["link", "set", "eth0", "up"]);
+            ns.ip(&["route", "add", "default", "via", &lan_gw]);
+            topo.routers.push(r);
+            topo.hosts.push(Host {
+                name,
+                ns,
+                admitted: true,
+                config_extra: String::new(),
+                switch_entry_extra: String::new(),
+                key: None,
+                node: None,
+                runs: 0,
+                switch_addr_override: None,
+            });
+        }
+        topo
+    }
+
+    /// NAT router `i`'s namespace (only in [`Topology::mesh_behind_nats`]).
+    pub fn router_ns(&self, i: usize) -> &Netns {
+        assert!(
+            (1..=self.routers.len()).contains(&i),
+            "no router r{i} (have {})",
+            self.routers.len()
+        );
+        &self.routers[i - 1]
     }
 
     /// Kills the switch with SIGKILL (like a crash) and leaves it down.
@@ -734,6 +860,18 @@ fn status_json(binary: &Path, socket: &Path) -> Result<Value, String> {
 /// Host `i`'s underlay IPv4 address, 198.18.0.(10+i).
 pub fn underlay_v4(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 10 + host_octet(i))
+}
+
+/// In [`Topology::mesh_behind_nats`], host `i`'s private underlay address,
+/// 198.18.i.2 (behind router `i`, 198.18.i.1).
+pub fn nat_host_v4(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, host_octet(i), 2)
+}
+
+/// In [`Topology::mesh_behind_nats`], router `i`'s public (wan) address,
+/// 198.18.0.(20+i), the address its hosts are masqueraded to.
+pub fn nat_router_wan_v4(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, 20 + host_octet(i))
 }
 
 /// Host `i`'s underlay IPv6 address, `fd00:18::(10+i)`.
