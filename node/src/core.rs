@@ -34,8 +34,8 @@ pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::vnet::{VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
-    DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_VNET, HS_INIT_LEN, Header,
-    MessageType, ethernet,
+    DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET,
+    HS_INIT_LEN, Header, MessageType, ethernet,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -451,6 +451,9 @@ impl Node {
                 return Err(DropReason::Control);
             }
             return self.switch_control(now, range, buf).map(|()| None);
+        }
+        if flags & FLAG_RELAYED != 0 {
+            self.counters.relayed_rx_frames += 1;
         }
         self.deliver(now, None, flags, buf, range)
     }

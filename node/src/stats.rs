@@ -140,6 +140,8 @@ pub struct Counters {
     pub keepalives_sent: u64,
     /// Authentic restart notices from the switch.
     pub restart_notices: u64,
+    /// Frames the switch relayed to us in mesh mode (flag `RELAYED`).
+    pub relayed_rx_frames: u64,
     /// Authentic cookie replies from the switch (it was under load).
     pub cookie_replies: u64,
 }

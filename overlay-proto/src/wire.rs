@@ -53,8 +53,14 @@ pub const FLAG_VNET: u8 = 0x02;
 /// Data flag: the plaintext is a control message, not a frame (see
 /// [`crate::control`]).
 pub const FLAG_CONTROL: u8 = 0x04;
+/// Data flag: a frame the switch relayed in mesh mode (it came from another
+/// node through the switch, not over a direct session). The loop guard: a
+/// node never forwards a frame it received, and the switch never sends a
+/// frame back to the node it came from, so a relayed frame crosses the switch
+/// once.
+pub const FLAG_RELAYED: u8 = 0x08;
 /// Flag bits a receiver accepts; any other bit set is refused.
-pub const KNOWN_FLAGS: u8 = FLAG_FRAGMENT | FLAG_VNET | FLAG_CONTROL;
+pub const KNOWN_FLAGS: u8 = FLAG_FRAGMENT | FLAG_VNET | FLAG_CONTROL | FLAG_RELAYED;
 
 mod field {
     use std::ops::Range;
@@ -379,9 +385,9 @@ mod tests {
         assert_eq!(Header::new_checked(&v[..]).unwrap_err(), Error::BadFlags);
         v[1] = FLAG_FRAGMENT | FLAG_VNET;
         assert!(Header::new_checked(&v[..]).is_ok());
-        v[1] = FLAG_CONTROL;
+        v[1] = FLAG_CONTROL | FLAG_RELAYED;
         assert!(Header::new_checked(&v[..]).is_ok());
-        v[1] = 0x08;
+        v[1] = 0x10;
         assert_eq!(Header::new_checked(&v[..]).unwrap_err(), Error::BadFlags);
         let mut v = b;
         v[3] = 1;

@@ -25,8 +25,8 @@ pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
-    COOKIE_REPLY_LEN, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_VNET, HS_RESP_LEN, Header, MessageType,
-    RESTART_NOTICE_LEN, ethernet,
+    COOKIE_REPLY_LEN, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET, HS_RESP_LEN, Header,
+    MessageType, RESTART_NOTICE_LEN, ethernet,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -696,6 +696,12 @@ impl Switch {
             None => (0, [&[], frame]),
         };
         let mut b = self.tx.buffer(0);
+        // In mesh mode every frame the switch carries is a relayed one.
+        let flags = if self.mesh.is_some() && !frame.is_empty() {
+            flags | FLAG_RELAYED
+        } else {
+            flags
+        };
         match session.seal_frame(flags, &parts, max, &mut port.next_frame_id, &mut b) {
             Ok(stride) => {
                 if !frame.is_empty() {

@@ -241,6 +241,7 @@ fn all_pairs_go_direct_and_unicast_bypasses_the_switch() {
     }
     n.announce_macs();
     let before = n.via_switch.clone();
+    let relayed_before = n.nodes[1].counters().relayed_rx_frames;
     for t in 0..50 {
         let to = n.send(0, &frame(mac(2), mac(1), t));
         assert_eq!(to, Some(n.addrs[1]), "straight to h2");
@@ -251,6 +252,7 @@ fn all_pairs_go_direct_and_unicast_bypasses_the_switch() {
         assert_eq!(n.received(0, 100 + t), 1);
     }
     assert_eq!(n.via_switch, before, "no unicast frame passed the switch");
+    assert_eq!(n.nodes[1].counters().relayed_rx_frames, relayed_before);
 }
 
 #[test]
@@ -270,6 +272,8 @@ fn broadcast_goes_via_the_switch_once_and_never_back() {
     // flood are timers', not copies of the frame.
     n.advance(Duration::from_secs(1));
     assert_eq!((n.received(1, 7), n.received(2, 7)), (1, 1));
+    // What the switch carries in mesh mode is marked as relayed.
+    assert!(n.nodes[1].counters().relayed_rx_frames >= 1);
 }
 
 #[test]
@@ -297,6 +301,10 @@ fn blocked_direct_path_falls_back_to_the_relay_and_recovers() {
     assert_eq!(n.path(0, 1), Some(Path::Relayed));
     assert_eq!(n.path(1, 0), Some(Path::Relayed));
     assert_eq!(n.path(0, 2), Some(Path::Direct), "other paths unaffected");
+    assert!(
+        n.nodes[1].counters().relayed_rx_frames >= 50,
+        "relayed frames carry the RELAYED flag"
+    );
     // Unblock: direct again within 30 s (the retry cap is 5 s), no loss.
     n.blocked.clear();
     let start = n.now;
