@@ -75,11 +75,28 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(&path, text).unwrap();
 
     if let Ok(c) = tapmesh_switch::config::Config::load(&path) {
-        // Validation promises.
-        assert!(!c.core.mac_aging.is_zero());
-        assert!(!c.core.node_timeout.is_zero());
-        assert!(c.core.mac_limit_per_node > 0 && c.core.mac_table_limit > 0);
-        assert!(c.core.nodes.iter().all(|n| !n.name.is_empty()));
+        // Validation promises: at least one network, distinct ids and
+        // names, and node names and keys unique over all networks.
+        assert!(!c.networks.is_empty());
+        let mut ids: Vec<u32> = c.networks.iter().map(|n| n.core.network_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), c.networks.len());
+        let mut names = Vec::new();
+        let mut keys = Vec::new();
+        for n in &c.networks {
+            let core = &n.core;
+            assert!(!n.name.is_empty());
+            assert!(!core.mac_aging.is_zero());
+            assert!(!core.node_timeout.is_zero());
+            assert!(core.mac_limit_per_node > 0 && core.mac_table_limit > 0);
+            for node in &core.nodes {
+                assert!(!node.name.is_empty());
+                assert!(!names.contains(&node.name) && !keys.contains(&node.public_key));
+                names.push(node.name.clone());
+                keys.push(node.public_key);
+            }
+        }
     }
     if load_node && let Ok(c) = tapmesh_node::config::Config::load(&path) {
         assert!(!c.name.is_empty() && c.name.len() <= 64);

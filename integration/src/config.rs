@@ -79,6 +79,19 @@ pub struct AdmittedNode {
     pub public_key: String,
     /// More lines for its `[[node]]` table (e.g. `vlan = 10`), or empty.
     pub entry_extra: String,
+    /// The `[[network]]` it is listed under; `None`: the top-level nodes.
+    pub network: Option<NetworkRef>,
+}
+
+/// A `[[network]]` of the switch's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRef {
+    /// `name`.
+    pub name: String,
+    /// `id`, the network id its nodes put in every header.
+    pub id: u32,
+    /// `mode`: `central` or `mesh`.
+    pub mode: String,
 }
 
 /// What `switch.toml` says.
@@ -119,14 +132,38 @@ impl SwitchConfig {
         if !self.extra.is_empty() && !self.extra.ends_with('\n') {
             s.push('\n');
         }
-        for node in &self.nodes {
-            s += &format!(
-                "\n[[node]]\nname = {}\npublic-key = {}\n",
+        let entry = |s: &mut String, table: &str, node: &AdmittedNode| {
+            *s += &format!(
+                "\n[[{table}]]\nname = {}\npublic-key = {}\n",
                 quote(&node.name),
                 quote(&node.public_key)
             );
             if !node.entry_extra.is_empty() {
-                s += &format!("{}\n", node.entry_extra.trim_end());
+                *s += &format!("{}\n", node.entry_extra.trim_end());
+            }
+        };
+        for node in self.nodes.iter().filter(|n| n.network.is_none()) {
+            entry(&mut s, "node", node);
+        }
+        let mut networks: Vec<&NetworkRef> = Vec::new();
+        for n in self.nodes.iter().filter_map(|n| n.network.as_ref()) {
+            if !networks.contains(&n) {
+                networks.push(n);
+            }
+        }
+        for net in networks {
+            s += &format!(
+                "\n[[network]]\nname = {}\nid = {}\nmode = {}\n",
+                quote(&net.name),
+                net.id,
+                quote(&net.mode)
+            );
+            for node in self
+                .nodes
+                .iter()
+                .filter(|n| n.network.as_ref() == Some(net))
+            {
+                entry(&mut s, "network.node", node);
             }
         }
         s
@@ -152,6 +189,10 @@ pub struct NodeConfig {
     pub tap_mtu: u32,
     /// `[tap] address`, CIDR strings.
     pub tap_addresses: Vec<String>,
+    /// `[tap] mac`, if set (else derived from the key).
+    pub tap_mac: Option<String>,
+    /// `network-id` (written when not 0).
+    pub network_id: u32,
     /// Extra top-level lines (e.g. `metrics-listen = "…"`), written before
     /// the `[tap]` table.
     pub extra: String,
@@ -161,7 +202,7 @@ impl NodeConfig {
     /// The TOML text.
     pub fn render(&self) -> String {
         let addrs: Vec<String> = self.tap_addresses.iter().map(|a| quote(a)).collect();
-        format!(
+        let mut s = format!(
             "name = {}\nprivate-key-file = {}\nswitch = {}\nswitch-public-key = {}\nadmin-socket = {}\n{}\n[tap]\nname = {}\nmtu = {}\naddress = [{}]\n",
             quote(&self.name),
             quote_path(&self.private_key_file),
@@ -172,7 +213,14 @@ impl NodeConfig {
             quote(&self.tap_name),
             self.tap_mtu,
             addrs.join(", "),
-        )
+        );
+        if self.network_id != 0 {
+            s = format!("network-id = {}\n{s}", self.network_id);
+        }
+        if let Some(m) = &self.tap_mac {
+            s += &format!("mac = {}\n", quote(m));
+        }
+        s
     }
 }
 

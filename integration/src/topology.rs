@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{AdmittedNode, KeyPair, NodeConfig, SwitchConfig, write_file};
+use crate::config::{AdmittedNode, KeyPair, NetworkRef, NodeConfig, SwitchConfig, write_file};
 use crate::process::tail;
 use crate::traffic::{TransferReport, tcp_transfer};
 use crate::{Netns, Process, bins, status, wait_until};
@@ -59,6 +59,10 @@ struct Host {
     runs: u32,
     /// Where its node sends to instead of the switch (e.g. an impairing relay).
     switch_addr_override: Option<SocketAddr>,
+    /// The `[[network]]` it belongs to; `None`: the top-level nodes.
+    network: Option<NetworkRef>,
+    /// Its TAP takes host `.0`'s overlay addresses and the MAC `.1`.
+    tap_identity: Option<(usize, String)>,
 }
 
 /// A switch and hosts in namespaces. Hosts are numbered from 1 (`h1`).
@@ -178,6 +182,8 @@ impl Topology {
             node: None,
             runs: 0,
             switch_addr_override: None,
+            network: None,
+            tap_identity: None,
         });
         i
     }
@@ -295,6 +301,7 @@ impl Topology {
                     name: h.name.clone(),
                     public_key: h.key.as_ref().expect("keys made").public_key.clone(),
                     entry_extra: h.switch_entry_extra.clone(),
+                    network: h.network.clone(),
                 })
                 .collect(),
         }
@@ -418,6 +425,8 @@ impl Topology {
                 node: None,
                 runs: 0,
                 switch_addr_override: None,
+                network: None,
+                tap_identity: None,
             });
         }
         topo
@@ -456,6 +465,19 @@ impl Topology {
     /// [`start_node`](Self::start_node) on.
     pub fn set_node_config_extra(&mut self, i: usize, toml: &str) {
         self.host_mut(i).config_extra = toml.to_string();
+    }
+
+    /// Lists host `i` under the switch's `[[network]]` `net` (and sets its
+    /// node's `network-id`), from the next start of the switch and the node on.
+    pub fn set_network(&mut self, i: usize, net: NetworkRef) {
+        self.host_mut(i).network = Some(net);
+    }
+
+    /// Gives host `i`'s TAP host `as_host`'s overlay addresses and the MAC
+    /// `mac` (`[tap] mac`), from the next [`start_node`](Self::start_node)
+    /// on: for hosts in different networks that look the same.
+    pub fn set_tap_identity(&mut self, i: usize, as_host: usize, mac: &str) {
+        self.host_mut(i).tap_identity = Some((as_host, mac.to_string()));
     }
 
     /// Points host `i`'s node at `addr` instead of the switch (e.g. a relay
@@ -597,10 +619,15 @@ impl Topology {
             admin_socket: self.node_admin_socket(i),
             tap_name: TAP.to_string(),
             tap_mtu: self.tap_mtu,
-            tap_addresses: vec![
-                format!("{}/24", overlay_v4(i)),
-                format!("{}/64", overlay_v6(i)),
-            ],
+            tap_addresses: {
+                let j = host.tap_identity.as_ref().map_or(i, |t| t.0);
+                vec![
+                    format!("{}/24", overlay_v4(j)),
+                    format!("{}/64", overlay_v6(j)),
+                ]
+            },
+            tap_mac: host.tap_identity.as_ref().map(|t| t.1.clone()),
+            network_id: host.network.as_ref().map_or(0, |n| n.id),
             extra: host.config_extra.clone(),
         };
         let path = self.dir.join(format!("h{i}.toml"));

@@ -17,6 +17,8 @@ struct File {
     switch: String,
     switch_public_key: String,
     network_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    network_id: u32,
     #[serde(default = "default_underlay_mtu")]
     underlay_mtu: u32,
     admin_socket: Option<PathBuf>,
@@ -237,7 +239,7 @@ impl Config {
                 switch_key,
                 switch_addr,
                 psk,
-                network_id: 0,
+                network_id: f.network_id,
                 mtu: f.tap.mtu as usize,
                 offload: f.tap.offload,
                 underlay_mtu: f.underlay_mtu as usize,
@@ -292,6 +294,9 @@ mod tests {
         // No MAC configured: derived from the key, locally administered unicast.
         assert_eq!(c.tap.mac[0] & 3, 2);
         assert_eq!(c.tap.mac, mac_from_key(&c.core.private_key.public_key().0));
+        assert_eq!(c.core.network_id, 0);
+        assert_eq!(load_top("network-id = 7").unwrap().core.network_id, 7);
+        assert_eq!(load_top("network-id = -1").unwrap_err().key, "network-id");
     }
 
     #[test]

@@ -59,6 +59,15 @@ impl<R: Reason> DropCounters<R> {
     }
 }
 
+impl<R: Reason> std::ops::AddAssign<&DropCounters<R>> for DropCounters<R> {
+    /// Sum two sets of counters (several cores in one process).
+    fn add_assign(&mut self, other: &DropCounters<R>) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+    }
+}
+
 impl<R: Reason> serde::Serialize for DropCounters<R> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
 use crate::core::{NodeSpec, SwitchConfig};
+use crate::networks::NetworkConfig;
 use crate::snooping::{SnoopConfig, link_local_from_mac};
 use crate::storm::{Rate, StormConfig};
 use crate::vlan::{DEFAULT_VLAN, PortVlan, Vid};
@@ -47,6 +48,21 @@ struct File {
     multicast: MulticastSection,
     #[serde(default)]
     storm_control: StormSection,
+    #[serde(default)]
+    node: Vec<NodeEntry>,
+    #[serde(default)]
+    network: Vec<NetworkEntry>,
+}
+
+/// `[[network]]`: one more isolated network on this switch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct NetworkEntry {
+    name: String,
+    id: u32,
+    #[serde(default)]
+    mode: crate::mesh::Mode,
+    network_secret_file: Option<PathBuf>,
     #[serde(default)]
     node: Vec<NodeEntry>,
 }
@@ -162,10 +178,10 @@ pub struct Config {
     pub state_file: PathBuf,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
-    /// The core's part.
-    pub core: SwitchConfig,
-    /// `mode`: central (default) or mesh.
-    pub mode: crate::mesh::Mode,
+    /// The networks, each with its core's configuration: the top-level
+    /// nodes (network `default`, id 0) unless only `[[network]]`s are given,
+    /// then each `[[network]]`.
+    pub networks: Vec<NetworkConfig>,
 }
 
 impl Config {
@@ -184,14 +200,8 @@ impl Config {
                 StaticSecret::from_base64(&t).map_err(|_| "not a base64 32-byte key".into())
             })
             .map_err(|p| err("private-key-file", p))?;
-        let psk = match &f.network_secret_file {
-            None => Psk::default(),
-            Some(p) => read_secret(path, p)
-                .and_then(|t| {
-                    Psk::from_base64(&t).map_err(|_| "not a base64 32-byte secret".into())
-                })
-                .map_err(|p| err("network-secret-file", p))?,
-        };
+        let psk = network_secret(path, f.network_secret_file.as_deref())
+            .map_err(|p| err("network-secret-file", p))?;
         let metrics_listen = tapmesh_shell::config::parse_listen(f.metrics_listen.as_deref())
             .map_err(|p| err("metrics-listen", p))?;
         for (key, v) in [
@@ -222,33 +232,117 @@ impl Config {
             multicast(&f.multicast).map_err(|(k, p)| err(&format!("multicast.{k}"), p))?;
         let storm =
             storm(&f.storm_control).map_err(|(k, p)| err(&format!("storm-control.{k}"), p))?;
-        let vlan_aware = f.node.iter().any(|n| n.vlan.is_some() || n.trunk.is_some());
-        let mut nodes: Vec<NodeSpec> = Vec::with_capacity(f.node.len());
-        for (i, n) in f.node.iter().enumerate() {
-            let key = |k: &str| format!("node[{i}].{k}");
+        // The top-level nodes form network 0, "default"; it exists unless
+        // the file lists only [[network]]s.
+        let mut entries: Vec<NetworkDraft> = Vec::new();
+        if f.network.is_empty() || !f.node.is_empty() {
+            entries.push(NetworkDraft {
+                prefix: String::new(),
+                name: DEFAULT_NETWORK.into(),
+                id: 0,
+                mode: f.mode,
+                psk: psk.clone(),
+                nodes: &f.node,
+            });
+        }
+        for (i, n) in f.network.iter().enumerate() {
+            let key = |k: &str| format!("network[{i}].{k}");
             if n.name.is_empty() {
                 return Err(err(&key("name"), "must not be empty".into()));
             }
-            let public_key = PublicKey::from_base64(&n.public_key)
-                .map_err(|_| err(&key("public-key"), "not a base64 32-byte key".into()))?;
-            if nodes.iter().any(|o| o.name == n.name) {
+            if entries.iter().any(|e| e.name == n.name) {
                 return Err(err(
                     &key("name"),
-                    format!("duplicate node name {:?}", n.name),
+                    format!("duplicate network name {:?}", n.name),
                 ));
             }
-            if nodes.iter().any(|o| o.public_key == public_key) {
+            if let Some(e) = entries.iter().find(|e| e.id == n.id) {
                 return Err(err(
-                    &key("public-key"),
-                    "the same key is listed twice".into(),
+                    &key("id"),
+                    format!("{} is already network {:?}'s id", n.id, e.name),
                 ));
             }
-            let vlan = port_vlan(n, vlan_aware).map_err(|(k, p)| err(&key(k), p))?;
-            nodes.push(NodeSpec {
+            let psk = match &n.network_secret_file {
+                None => psk.clone(),
+                Some(p) => network_secret(path, Some(p))
+                    .map_err(|p| err(&key("network-secret-file"), p))?,
+            };
+            entries.push(NetworkDraft {
+                prefix: format!("network[{i}]."),
                 name: n.name.clone(),
-                public_key,
-                vlan,
-                fast_leave: n.fast_leave,
+                id: n.id,
+                mode: n.mode,
+                psk,
+                nodes: &n.node,
+            });
+        }
+        let mut names: Vec<&str> = Vec::new();
+        let mut keys: Vec<PublicKey> = Vec::new();
+        let mut networks = Vec::with_capacity(entries.len());
+        for NetworkDraft {
+            prefix,
+            name,
+            id,
+            mode,
+            psk,
+            nodes: entries,
+        } in entries
+        {
+            let vlan_aware = entries
+                .iter()
+                .any(|n| n.vlan.is_some() || n.trunk.is_some());
+            let mut nodes: Vec<NodeSpec> = Vec::with_capacity(entries.len());
+            for (i, n) in entries.iter().enumerate() {
+                let key = |k: &str| format!("{prefix}node[{i}].{k}");
+                if n.name.is_empty() {
+                    return Err(err(&key("name"), "must not be empty".into()));
+                }
+                let public_key = PublicKey::from_base64(&n.public_key)
+                    .map_err(|_| err(&key("public-key"), "not a base64 32-byte key".into()))?;
+                // Names and keys are unique over all networks: a node belongs
+                // to one network, and names label metrics and the state file.
+                if names.contains(&n.name.as_str()) {
+                    return Err(err(
+                        &key("name"),
+                        format!("duplicate node name {:?}", n.name),
+                    ));
+                }
+                if keys.contains(&public_key) {
+                    return Err(err(
+                        &key("public-key"),
+                        "the same key is listed twice (a node belongs to one network)".into(),
+                    ));
+                }
+                names.push(&n.name);
+                keys.push(public_key);
+                let vlan = port_vlan(n, vlan_aware).map_err(|(k, p)| err(&key(k), p))?;
+                nodes.push(NodeSpec {
+                    name: n.name.clone(),
+                    public_key,
+                    vlan,
+                    fast_leave: n.fast_leave,
+                });
+            }
+            networks.push(NetworkConfig {
+                name,
+                mode,
+                core: SwitchConfig {
+                    private_key: private_key.clone(),
+                    psk,
+                    network_id: id,
+                    nodes,
+                    mac_aging: Duration::from_secs(f.mac_aging_secs),
+                    node_timeout: Duration::from_secs(f.node_timeout_secs),
+                    mac_limit_per_node: f.mac_limit_per_node,
+                    mac_table_limit: f.mac_table_limit,
+                    underlay_mtu: f.underlay_mtu as usize,
+                    multicast: multicast.clone(),
+                    storm: storm.clone(),
+                    handshake_guard: crate::handshake_guard::GuardConfig {
+                        load_threshold: f.handshake_load_threshold,
+                        cookie_replies_per_sec: f.cookie_replies_per_sec,
+                    },
+                },
             });
         }
         Ok(Config {
@@ -256,25 +350,31 @@ impl Config {
             admin_socket: f.admin_socket,
             state_file: f.state_file,
             metrics_listen,
-            mode: f.mode,
-            core: SwitchConfig {
-                private_key,
-                psk,
-                network_id: 0,
-                nodes,
-                mac_aging: Duration::from_secs(f.mac_aging_secs),
-                node_timeout: Duration::from_secs(f.node_timeout_secs),
-                mac_limit_per_node: f.mac_limit_per_node,
-                mac_table_limit: f.mac_table_limit,
-                underlay_mtu: f.underlay_mtu as usize,
-                multicast,
-                storm,
-                handshake_guard: crate::handshake_guard::GuardConfig {
-                    load_threshold: f.handshake_load_threshold,
-                    cookie_replies_per_sec: f.cookie_replies_per_sec,
-                },
-            },
+            networks,
         })
+    }
+}
+
+/// One network's entries before its nodes are validated; `prefix` is the
+/// key prefix for its errors (`network[1].`, or empty for the top level).
+struct NetworkDraft<'a> {
+    prefix: String,
+    name: String,
+    id: u32,
+    mode: crate::mesh::Mode,
+    psk: Psk,
+    nodes: &'a [NodeEntry],
+}
+
+/// The name of the top-level nodes' network.
+pub const DEFAULT_NETWORK: &str = "default";
+
+/// A `network-secret-file`'s secret, or all zeros without one.
+fn network_secret(config: &Path, file: Option<&Path>) -> Result<Psk, String> {
+    match file {
+        None => Ok(Psk::default()),
+        Some(p) => read_secret(config, p)
+            .and_then(|t| Psk::from_base64(&t).map_err(|_| "not a base64 32-byte secret".into())),
     }
 }
 
@@ -443,6 +543,11 @@ mod tests {
     }
 
     fn setup(extra: &str) -> Result<Config, ConfigError> {
+        setup_with(|_| extra.to_string())
+    }
+
+    /// Like `setup`; `extra` gets h1's public key.
+    fn setup_with(extra: impl Fn(&str) -> String) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!(
             "tm-cfg-{}-{}",
             std::process::id(),
@@ -452,6 +557,7 @@ mod tests {
         let k = StaticSecret::generate(&mut rand::rng());
         write(&dir, "s.key", &k.to_base64());
         let pk = k.public_key().to_base64();
+        let extra = extra(&pk);
         let p = write(
             &dir,
             "switch.toml",
@@ -468,19 +574,68 @@ mod tests {
     fn good_config_with_defaults() {
         let c = setup("").unwrap();
         assert_eq!(c.listen, "198.18.0.3:7777".parse().unwrap());
-        assert_eq!(c.core.mac_aging, Duration::from_secs(300));
-        assert_eq!(c.core.node_timeout, Duration::from_secs(30));
-        assert_eq!(c.core.mac_limit_per_node, 1024);
-        assert_eq!(c.core.nodes.len(), 1);
+        assert_eq!(c.networks[0].core.mac_aging, Duration::from_secs(300));
+        assert_eq!(c.networks[0].core.node_timeout, Duration::from_secs(30));
+        assert_eq!(c.networks[0].core.mac_limit_per_node, 1024);
+        assert_eq!(c.networks[0].core.nodes.len(), 1);
         assert_eq!(c.metrics_listen, None);
         let c = setup("metrics-listen = \"127.0.0.1:9101\"").unwrap();
         assert_eq!(c.metrics_listen, Some("127.0.0.1:9101".parse().unwrap()));
-        assert_eq!(c.core.handshake_guard.load_threshold, 200);
+        assert_eq!(c.networks[0].core.handshake_guard.load_threshold, 200);
         let c = setup("handshake-load-threshold = 5\ncookie-replies-per-sec = 7").unwrap();
-        assert_eq!(c.core.handshake_guard.load_threshold, 5);
-        assert_eq!(c.core.handshake_guard.cookie_replies_per_sec, 7);
+        assert_eq!(c.networks[0].core.handshake_guard.load_threshold, 5);
+        assert_eq!(c.networks[0].core.handshake_guard.cookie_replies_per_sec, 7);
         let e = setup("handshake-load-threshold = 0").unwrap_err();
         assert_eq!(e.key, "handshake-load-threshold", "{e}");
+    }
+
+    #[test]
+    fn networks() {
+        let other = StaticSecret::generate(&mut rand::rng())
+            .public_key()
+            .to_base64();
+        let blue = |id: u32, name: &str, node: &str, pk: &str| {
+            format!(
+                "[[network]]\nname = \"{name}\"\nid = {id}\nmode = \"mesh\"\n[[network.node]]\nname = \"{node}\"\npublic-key = \"{pk}\"\n"
+            )
+        };
+        let c = setup_with(|_| blue(2, "blue", "b1", &other)).unwrap();
+        let n: Vec<_> = c
+            .networks
+            .iter()
+            .map(|n| {
+                (
+                    n.name.as_str(),
+                    n.core.network_id,
+                    n.mode,
+                    n.core.nodes.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            n,
+            [
+                ("default", 0, crate::mesh::Mode::Central, 1),
+                ("blue", 2, crate::mesh::Mode::Mesh, 1)
+            ]
+        );
+        assert_eq!(c.networks[1].core.nodes[0].name, "b1");
+        for (extra, key) in [
+            (blue(0, "blue", "b1", &other), "network[0].id"),
+            (blue(2, "default", "b1", &other), "network[0].name"),
+            (blue(2, "blue", "h1", &other), "network[0].node[0].name"),
+            (blue(2, "", "b1", &other), "network[0].name"),
+        ] {
+            let e = setup_with(|_| extra.clone()).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
+        // A key admitted to two networks.
+        let e = setup_with(|pk| blue(2, "blue", "b1", pk)).unwrap_err();
+        assert_eq!(e.key, "network[0].node[0].public-key", "{e}");
+        // Two [[network]]s with the same id.
+        let e = setup_with(|_| blue(2, "blue", "b1", &other) + &blue(2, "green", "g1", "AAAA"))
+            .unwrap_err();
+        assert_eq!(e.key, "network[1].id", "{e}");
     }
 
     #[test]
@@ -501,24 +656,30 @@ mod tests {
     #[test]
     fn multicast_and_storm_sections() {
         let c = setup("").unwrap();
-        assert_eq!(c.core.multicast, SnoopConfig::default());
+        assert_eq!(c.networks[0].core.multicast, SnoopConfig::default());
         assert_eq!(
-            c.core.storm,
+            c.networks[0].core.storm,
             StormConfig {
                 exempt_link_local: true,
                 ..StormConfig::default()
             }
         );
-        assert_eq!(c.core.nodes[0].vlan, PortVlan::Transparent);
+        assert_eq!(c.networks[0].core.nodes[0].vlan, PortVlan::Transparent);
         let c = setup(
             "[multicast]\nsnooping = false\nmembership-secs = 8\nquery-interval-secs = 2\nquery-response-secs = 1\nquerier-address = \"198.19.0.254\"\n[storm-control]\nbroadcast-pps = 500\n",
         )
         .unwrap();
-        assert!(!c.core.multicast.enabled);
-        assert_eq!(c.core.multicast.membership, Duration::from_secs(8));
-        assert_eq!(c.core.multicast.querier_v4, Ipv4Addr::new(198, 19, 0, 254));
+        assert!(!c.networks[0].core.multicast.enabled);
         assert_eq!(
-            c.core.storm.broadcast,
+            c.networks[0].core.multicast.membership,
+            Duration::from_secs(8)
+        );
+        assert_eq!(
+            c.networks[0].core.multicast.querier_v4,
+            Ipv4Addr::new(198, 19, 0, 254)
+        );
+        assert_eq!(
+            c.networks[0].core.storm.broadcast,
             Some(Rate {
                 per_sec: 500,
                 burst: 500

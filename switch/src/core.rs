@@ -105,6 +105,26 @@ pub struct SwitchConfig {
 }
 
 impl SwitchConfig {
+    /// Network 0 without a secret and with switch.toml's defaults (300 s
+    /// MAC aging, 30 s node timeout, 1024 MACs per node, 2^20 in the table,
+    /// a 1500-byte underlay, default multicast, storm and guard settings).
+    pub fn new(private_key: StaticSecret, nodes: Vec<NodeSpec>) -> SwitchConfig {
+        SwitchConfig {
+            private_key,
+            psk: Psk::default(),
+            network_id: 0,
+            nodes,
+            mac_aging: Duration::from_secs(300),
+            node_timeout: Duration::from_secs(30),
+            mac_limit_per_node: 1024,
+            mac_table_limit: 1 << 20,
+            underlay_mtu: 1500,
+            multicast: SnoopConfig::default(),
+            storm: StormConfig::default(),
+            handshake_guard: GuardConfig::default(),
+        }
+    }
+
     /// The largest UDP payload towards `to` (IP and UDP headers removed).
     pub fn max_datagram(&self, to: SocketAddr) -> usize {
         let ip = if to.is_ipv4() { 20 } else { 40 };
@@ -835,6 +855,11 @@ impl Switch {
         self.events.pop_front()
     }
 
+    /// Whether [`poll_event`](Self::poll_event) has something.
+    pub fn has_event(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Datagrams waiting in the transmit queue.
     pub fn pending_transmits(&self) -> usize {
         self.tx.len()
@@ -886,6 +911,7 @@ impl Switch {
             .iter()
             .enumerate()
             .map(|(i, p)| NodeStatus {
+                network: String::new(),
                 name: p.spec.name.clone(),
                 public_key: p.spec.public_key.to_base64(),
                 connected: p.is_connected(),
@@ -911,6 +937,7 @@ impl Switch {
                 .reader()
                 .iter()
                 .map(|e| MacStatus {
+                    network: String::new(),
                     vlan: e.key().0,
                     mac: crate::status::format_mac(&e.key().1),
                     node: self.ports[e.value().node.0 as usize].spec.name.clone(),
@@ -941,6 +968,7 @@ impl Switch {
             multicast: self
                 .snoop
                 .status(now, |id| self.ports[id.0 as usize].spec.name.clone()),
+            networks: Vec::new(),
             macs,
         }
     }

@@ -86,6 +86,12 @@ pub struct GuardCounters {
     pub under_load_episodes: u64,
 }
 
+crate::stats::summable!(GuardCounters {
+    cookie_replies,
+    cookie_replies_limited,
+    under_load_episodes
+});
+
 /// What `status` shows of the guard.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GuardStatus {

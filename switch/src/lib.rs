@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`core`]: the sans-IO state machine (`handle_datagram`, `handle_timeout`,
 //!   `poll_transmit`, `poll_timeout`): sessions per node and forwarding.
+//! - [`networks`]: several isolated networks in one process, one core each;
+//!   datagrams are dispatched by network id before any crypto.
 //! - [`handshake_guard`]: the flood defence run before any Diffie-Hellman:
 //!   `mac1`, load detection, cookie replies and `mac2`, per-source limits.
 //! - [`mac_table`]: learning, aging, moves and limits, per VLAN.
@@ -28,6 +30,7 @@ pub mod handshake_guard;
 pub mod mac_table;
 pub mod mesh;
 pub mod metrics;
+pub mod networks;
 pub mod server;
 pub mod snooping;
 pub mod state;

@@ -1,7 +1,7 @@
 //! The switch's Prometheus metrics: the [`Status`] snapshot mapped to metric
 //! families at scrape time (see `tapmesh_shell::metrics`). The names and
 //! labels below are a stable interface (the Grafana dashboard in `grafana/`
-//! uses them); labels are bounded: node names from the config, drop reasons,
+//! uses them); labels are bounded: node and network names from the config, drop reasons,
 //! frame kinds, directions, never a MAC or an IP.
 use overlay_proto::counters::Reason;
 use tapmesh_shell::metrics::{Def, Export, Exposition};
@@ -18,6 +18,11 @@ const NODES_CONNECTED: Def = Def::gauge(
     "tapmesh_switch_nodes_connected",
     &[],
     "Nodes with a confirmed session now.",
+);
+const NETWORK_NODES: Def = Def::gauge(
+    "tapmesh_switch_network_nodes",
+    &["network", "state"],
+    "Nodes per network: configured, and connected now.",
 );
 const NODE_CONNECTED: Def = Def::gauge(
     "tapmesh_switch_node_connected",
@@ -130,6 +135,7 @@ impl Export for Status {
     const METRICS: &'static [Def] = &[
         NODES_CONFIGURED,
         NODES_CONNECTED,
+        NETWORK_NODES,
         NODE_CONNECTED,
         NODE_LAST_HEARD,
         NODE_SESSION_AGE,
@@ -158,6 +164,10 @@ impl Export for Status {
         out.gauge(&NODES_CONFIGURED, &[], self.nodes.len() as f64);
         let connected = self.nodes.iter().filter(|n| n.connected).count();
         out.gauge(&NODES_CONNECTED, &[], connected as f64);
+        for n in &self.networks {
+            out.gauge(&NETWORK_NODES, &[&n.name, "configured"], n.nodes as f64);
+            out.gauge(&NETWORK_NODES, &[&n.name, "connected"], n.connected as f64);
+        }
         for n in &self.nodes {
             let node = n.name.as_str();
             out.gauge(&NODE_CONNECTED, &[node], f64::from(u8::from(n.connected)));

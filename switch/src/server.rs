@@ -1,7 +1,8 @@
-//! The tokio shell around [`Switch`]: one task owns the core and the UDP
-//! socket; it drains the socket in bounded batches, runs timers, sends what the
-//! core queued, and answers admin requests relayed from the admin task and
-//! snapshot requests from the metrics exporter (one per scrape).
+//! The tokio shell around the [`Networks`] (one `Switch` core per network):
+//! one task owns the cores and the UDP socket; it drains the socket in bounded
+//! batches, runs timers, sends what the cores queued, and answers admin
+//! requests relayed from the admin task and snapshot requests from the metrics
+//! exporter (one per scrape).
 use std::future::Future;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::core::{Event, Switch};
+use crate::core::Event;
+use crate::networks::Networks;
 use crate::state;
 use crate::status::Status;
 
@@ -36,17 +38,11 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let seed = rand::random();
     let mut metrics = Exporter::<Status>::start(cfg.metrics_listen, "tapmesh-switch")?;
-    let mut core = Switch::new(cfg.core, Instant::now(), seed);
-    if cfg.mode == crate::mesh::Mode::Mesh {
-        core.enable_mesh();
-    }
+    let mut core = Networks::new(cfg.networks, Instant::now(), seed);
     let state_file = cfg.state_file;
     let known = state::load(&state_file);
     if !known.is_empty() {
-        let n = core.announce_restart(
-            wall_timestamp(),
-            known.iter().map(|(n, a)| (n.as_str(), *a)),
-        );
+        let n = core.announce_restart(wall_timestamp(), &known);
         tracing::info!(
             nodes = n,
             "sent restart notices to the nodes' last known endpoints"
@@ -95,20 +91,20 @@ pub async fn run(
         }
         let now = Instant::now();
         core.handle_timeout(now);
-        while let Some(ev) = core.poll_event() {
+        while let Some((network, ev)) = core.poll_event() {
             match ev {
                 Event::Roamed { node, endpoint } => {
                     state_dirty = true;
-                    tracing::info!(%node, %endpoint, "node moved to a new endpoint")
+                    tracing::info!(network, %node, %endpoint, "node moved to a new endpoint")
                 }
                 Event::Connected { node, endpoint } => {
                     state_dirty = true;
-                    tracing::info!(%node, %endpoint, "node connected")
+                    tracing::info!(network, %node, %endpoint, "node connected")
                 }
-                Event::Rekeyed { node } => tracing::debug!(%node, "node rekeyed"),
+                Event::Rekeyed { node } => tracing::debug!(network, %node, "node rekeyed"),
                 Event::TimedOut { node } => {
                     state_dirty = true;
-                    tracing::info!(%node, "node timed out; its MACs are flushed")
+                    tracing::info!(network, %node, "node timed out; its MACs are flushed")
                 }
             }
         }
@@ -117,7 +113,7 @@ pub async fn run(
                 tracing::debug!(error = %e, "send failed");
             }
         }
-        drop_log.tick(now, core.drops().total());
+        drop_log.tick(now, core.drops_total());
         if state_dirty && now >= state_saved_at + STATE_SAVE_INTERVAL {
             state_dirty = false;
             state_saved_at = now;

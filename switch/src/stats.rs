@@ -152,6 +152,60 @@ impl From<overlay_proto::Error> for DropReason {
 /// Drop counters, one per [`DropReason`].
 pub type Drops = DropCounters<DropReason>;
 
+/// `a += &b` for a struct of plain counters, field by field: several
+/// networks' cores are summed into one status. The destructuring lists every
+/// field, so adding a field without summing it does not compile.
+macro_rules! summable {
+    ($t:ident { $($f:ident),* $(,)? }) => {
+        impl std::ops::AddAssign<&$t> for $t {
+            fn add_assign(&mut self, other: &$t) {
+                let $t { $($f),* } = other;
+                $(self.$f += *$f;)*
+            }
+        }
+    };
+}
+pub(crate) use summable;
+
+summable!(Forwarded {
+    unicast,
+    flooded_unicast,
+    broadcast,
+    multicast,
+    filtered,
+    flood_copies
+});
+summable!(MacCounters {
+    learned,
+    moves,
+    aged_out,
+    flushed,
+    node_limit_hits,
+    table_limit_hits
+});
+summable!(SessionCounters {
+    handshakes,
+    confirmed,
+    rekeys,
+    node_timeouts,
+    keepalives
+});
+summable!(SnoopCounters {
+    reports,
+    leaves,
+    fast_leaves,
+    queries_received,
+    queries_sent,
+    joins,
+    expired,
+    registered_frames,
+    unregistered_frames,
+    link_local_frames,
+    unknown_types,
+    unknown_records,
+    malformed
+});
+
 /// Frames forwarded, by kind (counted once per received frame).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Forwarded {

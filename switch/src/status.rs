@@ -24,14 +24,33 @@ pub struct Status {
     pub handshake_guard: crate::handshake_guard::GuardStatus,
     /// IGMP/MLD snooping: queriers, router ports, groups and counters.
     pub multicast: MulticastStatus,
+    /// The networks this switch hosts (isolated from each other).
+    pub networks: Vec<NetworkStatus>,
     /// The MAC table itself, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub macs: Option<Vec<MacStatus>>,
 }
 
+/// One network (`[[network]]`, or the top-level nodes' network).
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkStatus {
+    /// Its name (`default` for the top-level nodes).
+    pub name: String,
+    /// The network id its datagrams carry.
+    pub id: u32,
+    /// `central` or `mesh`.
+    pub mode: crate::mesh::Mode,
+    /// Nodes configured in it.
+    pub nodes: usize,
+    /// Of those, nodes with a confirmed session now.
+    pub connected: usize,
+}
+
 /// One configured node.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
+    /// The network it belongs to (see `networks`).
+    pub network: String,
     /// Its name.
     pub name: String,
     /// Its public key.
@@ -78,6 +97,8 @@ pub struct MacTableStatus {
 /// One MAC table entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MacStatus {
+    /// The network it belongs to (see `networks`).
+    pub network: String,
     /// Its VLAN (0 on a VLAN-unaware switch).
     #[serde(default)]
     pub vlan: Vid,
@@ -111,6 +132,8 @@ pub struct MulticastStatus {
 /// The built-in querier of one VLAN and family.
 #[derive(Debug, Clone, Serialize)]
 pub struct QuerierStatus {
+    /// The network it belongs to (see `networks`).
+    pub network: String,
     /// The VLAN.
     pub vlan: Vid,
     /// `ipv4` (IGMP) or `ipv6` (MLD).
@@ -128,6 +151,8 @@ pub struct QuerierStatus {
 /// A router port.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouterPortStatus {
+    /// The network it belongs to (see `networks`).
+    pub network: String,
     /// The VLAN.
     pub vlan: Vid,
     /// The node.
@@ -139,6 +164,8 @@ pub struct RouterPortStatus {
 /// One group.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupStatus {
+    /// The network it belongs to (see `networks`).
+    pub network: String,
     /// The VLAN.
     pub vlan: Vid,
     /// The group address.
@@ -188,6 +215,23 @@ pub fn render_table(json: &str) -> String {
         Err(_) => return format!("{json}\n"),
     };
     let mut out = String::new();
+    let networks = v["networks"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if networks.len() > 1 {
+        let list: Vec<String> = networks
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} (id {}, {}, {}/{} connected)",
+                    n["name"].as_str().unwrap_or("?"),
+                    n["id"],
+                    n["mode"].as_str().unwrap_or("?"),
+                    n["connected"],
+                    n["nodes"]
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "networks: {}\n", list.join(", "));
+    }
     let _ = writeln!(
         out,
         "{:<16} {:<4} {:<28} {:>8} {:>9} {:>7} {:>11} {:>9} {:>11} {:>9} {:>6}",

@@ -15,21 +15,13 @@ use tapmesh_switch::stats::DropReason;
 
 fn switch_config(sw: &StaticSecret, node: &StaticSecret, threshold: u32) -> SwitchConfig {
     SwitchConfig {
-        private_key: sw.clone(),
-        psk: Psk::default(),
-        network_id: 0,
-        nodes: vec![NodeSpec::new("h1", node.public_key())],
-        mac_aging: Duration::from_secs(300),
-        node_timeout: Duration::from_secs(30),
         mac_limit_per_node: 16,
         mac_table_limit: 1000,
-        underlay_mtu: 1500,
-        multicast: Default::default(),
-        storm: Default::default(),
         handshake_guard: GuardConfig {
             load_threshold: threshold,
             cookie_replies_per_sec: 100,
         },
+        ..SwitchConfig::new(sw.clone(), vec![NodeSpec::new("h1", node.public_key())])
     }
 }
 

@@ -12,8 +12,6 @@ use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_node::core::{Node, NodeConfig, TapWrite};
 use tapmesh_node::peers::Path;
 use tapmesh_switch::core::{NodeSpec, Switch, SwitchConfig};
-use tapmesh_switch::snooping::SnoopConfig;
-use tapmesh_switch::storm::StormConfig;
 
 const SWITCH: &str = "198.18.0.3:7777";
 
@@ -51,22 +49,15 @@ impl Net {
         let switch_key = StaticSecret::generate(&mut rng);
         let keys: Vec<StaticSecret> = (0..n).map(|_| StaticSecret::generate(&mut rng)).collect();
         let cfg = SwitchConfig {
-            private_key: switch_key.clone(),
-            psk: Psk::default(),
-            network_id: 0,
-            nodes: keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
-                .collect(),
-            mac_aging: Duration::from_secs(300),
-            node_timeout: Duration::from_secs(30),
             mac_limit_per_node: 16,
             mac_table_limit: 1000,
-            underlay_mtu: 1500,
-            multicast: SnoopConfig::default(),
-            storm: StormConfig::default(),
-            handshake_guard: Default::default(),
+            ..SwitchConfig::new(
+                switch_key.clone(),
+                keys.iter()
+                    .enumerate()
+                    .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
+                    .collect(),
+            )
         };
         let mut switch = Switch::new(cfg, t0, 1);
         switch.enable_mesh();

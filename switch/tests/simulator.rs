@@ -11,7 +11,6 @@ use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_node::core::{LinkState, Node, NodeConfig, TapWrite};
 use tapmesh_switch::NodeId;
 use tapmesh_switch::core::{NodeSpec, Switch, SwitchConfig};
-use tapmesh_switch::snooping::SnoopConfig;
 use tapmesh_switch::stats::DropReason;
 use tapmesh_switch::storm::{Rate, StormConfig};
 use tapmesh_switch::vlan::{NO_VLAN, PortVlan};
@@ -75,22 +74,16 @@ impl Sim {
             .map(|_| StaticSecret::generate(&mut rng))
             .collect();
         let switch_cfg = SwitchConfig {
-            private_key: switch_key.clone(),
-            psk: Psk::default(),
-            network_id: 0,
-            nodes: keys[..n]
-                .iter()
-                .enumerate()
-                .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
-                .collect(),
-            mac_aging: Duration::from_secs(300),
-            node_timeout: Duration::from_secs(30),
             mac_limit_per_node: 16,
             mac_table_limit: 1000,
-            underlay_mtu: 1500,
-            multicast: SnoopConfig::default(),
-            storm: StormConfig::default(),
-            handshake_guard: Default::default(),
+            ..SwitchConfig::new(
+                switch_key.clone(),
+                keys[..n]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
+                    .collect(),
+            )
         };
         let mut switch_cfg = switch_cfg;
         adjust_switch(&mut switch_cfg);

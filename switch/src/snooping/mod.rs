@@ -668,6 +668,7 @@ impl Snooping {
             .groups
             .iter()
             .map(|((vid, group), g)| GroupStatus {
+                network: String::new(),
                 vlan: *vid,
                 group: group.to_string(),
                 frames: g.frames,
@@ -707,6 +708,7 @@ impl Snooping {
                 .map(|q| {
                     let other = q.other.filter(|(_, t)| *t > now);
                     QuerierStatus {
+                        network: String::new(),
                         vlan: q.vid,
                         family: q.family.name(),
                         active: other.is_none(),
@@ -721,6 +723,7 @@ impl Snooping {
                 .iter()
                 .filter(|r| r.until > now)
                 .map(|r| RouterPortStatus {
+                    network: String::new(),
                     vlan: r.vid,
                     node: name(r.node),
                     expires_in_secs: secs(r.until),

@@ -1,0 +1,315 @@
+//! Several isolated networks in one switch process.
+//!
+//! Each network (`[[network]]` in switch.toml, or the top-level nodes) is a
+//! [`Switch`] core of its own: its own nodes, sessions, MAC table, multicast
+//! groups and mode. Nothing is shared between cores but the UDP socket and the
+//! switch's static key, so frames, MACs and groups cannot cross networks, even
+//! when both sides use the same MACs and IPs.
+//!
+//! [`Networks::handle_datagram`] reads the network id from the common header
+//! and hands the datagram to that network's core; a datagram whose id no
+//! network has is dropped and counted (`unknown_network`) before any
+//! cryptographic work. The handshake binds the id too (it is in the Noise
+//! prologue), so a node cannot move its session to another network.
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use overlay_proto::handshake::Timestamp;
+use overlay_proto::transmit::Transmit;
+use overlay_proto::wire::Header;
+
+use crate::core::{Event, Switch, SwitchConfig};
+use crate::mesh::Mode;
+use crate::stats::{DropReason, Drops};
+use crate::status::{NetworkStatus, Status};
+
+/// One network's validated configuration.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Its name (`default` for the top-level nodes).
+    pub name: String,
+    /// Central or mesh.
+    pub mode: Mode,
+    /// The core's configuration (`core.network_id` is the network's id).
+    pub core: SwitchConfig,
+}
+
+struct Network {
+    name: String,
+    id: u32,
+    mode: Mode,
+    core: Switch,
+}
+
+/// The switch's networks, each a core of its own.
+pub struct Networks {
+    nets: Vec<Network>,
+    /// Drops before any network got the datagram (bad header, unknown id).
+    drops: Drops,
+}
+
+impl std::fmt::Debug for Networks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.nets.iter().map(|n| (&n.name, n.id, n.mode)))
+            .finish()
+    }
+}
+
+impl Networks {
+    /// One core per network. `seed` seeds the cores' random numbers (each
+    /// gets a different one).
+    ///
+    /// # Panics
+    /// If `cfgs` is empty (the config always yields at least one network).
+    pub fn new(cfgs: Vec<NetworkConfig>, now: Instant, seed: u64) -> Networks {
+        assert!(!cfgs.is_empty(), "a switch needs at least one network");
+        let nets = cfgs
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let id = c.core.network_id;
+                let seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let mut core = Switch::new(c.core, now, seed);
+                if c.mode == Mode::Mesh {
+                    core.enable_mesh();
+                }
+                Network {
+                    name: c.name,
+                    id,
+                    mode: c.mode,
+                    core,
+                }
+            })
+            .collect();
+        Networks {
+            nets,
+            drops: Drops::default(),
+        }
+    }
+
+    /// Process one received UDP datagram: to its network's core, or dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: &mut [u8]) {
+        // HOT PATH: one header check and a scan of a few ids, no crypto.
+        let id = match Header::new_checked(&buf[..]) {
+            Ok(h) => h.network_id(),
+            Err(e) => return self.drops.add(DropReason::from(e)),
+        };
+        match self.nets.iter_mut().find(|n| n.id == id) {
+            Some(n) => n.core.handle_datagram(now, from, buf),
+            None => self.drops.add(DropReason::UnknownNetwork),
+        }
+    }
+
+    /// Let every core run its timers (each does only what is due).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for n in &mut self.nets {
+            n.core.handle_timeout(now);
+        }
+    }
+
+    /// The earliest time any core wants [`handle_timeout`](Self::handle_timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.nets.iter().filter_map(|n| n.core.poll_timeout()).min()
+    }
+
+    /// The next datagram any core queued. The bytes stay valid until the next call.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+        let i = self
+            .nets
+            .iter()
+            .position(|n| n.core.pending_transmits() > 0)?;
+        self.nets[i].core.poll_transmit()
+    }
+
+    /// The next event for the log, with the name of its network.
+    pub fn poll_event(&mut self) -> Option<(&str, Event)> {
+        let i = self.nets.iter_mut().position(|n| n.core.has_event())?;
+        let n = &mut self.nets[i];
+        n.core.poll_event().map(|e| (n.name.as_str(), e))
+    }
+
+    /// After a restart: restart notices to the nodes' last endpoints (each
+    /// core picks its own nodes by name). Returns how many were queued.
+    pub fn announce_restart(
+        &mut self,
+        timestamp: Timestamp,
+        known: &[(String, SocketAddr)],
+    ) -> usize {
+        self.nets
+            .iter_mut()
+            .map(|n| {
+                n.core
+                    .announce_restart(timestamp, known.iter().map(|(s, a)| (s.as_str(), *a)))
+            })
+            .sum()
+    }
+
+    /// Every connected node's name and endpoint, over all networks.
+    pub fn endpoints(&self) -> Vec<(String, SocketAddr)> {
+        self.nets.iter().flat_map(|n| n.core.endpoints()).collect()
+    }
+
+    /// All drops: before dispatch and in every core.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.total()
+            + self
+                .nets
+                .iter()
+                .map(|n| n.core.drops().total())
+                .sum::<u64>()
+    }
+
+    /// The networks' cores, for tests and tools.
+    pub fn cores(&self) -> impl Iterator<Item = (&str, &Switch)> {
+        self.nets.iter().map(|n| (n.name.as_str(), &n.core))
+    }
+
+    /// One snapshot of the whole switch: nodes, groups and MACs of every
+    /// network (each marked with its network's name), counters summed.
+    pub fn status(&self, now: Instant, with_macs: bool) -> Status {
+        let mut total: Option<Status> = None;
+        let mut networks = Vec::with_capacity(self.nets.len());
+        for n in &self.nets {
+            let mut s = n.core.status(now, with_macs);
+            mark(&mut s, &n.name);
+            networks.push(NetworkStatus {
+                name: n.name.clone(),
+                id: n.id,
+                mode: n.mode,
+                nodes: s.nodes.len(),
+                connected: s.nodes.iter().filter(|x| x.connected).count(),
+            });
+            match &mut total {
+                None => total = Some(s),
+                Some(t) => absorb(t, s),
+            }
+        }
+        let mut t = total.expect("Networks::new requires at least one network");
+        t.drops += &self.drops;
+        t.networks = networks;
+        t
+    }
+}
+
+/// Writes the network's name into every entry that names a node.
+fn mark(s: &mut Status, name: &str) {
+    let m = &mut s.multicast;
+    for n in &mut s.nodes {
+        n.network = name.to_string();
+    }
+    for g in &mut m.groups {
+        g.network = name.to_string();
+    }
+    for q in &mut m.queriers {
+        q.network = name.to_string();
+    }
+    for r in &mut m.router_ports {
+        r.network = name.to_string();
+    }
+    for x in s.macs.iter_mut().flatten() {
+        x.network = name.to_string();
+    }
+}
+
+/// Adds another network's snapshot to `t`: lists appended, counters summed.
+/// Settings (aging, snooping on or off) are switch-wide, so `t`'s stay.
+fn absorb(t: &mut Status, s: Status) {
+    t.uptime_secs = t.uptime_secs.max(s.uptime_secs);
+    t.nodes.extend(s.nodes);
+    t.drops += &s.drops;
+    t.forwarded += &s.forwarded;
+    t.mac_table.entries += s.mac_table.entries;
+    t.mac_table.limit += s.mac_table.limit;
+    t.mac_table.counters += &s.mac_table.counters;
+    t.sessions += &s.sessions;
+    t.handshake_guard.under_load |= s.handshake_guard.under_load;
+    t.handshake_guard.counters += &s.handshake_guard.counters;
+    let (tm, sm) = (&mut t.multicast, s.multicast);
+    tm.queriers.extend(sm.queriers);
+    tm.router_ports.extend(sm.router_ports);
+    tm.groups.extend(sm.groups);
+    tm.counters += &sm.counters;
+    if let (Some(a), Some(b)) = (&mut t.macs, s.macs) {
+        a.extend(b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use overlay_proto::keys::StaticSecret;
+    use overlay_proto::wire::{HS_INIT_LEN, MessageType};
+
+    use super::*;
+    use crate::core::NodeSpec;
+
+    fn net(name: &str, id: u32, key: &StaticSecret, nodes: &[&str]) -> NetworkConfig {
+        let mut rng = rand::rng();
+        NetworkConfig {
+            name: name.into(),
+            mode: Mode::Central,
+            core: SwitchConfig {
+                network_id: id,
+                ..SwitchConfig::new(
+                    key.clone(),
+                    nodes
+                        .iter()
+                        .map(|n| NodeSpec::new(*n, StaticSecret::generate(&mut rng).public_key()))
+                        .collect(),
+                )
+            },
+        }
+    }
+
+    fn init(network_id: u32) -> Vec<u8> {
+        let mut b = vec![0x5a; HS_INIT_LEN];
+        Header::new_unchecked(&mut b[..]).set_common(MessageType::HandshakeInit, 0, 0, network_id);
+        b
+    }
+
+    #[test]
+    fn dispatch_by_network_id_and_drop_unknown_ids_first() {
+        let key = StaticSecret::generate(&mut rand::rng());
+        let now = Instant::now();
+        let mut n = Networks::new(
+            vec![
+                net("red", 1, &key, &["r1", "r2"]),
+                net("blue", 2, &key, &["b1"]),
+            ],
+            now,
+            7,
+        );
+        let from: SocketAddr = "198.18.0.10:4000".parse().unwrap();
+        // An unknown id is counted here and reaches no core.
+        n.handle_datagram(now, from, &mut init(3));
+        // A known id reaches its core, which checks mac1 (forged: dropped).
+        n.handle_datagram(now, from, &mut init(2));
+        // Not even a header.
+        n.handle_datagram(now, from, &mut [0x10, 0]);
+        let core_drops =
+            |name: &str, r: DropReason| n.cores().find(|c| c.0 == name).unwrap().1.drops().get(r);
+        assert_eq!(n.drops.get(DropReason::UnknownNetwork), 1);
+        assert_eq!(n.drops.get(DropReason::Truncated), 1);
+        assert_eq!(core_drops("blue", DropReason::BadMac1), 1);
+        assert_eq!(core_drops("red", DropReason::BadMac1), 0);
+        assert_eq!(n.drops_total(), 3);
+        assert!(n.poll_transmit().is_none());
+
+        let s = n.status(now, true);
+        let nodes: Vec<(&str, &str)> = s
+            .nodes
+            .iter()
+            .map(|x| (x.network.as_str(), x.name.as_str()))
+            .collect();
+        assert_eq!(nodes, [("red", "r1"), ("red", "r2"), ("blue", "b1")]);
+        assert_eq!(s.drops.get(DropReason::UnknownNetwork), 1);
+        assert_eq!(s.drops.get(DropReason::BadMac1), 1);
+        let nets: Vec<(&str, u32, usize)> = s
+            .networks
+            .iter()
+            .map(|x| (x.name.as_str(), x.id, x.nodes))
+            .collect();
+        assert_eq!(nets, [("red", 1, 2), ("blue", 2, 1)]);
+        assert_eq!(s.mac_table.limit, 2 << 20);
+    }
+}
