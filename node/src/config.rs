@@ -23,7 +23,51 @@ struct File {
     underlay_mtu: u32,
     admin_socket: Option<PathBuf>,
     metrics_listen: Option<String>,
-    tap: TapFile,
+    tap: Option<TapFile>,
+    #[serde(default)]
+    vm_port: Vec<VmPortFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct VmPortFile {
+    path: PathBuf,
+    #[serde(default)]
+    socket: VmSocket,
+    #[serde(default = "default_vm_mtu")]
+    mtu: u32,
+}
+
+/// How a VM connects to a `[[vm-port]]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VmSocket {
+    /// A unix stream socket, frames with a 4-byte length prefix (QEMU
+    /// `-netdev stream`); the node listens, QEMU connects.
+    #[default]
+    Stream,
+    /// A unix datagram socket, one frame per datagram (QEMU `-netdev dgram`);
+    /// the node answers the address the VM sends from.
+    Dgram,
+}
+
+/// A VM's default MTU.
+fn default_vm_mtu() -> u32 {
+    1500
+}
+
+/// The most VM ports one node has.
+pub const MAX_VM_PORTS: usize = 64;
+
+/// A socket a VM connects to: one port of the node's local switch.
+#[derive(Debug, Clone)]
+pub struct VmPortConfig {
+    /// The socket's path.
+    pub path: PathBuf,
+    /// Stream or datagram.
+    pub socket: VmSocket,
+    /// The VM's MTU: longer frames are not sent to it.
+    pub mtu: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,8 +171,10 @@ pub struct Config {
     pub admin_socket: PathBuf,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
-    /// The TAP.
-    pub tap: TapConfig,
+    /// The TAP, if the node has one.
+    pub tap: Option<TapConfig>,
+    /// Sockets VMs connect to.
+    pub vm_ports: Vec<VmPortConfig>,
     /// The core's part.
     pub core: NodeConfig,
 }
@@ -178,19 +224,15 @@ impl Config {
                 })
                 .map_err(|p| err("network-secret-file", p))?,
         };
-        if f.tap.name.is_empty() || f.tap.name.len() > 15 || f.tap.name.contains(['/', ' ']) {
+        let tap = f
+            .tap
+            .map(|t| tap_config(t, &private_key, &err))
+            .transpose()?;
+        let vm_ports = vm_ports(path, f.vm_port, &err)?;
+        if tap.is_none() && vm_ports.is_empty() {
             return Err(err(
-                "tap.name",
-                format!(
-                    "{:?} is not a valid interface name (1 to 15 characters)",
-                    f.tap.name
-                ),
-            ));
-        }
-        if !(576..=65000).contains(&f.tap.mtu) {
-            return Err(err(
-                "tap.mtu",
-                format!("{} is out of range 576..=65000", f.tap.mtu),
+                "tap",
+                "the node needs a [tap] or at least one [[vm-port]]".into(),
             ));
         }
         if !(576..=65535).contains(&f.underlay_mtu) {
@@ -201,25 +243,14 @@ impl Config {
         }
         let metrics_listen = tapmesh_shell::config::parse_listen(f.metrics_listen.as_deref())
             .map_err(|p| err("metrics-listen", p))?;
-        let mac = match &f.tap.mac {
-            Some(t) => parse_mac(t).ok_or_else(|| {
-                err(
-                    "tap.mac",
-                    format!("{t:?} is not a unicast MAC like 02:00:00:00:00:01"),
-                )
-            })?,
-            None => mac_from_key(&private_key.public_key().0),
-        };
-        let mut addresses = Vec::new();
-        for (i, a) in f.tap.address.iter().enumerate() {
-            let v = parse_ifaddr(a).ok_or_else(|| {
-                err(
-                    &format!("tap.address[{i}]"),
-                    format!("{a:?} is not ADDRESS/PREFIX"),
-                )
-            })?;
-            addresses.push(v);
-        }
+        // The core checks frames against the largest local MTU; each port
+        // is held to its own by the local switch.
+        let mtu = tap
+            .iter()
+            .map(|t| t.mtu)
+            .chain(vm_ports.iter().map(|v| v.mtu))
+            .max()
+            .unwrap_or(DEFAULT_MTU);
         let admin_socket = f
             .admin_socket
             .unwrap_or_else(|| PathBuf::from(format!("/run/tapmesh/node-{}.sock", f.name)));
@@ -227,25 +258,110 @@ impl Config {
             name: f.name,
             admin_socket,
             metrics_listen,
-            tap: TapConfig {
-                name: f.tap.name,
-                mtu: f.tap.mtu,
-                addresses,
-                offload: f.tap.offload,
-                mac,
-            },
             core: NodeConfig {
                 private_key,
                 switch_key,
                 switch_addr,
                 psk,
                 network_id: f.network_id,
-                mtu: f.tap.mtu as usize,
-                offload: f.tap.offload,
+                mtu: mtu as usize,
+                offload: tap.as_ref().is_some_and(|t| t.offload),
                 underlay_mtu: f.underlay_mtu as usize,
             },
+            tap,
+            vm_ports,
         })
     }
+}
+
+fn tap_config(
+    t: TapFile,
+    private_key: &StaticSecret,
+    err: &impl Fn(&str, String) -> ConfigError,
+) -> Result<TapConfig, ConfigError> {
+    if t.name.is_empty() || t.name.len() > 15 || t.name.contains(['/', ' ']) {
+        return Err(err(
+            "tap.name",
+            format!(
+                "{:?} is not a valid interface name (1 to 15 characters)",
+                t.name
+            ),
+        ));
+    }
+    if !(576..=65000).contains(&t.mtu) {
+        return Err(err(
+            "tap.mtu",
+            format!("{} is out of range 576..=65000", t.mtu),
+        ));
+    }
+    let mac = match &t.mac {
+        Some(m) => parse_mac(m).ok_or_else(|| {
+            err(
+                "tap.mac",
+                format!("{m:?} is not a unicast MAC like 02:00:00:00:00:01"),
+            )
+        })?,
+        None => mac_from_key(&private_key.public_key().0),
+    };
+    let mut addresses = Vec::new();
+    for (i, a) in t.address.iter().enumerate() {
+        let v = parse_ifaddr(a).ok_or_else(|| {
+            err(
+                &format!("tap.address[{i}]"),
+                format!("{a:?} is not ADDRESS/PREFIX"),
+            )
+        })?;
+        addresses.push(v);
+    }
+    Ok(TapConfig {
+        name: t.name,
+        mtu: t.mtu,
+        addresses,
+        offload: t.offload,
+        mac,
+    })
+}
+
+fn vm_ports(
+    config: &Path,
+    ports: Vec<VmPortFile>,
+    err: &impl Fn(&str, String) -> ConfigError,
+) -> Result<Vec<VmPortConfig>, ConfigError> {
+    if ports.len() > MAX_VM_PORTS {
+        return Err(err(
+            "vm-port",
+            format!("{} ports; at most {MAX_VM_PORTS}", ports.len()),
+        ));
+    }
+    let base = config.parent().unwrap_or(Path::new("."));
+    let mut out: Vec<VmPortConfig> = Vec::new();
+    for (i, p) in ports.into_iter().enumerate() {
+        let key = |k: &str| format!("vm-port[{i}].{k}");
+        // Relative paths are relative to the config file, like key files.
+        let path = base.join(&p.path);
+        // sun_path holds 108 bytes with the terminating NUL.
+        if p.path.as_os_str().is_empty() || path.as_os_str().len() > 107 {
+            return Err(err(
+                &key("path"),
+                format!("{:?} is empty or longer than 107 bytes", path),
+            ));
+        }
+        if out.iter().any(|o| o.path == path) {
+            return Err(err(&key("path"), format!("{path:?} is used twice")));
+        }
+        if !(576..=65000).contains(&p.mtu) {
+            return Err(err(
+                &key("mtu"),
+                format!("{} is out of range 576..=65000", p.mtu),
+            ));
+        }
+        out.push(VmPortConfig {
+            path,
+            socket: p.socket,
+            mtu: p.mtu,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -261,6 +377,11 @@ mod tests {
     }
 
     fn load_with(top: &str, tap: &str) -> Result<Config, ConfigError> {
+        load_raw(&format!("{top}\n[tap]\n{tap}\n"))
+    }
+
+    /// A config with `tail` after the required top-level keys.
+    fn load_raw(tail: &str) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!(
             "tm-ncfg-{}-{}",
             std::process::id(),
@@ -273,7 +394,7 @@ mod tests {
         std::fs::write(
             &p,
             format!(
-                "name = \"h1\"\nprivate-key-file = \"h1.key\"\nswitch = \"198.18.0.3:7777\"\nswitch-public-key = \"{}\"\n{top}\n[tap]\n{tap}\n",
+                "name = \"h1\"\nprivate-key-file = \"h1.key\"\nswitch = \"198.18.0.3:7777\"\nswitch-public-key = \"{}\"\n{tail}",
                 k.public_key()
             ),
         )
@@ -286,17 +407,48 @@ mod tests {
     #[test]
     fn defaults_and_addresses() {
         let c = load("address = [\"198.19.0.1/24\", \"fd00:19::1/64\"]").unwrap();
-        assert_eq!(c.tap.name, "tapmesh0");
-        assert_eq!(c.tap.mtu, 1400);
-        assert_eq!(c.tap.addresses.len(), 2);
-        assert_eq!(c.tap.addresses[1].to_string(), "fd00:19::1/64");
+        let tap = c.tap.as_ref().unwrap();
+        assert_eq!(tap.name, "tapmesh0");
+        assert_eq!(tap.mtu, 1400);
+        assert_eq!(tap.addresses.len(), 2);
+        assert_eq!(tap.addresses[1].to_string(), "fd00:19::1/64");
         assert_eq!(c.core.switch_addr, "198.18.0.3:7777".parse().unwrap());
         // No MAC configured: derived from the key, locally administered unicast.
-        assert_eq!(c.tap.mac[0] & 3, 2);
-        assert_eq!(c.tap.mac, mac_from_key(&c.core.private_key.public_key().0));
+        assert_eq!(tap.mac[0] & 3, 2);
+        assert_eq!(tap.mac, mac_from_key(&c.core.private_key.public_key().0));
+        assert!(c.vm_ports.is_empty());
+        assert!(c.core.offload);
         assert_eq!(c.core.network_id, 0);
         assert_eq!(load_top("network-id = 7").unwrap().core.network_id, 7);
         assert_eq!(load_top("network-id = -1").unwrap_err().key, "network-id");
+    }
+
+    #[test]
+    fn vm_ports_without_a_tap() {
+        let c = load_raw(
+            "[[vm-port]]\npath = \"/run/vm1.sock\"\n\
+             [[vm-port]]\npath = \"vm2.sock\"\nsocket = \"dgram\"\nmtu = 9000\n",
+        )
+        .unwrap();
+        assert!(c.tap.is_none());
+        assert_eq!(c.vm_ports.len(), 2);
+        assert_eq!(c.vm_ports[0].path, Path::new("/run/vm1.sock"));
+        assert_eq!(c.vm_ports[0].socket, VmSocket::Stream);
+        assert_eq!(c.vm_ports[0].mtu, 1500);
+        // Relative to the config file's directory.
+        assert!(c.vm_ports[1].path.is_absolute() && c.vm_ports[1].path.ends_with("vm2.sock"));
+        assert_eq!(c.vm_ports[1].socket, VmSocket::Dgram);
+        // No TAP: no offload; the core takes frames up to the largest MTU.
+        assert!(!c.core.offload);
+        assert_eq!(c.core.mtu, 9000);
+        // Neither a TAP nor a VM port; bad values name the port.
+        assert_eq!(load_raw("").unwrap_err().key, "tap");
+        let dup = "[[vm-port]]\npath = \"/a\"\n[[vm-port]]\npath = \"/a\"\n";
+        assert_eq!(load_raw(dup).unwrap_err().key, "vm-port[1].path");
+        let e = load_raw("[[vm-port]]\npath = \"/a\"\nsocket = \"tcp\"\n").unwrap_err();
+        assert_eq!(e.key, "socket");
+        let e = load_raw("[[vm-port]]\npath = \"/a\"\nmtu = 100\n").unwrap_err();
+        assert_eq!(e.key, "vm-port[0].mtu");
     }
 
     #[test]
@@ -319,7 +471,11 @@ mod tests {
         );
         assert_eq!(load("mac = \"02:00:00:00:01\"").unwrap_err().key, "tap.mac");
         assert_eq!(
-            load("mac = \"02:00:00:00:00:0a\"").unwrap().tap.mac,
+            load("mac = \"02:00:00:00:00:0a\"")
+                .unwrap()
+                .tap
+                .unwrap()
+                .mac,
             [2, 0, 0, 0, 0, 10]
         );
         assert_eq!(

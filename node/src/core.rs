@@ -902,6 +902,7 @@ impl Node {
             counters: self.counters.clone(),
             mesh: self.peers.is_enabled(),
             peers: self.peers.status(now),
+            local: None,
         }
     }
 }
@@ -947,4 +948,7 @@ pub struct Status {
     pub mesh: bool,
     /// Mesh peers: path (direct or relayed), endpoint, last handshake, RTT.
     pub peers: Vec<PeerStatus>,
+    /// The local switch: ports (TAP, VMs), MACs (the shell fills it in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<crate::local_switch::LocalStatus>,
 }

@@ -1,14 +1,18 @@
-//! The tokio shell around [`Node`]: one task owns the core, the TAP and the UDP
-//! socket. Frames (TCP super-frames of up to 64 KB with an offload TAP) are
+//! The tokio shell around [`Node`] and the [`LocalSwitch`]: one task owns both
+//! cores, the TAP (if any) and the UDP socket; VM ports run in their own tasks
+//! ([`vm_port`](crate::vm_port)) and exchange frames with this one over
+//! channels. Frames (TCP super-frames of up to 64 KB with an offload TAP) are
 //! read from the TAP straight into a buffer with header room and sealed in
 //! place, or fragmented into one GSO batch; datagrams arrive in recvmmsg/GRO
-//! batches, are decrypted in place, and the frame is written to the TAP. Both
-//! sides are drained in bounded batches.
+//! batches, are decrypted in place, and the frame is written to the TAP. Each
+//! frame goes where the local switch says: the uplink (sealed for the switch),
+//! the TAP, VM ports. All sources are drained in bounded batches.
 use std::future::Future;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant, SystemTime};
 
 use overlay_proto::transmit::TxQueue;
+use overlay_proto::vnet::VNET_HDR_LEN;
 use overlay_proto::wire::{DATA_HEADER_LEN, TAG_LEN};
 use tapmesh_shell::admin::{self, AdminRequest};
 use tapmesh_shell::metrics::Exporter;
@@ -19,7 +23,10 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::core::Status;
 use crate::core::{Event, Node, TapWrite};
+use crate::local_switch::{Egress, LocalSwitch, PortId, PortKind, UPLINK, plain_frames};
+use crate::stats::DropReason;
 use crate::tap::Tap;
+use crate::vm_port::{self, HEADROOM, VmEvent};
 
 /// Frames read from the TAP per wakeup before the socket gets a turn.
 const BATCH: usize = 64;
@@ -29,10 +36,109 @@ const RX_BATCHES: usize = 4;
 /// (oversize frames are counted and dropped by the core).
 const MAX_READ: usize = 65536 + 64;
 
-/// Run the node until `shutdown` completes.
+/// The node's local ports as the shell sees them: the local switch, the TAP
+/// and the queues towards VM ports.
+struct Ports {
+    local: LocalSwitch,
+    /// The TAP's port, if the node has a TAP.
+    tap_port: Option<PortId>,
+    /// Queues towards VMs, by port.
+    vms: Vec<Option<mpsc::Sender<Vec<u8>>>>,
+    /// The uplink and the TAP speak with a virtio header.
+    vnet: bool,
+    /// Segments of super-frames cut for VMs.
+    scratch: Vec<u8>,
+    /// Ports of the current flood (reused).
+    targets: Vec<PortId>,
+}
+
+/// Where a frame goes besides VM ports (which [`Ports::fan_out`] serves).
+#[derive(Debug, Default)]
+struct Targets {
+    uplink: bool,
+    tap: bool,
+}
+
+impl Ports {
+    /// The Ethernet frame of a payload in local format.
+    fn frame<'a>(&self, payload: &'a [u8]) -> &'a [u8] {
+        if self.vnet {
+            payload.get(VNET_HDR_LEN..).unwrap_or(&[])
+        } else {
+            payload
+        }
+    }
+
+    /// Route a frame from `ingress` (in local format if `local_fmt`, else
+    /// plain), send it to the VM ports it goes to, and say whether it also
+    /// goes to the uplink and the TAP.
+    fn fan_out(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        payload: &[u8],
+        local_fmt: bool,
+    ) -> Targets {
+        let frame = if local_fmt {
+            self.frame(payload)
+        } else {
+            payload
+        };
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        match self.local.handle_frame(now, ingress, frame) {
+            Egress::Port(p) => targets.push(p),
+            Egress::Flood { except } => targets.extend(self.local.flood_ports(except)),
+            Egress::Nowhere => {}
+        }
+        let mut t = Targets::default();
+        for &p in &targets {
+            if p == UPLINK {
+                t.uplink = true;
+            } else if Some(p) == self.tap_port {
+                t.tap = true;
+            } else if self.local.is_up(p) {
+                self.send_to_vm(p, payload, local_fmt);
+            }
+        }
+        self.targets = targets;
+        t
+    }
+
+    /// Queue a payload for a VM: plain frames no longer than its MTU allows.
+    fn send_to_vm(&mut self, port: PortId, payload: &[u8], local_fmt: bool) {
+        let Some(Some(q)) = self.vms.get(port) else {
+            return;
+        };
+        let local = &self.local;
+        let mut full = false;
+        let r = plain_frames(
+            local_fmt && self.vnet,
+            payload,
+            |f| local.max_frame(port, f),
+            &mut self.scratch,
+            |f| {
+                let mut v = Vec::with_capacity(HEADROOM + f.len());
+                v.extend_from_slice(&[0; HEADROOM]);
+                v.extend_from_slice(f);
+                full |= q.try_send(v).is_err();
+            },
+        );
+        if full {
+            self.local.note_drop(DropReason::PortQueueFull);
+        }
+        match r {
+            Ok(()) => self.local.note_sent(port),
+            Err(d) => self.local.note_drop(d),
+        }
+    }
+}
+
+/// Run the node until `shutdown` completes. `tap` is `None` for a node with
+/// only VM ports.
 pub async fn run(
     cfg: Config,
-    tap: Tap,
+    tap: Option<Tap>,
     udp: UdpLink,
     admin_listener: Option<UnixListener>,
     shutdown: impl Future<Output = ()>,
@@ -45,7 +151,31 @@ pub async fn run(
     let mut metrics = Exporter::<Status>::start(cfg.metrics_listen, "tapmesh-node")?;
     let mut core_cfg = cfg.core;
     // The core must know what the TAP really is (offload may have fallen back).
-    core_cfg.offload = tap.has_vnet();
+    core_cfg.offload = tap.as_ref().is_some_and(|t| t.has_vnet());
+    let mut ports = Ports {
+        local: LocalSwitch::new(now, core_cfg.mtu),
+        tap_port: None,
+        vms: Vec::new(),
+        vnet: core_cfg.offload,
+        scratch: Vec::new(),
+        targets: Vec::new(),
+    };
+    if let Some(t) = &cfg.tap {
+        let p = ports.local.add_port(PortKind::Tap, &t.name, t.mtu as usize);
+        ports.local.set_up(p, true);
+        ports.tap_port = Some(p);
+    }
+    let (vm_tx, mut vm_rx) = mpsc::channel::<VmEvent>(1024);
+    for v in &cfg.vm_ports {
+        let p = ports
+            .local
+            .add_port(PortKind::Vm, &v.path.to_string_lossy(), v.mtu as usize);
+        // With a VLAN tag a frame may be 4 bytes longer.
+        let max = ports.local.max_frame(p, &[]) + 4;
+        ports.vms.resize(p + 1, None);
+        ports.vms[p] = Some(vm_port::start(p, v, max, vm_tx.clone())?);
+    }
+    drop(vm_tx);
     let mut core = Node::new(core_cfg, now, unix_now, rand::random());
     let switch = core.switch_addr();
     core.set_local_addrs(local_addrs(&udp, switch));
@@ -55,6 +185,8 @@ pub async fn run(
     }
     tokio::pin!(shutdown);
     let mut tap_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + TAG_LEN];
+    // Frames from VMs, in local format, with room to seal in place.
+    let mut vm_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + TAG_LEN];
     let mut rx = RecvBuffers::default();
     let mut batch = TxQueue::new(BATCH);
     let mut drop_log = tapmesh_shell::DropLog::new(now, "tapmesh-node status");
@@ -63,10 +195,12 @@ pub async fn run(
         flush(&mut core, &udp).await;
         let deadline = core
             .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+            .min(ports.local.poll_timeout());
         tokio::select! {
             _ = &mut shutdown => break,
-            r = tap.recv(&mut tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_READ]) => {
+            r = tap_recv(tap.as_ref(), &mut tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_READ]) => {
+                let (Some(tap), Some(tap_port)) = (tap.as_ref(), ports.tap_port) else { continue };
                 let mut r = r;
                 for round in 1..=BATCH {
                     let n = match r {
@@ -74,26 +208,10 @@ pub async fn run(
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) => return Err(e),
                     };
-                    match core.handle_tap_frame(Instant::now(), &mut tap_buf, n) {
-                        // Sealed in place: collect equal-sized datagrams into
-                        // one GSO batch, sent when the TAP is drained.
-                        Ok(Some(range)) => {
-                            let len = range.len();
-                            let mut d = batch.buffer(len);
-                            d[..len].copy_from_slice(&tap_buf[range]);
-                            d.truncate(len);
-                            batch.push(core.destination(), d);
-                            if batch.len() > 1 {
-                                send_all(&mut batch, &udp).await;
-                            }
-                        }
-                        // Fragments are queued in the core: send what came
-                        // before them first, to keep frames in order.
-                        Ok(None) => {
-                            send_all(&mut batch, &udp).await;
-                            flush(&mut core, &udp).await;
-                        }
-                        Err(_) => {}
+                    let now = Instant::now();
+                    let payload = &tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n];
+                    if ports.fan_out(now, tap_port, payload, true).uplink {
+                        uplink(&mut core, now, &mut tap_buf, n, &mut batch, &udp).await;
                     }
                     // Read the next frame only if this wakeup will handle it.
                     if round == BATCH {
@@ -121,7 +239,10 @@ pub async fn run(
                             TapWrite::InPlace(r) => &d[r.clone()],
                             TapWrite::Reassembled(r) => &core.reassembled()[r.clone()],
                         };
-                        if let Err(e) = tap.send(frame).await {
+                        if ports.fan_out(now, UPLINK, frame, true).tap
+                            && let Some(tap) = tap.as_ref()
+                            && let Err(e) = tap.send(frame).await
+                        {
                             tracing::trace!(error = %e, "TAP write failed");
                         }
                     }
@@ -131,20 +252,64 @@ pub async fn run(
                     r = rx.recv(&udp, false).await;
                 }
             }
+            ev = vm_rx.recv() => {
+                let mut ev = ev;
+                for round in 1..=BATCH {
+                    let Some(e) = ev else { break };
+                    let now = Instant::now();
+                    match e {
+                        VmEvent::Up(p) => {
+                            tracing::info!(port = ports.local.name(p), "VM connected");
+                            ports.local.set_up(p, true);
+                        }
+                        VmEvent::Down(p) => {
+                            tracing::info!(port = ports.local.name(p), "VM disconnected");
+                            ports.local.set_up(p, false);
+                        }
+                        VmEvent::Dropped(reason) => ports.local.note_drop(reason),
+                        VmEvent::Frame(p, frame) => {
+                            let t = ports.fan_out(now, p, &frame, false);
+                            // The TAP and the uplink take the local format.
+                            let hdr = if ports.vnet { VNET_HDR_LEN } else { 0 };
+                            let n = hdr + frame.len();
+                            if (t.tap || t.uplink) && n <= MAX_READ {
+                                let at = DATA_HEADER_LEN;
+                                vm_buf[at..at + hdr].fill(0);
+                                vm_buf[at + hdr..at + n].copy_from_slice(&frame);
+                                if t.tap
+                                    && let Some(tap) = tap.as_ref()
+                                    && let Err(e) = tap.send(&vm_buf[at..at + n]).await
+                                {
+                                    tracing::trace!(error = %e, "TAP write failed");
+                                }
+                                if t.uplink {
+                                    uplink(&mut core, now, &mut vm_buf, n, &mut batch, &udp).await;
+                                }
+                            }
+                        }
+                    }
+                    if round == BATCH {
+                        break;
+                    }
+                    ev = vm_rx.try_recv().ok();
+                }
+                send_all(&mut batch, &udp).await;
+            }
             _ = tokio::time::sleep_until(deadline.into()) => {}
             Some(req) = admin_rx.recv() => {
                 let reply = match req.line.as_str() {
-                    "status" => serde_json::to_string(&core.status(Instant::now(), &name)).unwrap_or_default(),
+                    "status" => serde_json::to_string(&status(&core, &ports.local, &name)).unwrap_or_default(),
                     _ => admin::unknown_request(&req.line),
                 };
                 let _ = req.reply.send(reply);
             }
-            req = metrics.request() => req.answer(core.status(Instant::now(), &name)),
+            req = metrics.request() => req.answer(status(&core, &ports.local, &name)),
         }
         let now = Instant::now();
         if core.poll_timeout().is_some_and(|d| d <= now) {
             core.handle_timeout(now);
         }
+        ports.local.handle_timeout(now);
         while let Some(ev) = core.poll_event() {
             match ev {
                 Event::Connected => tracing::info!(%switch, "session with the switch established"),
@@ -160,9 +325,62 @@ pub async fn run(
         while let Some(ev) = core.poll_path_event() {
             tracing::info!(peer = %ev.peer, path = ?ev.path, "mesh path changed");
         }
-        drop_log.tick(now, core.drops().total());
+        drop_log.tick(now, core.drops().total() + ports.local.drops().total());
     }
+    vm_port::remove_sockets(&cfg.vm_ports);
     Ok(())
+}
+
+/// The node's status with the local switch's ports and drops.
+fn status(core: &Node, local: &LocalSwitch, name: &str) -> Status {
+    let mut s = core.status(Instant::now(), name);
+    for (reason, n) in local.drops().iter() {
+        s.drops.add_n(reason, n);
+    }
+    s.local = Some(local.status());
+    s
+}
+
+/// Read from the TAP, or wait forever if the node has none.
+async fn tap_recv(tap: Option<&Tap>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match tap {
+        Some(t) => t.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hand a frame in local format at `buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n]`
+/// to the node core, to be sealed in place for the switch (or a mesh peer).
+async fn uplink(
+    core: &mut Node,
+    now: Instant,
+    buf: &mut [u8],
+    n: usize,
+    batch: &mut TxQueue,
+    udp: &UdpLink,
+) {
+    // HOT PATH
+    match core.handle_tap_frame(now, buf, n) {
+        // Sealed in place: collect equal-sized datagrams into one GSO batch,
+        // sent when the source is drained.
+        Ok(Some(range)) => {
+            let len = range.len();
+            let mut d = batch.buffer(len);
+            d[..len].copy_from_slice(&buf[range]);
+            d.truncate(len);
+            batch.push(core.destination(), d);
+            if batch.len() > 1 {
+                send_all(batch, udp).await;
+            }
+        }
+        // Fragments are queued in the core: send what came before them
+        // first, to keep frames in order.
+        Ok(None) => {
+            send_all(batch, udp).await;
+            flush(core, udp).await;
+        }
+        Err(_) => {}
+    }
 }
 
 /// Our underlay address as peers on the same network would see it: the

@@ -1,22 +1,30 @@
-//! The tapmesh node: attaches a TAP device and carries its frames to and from
-//! the switch over one encrypted session.
+//! The tapmesh node: attaches a TAP device and VMs (over unix sockets) and
+//! carries their frames to and from the switch over one encrypted session.
 //!
 //! # Layout
 //! - [`core`]: the sans-IO state machine (`handle_tap_frame`,
 //!   `handle_datagram`, `handle_timeout`, `poll_transmit`, `poll_timeout`):
 //!   handshake, rekey, keepalive, liveness, reconnect with backoff.
+//! - [`local_switch`]: the node's own learning switch between its local ports
+//!   (TAP, VMs) and the uplink (the core).
+//! - [`vm_framing`]: the length-prefixed framing of QEMU's `-netdev stream`.
 //! - [`peers`]: mesh mode: direct sessions with other nodes, path choice
 //!   (direct or relayed), MACs learned behind peers.
 //! - [`stats`]: drop reasons and counters.
 //! - [`metrics`]: the status snapshot as Prometheus metrics (names, labels).
 //! - [`config`]: `node.toml`, parsed and validated.
 //! - [`tap`]: the real TAP device (tokio-tun) and its addresses.
-//! - [`daemon`]: the tokio shell: TAP, UDP socket, timers, admin socket, shutdown.
+//! - [`vm_port`]: the unix sockets VMs connect to (tokio tasks).
+//! - [`daemon`]: the tokio shell: TAP, VM ports, UDP socket, timers, admin
+//!   socket, shutdown.
 
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod local_switch;
 pub mod metrics;
 pub mod peers;
 pub mod stats;
 pub mod tap;
+pub mod vm_framing;
+pub mod vm_port;

@@ -196,14 +196,15 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         let std_sock = std::net::UdpSocket::bind(bind).context("binding the UDP socket")?;
         let socket =
             tapmesh_shell::udp::UdpLink::new(std_sock).context("setting up the UDP socket")?;
-        let tap = tap::open(&cfg.tap)?;
+        let tap = cfg.tap.as_ref().map(tap::open).transpose()?;
         let admin_listener = admin::bind(&cfg.admin_socket)
             .with_context(|| format!("admin socket {}", cfg.admin_socket.display()))?;
         tracing::info!(
             name = %cfg.name,
-            tap = %cfg.tap.name,
-            mtu = cfg.tap.mtu,
-            offload = tap.has_vnet(),
+            tap = %cfg.tap.as_ref().map_or("none", |t| t.name.as_str()),
+            mtu = cfg.core.mtu,
+            offload = tap.as_ref().is_some_and(|t| t.has_vnet()),
+            vm_ports = cfg.vm_ports.len(),
             switch = %cfg.core.switch_addr,
             "tapmesh-node running"
         );

@@ -28,9 +28,9 @@ pub enum DropReason {
     HandshakeFailed,
     /// A handshake initiation: nodes do not accept them.
     UnexpectedMessage,
-    /// A frame larger than the TAP MTU allows (either direction).
+    /// A frame larger than the MTU of the port it came from or goes to.
     Oversize,
-    /// A decrypted frame shorter than an Ethernet header.
+    /// A frame shorter than an Ethernet header.
     Runt,
     /// A TAP frame while no session with the switch exists.
     NoSession,
@@ -42,6 +42,12 @@ pub enum DropReason {
     Offload,
     /// A malformed, unknown or unexpected control message (mesh mode).
     Control,
+    /// A super-frame for a VM port that could not be cut into segments.
+    Segment,
+    /// A VM stream connection sent a length no QEMU sends: it was closed.
+    Framing,
+    /// A VM port's send queue was full (the VM does not read fast enough).
+    PortQueueFull,
 }
 
 impl Reason for DropReason {
@@ -64,6 +70,9 @@ impl Reason for DropReason {
         DropReason::Fragment,
         DropReason::Offload,
         DropReason::Control,
+        DropReason::Segment,
+        DropReason::Framing,
+        DropReason::PortQueueFull,
     ];
 
     fn index(self) -> usize {
@@ -90,6 +99,9 @@ impl Reason for DropReason {
             DropReason::Fragment => "fragment",
             DropReason::Offload => "offload",
             DropReason::Control => "control",
+            DropReason::Segment => "segment",
+            DropReason::Framing => "framing",
+            DropReason::PortQueueFull => "port_queue_full",
         }
     }
 }

@@ -6,46 +6,19 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
-/// Create the admin socket's listener, replacing a stale socket file.
+/// Create the admin socket's listener (mode 0600, in a 0700 directory if it
+/// has to create it), replacing a stale socket file.
 pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-        && !dir.exists()
-    {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
-            std::fs::remove_file(path)?
-        }
-        Ok(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not a socket", path.display()),
-            ));
-        }
-        Err(_) => {}
-    }
-    // Create it private from the start: no window in which others could connect.
-    let old = unsafe_umask(0o177);
-    let l = std::os::unix::net::UnixListener::bind(path);
-    unsafe_umask(old);
-    let l = l?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let l = crate::unix_path::bind_at(path, 0o600, 0o700, |p| {
+        std::os::unix::net::UnixListener::bind(p)
+    })?;
     l.set_nonblocking(true)?;
     tokio::net::UnixListener::from_std(l)
-}
-
-fn unsafe_umask(mask: u32) -> u32 {
-    // SAFETY: umask only swaps the process's file mode mask; it cannot fail.
-    unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
 /// Send one request and return the reply (blocking; for the `status` command).

@@ -8,6 +8,7 @@
 //! - [`config`]: config-file errors naming file, key and problem; key files.
 //! - [`metrics`]: the Prometheus exporter (`metrics-listen`): `/metrics`, `/healthz`.
 //! - [`udp`]: the underlay socket with batched I/O (UDP GSO, recvmmsg, GRO).
+//! - [`unix_path`]: binding unix sockets at a path (stale sockets, permissions).
 //! - [`testing`]: checks of the shared command-line contract, for `tests/cli.rs`.
 //! - this file: logging, key commands, shutdown signal.
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod metrics;
 pub mod testing;
 pub mod udp;
+pub mod unix_path;
 
 use std::io::Read;
 use std::process::ExitCode;

@@ -1,0 +1,227 @@
+//! VM ports, the I/O side: the unix sockets QEMU connects to, one tokio task
+//! per `[[vm-port]]`.
+//!
+//! The node listens; QEMU is the client (`-netdev stream,server=off,...,
+//! reconnect-ms=1000`, or `-netdev dgram` with the node's socket as its
+//! `remote.path`). So either side can restart on its own: a restarted QEMU
+//! connects again and replaces the old connection; a restarted node binds
+//! the same path again (replacing its stale socket) and QEMU's reconnect
+//! timer finds it, or for `dgram`, QEMU's next datagram does.
+//!
+//! Each task owns its socket and talks to the task that owns the cores
+//! through channels: [`VmEvent`]s in (frames, port up/down, drops), frames
+//! out through a bounded queue per port that the owner fills with
+//! `try_send`, so a VM that stops reading costs drops on its own port
+//! ([`DropReason::PortQueueFull`]) and never stalls the node. Frames on these
+//! channels are `Vec`s: one allocation per frame on the VM path (the TAP and
+//! underlay paths stay allocation-free).
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixDatagram, UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+use crate::config::{VmPortConfig, VmSocket};
+use crate::local_switch::PortId;
+use crate::stats::DropReason;
+use crate::vm_framing::{Decoded, LEN_PREFIX, StreamDecoder};
+
+/// Frames queued towards one VM before new ones are dropped.
+pub const OUT_QUEUE: usize = 512;
+
+/// Bytes in front of every outgoing frame (room for the stream length
+/// prefix, so the frame and its prefix go out in one write).
+pub const HEADROOM: usize = LEN_PREFIX;
+
+/// Permissions of a VM socket: the node's user and group (QEMU runs as one
+/// of them, e.g. in the group libvirt's QEMU runs in).
+const SOCKET_MODE: u32 = 0o660;
+
+/// What a VM port task tells the owner.
+#[derive(Debug)]
+pub enum VmEvent {
+    /// A VM connected (or, for `dgram`, a new sender appeared).
+    Up(PortId),
+    /// The VM disconnected.
+    Down(PortId),
+    /// A frame from the VM (plain Ethernet, size-checked).
+    Frame(PortId, Vec<u8>),
+    /// Something was dropped at the port: count it.
+    Dropped(DropReason),
+}
+
+/// Bind the port's socket (errors surface at start) and spawn its task.
+/// Returns the queue for frames to the VM: each `Vec` has [`HEADROOM`]
+/// bytes, then the frame.
+pub fn start(
+    port: PortId,
+    cfg: &VmPortConfig,
+    max_frame: usize,
+    events: mpsc::Sender<VmEvent>,
+) -> io::Result<mpsc::Sender<Vec<u8>>> {
+    let (tx, out) = mpsc::channel(OUT_QUEUE);
+    let io = PortIo {
+        port,
+        max_frame,
+        events,
+        out,
+        buf: vec![0; 64 * 1024],
+    };
+    match cfg.socket {
+        VmSocket::Stream => {
+            let l = bind_socket(&cfg.path, |p| std::os::unix::net::UnixListener::bind(p))?;
+            l.set_nonblocking(true)?;
+            tokio::spawn(serve_stream(UnixListener::from_std(l)?, io));
+        }
+        VmSocket::Dgram => {
+            let s = bind_socket(&cfg.path, |p| std::os::unix::net::UnixDatagram::bind(p))?;
+            s.set_nonblocking(true)?;
+            tokio::spawn(serve_dgram(UnixDatagram::from_std(s)?, io));
+        }
+    }
+    Ok(tx)
+}
+
+/// Bind at `path` with the VM sockets' permissions; errors name the path.
+fn bind_socket<T>(path: &Path, bind: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+    tapmesh_shell::unix_path::bind_at(path, SOCKET_MODE, 0o750, bind)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// Remove the sockets of `ports` (at shutdown).
+pub fn remove_sockets(ports: &[VmPortConfig]) {
+    for p in ports {
+        let _ = std::fs::remove_file(&p.path);
+    }
+}
+
+struct Conn {
+    stream: UnixStream,
+    decoder: StreamDecoder,
+}
+
+async fn read_some(conn: &mut Option<Conn>, buf: &mut [u8]) -> io::Result<usize> {
+    match conn {
+        Some(c) => c.stream.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a port task holds besides its socket.
+struct PortIo {
+    port: PortId,
+    max_frame: usize,
+    events: mpsc::Sender<VmEvent>,
+    out: mpsc::Receiver<Vec<u8>>,
+    /// Receive buffer.
+    buf: Vec<u8>,
+}
+
+impl PortIo {
+    /// Tell the owner; `None` once it is gone (the node is stopping), which
+    /// ends the task. Waiting here is the backpressure towards the VM.
+    async fn emit(&self, ev: VmEvent) -> Option<()> {
+        self.events.send(ev).await.ok()
+    }
+
+    /// The port went down (if it was up).
+    async fn down(&self, was_up: bool) -> Option<()> {
+        if was_up {
+            self.emit(VmEvent::Down(self.port)).await?;
+        }
+        Some(())
+    }
+}
+
+async fn serve_stream(listener: UnixListener, mut io: PortIo) -> Option<()> {
+    let port = io.port;
+    let mut conn: Option<Conn> = None;
+    loop {
+        tokio::select! {
+            a = listener.accept() => {
+                let Ok((stream, _)) = a else { continue };
+                // A new connection replaces the old one: the VM's QEMU
+                // restarted (the old connection may not have noticed yet).
+                io.down(conn.take().is_some()).await?;
+                // Frames queued for the old connection are stale.
+                while io.out.try_recv().is_ok() {}
+                conn = Some(Conn { stream, decoder: StreamDecoder::new(io.max_frame) });
+                io.emit(VmEvent::Up(port)).await?;
+            }
+            r = read_some(&mut conn, &mut io.buf) => {
+                let Some(c) = conn.as_mut() else { continue };
+                let n = match r {
+                    Ok(n) if n > 0 => n,
+                    _ => {
+                        io.down(conn.take().is_some()).await?;
+                        continue;
+                    }
+                };
+                c.decoder.push(&io.buf[..n]);
+                while let Some(d) = c.decoder.next() {
+                    let ev = match d {
+                        Decoded::Frame(f) => VmEvent::Frame(port, f.to_vec()),
+                        Decoded::Dropped(r) => VmEvent::Dropped(r),
+                        Decoded::Garbage => VmEvent::Dropped(DropReason::Framing),
+                    };
+                    io.emit(ev).await?;
+                }
+                if c.decoder.is_broken() {
+                    tracing::warn!(port, "a VM connection sent garbage; closed it");
+                    io.down(conn.take().is_some()).await?;
+                }
+            }
+            f = io.out.recv() => {
+                let mut f = f?;
+                let Some(c) = conn.as_mut() else { continue };
+                let len = f.len() - HEADROOM;
+                f[..HEADROOM].copy_from_slice(&crate::vm_framing::prefix(len));
+                if c.stream.write_all(&f).await.is_err() {
+                    io.down(conn.take().is_some()).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn serve_dgram(sock: UnixDatagram, mut io: PortIo) -> Option<()> {
+    let mut peer: Option<PathBuf> = None;
+    loop {
+        tokio::select! {
+            r = sock.recv_from(&mut io.buf) => {
+                let Ok((n, from)) = r else { continue };
+                // Answer the address the VM sends from (QEMU's local.path).
+                if let Some(p) = from.as_pathname()
+                    && peer.as_deref() != Some(p)
+                {
+                    io.down(peer.replace(p.to_owned()).is_some()).await?;
+                    io.emit(VmEvent::Up(io.port)).await?;
+                }
+                let ev = if n < overlay_proto::wire::ethernet::HEADER_LEN {
+                    VmEvent::Dropped(DropReason::Runt)
+                } else if n > io.max_frame {
+                    VmEvent::Dropped(DropReason::Oversize)
+                } else {
+                    VmEvent::Frame(io.port, io.buf[..n].to_vec())
+                };
+                io.emit(ev).await?;
+            }
+            f = io.out.recv() => {
+                let f = f?;
+                let Some(p) = peer.as_deref() else { continue };
+                if let Err(e) = send_dgram(&sock, &f[HEADROOM..], p).await
+                    && matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused)
+                {
+                    // The VM's socket is gone: QEMU stopped. It comes back
+                    // by sending again.
+                    io.down(peer.take().is_some()).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn send_dgram(sock: &UnixDatagram, frame: &[u8], to: &Path) -> io::Result<usize> {
+    sock.send_to(frame, to).await
+}
