@@ -146,7 +146,7 @@ pub fn mac_from_key(public: &[u8; 32]) -> [u8; 6] {
     m
 }
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
         return None;
@@ -179,7 +179,7 @@ pub struct Config {
     pub core: NodeConfig,
 }
 
-fn parse_ifaddr(s: &str) -> Option<IfAddr> {
+pub(crate) fn parse_ifaddr(s: &str) -> Option<IfAddr> {
     let (a, p) = s.split_once('/')?;
     let addr: IpAddr = a.parse().ok()?;
     let prefix: u8 = p.parse().ok()?;

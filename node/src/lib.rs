@@ -15,6 +15,8 @@
 //! - [`config`]: `node.toml`, parsed and validated.
 //! - [`tap`]: the real TAP device (tokio-tun) and its addresses.
 //! - [`vm_port`]: the unix sockets VMs connect to (tokio tasks).
+//! - [`userhost`]: userspace hosts on the LAN (smoltcp): ARP, ND, ping and
+//!   TCP ports forwarded to local services, without a TAP.
 //! - [`daemon`]: the tokio shell: TAP, VM ports, UDP socket, timers, admin
 //!   socket, shutdown.
 
@@ -26,5 +28,6 @@ pub mod metrics;
 pub mod peers;
 pub mod stats;
 pub mod tap;
+pub mod userhost;
 pub mod vm_framing;
 pub mod vm_port;
