@@ -180,6 +180,10 @@ impl Reassembler {
         s.received = 0;
         s.ranges.clear();
         if s.buf.len() < total {
+            // Exactly: `resize` alone grows by doubling, and a slot that held
+            // a 40 KB frame would take 80 KB for the next, above the bound
+            // `memory` promises.
+            s.buf.reserve_exact(total - s.buf.len());
             s.buf.resize(total, 0);
         }
         s.started = now;
@@ -298,6 +302,24 @@ mod tests {
             frame_id: 5,
         };
         assert_eq!(r.push(t0, huge, b"x"), Err(FragError::Malformed));
+    }
+
+    #[test]
+    fn a_slot_never_holds_more_than_max_total() {
+        // Found by the `reassembly` fuzz target: a slot reused for a larger
+        // frame doubled its buffer (40,000 -> 80,000 bytes).
+        let t0 = Instant::now();
+        let mut r = Reassembler::default();
+        let h = |frame_id, total| FragHeader {
+            frame_id,
+            offset: 0,
+            total,
+        };
+        assert!(r.push(t0, h(1, 40_000), b"x").unwrap().is_none());
+        let t1 = t0 + REASSEMBLY_TIMEOUT;
+        assert!(r.push(t1, h(2, MAX_TOTAL as u32), b"x").unwrap().is_none());
+        assert_eq!(r.incomplete_dropped, 1);
+        assert!(r.memory() <= MAX_TOTAL, "{} bytes", r.memory());
     }
 
     #[test]
