@@ -9,10 +9,12 @@
 //! ephemerals are random, so their bytes differ on each run, which is fine.
 use std::path::{Path, PathBuf};
 
+use overlay_proto::control::Control;
 use overlay_proto::cookie::CookieMinter;
-use overlay_proto::handshake::{self, Timestamp};
+use overlay_proto::handshake::{self, Timestamp, read_init};
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::notice::NoticeKey;
+use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
     COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, HS_INIT_LEN, HS_RESP_LEN, Header,
     MessageType, RESTART_NOTICE_LEN,
@@ -21,6 +23,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tapmesh_fuzz::{NETWORK_ID, SWITCH_SEED, keys, node_addr, now, session_pair, switch_config};
 use tapmesh_switch::core::Switch;
+use tapmesh_switch::snooping::wire::{QuerySpec, igmp_query, mld_query};
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     assert!(name.starts_with("seed-"));
@@ -381,18 +384,420 @@ fn config_seeds() {
     );
 }
 
+fn control_seeds() {
+    let d = dir("control");
+    let eps: Vec<std::net::SocketAddr> = vec![
+        "198.18.0.11:40000".parse().unwrap(),
+        "[fd00::11]:7777".parse().unwrap(),
+    ];
+    let msgs = [
+        ("mesh", Control::Mesh),
+        (
+            "peer-update",
+            Control::PeerUpdate {
+                key: keys().1.public_key(),
+                name: "h1".into(),
+                endpoints: eps.clone(),
+            },
+        ),
+        (
+            "peer-gone",
+            Control::PeerGone {
+                key: keys().2.public_key(),
+            },
+        ),
+        ("local-addrs", Control::LocalAddrs(eps)),
+        (
+            "mac-announce",
+            Control::MacAnnounce {
+                caps: handshake::CAP_VNET,
+                macs: vec![[0x02, 0, 0, 0, 0, 1], [0x02, 0, 0, 0, 0, 2]],
+            },
+        ),
+        ("ping", Control::Ping(0x0102_0304_0506_0708)),
+        ("pong", Control::Pong(u64::MAX)),
+    ];
+    for (name, m) in msgs {
+        let mut b = Vec::new();
+        m.emit(&mut b);
+        write(&d, &format!("seed-{name}"), &b);
+    }
+    write(&d, "seed-unknown-type-99", &[99, 1, 2, 3]);
+    write(
+        &d,
+        "seed-local-addrs-bad-family",
+        &[4, 1, 5, 1, 2, 3, 4, 0, 1],
+    );
+}
+
+/// One record of the `reassembly` target: frame `id` (0..8), a fragment at
+/// `offset` of `len_32 * 32` bytes of a `total`-byte frame, `dt_100ms`
+/// after the previous one.
+fn frag_rec(id: u8, dt_100ms: u8, offset: u32, total: u32, len_32: u8) -> [u8; 8] {
+    let o = offset.to_be_bytes();
+    let t = total.to_be_bytes();
+    [
+        0x80 | (dt_100ms & 0x0f) << 3 | (id & 7),
+        o[1],
+        o[2],
+        o[3],
+        t[1],
+        t[2],
+        t[3],
+        len_32,
+    ]
+}
+
+fn reassembly_seeds() {
+    let d = dir("reassembly");
+    // (frame id, 100 ms steps since the previous, offset, total, 32-byte units)
+    let fixed: [(&str, &[(u8, u8, u32, u32, u8)]); 4] = [
+        // 3 x 1 KiB, last first.
+        (
+            "three-reversed",
+            &[
+                (1, 0, 2048, 3072, 32),
+                (1, 0, 0, 3072, 32),
+                (1, 0, 1024, 3072, 32),
+            ],
+        ),
+        // Two frames interleaved, then one that completes in one piece.
+        (
+            "interleaved",
+            &[
+                (2, 0, 0, 2048, 32),
+                (3, 0, 1024, 2048, 32),
+                (2, 1, 1024, 2048, 32),
+                (3, 0, 0, 2048, 32),
+                (4, 0, 0, 256, 8),
+            ],
+        ),
+        // An overlap drops the frame; a different total too.
+        (
+            "overlap-and-total",
+            &[
+                (1, 0, 0, 4096, 64),
+                (1, 0, 1024, 4096, 64),
+                (2, 0, 0, 4096, 32),
+                (2, 0, 1024, 4000, 32),
+            ],
+        ),
+        // A frame that times out half done, and is then sent again.
+        (
+            "timeout",
+            &[
+                (5, 0, 0, 2048, 32),
+                (5, 15, 1024, 2048, 32),
+                (5, 0, 0, 2048, 32),
+            ],
+        ),
+    ];
+    for (name, recs) in fixed {
+        let seq: Vec<_> = recs
+            .iter()
+            .map(|&(i, t, o, n, l)| frag_rec(i, t, o, n, l))
+            .collect();
+        write(&d, &format!("seed-{name}"), &seq.concat());
+    }
+    // More frames in flight than there are slots: the oldest give way.
+    let seq: Vec<_> = (0..7)
+        .map(|i| frag_rec(i, 0, 0, 65536, 255))
+        .chain([frag_rec(6, 0, 8160, 65536, 255)])
+        .collect();
+    write(&d, "seed-eviction", &seq.concat());
+    // Largest frame: 64 KiB + 256 in 8 KiB pieces.
+    let total = overlay_proto::frag::MAX_TOTAL as u32;
+    let seq: Vec<_> = (0..8)
+        .map(|i| frag_rec(0, 0, i * 8160, total, 255))
+        .chain([frag_rec(0, 0, 8 * 8160, total, 8)])
+        .collect();
+    write(&d, "seed-max-total", &seq.concat());
+}
+
+/// An Ethernet + IPv4 (or IPv6) + TCP super-frame with `payload` bytes
+/// after a virtio header asking for GSO with `mss`.
+fn superframe(
+    v6: bool,
+    vlan: bool,
+    ip_opts: usize,
+    tcp_opts: usize,
+    payload: usize,
+    mss: u16,
+) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+    if vlan {
+        f.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+    }
+    let l2 = f.len() + 2;
+    if v6 {
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&((20 + tcp_opts + payload) as u16).to_be_bytes());
+        f.extend_from_slice(&[6, 64]);
+        f.extend_from_slice(&[0xfd, 0, 0, 0x19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0xfd, 0, 0, 0x19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    } else {
+        f.extend_from_slice(&[0x08, 0x00, 0x45 + (ip_opts / 4) as u8, 0]);
+        f.extend_from_slice(&((20 + ip_opts + 20 + tcp_opts + payload) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 100, 0x40, 0, 64, 6, 0, 0, 198, 19, 0, 1, 198, 19, 0, 2]);
+        f.extend(std::iter::repeat_n(1u8, ip_opts)); // NOPs
+    }
+    let tcp = f.len();
+    f.extend_from_slice(&[0x9c, 0x40, 0x00, 0x50, 0, 0, 0x03, 0xe8, 0, 0, 0, 0]);
+    f.push(((20 + tcp_opts) / 4) as u8 * 16);
+    f.extend_from_slice(&[0x19, 0x01, 0xf5, 0, 0, 0, 0]); // FIN PSH ACK
+    f.extend(std::iter::repeat_n(1u8, tcp_opts));
+    f.extend((0..payload).map(|i| (i * 7) as u8));
+    let h = VnetHdr {
+        flags: vnet::F_NEEDS_CSUM,
+        gso_type: if v6 { vnet::GSO_TCPV6 } else { vnet::GSO_TCPV4 },
+        hdr_len: (f.len() - payload) as u16,
+        gso_size: mss,
+        csum_start: tcp as u16,
+        csum_offset: 16,
+    };
+    let _ = l2;
+    let mut out = vec![0u8; VNET_HDR_LEN];
+    h.emit(&mut out);
+    out.extend_from_slice(&f);
+    out
+}
+
+fn vnet_seeds() {
+    let d = dir("vnet");
+    write(
+        &d,
+        "seed-tcp4-gso",
+        &superframe(false, false, 0, 0, 3000, 1000),
+    );
+    write(
+        &d,
+        "seed-tcp4-vlan-options",
+        &superframe(false, true, 4, 12, 2000, 536),
+    );
+    write(
+        &d,
+        "seed-tcp6-gso",
+        &superframe(true, false, 0, 12, 2900, 1440),
+    );
+    write(
+        &d,
+        "seed-tcp4-no-payload",
+        &superframe(false, false, 0, 0, 0, 1000),
+    );
+    let mut v = superframe(false, false, 0, 0, 500, 1000);
+    v[1] = vnet::GSO_NONE; // checksum only
+    write(&d, "seed-csum-only", &v);
+    v[0] = 0; // plain
+    write(&d, "seed-plain", &v);
+    let mut v = superframe(false, false, 0, 0, 500, 100);
+    v[1] = vnet::GSO_TCPV4 | vnet::GSO_ECN;
+    write(&d, "seed-tcp4-ecn", &v);
+    v[1] = 5; // UDP GSO: not ours to segment
+    write(&d, "seed-udp-gso", &v);
+}
+
+fn handshake_seeds() {
+    let d = dir("handshake");
+    let (sw, h1, _) = keys();
+    let with = |which: u8, b: &[u8]| {
+        let mut v = vec![which];
+        v.extend_from_slice(b);
+        v
+    };
+    let init = real_init(h1, &Psk::default(), NETWORK_ID, 0x0102_0304);
+    write(&d, "seed-0-init-valid", &with(0, &init));
+    write(
+        &d,
+        "seed-0-init-garbage",
+        &with(0, &raw_init(NETWORK_ID, 1, 0xa5)),
+    );
+    // A real response, to another initiation than the target's.
+    let hs = read_init(
+        sw,
+        &Psk::default(),
+        &Header::new_checked(&init[..]).unwrap(),
+    )
+    .unwrap();
+    let mut resp = [0u8; HS_RESP_LEN];
+    hs.accept(NETWORK_ID, 0x0506_0708, &mut resp).unwrap();
+    write(&d, "seed-1-resp-other-initiation", &with(1, &resp));
+    let mut reply = [0u8; COOKIE_REPLY_LEN];
+    tapmesh_fuzz::cookie_minter(&mut reply);
+    write(&d, "seed-2-cookie-reply-valid", &with(2, &reply));
+    let mut bad = reply;
+    bad[40] ^= 1;
+    write(&d, "seed-2-cookie-reply-forged", &with(2, &bad));
+    write(&d, "seed-3-notice-valid", &with(3, &notice(60)));
+    let mut bad = notice(60);
+    bad[12] ^= 1;
+    write(&d, "seed-3-notice-forged", &with(3, &bad));
+}
+
+fn guard_seeds() {
+    let d = dir("guard");
+    let init = tapmesh_fuzz::stamped_init();
+    let rec = |instr: u8| {
+        let mut v = vec![instr];
+        v.extend_from_slice(&init);
+        v
+    };
+    // Under load after the first: a cookie, then mac2 with it, from here and
+    // from the other address; then a second later.
+    let seq = [rec(1), rec(1), rec(3), rec(3 | 4), rec(1 | 16 << 3), rec(3)];
+    write(&d, "seed-cookie-dance", &seq.concat());
+    // Many without a cookie: the reply limit.
+    let seq: Vec<_> = (0..10).map(|_| rec(1)).collect();
+    write(&d, "seed-reply-limit", &seq.concat());
+    // Mac2 burst from one address: the per-source limit.
+    let seq: Vec<_> = [rec(1), rec(1)]
+        .into_iter()
+        .chain((0..10).map(|_| rec(3)))
+        .collect();
+    write(&d, "seed-per-source-limit", &seq.concat());
+    let mut bad = rec(0);
+    bad[20] ^= 1;
+    write(&d, "seed-bad-mac1", &bad);
+}
+
+/// IPv4 packet `proto`, from `s` to `d`, with `payload` (checksum fixed up).
+fn ip4(proto: u8, s: [u8; 4], d: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x46, 0xc0, 0, 0, 0, 0, 0, 0, 1, proto, 0, 0];
+    p.extend_from_slice(&s);
+    p.extend_from_slice(&d);
+    p.extend_from_slice(&[0x94, 0x04, 0, 0]); // Router Alert
+    p.extend_from_slice(payload);
+    let len = p.len() as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    if proto == 2 {
+        tapmesh_fuzz::ip::fix_v4(&mut p).unwrap();
+    }
+    p
+}
+
+/// IPv6 packet from fe80::1 to `d` with a Hop-by-Hop Router Alert before
+/// `next` and `payload` (ICMPv6 checksum fixed up).
+fn ip6(next: u8, d: &str, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&((payload.len() + 8) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 1]);
+    p.extend_from_slice(&"fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    p.extend_from_slice(&d.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    p.extend_from_slice(&[next, 0, 5, 2, 0, 0, 1, 0]);
+    p.extend_from_slice(payload);
+    if next == 58 {
+        tapmesh_fuzz::ip::fix_v6(&mut p).unwrap();
+    }
+    p
+}
+
+fn snooping_seeds() {
+    let d = dir("snooping");
+    let me = [198, 19, 0, 1];
+    let g = [239, 1, 2, 3];
+    write(
+        &d,
+        "seed-igmp2-report",
+        &ip4(2, me, g, &[0x16, 0, 0, 0, 239, 1, 2, 3]),
+    );
+    write(
+        &d,
+        "seed-igmp1-report",
+        &ip4(2, me, g, &[0x12, 0, 0, 0, 239, 1, 2, 3]),
+    );
+    write(
+        &d,
+        "seed-igmp2-leave",
+        &ip4(2, me, [224, 0, 0, 2], &[0x17, 0, 0, 0, 239, 1, 2, 3]),
+    );
+    write(
+        &d,
+        "seed-igmp2-query",
+        &ip4(2, me, [224, 0, 0, 1], &[0x11, 100, 0, 0, 0, 0, 0, 0]),
+    );
+    // IGMPv3 report: three records (include with 2 sources, exclude none with
+    // 1 aux word, block with 1 source).
+    let mut m = vec![0x22, 0, 0, 0, 0, 0, 0, 3];
+    m.extend_from_slice(&[1, 0, 0, 2, 239, 1, 2, 3, 198, 19, 0, 5, 198, 19, 0, 6]);
+    m.extend_from_slice(&[2, 1, 0, 0, 239, 1, 2, 4, 0xaa, 0xbb, 0xcc, 0xdd]);
+    m.extend_from_slice(&[6, 0, 0, 1, 239, 1, 2, 5, 198, 19, 0, 7]);
+    write(&d, "seed-igmp3-report", &ip4(2, me, [224, 0, 0, 22], &m));
+    // The switch's own IGMPv3 and MLDv2 queries, without their Ethernet header.
+    let spec = QuerySpec {
+        mac: [0x02, 0, 0, 0, 0, 0x10],
+        group: Some("239.1.2.3".parse().unwrap()),
+        max_response: std::time::Duration::from_secs(10),
+        interval: std::time::Duration::from_secs(125),
+    };
+    write(
+        &d,
+        "seed-igmp3-query",
+        &igmp_query(&spec, [198, 19, 0, 1].into())[14..],
+    );
+    let spec = QuerySpec {
+        group: None,
+        ..spec
+    };
+    write(
+        &d,
+        "seed-mld2-query",
+        &mld_query(&spec, "fe80::1".parse().unwrap())[14..],
+    );
+    let mut m = vec![131, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&"ff05::1:3".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    write(&d, "seed-mld1-report", &ip6(58, "ff05::1:3", &m));
+    m[0] = 132;
+    write(&d, "seed-mld1-done", &ip6(58, "ff02::2", &m));
+    // MLDv2 report: two records, one with a source and an aux word.
+    let mut m = vec![143, 0, 0, 0, 0, 0, 0, 2];
+    m.extend_from_slice(&[4, 0, 0, 0]);
+    m.extend_from_slice(&"ff05::1:3".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    m.extend_from_slice(&[3, 1, 0, 1]);
+    m.extend_from_slice(&"ff05::1:4".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    m.extend_from_slice(&"fd00:19::5".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    m.extend_from_slice(&[0, 0, 0, 0]);
+    write(&d, "seed-mld2-report", &ip6(58, "ff02::16", &m));
+    write(
+        &d,
+        "seed-pim4",
+        &ip4(103, me, [224, 0, 0, 13], &[0x20, 0, 0, 0]),
+    );
+    write(&d, "seed-pim6", &ip6(103, "ff02::d", &[0x20, 0, 0, 0]));
+    write(
+        &d,
+        "seed-udp4-data",
+        &ip4(17, me, g, &[0x30, 0x39, 0x30, 0x39, 0, 8, 0, 0]),
+    );
+    write(
+        &d,
+        "seed-udp6-data",
+        &ip6(17, "ff05::1:3", &[0, 1, 0, 2, 0, 8, 0, 0]),
+    );
+}
+
 fn main() {
     header_seeds();
     session_seeds();
     switch_seeds();
     node_seeds();
     config_seeds();
+    control_seeds();
+    reassembly_seeds();
+    vnet_seeds();
+    handshake_seeds();
+    guard_seeds();
+    snooping_seeds();
     for t in [
         "header",
         "session_open",
         "switch_datagram",
         "node_datagram",
         "config",
+        "control",
+        "reassembly",
+        "vnet",
+        "handshake",
+        "guard",
+        "snooping",
     ] {
         let n = std::fs::read_dir(dir(t))
             .unwrap()

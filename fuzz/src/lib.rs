@@ -3,6 +3,8 @@
 //! derived from fixed seeds so that a seed file written by `make-seeds` (for
 //! example a *valid* handshake initiation) means the same thing to the
 //! target that later reads it.
+pub mod ip;
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -131,4 +133,43 @@ pub fn session_pair(now: Instant) -> (Session, Session) {
         Session::new(a, SESSION_A_INDEX, SESSION_B_INDEX, NETWORK_ID, now),
         Session::new(b, SESSION_B_INDEX, SESSION_A_INDEX, NETWORK_ID, now),
     )
+}
+
+/// A fixed initiation-sized datagram (not a real Noise message) stamped with
+/// a valid `mac1` for the fixture switch: cookie replies in the seeds and
+/// targets answer this one, so its `mac1` is known to both.
+pub fn stamped_init() -> [u8; overlay_proto::wire::HS_INIT_LEN] {
+    use overlay_proto::cookie::MacKeys;
+    use overlay_proto::wire::{HS_INIT_LEN, Header, MessageType};
+    let mut b = [0xa5u8; HS_INIT_LEN];
+    let mut h = Header::new_unchecked(&mut b[..]);
+    h.set_common(MessageType::HandshakeInit, 0, 0, NETWORK_ID);
+    h.set_handshake_indices(0x0102_0304, None);
+    MacKeys::new(&keys().0.public_key()).stamp(None, &mut b);
+    b
+}
+
+/// Seed of the generator that gives the fixture switch's cookie minter its
+/// secret and reply nonces.
+pub const COOKIE_SEED: u64 = 5;
+
+/// The fixture switch's cookie minter after its first reply, to
+/// [`stamped_init`] from [`node_addr`] (written into `reply`): the secret is
+/// fixed by [`COOKIE_SEED`], so this reply is a seed file and the cookie in
+/// it is what a target can check `mac2` against.
+pub fn cookie_minter(
+    reply: &mut [u8; overlay_proto::wire::COOKIE_REPLY_LEN],
+) -> overlay_proto::cookie::CookieMinter {
+    use overlay_proto::cookie::CookieMinter;
+    use overlay_proto::wire::Header;
+    let mut m = CookieMinter::new(&keys().0.public_key());
+    let init = stamped_init();
+    m.write_reply(
+        now(),
+        node_addr(),
+        &Header::new_checked(&init[..]).expect("stamped_init is well-formed"),
+        &mut StdRng::seed_from_u64(COOKIE_SEED),
+        reply,
+    );
+    m
 }
