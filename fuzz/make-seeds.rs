@@ -363,7 +363,7 @@ fn config_seeds() {
         "seed-node-full",
         format!(
             "# node.toml\nname = \"h1\"\nprivate-key-file = \"./h1.key\"\nswitch = \"[2001:db8::3]:7777\"\n\
-             switch-public-key = \"{s_pub}\"\nnetwork-secret-file = \"net.psk\"\nadmin-socket = \"/run/tapmesh/node-h1.sock\"\n\n\
+             switch-public-key = \"{s_pub}\"\nnetwork-secret-file = \"net.psk\"\nadmin-socket = \"/run/tapmesh/node-h1.sock\"\nrekey-after-secs = 30\n\n\
              [tap]\nname = \"tapmesh0\"\nmtu = 1400\naddress = [\"10.0.0.1/24\", \"fd00::1/64\"]\n"
         )
         .as_bytes(),

@@ -96,6 +96,7 @@ pub fn node_config() -> &'static NodeConfig {
             mtu: 1400,
             offload: true,
             underlay_mtu: 1500,
+            rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
         }
     })
 }

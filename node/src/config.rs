@@ -2,8 +2,10 @@
 //! then validated. Every error names the file, the key and the problem.
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::timers::REKEY_AFTER_TIME;
 use serde::Deserialize;
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
@@ -23,6 +25,7 @@ struct File {
     underlay_mtu: u32,
     admin_socket: Option<PathBuf>,
     metrics_listen: Option<String>,
+    rekey_after_secs: Option<u64>,
     tap: Option<TapFile>,
     #[serde(default)]
     vm_port: Vec<VmPortFile>,
@@ -103,6 +106,12 @@ pub const DEFAULT_MTU: u32 = 1400;
 fn default_mtu() -> u32 {
     DEFAULT_MTU
 }
+
+/// The shortest `rekey-after-secs`: every rekey costs the switch a
+/// handshake (four X25519 operations), so 1000 nodes at this interval make
+/// 100 handshakes per second, half the switch's default
+/// `handshake-load-threshold`.
+pub const MIN_REKEY_AFTER_SECS: u64 = 10;
 
 /// An interface address with its prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +252,17 @@ impl Config {
         }
         let metrics_listen = tapmesh_shell::config::parse_listen(f.metrics_listen.as_deref())
             .map_err(|p| err("metrics-listen", p))?;
+        let max_rekey = REKEY_AFTER_TIME.as_secs();
+        let rekey_after = match f.rekey_after_secs {
+            None => REKEY_AFTER_TIME,
+            Some(v) if (MIN_REKEY_AFTER_SECS..=max_rekey).contains(&v) => Duration::from_secs(v),
+            Some(v) => {
+                return Err(err(
+                    "rekey-after-secs",
+                    format!("{v} is out of range {MIN_REKEY_AFTER_SECS}..={max_rekey}"),
+                ));
+            }
+        };
         // The core checks frames against the largest local MTU; each port
         // is held to its own by the local switch.
         let mtu = tap
@@ -267,6 +287,7 @@ impl Config {
                 mtu: mtu as usize,
                 offload: tap.as_ref().is_some_and(|t| t.offload),
                 underlay_mtu: f.underlay_mtu as usize,
+                rekey_after,
             },
             tap,
             vm_ports,
@@ -449,6 +470,18 @@ mod tests {
         assert_eq!(e.key, "socket");
         let e = load_raw("[[vm-port]]\npath = \"/a\"\nmtu = 100\n").unwrap_err();
         assert_eq!(e.key, "vm-port[0].mtu");
+    }
+
+    #[test]
+    fn rekey_after_defaults_to_120_s_and_is_bounded() {
+        assert_eq!(load("").unwrap().core.rekey_after, REKEY_AFTER_TIME);
+        let c = load_top("rekey-after-secs = 10").unwrap();
+        assert_eq!(c.core.rekey_after, Duration::from_secs(10));
+        for bad in ["9", "121", "0"] {
+            let e = load_top(&format!("rekey-after-secs = {bad}")).unwrap_err();
+            assert_eq!(e.key, "rekey-after-secs");
+            assert_eq!(e.problem, format!("{bad} is out of range 10..=120"));
+        }
     }
 
     #[test]

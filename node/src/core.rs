@@ -7,8 +7,9 @@
 //! `handle_tap_frame` sealed in place, the frame range `handle_datagram`
 //! decrypted in place, and control datagrams from [`Node::poll_transmit`].
 //!
-//! Liveness: the node is the initiator. It rekeys every 120 s (the old session
-//! keeps working until the new one is up), sends a keepalive after 10 s
+//! Liveness: the node is the initiator. It rekeys every 120 s, or every
+//! [`NodeConfig::rekey_after`] if that is shorter (the old session keeps
+//! working until the new one is up), sends a keepalive after 10 s
 //! without sending, and the switch answers every keepalive. If the node sent
 //! something and heard nothing for [`PROBE_AFTER`], it sends a probe; if that
 //! stays unanswered for [`PROBE_TIMEOUT`] the session is declared lost and a
@@ -70,9 +71,17 @@ pub struct NodeConfig {
     /// The underlay MTU: datagrams are kept within it (larger frames travel
     /// as fragments).
     pub underlay_mtu: usize,
+    /// Rekey the session with the switch once it is this old
+    /// (`rekey-after-secs`); never later than [`REKEY_AFTER_TIME`].
+    pub rekey_after: Duration,
 }
 
 impl NodeConfig {
+    /// When the session with the switch is due for a rekey, by age.
+    fn rekey_age(&self) -> Duration {
+        self.rekey_after.min(REKEY_AFTER_TIME)
+    }
+
     fn max_datagram(&self) -> usize {
         let ip = if self.switch_addr.is_ipv4() { 20 } else { 40 };
         self.underlay_mtu.saturating_sub(ip + 8)
@@ -808,7 +817,7 @@ impl Node {
             None => {
                 let need = match &self.current {
                     None => now >= self.next_attempt,
-                    Some(s) => s.needs_rekey(now),
+                    Some(s) => s.needs_rekey(now) || s.age(now) >= self.cfg.rekey_age(),
                 };
                 if need {
                     self.start_handshake(now);
@@ -843,7 +852,7 @@ impl Node {
             None => {}
         }
         if let Some(s) = &self.current {
-            d.push(s.created() + REKEY_AFTER_TIME);
+            d.push(s.created() + self.cfg.rekey_age());
             d.push(s.created() + REJECT_AFTER_TIME);
             d.push(self.last_tx.map_or(s.created(), |t| t + KEEPALIVE_INTERVAL));
             if let Some(since) = self.awaiting_since {

@@ -77,6 +77,7 @@ impl Net {
                     mtu: 1400,
                     offload: false,
                     underlay_mtu: 1500,
+                    rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
                 };
                 let mut node = Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64);
                 node.set_local_addrs(vec![addrs[i]]);

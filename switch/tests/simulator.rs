@@ -103,6 +103,7 @@ impl Sim {
                     mtu: 1400,
                     offload: false,
                     underlay_mtu: 1500,
+                    rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
                 };
                 adjust(i, &mut cfg);
                 Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64)
@@ -327,16 +328,13 @@ fn silent_node_is_forgotten_and_its_macs_flushed() {
     assert_eq!(s.switch().mac_table().count_for(NodeId(1)), 0);
 }
 
-#[test]
-fn rekeys_every_two_minutes_without_losing_a_frame() {
-    let mut s = Sim::new(2, 0);
+/// Traffic both ways between h1 and h2, one frame each way every 50 ms for
+/// `steps` steps; asserts that every frame arrived.
+fn exchange_without_loss(s: &mut Sim, steps: u32) {
     s.send(1, &frame([0xff; 6], mac(2), 0));
-    let mut sent = 0u32;
-    // 400 s of traffic both ways, one frame each way every 50 ms.
-    for step in 0..8000u32 {
+    for step in 0..steps {
         s.send(0, &frame(mac(2), mac(1), 1_000_000 + step));
         s.send(1, &frame(mac(1), mac(2), 2_000_000 + step));
-        sent += 1;
         s.advance(Duration::from_millis(50));
     }
     let got1 = s.tap[1]
@@ -347,14 +345,35 @@ fn rekeys_every_two_minutes_without_losing_a_frame() {
         .iter()
         .filter(|f| f[14] == 0x00 && f[15] == 0x1e)
         .count();
-    assert_eq!(got1 as u32, sent, "h1 -> h2 lost frames across rekeys");
-    assert_eq!(got0 as u32, sent, "h2 -> h1 lost frames across rekeys");
+    assert_eq!(got1 as u32, steps, "h1 -> h2 lost frames across rekeys");
+    assert_eq!(got0 as u32, steps, "h2 -> h1 lost frames across rekeys");
+}
+
+#[test]
+fn rekeys_every_two_minutes_without_losing_a_frame() {
+    let mut s = Sim::new(2, 0);
+    // 400 s.
+    exchange_without_loss(&mut s, 8000);
     let st = s.switch().status(s.now, false);
     assert!(
         st.sessions.handshakes >= 2 * 3,
         "expected rekeys, got {:?}",
         st.sessions
     );
+    assert_eq!(s.switch().drops().total(), 0, "{:?}", s.switch().drops());
+}
+
+#[test]
+fn rekey_after_shortens_the_rekey_interval() {
+    let mut s = Sim::with(2, 0, |_, c| c.rekey_after = Duration::from_secs(10));
+    // 65 s: sessions from ~0.1 s, rekeyed at ~10, 20, ... 60 s.
+    exchange_without_loss(&mut s, 1300);
+    for (i, n) in s.nodes.iter().enumerate() {
+        let c = n.counters();
+        assert_eq!(c.rekeys, 6, "h{} rekeys", i + 1);
+        assert_eq!(c.handshakes_completed, 7, "h{} handshakes", i + 1);
+        assert_eq!(c.sessions_lost, 0, "h{} lost its session", i + 1);
+    }
     assert_eq!(s.switch().drops().total(), 0, "{:?}", s.switch().drops());
 }
 

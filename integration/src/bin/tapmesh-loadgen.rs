@@ -295,6 +295,7 @@ impl Worker {
                         mtu: 1500,
                         offload: false,
                         underlay_mtu: 1500,
+                        rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
                     },
                     now,
                     unix_now,
