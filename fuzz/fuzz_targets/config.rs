@@ -100,8 +100,19 @@ fuzz_target!(|data: &[u8]| {
     }
     if load_node && let Ok(c) = tapmesh_node::config::Config::load(&path) {
         assert!(!c.name.is_empty() && c.name.len() <= 64);
-        assert!(!c.tap.name.is_empty() && c.tap.name.len() <= 15);
-        assert!((576..=65000).contains(&c.tap.mtu));
-        assert_eq!(c.core.mtu, c.tap.mtu as usize);
+        if let Some(tap) = &c.tap {
+            assert!(!tap.name.is_empty() && tap.name.len() <= 15);
+            assert!((576..=65000).contains(&tap.mtu));
+        }
+        // The core takes frames up to the largest local MTU.
+        let largest = c.tap.iter().map(|t| t.mtu);
+        let largest = largest.chain(c.vm_ports.iter().map(|v| v.mtu)).max();
+        assert_eq!(
+            Some(c.core.mtu),
+            largest.map(|m| m as usize),
+            "a [tap] or a [[vm-port]]"
+        );
+        let min_rekey = tapmesh_node::config::MIN_REKEY_AFTER_SECS;
+        assert!((min_rekey..=120).contains(&c.core.rekey_after.as_secs()));
     }
 });
