@@ -203,22 +203,31 @@ impl NodeConfig {
     pub fn render(&self) -> String {
         let addrs: Vec<String> = self.tap_addresses.iter().map(|a| quote(a)).collect();
         let mut s = format!(
-            "name = {}\nprivate-key-file = {}\nswitch = {}\nswitch-public-key = {}\nadmin-socket = {}\n{}\n[tap]\nname = {}\nmtu = {}\naddress = [{}]\n",
+            "{}[tap]\nname = {}\nmtu = {}\naddress = [{}]\n",
+            self.render_without_tap(),
+            quote(&self.tap_name),
+            self.tap_mtu,
+            addrs.join(", "),
+        );
+        if let Some(m) = &self.tap_mac {
+            s += &format!("mac = {}\n", quote(m));
+        }
+        s
+    }
+
+    /// The top-level keys only (no `[tap]` table).
+    pub fn render_without_tap(&self) -> String {
+        let mut s = format!(
+            "name = {}\nprivate-key-file = {}\nswitch = {}\nswitch-public-key = {}\nadmin-socket = {}\n{}\n",
             quote(&self.name),
             quote_path(&self.private_key_file),
             quote(&self.switch),
             quote(&self.switch_public_key),
             quote_path(&self.admin_socket),
             self.extra.trim_end(),
-            quote(&self.tap_name),
-            self.tap_mtu,
-            addrs.join(", "),
         );
         if self.network_id != 0 {
             s = format!("network-id = {}\n{s}", self.network_id);
-        }
-        if let Some(m) = &self.tap_mac {
-            s += &format!("mac = {}\n", quote(m));
         }
         s
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
 use crate::core::NodeConfig;
+use crate::userhost::config::{HostConfig, HostFile};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -29,6 +30,8 @@ struct File {
     tap: Option<TapFile>,
     #[serde(default)]
     vm_port: Vec<VmPortFile>,
+    #[serde(default)]
+    host: Vec<HostFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +187,8 @@ pub struct Config {
     pub tap: Option<TapConfig>,
     /// Sockets VMs connect to.
     pub vm_ports: Vec<VmPortConfig>,
+    /// Userspace hosts (`[[host]]`).
+    pub hosts: Vec<HostConfig>,
     /// The core's part.
     pub core: NodeConfig,
 }
@@ -238,10 +243,17 @@ impl Config {
             .map(|t| tap_config(t, &private_key, &err))
             .transpose()?;
         let vm_ports = vm_ports(path, f.vm_port, &err)?;
-        if tap.is_none() && vm_ports.is_empty() {
+        let hosts = crate::userhost::config::validate(
+            path,
+            f.host,
+            tap.as_ref().map_or(DEFAULT_MTU, |t| t.mtu),
+            &private_key.public_key().0,
+            &tap.iter().map(|t| t.mac).collect::<Vec<_>>(),
+        )?;
+        if tap.is_none() && vm_ports.is_empty() && hosts.is_empty() {
             return Err(err(
                 "tap",
-                "the node needs a [tap] or at least one [[vm-port]]".into(),
+                "the node needs a [tap], a [[vm-port]] or a [[host]]".into(),
             ));
         }
         if !(576..=65535).contains(&f.underlay_mtu) {
@@ -269,6 +281,7 @@ impl Config {
             .iter()
             .map(|t| t.mtu)
             .chain(vm_ports.iter().map(|v| v.mtu))
+            .chain(hosts.iter().map(|h| h.mtu as u32))
             .max()
             .unwrap_or(DEFAULT_MTU);
         let admin_socket = f
@@ -291,6 +304,7 @@ impl Config {
             },
             tap,
             vm_ports,
+            hosts,
         })
     }
 }
@@ -521,5 +535,32 @@ mod tests {
                 .metrics_listen,
             Some("127.0.0.1:9102".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn a_node_with_only_a_userspace_host() {
+        let c = load_raw(
+            "[[host]]\naddress = [\"198.19.0.50/24\"]\nmtu = 1500\n\
+             [[host.forward]]\nport = 80\nto = \"127.0.0.1:8080\"\n",
+        )
+        .unwrap();
+        assert!(c.tap.is_none() && c.vm_ports.is_empty());
+        assert_eq!(c.hosts.len(), 1);
+        assert_eq!(c.hosts[0].forwards[0].port, 80);
+        // Derived from the key (bytes the TAP's MAC does not use).
+        let public = c.core.private_key.public_key().0;
+        assert_eq!(
+            c.hosts[0].mac,
+            crate::userhost::config::host_mac_from_key(&public, 0)
+        );
+        assert_ne!(c.hosts[0].mac, mac_from_key(&public));
+        // The core takes frames up to the largest local MTU.
+        assert_eq!(c.core.mtu, 1500);
+        // With a TAP, a host takes the TAP's MTU and may not take its MAC.
+        let c = load("mtu = 1300\n[[host]]\naddress = [\"198.19.0.50/24\"]").unwrap();
+        assert_eq!(c.hosts[0].mtu, 1300);
+        let e = load("mac = \"02:00:00:00:00:07\"\n[[host]]\naddress = [\"198.19.0.50/24\"]\nmac = \"02:00:00:00:00:07\"")
+            .unwrap_err();
+        assert_eq!(e.key, "host[0].mac");
     }
 }

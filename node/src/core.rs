@@ -912,6 +912,7 @@ impl Node {
             mesh: self.peers.is_enabled(),
             peers: self.peers.status(now),
             local: None,
+            hosts: Vec::new(),
         }
     }
 }
@@ -960,4 +961,8 @@ pub struct Status {
     /// The local switch: ports (TAP, VMs), MACs (the shell fills it in).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<crate::local_switch::LocalStatus>,
+    /// Userspace hosts: addresses, connections, counters (the shell fills
+    /// it in).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::userhost::HostStatus>,
 }

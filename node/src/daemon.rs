@@ -1,7 +1,8 @@
 //! The tokio shell around [`Node`] and the [`LocalSwitch`]: one task owns both
-//! cores, the TAP (if any) and the UDP socket; VM ports run in their own tasks
-//! ([`vm_port`](crate::vm_port)) and exchange frames with this one over
-//! channels. Frames (TCP super-frames of up to 64 KB with an offload TAP) are
+//! cores, the TAP (if any) and the UDP socket; VM ports and userspace hosts
+//! run in their own tasks ([`vm_port`](crate::vm_port),
+//! [`userhost::shell`](crate::userhost::shell)) and exchange frames with this
+//! one over channels. Frames (TCP super-frames of up to 64 KB with an offload TAP) are
 //! read from the TAP straight into a buffer with header room and sealed in
 //! place, or fragmented into one GSO batch; datagrams arrive in recvmmsg/GRO
 //! batches, are decrypted in place, and the frame is written to the TAP. Each
@@ -26,6 +27,7 @@ use crate::core::{Event, Node, TapWrite};
 use crate::local_switch::{Egress, LocalSwitch, PortId, PortKind, UPLINK, plain_frames};
 use crate::stats::DropReason;
 use crate::tap::Tap;
+use crate::userhost::{self, UserHost};
 use crate::vm_port::{self, HEADROOM, VmEvent};
 
 /// Frames read from the TAP per wakeup before the socket gets a turn.
@@ -37,13 +39,13 @@ const RX_BATCHES: usize = 4;
 const MAX_READ: usize = 65536 + 64;
 
 /// The node's local ports as the shell sees them: the local switch, the TAP
-/// and the queues towards VM ports.
+/// and the queues towards VM ports and userspace hosts.
 struct Ports {
     local: LocalSwitch,
     /// The TAP's port, if the node has a TAP.
     tap_port: Option<PortId>,
-    /// Queues towards VMs, by port.
-    vms: Vec<Option<mpsc::Sender<Vec<u8>>>>,
+    /// Queues towards VMs and userspace hosts, by port.
+    queues: Vec<Option<PortQueue>>,
     /// The uplink and the TAP speak with a virtio header.
     vnet: bool,
     /// Segments of super-frames cut for VMs.
@@ -52,7 +54,15 @@ struct Ports {
     targets: Vec<PortId>,
 }
 
-/// Where a frame goes besides VM ports (which [`Ports::fan_out`] serves).
+/// Plain frames for a port served by another task; each `Vec` starts with
+/// `headroom` bytes the task fills in (a VM's length prefix).
+struct PortQueue {
+    tx: mpsc::Sender<Vec<u8>>,
+    headroom: usize,
+}
+
+/// Where a frame goes besides the ports with queues (which
+/// [`Ports::fan_out`] serves).
 #[derive(Debug, Default)]
 struct Targets {
     uplink: bool,
@@ -70,8 +80,8 @@ impl Ports {
     }
 
     /// Route a frame from `ingress` (in local format if `local_fmt`, else
-    /// plain), send it to the VM ports it goes to, and say whether it also
-    /// goes to the uplink and the TAP.
+    /// plain), send it to the VM ports and hosts it goes to, and say whether
+    /// it also goes to the uplink and the TAP.
     fn fan_out(
         &mut self,
         now: Instant,
@@ -98,16 +108,17 @@ impl Ports {
             } else if Some(p) == self.tap_port {
                 t.tap = true;
             } else if self.local.is_up(p) {
-                self.send_to_vm(p, payload, local_fmt);
+                self.send_to_queue(p, payload, local_fmt);
             }
         }
         self.targets = targets;
         t
     }
 
-    /// Queue a payload for a VM: plain frames no longer than its MTU allows.
-    fn send_to_vm(&mut self, port: PortId, payload: &[u8], local_fmt: bool) {
-        let Some(Some(q)) = self.vms.get(port) else {
+    /// Queue a payload for a VM or host: plain frames no longer than its MTU
+    /// allows.
+    fn send_to_queue(&mut self, port: PortId, payload: &[u8], local_fmt: bool) {
+        let Some(Some(q)) = self.queues.get(port) else {
             return;
         };
         let local = &self.local;
@@ -118,10 +129,10 @@ impl Ports {
             |f| local.max_frame(port, f),
             &mut self.scratch,
             |f| {
-                let mut v = Vec::with_capacity(HEADROOM + f.len());
-                v.extend_from_slice(&[0; HEADROOM]);
+                let mut v = Vec::with_capacity(q.headroom + f.len());
+                v.resize(q.headroom, 0);
                 v.extend_from_slice(f);
-                full |= q.try_send(v).is_err();
+                full |= q.tx.try_send(v).is_err();
             },
         );
         if full {
@@ -135,7 +146,7 @@ impl Ports {
 }
 
 /// Run the node until `shutdown` completes. `tap` is `None` for a node with
-/// only VM ports.
+/// only VM ports and userspace hosts.
 pub async fn run(
     cfg: Config,
     tap: Option<Tap>,
@@ -155,7 +166,7 @@ pub async fn run(
     let mut ports = Ports {
         local: LocalSwitch::new(now, core_cfg.mtu),
         tap_port: None,
-        vms: Vec::new(),
+        queues: Vec::new(),
         vnet: core_cfg.offload,
         scratch: Vec::new(),
         targets: Vec::new(),
@@ -172,8 +183,26 @@ pub async fn run(
             .add_port(PortKind::Vm, &v.path.to_string_lossy(), v.mtu as usize);
         // With a VLAN tag a frame may be 4 bytes longer.
         let max = ports.local.max_frame(p, &[]) + 4;
-        ports.vms.resize(p + 1, None);
-        ports.vms[p] = Some(vm_port::start(p, v, max, vm_tx.clone())?);
+        ports.queues.resize_with(p + 1, || None);
+        ports.queues[p] = Some(PortQueue {
+            tx: vm_port::start(p, v, max, vm_tx.clone())?,
+            headroom: HEADROOM,
+        });
+    }
+    // Userspace hosts send their frames in the VMs' channel, as their port.
+    let mut hosts = Vec::new();
+    for (i, h) in cfg.hosts.iter().enumerate() {
+        let name = format!("host[{i}] {}", h.addresses[0]);
+        let p = ports.local.add_port(PortKind::Host, &name, h.mtu);
+        ports.local.set_up(p, true);
+        let host = UserHost::new(h, now, rand::random());
+        let port = userhost::shell::spawn(host, vm_tx.clone(), move |f| VmEvent::Frame(p, f));
+        ports.queues.resize_with(p + 1, || None);
+        ports.queues[p] = Some(PortQueue {
+            tx: port.to_host.clone(),
+            headroom: 0,
+        });
+        hosts.push(port);
     }
     drop(vm_tx);
     let mut core = Node::new(core_cfg, now, unix_now, rand::random());
@@ -252,8 +281,9 @@ pub async fn run(
                     r = rx.recv(&udp, false).await;
                 }
             }
-            ev = vm_rx.recv() => {
-                let mut ev = ev;
+            // Disabled once closed (a node without VMs and hosts).
+            Some(ev) = vm_rx.recv() => {
+                let mut ev = Some(ev);
                 for round in 1..=BATCH {
                     let Some(e) = ev else { break };
                     let now = Instant::now();
@@ -298,12 +328,12 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline.into()) => {}
             Some(req) = admin_rx.recv() => {
                 let reply = match req.line.as_str() {
-                    "status" => serde_json::to_string(&status(&core, &ports.local, &name)).unwrap_or_default(),
+                    "status" => serde_json::to_string(&status(&core, &ports.local, &hosts, &name)).unwrap_or_default(),
                     _ => admin::unknown_request(&req.line),
                 };
                 let _ = req.reply.send(reply);
             }
-            req = metrics.request() => req.answer(status(&core, &ports.local, &name)),
+            req = metrics.request() => req.answer(status(&core, &ports.local, &hosts, &name)),
         }
         let now = Instant::now();
         if core.poll_timeout().is_some_and(|d| d <= now) {
@@ -331,13 +361,20 @@ pub async fn run(
     Ok(())
 }
 
-/// The node's status with the local switch's ports and drops.
-fn status(core: &Node, local: &LocalSwitch, name: &str) -> Status {
+/// The node's status with the local switch's ports and drops, and the
+/// userspace hosts.
+fn status(
+    core: &Node,
+    local: &LocalSwitch,
+    hosts: &[userhost::shell::HostPort],
+    name: &str,
+) -> Status {
     let mut s = core.status(Instant::now(), name);
     for (reason, n) in local.drops().iter() {
         s.drops.add_n(reason, n);
     }
     s.local = Some(local.status());
+    s.hosts = hosts.iter().map(|h| h.status.borrow().clone()).collect();
     s
 }
 

@@ -148,6 +148,24 @@ fn render(json: &str) -> String {
             ));
         }
     }
+    for h in v["hosts"].as_array().into_iter().flatten() {
+        let addrs: Vec<&str> = h["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .collect();
+        peers.push_str(&format!(
+            "userspace host {} {}: {} connections open ({} accepted, {} refused), rx {} tx {} frames\n",
+            h["mac"].as_str().unwrap_or("?"),
+            addrs.join(" "),
+            h["connections"],
+            h["connections_accepted"],
+            h["connections_refused"],
+            h["rx_frames"],
+            h["tx_frames"],
+        ));
+    }
     let table = format!(
         "node {}  switch {}  session {} (age {}, last handshake {} ago, last heard {} ago)\n\
          rtt to switch {}\n\
@@ -205,6 +223,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             mtu = cfg.core.mtu,
             offload = tap.as_ref().is_some_and(|t| t.has_vnet()),
             vm_ports = cfg.vm_ports.len(),
+            hosts = cfg.hosts.len(),
             switch = %cfg.core.switch_addr,
             "tapmesh-node running"
         );

@@ -48,7 +48,7 @@ pub struct HostConfig {
     pub addresses: Vec<IfAddr>,
     /// Its MAC: configured, or derived from the node's public key.
     pub mac: [u8; 6],
-    /// Its IP MTU (default: the node's LAN MTU).
+    /// Its IP MTU (default: the TAP's, else 1400).
     pub mtu: usize,
     /// TCP ports it forwards to local services.
     pub forwards: Vec<Forward>,
@@ -76,13 +76,13 @@ pub fn host_mac_from_key(public: &[u8; 32], index: usize) -> [u8; 6] {
     m
 }
 
-/// Validate the `[[host]]` tables. `lan_mtu` is the node's MTU (the default
-/// and the upper bound of a host's), `public` the node's public key,
-/// `taken` MACs already used on this node (the TAP's).
+/// Validate the `[[host]]` tables. `default_mtu` is a host's MTU unless it
+/// sets one (the TAP's, if the node has one), `public` the node's public
+/// key, `taken` MACs already used on this node (the TAP's).
 pub fn validate(
     path: &Path,
     hosts: Vec<HostFile>,
-    lan_mtu: u32,
+    default_mtu: u32,
     public: &[u8; 32],
     taken: &[[u8; 6]],
 ) -> Result<Vec<HostConfig>, ConfigError> {
@@ -138,11 +138,11 @@ pub fn validate(
             ));
         }
         macs.push(mac);
-        let mtu = h.mtu.unwrap_or(lan_mtu);
-        if !(576..=lan_mtu).contains(&mtu) {
+        let mtu = h.mtu.unwrap_or(default_mtu);
+        if !(576..=65000).contains(&mtu) {
             return Err(err(
                 key("mtu"),
-                format!("{mtu} is out of range 576..={lan_mtu} (the node's MTU)"),
+                format!("{mtu} is out of range 576..=65000"),
             ));
         }
         if h.forward.len() > MAX_FORWARDS {
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(hosts.len(), 2);
         let h = &hosts[0];
         assert_eq!(h.addresses[1].to_string(), "fd00:19::50/64");
-        assert_eq!(h.mtu, 1400, "defaults to the node's MTU");
+        assert_eq!(h.mtu, 1400, "the default given");
         assert_eq!(h.forwards[0].to, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(h.forwards[0].max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(h.forwards[1].max_connections, 2);
@@ -278,7 +278,7 @@ mod tests {
             "host[0].address[1]"
         );
         assert_eq!(
-            key("[[host]]\naddress = [\"198.19.0.50/24\"]\nmtu = 9000"),
+            key("[[host]]\naddress = [\"198.19.0.50/24\"]\nmtu = 70000"),
             "host[0].mtu"
         );
         assert_eq!(

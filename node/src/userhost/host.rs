@@ -240,7 +240,12 @@ impl UserHost {
     /// A snapshot for `status`.
     pub fn status(&self) -> HostStatus {
         HostStatus {
-            mac: EthernetAddress(self.mac).to_string(),
+            mac: self
+                .mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
             addresses: self
                 .iface
                 .ip_addrs()

@@ -9,8 +9,9 @@
 //!
 //! Why smoltcp and not a TAP: a TAP needs `CAP_NET_ADMIN` and puts the
 //! address into the machine's routing; a userspace stack needs neither and
-//! exposes only the forwarded ports. It is a control-plane-sized path (tens
-//! to hundreds of MB/s, frames copied once per hop), not the data path.
+//! exposes only the forwarded ports. It is a control-plane-sized path (a few
+//! hundred Mbit/s, frames copied once per hop, TCP in software), not the
+//! data path.
 //!
 //! # Layout
 //! - [`config`]: `[[host]]` and `[[host.forward]]`, validated.

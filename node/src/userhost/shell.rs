@@ -1,5 +1,6 @@
-//! The tokio side of a userspace host: one task owns the [`UserHost`] and
-//! talks to the node over two frame channels ([`HostPort`]); each forwarded
+//! The tokio side of a userspace host: one task owns the [`UserHost`],
+//! takes frames from the node's `to_host` channel ([`HostPort`]) and sends
+//! what it emits into a channel the node gives it; each forwarded
 //! connection gets a task that owns its local `TcpStream`.
 //!
 //! Bounded everywhere: frames wait in channels of [`FRAME_QUEUE`]; towards
@@ -34,33 +35,30 @@ const FRAME_BATCH: usize = 64;
 /// How often the status snapshot is refreshed.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 
-/// The node's end of a running host: frames to it, frames from it, its MAC
-/// (for the node's forwarding) and a status snapshot.
+/// The node's end of a running host: frames to it, its status.
 #[derive(Debug)]
 pub struct HostPort {
-    /// The host's MAC.
-    pub mac: [u8; 6],
     /// Frames for the host (`try_send`: a full queue is a dropped frame).
     pub to_host: mpsc::Sender<Vec<u8>>,
-    /// Frames the host sends.
-    pub from_host: mpsc::Receiver<Vec<u8>>,
     /// The latest status, refreshed a few times a second.
     pub status: watch::Receiver<HostStatus>,
     /// The host task; it ends when `to_host` is dropped.
     pub task: JoinHandle<()>,
 }
 
-/// Start a task running `host`. Must be called inside a tokio runtime.
-pub fn spawn(host: UserHost) -> HostPort {
+/// Start a task running `host`; each frame it sends goes into `out` as
+/// `wrap(frame)` (so the node can tag it with the host's port). Must be
+/// called inside a tokio runtime.
+pub fn spawn<T: Send + 'static>(
+    host: UserHost,
+    out: mpsc::Sender<T>,
+    wrap: impl Fn(Vec<u8>) -> T + Send + 'static,
+) -> HostPort {
     let (to_host, frames_in) = mpsc::channel(FRAME_QUEUE);
-    let (frames_out, from_host) = mpsc::channel(FRAME_QUEUE);
     let (status_tx, status) = watch::channel(host.status());
-    let mac = host.mac();
-    let task = tokio::spawn(run(host, frames_in, frames_out, status_tx));
+    let task = tokio::spawn(run(host, frames_in, out, wrap, status_tx));
     HostPort {
-        mac,
         to_host,
-        from_host,
         status,
         task,
     }
@@ -99,10 +97,11 @@ struct LocalConn {
 }
 
 /// The host task: runs until the node drops its `to_host` sender.
-async fn run(
+async fn run<T>(
     mut host: UserHost,
     mut frames_in: mpsc::Receiver<Vec<u8>>,
-    frames_out: mpsc::Sender<Vec<u8>>,
+    frames_out: mpsc::Sender<T>,
+    wrap: impl Fn(Vec<u8>) -> T,
     status: watch::Sender<HostStatus>,
 ) {
     let (msg_tx, mut msgs) = mpsc::channel::<Msg>(MESSAGES);
@@ -116,7 +115,7 @@ async fn run(
             let mut busy = false;
             while let Some(f) = host.poll_frame() {
                 busy = true;
-                if frames_out.send(f).await.is_err() {
+                if frames_out.send(wrap(f)).await.is_err() {
                     return stop(conns);
                 }
             }

@@ -587,7 +587,8 @@ async fn shell_splices_a_connection_to_a_local_service() {
     let mut cfg = host_config(4);
     cfg.forwards[0].to = to;
     let t0 = Instant::now();
-    let mut port = super::shell::spawn(UserHost::new(&cfg, t0, 5));
+    let (out, mut from_host) = tokio::sync::mpsc::channel(64);
+    let port = super::shell::spawn(UserHost::new(&cfg, t0, 5), out, |f| f);
 
     let mut dev = QueueDevice::new(1400, 256);
     let mut ic = IfaceConfig::new(EthernetAddress(PEER_MAC).into());
@@ -634,11 +635,10 @@ async fn shell_splices_a_connection_to_a_local_service() {
         if sent == data.len() && !sock.may_recv() && back.len() == data.len() {
             break;
         }
-        if let Ok(Some(f)) =
-            tokio::time::timeout(Duration::from_millis(5), port.from_host.recv()).await
+        if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(5), from_host.recv()).await
         {
             dev.push_rx(&f);
-            while let Ok(f) = port.from_host.try_recv() {
+            while let Ok(f) = from_host.try_recv() {
                 dev.push_rx(&f);
             }
         }
@@ -651,8 +651,7 @@ async fn shell_splices_a_connection_to_a_local_service() {
         while let Some(f) = dev.pop_tx() {
             port.to_host.send(f).await.unwrap();
         }
-        if let Ok(Some(f)) =
-            tokio::time::timeout(Duration::from_millis(5), port.from_host.recv()).await
+        if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(5), from_host.recv()).await
         {
             dev.push_rx(&f);
         }

@@ -1,0 +1,199 @@
+//! The "localhost tunnel" (issue 6, acceptance 5): a node with no TAP,
+//! running as `nobody`, whose only port is a userspace host (smoltcp) at
+//! 198.19.0.50 forwarding port 80 to an HTTP server on 127.0.0.1:8080 of its
+//! own namespace. A host with a real TAP in another namespace pings it (IPv4
+//! and IPv6) and fetches the page with curl.
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use integration::status::counter;
+use integration::topology::{NOBODY, TAP};
+use integration::{Netns, Topology};
+
+const HOST_V4: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 50);
+const HOST_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x19, 0, 0, 0, 0, 0, 0x50);
+const UP: Duration = Duration::from_secs(20);
+
+/// A tiny HTTP/1.0 server on 127.0.0.1:8080 inside a namespace, answering
+/// `GET /big` with [`big_body`] and every other GET with `BODY`; stopped and
+/// joined on drop.
+struct HttpServer {
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const BODY: &str = "hello from 127.0.0.1:8080 behind a userspace host\n";
+/// Size of `GET /big`.
+const BIG: usize = 16 << 20;
+
+fn big_body() -> Vec<u8> {
+    (0..BIG as u32).map(|i| (i % 251) as u8).collect()
+}
+
+impl HttpServer {
+    fn start(ns: &Netns) -> HttpServer {
+        let listener = ns
+            .enter(|| TcpListener::bind("127.0.0.1:8080"))
+            .expect("binding 127.0.0.1:8080 in the host's namespace");
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
+        let (st, sv) = (stop.clone(), served.clone());
+        let thread = std::thread::spawn(move || {
+            let big = big_body();
+            while !st.load(Ordering::Relaxed) {
+                let Ok((s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut r = BufReader::new(s);
+                let mut request = String::new();
+                let _ = r.read_line(&mut request);
+                let mut line = String::new();
+                // The headers, up to the empty line.
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let body = if request.starts_with("GET /big ") {
+                    &big[..]
+                } else {
+                    BODY.as_bytes()
+                };
+                let mut s = r.into_inner();
+                let _ = write!(
+                    s,
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .and_then(|()| s.write_all(body));
+                sv.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        HttpServer {
+            stop,
+            served,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn curl(ns: &Netns, url: &str) -> std::process::Output {
+    ns.exec(
+        "curl",
+        &["-sS", "-g", "--max-time", "10", "--noproxy", "*", url],
+    )
+}
+
+#[test]
+fn rootless_node_with_a_userspace_host_serves_http_and_answers_ping() {
+    let mut topo = Topology::central(2);
+    let server = HttpServer::start(topo.ns(2));
+    topo.start_switch();
+    topo.start_node(1);
+    topo.start_node_unprivileged(
+        2,
+        &format!(
+            "[[host]]\naddress = [\"{HOST_V4}/24\", \"{HOST_V6}/64\"]\n\
+             [[host.forward]]\nport = 80\nto = \"127.0.0.1:8080\"\n\
+             [[host.forward]]\nport = 81\nto = \"127.0.0.1:1\"\n"
+        ),
+    );
+
+    // It really runs as nobody, and h2 has no TAP.
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", topo.node_pid(2)))
+        .expect("reading the node's /proc status");
+    let uids = proc_status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("a Uid line");
+    assert!(
+        uids.split_whitespace()
+            .skip(1)
+            .all(|u| u == NOBODY.to_string()),
+        "node is not running as nobody: {uids}"
+    );
+    assert!(!topo.ns(2).has_link(TAP), "h2 has a TAP");
+
+    assert!(
+        topo.ping_ok_within(1, HOST_V4, UP),
+        "h1 cannot ping the userspace host at {HOST_V4}"
+    );
+    assert!(
+        topo.ping_ok_within(1, HOST_V6, UP),
+        "h1 cannot ping the userspace host at {HOST_V6}"
+    );
+
+    for url in [format!("http://{HOST_V4}/"), format!("http://[{HOST_V6}]/")] {
+        let out = curl(topo.ns(1), &url);
+        assert!(
+            out.status.success(),
+            "curl {url} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), BODY, "curl {url}");
+    }
+    assert_eq!(server.served.load(Ordering::Relaxed), 2);
+
+    // 16 MiB from the local service to h1, byte for byte, timed.
+    let t = std::time::Instant::now();
+    let out = curl(topo.ns(1), &format!("http://{HOST_V4}/big"));
+    let elapsed = t.elapsed();
+    assert!(out.status.success(), "curl /big: {out:?}");
+    assert!(
+        out.stdout == big_body(),
+        "/big arrived changed ({} bytes)",
+        out.stdout.len()
+    );
+    eprintln!(
+        "userspace host: 16 MiB download in {elapsed:?} ({:.0} Mbit/s)",
+        (BIG * 8) as f64 / elapsed.as_secs_f64() / 1e6
+    );
+
+    // Nothing listens on the forward's target: refused, as by a real host.
+    let out = curl(topo.ns(1), &format!("http://{HOST_V4}:81/"));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "curl to a forward whose service is down: want 'connection refused' (exit 7), got {} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A port that is not forwarded at all: refused too.
+    let out = curl(topo.ns(1), &format!("http://{HOST_V4}:82/"));
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+
+    // The host's counters (a snapshot refreshed every 250 ms): three
+    // connections accepted, one refused, all of them over (curl closed its
+    // side, the server its own).
+    let host = || topo.node_status(2)["hosts"][0].clone();
+    let done = |h: &serde_json::Value| {
+        counter(h, &["connections_accepted"]) == 3
+            && counter(h, &["connections_refused"]) == 1
+            && h["connections"].as_u64() == Some(0)
+    };
+    integration::wait_until(Duration::from_secs(5), || done(&host()));
+    let h = host();
+    assert!(done(&h), "{h}");
+    assert_eq!(
+        h["addresses"][0].as_str(),
+        Some(format!("{HOST_V4}/24").as_str())
+    );
+    topo.assert_all_running();
+}
