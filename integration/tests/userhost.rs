@@ -104,6 +104,7 @@ fn curl(ns: &Netns, url: &str) -> std::process::Output {
 fn rootless_node_with_a_userspace_host_serves_http_and_answers_ping() {
     let mut topo = Topology::central(2);
     let server = HttpServer::start(topo.ns(2));
+    topo.set_node_config_extra(2, "metrics-listen = \"127.0.0.1:9102\"");
     topo.start_switch();
     topo.start_node(1);
     topo.start_node_unprivileged(
@@ -195,5 +196,14 @@ fn rootless_node_with_a_userspace_host_serves_http_and_answers_ping() {
         h["addresses"][0].as_str(),
         Some(format!("{HOST_V4}/24").as_str())
     );
+    let metrics = integration::http::get(topo.ns(2), "127.0.0.1:9102".parse().unwrap(), "/metrics")
+        .expect("scraping h2's metrics");
+    for line in [
+        "tapmesh_node_host_connections_total{node=\"h2\",host=\"0\",result=\"accepted\"} 3\n",
+        "tapmesh_node_host_connections_total{node=\"h2\",host=\"0\",result=\"refused\"} 1\n",
+        "tapmesh_node_host_connections{node=\"h2\",host=\"0\"} 0\n",
+    ] {
+        assert!(metrics.body.contains(line), "no {line:?} in h2's metrics");
+    }
     topo.assert_all_running();
 }

@@ -375,6 +375,12 @@ fn status(
     }
     s.local = Some(local.status());
     s.hosts = hosts.iter().map(|h| h.status.borrow().clone()).collect();
+    for h in &s.hosts {
+        s.drops
+            .add_n(DropReason::Oversize, h.counters.oversize_drops);
+        s.drops
+            .add_n(DropReason::PortQueueFull, h.counters.queue_drops);
+    }
     s
 }
 

@@ -94,6 +94,21 @@ const RESTART_NOTICES: Def = Def::counter(
     &["node"],
     "Authentic restart notices from the switch.",
 );
+const HOST_CONNECTIONS: Def = Def::gauge(
+    "tapmesh_node_host_connections",
+    &["node", "host"],
+    "Userspace host: TCP connections open through its forwards (host is its index in node.toml).",
+);
+const HOST_CONNECTIONS_TOTAL: Def = Def::counter(
+    "tapmesh_node_host_connections_total",
+    &["node", "host", "result"],
+    "Userspace host: connections accepted (local side opened) or refused (RST to the client).",
+);
+const HOST_FRAMES: Def = Def::counter(
+    "tapmesh_node_host_frames_total",
+    &["node", "host", "direction"],
+    "Userspace host: frames it received (rx) or sent (tx).",
+);
 const DROPS: Def = Def::counter(
     "tapmesh_node_drops_total",
     &["node", "reason"],
@@ -119,6 +134,9 @@ impl Export for Status {
         SESSIONS_LOST,
         KEEPALIVES,
         RESTART_NOTICES,
+        HOST_CONNECTIONS,
+        HOST_CONNECTIONS_TOTAL,
+        HOST_FRAMES,
         DROPS,
     ];
 
@@ -170,6 +188,20 @@ impl Export for Status {
         out.counter(&SESSIONS_LOST, &peer, c.sessions_lost);
         out.counter(&KEEPALIVES, &peer, c.keepalives_sent);
         out.counter(&RESTART_NOTICES, &[node], c.restart_notices);
+        for (i, h) in self.hosts.iter().enumerate() {
+            let host = i.to_string();
+            let c = &h.counters;
+            out.gauge(&HOST_CONNECTIONS, &[node, &host], h.connections as f64);
+            let total = [
+                ("accepted", c.connections_accepted),
+                ("refused", c.connections_refused),
+            ];
+            for (result, n) in total {
+                out.counter(&HOST_CONNECTIONS_TOTAL, &[node, &host, result], n);
+            }
+            out.counter(&HOST_FRAMES, &[node, &host, "rx"], c.rx_frames);
+            out.counter(&HOST_FRAMES, &[node, &host, "tx"], c.tx_frames);
+        }
         for (reason, count) in self.drops.iter() {
             out.counter(&DROPS, &[node, reason.name()], count);
         }
