@@ -37,6 +37,13 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
             Some(KEY),
             "switch-public-key",
         ),
+        (
+            format!(
+                "{base}[[host]]\naddress = [\"198.19.0.50/24\"]\n[[host.forward]]\nport = 80\nto = \"localhost:80\"\n"
+            ),
+            Some(KEY),
+            "host[0].forward[0].to",
+        ),
     ];
     check_config_errors(Path::new(BIN), "node.toml", "node.key", &cases);
 }
