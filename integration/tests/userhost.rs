@@ -1,10 +1,12 @@
 //! The "localhost tunnel" (issue 6, acceptance 5): a node with no TAP,
-//! running as `nobody`, whose only port is a userspace host (smoltcp) at
+//! running as `nobody`, whose ports are a userspace host (smoltcp) at
 //! 198.19.0.50 forwarding port 80 to an HTTP server on 127.0.0.1:8080 of its
-//! own namespace. A host with a real TAP in another namespace pings it (IPv4
-//! and IPv6) and fetches the page with curl.
+//! own namespace, and a VM socket. A host with a real TAP in another
+//! namespace pings it (IPv4 and IPv6) and fetches the page with curl; a
+//! "VM" on the socket resolves the host's address with ARP.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -149,6 +151,45 @@ fn report(what: &str, elapsed: Duration) {
     eprintln!("userspace host: 16 MiB {what} in {elapsed:.2?} ({mbit:.0} Mbit/s)");
 }
 
+/// Over a VM socket (QEMU's `-netdev stream` framing), ARP for `target`
+/// from a made-up VM and return the MAC in the reply.
+fn arp_over_vm_socket(path: &std::path::Path, target: Ipv4Addr) -> [u8; 6] {
+    const VM_MAC: [u8; 6] = [2, 0, 0, 0, 0x0e, 0x01];
+    let mut s = UnixStream::connect(path)
+        .unwrap_or_else(|e| panic!("connecting to the VM socket {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&VM_MAC);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&VM_MAC);
+    f.extend_from_slice(&[198, 19, 0, 99]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    let mut tries = 20;
+    loop {
+        // Until the node has taken the connection up, a request may be lost:
+        // ask again after every frame read or timeout.
+        s.write_all(&(f.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(&f).unwrap();
+        let mut len = [0u8; 4];
+        if s.read_exact(&mut len).is_ok() {
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            s.read_exact(&mut frame).unwrap();
+            let is_reply = frame.len() >= 42
+                && frame[12..14] == [0x08, 0x06]
+                && frame[20..22] == [0, 2]
+                && frame[28..32] == target.octets()
+                && frame[0..6] == VM_MAC;
+            if is_reply {
+                return frame[22..28].try_into().unwrap();
+            }
+        }
+        tries -= 1;
+        assert!(tries > 0, "no ARP reply for {target} on the VM socket");
+    }
+}
+
 fn curl(ns: &Netns, url: &str) -> std::process::Output {
     ns.exec(
         "curl",
@@ -163,12 +204,15 @@ fn rootless_node_with_a_userspace_host_serves_http_and_answers_ping() {
     topo.set_node_config_extra(2, "metrics-listen = \"127.0.0.1:9102\"");
     topo.start_switch();
     topo.start_node(1);
+    let vm_socket = topo.dir().join("vm1.sock");
     topo.start_node_unprivileged(
         2,
         &format!(
-            "[[host]]\naddress = [\"{HOST_V4}/24\", \"{HOST_V6}/64\"]\n\
+            "[[vm-port]]\npath = \"{}\"\n\
+             [[host]]\naddress = [\"{HOST_V4}/24\", \"{HOST_V6}/64\"]\n\
              [[host.forward]]\nport = 80\nto = \"127.0.0.1:8080\"\n\
-             [[host.forward]]\nport = 81\nto = \"127.0.0.1:1\"\n"
+             [[host.forward]]\nport = 81\nto = \"127.0.0.1:1\"\n",
+            vm_socket.display()
         ),
     );
 
@@ -186,6 +230,12 @@ fn rootless_node_with_a_userspace_host_serves_http_and_answers_ping() {
         "node is not running as nobody: {uids}"
     );
     assert!(!topo.ns(2).has_link(TAP), "h2 has a TAP");
+
+    // A VM on the same node reaches the host through the node's local switch.
+    let host_mac = arp_over_vm_socket(&vm_socket, HOST_V4);
+    let mac = topo.node_status(2)["hosts"][0]["mac"].clone();
+    let want: Vec<String> = host_mac.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(mac.as_str(), Some(want.join(":").as_str()));
 
     assert!(
         topo.ping_ok_within(1, HOST_V4, UP),
