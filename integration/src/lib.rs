@@ -35,6 +35,8 @@
 //! - [`topology`]: [`Topology::central`], one switch namespace with a bridge and
 //!   N hosts.
 //! - [`traffic`]: TCP transfers with byte-for-byte checks, UDP sprays.
+//! - [`unprivileged`]: a node without a TAP run as `nobody` in a topology's
+//!   host namespace.
 //! - [`capture`]: an `AF_PACKET` capture on an interface inside a namespace.
 //! - [`status`]: reading the `status --json` output (missing keys count as 0).
 //! - [`wait`]: [`wait_until`], polling with a deadline instead of sleeping.
@@ -53,6 +55,7 @@ pub mod prometheus;
 pub mod status;
 pub mod topology;
 pub mod traffic;
+pub mod unprivileged;
 pub mod wait;
 
 pub use capture::{Capture, Frame};

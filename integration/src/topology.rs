@@ -34,9 +34,6 @@ pub const TAP: &str = "tapmesh0";
 pub const TAP_MTU: u32 = 1400;
 /// How long a process gets to become ready (socket bound, TAP made).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The unprivileged user and group unprivileged nodes run as (`nobody`,
-/// `nogroup` on Debian).
-pub const NOBODY: u32 = 65534;
 /// Lines of each log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -597,92 +594,6 @@ impl Topology {
     /// Writes `h{i}.toml`, starts the node in host `i`, and waits until its TAP
     /// exists.
     pub fn start_node(&mut self, i: usize) {
-        let config = self.node_config(i).render();
-        let process = self.spawn_node(i, &config, None);
-        self.host_mut(i).node = Some(process);
-        let ready = wait_until(READY_TIMEOUT, || {
-            self.assert_node_running(i);
-            self.host(i).ns.has_link(TAP)
-        });
-        assert!(ready, "h{i}: {TAP} did not appear within {READY_TIMEOUT:?}");
-    }
-
-    /// Starts host `i`'s node without a TAP, as the unprivileged user
-    /// `nobody` (uid and gid 65534, no supplementary groups, no
-    /// capabilities), with `tables` (e.g. `[[host]]` tables) after its
-    /// top-level keys, and waits until its admin socket answers. Its key
-    /// file and the topology directory are handed to `nobody`, and the
-    /// binary is run from a copy in the topology directory, so the node
-    /// needs nothing a root-only path would hide.
-    pub fn start_node_unprivileged(&mut self, i: usize, tables: &str) {
-        use std::os::unix::fs::chown;
-        let mut config = self.node_config(i).render_without_tap();
-        config += "\n";
-        config += tables;
-        let key = self.host(i).key.as_ref().expect("keys made");
-        for p in [&self.dir, &key.private_key_file] {
-            chown(p, Some(NOBODY), Some(NOBODY))
-                .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
-        }
-        let bin = self.dir.join(bins::NODE);
-        if !bin.exists() {
-            std::fs::copy(bins::bin(bins::NODE), &bin)
-                .unwrap_or_else(|e| panic!("copying {} to {}: {e}", bins::NODE, bin.display()));
-        }
-        let process = self.spawn_node(i, &config, Some(&bin));
-        self.host_mut(i).node = Some(process);
-        let ready = wait_until(READY_TIMEOUT, || {
-            self.assert_node_running(i);
-            self.try_node_status(i).is_ok()
-        });
-        assert!(
-            ready,
-            "h{i}: the unprivileged node did not answer on its admin socket within {READY_TIMEOUT:?}"
-        );
-    }
-
-    /// Writes `h{i}.toml` and starts the node in host `i`: as root from the
-    /// build directory, or as `nobody` from `unprivileged_bin`.
-    fn spawn_node(&mut self, i: usize, config: &str, unprivileged_bin: Option<&Path>) -> Process {
-        let path = self.dir.join(format!("h{i}.toml"));
-        write_file(&path, config);
-        let runs = {
-            let h = self.host_mut(i);
-            h.runs += 1;
-            h.runs
-        };
-        let log = self.dir.join(format!("h{i}.{runs}.log"));
-        self.logs.push(log.clone());
-        let path = path.to_string_lossy().into_owned();
-        let ns = &self.host(i).ns;
-        match unprivileged_bin {
-            None => Process::spawn(
-                &format!("h{i}"),
-                ns,
-                &bins::bin(bins::NODE),
-                &["run", "--config", &path],
-                log,
-            ),
-            Some(bin) => {
-                // `ip netns exec` and setpriv both exec: the PID stays the node's.
-                let mut cmd = ns.command("setpriv");
-                let id = NOBODY.to_string();
-                cmd.args([
-                    &format!("--reuid={id}"),
-                    &format!("--regid={id}"),
-                    "--clear-groups",
-                    "--inh-caps=-all",
-                    "--",
-                ])
-                .arg(bin)
-                .args(["run", "--config", &path]);
-                Process::spawn_command(&format!("h{i}"), cmd, log)
-            }
-        }
-    }
-
-    /// Host `i`'s node config with the topology's TAP, switch and keys.
-    fn node_config(&mut self, i: usize) -> NodeConfig {
         assert!(self.host(i).node.is_none(), "h{i} already running");
         self.ensure_keys();
         let switch_public_key = self
@@ -692,7 +603,7 @@ impl Topology {
             .public_key
             .clone();
         let host = self.host(i);
-        NodeConfig {
+        let config = NodeConfig {
             name: host.name.clone(),
             private_key_file: host
                 .key
@@ -718,7 +629,30 @@ impl Topology {
             tap_mac: host.tap_identity.as_ref().map(|t| t.1.clone()),
             network_id: host.network.as_ref().map_or(0, |n| n.id),
             extra: host.config_extra.clone(),
-        }
+        };
+        let path = self.dir.join(format!("h{i}.toml"));
+        write_file(&path, &config.render());
+        let runs = {
+            let h = self.host_mut(i);
+            h.runs += 1;
+            h.runs
+        };
+        let log = self.dir.join(format!("h{i}.{runs}.log"));
+        self.logs.push(log.clone());
+        let path = path.to_string_lossy().into_owned();
+        let process = Process::spawn(
+            &format!("h{i}"),
+            &self.host(i).ns,
+            &bins::bin(bins::NODE),
+            &["run", "--config", &path],
+            log,
+        );
+        self.host_mut(i).node = Some(process);
+        let ready = wait_until(READY_TIMEOUT, || {
+            self.assert_node_running(i);
+            self.host(i).ns.has_link(TAP)
+        });
+        assert!(ready, "h{i}: {TAP} did not appear within {READY_TIMEOUT:?}");
     }
 
     fn assert_node_running(&mut self, i: usize) {

@@ -13,7 +13,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use integration::status::counter;
-use integration::topology::{NOBODY, TAP};
+use integration::topology::TAP;
+use integration::unprivileged::{NOBODY, UnprivilegedNode};
 use integration::{Netns, Topology};
 
 const HOST_V4: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 50);
@@ -157,7 +158,8 @@ fn arp_over_vm_socket(path: &std::path::Path, target: Ipv4Addr) -> [u8; 6] {
     const VM_MAC: [u8; 6] = [2, 0, 0, 0, 0x0e, 0x01];
     let mut s = UnixStream::connect(path)
         .unwrap_or_else(|e| panic!("connecting to the VM socket {}: {e}", path.display()));
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut f = Vec::new();
     f.extend_from_slice(&[0xff; 6]);
     f.extend_from_slice(&VM_MAC);
@@ -201,14 +203,15 @@ fn curl(ns: &Netns, url: &str) -> std::process::Output {
 fn rootless_node_with_a_userspace_host_serves_http_and_answers_ping() {
     let mut topo = Topology::central(2);
     let server = HttpServer::start(topo.ns(2));
-    topo.set_node_config_extra(2, "metrics-listen = \"127.0.0.1:9102\"");
     topo.start_switch();
     topo.start_node(1);
     let vm_socket = topo.dir().join("vm1.sock");
-    topo.start_node_unprivileged(
+    let mut node = UnprivilegedNode::start(
+        &mut topo,
         2,
         &format!(
-            "[[vm-port]]\npath = \"{}\"\n\
+            "metrics-listen = \"127.0.0.1:9102\"\n\
+             [[vm-port]]\npath = \"{}\"\n\
              [[host]]\naddress = [\"{HOST_V4}/24\", \"{HOST_V6}/64\"]\n\
              [[host.forward]]\nport = 80\nto = \"127.0.0.1:8080\"\n\
              [[host.forward]]\nport = 81\nto = \"127.0.0.1:1\"\n",
@@ -217,7 +220,7 @@ fn rootless_node_with_a_userspace_host_serves_http_and_answers_ping() {
     );
 
     // It really runs as nobody, and h2 has no TAP.
-    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", topo.node_pid(2)))
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", node.pid()))
         .expect("reading the node's /proc status");
     let uids = proc_status
         .lines()
@@ -312,6 +315,7 @@ fn rootless_node_with_a_userspace_host_serves_http_and_answers_ping() {
     ] {
         assert!(metrics.body.contains(line), "no {line:?} in h2's metrics");
     }
+    node.assert_running();
     topo.assert_all_running();
 }
 
