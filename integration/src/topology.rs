@@ -325,7 +325,8 @@ impl Topology {
     ///        | vr1                      | vrN
     ///   {prefix}-r1: wan 198.18.0.21/24 ...   {prefix}-rN: wan 198.18.0.(20+N)/24
     ///                lan 198.18.1.1/24              lan 198.18.N.1/24
-    ///        |  (nft masquerade out of wan, ip_forward on)
+    ///        |  (nft masquerade out of wan, ip_forward on; from wan only
+    ///        |   replies get in, as on any NAT router)
     ///   {prefix}-h1: eth0 198.18.1.2/24, default via 198.18.1.1
     /// ```
     ///
@@ -377,39 +378,16 @@ impl Topology {
             r.ip(&["addr", "add", &format!("{lan_gw}/24"), "dev", "lan"]);
             r.ip(&["link", "set", "lan", "up"]);
             r.exec_ok("sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"]);
-            r.exec_ok("nft", &["add", "table", "ip", "nat"]);
-            r.exec_ok(
-                "nft",
-                &[
-                    "add",
-                    "chain",
-                    "ip",
-                    "nat",
-                    "post",
-                    "{",
-                    "type",
-                    "nat",
-                    "hook",
-                    "postrouting",
-                    "priority",
-                    "100",
-                    ";",
-                    "}",
-                ],
-            );
-            r.exec_ok(
-                "nft",
-                &[
-                    "add",
-                    "rule",
-                    "ip",
-                    "nat",
-                    "post",
-                    "oifname",
-                    "wan",
-                    "masquerade",
-                ],
-            );
+            // Masquerade out of wan, and the stateful firewall every NAT
+            // router has: from wan, only replies get in (to the router
+            // itself or forwarded). Without it a punch packet that arrives
+            // before the local host's own outbound packet would leave a
+            // conntrack entry for the router itself, and masquerade would
+            // then move the host's flow to another port (see
+            // docs/protocol.md, "NAT traversal").
+            let rules = topo.dir.join(format!("r{i}.nft"));
+            write_file(&rules, NAT_ROUTER_RULES);
+            r.exec_ok("nft", &["-f", &rules.to_string_lossy()]);
             let addr = format!("{}/24", nat_host_v4(i));
             ns.ip(&["addr", "add", &addr, "dev", "eth0"]);
             ns.ip(&["link", "set", "eth0", "up"]);
@@ -907,6 +885,28 @@ pub fn underlay_v6(i: usize) -> Ipv6Addr {
         .parse()
         .expect("valid IPv6")
 }
+
+/// The ruleset of every NAT router in [`Topology::mesh_behind_nats`].
+const NAT_ROUTER_RULES: &str = "\
+table ip nat {
+    chain post {
+        type nat hook postrouting priority 100;
+        oifname \"wan\" masquerade
+    }
+}
+table ip filter {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        iifname \"wan\" ct state established,related accept
+        iifname \"wan\" drop
+    }
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+        iifname \"wan\" ct state established,related accept
+        iifname \"wan\" drop
+    }
+}
+";
 
 /// Host `i`'s overlay IPv4 address, 198.19.0.i.
 pub fn overlay_v4(i: usize) -> Ipv4Addr {
