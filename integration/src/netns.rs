@@ -86,6 +86,47 @@ impl Netns {
         out
     }
 
+    /// Loads an nft ruleset (`nft -f -`) in the namespace; panics with
+    /// nft's complaint if it fails.
+    pub fn nft(&self, script: &str) {
+        use std::io::Write;
+        let mut c = self
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run nft in netns {}: {e}", self.name));
+        c.stdin
+            .take()
+            .expect("nft stdin")
+            .write_all(script.as_bytes())
+            .expect("write nft script");
+        let out = c.wait_with_output().expect("wait for nft");
+        assert!(
+            out.status.success(),
+            "nft in netns {} failed: {}\n{script}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Drops all UDP to and from `peer` in this namespace (an nft table
+    /// `tapmesh_block`), until [`unblock_udp`](Self::unblock_udp).
+    pub fn block_udp_with(&self, peer: std::net::Ipv4Addr) {
+        self.nft(&format!(
+            "table inet tapmesh_block {{\n\
+               chain out {{ type filter hook output priority 0; ip daddr {peer} meta l4proto udp drop; }}\n\
+               chain in {{ type filter hook input priority 0; ip saddr {peer} meta l4proto udp drop; }}\n\
+             }}\n"
+        ));
+    }
+
+    /// Removes what [`block_udp_with`](Self::block_udp_with) added.
+    pub fn unblock_udp(&self) {
+        self.nft("delete table inet tapmesh_block\n");
+    }
+
     /// Runs `f` on a new thread whose network namespace is this one, and
     /// returns its result. Sockets `f` creates belong to this namespace for
     /// their whole life, whichever thread uses them later; that is how tests

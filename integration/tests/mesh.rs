@@ -8,7 +8,6 @@ use integration::status::switch_node;
 use integration::topology::{overlay_v4, underlay_v4};
 use integration::{Topology, wait_until};
 use serde_json::Value;
-use std::io::Write;
 
 /// How long a fresh overlay gets to pass pings between every pair.
 const UP: Duration = Duration::from_secs(20);
@@ -62,22 +61,6 @@ fn ping_result(child: Child) -> (u32, u32) {
         .filter_map(|w| w.parse().ok())
         .collect();
     (nums[0], nums[1])
-}
-
-fn nft(topo: &Topology, i: usize, script: &str) {
-    let mut c = topo
-        .ns(i)
-        .command("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("spawn nft");
-    c.stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("write nft script");
-    assert!(c.wait().expect("nft").success(), "nft failed: {script}");
 }
 
 fn start(n: usize) -> Topology {
@@ -136,23 +119,14 @@ fn blocked_underlay_falls_back_to_the_switch_and_recovers() {
     let h2 = underlay_v4(2);
     let ping = ping_bg(&topo, 1, 2, "0.1", 100);
     std::thread::sleep(Duration::from_secs(2));
-    nft(
-        &topo,
-        1,
-        &format!(
-            "table inet tapmesh_test {{\n\
-               chain out {{ type filter hook output priority 0; ip daddr {h2} meta l4proto udp drop; }}\n\
-               chain in {{ type filter hook input priority 0; ip saddr {h2} meta l4proto udp drop; }}\n\
-             }}\n"
-        ),
-    );
+    topo.ns(1).block_udp_with(h2);
     let (sent, got) = ping_result(ping);
     let lost = sent - got;
     eprintln!("blocked h1<->h2: {got}/{sent} pings answered (gap about {lost} x 100 ms)");
     assert!(lost < 30, "gap of {lost} pings at 100 ms is not under 3 s");
     assert_eq!(path(&topo, 1, 2).as_deref(), Some("relayed"));
     assert_eq!(path(&topo, 1, 3).as_deref(), Some("direct"));
-    nft(&topo, 1, "delete table inet tapmesh_test\n");
+    topo.ns(1).unblock_udp();
     let t = Instant::now();
     assert!(
         wait_path(&topo, 1, 2, "direct", Duration::from_secs(30)),
@@ -209,16 +183,7 @@ fn tcp_64_mib_arrives_intact_direct_relayed_and_central() {
         assert_eq!(t.bytes, 64 << 20);
         report.push(("mesh direct", rtt_ms(&topo), t.mbit_per_sec()));
         let h2 = underlay_v4(2);
-        nft(
-            &topo,
-            1,
-            &format!(
-                "table inet tapmesh_test {{\n\
-                   chain out {{ type filter hook output priority 0; ip daddr {h2} meta l4proto udp drop; }}\n\
-                   chain in {{ type filter hook input priority 0; ip saddr {h2} meta l4proto udp drop; }}\n\
-                 }}\n"
-            ),
-        );
+        topo.ns(1).block_udp_with(h2);
         assert!(
             wait_path(&topo, 1, 2, "relayed", Duration::from_secs(10)) || {
                 // Idle paths notice only on traffic: make some.

@@ -8,7 +8,9 @@
 //! - **tapmesh central**: `tapmesh-switch` in the switch namespace and a
 //!   `tapmesh-node` in each host (TAP MTU 1400, 198.19.0.i/24);
 //! - **tapmesh mesh**: the same with `mode = "mesh"` in switch.toml: once the
-//!   nodes' direct path is up, h1 -> h2 traffic bypasses the switch.
+//!   nodes' direct path is up, h1 -> h2 traffic bypasses the switch;
+//! - **tapmesh mesh relayed**: the same nodes with UDP between h1 and h2
+//!   blocked (nft), so their frames go through the switch again.
 //!
 //! For each: ping RTT (avg, p99 over `--pings` pings 10 ms apart), iperf3
 //! TCP with 1 and 4 streams, iperf3 UDP with 64-byte payloads at unlimited
@@ -635,6 +637,36 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
         args,
         &dir,
     )?);
+    // (e) tapmesh mesh, relayed: the same nodes with UDP between h1 and
+    // h2 blocked, so their frames go through the switch.
+    stop::check()?;
+    topo.ns(1).block_udp_with(underlay_v4(2));
+    let relayed = |t: &Topology| {
+        t.node_status(1)["peers"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["path"] == "relayed"))
+    };
+    if !wait_until(Duration::from_secs(15), || {
+        ping_once(topo.ns(1), overlay_v4(2).into());
+        relayed(&topo)
+    }) {
+        return Err("mesh: h1's path to h2 never fell back to the relay".into());
+    }
+    paths.push(measure(
+        "tapmesh_mesh_relayed",
+        "tapmesh mesh relayed",
+        format!(
+            "h1 tapmesh0 -> {to} relayed by the switch (pid {}; UDP h1<->h2 blocked by nft), nodes pid {} and {}, TAP MTU 1400",
+            pids[0], pids[1], pids[2]
+        ),
+        topo.ns(1),
+        topo.ns(2),
+        to,
+        &pids,
+        args,
+        &dir,
+    )?);
+    topo.ns(1).unblock_udp();
     topo.assert_all_running();
     println!("tearing down {} ...", topo.prefix());
     Ok(paths)
