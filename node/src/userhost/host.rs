@@ -292,8 +292,8 @@ impl UserHost {
             .conns
             .values()
             .filter_map(|c| match c.phase {
-                Phase::Pending { deadline } => Some(deadline),
-                Phase::Open => None,
+                Phase::Pending { deadline } if !c.aborted => Some(deadline),
+                _ => None,
             })
             .min();
         [smol, pending].into_iter().flatten().min()

@@ -108,6 +108,8 @@ async fn run<T>(
     let mut conns: HashMap<ConnId, LocalConn> = HashMap::new();
     let mut buf = vec![0u8; CHUNK];
     let mut last_status = Instant::now();
+    // Something happened since the last status snapshot.
+    let mut dirty = false;
     loop {
         // Move bytes, then hand out what that produced, until quiet.
         loop {
@@ -128,14 +130,15 @@ async fn run<T>(
             }
         }
         let now = Instant::now();
-        if now.duration_since(last_status) >= STATUS_EVERY {
+        if dirty && now.duration_since(last_status) >= STATUS_EVERY {
             last_status = now;
+            dirty = false;
             status.send_replace(host.status());
         }
-        let deadline = host
-            .poll_timeout()
-            .unwrap_or(now + STATUS_EVERY)
-            .min(now + STATUS_EVERY);
+        // An idle host sleeps until a frame, a message or a stack timer;
+        // after activity it wakes once more to publish the snapshot.
+        let refresh = dirty.then_some(last_status + STATUS_EVERY);
+        let deadline = [host.poll_timeout(), refresh].into_iter().flatten().min();
         tokio::select! {
             f = frames_in.recv() => {
                 let Some(f) = f else { return stop(conns) };
@@ -148,12 +151,21 @@ async fn run<T>(
                 }
             }
             Some(m) = msgs.recv() => handle_msg(m, &mut host, &mut conns),
-            _ = tokio::time::sleep_until(deadline.into()) => {}
+            _ = sleep_until(deadline) => {}
         }
+        dirty = true;
         let now = Instant::now();
         if host.poll_timeout().is_some_and(|d| d <= now) {
             host.handle_timeout(now);
         }
+    }
+}
+
+/// Sleep until `deadline`, or forever if there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
     }
 }
 
