@@ -611,15 +611,7 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
         topo.prefix()
     );
     topo.start_all(Duration::from_secs(30));
-    let direct = |t: &Topology| {
-        t.node_status(1)["peers"]
-            .as_array()
-            .is_some_and(|ps| ps.iter().any(|p| p["path"] == "direct"))
-    };
-    if !wait_until(Duration::from_secs(15), || {
-        ping_once(topo.ns(1), overlay_v4(2).into());
-        direct(&topo)
-    }) {
+    if !wait_for_path(&topo, "direct") {
         return Err("mesh: h1's path to h2 never became direct".into());
     }
     let pids = [topo.switch_pid(), topo.node_pid(1), topo.node_pid(2)];
@@ -641,15 +633,7 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
     // h2 blocked, so their frames go through the switch.
     stop::check()?;
     topo.ns(1).block_udp_with(underlay_v4(2));
-    let relayed = |t: &Topology| {
-        t.node_status(1)["peers"]
-            .as_array()
-            .is_some_and(|ps| ps.iter().any(|p| p["path"] == "relayed"))
-    };
-    if !wait_until(Duration::from_secs(15), || {
-        ping_once(topo.ns(1), overlay_v4(2).into());
-        relayed(&topo)
-    }) {
+    if !wait_for_path(&topo, "relayed") {
         return Err("mesh: h1's path to h2 never fell back to the relay".into());
     }
     paths.push(measure(
@@ -670,6 +654,17 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
     topo.assert_all_running();
     println!("tearing down {} ...", topo.prefix());
     Ok(paths)
+}
+
+/// Pings h1 -> h2 until h1's status shows its path to h2 as `want`
+/// ("direct" or "relayed"); false after 15 s.
+fn wait_for_path(topo: &Topology, want: &str) -> bool {
+    wait_until(Duration::from_secs(15), || {
+        ping_once(topo.ns(1), overlay_v4(2).into());
+        topo.node_status(1)["peers"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["path"] == want))
+    })
 }
 
 fn main() -> ExitCode {
