@@ -568,13 +568,96 @@ fn a_retransmitted_syn_caught_by_a_spare_listener_is_not_a_second_connection() {
 }
 
 /// The shell end to end, without root: the host task with a forward to a
-/// local echo service, a smoltcp client on the other end of its frame
-/// channels, real time.
+/// local service `to`, and a smoltcp client on the other end of its frame
+/// channels, in real time.
+struct ShellLan {
+    port: super::shell::HostPort,
+    from_host: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    iface: Interface,
+    dev: QueueDevice,
+    sockets: SocketSet<'static>,
+    t0: Instant,
+    client: SocketHandle,
+}
+
+impl ShellLan {
+    /// The host task, and a client connecting to its port 80.
+    fn new(to: SocketAddr) -> ShellLan {
+        let mut cfg = host_config(4);
+        cfg.forwards[0].to = to;
+        let t0 = Instant::now();
+        let (out, from_host) = tokio::sync::mpsc::channel(64);
+        let port = super::shell::spawn(UserHost::new(&cfg, t0, 5), out, |f| f);
+        let mut dev = QueueDevice::new(1400, 256);
+        let mut ic = IfaceConfig::new(EthernetAddress(PEER_MAC).into());
+        ic.random_seed = 6;
+        let mut iface = Interface::new(ic, &mut dev, smoltcp::time::Instant::ZERO);
+        iface.update_ip_addrs(|a| a.push(IpCidr::new(PEER_V4.into(), 24)).unwrap());
+        let mut sockets = SocketSet::new(Vec::new());
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+        );
+        s.connect(iface.context(), (IpAddr::from(HOST_V4), 80), 44000)
+            .unwrap();
+        let client = sockets.add(s);
+        ShellLan {
+            port,
+            from_host,
+            iface,
+            dev,
+            sockets,
+            t0,
+            client,
+        }
+    }
+
+    /// Run the client's stack once and exchange frames (waits up to 5 ms
+    /// for the host).
+    async fn step(&mut self) {
+        let t = smoltcp::time::Instant::from_micros((Instant::now() - self.t0).as_micros() as i64);
+        self.iface.poll(t, &mut self.dev, &mut self.sockets);
+        while let Some(f) = self.dev.pop_tx() {
+            self.port.to_host.send(f).await.unwrap();
+        }
+        let wait = Duration::from_millis(5);
+        if let Ok(Some(f)) = tokio::time::timeout(wait, self.from_host.recv()).await {
+            self.dev.push_rx(&f);
+            while let Ok(f) = self.from_host.try_recv() {
+                self.dev.push_rx(&f);
+            }
+        }
+    }
+
+    fn client(&mut self) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(self.client)
+    }
+
+    /// Step until the host reports no open connection and `accepted`
+    /// accepted ones.
+    async fn until_closed(&mut self, accepted: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            self.step().await;
+            let st = self.port.status.borrow().clone();
+            if st.connections == 0 && st.counters.connections_accepted == accepted {
+                return;
+            }
+            assert!(Instant::now() < deadline, "connection never ended: {st:?}");
+        }
+    }
+
+    async fn stop(self) {
+        drop(self.port.to_host);
+        self.port.task.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn shell_splices_a_connection_to_a_local_service() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let to = echo.local_addr().unwrap();
+    let mut lan = ShellLan::new(echo.local_addr().unwrap());
     tokio::spawn(async move {
         // Echo everything, then close: needs both directions at once.
         let (s, _) = echo.accept().await.unwrap();
@@ -584,27 +667,6 @@ async fn shell_splices_a_connection_to_a_local_service() {
         let mut rest = Vec::new();
         let _ = r.read_to_end(&mut rest).await;
     });
-    let mut cfg = host_config(4);
-    cfg.forwards[0].to = to;
-    let t0 = Instant::now();
-    let (out, mut from_host) = tokio::sync::mpsc::channel(64);
-    let port = super::shell::spawn(UserHost::new(&cfg, t0, 5), out, |f| f);
-
-    let mut dev = QueueDevice::new(1400, 256);
-    let mut ic = IfaceConfig::new(EthernetAddress(PEER_MAC).into());
-    ic.random_seed = 6;
-    let smol = |t: Instant| smoltcp::time::Instant::from_micros((t - t0).as_micros() as i64);
-    let mut iface = Interface::new(ic, &mut dev, smol(t0));
-    iface.update_ip_addrs(|a| a.push(IpCidr::new(PEER_V4.into(), 24)).unwrap());
-    let mut sockets = SocketSet::new(Vec::new());
-    let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; 64 * 1024]),
-        tcp::SocketBuffer::new(vec![0; 64 * 1024]),
-    );
-    s.connect(iface.context(), (IpAddr::from(HOST_V4), 80), 44000)
-        .unwrap();
-    let h = sockets.add(s);
-
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let (mut sent, mut back) = (0, Vec::new());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -614,11 +676,8 @@ async fn shell_splices_a_connection_to_a_local_service() {
             "stuck: sent {sent}, back {}",
             back.len()
         );
-        iface.poll(smol(Instant::now()), &mut dev, &mut sockets);
-        while let Some(f) = dev.pop_tx() {
-            port.to_host.send(f).await.unwrap();
-        }
-        let sock = sockets.get_mut::<tcp::Socket>(h);
+        lan.step().await;
+        let sock = lan.client();
         if sock.may_send() && sent < data.len() {
             sent += sock.send_slice(&data[sent..]).unwrap();
             if sent == data.len() {
@@ -635,32 +694,38 @@ async fn shell_splices_a_connection_to_a_local_service() {
         if sent == data.len() && !sock.may_recv() && back.len() == data.len() {
             break;
         }
-        if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(5), from_host.recv()).await
-        {
-            dev.push_rx(&f);
-            while let Ok(f) = from_host.try_recv() {
-                dev.push_rx(&f);
-            }
-        }
     }
     assert!(back == data, "echo differs");
     // The connection ends on both sides and the host counts it.
+    lan.until_closed(1).await;
+    lan.stop().await;
+}
+
+#[tokio::test]
+async fn a_local_reset_resets_the_client() {
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut lan = ShellLan::new(server.local_addr().unwrap());
+    tokio::spawn(async move {
+        // Close with the client's bytes unread: the kernel sends a RST.
+        let (s, _) = server.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(s);
+    });
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        iface.poll(smol(Instant::now()), &mut dev, &mut sockets);
-        while let Some(f) = dev.pop_tx() {
-            port.to_host.send(f).await.unwrap();
+    let mut sent = false;
+    while lan.client().state() != tcp::State::Closed {
+        assert!(
+            Instant::now() < deadline,
+            "client not reset: {}",
+            lan.client().state()
+        );
+        lan.step().await;
+        if !sent && lan.client().may_send() {
+            lan.client().send_slice(b"never read").unwrap();
+            sent = true;
         }
-        if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(5), from_host.recv()).await
-        {
-            dev.push_rx(&f);
-        }
-        let st = port.status.borrow().clone();
-        if st.connections == 0 && st.counters.connections_accepted == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "connection never ended: {st:?}");
     }
-    drop(port.to_host);
-    port.task.await.unwrap();
+    assert!(sent);
+    lan.until_closed(1).await;
+    lan.stop().await;
 }
