@@ -196,26 +196,32 @@ pub struct NodeConfig {
     /// Extra top-level lines (e.g. `metrics-listen = "…"`), written before
     /// the `[tap]` table.
     pub extra: String,
+    /// Write the `[tap]` table (a node with only VM ports has none).
+    pub with_tap: bool,
+    /// Tables written last (e.g. `[[vm-port]]` entries).
+    pub tables: String,
 }
 
 impl NodeConfig {
     /// The TOML text.
     pub fn render(&self) -> String {
-        let addrs: Vec<String> = self.tap_addresses.iter().map(|a| quote(a)).collect();
-        let mut s = format!(
-            "{}[tap]\nname = {}\nmtu = {}\naddress = [{}]\n",
-            self.render_without_tap(),
-            quote(&self.tap_name),
-            self.tap_mtu,
-            addrs.join(", "),
-        );
-        if let Some(m) = &self.tap_mac {
-            s += &format!("mac = {}\n", quote(m));
+        let mut s = self.render_without_tap();
+        if self.with_tap {
+            let addrs: Vec<String> = self.tap_addresses.iter().map(|a| quote(a)).collect();
+            s += &format!(
+                "[tap]\nname = {}\nmtu = {}\naddress = [{}]\n",
+                quote(&self.tap_name),
+                self.tap_mtu,
+                addrs.join(", "),
+            );
+            if let Some(m) = &self.tap_mac {
+                s += &format!("mac = {}\n", quote(m));
+            }
         }
-        s
+        s + &self.tables
     }
 
-    /// The top-level keys only (no `[tap]` table).
+    /// The top-level keys only (no `[tap]` table, no [`tables`](Self::tables)).
     pub fn render_without_tap(&self) -> String {
         let mut s = format!(
             "name = {}\nprivate-key-file = {}\nswitch = {}\nswitch-public-key = {}\nadmin-socket = {}\n{}\n",

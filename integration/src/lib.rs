@@ -39,6 +39,8 @@
 //!   host namespace.
 //! - [`capture`]: an `AF_PACKET` capture on an interface inside a namespace.
 //! - [`status`]: reading the `status --json` output (missing keys count as 0).
+//! - [`vm_client`]: a fake VM on a node's VM port (QEMU's stream and dgram
+//!   framing, ARP and ping), for tests of the port itself.
 //! - [`wait`]: [`wait_until`], polling with a deadline instead of sleeping.
 
 pub mod attack;
@@ -56,6 +58,7 @@ pub mod status;
 pub mod topology;
 pub mod traffic;
 pub mod unprivileged;
+pub mod vm_client;
 pub mod wait;
 
 pub use capture::{Capture, Frame};

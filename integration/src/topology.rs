@@ -46,6 +46,17 @@ pub enum Underlay {
     V6,
 }
 
+/// How a node attaches locally besides (or instead of) its TAP.
+#[derive(Debug, Clone, Default)]
+struct LocalPorts {
+    /// No `[tap]`: the node has only VM ports.
+    no_tap: bool,
+    /// `[[vm-port]]` socket kinds (`stream`, `dgram`), in order.
+    vm_ports: Vec<String>,
+    /// Run the node as this uid and gid (not root).
+    user: Option<(u32, u32)>,
+}
+
 #[derive(Debug)]
 struct Host {
     name: String,
@@ -61,6 +72,8 @@ struct Host {
     switch_addr_override: Option<SocketAddr>,
     /// The `[[network]]` it belongs to; `None`: the top-level nodes.
     network: Option<NetworkRef>,
+    /// Its node's VM ports and user ([`Topology::set_node_vm_ports`]).
+    local: LocalPorts,
     /// Its TAP takes host `.0`'s overlay addresses and the MAC `.1`.
     tap_identity: Option<(usize, String)>,
 }
@@ -184,6 +197,7 @@ impl Topology {
             switch_addr_override: None,
             network: None,
             tap_identity: None,
+            local: LocalPorts::default(),
         });
         i
     }
@@ -267,7 +281,38 @@ impl Topology {
     }
 
     fn node_admin_socket(&self, i: usize) -> PathBuf {
-        self.dir.join(format!("h{i}.sock"))
+        if self.host(i).local.user.is_some() {
+            self.node_run_dir(i).join("admin.sock")
+        } else {
+            self.dir.join(format!("h{i}.sock"))
+        }
+    }
+
+    /// Host `i`'s run directory, where its VM sockets are (and, for a node
+    /// running as another user, its admin socket; it owns the directory).
+    pub fn node_run_dir(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("h{i}-run"))
+    }
+
+    /// Gives host `i`'s node one `[[vm-port]]` per entry of `sockets`
+    /// (`"stream"` or `"dgram"`), from the next [`start_node`](Self::start_node)
+    /// on; `tap: false` leaves it without a TAP. Returns the socket paths (in
+    /// [`node_run_dir`](Self::node_run_dir)).
+    pub fn set_node_vm_ports(&mut self, i: usize, sockets: &[&str], tap: bool) -> Vec<PathBuf> {
+        let dir = self.node_run_dir(i);
+        let h = self.host_mut(i);
+        h.local.no_tap = !tap;
+        h.local.vm_ports = sockets.iter().map(|s| s.to_string()).collect();
+        (1..=sockets.len())
+            .map(|n| dir.join(format!("vm{n}.sock")))
+            .collect()
+    }
+
+    /// Runs host `i`'s node as `uid`/`gid` (not root), from the next
+    /// [`start_node`](Self::start_node) on: it gets a copy of the node binary
+    /// it can execute, and owns its key file and run directory.
+    pub fn set_node_user(&mut self, i: usize, uid: u32, gid: u32) {
+        self.host_mut(i).local.user = Some((uid, gid));
     }
 
     /// Generates any keys not yet made (switch and every host).
@@ -405,6 +450,7 @@ impl Topology {
                 switch_addr_override: None,
                 network: None,
                 tap_identity: None,
+                local: LocalPorts::default(),
             });
         }
         topo
@@ -607,6 +653,20 @@ impl Topology {
             tap_mac: host.tap_identity.as_ref().map(|t| t.1.clone()),
             network_id: host.network.as_ref().map_or(0, |n| n.id),
             extra: host.config_extra.clone(),
+            with_tap: !host.local.no_tap,
+            tables: host
+                .local
+                .vm_ports
+                .iter()
+                .enumerate()
+                .map(|(n, kind)| {
+                    let path = self.node_run_dir(i).join(format!("vm{}.sock", n + 1));
+                    format!(
+                        "[[vm-port]]\npath = \"{}\"\nsocket = \"{kind}\"\n",
+                        path.display()
+                    )
+                })
+                .collect(),
         };
         let path = self.dir.join(format!("h{i}.toml"));
         write_file(&path, &config.render());
@@ -618,19 +678,61 @@ impl Topology {
         let log = self.dir.join(format!("h{i}.{runs}.log"));
         self.logs.push(log.clone());
         let path = path.to_string_lossy().into_owned();
-        let process = Process::spawn(
-            &format!("h{i}"),
-            &self.host(i).ns,
-            &bins::bin(bins::NODE),
-            &["run", "--config", &path],
-            log,
-        );
+        let run_dir = self.node_run_dir(i);
+        std::fs::create_dir_all(&run_dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", run_dir.display()));
+        let local = self.host(i).local.clone();
+        let process = match local.user {
+            None => Process::spawn(
+                &format!("h{i}"),
+                &self.host(i).ns,
+                &bins::bin(bins::NODE),
+                &["run", "--config", &path],
+                log,
+            ),
+            Some((uid, gid)) => {
+                let key = self.host(i).key.as_ref().expect("keys made");
+                let bin = self.user_copy_of_node_binary();
+                for p in [&run_dir, &key.private_key_file] {
+                    std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                        .unwrap_or_else(|e| panic!("cannot chown {}: {e}", p.display()));
+                }
+                // setpriv execs, so the PID is the node's own.
+                let mut cmd = self.host(i).ns.command("setpriv");
+                cmd.args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
+                    .args(["--clear-groups", "--"])
+                    .arg(&bin)
+                    .args(["run", "--config", &path]);
+                Process::spawn_command(&format!("h{i}"), cmd, log)
+            }
+        };
         self.host_mut(i).node = Some(process);
         let ready = wait_until(READY_TIMEOUT, || {
             self.assert_node_running(i);
-            self.host(i).ns.has_link(TAP)
+            if local.no_tap {
+                self.try_node_status(i).is_ok()
+            } else {
+                self.host(i).ns.has_link(TAP)
+            }
         });
-        assert!(ready, "h{i}: {TAP} did not appear within {READY_TIMEOUT:?}");
+        assert!(
+            ready,
+            "h{i}: not ready ({TAP} made or status answered) within {READY_TIMEOUT:?}"
+        );
+    }
+
+    /// A copy of the node binary in the topology's directory, which any user
+    /// can execute (the build directory may not be reachable for them).
+    fn user_copy_of_node_binary(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let copy = self.dir.join(bins::NODE);
+        if !copy.exists() {
+            std::fs::copy(bins::bin(bins::NODE), &copy)
+                .unwrap_or_else(|e| panic!("cannot copy the node binary: {e}"));
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod topology dir");
+        }
+        copy
     }
 
     fn assert_node_running(&mut self, i: usize) {

@@ -53,6 +53,8 @@ impl UnprivilegedNode {
             tap_mac: None,
             network_id: 0,
             extra: String::new(),
+            with_tap: false,
+            tables: String::new(),
         };
         let path = dir.join(format!("{name}-unprivileged.toml"));
         write_file(&path, &format!("{}\n{tables}", config.render_without_tap()));

@@ -117,6 +117,12 @@ fn sum_bytes(mut sum: u32, b: &[u8]) -> u32 {
     sum
 }
 
+/// The Internet checksum (RFC 1071) of `b`: the complement of its
+/// ones'-complement sum of 16-bit words (an odd last byte padded with zero).
+pub fn internet_checksum(b: &[u8]) -> u16 {
+    !fold(sum_bytes(0, b))
+}
+
 /// Complete a partial checksum (`F_NEEDS_CSUM`): the field already holds the
 /// pseudo-header sum, as Linux leaves it; sum from `csum_start` to the end and
 /// store the complement.

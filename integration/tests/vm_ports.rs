@@ -1,0 +1,154 @@
+//! VM ports (issue #6) without QEMU: a unix-socket client speaking QEMU's
+//! framing stands in for the VM's network card, so these tests can look at
+//! the port itself: a node running as `nobody` with no TAP, garbage on the
+//! stream, a node restart under a connected VM, and the node's local switch
+//! keeping VM-to-VM traffic on the host. `qemu_vms.rs` runs real VMs.
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use integration::Topology;
+use integration::status::counter;
+use integration::topology::overlay_v4;
+use integration::vm_client::{VmClient, icmp_echo};
+
+const UP: Duration = Duration::from_secs(20);
+/// `nobody` / `nogroup` on Debian.
+const NOBODY: (u32, u32) = (65534, 65534);
+
+fn port<'a>(status: &'a serde_json::Value, kind: &str, nth: usize) -> &'a serde_json::Value {
+    status["local"]["ports"]
+        .as_array()
+        .expect("status has local ports")
+        .iter()
+        .filter(|p| p["kind"] == kind)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no {kind} port #{nth} in {status}"))
+}
+
+#[test]
+fn rootless_node_with_only_a_vm_port_reaches_a_tap_host_and_survives_garbage_and_restarts() {
+    let mut topo = Topology::central(2);
+    let socks = topo.set_node_vm_ports(1, &["stream"], false);
+    topo.set_node_user(1, NOBODY.0, NOBODY.1);
+    topo.start_switch();
+    topo.start_node(1);
+    topo.start_node(2);
+
+    // The node runs as nobody, has no TAP, and its socket is 0660.
+    let uid_line = std::fs::read_to_string(format!("/proc/{}/status", topo.node_pid(1)))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_owned();
+    assert!(uid_line.contains("\t65534\t"), "{uid_line}");
+    assert!(!topo.ns(1).has_link("tapmesh0"));
+    let mode = std::fs::metadata(&socks[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+
+    let mac = [0x52, 0x54, 0, 0, 1, 1];
+    let ip = Ipv4Addr::new(198, 19, 0, 101);
+    let mut vm = VmClient::stream(&socks[0], mac, ip);
+    assert!(
+        vm.ping_within(overlay_v4(2), UP),
+        "the fake VM behind the rootless node cannot ping h2"
+    );
+    // And h2 reaches the VM (the client answers, as the VM would).
+    let pinger = std::thread::scope(|s| {
+        let t = s.spawn(|| topo.ping_ok_within(2, ip, Duration::from_secs(5)));
+        vm.answer_for(Duration::from_secs(6));
+        t.join().unwrap()
+    });
+    assert!(pinger, "h2 cannot ping the fake VM");
+    let st = topo.node_status(1);
+    assert_eq!(port(&st, "vm", 0)["up"], true, "{st}");
+
+    // Garbage: a length no QEMU sends. The node closes that connection,
+    // counts it, and keeps running; a new connection works.
+    vm.send_raw(&[0xff, 0xff, 0xff, 0xf0, 1, 2, 3, 4]).unwrap();
+    assert!(
+        vm.closed_within(Duration::from_secs(5)),
+        "garbage connection not closed"
+    );
+    topo.assert_all_running();
+    assert_eq!(counter(&topo.node_status(1), &["drops", "framing"]), 1);
+    let mut vm = VmClient::stream(&socks[0], mac, ip);
+    assert!(
+        vm.ping_within(overlay_v4(2), UP),
+        "no ping after reconnecting"
+    );
+
+    // The node crashes and comes back (stale socket left behind); the VM side
+    // reconnects as QEMU's reconnect-ms would, without anything else changing.
+    topo.kill9_node(1);
+    assert!(socks[0].exists(), "a crash leaves the socket behind");
+    let t0 = std::time::Instant::now();
+    topo.start_node(1);
+    let mut vm = VmClient::stream(&socks[0], mac, ip);
+    assert!(
+        vm.ping_within(overlay_v4(2), UP),
+        "no ping after the node restarted"
+    );
+    println!(
+        "fake VM traffic resumed {:?} after the node restart began",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn vm_to_vm_traffic_on_one_node_stays_local_stream_and_dgram() {
+    let mut topo = Topology::central(2);
+    let socks = topo.set_node_vm_ports(1, &["stream", "dgram"], true);
+    topo.start_switch();
+    topo.start_node(1);
+    topo.start_node(2);
+    let a_mac = [0x52, 0x54, 0, 0, 2, 1];
+    let b_mac = [0x52, 0x54, 0, 0, 2, 2];
+    let a_ip = Ipv4Addr::new(198, 19, 0, 111);
+    let b_ip = Ipv4Addr::new(198, 19, 0, 112);
+    let mut a = VmClient::stream(&socks[0], a_mac, a_ip);
+    let b_own = topo.node_run_dir(1).join("b.sock");
+    let mut b = VmClient::dgram(&socks[1], &b_own, b_mac, b_ip);
+    // Both reach the TAP host on the same node and the remote one.
+    assert!(a.ping_within(overlay_v4(1), UP), "stream VM -> local TAP");
+    assert!(b.ping_within(overlay_v4(2), UP), "dgram VM -> remote TAP");
+    // B is known now (it sent); A's unicast to B goes to B's port only.
+    let before = topo.node_status(1);
+    let uplink_tx = counter(port(&before, "uplink", 0), &["tx_frames"]);
+    let tap_tx = counter(port(&before, "tap", 0), &["tx_frames"]);
+    let b_tx = counter(port(&before, "vm", 1), &["tx_frames"]);
+    let frame = icmp_echo(a_mac, b_mac, a_ip, b_ip, 1, true);
+    for _ in 0..20 {
+        a.send(&frame).unwrap();
+    }
+    let mut got = 0;
+    while got < 20 {
+        match b.recv(Duration::from_secs(3)) {
+            Some(f) if f == frame => got += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert_eq!(got, 20, "B received {got} of A's 20 frames");
+    let after = topo.node_status(1);
+    assert_eq!(counter(port(&after, "vm", 1), &["tx_frames"]) - b_tx, 20);
+    assert_eq!(
+        counter(port(&after, "uplink", 0), &["tx_frames"]),
+        uplink_tx,
+        "VM-to-VM frames left the host"
+    );
+    assert_eq!(counter(port(&after, "tap", 0), &["tx_frames"]), tap_tx);
+    // A frame longer than the VM port's MTU allows is dropped and counted.
+    let mut big = frame.clone();
+    big.resize(1600, 0);
+    let oversize = counter(&after, &["drops", "oversize"]);
+    a.send(&big).unwrap();
+    assert!(
+        integration::wait_until(Duration::from_secs(3), || {
+            counter(&topo.node_status(1), &["drops", "oversize"]) == oversize + 1
+        }),
+        "oversize frame not counted"
+    );
+    topo.assert_all_running();
+}
