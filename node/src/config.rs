@@ -42,6 +42,8 @@ struct VmPortFile {
     socket: VmSocket,
     #[serde(default = "default_vm_mtu")]
     mtu: u32,
+    #[serde(default)]
+    connect: bool,
 }
 
 /// How a VM connects to a `[[vm-port]]`.
@@ -74,6 +76,10 @@ pub struct VmPortConfig {
     pub socket: VmSocket,
     /// The VM's MTU: longer frames are not sent to it.
     pub mtu: u32,
+    /// The node connects to a socket QEMU listens on (`-netdev
+    /// stream,server=on`) and connects again, every second, whenever the
+    /// connection is gone; for QEMU before 8.0, which cannot reconnect.
+    pub connect: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,10 +396,17 @@ fn vm_ports(
                 format!("{} is out of range 576..=65000", p.mtu),
             ));
         }
+        if p.connect && p.socket != VmSocket::Stream {
+            return Err(err(
+                &key("connect"),
+                "only a stream port can connect (a dgram port answers its sender)".into(),
+            ));
+        }
         out.push(VmPortConfig {
             path,
             socket: p.socket,
             mtu: p.mtu,
+            connect: p.connect,
         });
     }
     Ok(out)
@@ -484,6 +497,10 @@ mod tests {
         assert_eq!(e.key, "socket");
         let e = load_raw("[[vm-port]]\npath = \"/a\"\nmtu = 100\n").unwrap_err();
         assert_eq!(e.key, "vm-port[0].mtu");
+        let e = load_raw("[[vm-port]]\npath = \"/a\"\nsocket = \"dgram\"\nconnect = true\n");
+        assert_eq!(e.unwrap_err().key, "vm-port[0].connect");
+        let c = load_raw("[[vm-port]]\npath = \"/a\"\nconnect = true\n").unwrap();
+        assert!(c.vm_ports[0].connect);
     }
 
     #[test]

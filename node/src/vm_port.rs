@@ -6,7 +6,11 @@
 //! `remote.path`). So either side can restart on its own: a restarted QEMU
 //! connects again and replaces the old connection; a restarted node binds
 //! the same path again (replacing its stale socket) and QEMU's reconnect
-//! timer finds it, or for `dgram`, QEMU's next datagram does.
+//! timer finds it, or for `dgram`, QEMU's next datagram does. QEMU before 8.0
+//! cannot reconnect a stream netdev (8.0 added `reconnect`, 9.2 renamed it
+//! `reconnect-ms`), so a port can also work the other way round (`connect =
+//! true`): QEMU listens (`server=on`) and the node connects, and connects
+//! again every second whenever the connection is gone.
 //!
 //! Each task owns its socket and talks to the task that owns the cores
 //! through channels: [`VmEvent`]s in (frames, port up/down, drops), frames
@@ -69,10 +73,13 @@ pub fn start(
         buf: vec![0; 64 * 1024],
     };
     match cfg.socket {
+        VmSocket::Stream if cfg.connect => {
+            tokio::spawn(serve_stream(Source::Connect(cfg.path.clone()), io));
+        }
         VmSocket::Stream => {
             let l = bind_socket(&cfg.path, |p| std::os::unix::net::UnixListener::bind(p))?;
             l.set_nonblocking(true)?;
-            tokio::spawn(serve_stream(UnixListener::from_std(l)?, io));
+            tokio::spawn(serve_stream(Source::Listen(UnixListener::from_std(l)?), io));
         }
         VmSocket::Dgram => {
             let s = bind_socket(&cfg.path, |p| std::os::unix::net::UnixDatagram::bind(p))?;
@@ -89,9 +96,9 @@ fn bind_socket<T>(path: &Path, bind: impl FnOnce(&Path) -> io::Result<T>) -> io:
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-/// Remove the sockets of `ports` (at shutdown).
+/// Remove the sockets of `ports` the node made (at shutdown).
 pub fn remove_sockets(ports: &[VmPortConfig]) {
-    for p in ports {
+    for p in ports.iter().filter(|p| !p.connect) {
         let _ = std::fs::remove_file(&p.path);
     }
 }
@@ -134,13 +141,44 @@ impl PortIo {
     }
 }
 
-async fn serve_stream(listener: UnixListener, mut io: PortIo) -> Option<()> {
+/// Where stream connections come from.
+enum Source {
+    /// The node listens; QEMU connects (`-netdev stream,server=off`).
+    Listen(UnixListener),
+    /// QEMU listens (`-netdev stream,server=on`); the node connects.
+    Connect(PathBuf),
+}
+
+/// How long a connecting port waits between attempts.
+const RECONNECT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Source {
+    /// The next connection. A listening port takes new connections at any
+    /// time (a restarted QEMU's replaces the old one); a connecting port
+    /// connects only while it has none, one attempt per [`RECONNECT`].
+    async fn next(&self, connected: bool) -> Option<UnixStream> {
+        match self {
+            Source::Listen(l) => l.accept().await.ok().map(|(s, _)| s),
+            Source::Connect(_) if connected => std::future::pending().await,
+            Source::Connect(path) => match UnixStream::connect(path).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "cannot connect to the VM yet");
+                    tokio::time::sleep(RECONNECT).await;
+                    None
+                }
+            },
+        }
+    }
+}
+
+async fn serve_stream(source: Source, mut io: PortIo) -> Option<()> {
     let port = io.port;
     let mut conn: Option<Conn> = None;
     loop {
         tokio::select! {
-            a = listener.accept() => {
-                let Ok((stream, _)) = a else { continue };
+            a = source.next(conn.is_some()) => {
+                let Some(stream) = a else { continue };
                 // A new connection replaces the old one: the VM's QEMU
                 // restarted (the old connection may not have noticed yet).
                 io.down(conn.take().is_some()).await?;
