@@ -31,6 +31,8 @@
 //! - [`process`]: the [`Process`] guard.
 //! - [`http`]: a minimal HTTP GET from inside a namespace (`/metrics`, APIs).
 //! - [`prometheus`]: a real Prometheus server in a namespace, and PromQL queries.
+//! - [`qemu`]: real QEMU VMs (QEMU, kernel and busybox initramfs from Debian
+//!   packages, cached under `target/qemu-cache/`), driven over their serial console.
 //! - [`config`]: keys and the TOML files for the switch and the nodes.
 //! - [`topology`]: [`Topology::central`], one switch namespace with a bridge and
 //!   N hosts.
@@ -54,6 +56,7 @@ pub mod monitoring;
 pub mod netns;
 pub mod process;
 pub mod prometheus;
+pub mod qemu;
 pub mod status;
 pub mod topology;
 pub mod traffic;

@@ -295,7 +295,8 @@ impl Topology {
     }
 
     /// Gives host `i`'s node one `[[vm-port]]` per entry of `sockets`
-    /// (`"stream"` or `"dgram"`), from the next [`start_node`](Self::start_node)
+    /// (`"stream"`, `"dgram"`, or `"stream-connect"`: the node connects to
+    /// a socket QEMU listens on), from the next [`start_node`](Self::start_node)
     /// on; `tap: false` leaves it without a TAP. Returns the socket paths (in
     /// [`node_run_dir`](Self::node_run_dir)).
     pub fn set_node_vm_ports(&mut self, i: usize, sockets: &[&str], tap: bool) -> Vec<PathBuf> {
@@ -661,8 +662,12 @@ impl Topology {
                 .enumerate()
                 .map(|(n, kind)| {
                     let path = self.node_run_dir(i).join(format!("vm{}.sock", n + 1));
+                    let (socket, connect) = match kind.strip_suffix("-connect") {
+                        Some(k) => (k, "connect = true\n"),
+                        None => (kind.as_str(), ""),
+                    };
                     format!(
-                        "[[vm-port]]\npath = \"{}\"\nsocket = \"{kind}\"\n",
+                        "[[vm-port]]\npath = \"{}\"\nsocket = \"{socket}\"\n{connect}",
                         path.display()
                     )
                 })

@@ -52,6 +52,31 @@ impl VmClient {
         }
     }
 
+    /// Wait (up to `timeout`) for the node to connect to `listener` (a
+    /// `connect = true` port; the test plays QEMU with `server=on`).
+    pub fn accept(
+        listener: &std::os::unix::net::UnixListener,
+        timeout: Duration,
+        mac: [u8; 6],
+        ip: Ipv4Addr,
+    ) -> Option<VmClient> {
+        listener.set_nonblocking(true).ok()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok((s, _)) = listener.accept() {
+                s.set_nonblocking(false).ok()?;
+                return Some(VmClient {
+                    link: Link::Stream(s),
+                    mac,
+                    ip,
+                    rx: Vec::new(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Bind `own` and send to the `dgram` VM port at `node` (QEMU's
     /// `local.path` and `remote.path`).
     pub fn dgram(node: &Path, own: &Path, mac: [u8; 6], ip: Ipv4Addr) -> VmClient {

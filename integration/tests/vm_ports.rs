@@ -152,3 +152,41 @@ fn vm_to_vm_traffic_on_one_node_stays_local_stream_and_dgram() {
     );
     topo.assert_all_running();
 }
+
+#[test]
+fn node_connects_to_a_listening_vm_and_again_after_its_restart() {
+    let mut topo = Topology::central(2);
+    let socks = topo.set_node_vm_ports(1, &["stream-connect"], false);
+    std::fs::create_dir_all(topo.node_run_dir(1)).unwrap();
+    topo.start_switch();
+    topo.start_node(1);
+    topo.start_node(2);
+    // The test plays QEMU with `-netdev stream,server=on`: it listens, and
+    // starts after the node (which keeps trying).
+    std::thread::sleep(Duration::from_millis(2500));
+    let listener = std::os::unix::net::UnixListener::bind(&socks[0]).unwrap();
+    let mac = [0x52, 0x54, 0, 0, 3, 1];
+    let ip = Ipv4Addr::new(198, 19, 0, 121);
+    let mut vm = VmClient::accept(&listener, UP, mac, ip).expect("the node did not connect");
+    assert!(
+        vm.ping_within(overlay_v4(2), UP),
+        "no ping over a node-initiated connection"
+    );
+    // The node restarts; it connects again by itself and traffic resumes.
+    let t0 = std::time::Instant::now();
+    topo.stop_node(1);
+    assert!(
+        vm.closed_within(Duration::from_secs(5)),
+        "old connection not closed"
+    );
+    topo.start_node(1);
+    let mut vm = VmClient::accept(&listener, UP, mac, ip).expect("the node did not reconnect");
+    assert!(
+        vm.ping_within(overlay_v4(2), UP),
+        "no ping after the node restarted"
+    );
+    println!("traffic resumed {:?} after the node stopped", t0.elapsed());
+    // The node never deletes a socket it did not make.
+    topo.stop_node(1);
+    assert!(socks[0].exists());
+}
