@@ -98,7 +98,7 @@ fn rootless_node_with_only_a_vm_port_reaches_a_tap_host_and_survives_garbage_and
 
 #[test]
 fn vm_to_vm_traffic_on_one_node_stays_local_stream_and_dgram() {
-    let mut topo = Topology::central(2);
+    let mut topo = integration::monitoring::topology_with_metrics(2);
     let socks = topo.set_node_vm_ports(1, &["stream", "dgram"], true);
     topo.start_switch();
     topo.start_node(1);
@@ -139,6 +139,22 @@ fn vm_to_vm_traffic_on_one_node_stays_local_stream_and_dgram() {
         "VM-to-VM frames left the host"
     );
     assert_eq!(counter(port(&after, "tap", 0), &["tx_frames"]), tap_tx);
+    // The same, as metrics.
+    let metrics =
+        integration::monitoring::scrape(topo.ns(1), integration::monitoring::node_metrics_addr(1));
+    let b_series = format!(
+        "tapmesh_node_port_frames_total{{node=\"h1\",port=\"{}\",kind=\"vm\",direction=\"tx\"}} ",
+        socks[1].display()
+    );
+    let b_line = metrics.lines().find(|l| l.starts_with(&b_series));
+    let b_metric: u64 = b_line
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {b_series} in\n{metrics}"));
+    assert_eq!(b_metric, b_tx + 20);
+    assert!(metrics.contains(&format!(
+        "tapmesh_node_port_up{{node=\"h1\",port=\"{}\",kind=\"vm\"}} 1",
+        socks[0].display()
+    )));
     // A frame longer than the VM port's MTU allows is dropped and counted.
     let mut big = frame.clone();
     big.resize(1600, 0);

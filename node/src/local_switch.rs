@@ -55,6 +55,18 @@ pub enum PortKind {
     Host,
 }
 
+impl PortKind {
+    /// The stable name (status JSON, metric label).
+    pub fn name(self) -> &'static str {
+        match self {
+            PortKind::Uplink => "uplink",
+            PortKind::Tap => "tap",
+            PortKind::Vm => "vm",
+            PortKind::Host => "host",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Port {
     kind: PortKind,

@@ -109,6 +109,16 @@ const HOST_FRAMES: Def = Def::counter(
     &["node", "host", "direction"],
     "Userspace host: frames it received (rx) or sent (tx).",
 );
+const PORT_UP: Def = Def::gauge(
+    "tapmesh_node_port_up",
+    &["node", "port", "kind"],
+    "1 while the local switch port is up (a VM connected), 0 if not.",
+);
+const PORT_FRAMES: Def = Def::counter(
+    "tapmesh_node_port_frames_total",
+    &["node", "port", "kind", "direction"],
+    "Frames that came in on (rx) or went out of (tx) a port of the node's local switch.",
+);
 const DROPS: Def = Def::counter(
     "tapmesh_node_drops_total",
     &["node", "reason"],
@@ -137,6 +147,8 @@ impl Export for Status {
         HOST_CONNECTIONS,
         HOST_CONNECTIONS_TOTAL,
         HOST_FRAMES,
+        PORT_UP,
+        PORT_FRAMES,
         DROPS,
     ];
 
@@ -201,6 +213,13 @@ impl Export for Status {
             }
             out.counter(&HOST_FRAMES, &[node, &host, "rx"], c.rx_frames);
             out.counter(&HOST_FRAMES, &[node, &host, "tx"], c.tx_frames);
+        }
+        for p in self.local.iter().flat_map(|l| &l.ports) {
+            let kind = p.kind.name();
+            let (name, c) = (p.name.as_str(), &p.counters);
+            out.gauge(&PORT_UP, &[node, name, kind], f64::from(u8::from(p.up)));
+            out.counter(&PORT_FRAMES, &[node, name, kind, "rx"], c.rx_frames);
+            out.counter(&PORT_FRAMES, &[node, name, kind, "tx"], c.tx_frames);
         }
         for (reason, count) in self.drops.iter() {
             out.counter(&DROPS, &[node, reason.name()], count);
