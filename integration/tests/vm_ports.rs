@@ -63,6 +63,21 @@ fn rootless_node_with_only_a_vm_port_reaches_a_tap_host_and_survives_garbage_and
     assert!(pinger, "h2 cannot ping the fake VM");
     let st = topo.node_status(1);
     assert_eq!(port(&st, "vm", 0)["up"], true, "{st}");
+    // `tapmesh-node status` shows the port.
+    let out = std::process::Command::new(integration::bins::bin(integration::bins::NODE))
+        .arg("status")
+        .arg("--socket")
+        .arg(topo.node_admin_socket_path(1))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&*socks[0].to_string_lossy()));
+    assert!(
+        line.is_some_and(|l| l.contains("vm") && l.contains(" up ")),
+        "{text}"
+    );
 
     // Garbage: a length no QEMU sends. The node closes that connection,
     // counts it, and keeps running; a new connection works.
@@ -132,13 +147,21 @@ fn vm_to_vm_traffic_on_one_node_stays_local_stream_and_dgram() {
     }
     assert_eq!(got, 20, "B received {got} of A's 20 frames");
     let after = topo.node_status(1);
-    assert_eq!(counter(port(&after, "vm", 1), &["tx_frames"]) - b_tx, 20);
-    assert_eq!(
-        counter(port(&after, "uplink", 0), &["tx_frames"]),
-        uplink_tx,
-        "VM-to-VM frames left the host"
+    // Other traffic (IPv6 neighbour discovery from h1's TAP, flooded) may
+    // add a few frames anywhere; A's 20 would show up in full.
+    let delta = |kind, n, before| counter(port(&after, kind, n), &["tx_frames"]) - before;
+    let to_b = delta("vm", 1, b_tx);
+    assert!(
+        (20..30).contains(&to_b),
+        "{to_b} frames went to B for A's 20"
     );
-    assert_eq!(counter(port(&after, "tap", 0), &["tx_frames"]), tap_tx);
+    let up = delta("uplink", 0, uplink_tx);
+    assert!(
+        up < 20,
+        "VM-to-VM frames left the host ({up} to the uplink)"
+    );
+    let tap = delta("tap", 0, tap_tx);
+    assert!(tap < 20, "VM-to-VM frames reached the TAP ({tap})");
     // The same, as metrics.
     let metrics =
         integration::monitoring::scrape(topo.ns(1), integration::monitoring::node_metrics_addr(1));
@@ -150,7 +173,11 @@ fn vm_to_vm_traffic_on_one_node_stays_local_stream_and_dgram() {
     let b_metric: u64 = b_line
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no {b_series} in\n{metrics}"));
-    assert_eq!(b_metric, b_tx + 20);
+    assert!(
+        b_metric >= b_tx + to_b,
+        "metric {b_metric}, status {}",
+        b_tx + to_b
+    );
     assert!(metrics.contains(&format!(
         "tapmesh_node_port_up{{node=\"h1\",port=\"{}\",kind=\"vm\"}} 1",
         socks[0].display()

@@ -197,7 +197,34 @@ fn render(json: &str) -> String {
             drops.join(", ")
         }
     );
-    table + &peers
+    table + &local_ports(&v) + &peers
+}
+
+/// The local switch's ports, one line each (only if there is more than the
+/// TAP and the uplink to show).
+fn local_ports(v: &serde_json::Value) -> String {
+    let ports = v["local"]["ports"]
+        .as_array()
+        .map_or(&[][..], |p| p.as_slice());
+    if ports.len() <= 2 && ports.iter().all(|p| p["kind"] != "vm") {
+        return String::new();
+    }
+    let mut out = format!(
+        "local switch: {} MACs\n  kind    up    macs  rx frames   tx frames   port\n",
+        v["local"]["macs"]
+    );
+    for p in ports {
+        out.push_str(&format!(
+            "  {:<7} {:<5} {:<5} {:<11} {:<11} {}\n",
+            p["kind"].as_str().unwrap_or("?"),
+            if p["up"] == true { "up" } else { "down" },
+            p["macs"],
+            p["rx_frames"],
+            p["tx_frames"],
+            p["name"].as_str().unwrap_or("?"),
+        ));
+    }
+    out
 }
 
 fn run(cfg: Config) -> anyhow::Result<()> {
