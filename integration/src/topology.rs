@@ -92,6 +92,8 @@ pub struct Topology {
     sw: Netns,
     switch_config_extra: String,
     tap_mtu: u32,
+    /// `--log-level` for the daemons started from now on (default: theirs).
+    log_level: Option<String>,
     /// NAT router namespaces ([`Topology::mesh_behind_nats`]).
     routers: Vec<Netns>,
 }
@@ -129,6 +131,7 @@ impl Topology {
             sw,
             switch_config_extra: String::new(),
             tap_mtu: TAP_MTU,
+            log_level: None,
             routers: Vec::new(),
         };
         topo.sw.ip(&[
@@ -474,6 +477,21 @@ impl Topology {
         }
     }
 
+    /// Runs the daemons started from now on with `--log-level level` (e.g.
+    /// `trace`).
+    pub fn set_log_level(&mut self, level: &str) {
+        self.log_level = Some(level.to_string());
+    }
+
+    /// `run --config config`, with `--log-level` if set.
+    fn run_args<'a>(&'a self, config: &'a str) -> Vec<&'a str> {
+        let mut args = vec!["run", "--config", config];
+        if let Some(l) = &self.log_level {
+            args.extend(["--log-level", l.as_str()]);
+        }
+        args
+    }
+
     /// Extra top-level lines for `switch.toml` (e.g. `metrics-listen = "…"`),
     /// used from the next [`start_switch`](Self::start_switch) on.
     pub fn set_switch_config_extra(&mut self, toml: &str) {
@@ -527,7 +545,7 @@ impl Topology {
             "switch",
             &self.sw,
             &bins::bin(bins::SWITCH),
-            &["run", "--config", &config],
+            &self.run_args(&config),
             log,
         );
         self.switch = Some(process);
@@ -692,7 +710,7 @@ impl Topology {
                 &format!("h{i}"),
                 &self.host(i).ns,
                 &bins::bin(bins::NODE),
-                &["run", "--config", &path],
+                &self.run_args(&path),
                 log,
             ),
             Some((uid, gid)) => {
@@ -707,7 +725,7 @@ impl Topology {
                 cmd.args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
                     .args(["--clear-groups", "--"])
                     .arg(&bin)
-                    .args(["run", "--config", &path]);
+                    .args(self.run_args(&path));
                 Process::spawn_command(&format!("h{i}"), cmd, log)
             }
         };

@@ -830,3 +830,149 @@ fn kill9_and_restart_recovers_without_leaks() {
     );
     topo.assert_all_running();
 }
+
+/// Issue #8 item 8: no secret (the switch's and the nodes' private keys, the
+/// network secret) appears in the daemons' logs, even at `trace`, in their
+/// `/metrics`, or in `status` (text, `--macs` and JSON), through handshakes,
+/// traffic, a rekey, a switch crash with restart notices and reconnects, and
+/// shutdown.
+/// Each secret is looked for as base64 (with and without padding), as hex in
+/// both cases, and as the start of a Rust byte-array `Debug` dump.
+#[test]
+fn secrets_never_appear_in_logs_metrics_or_status() {
+    use integration::bins;
+    use integration::config::KeyPair;
+    use integration::monitoring::{
+        node_metrics_addr, scrape, switch_metrics_addr, topology_with_metrics,
+    };
+
+    let mut topo = topology_with_metrics(2);
+    let secret_file = topo.dir().join("network.secret");
+    KeyPair::generate(&bins::bin(bins::SWITCH), &secret_file);
+    let secret_line = format!("network-secret-file = \"{}\"\n", secret_file.display());
+    topo.set_switch_config_extra(&format!(
+        "metrics-listen = \"{}\"\n{secret_line}",
+        switch_metrics_addr()
+    ));
+    for i in [1, 2] {
+        topo.set_node_config_extra(
+            i,
+            &format!(
+                "metrics-listen = \"{}\"\n{secret_line}rekey-after-secs = {IMPAIRED_REKEY_SECS}\n",
+                node_metrics_addr(i)
+            ),
+        );
+    }
+    topo.set_log_level("trace");
+    topo.start_all(UP);
+    assert!(topo.ping(1, overlay_v4(2)), "h1 cannot ping h2");
+    // A rekey (logged at debug level by both sides).
+    assert!(
+        wait_until(Duration::from_secs(3 * IMPAIRED_REKEY_SECS), || {
+            node_counter(&topo, 1, "rekeys") > 0
+        }),
+        "h1 did not rekey"
+    );
+    // A crash: the new switch sends restart notices, the nodes reconnect.
+    topo.restart_switch_kill9();
+    assert!(
+        topo.ping_ok_within(1, overlay_v4(2), Duration::from_secs(15)),
+        "h1 cannot ping h2 after the switch restarted"
+    );
+
+    let mut seen = Vec::new();
+    let text_status = |bin: &str, socket: std::path::PathBuf, more: &[&str]| {
+        let out = std::process::Command::new(bins::bin(bin))
+            .arg("status")
+            .arg("--socket")
+            .arg(&socket)
+            .args(more)
+            .output()
+            .expect("running status");
+        assert!(out.status.success(), "{bin} status: {out:?}");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    seen.push((
+        "switch status".to_string(),
+        text_status(bins::SWITCH, topo.admin_socket(), &["--macs"]),
+    ));
+    seen.push((
+        "switch status --json".into(),
+        topo.switch_status().to_string(),
+    ));
+    seen.push((
+        "switch /metrics".into(),
+        scrape(topo.switch_ns(), switch_metrics_addr()),
+    ));
+    for i in [1, 2] {
+        let socket = topo.dir().join(format!("h{i}.sock"));
+        seen.push((format!("h{i} status"), text_status(bins::NODE, socket, &[])));
+        seen.push((
+            format!("h{i} status --json"),
+            topo.node_status(i).to_string(),
+        ));
+        seen.push((
+            format!("h{i} /metrics"),
+            scrape(topo.ns(i), node_metrics_addr(i)),
+        ));
+    }
+    for i in [1, 2] {
+        topo.stop_node(i);
+    }
+    topo.stop_switch();
+    let mut logs = 0;
+    for e in std::fs::read_dir(topo.dir()).expect("topology dir") {
+        let p = e.expect("dir entry").path();
+        if p.extension().is_some_and(|x| x == "log") {
+            logs += 1;
+            let text = std::fs::read_to_string(&p).expect("log");
+            seen.push((p.display().to_string(), text));
+        }
+    }
+    // Two switch runs, two nodes.
+    assert!(logs >= 4, "{logs} logs in {}", topo.dir().display());
+    let trace_lines: usize = seen
+        .iter()
+        .filter(|(name, _)| name.ends_with(".log"))
+        .map(|(_, t)| t.lines().count())
+        .sum();
+    assert!(
+        seen.iter().any(|(_, t)| t.contains("rekeyed")),
+        "no debug lines in the logs: is trace on?"
+    );
+
+    let mut secrets = Vec::new();
+    for f in ["switch.key", "h1.key", "h2.key", "network.secret"] {
+        let b64 = std::fs::read_to_string(topo.dir().join(f)).expect("secret file");
+        let b64 = b64.trim().to_string();
+        // Any 32-byte base64 value decodes as a public key.
+        let raw = PublicKey::from_base64(&b64).expect("32-byte base64").0;
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let debug: Vec<String> = raw[..6].iter().map(u8::to_string).collect();
+        secrets.push((f, b64.trim_end_matches('=').to_string()));
+        secrets.push((f, hex.clone()));
+        secrets.push((f, hex.to_uppercase()));
+        secrets.push((f, format!("[{}", debug.join(", "))));
+    }
+    let mut bytes = 0;
+    for (place, text) in &seen {
+        bytes += text.len();
+        for (f, form) in &secrets {
+            assert!(
+                !text.contains(form.as_str()),
+                "{f} appears in {place} as {form:?}"
+            );
+        }
+    }
+    eprintln!(
+        "secrets: {} secrets in {} forms each absent from {} places ({} KB, {trace_lines} log lines)",
+        secrets.len() / 4,
+        4,
+        seen.len(),
+        bytes / 1024
+    );
+}

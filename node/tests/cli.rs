@@ -2,7 +2,9 @@
 //! (These also make `cargo test` build the binary the namespace tests run.)
 use std::path::Path;
 
-use tapmesh_shell::testing::{check_config_errors, check_key_commands};
+use tapmesh_shell::testing::{
+    check_config_errors, check_key_commands, check_key_file_mode_warning,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tapmesh-node");
 const KEY: &str = "yBcXrjS7wQhtB0bKQGqlY9uDoTm3EXo9TeJwMSRmZ3g=";
@@ -46,4 +48,13 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
         ),
     ];
     check_config_errors(Path::new(BIN), "node.toml", "node.key", &cases);
+}
+
+#[test]
+fn a_key_file_others_can_read_is_warned_about() {
+    let cfg = format!(
+        "name = \"h1\"\nprivate-key-file = \"node.key\"\nswitch-public-key = \"{KEY}\"\n\
+         switch = \"198.18.0.3:7777\"\n[tap]\nmtu = 70000\n"
+    );
+    check_key_file_mode_warning(Path::new(BIN), "node.toml", &cfg, "node.key");
 }

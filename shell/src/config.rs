@@ -36,6 +36,12 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Confi
 }
 
 /// Read a secret file (a path relative to the config file's directory), trimmed.
+///
+/// A secret file that group or others may read or write is still used, but
+/// warned about on stderr, one line naming the file and the fix (as
+/// `wg-quick` does for a world-accessible config; ssh goes further and
+/// refuses such a private key). The config is read before logging starts, so
+/// the warning goes to stderr directly, where the daemons log.
 pub fn read_secret(config: &Path, p: &Path) -> Result<String, String> {
     let base = config.parent().unwrap_or(Path::new("."));
     let full = if p.is_absolute() {
@@ -43,9 +49,39 @@ pub fn read_secret(config: &Path, p: &Path) -> Result<String, String> {
     } else {
         base.join(p)
     };
-    std::fs::read_to_string(&full)
+    let text = std::fs::read_to_string(&full)
         .map(|s| s.trim().to_owned())
-        .map_err(|e| format!("cannot read {}: {e}", full.display()))
+        .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+    if let Some(w) = unprotected_secret(&full) {
+        let program = std::env::args_os()
+            .next()
+            .and_then(|a| {
+                Path::new(&a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "tapmesh".into());
+        eprintln!("{program}: warning: {w}");
+    }
+    Ok(text)
+}
+
+/// Permission bits for anyone but the file's owner.
+const GROUP_AND_OTHERS: u32 = 0o077;
+
+/// What is wrong with a secret file's permissions, if group or others have
+/// any: the warning [`read_secret`] prints.
+pub fn unprotected_secret(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & GROUP_AND_OTHERS != 0).then(|| {
+        format!(
+            "{}: secret file is accessible by group or others (mode {mode:04o}); \
+             only its owner should read it: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
 }
 
 /// Parse an optional `IP:PORT` listen address (e.g. `metrics-listen`); the
@@ -79,4 +115,32 @@ pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> (String, String) 
         })
         .unwrap_or_else(|| "(syntax)".to_owned());
     (key, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn secret_files_others_can_access_are_named_with_the_fix() {
+        let d = crate::testing::scratch_dir("secret-mode");
+        let f = d.join("node.key");
+        std::fs::write(&f, "secret\n").unwrap();
+        for (mode, warned) in [(0o600, false), (0o400, false), (0o640, true), (0o644, true)] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            let w = unprotected_secret(&f);
+            assert_eq!(w.is_some(), warned, "mode {mode:o}: {w:?}");
+            if let Some(w) = w {
+                assert!(w.contains(&format!("mode {mode:04o}")), "{w}");
+                assert!(w.contains(&format!("chmod 600 {}", f.display())), "{w}");
+            }
+            // Read either way.
+            assert_eq!(
+                read_secret(&d.join("x.toml"), Path::new("node.key")).unwrap(),
+                "secret"
+            );
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn scratch_dir(tag: &str) -> PathBuf {
+pub(crate) fn scratch_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
         "tm-cli-{tag}-{}-{:08x}",
         std::process::id(),
@@ -42,7 +42,8 @@ pub fn check_key_commands(bin: &Path) {
 }
 
 /// Run `bin run --config FILE` with `config` written to `file_name` (and
-/// `key` to `key_file` beside it, if given). Returns the exit code and stderr.
+/// `key` to `key_file` beside it, mode 0600, if given). Returns the exit code
+/// and stderr.
 pub fn run_config(
     bin: &Path,
     file_name: &str,
@@ -50,9 +51,24 @@ pub fn run_config(
     key_file: &str,
     key: Option<&str>,
 ) -> (Option<i32>, String) {
+    run_config_key_mode(bin, file_name, config, key_file, key, 0o600)
+}
+
+/// [`run_config`] with the key file's mode.
+fn run_config_key_mode(
+    bin: &Path,
+    file_name: &str,
+    config: &str,
+    key_file: &str,
+    key: Option<&str>,
+    mode: u32,
+) -> (Option<i32>, String) {
+    use std::os::unix::fs::PermissionsExt;
     let d = scratch_dir("cfg");
     if let Some(k) = key {
-        std::fs::write(d.join(key_file), k).unwrap();
+        let f = d.join(key_file);
+        std::fs::write(&f, k).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let p = d.join(file_name);
     std::fs::write(&p, config).unwrap();
@@ -79,4 +95,28 @@ pub fn check_config_errors(
         assert!(err.contains(file_name), "no file name: {err}");
         assert!(err.contains(want_key), "key {want_key} not named: {err}");
     }
+}
+
+/// A key file group or others can read is warned about: one more stderr
+/// line, naming the file, its mode and `chmod 600`, never the key itself; an
+/// owner-only one is not. `config` must read `key_file` and then fail
+/// validation (exit 2), so the daemon does not start.
+pub fn check_key_file_mode_warning(bin: &Path, file_name: &str, config: &str, key_file: &str) {
+    let out = Command::new(bin).arg("keygen").output().unwrap();
+    let key = String::from_utf8(out.stdout).unwrap();
+    let (code, err) = run_config_key_mode(bin, file_name, config, key_file, Some(&key), 0o644);
+    assert_eq!(code, Some(2), "{err}");
+    let lines: Vec<&str> = err.trim().lines().collect();
+    assert_eq!(lines.len(), 2, "a warning and the config error: {err}");
+    let w = lines[0];
+    assert!(w.contains("warning") && w.contains(key_file), "{err}");
+    assert!(w.contains("mode 0644") && w.contains("chmod 600"), "{err}");
+    assert!(!err.contains(key.trim()), "the key itself on stderr: {err}");
+    let (code, err) = run_config(bin, file_name, config, key_file, Some(&key));
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "warned about a 0600 key: {err}"
+    );
 }

@@ -2,7 +2,9 @@
 //! (These also make `cargo test` build the binary the namespace tests run.)
 use std::path::Path;
 
-use tapmesh_shell::testing::{check_config_errors, check_key_commands};
+use tapmesh_shell::testing::{
+    check_config_errors, check_key_commands, check_key_file_mode_warning,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tapmesh-switch");
 const KEY: &str = "yBcXrjS7wQhtB0bKQGqlY9uDoTm3EXo9TeJwMSRmZ3g=";
@@ -37,4 +39,11 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
         ),
     ];
     check_config_errors(Path::new(BIN), "switch.toml", "switch.key", &cases);
+}
+
+#[test]
+fn a_key_file_others_can_read_is_warned_about() {
+    let cfg =
+        "listen = \"198.18.0.3:7777\"\nprivate-key-file = \"switch.key\"\nmac-aging-secs = 0\n";
+    check_key_file_mode_warning(Path::new(BIN), "switch.toml", cfg, "switch.key");
 }
