@@ -774,6 +774,39 @@ fn snooping_seeds() {
     );
 }
 
+/// A `vm_stream` input: frames of at most `(m + 4) * 16` bytes, pushed in
+/// reads of `read` bytes, then the stream.
+fn vm_stream(m: u8, read: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut v = vec![m, read - 1];
+    for p in parts {
+        v.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        v.extend_from_slice(p);
+    }
+    v
+}
+
+fn vm_stream_seeds() {
+    let d = dir("vm_stream");
+    let arp = arp_frame();
+    let big = vec![0x5a; 1500];
+    write(&d, "seed-two-frames", &vm_stream(96, 200, &[&arp, &big]));
+    write(&d, "seed-byte-by-byte", &vm_stream(96, 1, &[&arp, &arp]));
+    // A runt and a frame over the port's 256 bytes, each skipped.
+    write(
+        &d,
+        "seed-runt-and-oversize",
+        &vm_stream(12, 7, &[&arp[..10], &big, &arp]),
+    );
+    // A length no QEMU sends.
+    let mut v = vm_stream(96, 64, &[&arp]);
+    v.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff, 1, 2, 3]);
+    write(&d, "seed-garbage-length", &v);
+    // A frame whose body never arrives.
+    let mut v = vm_stream(96, 5, &[&arp]);
+    v.extend_from_slice(&[0, 0, 0x05, 0xdc, 1, 2, 3]);
+    write(&d, "seed-truncated", &v);
+}
+
 fn main() {
     header_seeds();
     session_seeds();
@@ -786,6 +819,7 @@ fn main() {
     handshake_seeds();
     guard_seeds();
     snooping_seeds();
+    vm_stream_seeds();
     for t in [
         "header",
         "session_open",
@@ -798,6 +832,7 @@ fn main() {
         "handshake",
         "guard",
         "snooping",
+        "vm_stream",
     ] {
         let n = std::fs::read_dir(dir(t))
             .unwrap()

@@ -44,7 +44,7 @@ cargo "$tc" fuzz build || { echo "run-smoke: build failed" >&2; exit 2; }
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/tapmesh-fuzz-smoke.XXXXXX")" || exit 2
 trap 'rm -rf "$scratch"' EXIT
 
-quick=" header control snooping "
+quick=" header control snooping vm_stream "
 failed=()
 for t in "${targets[@]}"; do
     mkdir -p "$scratch/$t" "fuzz/corpus/$t"
