@@ -190,6 +190,12 @@ pub fn segment(
         return Err(GsoError::Malformed);
     }
     let payload_len = frame.len() - hlen;
+    // Each segment's IP length field (total for IPv4, payload for IPv6) must
+    // hold its headers and up to one MSS of data.
+    let ip_len = if v4 { l3 + thl } else { thl } + mss.min(payload_len);
+    if ip_len > usize::from(u16::MAX) {
+        return Err(GsoError::Malformed);
+    }
     let seq0 = u32::from_be_bytes(frame[tcp + 4..tcp + 8].try_into().expect("4 bytes"));
     let flags0 = frame[tcp + 13];
     let id0 = if v4 {
@@ -392,5 +398,26 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(segment(&bad, &mut f, |_| {}), Err(GsoError::Malformed));
+    }
+
+    #[test]
+    fn segments_whose_ip_length_would_overflow_are_refused() {
+        // 65,500 bytes of payload in one "segment": 40 + 65,500 does not fit
+        // the IPv4 total length field, which would wrap.
+        let mut f = tcp4_superframe(65_500);
+        let h = VnetHdr {
+            gso_type: GSO_TCPV4,
+            gso_size: u16::MAX,
+            ..Default::default()
+        };
+        assert_eq!(segment(&h, &mut f, |_| {}), Err(GsoError::Malformed));
+        // The same with a real MSS is fine.
+        let ok = VnetHdr {
+            gso_size: 1448,
+            ..h
+        };
+        let mut n = 0;
+        segment(&ok, &mut f, |_| n += 1).unwrap();
+        assert_eq!(n, 65_500usize.div_ceil(1448));
     }
 }
