@@ -13,7 +13,8 @@
 //! restarts is attached the other way round: QEMU listens and the node
 //! (`connect = true`) connects again after its restart.
 //!
-//! The three VMs boot once, in parallel (~15-40 s under TCG on 2 busy cores).
+//! The three VMs boot once, in parallel (~15-40 s under TCG on 2 busy cores);
+//! at the end VM2's QEMU is restarted (one more boot, ~10-20 s).
 use std::time::{Duration, Instant};
 
 use integration::Topology;
@@ -37,7 +38,7 @@ fn uplink_tx(topo: &Topology, i: usize) -> u64 {
 }
 
 #[test]
-fn qemu_vms_on_two_nodes_ping_copy_a_file_and_survive_a_node_restart() {
+fn qemu_vms_on_two_nodes_ping_copy_a_file_and_survive_node_and_qemu_restarts() {
     let kit = Kit::get();
     let mut topo = Topology::central(2);
     let a = topo.set_node_vm_ports(1, &["stream-connect"], true);
@@ -161,5 +162,32 @@ fn qemu_vms_on_two_nodes_ping_copy_a_file_and_survive_a_node_restart() {
         vm2.ping("198.19.0.11"),
         "VM2 cannot ping VM1 after the restart"
     );
+
+    // 4. VM2's QEMU restarts (a new QEMU on the same socket, the same VM
+    //    identity): it connects to node B again by itself and VM1 reaches it;
+    //    node B is not touched.
+    let node_b = topo.node_pid(2);
+    drop(vm2);
+    let t1 = Instant::now();
+    let mut vm2 = Vm::start(
+        &kit,
+        topo.ns(2),
+        "vm2-again",
+        &NetdevSpec::Stream(b[0].clone()),
+        "52:54:00:00:00:12",
+        "198.19.0.12/24",
+        &dir,
+    );
+    vm2.wait_booted(BOOT);
+    assert!(
+        vm1.ping_within("198.19.0.12", UP),
+        "VM1 cannot reach VM2 after VM2's QEMU restarted"
+    );
+    assert!(vm2.ping("198.19.0.11"));
+    println!(
+        "VM2's QEMU restarted: reachable again {:?} after the restart began",
+        t1.elapsed()
+    );
+    assert_eq!(topo.node_pid(2), node_b);
     topo.assert_all_running();
 }
