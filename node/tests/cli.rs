@@ -46,6 +46,18 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
             Some(KEY),
             "host[0].forward[0].to",
         ),
+        (
+            format!(
+                "{base}[[vm-port]]\npath = \"/run/vm1.sock\"\nsocket = \"dgram\"\nconnect = true\n"
+            ),
+            Some(KEY),
+            "vm-port[0].connect",
+        ),
+        (
+            format!("{base}[[vm-port]]\npath = \"/run/vm1.sock\"\nmtu = 70000\n"),
+            Some(KEY),
+            "vm-port[0].mtu",
+        ),
     ];
     check_config_errors(Path::new(BIN), "node.toml", "node.key", &cases);
 }
