@@ -182,14 +182,28 @@ fn vm_to_vm_traffic_on_one_node_stays_local_stream_and_dgram() {
         "tapmesh_node_port_up{{node=\"h1\",port=\"{}\",kind=\"vm\"}} 1",
         socks[0].display()
     )));
+    // A full-size (1514-byte) broadcast from A: B (MTU 1500) gets it, the
+    // TAP (MTU 1400) does not: each port is held to its own MTU.
+    let oversize = counter(&after, &["drops", "oversize"]);
+    let mut full = frame.clone();
+    full[..6].copy_from_slice(&[0xff; 6]);
+    full.resize(1514, 0x5a);
+    a.send(&full).unwrap();
+    let got_full = std::iter::from_fn(|| b.recv(Duration::from_secs(3))).any(|f| f == full);
+    assert!(got_full, "B did not get the 1514-byte broadcast");
+    let st = topo.node_status(1);
+    assert_eq!(
+        counter(&st, &["drops", "oversize"]),
+        oversize + 1,
+        "TAP MTU not enforced"
+    );
     // A frame longer than the VM port's MTU allows is dropped and counted.
     let mut big = frame.clone();
     big.resize(1600, 0);
-    let oversize = counter(&after, &["drops", "oversize"]);
     a.send(&big).unwrap();
     assert!(
         integration::wait_until(Duration::from_secs(3), || {
-            counter(&topo.node_status(1), &["drops", "oversize"]) == oversize + 1
+            counter(&topo.node_status(1), &["drops", "oversize"]) == oversize + 2
         }),
         "oversize frame not counted"
     );

@@ -105,8 +105,15 @@ impl Ports {
         for &p in &targets {
             if p == UPLINK {
                 t.uplink = true;
+                self.local.note_sent(p);
             } else if Some(p) == self.tap_port {
-                t.tap = true;
+                // The TAP's own MTU (the core checks only the largest port's).
+                if self.local.fits(p, local_fmt && self.vnet, payload) {
+                    t.tap = true;
+                    self.local.note_sent(p);
+                } else {
+                    self.local.note_drop(DropReason::Oversize);
+                }
             } else if self.local.is_up(p) {
                 self.send_to_queue(p, payload, local_fmt);
             }

@@ -192,6 +192,25 @@ impl LocalSwitch {
             + if tagged { 4 } else { 0 }
     }
 
+    /// Whether a payload (after a virtio header if `vnet`) fits the port:
+    /// a GSO super-frame by its segment size, anything else by its length.
+    pub fn fits(&self, port: PortId, vnet: bool, payload: &[u8]) -> bool {
+        let (hdr, frame) = if vnet {
+            match VnetHdr::parse(payload) {
+                Some(h) => (Some(h), &payload[VNET_HDR_LEN..]),
+                None => return false,
+            }
+        } else {
+            (None, payload)
+        };
+        match hdr {
+            Some(h) if h.is_gso() => {
+                h.gso_size as usize <= self.ports.get(port).map_or(0, |p| p.mtu)
+            }
+            _ => frame.len() <= self.max_frame(port, frame),
+        }
+    }
+
     /// Learn the source of a frame that came in on `ingress` and say where
     /// it goes. `frame` is the plain Ethernet frame (of a super-frame, its
     /// headers: the MACs are the same in every segment). Cheap when the node
@@ -485,6 +504,27 @@ mod tests {
         assert_eq!(s.handle_frame(t0, tap, &frame(A, B)), Egress::Port(UPLINK));
         assert_eq!(s.handle_frame(t0, UPLINK, &frame(B, A)), Egress::Port(tap));
         assert_eq!(s.status().macs, 0);
+    }
+
+    #[test]
+    fn fits_by_length_or_segment_size() {
+        let t0 = Instant::now();
+        let s = four_ports(t0);
+        let mut f = frame(A, B);
+        f.resize(1414, 0);
+        assert!(s.fits(1, false, &f));
+        f.push(0);
+        assert!(!s.fits(1, false, &f));
+        assert!(s.fits(2, false, &f));
+        // A super-frame: its segment size counts, not its length.
+        let mut v = vec![0u8; VNET_HDR_LEN];
+        v[1] = vnet::GSO_TCPV4;
+        v[4..6].copy_from_slice(&1400u16.to_le_bytes());
+        v.extend_from_slice(&[0u8; 30000]);
+        assert!(s.fits(1, true, &v));
+        v[4..6].copy_from_slice(&1401u16.to_le_bytes());
+        assert!(!s.fits(1, true, &v));
+        assert!(!s.fits(1, true, &v[..4]));
     }
 
     #[test]
