@@ -191,6 +191,12 @@ impl Kit {
     pub fn qemu(&self) -> PathBuf {
         self.root.join("usr/bin/qemu-system-x86_64")
     }
+
+    /// The static busybox the VMs run (also usable on the host, e.g. its
+    /// `httpd` in a namespace).
+    pub fn busybox(&self) -> PathBuf {
+        self.root.join("bin/busybox")
+    }
 }
 
 /// The kernel package `linux-image-amd64` points at (e.g.

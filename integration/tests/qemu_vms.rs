@@ -17,13 +17,28 @@
 //! at the end VM2's QEMU is restarted (one more boot, ~10-20 s).
 use std::time::{Duration, Instant};
 
-use integration::Topology;
 use integration::qemu::{Kit, NetdevSpec, Vm};
 use integration::status::counter;
+use integration::{Process, Topology};
 
 const UP: Duration = Duration::from_secs(20);
 const BOOT: Duration = Duration::from_secs(240);
 const CMD: Duration = Duration::from_secs(60);
+
+fn md5sum(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("md5sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().next().unwrap_or("").to_owned()
+}
+
+/// The first word of the last line (a checksum printed by `md5sum`).
+fn last(s: &str) -> String {
+    let line = s.lines().last().unwrap_or("");
+    line.split_whitespace().next().unwrap_or("").to_owned()
+}
 
 fn uplink_tx(topo: &Topology, i: usize) -> u64 {
     let st = topo.node_status(i);
@@ -105,10 +120,6 @@ fn qemu_vms_on_two_nodes_ping_copy_a_file_and_survive_node_and_qemu_restarts() {
         CMD,
     );
     assert_eq!(rc, 0, "wget failed: {sum1}");
-    let last = |s: &str| {
-        let line = s.lines().last().unwrap_or("");
-        line.split_whitespace().next().unwrap_or("").to_owned()
-    };
     assert_eq!(
         last(&sum2),
         last(&sum1),
@@ -121,6 +132,73 @@ fn qemu_vms_on_two_nodes_ping_copy_a_file_and_survive_node_and_qemu_restarts() {
         t_copy.elapsed(),
         last(&sum1)
     );
+
+    // ... and TCP from the TAP hosts' kernels into VM1: their TSO
+    // super-frames are cut into segments (and checksums completed) for the
+    // VM, on the same node (h1) and after crossing the overlay (h2).
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(www.join("f"), &data).unwrap();
+    let want = md5sum(&www.join("f"));
+    let servers: Vec<Process> = [1, 2]
+        .into_iter()
+        .map(|h| {
+            let listen = format!("198.19.0.{h}:8080");
+            let mut cmd = topo.ns(h).command(kit.busybox());
+            cmd.args(["httpd", "-f", "-p", &listen, "-h"]).arg(&www);
+            Process::spawn_command(
+                &format!("httpd-h{h}"),
+                cmd,
+                dir.join(format!("httpd-h{h}.log")),
+            )
+        })
+        .collect();
+    assert_eq!(want.len(), 32, "md5sum of the test file: {want:?}");
+    let port_frames = |kind: &str, dir: &str| {
+        let st = topo.node_status(1);
+        let ports = st["local"]["ports"].as_array().expect("ports").clone();
+        let p = ports
+            .iter()
+            .find(|p| p["kind"] == kind)
+            .expect("port")
+            .clone();
+        counter(&p, &[dir])
+    };
+    let (tap_rx0, vm_tx0) = (
+        port_frames("tap", "rx_frames"),
+        port_frames("vm", "tx_frames"),
+    );
+    for h in [1, 2] {
+        let t = Instant::now();
+        let (out, rc) = vm1.run(
+            &format!("wget -q -O /tmp/g http://198.19.0.{h}:8080/f && md5sum /tmp/g && rm /tmp/g"),
+            CMD,
+        );
+        assert_eq!(rc, 0, "wget from h{h}'s TAP host failed: {out}");
+        assert_eq!(last(&out), want, "4 MiB from h{h} arrived changed");
+        println!(
+            "4 MiB from h{h}'s TAP host (kernel TCP, TSO) into VM1 in {:?}",
+            t.elapsed()
+        );
+    }
+    drop(servers);
+    // From h1's own TAP the kernel's super-frames (up to 64 KB) became many
+    // more segments for the VM.
+    let (tap_rx, vm_tx) = (
+        port_frames("tap", "rx_frames") - tap_rx0,
+        port_frames("vm", "tx_frames") - vm_tx0,
+    );
+    println!(
+        "h1: {tap_rx} frames read from the TAP (local transfer), {vm_tx} frames sent to VM1 (both)"
+    );
+    assert!(
+        vm_tx > 2 * tap_rx,
+        "no super-frames were cut for the VM ({tap_rx} in, {vm_tx} out)"
+    );
+    assert_eq!(counter(&topo.node_status(1), &["drops", "segment"]), 0);
 
     // 2. The dgram VM reaches the remote VM, and the stream VM on its own
     //    node without leaving the host.

@@ -129,7 +129,7 @@ impl Ports {
             return;
         };
         let local = &self.local;
-        let mut full = false;
+        let (mut sent, mut full) = (0, 0);
         let r = plain_frames(
             local_fmt && self.vnet,
             payload,
@@ -139,15 +139,17 @@ impl Ports {
                 let mut v = Vec::with_capacity(q.headroom + f.len());
                 v.resize(q.headroom, 0);
                 v.extend_from_slice(f);
-                full |= q.tx.try_send(v).is_err();
+                match q.tx.try_send(v) {
+                    Ok(()) => sent += 1,
+                    Err(_) => full += 1,
+                }
             },
         );
-        if full {
-            self.local.note_drop(DropReason::PortQueueFull);
-        }
-        match r {
-            Ok(()) => self.local.note_sent(port),
-            Err(d) => self.local.note_drop(d),
+        // Per frame the VM gets (a super-frame is many).
+        self.local.note_sent_n(port, sent);
+        self.local.note_drops(DropReason::PortQueueFull, full);
+        if let Err(d) = r {
+            self.local.note_drop(d);
         }
     }
 }

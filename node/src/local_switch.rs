@@ -82,7 +82,7 @@ struct Port {
 pub struct PortCounters {
     /// Frames that came in on the port.
     pub rx_frames: u64,
-    /// Frames sent out of the port.
+    /// Frames sent out of the port (to a VM: each segment of a super-frame).
     pub tx_frames: u64,
     /// Times the port went down (a VM disconnected).
     pub disconnects: u64,
@@ -268,14 +268,24 @@ impl LocalSwitch {
 
     /// Count a frame sent out of `port`.
     pub fn note_sent(&mut self, port: PortId) {
+        self.note_sent_n(port, 1);
+    }
+
+    /// Count `n` frames sent out of `port` (segments of one super-frame).
+    pub fn note_sent_n(&mut self, port: PortId, n: u64) {
         if let Some(p) = self.ports.get_mut(port) {
-            p.counters.tx_frames += 1;
+            p.counters.tx_frames += n;
         }
     }
 
     /// Count a drop that happened at a port (framing, queue full, size).
     pub fn note_drop(&mut self, reason: DropReason) {
         self.drops.add(reason);
+    }
+
+    /// Count `n` drops at once.
+    pub fn note_drops(&mut self, reason: DropReason, n: u64) {
+        self.drops.add_n(reason, n);
     }
 
     /// Forget expired MACs.
