@@ -16,7 +16,7 @@ use integration::monitoring::{
 use integration::prometheus::{self, Job, Prometheus};
 use integration::topology::overlay_v4;
 use integration::traffic::udp_spray;
-use integration::{Topology, bins};
+use integration::{Topology, bins, wait_until};
 
 const UP: Duration = Duration::from_secs(20);
 const HOSTS: usize = 3;
@@ -121,6 +121,17 @@ fn prometheus_scrapes_switch_and_nodes_and_every_dashboard_panel_has_data() {
         1
     );
 
+    // The switch answers a scrape from its own loop, so the datagram may be
+    // read after a scrape that arrived with it: wait until it is counted.
+    let truncated_before = sample(
+        &sw_before,
+        "tapmesh_switch_drops_total",
+        "reason=\"truncated\"",
+    );
+    wait_until(Duration::from_secs(3), || {
+        let now = scrape(sw, switch_metrics_addr());
+        sample(&now, "tapmesh_switch_drops_total", "reason=\"truncated\"") > truncated_before
+    });
     let sw_after = scrape(sw, switch_metrics_addr());
     let h1_after = scrape(topo.ns(1), node_metrics_addr(1));
     let h2_after = scrape(topo.ns(2), node_metrics_addr(2));
