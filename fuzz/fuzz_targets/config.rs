@@ -105,12 +105,13 @@ fuzz_target!(|data: &[u8]| {
             assert!((576..=65000).contains(&tap.mtu));
         }
         // The core takes frames up to the largest local MTU.
-        let largest = c.tap.iter().map(|t| t.mtu);
-        let largest = largest.chain(c.vm_ports.iter().map(|v| v.mtu)).max();
+        let largest = c.tap.iter().map(|t| t.mtu as usize);
+        let largest = largest.chain(c.vm_ports.iter().map(|v| v.mtu as usize));
+        let largest = largest.chain(c.hosts.iter().map(|h| h.mtu)).max();
         assert_eq!(
             Some(c.core.mtu),
-            largest.map(|m| m as usize),
-            "a [tap] or a [[vm-port]]"
+            largest,
+            "a [tap], [[vm-port]] or [[host]]"
         );
         let min_rekey = tapmesh_node::config::MIN_REKEY_AFTER_SECS;
         assert!((min_rekey..=120).contains(&c.core.rekey_after.as_secs()));
