@@ -608,6 +608,9 @@ impl Node {
         if too_big {
             return Err(DropReason::Oversize);
         }
+        if hdr.is_some_and(|h| !h.fits(frame)) {
+            return Err(DropReason::Offload);
+        }
         Ok((hdr, frame))
     }
 

@@ -38,7 +38,9 @@ pub enum DropReason {
     TxQueueFull,
     /// A bad fragment: malformed, overlapping, too many, or its frame timed out.
     Fragment,
-    /// An offloaded frame although we did not announce offload support.
+    /// An offloaded frame although we did not announce offload support, or
+    /// one whose virtio header points its checksum into the Ethernet header
+    /// or past the frame.
     Offload,
     /// A malformed, unknown or unexpected control message (mesh mode).
     Control,

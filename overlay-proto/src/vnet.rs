@@ -84,6 +84,23 @@ impl VnetHdr {
     pub fn is_plain(&self) -> bool {
         !self.is_gso() && self.flags & F_NEEDS_CSUM == 0
     }
+
+    /// Whether the work this header asks for stays behind `frame`'s
+    /// Ethernet header (and its 802.1Q tag): a partial checksum must start
+    /// after it and its 2-byte field must lie inside the frame. A header
+    /// that fails this would have whoever completes the checksum rewrite
+    /// MAC addresses or the VLAN tag after the switch had decided where the
+    /// frame goes and in which VLAN. The kernel never writes such a header;
+    /// a node or VM that sends one is dropped (found by the `forwarding`
+    /// fuzz target).
+    pub fn fits(&self, frame: &[u8]) -> bool {
+        if self.flags & F_NEEDS_CSUM == 0 {
+            return true;
+        }
+        let start = self.csum_start as usize;
+        let at = start + self.csum_offset as usize;
+        l2_len(frame).is_some_and(|l2| start >= l2) && at + 2 <= frame.len()
+    }
 }
 
 /// Why a frame could not be turned into plain frames.
@@ -127,11 +144,11 @@ pub fn internet_checksum(b: &[u8]) -> u16 {
 /// pseudo-header sum, as Linux leaves it; sum from `csum_start` to the end and
 /// store the complement.
 pub fn complete_checksum(hdr: &VnetHdr, frame: &mut [u8]) -> Result<(), GsoError> {
-    let start = hdr.csum_start as usize;
-    let at = start + hdr.csum_offset as usize;
-    if at + 2 > frame.len() || start > frame.len() {
+    if !hdr.fits(frame) {
         return Err(GsoError::Malformed);
     }
+    let start = hdr.csum_start as usize;
+    let at = start + hdr.csum_offset as usize;
     let sum = fold(sum_bytes(0, &frame[start..]));
     let c = !sum;
     frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
@@ -373,6 +390,44 @@ mod tests {
         f[24..26].copy_from_slice(&c.to_be_bytes());
         segment(&h, &mut f, |s| got = s.to_vec()).unwrap();
         assert!(verify_tcp4(&got));
+    }
+
+    #[test]
+    fn a_checksum_may_not_reach_into_the_ethernet_header() {
+        let f = tcp4_superframe(10);
+        let csum = |start, offset| VnetHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: start,
+            csum_offset: offset,
+            ..Default::default()
+        };
+        assert!(csum(34, 16).fits(&f));
+        assert!(csum(14, 10).fits(&f), "the IP header checksum is fine");
+        // Into the source MAC, the EtherType, or past the end.
+        assert!(!csum(0, 8).fits(&f));
+        assert!(!csum(12, 0).fits(&f));
+        assert!(!csum(34, 30).fits(&f));
+        // Behind an 802.1Q tag the Ethernet header is 18 bytes.
+        let mut tagged = f[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+        tagged.extend_from_slice(&f[12..]);
+        assert!(!csum(14, 0).fits(&tagged));
+        assert!(csum(38, 16).fits(&tagged));
+        // Without F_NEEDS_CSUM the fields mean nothing.
+        assert!(
+            VnetHdr {
+                flags: 0,
+                ..csum(0, 8)
+            }
+            .fits(&f)
+        );
+        // And the checksum is not written there.
+        let mut g = f.clone();
+        assert_eq!(
+            complete_checksum(&csum(0, 8), &mut g),
+            Err(GsoError::Malformed)
+        );
+        assert_eq!(g, f);
     }
 
     #[test]

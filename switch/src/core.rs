@@ -510,7 +510,11 @@ impl Switch {
             return self.switch_frame(now, from, None, payload);
         }
         let hdr = VnetHdr::parse(payload).ok_or(DropReason::Runt)?;
-        self.switch_frame(now, from, Some(hdr), &payload[VNET_HDR_LEN..])
+        let frame = &payload[VNET_HDR_LEN..];
+        if !hdr.fits(frame) {
+            return Err(DropReason::Offload);
+        }
+        self.switch_frame(now, from, Some(hdr), frame)
     }
 
     fn switch_frame(
@@ -526,6 +530,9 @@ impl Switch {
         };
         if frame.len() > MAX_FRAME {
             return Err(DropReason::Oversize);
+        }
+        if vlan::is_truncated_tag(frame) {
+            return Err(DropReason::Runt);
         }
         if ethernet::is_group(&src) || ethernet::is_zero(&src) {
             return Err(DropReason::InvalidSource);

@@ -42,7 +42,8 @@ pub enum DropReason {
     Replay,
     /// Data on a session past its lifetime.
     Expired,
-    /// A decrypted frame shorter than an Ethernet header.
+    /// A decrypted frame shorter than an Ethernet header (or than its
+    /// 802.1Q tag, if its ethertype says it has one).
     Runt,
     /// A frame larger than the switch forwards.
     Oversize,
@@ -56,8 +57,10 @@ pub enum DropReason {
     TxQueueFull,
     /// A bad fragment: malformed, overlapping, too many, or its frame timed out.
     Fragment,
-    /// An offloaded frame that had to be cut for a node without offload
-    /// support, but could not be (unsupported or malformed GSO frame).
+    /// An offloaded frame whose virtio header points its checksum into the
+    /// Ethernet header or past the frame, or that had to be cut for a node
+    /// without offload support but could not be (unsupported or malformed
+    /// GSO frame).
     Offload,
     /// A frame from a node in a VLAN it is not a member of (a tag it may
     /// not send, or untagged on a trunk without a native VLAN).

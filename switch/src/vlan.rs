@@ -131,6 +131,14 @@ pub fn tag_vid(frame: &[u8]) -> Option<Vid> {
     Some(u16::from_be_bytes([frame[14], frame[15]]) & 0x0fff)
 }
 
+/// Whether `frame` says it is 802.1Q-tagged but is too short to hold the tag
+/// and an ethertype. Such a frame is dropped as a runt: forwarded as
+/// untagged, it would reach the other side looking tagged (found by the
+/// `forwarding` fuzz target).
+pub fn is_truncated_tag(frame: &[u8]) -> bool {
+    frame.len() >= 14 && frame.len() < 18 && frame[12..14] == TPID_8021Q.to_be_bytes()
+}
+
 /// Write into `out` the other form of `frame`: with `ingress.tagged`, the
 /// frame without its tag; else the frame with a tag for `ingress.vid`
 /// inserted. Returns the virtio header adjusted for the 4 bytes that moved.
@@ -169,6 +177,18 @@ pub fn other_form(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tpid_without_room_for_the_tag_is_truncated() {
+        let mut f = untagged();
+        f[12..14].copy_from_slice(&TPID_8021Q.to_be_bytes());
+        f.resize(18, 0);
+        for n in 14..18 {
+            assert!(is_truncated_tag(&f[..n]), "{n} bytes");
+        }
+        assert!(!is_truncated_tag(&f));
+        assert!(!is_truncated_tag(&untagged()[..14]));
+    }
 
     fn untagged() -> Vec<u8> {
         let mut f = vec![0xff; 6];

@@ -802,3 +802,18 @@ fn snooping_end_to_end_with_the_builtin_querier() {
     assert!(st.multicast.groups.is_empty());
     assert!(st.multicast.counters.queries_sent >= 4);
 }
+
+#[test]
+fn frames_too_short_for_their_vlan_tag_are_runts() {
+    let mut s = Sim::new(2, 0);
+    let mut f = frame([0xff; 6], mac(1), 0);
+    f.truncate(12);
+    f.extend_from_slice(&[0x81, 0x00, 0x00]); // TPID and 1 byte of a tag
+    s.send(0, &f);
+    assert!(s.tap[1].is_empty(), "forwarded: {:?}", s.tap[1]);
+    assert_eq!(s.switch().drops().get(DropReason::Runt), 1);
+    // With the whole tag (and nothing after it) it is a frame again.
+    f.extend_from_slice(&[0x07, 0x08, 0x00]);
+    s.send(0, &f);
+    assert_eq!(s.tap[1].len(), 1);
+}
