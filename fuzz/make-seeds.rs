@@ -807,6 +807,153 @@ fn vm_stream_seeds() {
     write(&d, "seed-truncated", &v);
 }
 
+/// An Ethernet frame, padded to 60 bytes.
+fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+/// One record of the `forwarding` target: `bytes` read from the TAP of
+/// node `sel` (0..3), or sealed by the rogue h4 with `flags` if `sel` is 3.
+fn fwd_rec(sel: u8, flags: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut r = vec![sel | flags << 2];
+    r.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+    r.extend_from_slice(bytes);
+    r
+}
+
+fn forwarding_seeds() {
+    use overlay_proto::frag::{FRAG_HEADER_LEN, FragHeader};
+    use overlay_proto::wire::{FLAG_CONTROL, FLAG_FRAGMENT, FLAG_VNET};
+    let d = dir("forwarding");
+    let mac = |n: u8| [0x02, 0, 0, 0, 0, n];
+    // An offload TAP's read of an ordinary frame: an all-zero virtio header first.
+    let plain = |f: &[u8]| [&[0u8; VNET_HDR_LEN][..], f].concat();
+    let seeds: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        (
+            // h1 asks, h3 answers by unicast, h1 replies by unicast.
+            "arp-and-unicast",
+            vec![
+                fwd_rec(0, 0, &plain(&arp_frame())),
+                fwd_rec(
+                    2,
+                    0,
+                    &eth(mac(1), mac(3), 0x0806, &[0, 1, 8, 0, 6, 4, 0, 2]),
+                ),
+                fwd_rec(0, 0, &plain(&eth(mac(3), mac(1), 0x0800, &[0x45]))),
+            ],
+        ),
+        (
+            // h3 owns mac 2, so h1's TCP super-frame to it is cut for h3.
+            "superframe-to-h3",
+            vec![
+                fwd_rec(2, 0, &eth([0xff; 6], mac(2), 0x0800, &[0x45])),
+                fwd_rec(0, 0, &superframe(false, false, 0, 0, 3000, 1000)),
+            ],
+        ),
+        (
+            // VLAN 7 from the trunk h1 (tagged) and from the access port h2.
+            "vlan-7",
+            vec![
+                fwd_rec(
+                    0,
+                    0,
+                    &plain(&eth(
+                        [0xff; 6],
+                        mac(1),
+                        0x8100,
+                        &[0x00, 0x07, 0x08, 0x00, 0x45],
+                    )),
+                ),
+                fwd_rec(1, 0, &plain(&eth(mac(1), mac(2), 0x0800, &[0x45]))),
+                fwd_rec(0, 0, &superframe(false, true, 0, 0, 2000, 536)),
+            ],
+        ),
+        (
+            // h3 joins 239.1.2.3; h1 sends to it.
+            "igmp-join-and-send",
+            vec![
+                fwd_rec(
+                    2,
+                    0,
+                    &eth(
+                        [0x01, 0, 0x5e, 1, 2, 3],
+                        mac(3),
+                        0x0800,
+                        &ip4(
+                            2,
+                            [198, 19, 0, 3],
+                            [239, 1, 2, 3],
+                            &[0x16, 0, 0, 0, 239, 1, 2, 3],
+                        ),
+                    ),
+                ),
+                fwd_rec(
+                    0,
+                    0,
+                    &plain(&eth([0x01, 0, 0x5e, 1, 2, 3], mac(1), 0x0800, &[0x45])),
+                ),
+            ],
+        ),
+        (
+            // What the kernel writes into the checksum fields is partial, as
+            // Linux leaves it; a virtio header aiming at the MAC is not.
+            "rogue-vnet",
+            vec![
+                fwd_rec(3, FLAG_VNET, &superframe(false, false, 0, 0, 500, 1000)),
+                fwd_rec(
+                    3,
+                    FLAG_VNET,
+                    &[
+                        &[1u8, 0, 0, 0, 0, 0, 0, 0, 8, 0][..],
+                        &eth(mac(3), mac(4), 0, &[]),
+                    ]
+                    .concat(),
+                ),
+            ],
+        ),
+        (
+            // An 802.1Q ethertype with no room for the tag.
+            "truncated-tag",
+            vec![fwd_rec(
+                0,
+                0,
+                &plain(&[&mac(3)[..], &mac(1), &[0x81, 0x00, 0x00]].concat()),
+            )],
+        ),
+        (
+            "rogue-control",
+            vec![fwd_rec(3, FLAG_CONTROL, &{
+                let mut b = Vec::new();
+                Control::Ping(7).emit(&mut b);
+                b
+            })],
+        ),
+    ];
+    for (name, recs) in seeds {
+        write(&d, &format!("seed-{name}"), &recs.concat());
+    }
+    // A 120-byte broadcast from the rogue in two fragments.
+    let whole = eth([0xff; 6], mac(4), 0x88b5, &[7; 106]);
+    let mut recs = Vec::new();
+    for (offset, chunk) in [(0u32, &whole[..60]), (60, &whole[60..])] {
+        let mut b = vec![0u8; FRAG_HEADER_LEN];
+        FragHeader {
+            frame_id: 1,
+            offset,
+            total: whole.len() as u32,
+        }
+        .emit(&mut b);
+        b.extend_from_slice(chunk);
+        recs.push(fwd_rec(3, FLAG_FRAGMENT, &b));
+    }
+    write(&d, "seed-rogue-fragments", &recs.concat());
+}
+
 fn main() {
     header_seeds();
     session_seeds();
@@ -820,6 +967,7 @@ fn main() {
     guard_seeds();
     snooping_seeds();
     vm_stream_seeds();
+    forwarding_seeds();
     for t in [
         "header",
         "session_open",
@@ -833,6 +981,7 @@ fn main() {
         "guard",
         "snooping",
         "vm_stream",
+        "forwarding",
     ] {
         let n = std::fs::read_dir(dir(t))
             .unwrap()

@@ -174,3 +174,176 @@ pub fn cookie_minter(
     );
     m
 }
+
+/// The `forwarding` target's network: a VLAN-aware switch with three nodes
+/// that have finished their handshakes, so every datagram carries a frame
+/// the switch decrypts, checks, learns from and forwards.
+///
+/// - h1 (index 0): trunk, native VLAN 1 and VLAN 7 tagged, offload TAP;
+/// - h2 (index 1): access port on VLAN 7, offload TAP;
+/// - h3 (index 2): trunk like h1, but without offload (the switch must cut
+///   super-frames for it);
+/// - h4: a trunk like h1 whose "node" is only its session ([`Forwarding::rogue`]),
+///   so it can send what no honest node would: any flags, any payload.
+///
+/// Built once per process (four real Noise handshakes); targets clone it
+/// (the cores are `Clone` only in fuzzing builds).
+#[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
+pub struct Forwarding {
+    /// The switch.
+    pub switch: tapmesh_switch::core::Switch,
+    /// h1, h2, h3.
+    pub nodes: Vec<tapmesh_node::core::Node>,
+    /// h4's session with the switch.
+    pub rogue: Session,
+}
+
+/// Underlay addresses of h1, h2, h3 and h4 in [`Forwarding`].
+pub fn forwarding_addrs() -> [SocketAddr; 4] {
+    [
+        "198.18.0.11:40000".parse().unwrap(),
+        "198.18.0.12:40000".parse().unwrap(),
+        "198.18.0.13:40000".parse().unwrap(),
+        "198.18.0.14:40000".parse().unwrap(),
+    ]
+}
+
+/// Whether node `i` of [`Forwarding`] has an offload (virtio header) TAP.
+pub fn forwarding_offload(i: usize) -> bool {
+    i != 2
+}
+
+/// The established network of the `forwarding` target.
+pub fn forwarding() -> &'static Forwarding {
+    use tapmesh_switch::vlan::PortVlan;
+    static F: OnceLock<Forwarding> = OnceLock::new();
+    F.get_or_init(|| {
+        let (_, h1, h2) = keys();
+        let mut rng = StdRng::seed_from_u64(0x0003_5eed);
+        let h3 = StaticSecret::generate(&mut rng);
+        let h4 = StaticSecret::generate(&mut rng);
+        let trunk = PortVlan::Member {
+            native: Some(1),
+            tagged: vec![7],
+        };
+        let spec = |name: &str, key: &StaticSecret, vlan: &PortVlan| NodeSpec {
+            vlan: vlan.clone(),
+            ..NodeSpec::new(name, key.public_key())
+        };
+        let access = PortVlan::Member {
+            native: Some(7),
+            tagged: vec![],
+        };
+        let cfg = SwitchConfig {
+            nodes: vec![
+                spec("h1", h1, &trunk),
+                spec("h2", h2, &access),
+                spec("h3", &h3, &trunk),
+                spec("h4", &h4, &trunk),
+            ],
+            mac_limit_per_node: 64,
+            mac_table_limit: 128,
+            ..switch_config().clone()
+        };
+        let t = now();
+        let mut switch = tapmesh_switch::core::Switch::new(cfg, t, SWITCH_SEED);
+        let mut nodes: Vec<_> = [h1, h2, &h3]
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let cfg = NodeConfig {
+                    private_key: k.clone(),
+                    offload: forwarding_offload(i),
+                    ..node_config().clone()
+                };
+                tapmesh_node::core::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64)
+            })
+            .collect();
+        let addrs = forwarding_addrs();
+        for n in &mut nodes {
+            n.handle_timeout(t);
+        }
+        // Move datagrams until nobody has anything left to say.
+        for _ in 0..16 {
+            let mut moved = false;
+            for (i, n) in nodes.iter_mut().enumerate() {
+                while let Some(tx) = n.poll_transmit() {
+                    for d in tx.datagrams() {
+                        switch.handle_datagram(t, addrs[i], &mut d.to_vec());
+                    }
+                    moved = true;
+                }
+            }
+            while let Some(tx) = switch.poll_transmit() {
+                let i = addrs.iter().position(|a| *a == tx.destination).unwrap();
+                for d in tx.datagrams() {
+                    let _ = nodes[i].handle_datagram(t, switch_addr(), &mut d.to_vec());
+                }
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        for (i, n) in nodes.iter_mut().enumerate() {
+            assert_eq!(
+                n.link_state(),
+                tapmesh_node::core::LinkState::Established,
+                "h{} has no session",
+                i + 1
+            );
+            assert!(switch.is_connected(tapmesh_switch::NodeId(i as u32)));
+            while n.poll_event().is_some() {}
+        }
+        let rogue = rogue_session(&mut switch, &h4, addrs[3]);
+        assert!(switch.is_connected(tapmesh_switch::NodeId(3)));
+        while switch.poll_event().is_some() {}
+        Forwarding {
+            switch,
+            nodes,
+            rogue,
+        }
+    })
+}
+
+/// A session with `switch` for `key`, made by hand (initiation, response,
+/// keepalive) from `addr`.
+fn rogue_session(
+    switch: &mut tapmesh_switch::core::Switch,
+    key: &StaticSecret,
+    addr: SocketAddr,
+) -> Session {
+    use overlay_proto::handshake::{self, Timestamp};
+    use overlay_proto::wire::{DATA_OVERHEAD, HS_INIT_LEN, Header};
+    let t = now();
+    let index = 0x4444_0004;
+    let mut init = [0u8; HS_INIT_LEN];
+    let pending = handshake::initiate(
+        key,
+        &keys().0.public_key(),
+        &Psk::default(),
+        NETWORK_ID,
+        index,
+        Timestamp::from_unix(UNIX_NOW.as_secs(), 0),
+        handshake::CAP_VNET,
+        None,
+        &mut init,
+    )
+    .expect("initiation");
+    switch.handle_datagram(t, addr, &mut init);
+    let resp = switch
+        .poll_transmit()
+        .expect("a handshake response")
+        .contents
+        .to_vec();
+    let (session_keys, remote) = pending
+        .finish(&Header::new_checked(&resp[..]).expect("well-formed response"))
+        .expect("the switch accepted h4");
+    let mut s = Session::new(session_keys, index, remote, NETWORK_ID, t);
+    let mut keepalive = [0u8; DATA_OVERHEAD];
+    let n = s.seal(0, &mut keepalive, 0).expect("seal a keepalive");
+    switch.handle_datagram(t, addr, &mut keepalive[..n]);
+    while switch.poll_transmit().is_some() {}
+    s
+}

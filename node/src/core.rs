@@ -121,6 +121,7 @@ pub enum Event {
 }
 
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 struct InFlight {
     initiation: Initiation,
     sent_at: Instant,
@@ -128,6 +129,7 @@ struct InFlight {
 
 /// The node state machine.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Node {
     cfg: NodeConfig,
     current: Option<Session>,

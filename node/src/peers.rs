@@ -119,12 +119,14 @@ pub struct PeerStatus {
 }
 
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 struct InFlight {
     initiation: Initiation,
     sent_at: Instant,
 }
 
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 struct Peer {
     key: PublicKey,
     name: String,
@@ -177,6 +179,7 @@ impl Peer {
 
 /// All peers of a mesh node.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Peers {
     enabled: bool,
     local: StaticSecret,

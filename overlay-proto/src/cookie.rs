@@ -197,6 +197,7 @@ impl std::fmt::Debug for Cookie {
 /// The responder's side: checks both MACs and makes cookie replies. Whether
 /// the responder is under load (and so demands `mac2`) is the caller's
 /// decision.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct CookieMinter {
     keys: MacKeys,
     secret: [u8; 32],

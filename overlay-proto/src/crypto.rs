@@ -14,6 +14,7 @@ use crate::Error;
 use crate::wire::TAG_LEN;
 
 /// One direction's AEAD key, expanded once.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct DataCipher {
     aead: Aes256Gcm,
 }

@@ -80,6 +80,7 @@ pub enum FragError {
 }
 
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 struct Slot {
     frame_id: u32,
     total: usize,
@@ -92,6 +93,7 @@ struct Slot {
 
 /// Reassembly state for one peer.
 #[derive(Debug, Default)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Reassembler {
     slots: Vec<Slot>,
     done: Vec<u8>,

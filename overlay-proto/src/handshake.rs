@@ -82,6 +82,16 @@ pub struct Initiation {
     mac1: [u8; MAC_LEN],
 }
 
+/// Fuzz targets snapshot cores between handshakes (`--cfg fuzzing` only).
+/// snow's handshake state cannot be copied, so a snapshot taken while one is
+/// in flight is a bug in the target.
+#[cfg(fuzzing)]
+impl Clone for Initiation {
+    fn clone(&self) -> Self {
+        panic!("an Initiation (Noise handshake in flight) cannot be cloned")
+    }
+}
+
 impl std::fmt::Debug for Initiation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Initiation")

@@ -21,6 +21,7 @@ use crate::wire::{DATA_HEADER_LEN, FLAG_FRAGMENT, Header, MessageType, TAG_LEN};
 
 /// A live session with one peer.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Session {
     local_index: u32,
     remote_index: u32,

@@ -36,6 +36,7 @@ impl Transmit<'_> {
 
 /// A bounded FIFO of datagrams with recycled buffers.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct TxQueue {
     queue: VecDeque<(SocketAddr, Vec<u8>, Option<usize>)>,
     free: Vec<Vec<u8>>,

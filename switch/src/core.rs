@@ -162,6 +162,7 @@ pub enum Event {
 }
 
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 struct Port {
     spec: NodeSpec,
     endpoint: Option<SocketAddr>,
@@ -197,6 +198,7 @@ impl Port {
 
 /// The switch state machine.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Switch {
     cfg: SwitchConfig,
     ports: Vec<Port>,

@@ -104,6 +104,7 @@ pub struct GuardStatus {
 
 /// A fixed one-second window counter.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 struct Window {
     start: Instant,
     count: u32,
@@ -137,6 +138,7 @@ struct Bucket {
 
 /// The pre-checks, with their state (cookie secret, rates).
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct HandshakeGuard {
     cfg: GuardConfig,
     minter: CookieMinter,

@@ -57,6 +57,7 @@ type Map = DashMap<MacKey, MacEntry, foldhash::fast::RandomState>;
 
 /// The MAC table, with aging and limits.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct MacTable {
     map: Arc<Map>,
     per_node: Vec<usize>,

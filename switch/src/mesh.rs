@@ -60,6 +60,7 @@ struct Member {
 
 /// Membership bookkeeping for mesh mode.
 #[derive(Debug, Default)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Mesh {
     members: Vec<Member>,
 }

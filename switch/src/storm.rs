@@ -71,6 +71,7 @@ impl Bucket {
 
 /// The buckets of every node.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct StormControl {
     cfg: StormConfig,
     buckets: Vec<[Bucket; 3]>,

@@ -228,6 +228,7 @@ struct GroupQuery {
 
 /// The snooping state of the whole switch.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Snooping {
     cfg: SnoopConfig,
     fast_leave: Vec<bool>,
