@@ -954,6 +954,59 @@ fn forwarding_seeds() {
     write(&d, "seed-rogue-fragments", &recs.concat());
 }
 
+fn mesh_peer_seeds() {
+    let d = dir("mesh_peer");
+    let mac = |n: u8| [0x02, 0, 0, 0, 0, n];
+    // A valid initiation from h2 to h1, as a peer sends it.
+    let mut init = [0u8; HS_INIT_LEN];
+    handshake::initiate(
+        &keys().2,
+        &keys().1.public_key(),
+        &Psk::default(),
+        NETWORK_ID,
+        0x2222_0002,
+        Timestamp::from_unix(1_700_000_100, 0),
+        0,
+        None,
+        &mut init,
+    )
+    .unwrap();
+    let seeds: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        // h2 to h1 straight, then to everyone through the switch.
+        (
+            "direct-and-broadcast",
+            vec![
+                fwd_rec(2, 0, &eth(mac(1), mac(2), 0x0800, &[0x45])),
+                fwd_rec(2, 0, &arp_frame()),
+            ],
+        ),
+        // Larger than one datagram: fragments, straight to h3.
+        (
+            "fragmented",
+            vec![fwd_rec(2, 0, &eth(mac(3), mac(2), 0x88b5, &[9; 1400]))],
+        ),
+        ("peer-initiation", vec![fwd_rec(0, 0, &init)]),
+        (
+            "stranger-initiation",
+            vec![
+                fwd_rec(1, 0, &init),
+                fwd_rec(1, 0, &raw_init(NETWORK_ID, 5, 0)),
+            ],
+        ),
+        (
+            "forged-data",
+            vec![
+                fwd_rec(0, 0, &data(NETWORK_ID, 0x1234_5678, 0, &arp_frame())),
+                fwd_rec(3, 0, &data(NETWORK_ID, 1, 7, &[0; 20])),
+            ],
+        ),
+        ("cookie-reply", vec![fwd_rec(0, 0, &cookie_reply(&init))]),
+    ];
+    for (name, recs) in seeds {
+        write(&d, &format!("seed-{name}"), &recs.concat());
+    }
+}
+
 fn main() {
     header_seeds();
     session_seeds();
@@ -968,6 +1021,7 @@ fn main() {
     snooping_seeds();
     vm_stream_seeds();
     forwarding_seeds();
+    mesh_peer_seeds();
     for t in [
         "header",
         "session_open",
@@ -982,6 +1036,7 @@ fn main() {
         "snooping",
         "vm_stream",
         "forwarding",
+        "mesh_peer",
     ] {
         let n = std::fs::read_dir(dir(t))
             .unwrap()

@@ -347,3 +347,178 @@ fn rogue_session(
     while switch.poll_transmit().is_some() {}
     s
 }
+
+/// The `mesh_peer` target's network: a switch in mesh mode and nodes h1, h2
+/// and h3 (no offload) with direct sessions between every pair, each having
+/// learned the others' MACs (02:00:00:00:00:0n behind hn).
+#[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
+pub struct MeshNet {
+    /// Virtual time after the setup; targets use this as "now".
+    pub now: Instant,
+    /// The switch.
+    pub switch: tapmesh_switch::core::Switch,
+    /// h1, h2, h3.
+    pub nodes: Vec<tapmesh_node::core::Node>,
+    /// Their underlay addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// Frames each node wrote to its TAP during the setup.
+    pub tap: Vec<Vec<Vec<u8>>>,
+}
+
+impl MeshNet {
+    /// Move datagrams until none is left (at most `rounds` hops deep), and
+    /// record TAP writes. Datagrams to addresses that are neither a node nor
+    /// the switch are returned, not delivered.
+    pub fn deliver(&mut self, rounds: usize) -> Vec<(usize, SocketAddr, Vec<u8>)> {
+        use tapmesh_node::core::TapWrite;
+        let mut stray = Vec::new();
+        let mut wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
+        for _ in 0..rounds {
+            for (i, n) in self.nodes.iter_mut().enumerate() {
+                while let Some(t) = n.poll_transmit() {
+                    for d in t.datagrams() {
+                        wire.push((self.addrs[i], t.destination, d.to_vec()));
+                    }
+                }
+            }
+            while let Some(t) = self.switch.poll_transmit() {
+                for d in t.datagrams() {
+                    wire.push((switch_addr(), t.destination, d.to_vec()));
+                }
+            }
+            if wire.is_empty() {
+                break;
+            }
+            for (from, to, mut d) in std::mem::take(&mut wire) {
+                if to == switch_addr() {
+                    self.switch.handle_datagram(self.now, from, &mut d);
+                } else if let Some(i) = self.addrs.iter().position(|a| *a == to) {
+                    let n = &mut self.nodes[i];
+                    match n.handle_datagram(self.now, from, &mut d) {
+                        Some(TapWrite::InPlace(r)) => self.tap[i].push(d[r].to_vec()),
+                        Some(TapWrite::Reassembled(r)) => {
+                            self.tap[i].push(n.reassembled()[r].to_vec())
+                        }
+                        None => {}
+                    }
+                } else {
+                    let i = self.addrs.iter().position(|a| *a == from);
+                    stray.push((i.unwrap_or(usize::MAX), to, d));
+                }
+            }
+        }
+        stray
+    }
+
+    /// Let `d` of virtual time pass in 10 ms steps, running due timers.
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += Duration::from_millis(10);
+            let now = self.now;
+            if self.switch.poll_timeout().is_some_and(|t| t <= now) {
+                self.switch.handle_timeout(now);
+            }
+            for n in &mut self.nodes {
+                if n.poll_timeout().is_some_and(|t| t <= now) {
+                    n.handle_timeout(now);
+                }
+            }
+            self.deliver(16);
+        }
+    }
+
+    /// Node `i` reads `bytes` from its TAP; the result is delivered.
+    pub fn send(&mut self, i: usize, bytes: &[u8]) {
+        use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
+        let mut buf = vec![0u8; DATA_HEADER_LEN + bytes.len() + DATA_OVERHEAD];
+        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + bytes.len()].copy_from_slice(bytes);
+        if let Ok(Some(r)) = self.nodes[i].handle_tap_frame(self.now, &mut buf, bytes.len()) {
+            let to = self.nodes[i].destination();
+            let mut d = buf[r].to_vec();
+            if to == switch_addr() {
+                self.switch.handle_datagram(self.now, self.addrs[i], &mut d);
+            } else if let Some(j) = self.addrs.iter().position(|a| *a == to) {
+                let n = &mut self.nodes[j];
+                use tapmesh_node::core::TapWrite;
+                match n.handle_datagram(self.now, self.addrs[i], &mut d) {
+                    Some(TapWrite::InPlace(r)) => self.tap[j].push(d[r].to_vec()),
+                    Some(TapWrite::Reassembled(r)) => self.tap[j].push(n.reassembled()[r].to_vec()),
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+/// The established mesh of the `mesh_peer` target (built once per process).
+pub fn mesh_net() -> &'static MeshNet {
+    use tapmesh_node::peers::Path;
+    static M: OnceLock<MeshNet> = OnceLock::new();
+    M.get_or_init(|| {
+        let (_, h1, h2) = keys();
+        let h3 = StaticSecret::generate(&mut StdRng::seed_from_u64(0x0003_5eed));
+        let node_keys = [h1.clone(), h2.clone(), h3];
+        let cfg = SwitchConfig {
+            nodes: node_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
+                .collect(),
+            ..switch_config().clone()
+        };
+        let t = now();
+        let mut switch = tapmesh_switch::core::Switch::new(cfg, t, SWITCH_SEED);
+        switch.enable_mesh();
+        let addrs: Vec<SocketAddr> = (0..3)
+            .map(|i| format!("198.18.0.{}:40000", 21 + i).parse().unwrap())
+            .collect();
+        let nodes = node_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let cfg = NodeConfig {
+                    private_key: k.clone(),
+                    offload: false,
+                    ..node_config().clone()
+                };
+                let mut n = tapmesh_node::core::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64);
+                n.set_local_addrs(vec![addrs[i]]);
+                n
+            })
+            .collect();
+        let mut m = MeshNet {
+            now: t,
+            switch,
+            nodes,
+            addrs,
+            tap: vec![Vec::new(); 3],
+        };
+        m.advance(Duration::from_secs(2));
+        // Each announces its MAC with a broadcast, as ARP would.
+        for i in 0..3 {
+            let mut f = vec![0xff; 6];
+            f.extend_from_slice(&[2, 0, 0, 0, 0, i as u8 + 1, 0x88, 0xb5]);
+            f.resize(60, 0);
+            m.send(i, &f);
+            m.deliver(16);
+        }
+        m.advance(Duration::from_millis(100));
+        for i in 0..3 {
+            for j in 0..3 {
+                if i != j {
+                    let path = m.nodes[i].peers().path_of(m.now, &format!("h{}", j + 1));
+                    assert_eq!(path, Some(Path::Direct), "h{} -> h{}", i + 1, j + 1);
+                }
+            }
+            while m.nodes[i].poll_event().is_some() {}
+            while m.nodes[i].poll_path_event().is_some() {}
+        }
+        while m.switch.poll_event().is_some() {}
+        for t in &mut m.tap {
+            t.clear();
+        }
+        m
+    })
+}
