@@ -282,6 +282,7 @@ pub async fn run(
                             && let Err(e) = tap.send(frame).await
                         {
                             tracing::trace!(error = %e, "TAP write failed");
+                            ports.local.note_drop(DropReason::TapWrite);
                         }
                     }
                     if round == RX_BATCHES {
@@ -320,6 +321,7 @@ pub async fn run(
                                     && let Err(e) = tap.send(&vm_buf[at..at + n]).await
                                 {
                                     tracing::trace!(error = %e, "TAP write failed");
+                                    ports.local.note_drop(DropReason::TapWrite);
                                 }
                                 if t.uplink {
                                     uplink(&mut core, now, &mut vm_buf, n, &mut batch, &udp).await;

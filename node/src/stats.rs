@@ -50,6 +50,8 @@ pub enum DropReason {
     Framing,
     /// A VM port's send queue was full (the VM does not read fast enough).
     PortQueueFull,
+    /// The kernel refused a frame written to the TAP.
+    TapWrite,
 }
 
 impl Reason for DropReason {
@@ -75,6 +77,7 @@ impl Reason for DropReason {
         DropReason::Segment,
         DropReason::Framing,
         DropReason::PortQueueFull,
+        DropReason::TapWrite,
     ];
 
     fn index(self) -> usize {
@@ -104,6 +107,7 @@ impl Reason for DropReason {
             DropReason::Segment => "segment",
             DropReason::Framing => "framing",
             DropReason::PortQueueFull => "port_queue_full",
+            DropReason::TapWrite => "tap_write",
         }
     }
 }

@@ -93,7 +93,14 @@ impl VnetHdr {
     /// frame goes and in which VLAN. The kernel never writes such a header;
     /// a node or VM that sends one is dropped (found by the `forwarding`
     /// fuzz target).
+    ///
+    /// The GSO type must also be one a TAP with our offloads produces (none,
+    /// TCPv4, TCPv6, with or without ECN): anything else would reach a
+    /// receiving kernel that refuses it, or a node that cannot cut it.
     pub fn fits(&self, frame: &[u8]) -> bool {
+        if !matches!(self.gso_type & !GSO_ECN, GSO_NONE | GSO_TCPV4 | GSO_TCPV6) {
+            return false;
+        }
         if self.flags & F_NEEDS_CSUM == 0 {
             return true;
         }
@@ -421,6 +428,19 @@ mod tests {
             }
             .fits(&f)
         );
+        // GSO types we never enable on a TAP (UDP, USO, unknown) do not fit.
+        for t in [3, 5, 8, 0x83] {
+            let h = VnetHdr {
+                gso_type: t,
+                ..csum(34, 16)
+            };
+            assert!(!h.fits(&f), "type {t}");
+        }
+        let ecn = VnetHdr {
+            gso_type: GSO_TCPV4 | GSO_ECN,
+            ..csum(34, 16)
+        };
+        assert!(ecn.fits(&f));
         // And the checksum is not written there.
         let mut g = f.clone();
         assert_eq!(

@@ -131,12 +131,20 @@ pub fn tag_vid(frame: &[u8]) -> Option<Vid> {
     Some(u16::from_be_bytes([frame[14], frame[15]]) & 0x0fff)
 }
 
-/// Whether `frame` says it is 802.1Q-tagged but is too short to hold the tag
-/// and an ethertype. Such a frame is dropped as a runt: forwarded as
-/// untagged, it would reach the other side looking tagged (found by the
+/// Whether `frame` says it is 802.1Q-tagged (once, or again inside its tag)
+/// but is too short to hold a tag and the ethertype after it. Such a frame is
+/// dropped as a runt: forwarded as untagged, or with its outer tag removed,
+/// it would reach the other side as a tag cut short (found by the
 /// `forwarding` fuzz target).
 pub fn is_truncated_tag(frame: &[u8]) -> bool {
-    frame.len() >= 14 && frame.len() < 18 && frame[12..14] == TPID_8021Q.to_be_bytes()
+    let mut at = 12;
+    while frame.get(at..at + 2) == Some(&TPID_8021Q.to_be_bytes()[..]) {
+        if frame.len() < at + TAG_LEN + 2 {
+            return true;
+        }
+        at += TAG_LEN;
+    }
+    false
 }
 
 /// Write into `out` the other form of `frame`: with `ingress.tagged`, the
@@ -188,6 +196,13 @@ mod tests {
         }
         assert!(!is_truncated_tag(&f));
         assert!(!is_truncated_tag(&untagged()[..14]));
+        // A second tag inside the first needs its own 4 bytes and an ethertype.
+        f[16..18].copy_from_slice(&TPID_8021Q.to_be_bytes());
+        f.resize(22, 0);
+        for n in 18..22 {
+            assert!(is_truncated_tag(&f[..n]), "double, {n} bytes");
+        }
+        assert!(!is_truncated_tag(&f));
     }
 
     fn untagged() -> Vec<u8> {
