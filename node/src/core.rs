@@ -33,7 +33,7 @@ use overlay_proto::timers::{
 };
 pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
-use overlay_proto::vnet::{VNET_HDR_LEN, VnetHdr};
+use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
     DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET,
     HS_INIT_LEN, Header, MessageType, ethernet,
@@ -357,13 +357,6 @@ impl Node {
         Ok(sent)
     }
 
-    /// The largest frame allowed: MTU plus the Ethernet header, plus 4 if the
-    /// frame carries an 802.1Q tag.
-    fn max_frame(&self, frame: &[u8]) -> usize {
-        let tagged = frame.len() >= 14 && frame[12] == 0x81 && frame[13] == 0x00;
-        self.cfg.mtu + ethernet::HEADER_LEN + if tagged { 4 } else { 0 }
-    }
-
     /// Process one received datagram, decrypting in place. Returns the range of
     /// `buf` holding a frame to write to the TAP, if any.
     pub fn handle_datagram(
@@ -603,11 +596,7 @@ impl Node {
         if frame.len() < ethernet::HEADER_LEN {
             return Err(DropReason::Runt);
         }
-        let too_big = match hdr {
-            Some(h) if h.is_gso() => h.gso_size as usize > self.cfg.mtu,
-            _ => frame.len() > self.max_frame(frame),
-        };
-        if too_big {
+        if !vnet::fits_mtu(hdr.as_ref(), frame, self.cfg.mtu) {
             return Err(DropReason::Oversize);
         }
         if hdr.is_some_and(|h| !h.fits(frame)) {

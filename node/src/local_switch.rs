@@ -186,10 +186,11 @@ impl LocalSwitch {
     /// The longest plain frame the port takes: its MTU plus the Ethernet
     /// header, plus 4 if `frame` carries an 802.1Q tag.
     pub fn max_frame(&self, port: PortId, frame: &[u8]) -> usize {
-        let tagged = frame.len() >= 14 && frame[12] == 0x81 && frame[13] == 0x00;
+        ethernet::max_len(self.mtu(port), frame)
+    }
+
+    fn mtu(&self, port: PortId) -> usize {
         self.ports.get(port).map_or(0, |p| p.mtu)
-            + ethernet::HEADER_LEN
-            + if tagged { 4 } else { 0 }
     }
 
     /// Whether a payload (after a virtio header if `vnet`) fits the port:
@@ -203,12 +204,7 @@ impl LocalSwitch {
         } else {
             (None, payload)
         };
-        match hdr {
-            Some(h) if h.is_gso() => {
-                h.gso_size as usize <= self.ports.get(port).map_or(0, |p| p.mtu)
-            }
-            _ => frame.len() <= self.max_frame(port, frame),
-        }
+        vnet::fits_mtu(hdr.as_ref(), frame, self.mtu(port))
     }
 
     /// Learn the source of a frame that came in on `ingress` and say where

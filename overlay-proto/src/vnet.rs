@@ -110,6 +110,16 @@ impl VnetHdr {
     }
 }
 
+/// Whether `frame` (after its virtio header `hdr`, if any) fits a link of
+/// `mtu`: a GSO super-frame by its segment size, anything else by its length
+/// ([`ethernet::max_len`]).
+pub fn fits_mtu(hdr: Option<&VnetHdr>, frame: &[u8], mtu: usize) -> bool {
+    match hdr {
+        Some(h) if h.is_gso() => h.gso_size as usize <= mtu,
+        _ => frame.len() <= ethernet::max_len(mtu, frame),
+    }
+}
+
 /// Why a frame could not be turned into plain frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GsoError {

@@ -306,6 +306,13 @@ pub mod ethernet {
     pub fn is_zero(mac: &Mac) -> bool {
         *mac == [0; 6]
     }
+
+    /// The longest frame a link of `mtu` takes: the MTU plus the Ethernet
+    /// header, plus 4 if `frame` carries an 802.1Q tag.
+    pub fn max_len(mtu: usize, frame: &[u8]) -> usize {
+        let tagged = frame.len() >= HEADER_LEN && frame[12] == 0x81 && frame[13] == 0x00;
+        mtu + HEADER_LEN + if tagged { 4 } else { 0 }
+    }
 }
 
 #[cfg(test)]
