@@ -371,9 +371,17 @@ impl MeshNet {
     /// record TAP writes. Datagrams to addresses that are neither a node nor
     /// the switch are returned, not delivered.
     pub fn deliver(&mut self, rounds: usize) -> Vec<(usize, SocketAddr, Vec<u8>)> {
+        self.deliver_from(Vec::new(), rounds)
+    }
+
+    /// [`deliver`](Self::deliver), starting with `wire`: (from, to, datagram).
+    fn deliver_from(
+        &mut self,
+        mut wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+        rounds: usize,
+    ) -> Vec<(usize, SocketAddr, Vec<u8>)> {
         use tapmesh_node::core::TapWrite;
         let mut stray = Vec::new();
-        let mut wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
         for _ in 0..rounds {
             for (i, n) in self.nodes.iter_mut().enumerate() {
                 while let Some(t) = n.poll_transmit() {
@@ -429,26 +437,17 @@ impl MeshNet {
         }
     }
 
-    /// Node `i` reads `bytes` from its TAP; the result is delivered.
-    pub fn send(&mut self, i: usize, bytes: &[u8]) {
+    /// Node `i` reads `bytes` from its TAP; the result is delivered as by
+    /// [`deliver`](Self::deliver), whose strays are returned.
+    pub fn send(&mut self, i: usize, bytes: &[u8]) -> Vec<(usize, SocketAddr, Vec<u8>)> {
         use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
         let mut buf = vec![0u8; DATA_HEADER_LEN + bytes.len() + DATA_OVERHEAD];
         buf[DATA_HEADER_LEN..DATA_HEADER_LEN + bytes.len()].copy_from_slice(bytes);
+        let mut wire = Vec::new();
         if let Ok(Some(r)) = self.nodes[i].handle_tap_frame(self.now, &mut buf, bytes.len()) {
-            let to = self.nodes[i].destination();
-            let mut d = buf[r].to_vec();
-            if to == switch_addr() {
-                self.switch.handle_datagram(self.now, self.addrs[i], &mut d);
-            } else if let Some(j) = self.addrs.iter().position(|a| *a == to) {
-                let n = &mut self.nodes[j];
-                use tapmesh_node::core::TapWrite;
-                match n.handle_datagram(self.now, self.addrs[i], &mut d) {
-                    Some(TapWrite::InPlace(r)) => self.tap[j].push(d[r].to_vec()),
-                    Some(TapWrite::Reassembled(r)) => self.tap[j].push(n.reassembled()[r].to_vec()),
-                    None => {}
-                }
-            }
+            wire.push((self.addrs[i], self.nodes[i].destination(), buf[r].to_vec()));
         }
+        self.deliver_from(wire, 16)
     }
 }
 
@@ -502,7 +501,6 @@ pub fn mesh_net() -> &'static MeshNet {
             f.extend_from_slice(&[2, 0, 0, 0, 0, i as u8 + 1, 0x88, 0xb5]);
             f.resize(60, 0);
             m.send(i, &f);
-            m.deliver(16);
         }
         m.advance(Duration::from_millis(100));
         for i in 0..3 {
