@@ -34,6 +34,7 @@ use crate::NodeId;
 use crate::handshake_guard::{GuardConfig, GuardVerdict, HandshakeGuard};
 use crate::mac_table::{Learned, MacTable};
 use crate::mesh::{MemberView, Mesh};
+use crate::snooping::limits::GroupTotal;
 use crate::snooping::{SnoopConfig, Snooping, Verdict};
 use crate::stats::{DropReason, Drops, Forwarded, MacCounters, NodeCounters, SessionCounters};
 use crate::status::{MacStatus, NodeStatus, Status};
@@ -910,6 +911,12 @@ impl Switch {
     /// The multicast snooper (group table, queriers, counters).
     pub fn snooping(&self) -> &Snooping {
         &self.snoop
+    }
+
+    /// Count this network's multicast groups against `total`, shared by
+    /// every network of the switch (`max-groups-total`).
+    pub fn share_group_total(&mut self, total: GroupTotal) {
+        self.snoop.share_group_total(total);
     }
 
     /// A snapshot for `status`. `with_macs` adds the MAC table.

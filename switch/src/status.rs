@@ -125,8 +125,28 @@ pub struct MulticastStatus {
     pub router_ports: Vec<RouterPortStatus>,
     /// The group table.
     pub groups: Vec<GroupStatus>,
+    /// The group table's limits.
+    pub limits: SnoopLimits,
     /// Activity.
     pub counters: SnoopCounters,
+}
+
+/// The bounds of the group table (`[multicast]` `max-*`, switch-wide
+/// settings applied per network, and the shared total).
+#[derive(Debug, Clone, Serialize)]
+pub struct SnoopLimits {
+    /// Memberships one node may hold.
+    pub max_groups_per_node: usize,
+    /// Groups one network may hold.
+    pub max_groups: usize,
+    /// Groups all networks may hold together.
+    pub max_groups_total: usize,
+    /// Sources one node may list for one group.
+    pub max_sources_per_group: usize,
+    /// Leaves per second per node.
+    pub leaves_per_sec: u32,
+    /// Groups over all networks now.
+    pub groups_total: usize,
 }
 
 /// The built-in querier of one VLAN and family.
@@ -386,6 +406,24 @@ fn render_multicast(out: &mut String, m: &serde_json::Value) {
         c["link_local_frames"],
         c["malformed"],
         c["unknown_types"].as_u64().unwrap_or(0) + c["unknown_records"].as_u64().unwrap_or(0),
+    );
+    let l = &m["limits"];
+    let _ = writeln!(
+        out,
+        "multicast limits: {} groups (max {} per network, {} of {} in all), {} per node, {} sources per group, {} leaves/s per node; refused: node-limit {} network-limit {} total-limit {} sources {}; leaves rate-limited {}, group queries deferred {}",
+        m["groups"].as_array().map_or(0, Vec::len),
+        l["max_groups"],
+        l["groups_total"],
+        l["max_groups_total"],
+        l["max_groups_per_node"],
+        l["max_sources_per_group"],
+        l["leaves_per_sec"],
+        c["refused_node_limit"],
+        c["refused_network_limit"],
+        c["refused_total_limit"],
+        c["refused_sources"],
+        c["leaves_rate_limited"],
+        c["group_queries_deferred"],
     );
     for q in m["queriers"].as_array().into_iter().flatten() {
         let state = match q["other_querier"].as_str() {
