@@ -408,22 +408,23 @@ fn render_multicast(out: &mut String, m: &serde_json::Value) {
         c["unknown_types"].as_u64().unwrap_or(0) + c["unknown_records"].as_u64().unwrap_or(0),
     );
     let l = &m["limits"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let _ = writeln!(
         out,
         "multicast limits: {} groups (max {} per network, {} of {} in all), {} per node, {} sources per group, {} leaves/s per node; refused: node-limit {} network-limit {} total-limit {} sources {}; leaves rate-limited {}, group queries deferred {}",
         m["groups"].as_array().map_or(0, Vec::len),
-        l["max_groups"],
-        l["groups_total"],
-        l["max_groups_total"],
-        l["max_groups_per_node"],
-        l["max_sources_per_group"],
-        l["leaves_per_sec"],
-        c["refused_node_limit"],
-        c["refused_network_limit"],
-        c["refused_total_limit"],
-        c["refused_sources"],
-        c["leaves_rate_limited"],
-        c["group_queries_deferred"],
+        n(&l["max_groups"]),
+        n(&l["groups_total"]),
+        n(&l["max_groups_total"]),
+        n(&l["max_groups_per_node"]),
+        n(&l["max_sources_per_group"]),
+        n(&l["leaves_per_sec"]),
+        n(&c["refused_node_limit"]),
+        n(&c["refused_network_limit"]),
+        n(&c["refused_total_limit"]),
+        n(&c["refused_sources"]),
+        n(&c["leaves_rate_limited"]),
+        n(&c["group_queries_deferred"]),
     );
     for q in m["queriers"].as_array().into_iter().flatten() {
         let state = match q["other_querier"].as_str() {
@@ -535,5 +536,19 @@ mod tests {
         );
         assert!(t.contains("drops: bad_tag 2\n"), "{t}");
         assert_eq!(render_table("not json"), "not json\n");
+    }
+
+    #[test]
+    fn table_shows_the_snooping_limits_and_refusals() {
+        let t = render_table(
+            r#"{"nodes":[],"multicast":{"snooping":true,"groups":[],"limits":{"max_groups_per_node":1024,"max_groups":4096,"max_groups_total":16384,"max_sources_per_group":32,"leaves_per_sec":100,"groups_total":7},"counters":{"refused_node_limit":5,"refused_sources":9,"leaves_rate_limited":3}}}"#,
+        );
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("multicast limits:"))
+            .unwrap_or_else(|| panic!("{t}"));
+        assert!(line.contains("7 of 16384 in all"), "{line}");
+        assert!(line.contains("node-limit 5 network-limit 0"), "{line}");
+        assert!(line.contains("sources 9; leaves rate-limited 3"), "{line}");
     }
 }
