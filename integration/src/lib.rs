@@ -43,6 +43,8 @@
 //! - [`status`]: reading the `status --json` output (missing keys count as 0).
 //! - [`vm_client`]: a fake VM on a node's VM port (QEMU's stream and dgram
 //!   framing, ARP and ping), for tests of the port itself.
+//! - [`vm_intruder`]: another local user (its own uid, via `setpriv`) trying
+//!   a node's VM port.
 //! - [`wait`]: [`wait_until`], polling with a deadline instead of sleeping.
 
 pub mod attack;
@@ -62,6 +64,7 @@ pub mod topology;
 pub mod traffic;
 pub mod unprivileged;
 pub mod vm_client;
+pub mod vm_intruder;
 pub mod wait;
 
 pub use capture::{Capture, Frame};

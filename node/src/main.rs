@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         Cmd::Keygen => tapmesh_shell::keygen(),
         Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-node"),
         Cmd::Run { config } => {
+            tapmesh_shell::dumpable::forbid_dumps_or_warn("tapmesh-node");
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {

@@ -58,6 +58,21 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
             Some(KEY),
             "vm-port[0].mtu",
         ),
+        (
+            format!("{base}[[vm-port]]\npath = \"/run/vm1.sock\"\nallow-uid = [-1]\n"),
+            Some(KEY),
+            "vm-port[0].allow-uid",
+        ),
+        (
+            format!("{base}[[vm-port]]\npath = \"/run/vm1.sock\"\nallow-gid = [4294967295]\n"),
+            Some(KEY),
+            "vm-port[0].allow-gid",
+        ),
+        (
+            format!("{base}[[vm-port]]\npath = \"/run/vm1.sock\"\nallow-uid = []\n"),
+            Some(KEY),
+            "vm-port[0].allow-uid",
+        ),
     ];
     check_config_errors(Path::new(BIN), "node.toml", "node.key", &cases);
 }

@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`admin`]: the local admin socket (bind with safe permissions, request).
 //! - [`config`]: config-file errors naming file, key and problem; key files.
+//! - [`dumpable`]: no core dumps or same-user ptrace of the daemons (keys).
 //! - [`metrics`]: the Prometheus exporter (`metrics-listen`): `/metrics`, `/healthz`.
 //! - [`udp`]: the underlay socket with batched I/O (UDP GSO, recvmmsg, GRO).
 //! - [`unix_path`]: binding unix sockets at a path (stale sockets, permissions).
@@ -14,6 +15,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod dumpable;
 pub mod metrics;
 pub mod testing;
 pub mod udp;

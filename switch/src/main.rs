@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         Cmd::Keygen => tapmesh_shell::keygen(),
         Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-switch"),
         Cmd::Run { config } => {
+            tapmesh_shell::dumpable::forbid_dumps_or_warn("tapmesh-switch");
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
