@@ -52,6 +52,8 @@ pub enum DropReason {
     PortQueueFull,
     /// The kernel refused a frame written to the TAP.
     TapWrite,
+    /// A frame a mesh peer sent directly in a VLAN the two do not share.
+    VlanFiltered,
 }
 
 impl Reason for DropReason {
@@ -78,6 +80,7 @@ impl Reason for DropReason {
         DropReason::Framing,
         DropReason::PortQueueFull,
         DropReason::TapWrite,
+        DropReason::VlanFiltered,
     ];
 
     fn index(self) -> usize {
@@ -108,6 +111,7 @@ impl Reason for DropReason {
             DropReason::Framing => "framing",
             DropReason::PortQueueFull => "port_queue_full",
             DropReason::TapWrite => "tap_write",
+            DropReason::VlanFiltered => "vlan_filtered",
         }
     }
 }
