@@ -580,7 +580,11 @@ impl Peers {
         if vlan::is_truncated_tag(frame) {
             return Err(DropReason::Runt);
         }
-        let p = self.peers[i].as_mut().ok_or(DropReason::UnknownSession)?;
+        let p = self
+            .peers
+            .get_mut(i)
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::UnknownSession)?;
         let ing = p.vlan.ingress(frame).ok_or(DropReason::VlanFiltered)?;
         let as_is = self
             .vlan
