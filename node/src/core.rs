@@ -994,3 +994,51 @@ pub struct Status {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<crate::userhost::HostStatus>,
 }
+
+#[cfg(test)]
+mod retag_tests {
+    use super::*;
+
+    fn untagged() -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        f.resize(60, 0x45);
+        f
+    }
+
+    #[test]
+    fn a_tag_added_moves_the_virtio_offsets_and_a_zero_header_stays_zero() {
+        let f = untagged();
+        let ing = Ingress {
+            vid: 10,
+            tagged: false,
+        };
+        let h = VnetHdr {
+            csum_start: 34,
+            hdr_len: 54,
+            ..VnetHdr::default()
+        };
+        let mut payload = vec![0; VNET_HDR_LEN];
+        h.emit(&mut payload);
+        payload.extend_from_slice(&f);
+        let mut out = Vec::new();
+        let n = retag(true, false, &payload, ing, &mut out);
+        assert_eq!(n, payload.len() + 4);
+        let h2 = VnetHdr::parse(&out).unwrap();
+        assert_eq!((h2.csum_start, h2.hdr_len), (38, 58));
+        let frame = &out[VNET_HDR_LEN..];
+        assert_eq!(vlan::tag_vid(frame), Some(10));
+        assert_eq!(&frame[16..], &f[12..]);
+        // A plain frame for an offload TAP: an all-zero header in front.
+        let n = retag(false, true, &f, ing, &mut out);
+        assert_eq!(n, VNET_HDR_LEN + f.len() + 4);
+        assert!(out[..VNET_HDR_LEN].iter().all(|b| *b == 0));
+        // And back: the tag removed, nothing in front without offload.
+        let tagged = out[VNET_HDR_LEN..].to_vec();
+        let ing = Ingress {
+            vid: 10,
+            tagged: true,
+        };
+        let n = retag(false, false, &tagged, ing, &mut out);
+        assert_eq!(&out[..n], &f[..]);
+    }
+}
