@@ -41,6 +41,8 @@
 //!   host namespace.
 //! - [`capture`]: an `AF_PACKET` capture on an interface inside a namespace.
 //! - [`status`]: reading the `status --json` output (missing keys count as 0).
+//! - [`trunk`]: a raw socket on a TAP standing in for a VLAN trunk (tagged
+//!   ARP out, each frame's VLAN read back) where the 8021q module is missing.
 //! - [`vm_client`]: a fake VM on a node's VM port (QEMU's stream and dgram
 //!   framing, ARP and ping), for tests of the port itself.
 //! - [`vm_intruder`]: another local user (its own uid, via `setpriv`) trying
@@ -62,6 +64,7 @@ pub mod qemu;
 pub mod status;
 pub mod topology;
 pub mod traffic;
+pub mod trunk;
 pub mod unprivileged;
 pub mod vm_client;
 pub mod vm_intruder;

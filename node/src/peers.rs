@@ -24,7 +24,18 @@
 //! as in central mode. So group traffic is sent once by the sender and never
 //! arrives twice. MACs are learned only from what a peer itself sent over
 //! its own session: the source of frames it sent us directly, and its
-//! `MacAnnounce` of the source MACs seen on its TAP. Loop guard: a node never
+//! `MacAnnounce` of the source MACs seen on its TAP.
+//!
+//! VLANs: the switch tells us our own port (`Mesh`) and each peer's port
+//! restricted to the VLANs we share (`PeerUpdate`); it vouches only for
+//! peers that share one. A frame goes direct only if the VLAN the switch
+//! would put it in (by our port) is one the peer is a member of; a frame a
+//! peer sends us is classified by *its* port as the switch would, dropped
+//! (`vlan_filtered`) unless we are a member of that VLAN, and given the form
+//! our port takes (tag added or removed). So the receiver enforces, whatever
+//! the sender does. MACs are learned per VLAN: from a frame, in its VLAN;
+//! from a `MacAnnounce`, in the peer's native VLAN only (one entry per MAC,
+//! however many VLANs a trunk carries). Loop guard: a node never
 //! sends a frame it received (from a peer or the switch) anywhere but to its
 //! TAP, and the switch never sends a frame back to the node it came from, so
 //! a frame crosses at most one relay.
@@ -43,8 +54,10 @@ use overlay_proto::timers::{
     HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PENDING_SESSION_TIMEOUT, REKEY_AFTER_TIME,
 };
 use overlay_proto::transmit::TxQueue;
+use overlay_proto::vlan::{self, Egress, Ingress, PortVlan, Vid};
 use overlay_proto::wire::{
-    DATA_OVERHEAD, FLAG_CONTROL, HS_INIT_LEN, HS_RESP_LEN, Header, ethernet::Mac,
+    DATA_OVERHEAD, FLAG_CONTROL, HS_INIT_LEN, HS_RESP_LEN, Header,
+    ethernet::{self, Mac},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -116,6 +129,8 @@ pub struct PeerStatus {
     pub path_changes: u64,
     /// MACs learned behind it.
     pub macs: usize,
+    /// The VLANs we share with it (empty on a VLAN-unaware switch).
+    pub vlans: Vec<Vid>,
 }
 
 #[derive(Debug)]
@@ -130,6 +145,8 @@ struct InFlight {
 struct Peer {
     key: PublicKey,
     name: String,
+    /// Its port, restricted to the VLANs we share.
+    vlan: PortVlan,
     candidates: Vec<SocketAddr>,
     endpoint: Option<SocketAddr>,
     current: Option<Session>,
@@ -190,9 +207,11 @@ pub struct Peers {
     mac_keys: MacKeys,
     wall_base: (Instant, Duration),
     last_timestamp: Timestamp,
+    /// Our own port, as the switch told us.
+    vlan: PortVlan,
     peers: Vec<Option<Peer>>,
     by_index: HashMap<u32, usize>,
-    macs: HashMap<Mac, (usize, Instant)>,
+    macs: HashMap<(Vid, Mac), (usize, Instant)>,
     local_macs: HashMap<Mac, Instant>,
     rng: StdRng,
     events: Vec<PathEvent>,
@@ -220,6 +239,7 @@ impl Peers {
             caps: if offload { CAP_VNET } else { 0 },
             wall_base,
             last_timestamp: Timestamp::default(),
+            vlan: PortVlan::Transparent,
             peers: Vec::new(),
             by_index: HashMap::new(),
             macs: HashMap::new(),
@@ -235,9 +255,18 @@ impl Peers {
         self.enabled
     }
 
-    /// Turn mesh mode on (the switch sent `Mesh`).
-    pub fn enable(&mut self) {
+    /// Turn mesh mode on (the switch sent `Mesh`), with our own port's
+    /// VLANs. If they changed, every peer is forgotten: what we share with
+    /// each is no longer known (the switch announces them again).
+    pub fn enable(&mut self, vlan: PortVlan) {
         self.enabled = true;
+        if self.vlan != vlan {
+            let keys: Vec<PublicKey> = self.peers.iter().flatten().map(|p| p.key).collect();
+            for k in &keys {
+                self.remove(k);
+            }
+            self.vlan = vlan;
+        }
     }
 
     /// Whether `index` is one of our peer sessions, and whose.
@@ -260,24 +289,33 @@ impl Peers {
             .position(|p| p.as_ref().is_some_and(|p| p.key == *key))
     }
 
-    /// The switch announced (or re-announced) a member. A new peer, or one
-    /// that moved while we have no direct path, gets handshakes at once.
+    /// The switch announced (or re-announced) a member, with its port as
+    /// far as we share VLANs. A new peer, or one that moved while we have no
+    /// direct path, gets handshakes at once. A member that shares no VLAN
+    /// with us is not a peer (the switch does not announce such members;
+    /// this holds even if it did).
     pub fn update(
         &mut self,
         now: Instant,
         key: PublicKey,
         name: String,
         endpoints: Vec<SocketAddr>,
+        vlan: PortVlan,
     ) {
         if key == self.local_key {
             return;
         }
+        let Some(vlan) = vlan.shared_with(&self.vlan) else {
+            self.remove(&key);
+            return;
+        };
         let i = match self.slot(&key) {
             Some(i) => i,
             None => {
                 let peer = Peer {
                     key,
                     name: String::new(),
+                    vlan: PortVlan::Transparent,
                     candidates: Vec::new(),
                     endpoint: None,
                     current: None,
@@ -316,6 +354,7 @@ impl Peers {
             return;
         };
         p.name = name;
+        p.vlan = vlan;
         let moved = p.candidates != endpoints;
         p.candidates = endpoints;
         p.candidates.truncate(MAX_ENDPOINTS);
@@ -338,20 +377,25 @@ impl Peers {
         self.macs.retain(|_, (p, _)| *p != i);
     }
 
-    /// Where to send a frame for `dst`: the peer behind it, if it is known
-    /// and its direct path is up. `vnet` frames go direct only to peers that
-    /// accept them.
-    pub fn route(&self, now: Instant, dst: &Mac, vnet: bool) -> Option<usize> {
+    /// Where to send `frame` (read from our TAP, starting at the Ethernet
+    /// header): the peer behind its destination in its VLAN, if it is known,
+    /// a member of that VLAN, and its direct path is up. `vnet` frames go
+    /// direct only to peers that accept them. A frame our port would not
+    /// admit goes to the switch, which drops and counts it.
+    pub fn route(&self, now: Instant, frame: &[u8], vnet: bool) -> Option<usize> {
         // HOT PATH
-        if !self.enabled {
+        if !self.enabled || vlan::is_truncated_tag(frame) {
             return None;
         }
-        let (i, seen) = *self.macs.get(dst)?;
+        let dst = ethernet::dst(frame)?;
+        let vid = self.vlan.ingress(frame)?.vid;
+        let (i, seen) = *self.macs.get(&(vid, dst))?;
         if now.saturating_duration_since(seen) >= MAC_AGING {
             return None;
         }
         let p = self.peers.get(i)?.as_ref()?;
-        (p.is_direct(now) && (!vnet || p.accepts_vnet)).then_some(i)
+        let member = p.vlan.egress(vid) != Egress::NotMember;
+        (member && p.is_direct(now) && (!vnet || p.accepts_vnet)).then_some(i)
     }
 
     /// Seal a payload at `buf[DATA_HEADER_LEN..]` for peer `i`, in place if
@@ -520,30 +564,53 @@ impl Peers {
         self.announce_all(now, i, tx);
     }
 
-    /// A frame (or reassembled payload) peer `i` sent us directly: learn its
-    /// source MAC. `frame` starts at the Ethernet header.
-    pub fn learn(&mut self, now: Instant, i: usize, frame: &[u8]) {
+    /// A frame (or reassembled payload) peer `i` sent us directly, `frame`
+    /// starting at the Ethernet header: classify it by the peer's port as
+    /// the switch would, refuse it unless we are a member of its VLAN too
+    /// (`vlan_filtered`), and learn its source MAC in that VLAN. Returns the
+    /// frame's ingress if our port takes it in the other form (a tag to add
+    /// or remove), `None` if it goes to the TAP as it is.
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        i: usize,
+        frame: &[u8],
+    ) -> Result<Option<Ingress>, DropReason> {
         // HOT PATH
-        if let Some(p) = self.peers[i].as_mut() {
-            p.rx_frames += 1;
+        if vlan::is_truncated_tag(frame) {
+            return Err(DropReason::Runt);
         }
-        if let Some(src) = overlay_proto::wire::ethernet::src(frame) {
-            self.learn_mac(now, i, src);
+        let p = self
+            .peers
+            .get_mut(i)
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::UnknownSession)?;
+        let ing = p.vlan.ingress(frame).ok_or(DropReason::VlanFiltered)?;
+        let as_is = self
+            .vlan
+            .egress(ing.vid)
+            .keeps_form(ing)
+            .ok_or(DropReason::VlanFiltered)?;
+        p.rx_frames += 1;
+        if let Some(src) = ethernet::src(frame) {
+            self.learn_mac(now, i, ing.vid, src);
         }
+        Ok((!as_is).then_some(ing))
     }
 
-    fn learn_mac(&mut self, now: Instant, i: usize, mac: Mac) {
+    fn learn_mac(&mut self, now: Instant, i: usize, vid: Vid, mac: Mac) {
         if mac[0] & 1 != 0 || mac == [0; 6] {
             return;
         }
-        if self.macs.len() >= MAC_LIMIT && !self.macs.contains_key(&mac) {
+        let key = (vid, mac);
+        if self.macs.len() >= MAC_LIMIT && !self.macs.contains_key(&key) {
             self.macs
                 .retain(|_, (_, t)| now.saturating_duration_since(*t) < MAC_AGING);
             if self.macs.len() >= MAC_LIMIT {
                 return;
             }
         }
-        self.macs.insert(mac, (i, now));
+        self.macs.insert(key, (i, now));
     }
 
     /// Peer `i`'s reassembly buffer.
@@ -561,11 +628,16 @@ impl Peers {
     ) -> Result<(), DropReason> {
         match Control::parse(payload).map_err(|_| DropReason::Control)? {
             Control::MacAnnounce { caps, macs } => {
-                if let Some(p) = self.peers[i].as_mut() {
-                    p.accepts_vnet = caps & CAP_VNET != 0;
-                }
-                for m in macs {
-                    self.learn_mac(now, i, m);
+                let Some(p) = self.peers[i].as_mut() else {
+                    return Err(DropReason::UnknownSession);
+                };
+                p.accepts_vnet = caps & CAP_VNET != 0;
+                // Announced MACs stand for untagged frames on the peer's
+                // port: its native VLAN, if we share it.
+                if let Some(vid) = p.vlan.native() {
+                    for m in macs {
+                        self.learn_mac(now, i, vid, m);
+                    }
                 }
             }
             Control::Ping(id) => self.send_control(now, i, &Control::Pong(id), tx),
@@ -914,6 +986,10 @@ impl Peers {
                 rx_frames: p.rx_frames,
                 path_changes: p.path_changes,
                 macs: self.macs.values().filter(|(j, _)| *j == i).count(),
+                vlans: match p.vlan {
+                    PortVlan::Transparent => Vec::new(),
+                    PortVlan::Member { .. } => p.vlan.vlans().collect(),
+                },
             })
             .collect()
     }

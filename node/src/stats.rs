@@ -55,6 +55,8 @@ pub enum DropReason {
     /// A VM port connection or datagram from a uid and gid the port does
     /// not allow (`allow-uid`, `allow-gid`): closed or dropped.
     VmPeerRefused,
+    /// A frame a mesh peer sent directly in a VLAN the two do not share.
+    VlanFiltered,
 }
 
 impl Reason for DropReason {
@@ -82,6 +84,7 @@ impl Reason for DropReason {
         DropReason::PortQueueFull,
         DropReason::TapWrite,
         DropReason::VmPeerRefused,
+        DropReason::VlanFiltered,
     ];
 
     fn index(self) -> usize {
@@ -113,6 +116,7 @@ impl Reason for DropReason {
             DropReason::PortQueueFull => "port_queue_full",
             DropReason::TapWrite => "tap_write",
             DropReason::VmPeerRefused => "vm_peer_refused",
+            DropReason::VlanFiltered => "vlan_filtered",
         }
     }
 }

@@ -39,7 +39,7 @@ use crate::snooping::{SnoopConfig, Snooping, Verdict};
 use crate::stats::{DropReason, Drops, Forwarded, MacCounters, NodeCounters, SessionCounters};
 use crate::status::{MacStatus, NodeStatus, Status};
 use crate::storm::{StormClass, StormConfig, StormControl};
-use crate::vlan::{self, Egress, Ingress, PortVlan, Vid};
+use crate::vlan::{self, Ingress, PortVlan, Vid};
 
 /// How often [`Switch::handle_timeout`] sweeps timers and ages MACs.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -647,11 +647,8 @@ impl Switch {
             if Some(to) == from || !port.is_connected() {
                 continue;
             }
-            let as_is = match port.spec.vlan.egress(ing.vid) {
-                Egress::NotMember => continue,
-                Egress::AsIs => true,
-                Egress::Untagged => !ing.tagged,
-                Egress::Tagged => ing.tagged,
+            let Some(as_is) = port.spec.vlan.egress(ing.vid).keeps_form(ing) else {
+                continue;
             };
             copies += 1;
             if as_is {
@@ -1031,6 +1028,7 @@ impl Switch {
                 name: &p.spec.name,
                 endpoint: p.endpoint.filter(|_| p.is_connected()),
                 session: p.current.as_ref().map(|s| s.created()),
+                vlan: &p.spec.vlan,
             })
             .collect();
         let out = mesh.sync(&views);

@@ -2,12 +2,14 @@
 //! several node cores, virtual time, and an underlay that can drop datagrams
 //! between chosen node pairs (a firewall between two hosts) or lose the
 //! switch entirely. Checks path selection, relay fallback, recovery, the
-//! simultaneous open, the loop guard and surviving a dead switch.
+//! simultaneous open, the loop guard, surviving a dead switch, and VLANs on
+//! direct and relayed paths.
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use overlay_proto::keys::{Psk, StaticSecret};
+use overlay_proto::vlan::PortVlan;
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_node::core::{Node, NodeConfig, TapWrite};
 use tapmesh_node::peers::Path;
@@ -44,6 +46,12 @@ fn frame(dst: [u8; 6], src: [u8; 6], tag: u32) -> Vec<u8> {
 
 impl Net {
     fn new(n: usize) -> Net {
+        Net::with_vlans(vec![PortVlan::Transparent; n])
+    }
+
+    /// Node `i` on port `vlans[i]`.
+    fn with_vlans(vlans: Vec<PortVlan>) -> Net {
+        let n = vlans.len();
         let t0 = Instant::now();
         let mut rng = rand::rng();
         let switch_key = StaticSecret::generate(&mut rng);
@@ -54,8 +62,12 @@ impl Net {
             ..SwitchConfig::new(
                 switch_key.clone(),
                 keys.iter()
+                    .zip(vlans)
                     .enumerate()
-                    .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
+                    .map(|(i, (k, vlan))| NodeSpec {
+                        vlan,
+                        ..NodeSpec::new(format!("h{}", i + 1), k.public_key())
+                    })
                     .collect(),
             )
         };
@@ -358,4 +370,89 @@ fn simultaneous_open_ends_with_one_working_session() {
     n.send(0, &frame(mac(2), mac(1), 1));
     n.send(1, &frame(mac(1), mac(2), 2));
     assert_eq!((n.received(1, 1), n.received(0, 2)), (1, 1));
+}
+
+fn tagged(dst: [u8; 6], src: [u8; 6], vid: u16, tag: u32) -> Vec<u8> {
+    let mut f = frame(dst, src, tag);
+    f.splice(12..12, [0x81, 0x00, (vid >> 8) as u8, vid as u8]);
+    f
+}
+
+/// Frames on host `i`'s TAP carrying `tag`, as (VLAN tag if any, count).
+fn forms(n: &Net, i: usize, tag: u32) -> Vec<Option<u16>> {
+    n.tap[i]
+        .iter()
+        .filter_map(|f| match f.get(12..14) {
+            Some([0x81, 0x00]) if f.get(18..22) == Some(&tag.to_be_bytes()[..]) => {
+                Some(Some(u16::from_be_bytes([f[14], f[15]]) & 0x0fff))
+            }
+            _ if f.get(14..18) == Some(&tag.to_be_bytes()[..]) => Some(None),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn vlans_hold_on_direct_and_relayed_paths_with_tags_as_each_port_needs() {
+    let access = |v| PortVlan::Member {
+        native: Some(v),
+        tagged: vec![],
+    };
+    let trunk = PortVlan::Member {
+        native: None,
+        tagged: vec![10, 20],
+    };
+    // h1 access 10, h2 trunk [10, 20], h3 access 20, h4 access 10.
+    let mut n = Net::with_vlans(vec![access(10), trunk, access(20), access(10)]);
+    assert_eq!(
+        n.path(0, 2),
+        None,
+        "h1 (VLAN 10) has h3 (VLAN 20) as a peer"
+    );
+    assert_eq!(n.path(2, 0), None);
+    for (a, b) in [(0, 1), (0, 3), (1, 2), (2, 1), (3, 0)] {
+        assert_eq!(n.path(a, b), Some(Path::Direct), "h{} -> h{}", a + 1, b + 1);
+    }
+    n.announce_macs();
+    // h1 to h3 is relayed and dropped by the switch (another VLAN), even
+    // with h3's MAC known on the switch; h1 to h4 goes direct.
+    let before = n.via_switch.clone();
+    assert_eq!(
+        n.send(0, &frame(mac(3), mac(1), 2)),
+        Some(SWITCH.parse().unwrap())
+    );
+    assert_eq!(n.send(0, &frame(mac(4), mac(1), 3)), Some(n.addrs[3]));
+    assert_eq!(forms(&n, 2, 2), vec![], "VLAN 10 reached VLAN 20");
+    assert_eq!(forms(&n, 3, 3), vec![None]);
+    // The trunk sends tagged to the access nodes it learned from their
+    // announcements: direct, untagged at each; VLAN 10 to h3's MAC is not.
+    assert_eq!(n.send(1, &tagged(mac(1), mac(2), 10, 4)), Some(n.addrs[0]));
+    assert_eq!(n.send(1, &tagged(mac(3), mac(2), 20, 5)), Some(n.addrs[2]));
+    n.send(1, &tagged(mac(3), mac(2), 10, 6));
+    assert_eq!(forms(&n, 0, 4), vec![None]);
+    assert_eq!(forms(&n, 2, 5), vec![None]);
+    assert_eq!(
+        forms(&n, 2, 6),
+        vec![],
+        "the trunk's VLAN 10 reached VLAN 20"
+    );
+    // h1 learned the trunk's MAC in VLAN 10 from its frame: the answer goes
+    // direct and arrives tagged 10.
+    assert_eq!(n.send(0, &frame(mac(2), mac(1), 7)), Some(n.addrs[1]));
+    assert_eq!(forms(&n, 1, 7), vec![Some(10)]);
+    // A broadcast goes via the switch and reaches VLAN 10 only, each in its form.
+    n.send(0, &frame([0xff; 6], mac(1), 8));
+    assert_eq!(forms(&n, 1, 8), vec![Some(10)]);
+    assert_eq!(forms(&n, 3, 8), vec![None]);
+    assert_eq!(forms(&n, 2, 8), vec![]);
+    assert_eq!(
+        n.via_switch[0] - before[0],
+        2,
+        "h1: one relayed unicast, one broadcast"
+    );
+    assert_eq!(
+        n.via_switch[1] - before[1],
+        1,
+        "only the trunk's VLAN 10 frame for h3's MAC was relayed"
+    );
 }
