@@ -5,6 +5,7 @@
 //! program and the Debian packages that bring them (`ping not found:
 //! apt-get install iputils-ping`), instead of a test that times out waiting
 //! for pings that were never sent.
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -116,7 +117,9 @@ pub fn preflight(program: &str, tools: &[Tool]) {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if let Some(why) = cannot_run(tools) {
-            eprintln!("{program}: {why}");
+            // Straight to stderr: the test harness captures `eprintln!`, and
+            // would drop it on exit.
+            let _ = writeln!(std::io::stderr(), "{program}: {why}");
             std::process::exit(2);
         }
     });
