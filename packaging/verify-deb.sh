@@ -3,7 +3,8 @@
 #   packaging/verify-deb.sh [target/debian/tapmesh_VERSION_ARCH.deb]
 # - dpkg -i, the `tapmesh` user, /etc/tapmesh, every installed file;
 # - `--version` of both binaries names the version and this checkout's commit;
-# - systemd-analyze verify on the units (any complaint fails);
+# - systemd-analyze verify on the units (any complaint fails) and their
+#   exposure score (systemd-analyze security, at most 2.5);
 # - the installed daemons really run as `tapmesh` the way the units run them:
 #   the switch with no capability, two nodes with CAP_NET_ADMIN only (TAP
 #   through /dev/net/tun, admin sockets in /run/tapmesh, keys readable only by
@@ -68,6 +69,14 @@ out=$(cd / && systemd-analyze verify --man=no \
     /usr/lib/systemd/system/tapmesh-switch.service \
     /usr/lib/systemd/system/tapmesh-node@.service 2>&1) || fail "systemd-analyze verify: $out"
 [ -z "$out" ] || fail "systemd-analyze verify: $out"
+# The hardening, as systemd scores it (0 best, 10 worst); above 2.5 fails, so
+# a unit that loses a protection is noticed.
+for unit in tapmesh-switch.service tapmesh-node@.service; do
+    score=$(cd / && systemd-analyze security --offline=yes --threshold=25 \
+        "/usr/lib/systemd/system/$unit" 2>&1) ||
+        fail "$unit is exposed: $(echo "$score" | tail -n 1)"
+    echo "$score" | tail -n 1
+done
 
 echo "== the daemons as user tapmesh, the nodes with CAP_NET_ADMIN only"
 # Names as the integration crate makes them (tmi{pid}x…), so its tests sweep
