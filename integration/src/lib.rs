@@ -36,6 +36,8 @@
 //! - [`config`]: keys and the TOML files for the switch and the nodes.
 //! - [`topology`]: [`Topology::central`], one switch namespace with a bridge and
 //!   N hosts.
+//! - [`tools`]: the external programs the demo and the tests run, checked
+//!   before the first namespace (one line naming what to install).
 //! - [`traffic`]: TCP transfers with byte-for-byte checks, UDP sprays.
 //! - [`unprivileged`]: a node without a TAP run as `nobody` in a topology's
 //!   host namespace.
@@ -62,6 +64,7 @@ pub mod process;
 pub mod prometheus;
 pub mod qemu;
 pub mod status;
+pub mod tools;
 pub mod topology;
 pub mod traffic;
 pub mod trunk;
