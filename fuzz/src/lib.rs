@@ -163,13 +163,13 @@ pub fn cookie_minter(
 ) -> overlay_proto::cookie::CookieMinter {
     use overlay_proto::cookie::CookieMinter;
     use overlay_proto::wire::Header;
-    let mut m = CookieMinter::new(&keys().0.public_key());
+    let mut m =
+        CookieMinter::with_rng(&keys().0.public_key(), StdRng::seed_from_u64(COOKIE_SEED));
     let init = stamped_init();
     m.write_reply(
         now(),
         node_addr(),
         &Header::new_checked(&init[..]).expect("stamped_init is well-formed"),
-        &mut StdRng::seed_from_u64(COOKIE_SEED),
         reply,
     );
     m
