@@ -4,7 +4,6 @@
 //! peers keep and get their sessions; a switch flooded from thousands of
 //! forged sources still lets a real node in within 10 s.
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use integration::attack::{RawSender, paced_flood, spoofed_flood, unknown_key_ini
 use integration::monitoring::{cpu_ticks, ticks_per_sec};
 use integration::status::counter;
 use integration::topology::{SWITCH_PORT, overlay_v4, underlay_v4};
+use integration::traffic::ping_in_background;
 use integration::{Topology, wait_until};
 use overlay_proto::keys::PublicKey;
 use serde_json::Value;
@@ -41,34 +41,6 @@ fn is_direct(topo: &Topology, i: usize, peer: usize) -> bool {
                 .any(|p| p["name"] == topo.host_name(peer) && p["path"].as_str() == Some("direct"))
         })
     })
-}
-
-/// `ping -i interval -c count` over the overlay, in the background.
-fn ping_bg(topo: &Topology, from: usize, to: usize, interval: &str, count: u32) -> Child {
-    topo.ns(from)
-        .command("ping")
-        .args(["-n", "-q", "-i", interval, "-W", "1", "-c"])
-        .arg(count.to_string())
-        .arg(overlay_v4(to).to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ping")
-}
-
-/// (transmitted, received) from ping's summary.
-fn ping_result(child: Child) -> (u32, u32) {
-    let out = child.wait_with_output().expect("ping output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("transmitted"))
-        .unwrap_or_else(|| panic!("no ping summary in {text}"));
-    let nums: Vec<u32> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    (nums[0], nums[1])
 }
 
 /// Issue 13 item 6: 20,000 initiations per second with a valid `mac1` for
@@ -123,14 +95,14 @@ fn a_valid_mac1_flood_at_a_mesh_node_costs_it_no_diffie_hellman() {
         });
         // Let h1 go under load first.
         std::thread::sleep(Duration::from_secs(1));
-        let ping = ping_bg(&topo, 2, 1, "0.1", 60);
+        let ping = ping_in_background(topo.ns(2), overlay_v4(1).into(), "0.1", 60);
         topo.ns(3).unblock_udp();
         let t = Instant::now();
         let back = wait_until(Duration::from_secs(20), || {
             is_direct(&topo, 3, 1) && is_direct(&topo, 1, 3)
         })
         .then(|| t.elapsed());
-        let pings = ping_result(ping);
+        let pings = ping.result();
         stop.store(true, Ordering::Relaxed);
         (f.join().expect("flood thread"), pings, back)
     });
