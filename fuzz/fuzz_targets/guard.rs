@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use overlay_proto::cookie::{COOKIE_SECRET_LIFETIME, COOKIE_USE_FOR, Cookie, MacKeys};
-use overlay_proto::wire::{COOKIE_REPLY_LEN, HS_INIT_LEN, Header};
 use overlay_proto::handshake_guard::{
     GuardConfig, GuardDrop, GuardVerdict, HandshakeGuard, PER_SOURCE_BURST,
 };
+use overlay_proto::wire::{COOKIE_REPLY_LEN, HS_INIT_LEN, Header};
 use tapmesh_fuzz::{keys, node_addr, now};
 
 const REPLIES_PER_SEC: u32 = 3;
@@ -83,8 +83,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(
                     matches!(
                         verdict,
-                        GuardVerdict::Proceed
-                            | GuardVerdict::Drop(GuardDrop::RateLimited)
+                        GuardVerdict::Proceed | GuardVerdict::Drop(GuardDrop::RateLimited)
                     ),
                     "a valid cookie was refused: {verdict:?}"
                 );

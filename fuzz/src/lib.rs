@@ -163,8 +163,7 @@ pub fn cookie_minter(
 ) -> overlay_proto::cookie::CookieMinter {
     use overlay_proto::cookie::CookieMinter;
     use overlay_proto::wire::Header;
-    let mut m =
-        CookieMinter::with_rng(&keys().0.public_key(), StdRng::seed_from_u64(COOKIE_SEED));
+    let mut m = CookieMinter::with_rng(&keys().0.public_key(), StdRng::seed_from_u64(COOKIE_SEED));
     let init = stamped_init();
     m.write_reply(
         now(),
@@ -319,7 +318,7 @@ fn rogue_session(
     let t = now();
     let index = 0x4444_0004;
     let mut init = [0u8; HS_INIT_LEN];
-    let pending = handshake::initiate(
+    let mut pending = handshake::initiate(
         key,
         &keys().0.public_key(),
         &Psk::default(),
