@@ -1034,6 +1034,165 @@ fn mesh_peer_seeds() {
     }
 }
 
+/// One record of the `peer_session` target: `sel` (0/7: h2 seals `bytes`
+/// with `flags` for h1, 1: for h3, 2: for the switch; 3, 4: h3's and h1's
+/// TAP reads; 5: replay; 6: `flags` x 10 ms pass).
+fn peer_rec(sel: u8, flags: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut r = vec![sel, flags];
+    r.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+    r.extend_from_slice(bytes);
+    r
+}
+
+fn peer_session_seeds() {
+    use overlay_proto::frag::{FRAG_HEADER_LEN, FragHeader};
+    use overlay_proto::wire::{FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET};
+    let d = dir("peer_session");
+    let mac = |n: u8| [0x02, 0, 0, 0, 0, n];
+    let tag = |vid: u8, ethertype: u16, rest: &[u8]| {
+        [&[0x00, vid][..], &ethertype.to_be_bytes(), rest].concat()
+    };
+    let control = |c: Control| {
+        let mut b = Vec::new();
+        c.emit(&mut b);
+        b
+    };
+    let h3 = StaticSecret::generate(&mut StdRng::seed_from_u64(0x0003_5eed)).public_key();
+    let vlans = tapmesh_fuzz::peer_vlans();
+    let plain = |f: &[u8]| [&[0u8; VNET_HDR_LEN][..], f].concat();
+    // h2's TCP super-frame to h1, untagged (its native VLAN 7).
+    let mut sf = superframe(false, false, 0, 0, 3000, 1000);
+    sf[VNET_HDR_LEN..VNET_HDR_LEN + 12].copy_from_slice(&[mac(1), mac(2)].concat());
+    let seeds: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        (
+            // Untagged (VLAN 7, tagged at h1), tagged 8, and the VLANs h1
+            // and h2 do not share (9: h2's only; 1: h1's native).
+            "direct-vlans",
+            vec![
+                peer_rec(0, 0, &eth(mac(1), mac(2), 0x0800, &[0x45])),
+                peer_rec(0, 0, &eth(mac(1), mac(2), 0x8100, &tag(8, 0x0800, &[0x45]))),
+                peer_rec(0, 0, &eth(mac(1), mac(2), 0x8100, &tag(9, 0x0800, &[0x45]))),
+                peer_rec(7, 0, &eth(mac(1), mac(2), 0x8100, &tag(1, 0x0800, &[0x45]))),
+                peer_rec(1, 0, &eth(mac(3), mac(2), 0x8100, &tag(8, 0x0800, &[0x45]))),
+            ],
+        ),
+        (
+            // h2 claims h3's MAC in VLAN 8 and h1's own in VLAN 7; h1 then
+            // sends to both.
+            "mac-takeover",
+            vec![
+                peer_rec(0, 0, &eth(mac(1), mac(3), 0x8100, &tag(8, 0x88b5, &[1]))),
+                peer_rec(
+                    0,
+                    FLAG_CONTROL,
+                    &control(Control::MacAnnounce {
+                        caps: 0,
+                        macs: vec![mac(1), mac(3)],
+                    }),
+                ),
+                peer_rec(4, 0, &plain(&eth(mac(3), mac(1), 0x8100, &tag(8, 0x88b5, &[2])))),
+                peer_rec(4, 0, &plain(&eth(mac(1), mac(1), 0x8100, &tag(7, 0x88b5, &[3])))),
+            ],
+        ),
+        (
+            // Messages only the switch may send, from h2 to h1.
+            "switch-only-control",
+            vec![
+                peer_rec(0, FLAG_CONTROL, &control(Control::Mesh { vlan: vlans[1].clone() })),
+                peer_rec(
+                    0,
+                    FLAG_CONTROL,
+                    &control(Control::PeerUpdate {
+                        key: h3,
+                        name: "h3".into(),
+                        endpoints: vec!["198.18.0.99:40000".parse().unwrap()],
+                        vlan: vlans[1].clone(),
+                    }),
+                ),
+                peer_rec(0, FLAG_CONTROL, &control(Control::PeerGone { key: h3 })),
+                peer_rec(
+                    0,
+                    FLAG_CONTROL,
+                    &control(Control::LocalAddrs(vec!["198.18.0.99:40000".parse().unwrap()])),
+                ),
+            ],
+        ),
+        (
+            "peer-control",
+            vec![
+                peer_rec(0, FLAG_CONTROL, &control(Control::Ping(1))),
+                peer_rec(0, FLAG_CONTROL, &control(Control::Pong(1))),
+                peer_rec(0, FLAG_CONTROL, &control(Control::Unknown(200))),
+                peer_rec(1, FLAG_CONTROL | FLAG_RELAYED, &control(Control::Ping(2))),
+            ],
+        ),
+        (
+            // h2 tells the switch where else to find it; time passes.
+            "local-addrs-and-time",
+            vec![
+                peer_rec(
+                    2,
+                    FLAG_CONTROL,
+                    &control(Control::LocalAddrs(vec![
+                        "198.18.0.77:40000".parse().unwrap(),
+                        "127.0.0.1:1".parse().unwrap(),
+                    ])),
+                ),
+                peer_rec(6, 250, &[]),
+                peer_rec(6, 250, &[]),
+                peer_rec(2, 0, &eth([0xff; 6], mac(2), 0x88b5, &[4])),
+            ],
+        ),
+        (
+            "vnet-superframe",
+            vec![
+                peer_rec(0, FLAG_VNET, &sf),
+                peer_rec(1, FLAG_VNET, &sf),
+                peer_rec(2, FLAG_VNET, &sf),
+            ],
+        ),
+        (
+            "relayed-unknown-flags-replay",
+            vec![
+                peer_rec(0, FLAG_RELAYED, &eth(mac(1), mac(2), 0x0800, &[0x45])),
+                peer_rec(0, 0x80, &eth(mac(1), mac(2), 0x0800, &[0x45])),
+                peer_rec(0, 0, &eth(mac(1), mac(2), 0x0800, &[0x46])),
+                peer_rec(5, 0, &[]),
+            ],
+        ),
+        (
+            // Legitimate traffic: h3 and h1 to each other, both VLANs.
+            "h1-h3",
+            vec![
+                peer_rec(3, 0, &eth(mac(1), mac(3), 0x0800, &[0x45])),
+                peer_rec(3, 0, &eth(mac(1), mac(3), 0x8100, &tag(8, 0x0800, &[0x45]))),
+                peer_rec(4, 0, &plain(&eth(mac(3), mac(1), 0x0800, &[0x45]))),
+                peer_rec(4, 0, &plain(&eth([0xff; 6], mac(1), 0x8100, &tag(7, 0x0800, &[0x45])))),
+            ],
+        ),
+    ];
+    for (name, recs) in seeds {
+        write(&d, &format!("seed-{name}"), &recs.concat());
+    }
+    // A 1500-byte frame from h2 in two fragments, to h1 directly; a
+    // fragmented control message.
+    let whole = eth(mac(1), mac(2), 0x88b5, &[7; 1486]);
+    let mut recs = Vec::new();
+    for (offset, chunk) in [(0u32, &whole[..800]), (800, &whole[800..])] {
+        let mut b = vec![0u8; FRAG_HEADER_LEN];
+        FragHeader {
+            frame_id: 1,
+            offset,
+            total: whole.len() as u32,
+        }
+        .emit(&mut b);
+        b.extend_from_slice(chunk);
+        recs.push(peer_rec(0, FLAG_FRAGMENT, &b));
+    }
+    recs.push(peer_rec(0, FLAG_FRAGMENT | FLAG_CONTROL, &recs[0][4..]));
+    write(&d, "seed-fragments", &recs.concat());
+}
+
 fn main() {
     header_seeds();
     session_seeds();
@@ -1049,6 +1208,7 @@ fn main() {
     vm_stream_seeds();
     forwarding_seeds();
     mesh_peer_seeds();
+    peer_session_seeds();
     for t in [
         "header",
         "session_open",
@@ -1064,6 +1224,7 @@ fn main() {
         "vm_stream",
         "forwarding",
         "mesh_peer",
+        "peer_session",
     ] {
         let n = std::fs::read_dir(dir(t))
             .unwrap()

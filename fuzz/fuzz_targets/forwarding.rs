@@ -26,7 +26,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use overlay_proto::vnet::{VNET_HDR_LEN, VnetHdr};
+use overlay_proto::vnet::VNET_HDR_LEN;
 use overlay_proto::wire::{
     DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_VNET, Header,
 };
@@ -135,28 +135,8 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check_tap_write(to: usize, w: &[u8], sent: Option<&[u8]>) {
-    let (hdr, frame) = if forwarding_offload(to) {
-        let h = VnetHdr::parse(w).expect("offload TAP write starts with a virtio header");
-        (Some(h), &w[VNET_HDR_LEN..])
-    } else {
-        (None, w)
-    };
-    assert!(frame.len() >= 14, "runt to the TAP of h{}", to + 1);
+    let frame = tapmesh_fuzz::tap::check_write(to + 1, forwarding_offload(to), MTU, w);
     let tagged = frame[12..14] == [0x81, 0x00];
-    assert!(
-        !tagged || frame.len() >= 18,
-        "a truncated 802.1Q frame reached h{}",
-        to + 1
-    );
-    match hdr {
-        Some(h) if h.is_gso() => assert!(h.gso_size as usize <= MTU),
-        _ => assert!(
-            frame.len() <= MTU + 14 + if tagged { 4 } else { 0 },
-            "oversize frame ({} bytes) to the TAP of h{}",
-            frame.len(),
-            to + 1
-        ),
-    }
     if let Some(s) = sent {
         assert_eq!(&frame[6..12], &s[6..12], "source MAC changed on the way");
     }

@@ -4,6 +4,7 @@
 //! example a *valid* handshake initiation) means the same thing to the
 //! target that later reads it.
 pub mod ip;
+pub mod tap;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -374,7 +375,7 @@ impl MeshNet {
     }
 
     /// [`deliver`](Self::deliver), starting with `wire`: (from, to, datagram).
-    fn deliver_from(
+    pub fn deliver_from(
         &mut self,
         mut wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
         rounds: usize,
@@ -422,18 +423,24 @@ impl MeshNet {
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
-            self.now += Duration::from_millis(10);
-            let now = self.now;
-            if self.switch.poll_timeout().is_some_and(|t| t <= now) {
-                self.switch.handle_timeout(now);
-            }
-            for n in &mut self.nodes {
-                if n.poll_timeout().is_some_and(|t| t <= now) {
-                    n.handle_timeout(now);
-                }
-            }
-            self.deliver(16);
+            self.tick(Duration::from_millis(10));
         }
+    }
+
+    /// Let `d` of virtual time pass at once, run due timers and deliver
+    /// what they send; the strays are returned.
+    pub fn tick(&mut self, d: Duration) -> Vec<(usize, SocketAddr, Vec<u8>)> {
+        self.now += d;
+        let now = self.now;
+        if self.switch.poll_timeout().is_some_and(|t| t <= now) {
+            self.switch.handle_timeout(now);
+        }
+        for n in &mut self.nodes {
+            if n.poll_timeout().is_some_and(|t| t <= now) {
+                n.handle_timeout(now);
+            }
+        }
+        self.deliver(16)
     }
 
     /// Node `i` reads `bytes` from its TAP; the result is delivered as by
@@ -450,56 +457,81 @@ impl MeshNet {
     }
 }
 
+/// A mesh switch with `specs` (mesh mode on) and nodes `(key, address,
+/// offload)`, no time passed yet.
+fn new_mesh(specs: Vec<NodeSpec>, nodes: &[(StaticSecret, SocketAddr, bool)]) -> MeshNet {
+    let cfg = SwitchConfig {
+        nodes: specs,
+        ..switch_config().clone()
+    };
+    let t = now();
+    let mut switch = tapmesh_switch::core::Switch::new(cfg, t, SWITCH_SEED);
+    switch.enable_mesh();
+    let cores = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, (k, addr, offload))| {
+            let cfg = NodeConfig {
+                private_key: k.clone(),
+                offload: *offload,
+                ..node_config().clone()
+            };
+            let mut n = tapmesh_node::core::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64);
+            n.set_local_addrs(vec![*addr]);
+            n
+        })
+        .collect();
+    MeshNet {
+        now: t,
+        switch,
+        nodes: cores,
+        addrs: nodes.iter().map(|n| n.1).collect(),
+        tap: vec![Vec::new(); nodes.len()],
+    }
+}
+
+/// Node h3's key in the mesh networks.
+fn h3_key() -> StaticSecret {
+    StaticSecret::generate(&mut StdRng::seed_from_u64(0x0003_5eed))
+}
+
+/// Forget the setup's events and TAP writes.
+fn settle(m: &mut MeshNet) {
+    for n in &mut m.nodes {
+        while n.poll_event().is_some() {}
+        while n.poll_path_event().is_some() {}
+    }
+    while m.switch.poll_event().is_some() {}
+    for t in &mut m.tap {
+        t.clear();
+    }
+}
+
 /// The established mesh of the `mesh_peer` target (built once per process).
 pub fn mesh_net() -> &'static MeshNet {
     use tapmesh_node::peers::Path;
     static M: OnceLock<MeshNet> = OnceLock::new();
     M.get_or_init(|| {
         let (_, h1, h2) = keys();
-        let h3 = StaticSecret::generate(&mut StdRng::seed_from_u64(0x0003_5eed));
-        let node_keys = [h1.clone(), h2.clone(), h3];
-        let cfg = SwitchConfig {
-            nodes: node_keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
-                .collect(),
-            ..switch_config().clone()
-        };
-        let t = now();
-        let mut switch = tapmesh_switch::core::Switch::new(cfg, t, SWITCH_SEED);
-        switch.enable_mesh();
-        let addrs: Vec<SocketAddr> = (0..3)
-            .map(|i| format!("198.18.0.{}:40000", 21 + i).parse().unwrap())
+        let node_keys = [h1.clone(), h2.clone(), h3_key()];
+        let specs = node_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
             .collect();
-        let nodes = node_keys
+        let nodes: Vec<_> = node_keys
             .iter()
             .enumerate()
             .map(|(i, k)| {
-                let cfg = NodeConfig {
-                    private_key: k.clone(),
-                    offload: false,
-                    ..node_config().clone()
-                };
-                let mut n = tapmesh_node::core::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64);
-                n.set_local_addrs(vec![addrs[i]]);
-                n
+                let addr = format!("198.18.0.{}:40000", 21 + i).parse().unwrap();
+                (k.clone(), addr, false)
             })
             .collect();
-        let mut m = MeshNet {
-            now: t,
-            switch,
-            nodes,
-            addrs,
-            tap: vec![Vec::new(); 3],
-        };
+        let mut m = new_mesh(specs, &nodes);
         m.advance(Duration::from_secs(2));
         // Each announces its MAC with a broadcast, as ARP would.
         for i in 0..3 {
-            let mut f = vec![0xff; 6];
-            f.extend_from_slice(&[2, 0, 0, 0, 0, i as u8 + 1, 0x88, 0xb5]);
-            f.resize(60, 0);
-            m.send(i, &f);
+            m.send(i, &broadcast_from(i as u8 + 1, None));
         }
         m.advance(Duration::from_millis(100));
         for i in 0..3 {
@@ -509,13 +541,341 @@ pub fn mesh_net() -> &'static MeshNet {
                     assert_eq!(path, Some(Path::Direct), "h{} -> h{}", i + 1, j + 1);
                 }
             }
-            while m.nodes[i].poll_event().is_some() {}
-            while m.nodes[i].poll_path_event().is_some() {}
         }
-        while m.switch.poll_event().is_some() {}
-        for t in &mut m.tap {
-            t.clear();
-        }
+        settle(&mut m);
         m
+    })
+}
+
+/// A 60-byte broadcast from 02:00:00:00:00:`n` (ethertype 0x88b5, local
+/// experimental), with an 802.1Q tag for `vid` if given.
+pub fn broadcast_from(n: u8, vid: Option<u16>) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[2, 0, 0, 0, 0, n]);
+    if let Some(v) = vid {
+        f.extend_from_slice(&[0x81, 0x00, (v >> 8) as u8, v as u8]);
+    }
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.resize(60, 0);
+    f
+}
+
+/// The `peer_session` target's network: a VLAN-aware mesh switch, nodes h1
+/// and h3, and h2, a member whose "node" is only its sessions
+/// ([`Rogue`]): with the switch, and direct ones with h1 and h3 that it
+/// answered as any peer would. So it can seal what no honest node would,
+/// under sessions h1 and h3 take for real.
+///
+/// - h1 (`mesh.nodes[0]`, offload TAP): native VLAN 1, VLANs 7 and 8 tagged;
+/// - h2 (the rogue): native VLAN 7, VLANs 8 and 9 tagged;
+/// - h3 (`mesh.nodes[1]`, no offload): native VLAN 1, VLAN 8 tagged.
+///
+/// So h1 and h2 share VLANs 7 (untagged at h2, tagged at h1) and 8, h2 and
+/// h3 only 8, h1 and h3 1 and 8. Every node announced its MAC
+/// (02:00:00:00:00:0n) in each of its VLANs with a broadcast through the
+/// switch, and h2 announced [`PEER_PREFILL`] more to h1 (06:00:00:00:hi:lo),
+/// so h1's table behind h2 is near its bounds.
+#[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
+pub struct PeerNet {
+    /// The switch, h1 and h3 (h2's address is not one of theirs: what goes
+    /// there comes back from [`MeshNet::deliver`] as a stray).
+    pub mesh: MeshNet,
+    /// h2.
+    pub rogue: Rogue,
+}
+
+/// MACs h2 announced to h1 in the setup of [`peer_net`].
+pub const PEER_PREFILL: usize = 960;
+
+/// The VLAN ports of h1, h2 and h3 in [`PeerNet`].
+pub fn peer_vlans() -> [overlay_proto::vlan::PortVlan; 3] {
+    use overlay_proto::vlan::PortVlan;
+    let port = |native, tagged: &[u16]| PortVlan::Member {
+        native: Some(native),
+        tagged: tagged.to_vec(),
+    };
+    [port(1, &[7, 8]), port(7, &[8, 9]), port(1, &[8])]
+}
+
+/// A mesh member that is only its sessions: with the switch and with each
+/// node of a [`MeshNet`] (by index) that completed a handshake with it.
+#[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
+pub struct Rogue {
+    /// Its static key (an admitted member's).
+    pub key: StaticSecret,
+    /// Its underlay address.
+    pub addr: SocketAddr,
+    /// Its session with the switch.
+    pub switch: Session,
+    /// Its direct sessions, by node index.
+    pub peers: Vec<Option<Session>>,
+    next_index: u32,
+}
+
+/// What [`Rogue::receive`] made of a datagram.
+#[derive(Debug)]
+pub struct RogueRx {
+    /// The answer to send back (handshake response, `Pong`), if any.
+    pub reply: Option<Vec<u8>>,
+    /// The flags and plaintext of an authentic data datagram from a node.
+    pub opened: Option<(u8, Vec<u8>)>,
+}
+
+impl Rogue {
+    /// A datagram node `from` (an index, `usize::MAX` for the switch) sent to
+    /// the rogue: answer handshake initiations, open data under the session
+    /// with its sender and answer `Ping`s.
+    pub fn receive(&mut self, now: Instant, from: usize, d: &mut [u8]) -> RogueRx {
+        use overlay_proto::control::Control;
+        use overlay_proto::handshake::read_init;
+        use overlay_proto::wire::{FLAG_CONTROL, HS_RESP_LEN, Header, MessageType};
+        let mut rx = RogueRx {
+            reply: None,
+            opened: None,
+        };
+        let Ok(h) = Header::new_checked(&d[..]) else {
+            return rx;
+        };
+        match h.message_type() {
+            MessageType::HandshakeInit if from < self.peers.len() => {
+                let Ok(inc) = read_init(&self.key, &Psk::default(), &h) else {
+                    return rx;
+                };
+                let remote = inc.initiator_index;
+                let index = self.next_index;
+                self.next_index += 1;
+                let mut out = [0u8; HS_RESP_LEN];
+                if let Ok(keys) = inc.accept(NETWORK_ID, index, &mut out) {
+                    self.peers[from] = Some(Session::new(keys, index, remote, NETWORK_ID, now));
+                    rx.reply = Some(out.to_vec());
+                }
+            }
+            MessageType::Data => {
+                let flags = h.flags();
+                let index = h.receiver_index();
+                let s = if from == usize::MAX {
+                    Some(&mut self.switch)
+                } else {
+                    self.peers.get_mut(from).and_then(Option::as_mut)
+                };
+                let Some(s) = s.filter(|s| s.local_index() == index) else {
+                    return rx;
+                };
+                let Ok(r) = s.open(d) else {
+                    return rx;
+                };
+                let payload = d[r].to_vec();
+                if from != usize::MAX
+                    && flags & FLAG_CONTROL != 0
+                    && let Ok(Control::Ping(id)) = Control::parse(&payload)
+                {
+                    let mut b = Vec::new();
+                    Control::Pong(id).emit(&mut b);
+                    rx.reply = self.seal(from, FLAG_CONTROL, &b);
+                }
+                rx.opened = Some((flags, payload));
+            }
+            _ => {}
+        }
+        rx
+    }
+
+    /// `payload` sealed as it is with `flags` under the session with node
+    /// `to` (`usize::MAX`: the switch), if there is one.
+    pub fn seal(&mut self, to: usize, flags: u8, payload: &[u8]) -> Option<Vec<u8>> {
+        use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
+        let s = if to == usize::MAX {
+            Some(&mut self.switch)
+        } else {
+            self.peers.get_mut(to).and_then(Option::as_mut)
+        }?;
+        let mut buf = vec![0u8; payload.len() + DATA_OVERHEAD];
+        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + payload.len()].copy_from_slice(payload);
+        let n = s.seal(flags, &mut buf, payload.len()).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+}
+
+impl PeerNet {
+    /// Hand the strays of a delivery to the rogue (datagrams to its address;
+    /// others are returned) and deliver its answers, until none is left.
+    /// Returns every stray to another address, and every datagram the rogue
+    /// opened: (from node, flags, plaintext).
+    pub fn settle_strays(
+        &mut self,
+        mut stray: Vec<(usize, SocketAddr, Vec<u8>)>,
+    ) -> (Vec<(usize, SocketAddr, Vec<u8>)>, Vec<(usize, u8, Vec<u8>)>) {
+        let mut elsewhere = Vec::new();
+        let mut opened = Vec::new();
+        for _ in 0..16 {
+            if stray.is_empty() {
+                break;
+            }
+            let mut replies = Vec::new();
+            for (i, to, mut d) in stray.drain(..) {
+                if to != self.rogue.addr {
+                    elsewhere.push((i, to, d));
+                    continue;
+                }
+                let rx = self.rogue.receive(self.mesh.now, i, &mut d);
+                if let Some(o) = rx.opened {
+                    opened.push((i, o.0, o.1));
+                }
+                if let Some(r) = rx.reply {
+                    let back = if i == usize::MAX {
+                        switch_addr()
+                    } else {
+                        self.mesh.addrs[i]
+                    };
+                    replies.push((self.rogue.addr, back, r));
+                }
+            }
+            stray = self.mesh.deliver_from(replies, 16);
+        }
+        elsewhere.extend(stray);
+        (elsewhere, opened)
+    }
+
+    /// The rogue seals `payload` with `flags` for node `to` (`usize::MAX`:
+    /// the switch) and sends it from its address; the result is delivered.
+    /// Returns the datagram (if there was a session to seal it under) and
+    /// what [`settle_strays`](Self::settle_strays) returns.
+    #[allow(clippy::type_complexity)]
+    pub fn rogue_send(
+        &mut self,
+        to: usize,
+        flags: u8,
+        payload: &[u8],
+    ) -> (
+        Option<Vec<u8>>,
+        Vec<(usize, SocketAddr, Vec<u8>)>,
+        Vec<(usize, u8, Vec<u8>)>,
+    ) {
+        let Some(d) = self.rogue.seal(to, flags, payload) else {
+            return (None, Vec::new(), Vec::new());
+        };
+        let (stray, opened) = self.resend(to, d.clone());
+        (Some(d), stray, opened)
+    }
+
+    /// Send datagram `d` from the rogue's address to node `to` (`usize::MAX`:
+    /// the switch) again, as an on-path replay would.
+    #[allow(clippy::type_complexity)]
+    pub fn resend(
+        &mut self,
+        to: usize,
+        d: Vec<u8>,
+    ) -> (Vec<(usize, SocketAddr, Vec<u8>)>, Vec<(usize, u8, Vec<u8>)>) {
+        let dst = if to == usize::MAX {
+            switch_addr()
+        } else {
+            self.mesh.addrs[to]
+        };
+        let stray = self.mesh.deliver_from(vec![(self.rogue.addr, dst, d)], 16);
+        self.settle_strays(stray)
+    }
+
+    /// Let `d` of virtual time pass at once: due timers run, and what they
+    /// send is delivered (the rogue answering as a peer would).
+    #[allow(clippy::type_complexity)]
+    pub fn jump(
+        &mut self,
+        d: Duration,
+    ) -> (Vec<(usize, SocketAddr, Vec<u8>)>, Vec<(usize, u8, Vec<u8>)>) {
+        let stray = self.mesh.tick(d);
+        self.settle_strays(stray)
+    }
+}
+
+/// The established network of the `peer_session` target (built once per
+/// process).
+pub fn peer_net() -> &'static PeerNet {
+    use overlay_proto::control::Control;
+    use overlay_proto::wire::FLAG_CONTROL;
+    use tapmesh_node::peers::Path;
+    static P: OnceLock<PeerNet> = OnceLock::new();
+    P.get_or_init(|| {
+        let (_, h1, h2) = keys();
+        let h3 = h3_key();
+        let vlans = peer_vlans();
+        let specs = [h1, h2, &h3]
+            .iter()
+            .zip(vlans)
+            .enumerate()
+            .map(|(i, (k, vlan))| NodeSpec {
+                vlan,
+                ..NodeSpec::new(format!("h{}", i + 1), k.public_key())
+            })
+            .collect();
+        let addr = |i: usize| -> SocketAddr { format!("198.18.0.{}:40000", 31 + i).parse().unwrap() };
+        let mut mesh = new_mesh(specs, &[(h1.clone(), addr(0), true), (h3, addr(2), false)]);
+        let switch = rogue_session(&mut mesh.switch, h2, addr(1));
+        let mut p = PeerNet {
+            mesh,
+            rogue: Rogue {
+                key: h2.clone(),
+                addr: addr(1),
+                switch,
+                peers: vec![None, None],
+                next_index: 0x2222_0000,
+            },
+        };
+        // Handshakes, the switch's lists, h1's and h3's handshakes with h2.
+        for _ in 0..200 {
+            p.jump(Duration::from_millis(10));
+        }
+        // Every port's MAC in each of its VLANs, with broadcasts through the
+        // switch (h1's offload TAP takes a virtio header in front).
+        let vnet0 = [0u8; overlay_proto::vnet::VNET_HDR_LEN];
+        for vid in [None, Some(7), Some(8)] {
+            let mut f = vnet0.to_vec();
+            f.extend_from_slice(&broadcast_from(1, vid));
+            let s = p.mesh.send(0, &f);
+            p.settle_strays(s);
+        }
+        for vid in [None, Some(8)] {
+            let s = p.mesh.send(1, &broadcast_from(3, vid));
+            p.settle_strays(s);
+        }
+        for vid in [None, Some(8)] {
+            let (d, ..) = p.rogue_send(usize::MAX, 0, &broadcast_from(2, vid));
+            assert!(d.is_some());
+        }
+        // h2's own MAC, then the prefill, to h1 directly.
+        let mut macs = vec![[2, 0, 0, 0, 0, 2]];
+        macs.extend((0..PEER_PREFILL).map(|i| [6, 0, 0, 0, (i >> 8) as u8, i as u8]));
+        for chunk in macs.chunks(overlay_proto::control::MAX_MACS) {
+            let mut b = Vec::new();
+            Control::MacAnnounce {
+                caps: 0,
+                macs: chunk.to_vec(),
+            }
+            .emit(&mut b);
+            let (d, ..) = p.rogue_send(0, FLAG_CONTROL, &b);
+            assert!(d.is_some(), "h2 has a session with h1");
+        }
+        for _ in 0..10 {
+            p.jump(Duration::from_millis(10));
+        }
+        for (i, n) in p.mesh.nodes.iter().enumerate() {
+            let me = [1, 3][i];
+            for other in [1, 2, 3].into_iter().filter(|o| *o != me) {
+                let path = n.peers().path_of(p.mesh.now, &format!("h{other}"));
+                assert_eq!(path, Some(Path::Direct), "h{me} -> h{other}");
+            }
+        }
+        let macs: usize = p.mesh.nodes[0]
+            .peers()
+            .status(p.mesh.now)
+            .iter()
+            .filter(|s| s.name == "h2")
+            .map(|s| s.macs)
+            .sum();
+        assert_eq!(macs, 1 + PEER_PREFILL, "h1 learned h2's MACs");
+        settle(&mut p.mesh);
+        p
     })
 }

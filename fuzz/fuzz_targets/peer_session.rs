@@ -1,0 +1,296 @@
+//! A mesh peer that forges flags and control messages over a real session:
+//! what an admitted member can make another node do once a direct session
+//! is up. The network ([`tapmesh_fuzz::peer_net`]: a VLAN-aware mesh switch,
+//! nodes h1 and h3, and h2, a member that is only its sessions) is built
+//! once per process and cloned for every input. Each input is a list of
+//! records `[sel, flags, len_lo, len_hi, bytes...]`; by `sel % 8`:
+//! - 0, 7: h2 seals `bytes` as they are with header flags `flags` (any:
+//!   control, fragment, virtio, relayed, unknown bits) under its direct
+//!   session with h1, and sends it to h1 from its own address;
+//! - 1: the same to h3;
+//! - 2: the same to the switch, under h2's session with it;
+//! - 3: h3 reads `bytes` from its TAP (direct to a peer, or via the switch);
+//! - 4: h1 reads `bytes` (a virtio header and a frame) from its TAP;
+//! - 5: the latest datagram h2 sealed is sent again (a replay);
+//! - 6: `flags` x 10 ms pass: timers run, probes and answers are delivered.
+//!
+//! Datagrams to h2's address are opened by h2, which answers handshakes
+//! and pings as a peer would. Must never panic, and after each record:
+//! - nothing reaches a TAP in a VLAN the sender and the receiver do not
+//!   share: from h2, h1 gets only VLANs 7 and 8 (tagged: its native VLAN 1
+//!   is not h2's) and h3 only VLAN 8; from h3, h1 gets VLAN 1 or 8; from
+//!   h1, h3 gets VLAN 1 or 8;
+//! - every TAP write is whole, within the MTU (per segment for a GSO
+//!   super-frame), with a virtio header the kernel takes on h1's offload
+//!   TAP, and with the source MAC of the frame sent;
+//! - a node never passes on a frame it received: what h2 sends h1 reaches
+//!   no other TAP, and h1 and h3 send h2 only control messages and
+//!   keepalives unless the record had them read a frame from their TAP;
+//! - a replay, and time passing, put nothing on any TAP;
+//! - messages only the switch may send (`mesh`, `peer-update`,
+//!   `peer-gone`), sealed by h2 to h1, are refused as `control` drops, and
+//!   nothing h2 sends directly changes whom h1 or h3 take as peers, their
+//!   endpoints or VLANs (through the switch h2 can change only its own
+//!   endpoints);
+//! - h1's table of MACs behind peers stays within its bound;
+//! - h1 and h3 send datagrams only to h2, each other and the switch, except
+//!   handshake initiations to the endpoints the switch announced for h2;
+//! - with [`MAC_OWNERS`]: h2 can take over neither a MAC the switch saw
+//!   behind h1 or h3 nor a node's own MAC: frames to those never go to h2.
+#![no_main]
+
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use overlay_proto::control::Control;
+use overlay_proto::vlan::tag_vid;
+use overlay_proto::vnet::VNET_HDR_LEN;
+use overlay_proto::wire::{FLAG_CONTROL, FLAG_FRAGMENT, FLAG_VNET, Header, KNOWN_FLAGS, MessageType};
+use tapmesh_fuzz::{PeerNet, peer_net, tap::check_write};
+use tapmesh_node::stats::DropReason;
+
+const MTU: usize = 1400;
+/// `mesh.nodes` indices.
+const H1: usize = 0;
+const H3: usize = 1;
+/// The rogue's destination index for the switch.
+const SWITCH: usize = usize::MAX;
+/// The bound on h1's MACs behind all peers together.
+const MAC_LIMIT: usize = 4096;
+/// Whether the nodes know which MACs the switch placed where (`mac-owners`).
+const MAC_OWNERS: bool = false;
+
+/// Who made the record's frame, if anyone.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Origin {
+    H1,
+    H2,
+    H3,
+    Nobody,
+}
+
+/// The peers a node takes, as far as h2 must not change them: name, key,
+/// VLANs, and the endpoints (h2's own only if `with_h2`).
+fn peer_set(p: &PeerNet, node: usize, with_h2: bool) -> Vec<(String, String, Vec<u16>, Vec<String>)> {
+    let now = p.mesh.now;
+    let mut v: Vec<_> = p.mesh.nodes[node]
+        .peers()
+        .status(now)
+        .into_iter()
+        .map(|s| {
+            let c = if with_h2 || s.name != "h2" {
+                s.candidates
+            } else {
+                Vec::new()
+            };
+            (s.name, s.public_key, s.vlans, c)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A control message only the switch sends.
+fn switch_only(bytes: &[u8]) -> bool {
+    matches!(
+        Control::parse(bytes),
+        Ok(Control::Mesh { .. } | Control::PeerUpdate { .. } | Control::PeerGone { .. })
+    )
+}
+
+/// (VLAN, MAC) pairs the switch saw behind h1 and h3: no frame to one of
+/// them may go to h2.
+fn placed(vid: u16, dst: &[u8]) -> bool {
+    let m1 = [2, 0, 0, 0, 0, 1];
+    let m3 = [2, 0, 0, 0, 0, 3];
+    (dst == m1 && [1, 7, 8].contains(&vid)) || (dst == m3 && [1, 8].contains(&vid))
+}
+
+/// The VLAN of a frame as node `from` (h1 or h3, native VLAN 1) sends it.
+fn vlan_of(frame: &[u8]) -> u16 {
+    tag_vid(frame).unwrap_or(1)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut p = peer_net().clone();
+    let mut last: Option<(usize, Vec<u8>)> = None;
+    let mut rest = data;
+    let mut records = 0;
+    while rest.len() >= 4 && records < 16 {
+        records += 1;
+        let sel = rest[0] % 8;
+        let flags = rest[1];
+        let len = (u16::from_le_bytes([rest[2], rest[3]]) as usize).min(rest.len() - 4);
+        let bytes = &rest[4..4 + len];
+        rest = &rest[4 + len..];
+
+        let tap_before: Vec<usize> = p.mesh.tap.iter().map(Vec::len).collect();
+        let set_before = [peer_set(&p, H1, true), peer_set(&p, H3, true)];
+        let set_before_relayed = [peer_set(&p, H1, false), peer_set(&p, H3, false)];
+        let control_drops = p.mesh.nodes[H1].drops().get(DropReason::Control);
+        let refused_otherwise = |p: &PeerNet| {
+            let d = p.mesh.nodes[H1].drops();
+            d.get(DropReason::UnknownSession) + d.get(DropReason::Expired) + d.get(DropReason::Replay)
+        };
+        let other_drops = refused_otherwise(&p);
+
+        let mut sealed = false;
+        let (origin, sent, (stray, opened)) = match sel {
+            0 | 1 | 2 | 7 => {
+                let to = match sel {
+                    1 => H3,
+                    2 => SWITCH,
+                    _ => H1,
+                };
+                let (d, stray, opened) = p.rogue_send(to, flags, bytes);
+                if let Some(d) = d {
+                    sealed = true;
+                    last = Some((to, d));
+                }
+                let frame = flags & (FLAG_CONTROL | FLAG_FRAGMENT) == 0;
+                let skip = if flags & FLAG_VNET != 0 { VNET_HDR_LEN } else { 0 };
+                (Origin::H2, bytes.get(skip..).filter(|_| frame), (stray, opened))
+            }
+            3 => {
+                let s = p.mesh.send(H3, bytes);
+                (Origin::H3, Some(bytes), p.settle_strays(s))
+            }
+            4 => {
+                let s = p.mesh.send(H1, bytes);
+                (Origin::H1, bytes.get(VNET_HDR_LEN..), p.settle_strays(s))
+            }
+            5 => match last.clone() {
+                Some((to, d)) => (Origin::Nobody, None, p.resend(to, d)),
+                None => continue,
+            },
+            _ => (
+                Origin::Nobody,
+                None,
+                p.jump(Duration::from_millis(10 * u64::from(flags))),
+            ),
+        };
+
+        // TAP writes: VLANs, form, size, source.
+        for (node, offload) in [(H1, true), (H3, false)] {
+            for w in &p.mesh.tap[node][tap_before[node]..] {
+                let name = [1, 3][node];
+                let frame = check_write(name, offload, MTU, w);
+                let vid = tag_vid(frame);
+                let ok = match (origin, node, sel) {
+                    (Origin::H2, H1, _) => matches!(vid, Some(7 | 8)),
+                    (Origin::H2, H3, 1 | 2) => vid == Some(8),
+                    (Origin::H3, H1, _) | (Origin::H1, H3, _) => matches!(vid, None | Some(8)),
+                    _ => false,
+                };
+                assert!(
+                    ok,
+                    "record {sel} (from {origin:?}) put a frame in VLAN {vid:?} on the TAP of h{name}"
+                );
+                if let Some(s) = sent.filter(|s| s.len() >= 12) {
+                    assert_eq!(&frame[6..12], &s[6..12], "source MAC changed on the way");
+                }
+            }
+        }
+
+        // Loop guard, and MACs the switch placed elsewhere.
+        for (from, f, payload) in &opened {
+            if *from == SWITCH {
+                continue;
+            }
+            let own_frame = matches!((origin, *from), (Origin::H1, H1) | (Origin::H3, H3));
+            let frame = f & FLAG_CONTROL == 0 && !payload.is_empty();
+            assert!(
+                !frame || own_frame,
+                "h{} passed a frame on to h2 (record {sel})",
+                [1, 3][*from]
+            );
+            if MAC_OWNERS && frame && f & FLAG_FRAGMENT == 0 && payload.len() >= 14 {
+                let skip = if f & FLAG_VNET != 0 { VNET_HDR_LEN } else { 0 };
+                if let Some(fr) = payload.get(skip..).filter(|fr| fr.len() >= 14) {
+                    assert!(
+                        !placed(vlan_of(fr), &fr[..6]),
+                        "h{} sent h2 a frame for a MAC the switch saw elsewhere",
+                        [1, 3][*from]
+                    );
+                }
+            }
+        }
+
+        // Switch-only control messages from a peer are refused, and nothing
+        // sent directly changes whom the nodes take as peers.
+        if sel == 0 || sel == 7 {
+            let control = flags & (FLAG_CONTROL | FLAG_FRAGMENT) == FLAG_CONTROL
+                && flags & !KNOWN_FLAGS == 0;
+            if control && sealed && switch_only(bytes) {
+                let refused = p.mesh.nodes[H1].drops().get(DropReason::Control) - control_drops;
+                let unknown = refused_otherwise(&p) - other_drops;
+                assert!(
+                    refused == 1 || unknown >= 1,
+                    "h1 took a switch-only control message from h2"
+                );
+            }
+        }
+        match sel {
+            0 | 1 | 3 | 4 | 5 | 7 => {
+                assert_eq!(set_before[0], peer_set(&p, H1, true), "h1's peers changed");
+                assert_eq!(set_before[1], peer_set(&p, H3, true), "h3's peers changed");
+            }
+            2 => {
+                assert_eq!(set_before_relayed[0], peer_set(&p, H1, false), "h1's peers changed");
+                assert_eq!(set_before_relayed[1], peer_set(&p, H3, false), "h3's peers changed");
+            }
+            _ => {}
+        }
+
+        // Bounds.
+        let macs: usize = p.mesh.nodes[H1]
+            .peers()
+            .status(p.mesh.now)
+            .iter()
+            .map(|s| s.macs)
+            .sum();
+        assert!(macs <= MAC_LIMIT, "h1 holds {macs} MACs behind peers");
+
+        // Datagrams elsewhere: only initiations to h2's announced endpoints.
+        for (from, to, d) in &stray {
+            assert_ne!(*from, SWITCH, "the switch sent to a stranger {to}");
+            let t = Header::new_checked(&d[..]).map(|h| h.message_type());
+            assert!(
+                matches!(t, Ok(MessageType::HandshakeInit)),
+                "h{} sent {t:?} to {to}",
+                [1, 3].get(*from).copied().unwrap_or(0)
+            );
+        }
+    }
+
+    // Frames to MACs the switch saw behind h1 and h3 (and h1's own) go to
+    // h2 never, whatever the records taught h1.
+    if MAC_OWNERS {
+        let m1 = [2, 0, 0, 0, 0, 1];
+        let m3 = [2, 0, 0, 0, 0, 3];
+        for (dst, vid) in [(m3, None), (m3, Some(8)), (m1, Some(7)), (m1, Some(8))] {
+            let mut f = vec![0u8; VNET_HDR_LEN];
+            f.extend_from_slice(&dst);
+            f.extend_from_slice(&[2, 0, 0, 0, 0, 0x11]);
+            if let Some(v) = vid {
+                f.extend_from_slice(&[0x81, 0x00, 0, v]);
+            }
+            f.extend_from_slice(&[0x88, 0xb5]);
+            f.resize(VNET_HDR_LEN + 60, 0);
+            let s = p.mesh.send(H1, &f);
+            let (_, opened) = p.settle_strays(s);
+            for (from, fl, payload) in &opened {
+                assert!(
+                    *from != H1 || fl & FLAG_CONTROL != 0 || payload.is_empty(),
+                    "h1 sent h2 a frame for {dst:02x?} in VLAN {vid:?}"
+                );
+            }
+        }
+    }
+    // Timers over whatever state the records left, and status.
+    let later = p.mesh.now + Duration::from_secs(2);
+    for n in &mut p.mesh.nodes {
+        n.handle_timeout(later);
+        let _ = n.status(later, "h");
+    }
+});
