@@ -586,7 +586,7 @@ pub struct PeerNet {
 }
 
 /// MACs h2 announced to h1 in the setup of [`peer_net`].
-pub const PEER_PREFILL: usize = 960;
+pub const PEER_PREFILL: usize = 0;
 
 /// The VLAN ports of h1, h2 and h3 in [`PeerNet`].
 pub fn peer_vlans() -> [overlay_proto::vlan::PortVlan; 3] {
