@@ -480,7 +480,7 @@ impl Switch {
             return Ok(());
         }
         if flags & FLAG_CONTROL != 0 {
-            return self.handle_control(id, flags, &buf[range]);
+            return self.handle_control(now, id, flags, &buf[range]);
         }
         if flags & FLAG_FRAGMENT == 0 {
             return self.switch_payload(now, id, flags, &buf[range]);
@@ -996,17 +996,31 @@ impl Switch {
     }
 
     /// A control message from node `id`: only `LocalAddrs`, in mesh mode.
-    fn handle_control(&mut self, id: NodeId, flags: u8, payload: &[u8]) -> Result<(), DropReason> {
+    /// The others hear of it at the next sweep, not now: however often a
+    /// node announces, each other node gets at most one update per sweep.
+    fn handle_control(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        flags: u8,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        use crate::mesh::Announced;
         use overlay_proto::control::Control;
         let (Some(mesh), 0) = (self.mesh.as_mut(), flags & FLAG_FRAGMENT) else {
             return Err(DropReason::UnexpectedMessage);
         };
+        let Some(observed) = self.ports[id.0 as usize].endpoint else {
+            return Err(DropReason::UnexpectedMessage);
+        };
         match Control::parse(payload) {
-            Ok(Control::LocalAddrs(addrs)) => {
-                mesh.set_local(id, addrs);
-                self.mesh_sync();
-                Ok(())
-            }
+            Ok(Control::LocalAddrs(addrs)) => match mesh.set_local(now, id, observed, addrs) {
+                Announced::Taken { refused } => {
+                    self.drops.add_n(DropReason::MeshAddress, refused as u64);
+                    Ok(())
+                }
+                Announced::RateLimited => Err(DropReason::MeshRateLimited),
+            },
             _ => Err(DropReason::UnexpectedMessage),
         }
     }

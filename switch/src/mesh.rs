@@ -9,20 +9,49 @@
 //!
 //! This module is pure bookkeeping: [`Mesh::sync`] compares what each node was
 //! last told with the ports' state and returns the control messages to send;
-//! the core seals and queues them. The core calls it on every sweep (so
+//! the core seals and queues them. The core calls it on every sweep only, so
 //! joins, moves and departures reach the others within
-//! [`SWEEP_INTERVAL`](crate::core::SWEEP_INTERVAL)) and after a node's
-//! `LocalAddrs`. A node whose session is new (first connect, restart or
-//! rekey) gets `Mesh` and the full list again, so a restarted node or switch
-//! converges without any extra state.
+//! [`SWEEP_INTERVAL`](crate::core::SWEEP_INTERVAL) and however often a node
+//! announces, the others hear at most one update per sweep. A node whose
+//! session is new (first connect, restart or rekey) gets `Mesh`, the full
+//! list and `PeerListEnd` again, so a restarted node or switch converges
+//! without any extra state: the list is authoritative, and a node drops
+//! every peer missing from it (that is how a member removed from the config
+//! loses its peers when the switch restarts).
+//!
+//! A node's `LocalAddrs` is taken at most [`ANNOUNCE_BURST`] times per
+//! [`ANNOUNCE_WINDOW`] (a node sends one per new session) and only its
+//! plausible addresses are passed on
+//! ([`check_local_addr`](overlay_proto::control::check_local_addr)): every
+//! announced address makes every other node send handshakes there, so an
+//! unchecked list would be a traffic amplifier aimed at third parties.
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use overlay_proto::control::{Control, MAX_ENDPOINTS};
+use overlay_proto::control::{Control, MAX_ENDPOINTS, check_local_addr};
 use overlay_proto::keys::PublicKey;
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
+
+/// `LocalAddrs` taken from one node per [`ANNOUNCE_WINDOW`]; more are
+/// refused and counted. A node sends one per new session with the switch,
+/// at most every 10 s (the shortest `rekey-after-secs`).
+pub const ANNOUNCE_BURST: u32 = 3;
+/// See [`ANNOUNCE_BURST`].
+pub const ANNOUNCE_WINDOW: Duration = Duration::from_secs(10);
+
+/// What became of a `LocalAddrs` (the core counts it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// Taken; this many of its addresses were refused as implausible.
+    Taken {
+        /// Addresses refused.
+        refused: usize,
+    },
+    /// Over the node's rate: ignored.
+    RateLimited,
+}
 
 /// How the network forwards unicast between nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -56,6 +85,8 @@ struct Member {
     told_under: Option<Instant>,
     /// The local addresses it announced.
     local: Vec<SocketAddr>,
+    /// The current rate window's start and the announcements taken in it.
+    window: Option<(Instant, u32)>,
 }
 
 /// Membership bookkeeping for mesh mode.
@@ -73,18 +104,45 @@ impl Mesh {
         }
     }
 
-    /// Node `id` announced its local addresses.
-    pub fn set_local(&mut self, id: NodeId, mut addrs: Vec<SocketAddr>) {
-        addrs.truncate(MAX_ENDPOINTS - 1);
-        if let Some(m) = self.members.get_mut(id.0 as usize) {
-            m.local = addrs;
+    /// Node `id`, whose endpoint the switch observes as `observed`,
+    /// announced its local addresses. Only plausible ones are kept; the
+    /// others hear of them at the next [`sync`](Self::sync).
+    pub fn set_local(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        observed: SocketAddr,
+        addrs: Vec<SocketAddr>,
+    ) -> Announced {
+        let Some(m) = self.members.get_mut(id.0 as usize) else {
+            return Announced::RateLimited;
+        };
+        let taken = match m.window {
+            Some((start, n)) if now.saturating_duration_since(start) < ANNOUNCE_WINDOW => n,
+            _ => {
+                m.window = Some((now, 0));
+                0
+            }
+        };
+        if taken >= ANNOUNCE_BURST {
+            return Announced::RateLimited;
         }
+        m.window = m.window.map(|(start, n)| (start, n + 1));
+        let n = addrs.len();
+        m.local = addrs
+            .into_iter()
+            .filter(|a| check_local_addr(observed, *a).is_ok())
+            .collect();
+        let refused = n - m.local.len();
+        m.local.truncate(MAX_ENDPOINTS - 1);
+        Announced::Taken { refused }
     }
 
     fn endpoints(&self, i: usize, observed: SocketAddr) -> Vec<SocketAddr> {
         let mut e = vec![observed];
         for a in &self.members[i].local {
-            if !e.contains(a) {
+            // Checked again: the endpoint may have changed family since.
+            if !e.contains(a) && check_local_addr(observed, *a).is_ok() {
                 e.push(*a);
             }
         }
@@ -130,8 +188,10 @@ impl Mesh {
             }
             self.members[i].told_under = ports[i].session;
             out.push((NodeId(i as u32), Control::Mesh));
+            let mut count: u16 = 0;
             for (j, p) in ports.iter().enumerate().take(n) {
                 if let (true, Some(ep)) = (j != i, p.endpoint) {
+                    count = count.saturating_add(1);
                     out.push((
                         NodeId(i as u32),
                         Control::PeerUpdate {
@@ -142,6 +202,7 @@ impl Mesh {
                     ));
                 }
             }
+            out.push((NodeId(i as u32), Control::PeerListEnd { count }));
         }
         out
     }
@@ -167,7 +228,13 @@ mod tests {
         let a = Some("10.0.0.1:1");
         // One node: it is told mesh mode, with no peers.
         let out = m.sync(&[view(1, a, Some(t0)), view(2, None, None)]);
-        assert_eq!(out, vec![(NodeId(0), Control::Mesh)]);
+        assert_eq!(
+            out,
+            vec![
+                (NodeId(0), Control::Mesh),
+                (NodeId(0), Control::PeerListEnd { count: 0 })
+            ]
+        );
         assert!(
             m.sync(&[view(1, a, Some(t0)), view(2, None, None)])
                 .is_empty()
@@ -175,11 +242,18 @@ mod tests {
         // The second joins: the first hears of it, the second gets the list.
         let b = Some("10.0.0.2:2");
         let out = m.sync(&[view(1, a, Some(t0)), view(2, b, Some(t0))]);
-        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(out.len(), 4, "{out:?}");
         assert!(matches!(out[0], (NodeId(0), Control::PeerUpdate { .. })));
         assert_eq!(out[1], (NodeId(1), Control::Mesh));
+        assert!(matches!(out[2], (NodeId(1), Control::PeerUpdate { .. })));
+        assert_eq!(out[3], (NodeId(1), Control::PeerListEnd { count: 1 }));
         // It moves and announces a local address: one update.
-        m.set_local(NodeId(1), vec!["192.168.1.2:2".parse().unwrap()]);
+        m.set_local(
+            t0,
+            NodeId(1),
+            "10.0.0.2:2".parse().unwrap(),
+            vec!["192.168.1.2:2".parse().unwrap()],
+        );
         let out = m.sync(&[view(1, a, Some(t0)), view(2, b, Some(t0))]);
         let Control::PeerUpdate { endpoints, .. } = &out[0].1 else {
             panic!("{out:?}")
@@ -196,6 +270,63 @@ mod tests {
                     key: PublicKey([2; 32])
                 }
             )]
+        );
+    }
+
+    #[test]
+    fn implausible_addresses_are_refused_and_announcements_rate_limited() {
+        let t0 = Instant::now();
+        let mut m = Mesh::new(2);
+        let (a, b) = (Some("198.18.0.1:1"), Some("198.18.0.2:2"));
+        let ports = [view(1, a, Some(t0)), view(2, b, Some(t0))];
+        m.sync(&ports);
+        let observed: SocketAddr = "198.18.0.2:2".parse().unwrap();
+        let offered: Vec<SocketAddr> = [
+            "198.18.1.2:2",
+            "127.0.0.1:2",
+            "224.0.0.1:2",
+            "255.255.255.255:2",
+            "169.254.0.1:2",
+            "0.0.0.0:2",
+            "[fd00::2]:2",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(
+            m.set_local(t0, NodeId(1), observed, offered.clone()),
+            Announced::Taken { refused: 6 }
+        );
+        let out = m.sync(&ports);
+        let [(NodeId(0), Control::PeerUpdate { endpoints, .. })] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            endpoints,
+            &vec![observed, "198.18.1.2:2".parse().unwrap()],
+            "the observed endpoint and the one plausible local address"
+        );
+        // A burst per window, then refused until the window passes; the
+        // others hear of the accepted ones only at the sweep, once.
+        for k in 1..ANNOUNCE_BURST {
+            let addr = format!("198.18.1.{}:2", 10 + k).parse().unwrap();
+            assert_eq!(
+                m.set_local(t0, NodeId(1), observed, vec![addr]),
+                Announced::Taken { refused: 0 }
+            );
+        }
+        for _ in 0..100 {
+            let addr = "198.18.9.9:2".parse().unwrap();
+            assert_eq!(
+                m.set_local(t0, NodeId(1), observed, vec![addr]),
+                Announced::RateLimited
+            );
+        }
+        assert_eq!(m.sync(&ports).len(), 1, "one update per sweep");
+        let later = t0 + ANNOUNCE_WINDOW;
+        assert_eq!(
+            m.set_local(later, NodeId(1), observed, vec![]),
+            Announced::Taken { refused: 0 }
         );
     }
 }
