@@ -41,7 +41,7 @@ use overlay_proto::wire::{
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
-use crate::peers::{PathEvent, PeerStatus, Peers};
+use crate::peers::{MacCounters, MoveReport, PathEvent, PeerStatus, Peers};
 use crate::stats::{Counters, DropReason, Drops, Rtt};
 
 /// Control datagrams (handshakes, keepalives, peer messages) queued before
@@ -74,6 +74,10 @@ pub struct NodeConfig {
     /// Rekey the session with the switch once it is this old
     /// (`rekey-after-secs`); never later than [`REKEY_AFTER_TIME`].
     pub rekey_after: Duration,
+    /// Mesh mode: how long peers the switch vouched for keep working after
+    /// the switch was last heard (`vouch-lifetime-secs`, default
+    /// [`DEFAULT_VOUCH_LIFETIME`](crate::peers::DEFAULT_VOUCH_LIFETIME)).
+    pub vouch_lifetime: Duration,
 }
 
 impl NodeConfig {
@@ -185,7 +189,7 @@ impl Node {
     pub fn new(cfg: NodeConfig, now: Instant, unix_now: Duration, seed: u64) -> Node {
         let notice_key = NoticeKey::derive(&cfg.private_key, &cfg.switch_key).ok();
         let started = Timestamp::from_unix(unix_now.as_secs(), unix_now.subsec_nanos());
-        let peers = Peers::new(
+        let mut peers = Peers::new(
             cfg.private_key.clone(),
             cfg.psk.clone(),
             cfg.network_id,
@@ -193,6 +197,7 @@ impl Node {
             (now, unix_now),
             seed ^ 0x6d65_7368,
         );
+        peers.set_vouch_lifetime(cfg.vouch_lifetime);
         Node {
             peers,
             destination: cfg.switch_addr,
@@ -253,6 +258,12 @@ impl Node {
     /// The next mesh path change, for the log.
     pub fn poll_path_event(&mut self) -> Option<PathEvent> {
         self.peers.poll_event()
+    }
+
+    /// A summary of MAC moves between mesh peers, for the log, at most
+    /// every [`MOVE_LOG_EVERY`](crate::peers::MOVE_LOG_EVERY).
+    pub fn poll_mac_moves(&mut self, now: Instant) -> Option<MoveReport> {
+        self.peers.poll_move_report(now)
     }
 
     /// Up or not.
@@ -443,6 +454,7 @@ impl Node {
         self.last_rx = Some(now);
         self.awaiting_since = None;
         self.probe_sent = false;
+        self.peers.switch_heard(now);
         if range.is_empty() {
             // The switch sends empty packets only to answer our keepalives.
             if let Some(sent) = self.keepalive_sent_at.take() {
@@ -472,6 +484,7 @@ impl Node {
         match Control::parse(&buf[range]).map_err(|_| DropReason::Control)? {
             Control::Mesh => {
                 self.peers.enable();
+                self.peers.begin_list();
                 let msg = Control::LocalAddrs(self.local_addrs.clone());
                 self.send_control(now, &msg);
             }
@@ -481,6 +494,9 @@ impl Node {
                 endpoints,
             } if self.peers.is_enabled() => self.peers.update(now, key, name, endpoints),
             Control::PeerGone { key } => self.peers.remove(&key),
+            Control::PeerListEnd { count } if self.peers.is_enabled() => {
+                self.peers.end_list(now, count)
+            }
             _ => return Err(DropReason::Control),
         }
         Ok(())
@@ -531,9 +547,15 @@ impl Node {
         let skip = if vnet { VNET_HDR_LEN } else { 0 };
         if flags & FLAG_FRAGMENT == 0 {
             self.check_frame(vnet, &buf[range.clone()])?;
-            if let Some(p) = peer {
-                self.peers
-                    .learn(now, p, &buf[range.start + skip..range.end]);
+            match peer {
+                Some(p) => self
+                    .peers
+                    .learn(now, p, &buf[range.start + skip..range.end]),
+                None if flags & FLAG_RELAYED != 0 => {
+                    self.peers
+                        .note_relayed(now, &buf[range.start + skip..range.end], &mut self.tx)
+                }
+                None => {}
             }
             if add_hdr {
                 let start = range.start - VNET_HDR_LEN;
@@ -905,6 +927,7 @@ impl Node {
             counters: self.counters.clone(),
             mesh: self.peers.is_enabled(),
             peers: self.peers.status(now),
+            peer_macs: *self.peers.mac_counters(),
             local: None,
             hosts: Vec::new(),
         }
@@ -952,6 +975,9 @@ pub struct Status {
     pub mesh: bool,
     /// Mesh peers: path (direct or relayed), endpoint, last handshake, RTT.
     pub peers: Vec<PeerStatus>,
+    /// Mesh mode: MAC moves and refused claims, peers dropped for want of
+    /// the switch's vouch.
+    pub peer_macs: MacCounters,
     /// The local switch: ports (TAP, VMs), MACs (the shell fills it in).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<crate::local_switch::LocalStatus>,

@@ -106,6 +106,7 @@ fn floods_cost_no_dh_and_a_node_under_load_gets_in_with_a_cookie() {
         offload: false,
         underlay_mtu: 1500,
         rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
+        vouch_lifetime: tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME,
     };
     let mut node = Node::new(cfg, t0, Duration::from_secs(1_700_000_000), 7);
     let mut now = t0;
