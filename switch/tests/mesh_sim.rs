@@ -2,15 +2,18 @@
 //! several node cores, virtual time, and an underlay that can drop datagrams
 //! between chosen node pairs (a firewall between two hosts) or lose the
 //! switch entirely. Checks path selection, relay fallback, recovery, the
-//! simultaneous open, the loop guard and surviving a dead switch.
+//! simultaneous open, the loop guard, surviving a dead switch, revocation
+//! (the switch's list is authoritative), the vouch lifetime and the bounds
+//! on what a peer may claim.
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use overlay_proto::handshake::Timestamp;
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_node::core::{Node, NodeConfig, TapWrite};
-use tapmesh_node::peers::Path;
+use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, Path};
 use tapmesh_switch::core::{NodeSpec, Switch, SwitchConfig};
 
 const SWITCH: &str = "198.18.0.3:7777";
@@ -26,6 +29,8 @@ struct Net {
     blocked: HashSet<(usize, usize)>,
     /// Data frames the switch received from each node (relayed traffic).
     via_switch: Vec<u64>,
+    switch_key: StaticSecret,
+    keys: Vec<StaticSecret>,
 }
 
 fn mac(n: u8) -> [u8; 6] {
@@ -42,25 +47,39 @@ fn frame(dst: [u8; 6], src: [u8; 6], tag: u32) -> Vec<u8> {
     f
 }
 
+fn mesh_switch(
+    switch_key: &StaticSecret,
+    members: &[(usize, &StaticSecret)],
+    now: Instant,
+) -> Switch {
+    let cfg = SwitchConfig {
+        mac_limit_per_node: 16,
+        mac_table_limit: 1000,
+        ..SwitchConfig::new(
+            switch_key.clone(),
+            members
+                .iter()
+                .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
+                .collect(),
+        )
+    };
+    let mut switch = Switch::new(cfg, now, 1);
+    switch.enable_mesh();
+    switch
+}
+
 impl Net {
     fn new(n: usize) -> Net {
+        Net::with_vouch_lifetime(n, tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME)
+    }
+
+    fn with_vouch_lifetime(n: usize, vouch_lifetime: Duration) -> Net {
         let t0 = Instant::now();
         let mut rng = rand::rng();
         let switch_key = StaticSecret::generate(&mut rng);
         let keys: Vec<StaticSecret> = (0..n).map(|_| StaticSecret::generate(&mut rng)).collect();
-        let cfg = SwitchConfig {
-            mac_limit_per_node: 16,
-            mac_table_limit: 1000,
-            ..SwitchConfig::new(
-                switch_key.clone(),
-                keys.iter()
-                    .enumerate()
-                    .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
-                    .collect(),
-            )
-        };
-        let mut switch = Switch::new(cfg, t0, 1);
-        switch.enable_mesh();
+        let members: Vec<(usize, &StaticSecret)> = keys.iter().enumerate().collect();
+        let switch = mesh_switch(&switch_key, &members, t0);
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|i| format!("198.18.0.{}:4000", 10 + i).parse().unwrap())
             .collect();
@@ -78,6 +97,7 @@ impl Net {
                     offload: false,
                     underlay_mtu: 1500,
                     rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
+                    vouch_lifetime,
                 };
                 let mut node = Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64);
                 node.set_local_addrs(vec![addrs[i]]);
@@ -93,9 +113,36 @@ impl Net {
             tap: vec![Vec::new(); n],
             blocked: HashSet::new(),
             via_switch: vec![0; n],
+            switch_key,
+            keys,
         };
         net.advance(Duration::from_secs(2));
         net
+    }
+
+    /// Restart the switch with only `members` in its config; it sends the
+    /// restart notice to each of them (as its state file makes it do).
+    fn restart_switch(&mut self, members: &[usize]) {
+        let keys = self.keys.clone();
+        let m: Vec<(usize, &StaticSecret)> = members.iter().map(|&i| (i, &keys[i])).collect();
+        let mut sw = mesh_switch(&self.switch_key, &m, self.now);
+        let names: Vec<String> = members.iter().map(|i| format!("h{}", i + 1)).collect();
+        let eps = members.iter().map(|&i| self.addrs[i]);
+        sw.announce_restart(
+            Timestamp::from_unix(1_800_000_000, 0),
+            names.iter().map(String::as_str).zip(eps),
+        );
+        self.switch = Some(sw);
+        self.deliver();
+    }
+
+    fn peer_names(&self, i: usize) -> Vec<String> {
+        self.nodes[i]
+            .peers()
+            .status(self.now)
+            .into_iter()
+            .map(|p| p.name)
+            .collect()
     }
 
     fn node_of(&self, a: &SocketAddr) -> Option<usize> {
@@ -358,4 +405,157 @@ fn simultaneous_open_ends_with_one_working_session() {
     n.send(0, &frame(mac(2), mac(1), 1));
     n.send(1, &frame(mac(1), mac(2), 2));
     assert_eq!((n.received(1, 1), n.received(0, 2)), (1, 1));
+}
+
+#[test]
+fn a_member_removed_from_the_config_loses_its_peers_when_the_switch_restarts() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    assert_eq!(n.path(0, 2), Some(Path::Direct));
+    // The switch comes back without h3 in its config.
+    n.restart_switch(&[0, 1]);
+    let back = n.now;
+    let mut t = 0;
+    let mut cut_after = None;
+    while n.now < back + Duration::from_secs(10) {
+        // h3 keeps talking to h1 and h2 as if nothing happened.
+        n.send(2, &frame(mac(1), mac(3), 5000 + t));
+        n.send(0, &frame(mac(2), mac(1), t));
+        n.advance(Duration::from_millis(100));
+        assert_eq!(n.received(1, t), 1, "h1 -> h2 keeps working ({t})");
+        if n.received(0, 5000 + t) == 0 {
+            cut_after.get_or_insert(n.now - back);
+        } else {
+            cut_after = None;
+        }
+        t += 1;
+    }
+    let cut_after = cut_after.expect("h3's frames stop reaching h1");
+    assert!(
+        cut_after <= Duration::from_secs(5),
+        "cut after {cut_after:?}"
+    );
+    for i in [0, 1] {
+        assert!(
+            !n.peer_names(i).contains(&"h3".to_string()),
+            "h{} dropped h3: {:?}",
+            i + 1,
+            n.peer_names(i)
+        );
+        assert_eq!(n.nodes[i].peers().mac_counters().peers_unlisted, 1);
+    }
+    // The survivors' direct path never broke (the list's grace covers the
+    // reconnect), and h3 cannot handshake its way back in.
+    assert_eq!(n.path(0, 1), Some(Path::Direct));
+    assert_eq!(n.nodes[0].peers().status(n.now)[0].path_changes, 1);
+    let before = n.nodes[0]
+        .drops()
+        .get(tapmesh_node::stats::DropReason::HandshakeFailed);
+    n.advance(Duration::from_secs(10));
+    assert!(
+        n.nodes[0]
+            .drops()
+            .get(tapmesh_node::stats::DropReason::HandshakeFailed)
+            > before,
+        "h3's initiations are refused"
+    );
+    assert!(!n.peer_names(0).contains(&"h3".to_string()));
+}
+
+#[test]
+fn vouches_run_out_while_the_switch_is_unreachable_and_are_renewed_while_it_is_not() {
+    let lifetime = Duration::from_secs(60);
+    let mut n = Net::with_vouch_lifetime(3, lifetime);
+    n.announce_macs();
+    // Reachable switch: vouches renew, far past the lifetime.
+    n.advance(lifetime * 3);
+    assert_eq!(n.peer_names(0).len(), 2);
+    assert!(n.nodes[0].peers().status(n.now)[0].vouch_secs_left > 45.0);
+    // Unreachable switch: peers keep working for the lifetime, then go.
+    n.switch = None;
+    let gone = n.now;
+    let mut t = 0;
+    while n.now < gone + lifetime - Duration::from_secs(15) {
+        n.send(0, &frame(mac(2), mac(1), t));
+        n.advance(Duration::from_secs(1));
+        assert_eq!(n.received(1, t), 1, "direct while vouched");
+        t += 1;
+    }
+    n.advance(Duration::from_secs(20));
+    assert!(n.peer_names(0).is_empty(), "{:?}", n.peer_names(0));
+    assert_eq!(n.nodes[0].peers().mac_counters().peers_expired, 2);
+    let to = n.send(0, &frame(mac(2), mac(1), 99_999));
+    assert_eq!(to, None, "no direct path, and no switch to relay");
+    assert_eq!(n.received(1, 99_999), 0);
+}
+
+#[test]
+fn a_peer_claims_a_bounded_number_of_macs_and_never_ours() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    // h2 sends h1 frames from 3000 source MACs over its direct path.
+    for k in 0..3000u32 {
+        let src = [2, 0x10, (k >> 16) as u8, (k >> 8) as u8, k as u8, 0x22];
+        n.send(1, &frame(mac(1), src, 10_000 + k));
+    }
+    let h2 = n.nodes[0]
+        .peers()
+        .status(n.now)
+        .into_iter()
+        .find(|p| p.name == "h2")
+        .unwrap();
+    assert!(h2.macs <= MAC_LIMIT_PER_PEER, "{} MACs behind h2", h2.macs);
+    assert!(n.nodes[0].peers().mac_counters().refused_limit > 0);
+    // h3 claims h2's MAC, then h2 again: moves, counted, reported at
+    // most once per interval.
+    n.send(2, &frame(mac(1), mac(2), 43));
+    n.send(1, &frame(mac(1), mac(2), 44));
+    n.send(2, &frame(mac(1), mac(2), 45));
+    let c = n.nodes[0].peers().mac_counters().moves;
+    assert!(c >= 3, "moves {c}: {:?}", n.nodes[0].peers().mac_counters());
+    let now = n.now;
+    let r = n.nodes[0].poll_mac_moves(now).expect("a report");
+    assert!(r.moves >= 3);
+    n.send(1, &frame(mac(1), mac(2), 46));
+    assert_eq!(n.nodes[0].poll_mac_moves(now), None, "rate-limited");
+    let later = now + Duration::from_secs(10);
+    assert!(n.nodes[0].poll_mac_moves(later).is_some());
+    // h3 claims h1's own MAC (in a frame and in its announcement): h1
+    // does not route it there.
+    n.send(2, &frame(mac(1), mac(1), 42));
+    assert_eq!(n.nodes[0].peers().route(n.now, &mac(1), false), None);
+    assert!(n.nodes[0].peers().mac_counters().refused_local >= 1);
+}
+
+#[test]
+fn both_directions_relay_within_a_second_of_the_first_loss() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    n.advance(Duration::from_secs(5));
+    n.blocked.insert((0, 1));
+    // Pings both ways every 50 ms for 5 s.
+    let start = n.now;
+    let mut gap = [Duration::ZERO; 2];
+    let mut lost_at: [Option<Instant>; 2] = [None, None];
+    let mut t = 0;
+    while n.now < start + Duration::from_secs(5) {
+        n.send(0, &frame(mac(2), mac(1), 20_000 + t));
+        n.send(1, &frame(mac(1), mac(2), 30_000 + t));
+        n.advance(Duration::from_millis(50));
+        for (d, (to, base)) in [(1, 20_000), (0, 30_000)].into_iter().enumerate() {
+            if n.received(to, base + t) == 0 {
+                lost_at[d].get_or_insert(n.now);
+            } else if let Some(l) = lost_at[d].take() {
+                gap[d] = gap[d].max(n.now - l);
+            }
+        }
+        t += 1;
+    }
+    assert_eq!(lost_at, [None, None], "frames flow again both ways");
+    assert!(
+        gap.iter().all(|g| *g <= Duration::from_secs(1)),
+        "gaps h1->h2, h2->h1: {gap:?}"
+    );
+    assert_eq!(n.path(0, 1), Some(Path::Relayed));
+    assert_eq!(n.path(1, 0), Some(Path::Relayed));
 }
