@@ -497,6 +497,9 @@ impl Node {
             Control::PeerListEnd { count } if self.peers.is_enabled() => {
                 self.peers.end_list(now, count)
             }
+            Control::MacOwners { key, macs } if self.peers.is_enabled() => {
+                self.peers.set_owners(now, key, macs)
+            }
             _ => return Err(DropReason::Control),
         }
         Ok(())

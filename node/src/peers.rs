@@ -37,7 +37,10 @@
 //! arrives twice. MACs are learned only from what a peer itself sent over
 //! its own session: the source of frames it sent us directly, and its
 //! `MacAnnounce` of the source MACs seen on its TAP; at most
-//! [`MAC_LIMIT_PER_PEER`] per peer, never one of our own, and moves between
+//! [`MAC_LIMIT_PER_PEER`] per peer, never one of our own, never one the
+//! switch placed behind another member (its `MacOwners`: it sees every
+//! frame that crosses it, and a direct claim it never sees must not override
+//! that), and moves between
 //! peers are counted and reported for the log at most every
 //! [`MOVE_LOG_EVERY`]. Loop guard: a node never
 //! sends a frame it received (from a peer or the switch) anywhere but to its
@@ -85,6 +88,8 @@ pub const DEFAULT_VOUCH_LIFETIME: Duration = Duration::from_secs(600);
 pub const UNLISTED_GRACE: Duration = Duration::from_secs(2);
 /// MACs learned behind one peer; claims beyond it are refused and counted.
 pub const MAC_LIMIT_PER_PEER: usize = 1024;
+/// MACs whose owner the switch told us (`MacOwners`).
+const OWNER_LIMIT: usize = 16_384;
 /// MAC moves between peers are reported for the log at most this often.
 pub const MOVE_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The cap on the handshake backoff towards a peer without a direct path: how
@@ -169,6 +174,8 @@ pub struct MacCounters {
     pub refused_limit: u64,
     /// Claims refused: one of our own MACs.
     pub refused_local: u64,
+    /// Claims refused: the switch placed the MAC behind another member.
+    pub refused_owner: u64,
     /// Peers dropped because the switch's list no longer held them.
     pub peers_unlisted: u64,
     /// Peers dropped because their vouch ran out (switch unreachable).
@@ -278,6 +285,8 @@ pub struct Peers {
     /// The latest packet from the switch that renews vouches.
     renewed_at: Option<Instant>,
     mac_counters: MacCounters,
+    /// Which member the switch last saw each MAC behind, and when it said so.
+    owners: HashMap<Mac, (PublicKey, Instant)>,
     /// Moves not yet reported, the latest, and when the last report went out.
     moves_pending: (u64, Option<(Mac, usize, usize)>, Option<Instant>),
 }
@@ -316,6 +325,7 @@ impl Peers {
             ends_seen: false,
             renewed_at: None,
             mac_counters: MacCounters::default(),
+            owners: HashMap::new(),
             moves_pending: (0, None, None),
         }
     }
@@ -732,6 +742,17 @@ impl Peers {
             self.mac_counters.refused_local += 1;
             return;
         }
+        let Some(key) = self.peers[i].as_ref().map(|p| p.key) else {
+            return;
+        };
+        if self
+            .owners
+            .get(&mac)
+            .is_some_and(|(k, t)| *k != key && now.saturating_duration_since(*t) < MAC_AGING)
+        {
+            self.mac_counters.refused_owner += 1;
+            return;
+        }
         if self.peers[i]
             .as_ref()
             .is_none_or(|p| p.mac_count >= MAC_LIMIT_PER_PEER)
@@ -770,6 +791,30 @@ impl Peers {
             }
             keep
         });
+    }
+
+    /// The switch saw `macs` behind the member with `key`: no other peer may
+    /// claim them, and one that did loses them.
+    pub fn set_owners(&mut self, now: Instant, key: PublicKey, macs: Vec<Mac>) {
+        if self.owners.len() + macs.len() > OWNER_LIMIT {
+            self.owners
+                .retain(|_, (_, t)| now.saturating_duration_since(*t) < MAC_AGING);
+        }
+        for mac in macs {
+            if self.owners.len() >= OWNER_LIMIT && !self.owners.contains_key(&mac) {
+                break;
+            }
+            self.owners.insert(mac, (key, now));
+            let Some(&(j, _)) = self.macs.get(&mac) else {
+                continue;
+            };
+            if let Some(p) = self.peers.get_mut(j).and_then(|p| p.as_mut())
+                && p.key != key
+            {
+                p.mac_count -= 1;
+                self.macs.remove(&mac);
+            }
+        }
     }
 
     /// A frame the switch relayed to us (`frame` starts at the Ethernet

@@ -18,6 +18,7 @@
 //! ping          | 6 | id:64 |
 //! pong          | 7 | id:64 |
 //! peer-list-end | 8 | count:16 |
+//! mac-owners    | 9 | public key:32 | n:1 | n MACs (6 bytes each) |
 //! endpoint      | family:1 (4 or 6) | address (4 or 16) | port:16 |
 //! ```
 //!
@@ -26,7 +27,9 @@
 //! switch observed first, then the local addresses it announced) and
 //! `peer-gone`, and after `mesh` and the full list of `peer-update`s
 //! `peer-list-end` with the number of updates in that list (so a node knows
-//! the list is complete and drops every peer missing from it); a node sends `local-addrs` to the switch; nodes send each other
+//! the list is complete and drops every peer missing from it), and
+//! `mac-owners` (MACs the switch saw behind a member, so no other peer can
+//! claim them over a direct path); a node sends `local-addrs` to the switch; nodes send each other
 //! `mac-announce` (the source MACs behind the sender), `ping` and `pong`
 //! (direct-path liveness and RTT).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -50,6 +53,7 @@ mod kind {
     pub const PING: u8 = 6;
     pub const PONG: u8 = 7;
     pub const PEER_LIST_END: u8 = 8;
+    pub const MAC_OWNERS: u8 = 9;
 }
 
 /// One control message, parsed. Bounded: at most [`MAX_ENDPOINTS`] endpoints,
@@ -95,6 +99,15 @@ pub enum Control {
     PeerListEnd {
         /// How many `PeerUpdate`s the list held.
         count: u16,
+    },
+    /// Switch to node: the switch saw these source MACs behind the member
+    /// with this key (learned or moved there). A node lets no other peer
+    /// claim them.
+    MacOwners {
+        /// The member's static public key.
+        key: PublicKey,
+        /// MACs behind it.
+        macs: Vec<[u8; 6]>,
     },
     /// A type this version does not know: counted, otherwise ignored.
     Unknown(u8),
@@ -184,6 +197,20 @@ impl<'a> Reader<'a> {
         Ok(SocketAddr::new(ip, u16::from_be_bytes([p[0], p[1]])))
     }
 
+    fn macs(&mut self) -> Result<Vec<[u8; 6]>, Error> {
+        let n = self.u8()? as usize;
+        if n > MAX_MACS {
+            return Err(Error::BadFlags);
+        }
+        let mut macs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(self.take(6)?);
+            macs.push(m);
+        }
+        Ok(macs)
+    }
+
     fn endpoints(&mut self) -> Result<Vec<SocketAddr>, Error> {
         let n = self.u8()? as usize;
         if n > MAX_ENDPOINTS {
@@ -229,20 +256,16 @@ impl Control {
             kind::MAC_ANNOUNCE => {
                 let c = r.take(4)?;
                 let caps = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-                let n = r.u8()? as usize;
-                if n > MAX_MACS {
-                    return Err(Error::BadFlags);
-                }
-                let mut macs = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let mut m = [0u8; 6];
-                    m.copy_from_slice(r.take(6)?);
-                    macs.push(m);
-                }
+                let macs = r.macs()?;
                 Control::MacAnnounce { caps, macs }
             }
             kind::PING => Control::Ping(r.u64()?),
             kind::PONG => Control::Pong(r.u64()?),
+            kind::MAC_OWNERS => {
+                let key = r.key()?;
+                let macs = r.macs()?;
+                Control::MacOwners { key, macs }
+            }
             kind::PEER_LIST_END => {
                 let c = r.take(2)?;
                 Control::PeerListEnd {
@@ -275,6 +298,7 @@ impl Control {
             Control::MacAnnounce { macs, .. } => 4 + 1 + 6 * macs.len().min(MAX_MACS),
             Control::Ping(_) | Control::Pong(_) => 8,
             Control::PeerListEnd { .. } => 2,
+            Control::MacOwners { macs, .. } => 32 + 1 + 6 * macs.len().min(MAX_MACS),
         }
     }
 
@@ -282,6 +306,13 @@ impl Control {
     /// them, and a name to [`MAX_NAME`] bytes (at a character boundary), so
     /// what is emitted always parses.
     pub fn emit(&self, out: &mut Vec<u8>) {
+        fn emit_macs(out: &mut Vec<u8>, macs: &[[u8; 6]]) {
+            let m = &macs[..macs.len().min(MAX_MACS)];
+            out.push(m.len() as u8);
+            for mac in m {
+                out.extend_from_slice(mac);
+            }
+        }
         fn endpoints(out: &mut Vec<u8>, e: &[SocketAddr]) {
             let e = &e[..e.len().min(MAX_ENDPOINTS)];
             out.push(e.len() as u8);
@@ -327,11 +358,12 @@ impl Control {
             Control::MacAnnounce { caps, macs } => {
                 out.push(kind::MAC_ANNOUNCE);
                 out.extend_from_slice(&caps.to_be_bytes());
-                let m = &macs[..macs.len().min(MAX_MACS)];
-                out.push(m.len() as u8);
-                for mac in m {
-                    out.extend_from_slice(mac);
-                }
+                emit_macs(out, macs);
+            }
+            Control::MacOwners { key, macs } => {
+                out.push(kind::MAC_OWNERS);
+                out.extend_from_slice(&key.0);
+                emit_macs(out, macs);
             }
             Control::Ping(id) => {
                 out.push(kind::PING);
@@ -384,6 +416,10 @@ mod tests {
         round_trip(Control::Ping(u64::MAX));
         round_trip(Control::Pong(1));
         round_trip(Control::PeerListEnd { count: 300 });
+        round_trip(Control::MacOwners {
+            key: PublicKey([3; 32]),
+            macs: vec![[2, 0, 0, 0, 0, 9]; 64],
+        });
     }
 
     #[test]

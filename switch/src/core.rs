@@ -546,8 +546,15 @@ impl Switch {
             .ok_or(DropReason::VlanFiltered)?;
         match self.macs.learn(now, ing.vid, src, from) {
             Learned::Refreshed => {}
-            Learned::New => self.mac_counters.learned += 1,
-            Learned::Moved { .. } => self.mac_counters.moves += 1,
+            l @ (Learned::New | Learned::Moved { .. }) => {
+                match l {
+                    Learned::New => self.mac_counters.learned += 1,
+                    _ => self.mac_counters.moves += 1,
+                }
+                if let Some(mesh) = self.mesh.as_mut() {
+                    mesh.note_learned(from, src);
+                }
+            }
             Learned::NodeLimit => {
                 self.mac_counters.node_limit_hits += 1;
                 return Err(DropReason::MacLimit);
@@ -793,7 +800,7 @@ impl Switch {
         self.guard.sweep(now);
         self.snoop.handle_timeout(now);
         self.send_queries();
-        self.mesh_sync();
+        self.mesh_sync(now);
     }
 
     fn forget(&mut self, id: NodeId) {
@@ -1025,8 +1032,9 @@ impl Switch {
         }
     }
 
-    /// Announce joins, moves and departures (cheap when nothing changed).
-    fn mesh_sync(&mut self) {
+    /// Announce joins, moves and departures, and where MACs were learned
+    /// (cheap when nothing changed).
+    fn mesh_sync(&mut self, now: Instant) {
         let Some(mesh) = self.mesh.as_mut() else {
             return;
         };
@@ -1040,7 +1048,15 @@ impl Switch {
                 session: p.current.as_ref().map(|s| s.created()),
             })
             .collect();
-        let out = mesh.sync(&views);
+        let mut out = mesh.sync(&views);
+        let macs = &self.macs;
+        out.extend(mesh.sync_owners(&views, || {
+            macs.reader()
+                .iter()
+                .filter(|e| e.value().expires_at > now)
+                .map(|e| (e.value().node, e.key().1))
+                .collect()
+        }));
         let mut buf = Vec::new();
         for (to, msg) in out {
             buf.clear();

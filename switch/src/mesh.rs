@@ -25,11 +25,19 @@
 //! ([`check_local_addr`](overlay_proto::control::check_local_addr)): every
 //! announced address makes every other node send handshakes there, so an
 //! unchecked list would be a traffic amplifier aimed at third parties.
+//!
+//! [`Mesh::sync_owners`] tells nodes which MACs the switch saw behind which
+//! member (`MacOwners`): what it learned or saw move since the last sweep,
+//! and the whole table to a node with a new session (so at least every
+//! rekey). A node lets no other peer claim those MACs over a direct path,
+//! which the switch never sees.
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use overlay_proto::control::{Control, MAX_ENDPOINTS, check_local_addr};
+use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS, check_local_addr};
 use overlay_proto::keys::PublicKey;
+use overlay_proto::wire::ethernet::Mac;
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
@@ -40,6 +48,9 @@ use crate::NodeId;
 pub const ANNOUNCE_BURST: u32 = 3;
 /// See [`ANNOUNCE_BURST`].
 pub const ANNOUNCE_WINDOW: Duration = Duration::from_secs(10);
+/// MACs learned or moved between two sweeps that are passed on one by one;
+/// past this every node gets the whole table instead.
+const LEARNED_LIMIT: usize = 4096;
 
 /// What became of a `LocalAddrs` (the core counts it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +105,12 @@ struct Member {
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct Mesh {
     members: Vec<Member>,
+    /// MACs learned or moved since the last sync: (owner, MAC).
+    learned: Vec<(NodeId, Mac)>,
+    /// `learned` overflowed: every node gets the whole table.
+    resync: bool,
+    /// Nodes given the full list by the latest sync: they get the whole table.
+    fresh: Vec<NodeId>,
 }
 
 impl Mesh {
@@ -101,7 +118,52 @@ impl Mesh {
     pub fn new(n: usize) -> Mesh {
         Mesh {
             members: vec![Member::default(); n],
+            learned: Vec::new(),
+            resync: false,
+            fresh: Vec::new(),
         }
+    }
+
+    /// The switch learned `mac` behind `node`, or saw it move there.
+    pub fn note_learned(&mut self, node: NodeId, mac: Mac) {
+        if self.learned.len() < LEARNED_LIMIT {
+            self.learned.push((node, mac));
+        } else {
+            self.resync = true;
+        }
+    }
+
+    /// After [`sync`](Self::sync): `MacOwners` for every connected node,
+    /// about MACs behind the others: what was learned or moved since the
+    /// last call, or the whole `table` (`(owner, MAC)`, asked for only when
+    /// needed) to nodes with a new session.
+    pub fn sync_owners(
+        &mut self,
+        ports: &[MemberView<'_>],
+        table: impl FnOnce() -> Vec<(NodeId, Mac)>,
+    ) -> Vec<(NodeId, Control)> {
+        let n = ports.len().min(self.members.len());
+        let learned = std::mem::take(&mut self.learned);
+        let resync = std::mem::take(&mut self.resync);
+        let fresh = std::mem::take(&mut self.fresh);
+        let told = |j: usize| ports[j].endpoint.is_some() && self.members[j].told_under.is_some();
+        let whole: Vec<usize> = (0..n)
+            .filter(|&j| told(j) && (resync || fresh.contains(&NodeId(j as u32))))
+            .collect();
+        let mut out = Vec::new();
+        if !whole.is_empty() {
+            let groups = by_owner(table());
+            for &j in &whole {
+                owned(&mut out, j, &groups, ports);
+            }
+        }
+        if !learned.is_empty() {
+            let groups = by_owner(learned);
+            for j in (0..n).filter(|&j| told(j) && !whole.contains(&j)) {
+                owned(&mut out, j, &groups, ports);
+            }
+        }
+        out
     }
 
     /// Node `id`, whose endpoint the switch observes as `observed`,
@@ -187,6 +249,7 @@ impl Mesh {
                 continue;
             }
             self.members[i].told_under = ports[i].session;
+            self.fresh.push(NodeId(i as u32));
             out.push((NodeId(i as u32), Control::Mesh));
             let mut count: u16 = 0;
             for (j, p) in ports.iter().enumerate().take(n) {
@@ -205,6 +268,43 @@ impl Mesh {
             out.push((NodeId(i as u32), Control::PeerListEnd { count }));
         }
         out
+    }
+}
+
+/// `(owner, MAC)` pairs grouped by owner, each group sorted and deduplicated
+/// (a MAC in two VLANs is one entry).
+fn by_owner(pairs: Vec<(NodeId, Mac)>) -> BTreeMap<u32, Vec<Mac>> {
+    let mut g: BTreeMap<u32, Vec<Mac>> = BTreeMap::new();
+    for (node, mac) in pairs {
+        g.entry(node.0).or_default().push(mac);
+    }
+    for macs in g.values_mut() {
+        macs.sort_unstable();
+        macs.dedup();
+    }
+    g
+}
+
+/// `MacOwners` to node `to` for every group but its own.
+fn owned(
+    out: &mut Vec<(NodeId, Control)>,
+    to: usize,
+    groups: &BTreeMap<u32, Vec<Mac>>,
+    ports: &[MemberView<'_>],
+) {
+    for (&owner, macs) in groups {
+        let Some(p) = ports.get(owner as usize).filter(|_| owner as usize != to) else {
+            continue;
+        };
+        for chunk in macs.chunks(MAX_MACS) {
+            out.push((
+                NodeId(to as u32),
+                Control::MacOwners {
+                    key: p.key,
+                    macs: chunk.to_vec(),
+                },
+            ));
+        }
     }
 }
 
@@ -271,6 +371,68 @@ mod tests {
                 }
             )]
         );
+    }
+
+    #[test]
+    fn owners_go_to_the_others_learned_at_the_sweep_and_whole_on_a_new_session() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        let mut m = Mesh::new(3);
+        let (a, b, c) = (
+            Some("198.18.0.1:1"),
+            Some("198.18.0.2:2"),
+            Some("198.18.0.3:3"),
+        );
+        let ports = [
+            view(1, a, Some(t0)),
+            view(2, b, Some(t0)),
+            view(3, c, Some(t0)),
+        ];
+        m.sync(&ports);
+        let mac = |n: u8| [2, 0, 0, 0, 0, n];
+        // New sessions everywhere: each node gets the whole table minus its own.
+        let table = vec![
+            (NodeId(0), mac(1)),
+            (NodeId(1), mac(2)),
+            (NodeId(1), mac(2)),
+        ];
+        let out = m.sync_owners(&ports, || table.clone());
+        let to = |out: &[(NodeId, Control)], n: u32| -> Vec<Control> {
+            out.iter()
+                .filter(|(t, _)| t.0 == n)
+                .map(|(_, c)| c.clone())
+                .collect()
+        };
+        assert_eq!(
+            to(&out, 2),
+            vec![
+                Control::MacOwners {
+                    key: PublicKey([1; 32]),
+                    macs: vec![mac(1)]
+                },
+                Control::MacOwners {
+                    key: PublicKey([2; 32]),
+                    macs: vec![mac(2)]
+                },
+            ]
+        );
+        assert_eq!(to(&out, 0).len(), 1, "not its own MACs");
+        // Later: only what was learned, to the others, and the table is not read.
+        m.sync(&ports);
+        m.note_learned(NodeId(2), mac(3));
+        let out = m.sync_owners(&ports, || panic!("no whole table needed"));
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out.iter().all(|(t, _)| t.0 != 2));
+        // A node's new session: the whole table to it alone.
+        let ports = [
+            view(1, a, Some(t1)),
+            view(2, b, Some(t0)),
+            view(3, c, Some(t0)),
+        ];
+        m.sync(&ports);
+        let out = m.sync_owners(&ports, || table.clone());
+        assert!(out.iter().all(|(t, _)| t.0 == 0), "{out:?}");
+        assert!(m.sync_owners(&ports, || panic!()).is_empty());
     }
 
     #[test]

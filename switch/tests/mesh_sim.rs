@@ -493,6 +493,21 @@ fn vouches_run_out_while_the_switch_is_unreachable_and_are_renewed_while_it_is_n
 fn a_peer_claims_a_bounded_number_of_macs_and_never_ours() {
     let mut n = Net::new(3);
     n.announce_macs();
+    // A MAC the switch never saw moves between h3 and h2: moves, counted,
+    // reported at most once per interval.
+    n.send(2, &frame(mac(1), mac(50), 43));
+    n.send(1, &frame(mac(1), mac(50), 44));
+    n.send(2, &frame(mac(1), mac(50), 45));
+    n.send(1, &frame(mac(1), mac(50), 46));
+    let c = n.nodes[0].peers().mac_counters().moves;
+    assert!(c >= 3, "moves {c}: {:?}", n.nodes[0].peers().mac_counters());
+    let now = n.now;
+    let r = n.nodes[0].poll_mac_moves(now).expect("a report");
+    assert!(r.moves >= 3);
+    n.send(2, &frame(mac(1), mac(50), 47));
+    assert_eq!(n.nodes[0].poll_mac_moves(now), None, "rate-limited");
+    let later = now + Duration::from_secs(10);
+    assert!(n.nodes[0].poll_mac_moves(later).is_some());
     // h2 sends h1 frames from 3000 source MACs over its direct path.
     for k in 0..3000u32 {
         let src = [2, 0x10, (k >> 16) as u8, (k >> 8) as u8, k as u8, 0x22];
@@ -506,20 +521,6 @@ fn a_peer_claims_a_bounded_number_of_macs_and_never_ours() {
         .unwrap();
     assert!(h2.macs <= MAC_LIMIT_PER_PEER, "{} MACs behind h2", h2.macs);
     assert!(n.nodes[0].peers().mac_counters().refused_limit > 0);
-    // h3 claims h2's MAC, then h2 again: moves, counted, reported at
-    // most once per interval.
-    n.send(2, &frame(mac(1), mac(2), 43));
-    n.send(1, &frame(mac(1), mac(2), 44));
-    n.send(2, &frame(mac(1), mac(2), 45));
-    let c = n.nodes[0].peers().mac_counters().moves;
-    assert!(c >= 3, "moves {c}: {:?}", n.nodes[0].peers().mac_counters());
-    let now = n.now;
-    let r = n.nodes[0].poll_mac_moves(now).expect("a report");
-    assert!(r.moves >= 3);
-    n.send(1, &frame(mac(1), mac(2), 46));
-    assert_eq!(n.nodes[0].poll_mac_moves(now), None, "rate-limited");
-    let later = now + Duration::from_secs(10);
-    assert!(n.nodes[0].poll_mac_moves(later).is_some());
     // h3 claims h1's own MAC (in a frame and in its announcement): h1
     // does not route it there.
     n.send(2, &frame(mac(1), mac(1), 42));
@@ -558,4 +559,28 @@ fn both_directions_relay_within_a_second_of_the_first_loss() {
     );
     assert_eq!(n.path(0, 1), Some(Path::Relayed));
     assert_eq!(n.path(1, 0), Some(Path::Relayed));
+}
+
+#[test]
+fn a_peer_cannot_take_a_mac_the_switch_placed_behind_another_member() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    n.advance(Duration::from_secs(1));
+    let h2 = n.nodes[0].peers().route(n.now, &mac(2), false);
+    assert!(h2.is_some(), "h1 routes h2's MAC directly");
+    // h3 sends h1 frames from h2's MAC over its direct path (and announces
+    // it): the switch never sees that, and h1 does not believe it.
+    for t in 0..5 {
+        n.send(2, &frame(mac(1), mac(2), 60 + t));
+    }
+    n.advance(Duration::from_secs(1));
+    assert_eq!(n.nodes[0].peers().route(n.now, &mac(2), false), h2);
+    assert!(n.nodes[0].peers().mac_counters().refused_owner >= 1);
+    // A real move (the host now sends through the switch from behind h3):
+    // the switch tells h1, and h3's claim then holds.
+    n.send(2, &frame([0xff; 6], mac(2), 70));
+    n.advance(Duration::from_secs(1));
+    n.send(2, &frame(mac(1), mac(2), 71));
+    let h3 = n.nodes[0].peers().route(n.now, &mac(2), false);
+    assert!(h3.is_some() && h3 != h2, "{h3:?} vs {h2:?}");
 }
