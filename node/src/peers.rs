@@ -8,10 +8,12 @@
 //! their count), and a peer missing from a complete list is dropped (its
 //! sessions, its MACs) [`UNLISTED_GRACE`] later unless announced again
 //! meanwhile (the grace lets the other nodes reconnect after a switch
-//! restart). A vouch lasts [`NodeConfig::vouch_lifetime`](crate::core::NodeConfig)
-//! past the last packet heard from the switch under a complete list: while
-//! the switch is unreachable peers keep working that long, then they are
-//! dropped until the switch vouches for them again. Each pair runs the same Noise IKpsk2 handshake as
+//! restart). A vouch lasts
+//! [`NodeConfig::vouch_lifetime`](crate::core::NodeConfig) past the last
+//! packet heard from the switch under a complete list: while the switch is
+//! unreachable peers keep working that long, then they are dropped until
+//! the switch vouches for them again. Each pair runs the same Noise IKpsk2
+//! handshake as
 //! node and switch, either side initiating; both send initiations to every
 //! candidate endpoint at once, which punches holes in NATs on both sides. If
 //! both initiate at the same time, the side with the lower public key wins:
@@ -734,7 +736,8 @@ impl Peers {
                 *t = now;
                 return;
             }
-            Some((j, _)) => Some(*j),
+            // An entry that aged out is not a move.
+            Some((j, t)) => Some((*j, now.saturating_duration_since(*t) < MAC_AGING)),
             None => None,
         };
         if self.local_macs.contains_key(&mac) {
@@ -767,13 +770,15 @@ impl Peers {
                 return;
             }
         }
-        if let Some(j) = old {
+        if let Some((j, live)) = old {
             if let Some(p) = self.peers.get_mut(j).and_then(|p| p.as_mut()) {
                 p.mac_count -= 1;
             }
-            self.mac_counters.moves += 1;
-            self.moves_pending.0 += 1;
-            self.moves_pending.1 = Some((mac, j, i));
+            if live {
+                self.mac_counters.moves += 1;
+                self.moves_pending.0 += 1;
+                self.moves_pending.1 = Some((mac, j, i));
+            }
         }
         if let Some(p) = self.peers[i].as_mut() {
             p.mac_count += 1;
