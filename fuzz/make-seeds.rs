@@ -14,6 +14,7 @@ use overlay_proto::cookie::CookieMinter;
 use overlay_proto::handshake::{self, Timestamp, read_init};
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::notice::NoticeKey;
+use overlay_proto::vlan::PortVlan;
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
     COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, HS_INIT_LEN, HS_RESP_LEN, Header,
@@ -391,13 +392,40 @@ fn control_seeds() {
         "[fd00::11]:7777".parse().unwrap(),
     ];
     let msgs = [
-        ("mesh", Control::Mesh),
+        (
+            "mesh",
+            Control::Mesh {
+                vlan: PortVlan::Transparent,
+            },
+        ),
+        (
+            "mesh-vlans",
+            Control::Mesh {
+                vlan: PortVlan::Member {
+                    native: Some(1),
+                    tagged: vec![10, 20],
+                },
+            },
+        ),
         (
             "peer-update",
             Control::PeerUpdate {
                 key: keys().1.public_key(),
                 name: "h1".into(),
                 endpoints: eps.clone(),
+                vlan: PortVlan::Transparent,
+            },
+        ),
+        (
+            "peer-update-vlans",
+            Control::PeerUpdate {
+                key: keys().1.public_key(),
+                name: "h1".into(),
+                endpoints: eps.clone(),
+                vlan: PortVlan::Member {
+                    native: Some(10),
+                    tagged: vec![],
+                },
             },
         ),
         (

@@ -243,27 +243,7 @@ pub fn mac_flood(ns: &Netns, ifname: &str, dst: [u8; 6], n: u64, burst: u64) -> 
         let src = [0x02 | (r[0] & 0xfc), r[1], r[2], r[3], r[4], r[5]];
         frame[6..12].copy_from_slice(&src);
         frame[14..22].copy_from_slice(&sent.to_be_bytes());
-        loop {
-            // SAFETY: send on a socket we own, from a buffer that outlives it.
-            let rc = unsafe {
-                libc::send(
-                    std::os::fd::AsRawFd::as_raw_fd(&fd),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                )
-            };
-            if rc >= 0 {
-                break;
-            }
-            tries += 1;
-            assert!(
-                tries < 10_000,
-                "AF_PACKET send on {ifname}: {}",
-                std::io::Error::last_os_error()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        send_waiting(&fd, ifname, &frame, &mut tries);
         seen.insert(src);
         sent += 1;
         if sent % burst == 0 {
@@ -273,6 +253,48 @@ pub fn mac_flood(ns: &Netns, ifname: &str, dst: [u8; 6], n: u64, burst: u64) -> 
     MacFloodReport {
         sent,
         sources: seen.len() as u64,
+    }
+}
+
+/// Writes `frames` (whole Ethernet frames) out of `ifname` in `ns`, as
+/// [`mac_flood`] does: bursts of `burst` with a 2 ms pause, a full queue
+/// waited out. Returns how many were written.
+pub fn inject_frames(ns: &Netns, ifname: &str, frames: &[Vec<u8>], burst: usize) -> usize {
+    let fd = ns.enter(|| open_send_only(ifname));
+    let mut tries = 0;
+    for (i, f) in frames.iter().enumerate() {
+        send_waiting(&fd, ifname, f, &mut tries);
+        if (i + 1) % burst.max(1) == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    frames.len()
+}
+
+/// Sends one frame, retrying while the interface's queue is full
+/// (`ENOBUFS`); `tries` counts retries over a whole run, which panics after
+/// 10,000 of them.
+fn send_waiting(fd: &std::os::fd::OwnedFd, ifname: &str, frame: &[u8], tries: &mut u32) {
+    loop {
+        // SAFETY: send on a socket we own, from a buffer that outlives it.
+        let rc = unsafe {
+            libc::send(
+                std::os::fd::AsRawFd::as_raw_fd(fd),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+            )
+        };
+        if rc >= 0 {
+            return;
+        }
+        *tries += 1;
+        assert!(
+            *tries < 10_000,
+            "AF_PACKET send on {ifname}: {}",
+            std::io::Error::last_os_error()
+        );
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -47,3 +47,53 @@ fn is_executable(path: &Path) -> bool {
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
+
+/// Variables `cargo run` sets for the program it runs, describing that
+/// program's package. A `cargo build` started from there must not inherit
+/// them: build scripts that watch one (ring's watches `CARGO_MANIFEST_DIR`)
+/// would see it change and rebuild their crate and everything above it, and
+/// the user's next `cargo run` would rebuild it all again.
+const CARGO_RUN_VARS: &[&str] = &[
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+];
+
+/// Under `cargo run` (`CARGO` set), builds `packages` into the profile this
+/// program runs from, so the README's one command is enough on a fresh
+/// checkout; otherwise does nothing. Cargo releases its build lock before it
+/// runs the program. The build is a no-op when `cargo run` just built them
+/// (same features, same environment).
+pub fn build_if_run_by_cargo(packages: &[&str]) -> Result<(), String> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    let release = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.ends_with("release")))
+        .unwrap_or(false);
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.arg("build");
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    if release {
+        cmd.arg("--release");
+    }
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if CARGO_RUN_VARS.contains(&k.as_ref()) || k.starts_with("CARGO_PKG_") {
+            cmd.env_remove(k.as_ref());
+        }
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("building {} failed ({s})", packages.join(", "))),
+        Err(e) => Err(format!(
+            "cannot run cargo to build {}: {e}",
+            packages.join(", ")
+        )),
+    }
+}

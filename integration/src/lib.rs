@@ -36,13 +36,19 @@
 //! - [`config`]: keys and the TOML files for the switch and the nodes.
 //! - [`topology`]: [`Topology::central`], one switch namespace with a bridge and
 //!   N hosts.
+//! - [`tools`]: the external programs the demo and the tests run, checked
+//!   before the first namespace (one line naming what to install).
 //! - [`traffic`]: TCP transfers with byte-for-byte checks, UDP sprays.
 //! - [`unprivileged`]: a node without a TAP run as `nobody` in a topology's
 //!   host namespace.
 //! - [`capture`]: an `AF_PACKET` capture on an interface inside a namespace.
 //! - [`status`]: reading the `status --json` output (missing keys count as 0).
+//! - [`trunk`]: a raw socket on a TAP standing in for a VLAN trunk (tagged
+//!   ARP out, each frame's VLAN read back) where the 8021q module is missing.
 //! - [`vm_client`]: a fake VM on a node's VM port (QEMU's stream and dgram
 //!   framing, ARP and ping), for tests of the port itself.
+//! - [`vm_intruder`]: another local user (its own uid, via `setpriv`) trying
+//!   a node's VM port.
 //! - [`wait`]: [`wait_until`], polling with a deadline instead of sleeping.
 
 pub mod attack;
@@ -58,10 +64,13 @@ pub mod process;
 pub mod prometheus;
 pub mod qemu;
 pub mod status;
+pub mod tools;
 pub mod topology;
 pub mod traffic;
+pub mod trunk;
 pub mod unprivileged;
 pub mod vm_client;
+pub mod vm_intruder;
 pub mod wait;
 
 pub use capture::{Capture, Frame};

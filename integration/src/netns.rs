@@ -27,9 +27,11 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates namespace `name` and brings its `lo` up. Panics if not root or
-    /// if the namespace cannot be made.
+    /// Creates namespace `name` and brings its `lo` up. Panics if the
+    /// namespace cannot be made; the first one of a process checks root and
+    /// the tools first ([`crate::tools::preflight`]).
     pub fn new(name: &str) -> Netns {
+        crate::tools::preflight("tapmesh namespace tests", crate::tools::TESTS);
         crate::require_root();
         sweep_stale_once();
         run_ok("ip", &["netns", "add", name]);

@@ -779,6 +779,14 @@ impl Topology {
     /// pair of them pings over IPv4 and IPv6 (panics with the failures if not
     /// within `timeout`).
     pub fn start_all(&mut self, timeout: Duration) {
+        if let Err(e) = self.try_start_all(timeout) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`start_all`](Self::start_all), returning the failure as one line
+    /// instead of panicking (for the demo).
+    pub fn try_start_all(&mut self, timeout: Duration) -> Result<(), String> {
         self.start_switch();
         let admitted: Vec<usize> = (1..=self.hosts.len())
             .filter(|&i| self.host(i).admitted)
@@ -786,9 +794,8 @@ impl Topology {
         for &i in &admitted {
             self.start_node(i);
         }
-        if let Err(e) = self.wait_mesh(&admitted, timeout) {
-            panic!("overlay did not come up within {timeout:?}: {e}");
-        }
+        self.wait_mesh(&admitted, timeout)
+            .map_err(|e| format!("overlay did not come up within {timeout:?}: {e}"))
     }
 
     /// Waits until every ordered pair of `hosts` pings over the overlay, IPv4
@@ -936,7 +943,9 @@ impl Topology {
         s
     }
 
-    fn print_logs(&self) {
+    /// Prints the tail of every process's log to stderr (done on drop when
+    /// the thread is panicking).
+    pub fn print_logs(&self) {
         eprintln!(
             "---- tapmesh topology {} failed; logs in {} ----",
             self.prefix,

@@ -3,11 +3,13 @@
 //! directly over the underlay bridge; the switch coordinates and relays.
 //! Also: revocation (a member removed from the config loses its peers when
 //! the switch restarts) and failover timing with the direct path blocked.
+use std::net::Ipv4Addr;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use integration::status::switch_node;
-use integration::topology::{overlay_v4, underlay_v4};
+use integration::topology::{TAP, overlay_v4, underlay_v4};
+use integration::trunk::TrunkPort;
 use integration::{Topology, wait_until};
 use serde_json::Value;
 
@@ -321,4 +323,185 @@ fn tcp_64_mib_arrives_intact_direct_relayed_and_central() {
     for (mode, rtt, mbit) in report {
         eprintln!("{mode:<14} rtt {rtt:.3} ms  tcp {mbit:.0} Mbit/s");
     }
+}
+
+/// Starts a mesh of `vlans.len()` hosts, host `i + 1` with `vlans[i]` as
+/// its switch.toml entry, and waits until every node is connected (VLANs
+/// keep some pairs apart, so not every pair pings).
+fn start_with_vlans(vlans: &[&str]) -> Topology {
+    let mut topo = Topology::mesh(vlans.len());
+    for (i, v) in vlans.iter().enumerate() {
+        topo.set_switch_node_entry_extra(i + 1, v);
+    }
+    topo.start_switch();
+    for i in 1..=vlans.len() {
+        topo.start_node(i);
+    }
+    assert!(
+        wait_until(UP, || (1..=vlans.len()).all(|i| topo.is_connected(i))),
+        "not all connected: {}",
+        topo.switch_status()
+    );
+    topo
+}
+
+/// Host `i`'s status entry for peer `peer`, if it has one.
+fn peer_entry(topo: &Topology, i: usize, peer: usize) -> Option<Value> {
+    let name = topo.host_name(peer).to_owned();
+    topo.node_status(i)["peers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name.as_str())
+        .cloned()
+}
+
+/// Frames host `i` received directly from `peer` (0 if it is no peer).
+fn peer_rx_frames(topo: &Topology, i: usize, peer: usize) -> u64 {
+    peer_entry(topo, i, peer).map_or(0, |p| p["rx_frames"].as_u64().unwrap_or(0))
+}
+
+/// A permanent neighbour entry on host `i` for host `of`'s overlay address.
+fn static_neighbour(topo: &Topology, i: usize, of: usize) {
+    let (ip, mac) = (overlay_v4(of).to_string(), topo.tap_mac(of));
+    topo.ns(i).ip(&[
+        "neigh",
+        "replace",
+        &ip,
+        "lladdr",
+        &mac,
+        "dev",
+        TAP,
+        "nud",
+        "permanent",
+    ]);
+}
+
+/// Issue 13, item 1: with static neighbour entries (no broadcast needed), a
+/// node on VLAN 10 got every reply from a node on VLAN 20 over their direct
+/// path. Now the switch vouches only for members sharing a VLAN: h1 and h2
+/// never become peers and the switch, which relays what is left, keeps
+/// VLANs apart; h1 and h3 (both VLAN 10) still talk directly.
+#[test]
+fn nodes_on_different_vlans_get_no_replies_and_one_vlan_stays_direct() {
+    let mut topo = start_with_vlans(&["vlan = 10", "vlan = 20", "vlan = 10"]);
+    assert!(
+        topo.ping_ok_within(1, overlay_v4(3), UP),
+        "h1 -> h3 (VLAN 10)"
+    );
+    for (a, b) in [(1, 3), (3, 1)] {
+        assert!(
+            wait_path(&topo, a, b, "direct", Duration::from_secs(10)),
+            "h{a} -> h{b} not direct: {}",
+            topo.node_status(a)
+        );
+    }
+    let (rx1, rx3) = (peer_rx_frames(&topo, 3, 1), switch_rx_frames(&topo, 1));
+    let (sent, got) = ping_result(ping_bg(&topo, 1, 3, "0.05", 20));
+    assert_eq!(got, sent, "h1 -> h3 pings in VLAN 10");
+    let direct = peer_rx_frames(&topo, 3, 1) - rx1;
+    let via_switch = switch_rx_frames(&topo, 1) - rx3;
+    eprintln!("h1 -> h3: {direct} frames direct, {via_switch} through the switch");
+    assert!(
+        direct >= 15,
+        "h3 got only {direct} of 20 frames from h1 directly"
+    );
+    assert!(via_switch < 10, "VLAN 10 unicast passed the switch");
+    assert_eq!(
+        peer_entry(&topo, 1, 3).map(|p| p["vlans"].clone()),
+        Some(serde_json::json!([10]))
+    );
+
+    static_neighbour(&topo, 1, 2);
+    static_neighbour(&topo, 2, 1);
+    let (sent, got) = ping_result(ping_bg(&topo, 1, 2, "0.1", 20));
+    eprintln!("h1 (VLAN 10) -> h2 (VLAN 20): {got} of {sent} replies");
+    assert_eq!(got, 0, "VLAN 10 got {got} of {sent} replies from VLAN 20");
+    assert_eq!(path(&topo, 1, 2), None, "h1 knows h2 as a peer");
+    assert_eq!(path(&topo, 2, 1), None, "h2 knows h1 as a peer");
+    topo.assert_all_running();
+}
+
+/// A trunk (VLANs 10 and 20) and two access nodes in mesh mode: unicast
+/// between the trunk and each access node goes over the direct path, the
+/// access node gets it untagged (its kernel answers ARP) and the trunk gets
+/// the answer tagged with the access node's VLAN; a request in the other
+/// VLAN gets nothing.
+#[test]
+fn a_trunk_and_access_nodes_exchange_frames_directly_with_the_right_tags() {
+    let mut topo = start_with_vlans(&["vlan = 10", "vlan = 20", "trunk = [10, 20]"]);
+    let (a10, a20) = (Ipv4Addr::new(198, 19, 10, 1), Ipv4Addr::new(198, 19, 20, 2));
+    topo.ns(1)
+        .ip(&["addr", "add", "198.19.10.1/24", "dev", TAP]);
+    topo.ns(2)
+        .ip(&["addr", "add", "198.19.20.2/24", "dev", TAP]);
+    for (a, b) in [(3, 1), (3, 2), (1, 3), (2, 3)] {
+        assert!(
+            wait_path(&topo, a, b, "direct", Duration::from_secs(10)),
+            "h{a} -> h{b} not direct: {}",
+            topo.node_status(a)
+        );
+    }
+    assert_eq!(path(&topo, 1, 2), None, "h1 knows h2 as a peer");
+    let vlans = |i, p| peer_entry(&topo, i, p).map(|e| e["vlans"].clone());
+    assert_eq!(vlans(3, 1), Some(serde_json::json!([10])));
+    assert_eq!(vlans(3, 2), Some(serde_json::json!([20])));
+    assert_eq!(vlans(1, 3), Some(serde_json::json!([10])));
+
+    let trunk = TrunkPort::open(&topo, 3);
+    let m1 = integration::capture::parse_mac(&topo.tap_mac(1));
+    let m2 = integration::capture::parse_mac(&topo.tap_mac(2));
+    let (s10, s20) = (Ipv4Addr::new(198, 19, 10, 3), Ipv4Addr::new(198, 19, 20, 3));
+    // Unicast ARP requests (as a neighbour refresh sends): the trunk knows
+    // each access node's MAC from its announcement, so they go direct.
+    let ask = |replies: &mut Vec<(Option<u16>, Ipv4Addr)>| {
+        trunk.arp_request_to(m1, 10, s10, a10);
+        trunk.arp_request_to(m2, 20, s20, a20);
+        replies.extend(trunk.arp_replies(Duration::from_millis(300)));
+    };
+    let mut replies = Vec::new();
+    let ok = wait_until(UP, || {
+        ask(&mut replies);
+        replies.contains(&(Some(10), a10)) && replies.contains(&(Some(20), a20))
+    });
+    assert!(ok, "trunk h3 did not reach both VLANs; replies {replies:?}");
+    // Now both directions are learned: more requests and their answers
+    // cross the direct paths, with the tags right at the trunk.
+    let before = [peer_rx_frames(&topo, 3, 1), peer_rx_frames(&topo, 3, 2)];
+    let (in1, in2) = (peer_rx_frames(&topo, 1, 3), peer_rx_frames(&topo, 2, 3));
+    let mut replies = Vec::new();
+    for _ in 0..5 {
+        ask(&mut replies);
+    }
+    let got = |r| replies.iter().filter(|x| **x == r).count();
+    let wrong: Vec<_> = replies
+        .iter()
+        .filter(|r| **r != (Some(10), a10) && **r != (Some(20), a20))
+        .collect();
+    assert!(wrong.is_empty(), "answers in the wrong form: {wrong:?}");
+    assert!(
+        got((Some(10), a10)) >= 4 && got((Some(20), a20)) >= 4,
+        "{replies:?}"
+    );
+    let after = [peer_rx_frames(&topo, 3, 1), peer_rx_frames(&topo, 3, 2)];
+    let (out1, out2) = (
+        peer_rx_frames(&topo, 1, 3) - in1,
+        peer_rx_frames(&topo, 2, 3) - in2,
+    );
+    eprintln!(
+        "direct: h3 got {} from h1 and {} from h2; h1 got {out1}, h2 got {out2} from h3",
+        after[0] - before[0],
+        after[1] - before[1]
+    );
+    assert!(after[0] - before[0] >= 4 && after[1] - before[1] >= 4);
+    assert!(out1 >= 4 && out2 >= 4, "requests did not go direct");
+
+    // Across VLANs: nothing answers.
+    trunk.arp_replies(Duration::from_millis(300));
+    for _ in 0..3 {
+        trunk.arp_request_to(m1, 20, s20, a10);
+        trunk.arp_request_to(m2, 10, s10, a20);
+    }
+    let stray = trunk.arp_replies(Duration::from_secs(1));
+    assert!(stray.is_empty(), "answers across VLANs: {stray:?}");
+    topo.assert_all_running();
 }

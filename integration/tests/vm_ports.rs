@@ -247,3 +247,92 @@ fn node_connects_to_a_listening_vm_and_again_after_its_restart() {
     topo.stop_node(1);
     assert!(socks[0].exists());
 }
+
+/// Another local user, in the node's group (so the 0660 sockets let it in)
+/// but not allowed by the port (`allow-uid` defaults to root and the node's
+/// own user).
+const INTRUDER: (u32, u32) = (12345, NOBODY.1);
+
+#[test]
+fn another_user_cannot_take_over_a_vm_port_stream_or_dgram() {
+    use integration::vm_intruder::VmIntruder;
+    use std::os::unix::fs::MetadataExt;
+
+    let mut topo = Topology::central(2);
+    let socks = topo.set_node_vm_ports(1, &["stream", "dgram"], false);
+    topo.set_node_user(1, NOBODY.0, NOBODY.1);
+    topo.start_switch();
+    topo.start_node(1);
+    topo.start_node(2);
+    // Not dumpable: its /proc files belong to root though it runs as nobody.
+    let environ = std::fs::metadata(format!("/proc/{}/environ", topo.node_pid(1))).unwrap();
+    assert_eq!(environ.uid(), 0, "the node is dumpable");
+
+    // Root, allowed by default, is the VM on both ports.
+    let (a_mac, a_ip) = ([0x52, 0x54, 0, 0, 4, 1], Ipv4Addr::new(198, 19, 0, 131));
+    let (b_mac, b_ip) = ([0x52, 0x54, 0, 0, 4, 2], Ipv4Addr::new(198, 19, 0, 132));
+    let mut a = VmClient::stream(&socks[0], a_mac, a_ip);
+    assert!(a.ping_within(overlay_v4(2), UP), "stream VM -> h2");
+    let b_own = topo.node_run_dir(1).join("b.sock");
+    let mut b = VmClient::dgram(&socks[1], &b_own, b_mac, b_ip);
+    // The node (nobody) must be able to send to the VM's socket.
+    std::fs::set_permissions(&b_own, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(b.ping_within(overlay_v4(2), UP), "dgram VM -> h2");
+
+    // The intruder connects to the stream port: closed at once, and the
+    // VM's connection stays.
+    let listen = Duration::from_secs(3);
+    let log = |m: &str| topo.dir().join(format!("intruder-{m}.log"));
+    let intruder = VmIntruder::start(
+        topo.ns(1),
+        INTRUDER,
+        "stream",
+        &socks[0],
+        std::path::Path::new(""),
+        listen,
+        &log("stream"),
+    );
+    let seen = intruder.finish(listen + Duration::from_secs(5));
+    assert!(
+        seen.closed,
+        "the node kept the intruder's connection: {seen:?}"
+    );
+    assert!(
+        a.ping_within(overlay_v4(2), Duration::from_secs(5)),
+        "the intruder's connection replaced the VM's"
+    );
+
+    // The intruder sends from its own socket to the dgram port, then
+    // listens while h2 floods ARP requests onto the LAN: none reach it
+    // (it did not become the port's peer), and the VM still gets answers.
+    let own_dir = topo.dir().join("intruder");
+    std::fs::create_dir_all(&own_dir).unwrap();
+    std::fs::set_permissions(&own_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let intruder = VmIntruder::start(
+        topo.ns(1),
+        INTRUDER,
+        "dgram",
+        &socks[1],
+        &own_dir.join("i.sock"),
+        listen,
+        &log("dgram"),
+    );
+    let unused = Ipv4Addr::new(198, 19, 0, 199);
+    for _ in 0..2 {
+        assert!(!topo.ping(2, unused), "{unused} answered");
+    }
+    let seen = intruder.finish(listen + Duration::from_secs(5));
+    assert_eq!(seen.received, 0, "the node sent the intruder LAN frames");
+    assert!(
+        b.ping_within(overlay_v4(2), UP),
+        "dgram VM after the intruder"
+    );
+    assert!(
+        a.ping_within(overlay_v4(2), UP),
+        "stream VM after the intruder"
+    );
+
+    let refused = counter(&topo.node_status(1), &["drops", "vm_peer_refused"]);
+    assert!(refused >= 2, "{refused} refusals counted");
+    topo.assert_all_running();
+}

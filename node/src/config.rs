@@ -11,6 +11,7 @@ use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
 use crate::core::NodeConfig;
 use crate::userhost::config::{HostConfig, HostFile};
+use crate::vm_peer::PeerAllow;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -45,6 +46,9 @@ struct VmPortFile {
     mtu: u32,
     #[serde(default)]
     connect: bool,
+    allow_uid: Option<Vec<i64>>,
+    #[serde(default)]
+    allow_gid: Vec<i64>,
 }
 
 /// How a VM connects to a `[[vm-port]]`.
@@ -81,6 +85,9 @@ pub struct VmPortConfig {
     /// stream,server=on`) and connects again, every second, whenever the
     /// connection is gone; for QEMU before 8.0, which cannot reconnect.
     pub connect: bool,
+    /// Whose connections and datagrams the port takes (by the peer's
+    /// credentials); see [`crate::vm_peer`].
+    pub allow: PeerAllow,
 }
 
 #[derive(Debug, Deserialize)]
@@ -424,11 +431,14 @@ fn vm_ports(
                 "only a stream port can connect (a dgram port answers its sender)".into(),
             ));
         }
+        let allow = PeerAllow::from_config(p.allow_uid.as_deref(), &p.allow_gid)
+            .map_err(|(k, problem)| err(&key(k), problem))?;
         out.push(VmPortConfig {
             path,
             socket: p.socket,
             mtu: p.mtu,
             connect: p.connect,
+            allow,
         });
     }
     Ok(out)
@@ -523,6 +533,13 @@ mod tests {
         assert_eq!(e.unwrap_err().key, "vm-port[0].connect");
         let c = load_raw("[[vm-port]]\npath = \"/a\"\nconnect = true\n").unwrap();
         assert!(c.vm_ports[0].connect);
+        // Root and the node's user by default; bad ids name the key.
+        assert_eq!(c.vm_ports[0].allow.uids, [0, crate::vm_peer::own_uid()]);
+        let c = load_raw("[[vm-port]]\npath = \"/a\"\nallow-uid = [64055]\nallow-gid = [108]\n");
+        let allow = c.unwrap().vm_ports[0].allow.clone();
+        assert_eq!((allow.uids, allow.gids), (vec![64055], vec![108]));
+        let e = load_raw("[[vm-port]]\npath = \"/a\"\nallow-gid = [-1]\n").unwrap_err();
+        assert_eq!(e.key, "vm-port[0].allow-gid");
     }
 
     #[test]

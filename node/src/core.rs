@@ -33,6 +33,7 @@ use overlay_proto::timers::{
 };
 pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
+use overlay_proto::vlan::{self, Ingress};
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
     DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET,
@@ -159,6 +160,8 @@ pub struct Node {
     reassembly: Reassembler,
     /// Reassembled frames, with room for a virtio header in front.
     scratch: Vec<u8>,
+    /// A second such buffer, for a reassembled frame that changes VLAN form.
+    vlan_scratch: Vec<u8>,
     /// Fragment ids for frames we send.
     next_frame_id: u32,
     /// Incomplete reassemblies already counted as drops.
@@ -207,6 +210,7 @@ impl Node {
             notice_key,
             reassembly: Reassembler::default(),
             scratch: Vec::new(),
+            vlan_scratch: Vec::new(),
             next_frame_id: 0,
             fragments_lost_seen: 0,
             last_notice: started,
@@ -318,11 +322,10 @@ impl Node {
         if self.peers.is_enabled() {
             // Mesh: known unicast to a peer with a direct path goes straight
             // there; everything else goes to the switch as in central mode.
-            let (src, dst) = (ethernet::src(frame), ethernet::dst(frame));
-            if let Some(src) = src {
+            if let Some(src) = ethernet::src(frame) {
                 self.peers.note_local_mac(now, src, &mut self.tx);
             }
-            if let Some(i) = dst.and_then(|d| self.peers.route(now, &d, flags & FLAG_VNET != 0)) {
+            if let Some(i) = self.peers.route(now, frame, flags & FLAG_VNET != 0) {
                 let r =
                     self.peers
                         .seal(now, i, flags, &mut buf[start..], plen, max, &mut self.tx)?;
@@ -482,8 +485,8 @@ impl Node {
         buf: &[u8],
     ) -> Result<(), DropReason> {
         match Control::parse(&buf[range]).map_err(|_| DropReason::Control)? {
-            Control::Mesh => {
-                self.peers.enable();
+            Control::Mesh { vlan } => {
+                self.peers.enable(vlan);
                 self.peers.begin_list();
                 let msg = Control::LocalAddrs(self.local_addrs.clone());
                 self.send_control(now, &msg);
@@ -492,7 +495,8 @@ impl Node {
                 key,
                 name,
                 endpoints,
-            } if self.peers.is_enabled() => self.peers.update(now, key, name, endpoints),
+                vlan,
+            } if self.peers.is_enabled() => self.peers.update(now, key, name, endpoints, vlan),
             Control::PeerGone { key } => self.peers.remove(&key),
             Control::PeerListEnd { count } if self.peers.is_enabled() => {
                 self.peers.end_list(now, count)
@@ -528,8 +532,9 @@ impl Node {
     }
 
     /// A decrypted payload (frame or fragment) from the switch (`peer` is
-    /// `None`) or from a mesh peer: check it, reassemble it, learn its source
-    /// MAC if a peer sent it, and say where the frame for the TAP is.
+    /// `None`) or from a mesh peer: check it, reassemble it, admit it by VLAN
+    /// and learn its source MAC if a peer sent it, give it our port's VLAN
+    /// form, and say where the frame for the TAP is.
     fn deliver(
         &mut self,
         now: Instant,
@@ -547,18 +552,18 @@ impl Node {
         // With an offload TAP every frame needs a virtio header in front;
         // an all-zero one means "complete ordinary frame".
         let add_hdr = self.cfg.offload && !vnet;
-        let skip = if vnet { VNET_HDR_LEN } else { 0 };
         if flags & FLAG_FRAGMENT == 0 {
-            self.check_frame(vnet, &buf[range.clone()])?;
-            match peer {
-                Some(p) => self
-                    .peers
-                    .learn(now, p, &buf[range.start + skip..range.end]),
-                None if flags & FLAG_RELAYED != 0 => {
-                    self.peers
-                        .note_relayed(now, &buf[range.start + skip..range.end], &mut self.tx)
-                }
-                None => {}
+            let ing = self.check_frame(now, peer, vnet, &buf[range.clone()])?;
+            if peer.is_none() && flags & FLAG_RELAYED != 0 {
+                let skip = if vnet { VNET_HDR_LEN } else { 0 };
+                self.peers
+                    .note_relayed(now, &buf[range.start + skip..range.end], &mut self.tx);
+            }
+            if let Some(ing) = ing {
+                let mut out = std::mem::take(&mut self.scratch);
+                let n = retag(vnet, add_hdr, &buf[range], ing, &mut out);
+                self.scratch = out;
+                return Ok(Some(TapWrite::Reassembled(0..n)));
             }
             if add_hdr {
                 let start = range.start - VNET_HDR_LEN;
@@ -581,21 +586,19 @@ impl Node {
         else {
             return Ok(None);
         };
-        let vnet_skip = skip;
         let skip = if add_hdr { VNET_HDR_LEN } else { 0 };
         self.scratch.clear();
         self.scratch.resize(skip, 0);
         self.scratch.extend_from_slice(whole);
-        let n = self.scratch.len();
+        let mut n = self.scratch.len();
         let payload = std::mem::take(&mut self.scratch);
-        let r = self.check_frame(vnet, &payload[skip..]);
-        if r.is_ok()
-            && let Some(p) = peer
-        {
-            self.peers.learn(now, p, &payload[skip + vnet_skip..]);
-        }
+        let r = self.check_frame(now, peer, vnet, &payload[skip..]);
         self.scratch = payload;
-        r?;
+        if let Some(ing) = r? {
+            let mut out = std::mem::take(&mut self.vlan_scratch);
+            n = retag(vnet, add_hdr, &self.scratch[skip..], ing, &mut out);
+            self.vlan_scratch = std::mem::replace(&mut self.scratch, out);
+        }
         Ok(Some(TapWrite::Reassembled(0..n)))
     }
 
@@ -630,13 +633,24 @@ impl Node {
         Ok((hdr, frame))
     }
 
-    /// Check a frame (with its virtio header if `vnet`) about to go to the TAP,
-    /// and count it.
-    fn check_frame(&mut self, vnet: bool, payload: &[u8]) -> Result<(), DropReason> {
+    /// Check a frame (with its virtio header if `vnet`) about to go to the
+    /// TAP; if mesh peer `peer` sent it, admit it by VLAN
+    /// ([`Peers::admit`]: `Some` if it must change form); count it.
+    fn check_frame(
+        &mut self,
+        now: Instant,
+        peer: Option<usize>,
+        vnet: bool,
+        payload: &[u8],
+    ) -> Result<Option<Ingress>, DropReason> {
         let (_, frame) = self.split_checked(vnet, payload)?;
+        let retag = match peer {
+            Some(p) => self.peers.admit(now, p, frame)?,
+            None => None,
+        };
         self.counters.tap_tx_frames += 1;
         self.counters.tap_tx_bytes += frame.len() as u64;
-        Ok(())
+        Ok(retag)
     }
 
     fn handshake_response(&mut self, now: Instant, h: &Header<&[u8]>) -> Result<(), DropReason> {
@@ -948,6 +962,26 @@ pub(crate) fn bump(t: Timestamp) -> Timestamp {
     Timestamp(b)
 }
 
+/// Write `payload` (a frame, after its virtio header if `vnet`) into `out`
+/// in its other VLAN form ([`vlan::append_other_form`]), behind a virtio
+/// header if `vnet` or `add_hdr` (all zero: a complete frame). Returns the
+/// length written. `payload` passed [`Node::split_checked`].
+fn retag(vnet: bool, add_hdr: bool, payload: &[u8], ing: Ingress, out: &mut Vec<u8>) -> usize {
+    out.clear();
+    let (hdr, frame) = if vnet {
+        (VnetHdr::parse(payload), &payload[VNET_HDR_LEN..])
+    } else {
+        (None, payload)
+    };
+    if vnet || add_hdr {
+        out.resize(VNET_HDR_LEN, 0);
+    }
+    if let Some(h) = vlan::append_other_form(frame, ing, hdr, out) {
+        h.emit(&mut out[..VNET_HDR_LEN]);
+    }
+    out.len()
+}
+
 /// What `tapmesh-node status` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -988,4 +1022,52 @@ pub struct Status {
     /// it in).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<crate::userhost::HostStatus>,
+}
+
+#[cfg(test)]
+mod retag_tests {
+    use super::*;
+
+    fn untagged() -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        f.resize(60, 0x45);
+        f
+    }
+
+    #[test]
+    fn a_tag_added_moves_the_virtio_offsets_and_a_zero_header_stays_zero() {
+        let f = untagged();
+        let ing = Ingress {
+            vid: 10,
+            tagged: false,
+        };
+        let h = VnetHdr {
+            csum_start: 34,
+            hdr_len: 54,
+            ..VnetHdr::default()
+        };
+        let mut payload = vec![0; VNET_HDR_LEN];
+        h.emit(&mut payload);
+        payload.extend_from_slice(&f);
+        let mut out = Vec::new();
+        let n = retag(true, false, &payload, ing, &mut out);
+        assert_eq!(n, payload.len() + 4);
+        let h2 = VnetHdr::parse(&out).unwrap();
+        assert_eq!((h2.csum_start, h2.hdr_len), (38, 58));
+        let frame = &out[VNET_HDR_LEN..];
+        assert_eq!(vlan::tag_vid(frame), Some(10));
+        assert_eq!(&frame[16..], &f[12..]);
+        // A plain frame for an offload TAP: an all-zero header in front.
+        let n = retag(false, true, &f, ing, &mut out);
+        assert_eq!(n, VNET_HDR_LEN + f.len() + 4);
+        assert!(out[..VNET_HDR_LEN].iter().all(|b| *b == 0));
+        // And back: the tag removed, nothing in front without offload.
+        let tagged = out[VNET_HDR_LEN..].to_vec();
+        let ing = Ingress {
+            vid: 10,
+            tagged: true,
+        };
+        let n = retag(false, false, &tagged, ing, &mut out);
+        assert_eq!(&out[..n], &f[..]);
+    }
 }

@@ -15,6 +15,7 @@
 //! - [`config`]: `node.toml`, parsed and validated.
 //! - [`tap`]: the real TAP device (tokio-tun) and its addresses.
 //! - [`vm_port`]: the unix sockets VMs connect to (tokio tasks).
+//! - [`vm_peer`]: who may use a VM port (peer credentials, `allow-uid`).
 //! - [`userhost`]: userspace hosts on the LAN (smoltcp): ARP, ND, ping and
 //!   TCP ports forwarded to local services, without a TAP.
 //! - [`daemon`]: the tokio shell: TAP, VM ports, UDP socket, timers, admin
@@ -30,4 +31,5 @@ pub mod stats;
 pub mod tap;
 pub mod userhost;
 pub mod vm_framing;
+pub mod vm_peer;
 pub mod vm_port;

@@ -1,16 +1,16 @@
-//! `tapmesh-node`: keygen, pubkey, run, status.
+//! `tapmesh-node`: keygen, pubkey, check, run, status.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tapmesh_node::{config::Config, daemon, tap};
-use tapmesh_shell::{EXIT_CONFIG, admin, init_logging, shutdown_signal};
+use tapmesh_shell::{EXIT_CONFIG, admin, init_logging, load_config, shutdown_signal};
 
 #[derive(Parser)]
 #[command(
     name = "tapmesh-node",
-    version,
+    version = tapmesh_shell::VERSION,
     about = "tapmesh node: a TAP device on the virtual LAN"
 )]
 struct Cli {
@@ -33,6 +33,12 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Validate a config file without running (exit 0, or 2 with the error).
+    Check {
+        /// Path to node.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Show the session and counters of a running node.
     Status {
         /// Print JSON instead of a table.
@@ -47,18 +53,19 @@ enum Cmd {
     },
 }
 
+const PROGRAM: &str = "tapmesh-node";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Keygen => tapmesh_shell::keygen(),
         Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-node"),
+        Cmd::Check { config } => tapmesh_shell::check_config(PROGRAM, &config, Config::load),
         Cmd::Run { config } => {
-            let cfg = match Config::load(&config) {
+            tapmesh_shell::dumpable::forbid_dumps_or_warn("tapmesh-node");
+            let cfg = match load_config(PROGRAM, &config, Config::load) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("tapmesh-node: config error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
             init_logging(cli.log_level.as_deref());
             match run(cfg) {
@@ -76,12 +83,9 @@ fn main() -> ExitCode {
         } => {
             let path = match (socket, config) {
                 (Some(s), _) => s,
-                (None, Some(c)) => match Config::load(&c) {
+                (None, Some(c)) => match load_config(PROGRAM, &c, Config::load) {
                     Ok(c) => c.admin_socket,
-                    Err(e) => {
-                        eprintln!("tapmesh-node: config error: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
+                    Err(code) => return code,
                 },
                 (None, None) => {
                     eprintln!("tapmesh-node: status needs --socket PATH or --config FILE");

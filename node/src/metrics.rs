@@ -117,7 +117,7 @@ const HOST_CONNECTIONS: Def = Def::gauge(
 const HOST_CONNECTIONS_TOTAL: Def = Def::counter(
     "tapmesh_node_host_connections_total",
     &["node", "host", "result"],
-    "Userspace host: connections accepted (local side opened) or refused (RST to the client).",
+    "Userspace host: connections accepted (local side opened), refused (RST to the client), displaced in the handshake by newer SYNs (half_open_dropped) or never completed by the client (handshake_timeout).",
 );
 const HOST_FRAMES: Def = Def::counter(
     "tapmesh_node_host_frames_total",
@@ -232,6 +232,8 @@ impl Export for Status {
             let total = [
                 ("accepted", c.connections_accepted),
                 ("refused", c.connections_refused),
+                ("half_open_dropped", c.half_open_dropped),
+                ("handshake_timeout", c.handshake_timeouts),
             ];
             for (result, n) in total {
                 out.counter(&HOST_CONNECTIONS_TOTAL, &[node, &host, result], n);

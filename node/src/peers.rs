@@ -44,7 +44,23 @@
 //! frame that crosses it, and a direct claim it never sees must not override
 //! that), and moves between
 //! peers are counted and reported for the log at most every
-//! [`MOVE_LOG_EVERY`]. Loop guard: a node never
+//! [`MOVE_LOG_EVERY`].
+//!
+//! VLANs: the switch tells us our own port (`Mesh`) and each peer's port
+//! restricted to the VLANs we share (`PeerUpdate`); it vouches only for
+//! peers that share one. A frame goes direct only if the VLAN the switch
+//! would put it in (by our port) is one the peer is a member of; a frame a
+//! peer sends us is classified by *its* port as the switch would, dropped
+//! (`vlan_filtered`) unless we are a member of that VLAN, and given the form
+//! our port takes (tag added or removed). So the receiver enforces, whatever
+//! the sender does. MACs are learned per VLAN: from a frame, in its VLAN;
+//! from a `MacAnnounce`, in the peer's native VLAN only (one entry per MAC,
+//! however many VLANs a trunk carries). The bounds above hold across VLANs:
+//! the per-peer limit counts a peer's entries in every VLAN, our own MACs
+//! are refused in every VLAN, and `MacOwners` names no VLAN, so a MAC the
+//! switch placed behind one member is claimed by no other peer in any VLAN
+//! (the switch tells us only of MACs in VLANs we are a member of). Loop
+//! guard: a node never
 //! sends a frame it received (from a peer or the switch) anywhere but to its
 //! TAP, and the switch never sends a frame back to the node it came from, so
 //! a frame crosses at most one relay.
@@ -63,8 +79,10 @@ use overlay_proto::timers::{
     HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PENDING_SESSION_TIMEOUT, REKEY_AFTER_TIME,
 };
 use overlay_proto::transmit::TxQueue;
+use overlay_proto::vlan::{self, Egress, Ingress, PortVlan, Vid};
 use overlay_proto::wire::{
-    DATA_OVERHEAD, FLAG_CONTROL, HS_INIT_LEN, HS_RESP_LEN, Header, ethernet::Mac,
+    DATA_OVERHEAD, FLAG_CONTROL, HS_INIT_LEN, HS_RESP_LEN, Header,
+    ethernet::{self, Mac},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -154,6 +172,8 @@ pub struct PeerStatus {
     pub path_changes: u64,
     /// MACs learned behind it.
     pub macs: usize,
+    /// The VLANs we share with it (empty on a VLAN-unaware switch).
+    pub vlans: Vec<Vid>,
     /// Seconds its vouch has left (renewed while the switch is heard).
     pub vouch_secs_left: f64,
 }
@@ -196,6 +216,8 @@ struct InFlight {
 struct Peer {
     key: PublicKey,
     name: String,
+    /// Its port, restricted to the VLANs we share.
+    vlan: PortVlan,
     candidates: Vec<SocketAddr>,
     endpoint: Option<SocketAddr>,
     current: Option<Session>,
@@ -269,9 +291,11 @@ pub struct Peers {
     mac_keys: MacKeys,
     wall_base: (Instant, Duration),
     last_timestamp: Timestamp,
+    /// Our own port, as the switch told us.
+    vlan: PortVlan,
     peers: Vec<Option<Peer>>,
     by_index: HashMap<u32, usize>,
-    macs: HashMap<Mac, (usize, Instant)>,
+    macs: HashMap<(Vid, Mac), (usize, Instant)>,
     local_macs: HashMap<Mac, Instant>,
     rng: StdRng,
     events: Vec<PathEvent>,
@@ -314,6 +338,7 @@ impl Peers {
             caps: if offload { CAP_VNET } else { 0 },
             wall_base,
             last_timestamp: Timestamp::default(),
+            vlan: PortVlan::Transparent,
             peers: Vec::new(),
             by_index: HashMap::new(),
             macs: HashMap::new(),
@@ -407,9 +432,18 @@ impl Peers {
         self.enabled
     }
 
-    /// Turn mesh mode on (the switch sent `Mesh`).
-    pub fn enable(&mut self) {
+    /// Turn mesh mode on (the switch sent `Mesh`), with our own port's
+    /// VLANs. If they changed, every peer is forgotten: what we share with
+    /// each is no longer known (the switch announces them again).
+    pub fn enable(&mut self, vlan: PortVlan) {
         self.enabled = true;
+        if self.vlan != vlan {
+            let keys: Vec<PublicKey> = self.peers.iter().flatten().map(|p| p.key).collect();
+            for k in &keys {
+                self.remove(k);
+            }
+            self.vlan = vlan;
+        }
     }
 
     /// Whether `index` is one of our peer sessions, and whose.
@@ -432,24 +466,38 @@ impl Peers {
             .position(|p| p.as_ref().is_some_and(|p| p.key == *key))
     }
 
-    /// The switch announced (or re-announced) a member. A new peer, or one
-    /// that moved while we have no direct path, gets handshakes at once.
+    /// The switch announced (or re-announced) a member, with its port as
+    /// far as we share VLANs. A new peer, or one that moved while we have no
+    /// direct path, gets handshakes at once. A member that shares no VLAN
+    /// with us is not a peer (the switch does not announce such members;
+    /// this holds even if it did).
     pub fn update(
         &mut self,
         now: Instant,
         key: PublicKey,
         name: String,
         endpoints: Vec<SocketAddr>,
+        vlan: PortVlan,
     ) {
+        // Every update the switch sent counts towards its list's end, even
+        // one refused here.
+        if let Some(n) = self.list.as_mut() {
+            *n = n.saturating_add(1);
+        }
         if key == self.local_key {
             return;
         }
+        let Some(vlan) = vlan.shared_with(&self.vlan) else {
+            self.remove(&key);
+            return;
+        };
         let i = match self.slot(&key) {
             Some(i) => i,
             None => {
                 let peer = Peer {
                     key,
                     name: String::new(),
+                    vlan: PortVlan::Transparent,
                     candidates: Vec::new(),
                     endpoint: None,
                     current: None,
@@ -490,14 +538,12 @@ impl Peers {
                 }
             }
         };
-        if let Some(n) = self.list.as_mut() {
-            *n = n.saturating_add(1);
-        }
         let lifetime = self.vouch_lifetime;
         let Some(p) = self.peers[i].as_mut() else {
             return;
         };
         p.name = name;
+        p.vlan = vlan;
         p.listed = true;
         p.unlisted_since = None;
         p.vouched_until = p.vouched_until.max(now + lifetime);
@@ -529,20 +575,26 @@ impl Peers {
         self.macs.retain(|_, (p, _)| *p != i);
     }
 
-    /// Where to send a frame for `dst`: the peer behind it, if it is known
-    /// and its direct path is up. `vnet` frames go direct only to peers that
-    /// accept them.
-    pub fn route(&self, now: Instant, dst: &Mac, vnet: bool) -> Option<usize> {
+    /// Where to send `frame` (read from our TAP, starting at the Ethernet
+    /// header): the peer behind its destination in its VLAN, if it is known,
+    /// a member of that VLAN, and its direct path is up. `vnet` frames go
+    /// direct only to peers that accept them. A frame our port would not
+    /// admit goes to the switch, which drops and counts it.
+    pub fn route(&self, now: Instant, frame: &[u8], vnet: bool) -> Option<usize> {
         // HOT PATH
-        if !self.enabled {
+        if !self.enabled || vlan::is_truncated_tag(frame) {
             return None;
         }
-        let (i, seen) = *self.macs.get(dst)?;
+        let dst = ethernet::dst(frame)?;
+        let vid = self.vlan.ingress(frame)?.vid;
+        let (i, seen) = *self.macs.get(&(vid, dst))?;
         if now.saturating_duration_since(seen) >= MAC_AGING {
             return None;
         }
         let p = self.peers.get(i)?.as_ref()?;
-        (p.is_direct(now) && p.suspect_until.is_none() && (!vnet || p.accepts_vnet)).then_some(i)
+        let member = p.vlan.egress(vid) != Egress::NotMember;
+        (member && p.is_direct(now) && p.suspect_until.is_none() && (!vnet || p.accepts_vnet))
+            .then_some(i)
     }
 
     /// Seal a payload at `buf[DATA_HEADER_LEN..]` for peer `i`, in place if
@@ -714,24 +766,50 @@ impl Peers {
         self.announce_all(now, i, tx);
     }
 
-    /// A frame (or reassembled payload) peer `i` sent us directly: learn its
-    /// source MAC. `frame` starts at the Ethernet header.
-    pub fn learn(&mut self, now: Instant, i: usize, frame: &[u8]) {
+    /// A frame (or reassembled payload) peer `i` sent us directly, `frame`
+    /// starting at the Ethernet header: classify it by the peer's port as
+    /// the switch would, refuse it unless we are a member of its VLAN too
+    /// (`vlan_filtered`), and learn its source MAC in that VLAN. Returns the
+    /// frame's ingress if our port takes it in the other form (a tag to add
+    /// or remove), `None` if it goes to the TAP as it is.
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        i: usize,
+        frame: &[u8],
+    ) -> Result<Option<Ingress>, DropReason> {
         // HOT PATH
-        if let Some(p) = self.peers[i].as_mut() {
-            p.rx_frames += 1;
+        if vlan::is_truncated_tag(frame) {
+            return Err(DropReason::Runt);
         }
-        if let Some(src) = overlay_proto::wire::ethernet::src(frame) {
-            self.learn_mac(now, i, src);
+        let p = self
+            .peers
+            .get_mut(i)
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::UnknownSession)?;
+        let ing = p.vlan.ingress(frame).ok_or(DropReason::VlanFiltered)?;
+        let as_is = self
+            .vlan
+            .egress(ing.vid)
+            .keeps_form(ing)
+            .ok_or(DropReason::VlanFiltered)?;
+        p.rx_frames += 1;
+        if let Some(src) = ethernet::src(frame) {
+            self.learn_mac(now, i, ing.vid, src);
         }
+        Ok((!as_is).then_some(ing))
     }
 
-    fn learn_mac(&mut self, now: Instant, i: usize, mac: Mac) {
+    /// Peer `i` claims `mac` in VLAN `vid`. Refused (and counted): one of
+    /// our own MACs, one the switch placed behind another member (in any
+    /// VLAN: `MacOwners` carries none), and any past the peer's limit.
+    fn learn_mac(&mut self, now: Instant, i: usize, vid: Vid, mac: Mac) {
         // HOT PATH (a refresh is one lookup)
         if mac[0] & 1 != 0 || mac == [0; 6] {
             return;
         }
-        let old = match self.macs.get_mut(&mac) {
+        let entry = (vid, mac);
+        let old = match self.macs.get_mut(&entry) {
             Some((j, t)) if *j == i => {
                 *t = now;
                 return;
@@ -783,7 +861,7 @@ impl Peers {
         if let Some(p) = self.peers[i].as_mut() {
             p.mac_count += 1;
         }
-        self.macs.insert(mac, (i, now));
+        self.macs.insert(entry, (i, now));
     }
 
     /// Forget MACs not refreshed for [`MAC_AGING`], keeping per-peer counts.
@@ -799,46 +877,59 @@ impl Peers {
     }
 
     /// The switch saw `macs` behind the member with `key`: no other peer may
-    /// claim them, and one that did loses them.
-    pub fn set_owners(&mut self, now: Instant, key: PublicKey, macs: Vec<Mac>) {
+    /// claim them, and one that did loses them. `MacOwners` names no VLAN
+    /// (and the switch tells us only of MACs in VLANs we are a member of),
+    /// so this holds in every VLAN: a MAC the switch placed behind one
+    /// member is claimed by no other peer in any VLAN.
+    pub fn set_owners(&mut self, now: Instant, key: PublicKey, mut macs: Vec<Mac>) {
         if self.owners.len() + macs.len() > OWNER_LIMIT {
             self.owners
                 .retain(|_, (_, t)| now.saturating_duration_since(*t) < MAC_AGING);
         }
-        for mac in macs {
-            if self.owners.len() >= OWNER_LIMIT && !self.owners.contains_key(&mac) {
+        let mut taken = 0;
+        for mac in &macs {
+            if self.owners.len() >= OWNER_LIMIT && !self.owners.contains_key(mac) {
                 break;
             }
-            self.owners.insert(mac, (key, now));
-            let Some(&(j, _)) = self.macs.get(&mac) else {
-                continue;
-            };
-            if let Some(p) = self.peers.get_mut(j).and_then(|p| p.as_mut())
-                && p.key != key
-            {
-                p.mac_count -= 1;
-                self.macs.remove(&mac);
-            }
+            self.owners.insert(*mac, (key, now));
+            taken += 1;
         }
+        macs.truncate(taken);
+        if macs.is_empty() {
+            return;
+        }
+        macs.sort_unstable();
+        let peers = &mut self.peers;
+        self.macs.retain(|(_, mac), (j, _)| {
+            let Some(p) = peers.get_mut(*j).and_then(|p| p.as_mut()) else {
+                return true;
+            };
+            if p.key == key || macs.binary_search(mac).is_err() {
+                return true;
+            }
+            p.mac_count -= 1;
+            false
+        });
     }
 
     /// A frame the switch relayed to us (`frame` starts at the Ethernet
-    /// header). Unicast from a MAC we route to a peer over a direct path
+    /// header, in our port's form). Unicast from a MAC we route to a peer
+    /// (in the frame's VLAN) over a direct path
     /// means that peer sends to us through the switch: its direct path is
     /// probably down. Relay to it at once and `Ping` it; the path is lost
     /// unless it answers within [`PEER_PROBE_TIMEOUT`].
     pub fn note_relayed(&mut self, now: Instant, frame: &[u8], tx: &mut TxQueue) {
         // HOT PATH (one lookup per relayed frame)
-        let (Some(src), Some(dst)) = (
-            overlay_proto::wire::ethernet::src(frame),
-            overlay_proto::wire::ethernet::dst(frame),
-        ) else {
+        let (Some(src), Some(dst)) = (ethernet::src(frame), ethernet::dst(frame)) else {
             return;
         };
         if dst[0] & 1 != 0 {
             return; // group traffic always goes via the switch
         }
-        let Some(&(i, _)) = self.macs.get(&src) else {
+        let Some(ing) = self.vlan.ingress(frame) else {
+            return;
+        };
+        let Some(&(i, _)) = self.macs.get(&(ing.vid, src)) else {
             return;
         };
         let timeout = self.probe_timeout(i);
@@ -882,11 +973,16 @@ impl Peers {
     ) -> Result<(), DropReason> {
         match Control::parse(payload).map_err(|_| DropReason::Control)? {
             Control::MacAnnounce { caps, macs } => {
-                if let Some(p) = self.peers[i].as_mut() {
-                    p.accepts_vnet = caps & CAP_VNET != 0;
-                }
-                for m in macs {
-                    self.learn_mac(now, i, m);
+                let Some(p) = self.peers[i].as_mut() else {
+                    return Err(DropReason::UnknownSession);
+                };
+                p.accepts_vnet = caps & CAP_VNET != 0;
+                // Announced MACs stand for untagged frames on the peer's
+                // port: its native VLAN, if we share it.
+                if let Some(vid) = p.vlan.native() {
+                    for m in macs {
+                        self.learn_mac(now, i, vid, m);
+                    }
                 }
             }
             Control::Ping(id) => self.send_control(now, i, &Control::Pong(id), tx),
@@ -1286,6 +1382,10 @@ impl Peers {
                 rx_frames: p.rx_frames,
                 path_changes: p.path_changes,
                 macs: p.mac_count,
+                vlans: match p.vlan {
+                    PortVlan::Transparent => Vec::new(),
+                    PortVlan::Member { .. } => p.vlan.vlans().collect(),
+                },
                 vouch_secs_left: p
                     .vouched_until
                     .max(

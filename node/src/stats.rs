@@ -52,6 +52,11 @@ pub enum DropReason {
     PortQueueFull,
     /// The kernel refused a frame written to the TAP.
     TapWrite,
+    /// A VM port connection or datagram from a uid and gid the port does
+    /// not allow (`allow-uid`, `allow-gid`): closed or dropped.
+    VmPeerRefused,
+    /// A frame a mesh peer sent directly in a VLAN the two do not share.
+    VlanFiltered,
 }
 
 impl Reason for DropReason {
@@ -78,6 +83,8 @@ impl Reason for DropReason {
         DropReason::Framing,
         DropReason::PortQueueFull,
         DropReason::TapWrite,
+        DropReason::VmPeerRefused,
+        DropReason::VlanFiltered,
     ];
 
     fn index(self) -> usize {
@@ -108,6 +115,8 @@ impl Reason for DropReason {
             DropReason::Framing => "framing",
             DropReason::PortQueueFull => "port_queue_full",
             DropReason::TapWrite => "tap_write",
+            DropReason::VmPeerRefused => "vm_peer_refused",
+            DropReason::VlanFiltered => "vlan_filtered",
         }
     }
 }

@@ -12,6 +12,10 @@
 //! true`): QEMU listens (`server=on`) and the node connects, and connects
 //! again every second whenever the connection is gone.
 //!
+//! Only peers the port allows get in (see [`crate::vm_peer`]): a stream
+//! connection from another uid and gid is closed before it replaces the
+//! VM's, a datagram from one is dropped before it becomes the port's peer.
+//!
 //! Each task owns its socket and talks to the task that owns the cores
 //! through channels: [`VmEvent`]s in (frames, port up/down, drops), frames
 //! out through a bounded queue per port that the owner fills with
@@ -30,6 +34,7 @@ use crate::config::{VmPortConfig, VmSocket};
 use crate::local_switch::PortId;
 use crate::stats::DropReason;
 use crate::vm_framing::{Decoded, LEN_PREFIX, StreamDecoder};
+use crate::vm_peer::{self, PeerAllow, PeerCred, Refusals};
 
 /// Frames queued towards one VM before new ones are dropped.
 pub const OUT_QUEUE: usize = 512;
@@ -71,6 +76,9 @@ pub fn start(
         events,
         out,
         buf: vec![0; 64 * 1024],
+        path: cfg.path.clone(),
+        allow: cfg.allow.clone(),
+        refusals: Refusals::default(),
     };
     match cfg.socket {
         VmSocket::Stream if cfg.connect => {
@@ -84,6 +92,7 @@ pub fn start(
         VmSocket::Dgram => {
             let s = bind_socket(&cfg.path, |p| std::os::unix::net::UnixDatagram::bind(p))?;
             s.set_nonblocking(true)?;
+            vm_peer::pass_credentials(&s)?;
             tokio::spawn(serve_dgram(UnixDatagram::from_std(s)?, io));
         }
     }
@@ -123,6 +132,11 @@ struct PortIo {
     out: mpsc::Receiver<Vec<u8>>,
     /// Receive buffer.
     buf: Vec<u8>,
+    /// The socket's path (for the log).
+    path: PathBuf,
+    /// Whose connections and datagrams the port takes.
+    allow: PeerAllow,
+    refusals: Refusals,
 }
 
 impl PortIo {
@@ -130,6 +144,19 @@ impl PortIo {
     /// ends the task. Waiting here is the backpressure towards the VM.
     async fn emit(&self, ev: VmEvent) -> Option<()> {
         self.events.send(ev).await.ok()
+    }
+
+    /// Whether a peer with credentials `who` (`None`: unknown) may use the
+    /// port; a refusal is counted and logged.
+    async fn admit(&mut self, who: Option<PeerCred>) -> Option<bool> {
+        if who.is_some_and(|c| self.allow.allows(c)) {
+            return Some(true);
+        }
+        self.refusals
+            .refused(std::time::Instant::now(), &self.path, who);
+        self.emit(VmEvent::Dropped(DropReason::VmPeerRefused))
+            .await?;
+        Some(false)
     }
 
     /// The port went down (if it was up).
@@ -179,6 +206,15 @@ async fn serve_stream(source: Source, mut io: PortIo) -> Option<()> {
         tokio::select! {
             a = source.next(conn.is_some()) => {
                 let Some(stream) = a else { continue };
+                if !io.admit(vm_peer::stream_peer(&stream).ok()).await? {
+                    // Closed before it touches the VM's connection; a
+                    // connecting port tries again after a pause.
+                    drop(stream);
+                    if matches!(source, Source::Connect(_)) {
+                        tokio::time::sleep(RECONNECT).await;
+                    }
+                    continue;
+                }
                 // A new connection replaces the old one: the VM's QEMU
                 // restarted (the old connection may not have noticed yet).
                 io.down(conn.take().is_some()).await?;
@@ -227,8 +263,22 @@ async fn serve_dgram(sock: UnixDatagram, mut io: PortIo) -> Option<()> {
     let mut peer: Option<PathBuf> = None;
     loop {
         tokio::select! {
-            r = sock.recv_from(&mut io.buf) => {
-                let Ok((n, from)) = r else { continue };
+            r = sock.readable() => {
+                if r.is_err() {
+                    continue;
+                }
+                // Who sent the datagram waiting, then the datagram.
+                let who = match sock.try_io(tokio::io::Interest::READABLE, || {
+                    vm_peer::peek_dgram_sender(&sock)
+                }) {
+                    Ok(who) => who,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(_) => None,
+                };
+                let Ok((n, from)) = sock.try_recv_from(&mut io.buf) else { continue };
+                if !io.admit(who).await? {
+                    continue;
+                }
                 // Answer the address the VM sends from (QEMU's local.path).
                 if let Some(p) = from.as_pathname()
                     && peer.as_deref() != Some(p)

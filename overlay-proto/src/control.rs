@@ -10,8 +10,8 @@
 //! messages we do not know).
 //!
 //! ```text
-//! mesh          | 1 |
-//! peer-update   | 2 | public key:32 | name len:1 | name | n:1 | n endpoints |
+//! mesh          | 1 | [vlans] |
+//! peer-update   | 2 | public key:32 | name len:1 | name | n:1 | n endpoints | [vlans] |
 //! peer-gone     | 3 | public key:32 |
 //! local-addrs   | 4 | n:1 | n endpoints |
 //! mac-announce  | 5 | caps:32 | n:1 | n MACs (6 bytes each) |
@@ -20,7 +20,18 @@
 //! peer-list-end | 8 | count:16 |
 //! mac-owners    | 9 | public key:32 | n:1 | n MACs (6 bytes each) |
 //! endpoint      | family:1 (4 or 6) | address (4 or 16) | port:16 |
+//! vlans         | 1 | native:16 (0: none) | tagged: 512-byte bitmap, bit v for VLAN v |
 //! ```
+//!
+//! The `vlans` extension is present only when the switch is VLAN-aware: in
+//! `mesh` it is the receiving node's own port, in `peer-update` the member's
+//! port restricted to the VLANs it shares with the receiver. A message
+//! without it means a VLAN-unaware switch ([`PortVlan::Transparent`]), which
+//! keeps the bytes of earlier versions. A receiver of an earlier version
+//! refuses the extended messages (trailing bytes), so it never enables mesh
+//! mode or learns a peer and every frame it sends goes through the switch,
+//! which filters VLANs: it fails closed. An unknown extension type is refused
+//! for the same reason.
 //!
 //! Who sends what: the switch sends `mesh` (this network runs in mesh mode),
 //! `peer-update` (a member joined or moved: its key, name, the endpoint the
@@ -36,6 +47,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::Error;
 use crate::keys::PublicKey;
+use crate::vlan::{PortVlan, Vid};
 
 /// At most this many endpoints in one message.
 pub const MAX_ENDPOINTS: usize = 8;
@@ -43,6 +55,14 @@ pub const MAX_ENDPOINTS: usize = 8;
 pub const MAX_MACS: usize = 64;
 /// A peer name is at most this many bytes (UTF-8).
 pub const MAX_NAME: usize = 64;
+/// The only extension type: a port's VLANs.
+const EXT_VLANS: u8 = 1;
+/// Bytes of the VLAN bitmap (4096 bits).
+const VLAN_BITMAP: usize = 512;
+/// Bytes of the `vlans` extension.
+const VLANS_LEN: usize = 1 + 2 + VLAN_BITMAP;
+/// The highest VLAN id (4095 is reserved).
+const MAX_VID: Vid = 4094;
 
 mod kind {
     pub const MESH: u8 = 1;
@@ -61,7 +81,12 @@ mod kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// Switch to node: this network runs in mesh mode.
-    Mesh,
+    Mesh {
+        /// The receiving node's own port: its access or native VLAN and the
+        /// VLANs it carries tagged ([`PortVlan::Transparent`] on a
+        /// VLAN-unaware switch).
+        vlan: PortVlan,
+    },
     /// Switch to node: a member joined or moved.
     PeerUpdate {
         /// Its static public key (the only key the receiver accepts from it).
@@ -71,6 +96,8 @@ pub enum Control {
         /// Where to reach it: the endpoint the switch observed, then the
         /// local addresses the member announced.
         endpoints: Vec<SocketAddr>,
+        /// Its port, restricted to the VLANs it shares with the receiver.
+        vlan: PortVlan,
     },
     /// Switch to node: a member left (timed out).
     PeerGone {
@@ -219,6 +246,30 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| self.endpoint()).collect()
     }
 
+    /// The optional `vlans` extension, at the end of a message.
+    fn vlans(&mut self) -> Result<PortVlan, Error> {
+        if self.0.is_empty() {
+            return Ok(PortVlan::Transparent);
+        }
+        if self.u8()? != EXT_VLANS {
+            return Err(Error::BadFlags);
+        }
+        let n = self.take(2)?;
+        let native = match u16::from_be_bytes([n[0], n[1]]) {
+            0 => None,
+            v if v <= MAX_VID => Some(v),
+            _ => return Err(Error::BadFlags),
+        };
+        let bits = self.take(VLAN_BITMAP)?;
+        if bits[0] & 0x80 != 0 || bits[VLAN_BITMAP - 1] & 1 != 0 {
+            return Err(Error::BadFlags);
+        }
+        let tagged = (1..=MAX_VID)
+            .filter(|v| bits[*v as usize / 8] & (0x80 >> (v % 8)) != 0)
+            .collect();
+        Ok(PortVlan::Member { native, tagged })
+    }
+
     fn end(self) -> Result<(), Error> {
         if self.0.is_empty() {
             Ok(())
@@ -234,7 +285,7 @@ impl Control {
     pub fn parse(buf: &[u8]) -> Result<Control, Error> {
         let mut r = Reader(buf);
         let msg = match r.u8()? {
-            kind::MESH => Control::Mesh,
+            kind::MESH => Control::Mesh { vlan: r.vlans()? },
             kind::PEER_UPDATE => {
                 let key = r.key()?;
                 let n = r.u8()? as usize;
@@ -249,6 +300,7 @@ impl Control {
                     key,
                     name,
                     endpoints,
+                    vlan: r.vlans()?,
                 }
             }
             kind::PEER_GONE => Control::PeerGone { key: r.key()? },
@@ -288,11 +340,16 @@ impl Control {
                 .map(|a| if a.is_ipv4() { 7 } else { 19 })
                 .sum::<usize>()
         };
+        let vlans = |v: &PortVlan| if v.is_aware() { VLANS_LEN } else { 0 };
         1 + match self {
-            Control::Mesh | Control::Unknown(_) => 0,
+            Control::Unknown(_) => 0,
+            Control::Mesh { vlan } => vlans(vlan),
             Control::PeerUpdate {
-                name, endpoints, ..
-            } => 32 + 1 + name.len().min(MAX_NAME) + eps(endpoints),
+                name,
+                endpoints,
+                vlan,
+                ..
+            } => 32 + 1 + name.len().min(MAX_NAME) + eps(endpoints) + vlans(vlan),
             Control::PeerGone { .. } => 32,
             Control::LocalAddrs(e) => eps(e),
             Control::MacAnnounce { macs, .. } => 4 + 1 + 6 * macs.len().min(MAX_MACS),
@@ -303,8 +360,9 @@ impl Control {
     }
 
     /// Append the encoding to `out`. Lists longer than the limits are cut to
-    /// them, and a name to [`MAX_NAME`] bytes (at a character boundary), so
-    /// what is emitted always parses.
+    /// them, and a name to [`MAX_NAME`] bytes (at a character boundary), and
+    /// VLAN ids outside 1..=4094 are left out, so what is emitted always
+    /// parses.
     pub fn emit(&self, out: &mut Vec<u8>) {
         fn emit_macs(out: &mut Vec<u8>, macs: &[[u8; 6]]) {
             let m = &macs[..macs.len().min(MAX_MACS)];
@@ -330,12 +388,29 @@ impl Control {
                 out.extend_from_slice(&a.port().to_be_bytes());
             }
         }
+        fn vlans(out: &mut Vec<u8>, v: &PortVlan) {
+            let PortVlan::Member { native, tagged } = v else {
+                return;
+            };
+            let valid = |v: &Vid| (1..=MAX_VID).contains(v);
+            out.push(EXT_VLANS);
+            out.extend_from_slice(&native.filter(valid).unwrap_or(0).to_be_bytes());
+            let at = out.len();
+            out.resize(at + VLAN_BITMAP, 0);
+            for v in tagged.iter().filter(|v| valid(v)) {
+                out[at + *v as usize / 8] |= 0x80 >> (v % 8);
+            }
+        }
         match self {
-            Control::Mesh => out.push(kind::MESH),
+            Control::Mesh { vlan } => {
+                out.push(kind::MESH);
+                vlans(out, vlan);
+            }
             Control::PeerUpdate {
                 key,
                 name,
                 endpoints: e,
+                vlan,
             } => {
                 out.push(kind::PEER_UPDATE);
                 out.extend_from_slice(&key.0);
@@ -346,6 +421,7 @@ impl Control {
                 out.push(n as u8);
                 out.extend_from_slice(&name.as_bytes()[..n]);
                 endpoints(out, e);
+                vlans(out, vlan);
             }
             Control::PeerGone { key } => {
                 out.push(kind::PEER_GONE);
@@ -399,11 +475,29 @@ mod tests {
             "198.18.0.11:40000".parse().unwrap(),
             "[fd00::1]:7".parse().unwrap(),
         ];
-        round_trip(Control::Mesh);
+        round_trip(Control::Mesh {
+            vlan: PortVlan::Transparent,
+        });
+        round_trip(Control::Mesh {
+            vlan: PortVlan::Member {
+                native: Some(10),
+                tagged: vec![],
+            },
+        });
         round_trip(Control::PeerUpdate {
             key: PublicKey([7; 32]),
             name: "h1".into(),
             endpoints: eps.clone(),
+            vlan: PortVlan::Transparent,
+        });
+        round_trip(Control::PeerUpdate {
+            key: PublicKey([7; 32]),
+            name: "h1".into(),
+            endpoints: eps.clone(),
+            vlan: PortVlan::Member {
+                native: None,
+                tagged: vec![1, 7, 8, 20, 4094],
+            },
         });
         round_trip(Control::PeerGone {
             key: PublicKey([9; 32]),
@@ -483,6 +577,7 @@ mod tests {
             key: PublicKey([0; 32]),
             name: "é".repeat(40),
             endpoints: vec![],
+            vlan: PortVlan::Transparent,
         };
         let mut b = Vec::new();
         m.emit(&mut b);
@@ -490,6 +585,56 @@ mod tests {
             panic!()
         };
         assert_eq!(name, "é".repeat(32));
+    }
+
+    #[test]
+    fn vlans_extension_layout_and_refusals() {
+        let mut b = Vec::new();
+        Control::Mesh {
+            vlan: PortVlan::Member {
+                native: Some(10),
+                tagged: vec![9, 4095, 0],
+            },
+        }
+        .emit(&mut b);
+        assert_eq!(b.len(), 1 + VLANS_LEN);
+        assert_eq!(&b[..4], &[kind::MESH, EXT_VLANS, 0, 10]);
+        // VLAN 9 is bit 9: byte 1, mask 0x40; 0 and 4095 are left out.
+        assert_eq!(b[4 + 1], 0x40);
+        assert_eq!(b[4..].iter().filter(|x| **x != 0).count(), 1);
+        assert_eq!(
+            Control::parse(&b).unwrap(),
+            Control::Mesh {
+                vlan: PortVlan::Member {
+                    native: Some(10),
+                    tagged: vec![9]
+                }
+            }
+        );
+        // Without the extension: the earlier bytes, a VLAN-unaware switch.
+        assert_eq!(
+            Control::parse(&[kind::MESH]).unwrap(),
+            Control::Mesh {
+                vlan: PortVlan::Transparent
+            }
+        );
+        let mut bad = b.clone();
+        bad[1] = 2;
+        assert!(Control::parse(&bad).is_err(), "unknown extension");
+        let mut bad = b.clone();
+        bad[2..4].copy_from_slice(&4095u16.to_be_bytes());
+        assert!(Control::parse(&bad).is_err(), "native 4095");
+        let mut bad = b.clone();
+        bad[4] |= 0x80;
+        assert!(Control::parse(&bad).is_err(), "tagged VLAN 0");
+        let mut bad = b.clone();
+        bad[4 + VLAN_BITMAP - 1] |= 1;
+        assert!(Control::parse(&bad).is_err(), "tagged VLAN 4095");
+        for n in 2..b.len() {
+            assert!(Control::parse(&b[..n]).is_err(), "cut at {n}");
+        }
+        b.push(0);
+        assert!(Control::parse(&b).is_err(), "trailing byte");
     }
 
     #[test]
@@ -507,6 +652,7 @@ mod tests {
             key: PublicKey([1; 32]),
             name: "node".into(),
             endpoints: vec!["[::1]:1".parse().unwrap(), "1.2.3.4:5".parse().unwrap()],
+            vlan: PortVlan::Transparent,
         }
         .emit(&mut b);
         for n in 0..b.len() {

@@ -205,6 +205,12 @@ pub struct CookieMinter {
     secret_born: Option<Instant>,
 }
 
+impl Drop for CookieMinter {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
 impl std::fmt::Debug for CookieMinter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CookieMinter")

@@ -1,13 +1,19 @@
 //! X25519 static keys and the optional network pre-shared key, with the base64
 //! text form used in config files (the same form `wg` uses).
+//!
+//! Secrets are wiped when dropped (the `zeroize` crate, whose writes the
+//! compiler may not elide), and so are the buffers their text form is
+//! decoded through, so a key lingers in memory only while it is in use.
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use snow::params::DHChoice;
 use snow::resolvers::{CryptoResolver, DefaultResolver};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::Error;
 
-/// A static private key. Its `Debug` never prints the key.
+/// A static private key. Its `Debug` never prints the key; it is wiped
+/// when dropped.
 #[derive(Clone)]
 pub struct StaticSecret([u8; 32]);
 
@@ -16,13 +22,26 @@ pub struct StaticSecret([u8; 32]);
 pub struct PublicKey(pub [u8; 32]);
 
 /// The network secret, mixed into every handshake as the Noise PSK. Without
-/// one, 32 zero bytes are used (as WireGuard does).
+/// one, 32 zero bytes are used (as WireGuard does). Wiped when dropped.
 #[derive(Clone, Default)]
 pub struct Psk(pub(crate) [u8; 32]);
 
+/// The 32 bytes of a base64 key; the decoding buffer is wiped.
 fn decode32(text: &str) -> Result<[u8; 32], Error> {
-    let bytes = B64.decode(text.trim()).map_err(|_| Error::BadKey)?;
-    bytes.try_into().map_err(|_| Error::BadKey)
+    let bytes = Zeroizing::new(B64.decode(text.trim()).map_err(|_| Error::BadKey)?);
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| Error::BadKey)
+}
+
+impl Drop for StaticSecret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl Drop for Psk {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
 }
 
 impl StaticSecret {

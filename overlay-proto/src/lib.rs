@@ -18,6 +18,8 @@
 //! - [`notice`]: the switch's authenticated restart notice.
 //! - [`crypto`]: AES-256-GCM sealing and opening in place, in caller-owned buffers.
 //! - [`frag`]: splitting frames too large for one datagram, bounded reassembly.
+//! - [`vlan`]: 802.1Q access and trunk ports: classifying, tagging and
+//!   untagging frames (the switch, and mesh nodes on direct paths).
 //! - [`vnet`]: the TAP's virtio-net header (offloads) and software segmentation.
 //! - [`replay`]: the anti-replay sliding window (8128 packets).
 //! - [`session`]: one established session: indices, send counter, keys, window.
@@ -39,6 +41,7 @@ pub mod replay;
 pub mod session;
 pub mod timers;
 pub mod transmit;
+pub mod vlan;
 pub mod vnet;
 pub mod wire;
 

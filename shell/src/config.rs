@@ -2,6 +2,8 @@
 //! e.g. `switch.toml: listen: invalid socket address "1.2.3.4"`.
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroizing;
+
 /// A configuration problem: which file, which key, what is wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {key}: {problem}", file.display())]
@@ -42,7 +44,10 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Confi
 /// `wg-quick` does for a world-accessible config; ssh goes further and
 /// refuses such a private key). The config is read before logging starts, so
 /// the warning goes to stderr directly, where the daemons log.
-pub fn read_secret(config: &Path, p: &Path) -> Result<String, String> {
+///
+/// The text comes back in a buffer that is wiped when dropped, and the
+/// untrimmed copy read from the file is wiped at once.
+pub fn read_secret(config: &Path, p: &Path) -> Result<Zeroizing<String>, String> {
     let base = config.parent().unwrap_or(Path::new("."));
     let full = if p.is_absolute() {
         p.to_owned()
@@ -50,7 +55,8 @@ pub fn read_secret(config: &Path, p: &Path) -> Result<String, String> {
         base.join(p)
     };
     let text = std::fs::read_to_string(&full)
-        .map(|s| s.trim().to_owned())
+        .map(Zeroizing::new)
+        .map(|s| Zeroizing::new(s.trim().to_owned()))
         .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
     if let Some(w) = unprotected_secret(&full) {
         let program = std::env::args_os()
@@ -137,7 +143,7 @@ mod tests {
             }
             // Read either way.
             assert_eq!(
-                read_secret(&d.join("x.toml"), Path::new("node.key")).unwrap(),
+                *read_secret(&d.join("x.toml"), Path::new("node.key")).unwrap(),
                 "secret"
             );
         }

@@ -6,14 +6,17 @@
 //! # Layout
 //! - [`admin`]: the local admin socket (bind with safe permissions, request).
 //! - [`config`]: config-file errors naming file, key and problem; key files.
+//! - [`dumpable`]: no core dumps or same-user ptrace of the daemons (keys).
 //! - [`metrics`]: the Prometheus exporter (`metrics-listen`): `/metrics`, `/healthz`.
 //! - [`udp`]: the underlay socket with batched I/O (UDP GSO, recvmmsg, GRO).
 //! - [`unix_path`]: binding unix sockets at a path (stale sockets, permissions).
 //! - [`testing`]: checks of the shared command-line contract, for `tests/cli.rs`.
-//! - this file: logging, key commands, shutdown signal.
+//! - this file: `--version`, logging, key commands, shutdown signal.
+//! - `build.rs`: the git commit for `--version`.
 
 pub mod admin;
 pub mod config;
+pub mod dumpable;
 pub mod metrics;
 pub mod testing;
 pub mod udp;
@@ -26,6 +29,47 @@ use overlay_proto::keys::StaticSecret;
 
 /// Exit status for bad configuration or bad input on the command line.
 pub const EXIT_CONFIG: u8 = 2;
+
+/// What `--version` prints after the program's name: the crate version and
+/// the git commit it was built from (`build.rs`; "unknown" outside a
+/// checkout unless `TAPMESH_COMMIT` was set at build time).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TAPMESH_COMMIT"),
+    ")"
+);
+
+/// Loads a config with `load`; on failure prints the one-line error
+/// (`PROGRAM: config error: FILE: KEY: PROBLEM`) and gives the exit status 2
+/// to return.
+pub fn load_config<T>(
+    program: &str,
+    path: &std::path::Path,
+    load: impl FnOnce(&std::path::Path) -> Result<T, config::ConfigError>,
+) -> Result<T, ExitCode> {
+    load(path).map_err(|e| {
+        eprintln!("{program}: config error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// `check --config FILE`: validates the config as `run` would (key files
+/// read, addresses parsed, names and keys unique) without starting anything;
+/// prints `FILE: ok` and exits 0, or the one-line error and exits 2.
+pub fn check_config<T>(
+    program: &str,
+    path: &std::path::Path,
+    load: impl FnOnce(&std::path::Path) -> Result<T, config::ConfigError>,
+) -> ExitCode {
+    match load_config(program, path, load) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
 
 /// `keygen`: print a new base64 private key.
 pub fn keygen() -> ExitCode {

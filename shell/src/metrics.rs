@@ -11,14 +11,20 @@
 //! to the process metrics (CPU, memory, fds). So a scrape costs the data path
 //! one snapshot, and no scrape costs nothing.
 //!
-//! The server answers one connection at a time with short timeouts, closes
-//! every connection after one response, and is meant for a local or
-//! management address (the example configs bind it to 127.0.0.1). It exposes
-//! no keys, MACs or IPs: labels are node names, reasons, kinds, directions.
+//! The server answers up to [`MAX_CLIENTS`] connections at once, each on its
+//! own thread and each within an overall deadline ([`REQUEST_DEADLINE`] to
+//! send the request, as long again to take the answer), closes every
+//! connection after one response, and is meant for a local or management
+//! address (the example configs bind it to 127.0.0.1). So a client that
+//! trickles its request a byte at a time holds one slot for at most the
+//! deadline and never delays the others (Prometheus, a `/healthz` probe);
+//! it takes [`MAX_CLIENTS`] such clients to make the next one wait, and no
+//! longer than the deadline. It exposes no keys, MACs or IPs: labels are
+//! node names, reasons, kinds, directions.
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
@@ -27,8 +33,12 @@ use tokio::sync::mpsc;
 
 /// How long a scrape waits for the owning task's snapshot.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a client gets to send its request line and headers.
-const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a client gets to send its whole request (request line and
+/// headers), however it paces the bytes; and again to take the response.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// Connections served at once; more wait in the listen backlog until one
+/// ends (within the deadlines).
+pub const MAX_CLIENTS: usize = 4;
 /// The most request bytes read (request line and headers).
 const MAX_REQUEST: usize = 8192;
 
@@ -330,11 +340,31 @@ impl<S: Export> Server<S> {
         })
     }
 
+    /// Accept connections and serve each on its own thread, at most
+    /// [`MAX_CLIENTS`] at once (a slot is a token in `slots`).
     fn run(self, listener: TcpListener) {
+        let server = Arc::new(self);
+        let (give_back, slots) = std::sync::mpsc::sync_channel(MAX_CLIENTS);
+        for _ in 0..MAX_CLIENTS {
+            let _ = give_back.send(());
+        }
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            if let Err(e) = self.handle(stream) {
-                tracing::debug!(error = %e, "metrics connection failed");
+            // Wait for a free slot (a client thread ends within the deadlines).
+            if slots.recv().is_err() {
+                return;
+            }
+            let (server, slot) = (server.clone(), give_back.clone());
+            let spawned = std::thread::Builder::new()
+                .name("metrics-client".into())
+                .spawn(move || {
+                    if let Err(e) = server.handle(stream) {
+                        tracing::debug!(error = %e, "metrics connection failed");
+                    }
+                    let _ = slot.send(());
+                });
+            if spawned.is_err() {
+                let _ = give_back.send(());
             }
         }
     }
@@ -359,9 +389,7 @@ impl<S: Export> Server<S> {
     }
 
     fn handle(&self, mut stream: TcpStream) -> std::io::Result<()> {
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
-        stream.set_write_timeout(Some(READ_TIMEOUT))?;
-        let head = read_head(&mut stream)?;
+        let head = read_head(&mut stream, Instant::now() + REQUEST_DEADLINE)?;
         let (status, content_type, body) = match parse_request_line(&head) {
             Some(("GET", "/metrics")) => {
                 if self.refresh() {
@@ -411,17 +439,37 @@ impl<S: Export> Server<S> {
             "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
-        stream.write_all(header.as_bytes())?;
-        stream.write_all(&body)?;
-        stream.flush()
+        let deadline = Instant::now() + REQUEST_DEADLINE;
+        for mut part in [header.as_bytes(), &body[..]] {
+            while !part.is_empty() {
+                stream.set_write_timeout(Some(left(deadline)?))?;
+                match stream.write(part) {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(n) => part = &part[n..],
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// Read until the end of the headers (or [`MAX_REQUEST`] bytes).
-fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+/// The time left until `deadline`, or `TimedOut` once it has passed.
+fn left(deadline: Instant) -> std::io::Result<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| std::io::ErrorKind::TimedOut.into())
+}
+
+/// Read until the end of the headers (or [`MAX_REQUEST`] bytes), all of it
+/// by `deadline`: each read may wait only for the time left.
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while head.len() < MAX_REQUEST && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        stream.set_read_timeout(Some(left(deadline)?))?;
         let n = stream.read(&mut chunk)?;
         if n == 0 {
             break;
@@ -524,6 +572,73 @@ mod tests {
             assert!(text.contains("process_resident_memory_bytes"), "{text}");
             let missing = get("/nope").await.unwrap();
             assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        });
+    }
+
+    /// A client that sends a never-ending header one byte every 200 ms, for
+    /// up to `for_at_most`; returns how long until the server cut it off.
+    fn trickle(addr: SocketAddr, for_at_most: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        let mut s = TcpStream::connect(addr).unwrap();
+        let request = b"GET /healthz HTTP/1.1\r\nX-Slow: ";
+        for &b in request.iter().chain(std::iter::repeat(&b'a')) {
+            if t0.elapsed() > for_at_most {
+                return None;
+            }
+            if s.write_all(&[b]).is_err() {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn a_trickling_client_neither_holds_healthz_hostage_nor_lasts() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, mut rx) = mpsc::channel(4);
+            let server = Server::<Snap>::new(tx, "test").unwrap();
+            std::thread::spawn(move || server.run(listener));
+            // The owner answers every snapshot request.
+            tokio::spawn(async move {
+                while let Some(r) = rx.recv().await {
+                    r.answer(Snap(1));
+                }
+            });
+            let trickler = Duration::from_secs(12);
+            let slow = tokio::task::spawn_blocking(move || trickle(addr, trickler));
+            // Let the trickler be the connection the server is busy with.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let t0 = Instant::now();
+            let health = tokio::task::spawn_blocking(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                write!(s, "GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                out
+            })
+            .await
+            .unwrap();
+            let waited = t0.elapsed();
+            assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+            // Without the fix it waits for the trickler (12 s); the bound is
+            // the request deadline, which holds however busy the machine.
+            assert!(
+                waited < REQUEST_DEADLINE,
+                "/healthz took {waited:?} behind a trickling client"
+            );
+            // And the trickler is cut off at its deadline, not served forever.
+            let cut = slow.await.unwrap();
+            assert!(
+                cut.is_some_and(|c| c < REQUEST_DEADLINE + Duration::from_secs(3)),
+                "the trickling client was not cut off: {cut:?}"
+            );
         });
     }
 }

@@ -54,7 +54,7 @@ pub fn run_config(
     run_config_key_mode(bin, file_name, config, key_file, key, 0o600)
 }
 
-/// [`run_config`] with the key file's mode.
+/// [`config_command`] for `run`, returning the exit code and stderr.
 fn run_config_key_mode(
     bin: &Path,
     file_name: &str,
@@ -63,6 +63,22 @@ fn run_config_key_mode(
     key: Option<&str>,
     mode: u32,
 ) -> (Option<i32>, String) {
+    let (code, _, err) = config_command(bin, "run", file_name, config, key_file, key, mode);
+    (code, err)
+}
+
+/// Run `bin CMD --config FILE` (`run` or `check`) as [`run_config`] does,
+/// with the key file's mode. Returns the exit code, stdout and stderr, with
+/// the scratch directory's path in them replaced by `DIR`.
+fn config_command(
+    bin: &Path,
+    cmd: &str,
+    file_name: &str,
+    config: &str,
+    key_file: &str,
+    key: Option<&str>,
+    mode: u32,
+) -> (Option<i32>, String, String) {
     use std::os::unix::fs::PermissionsExt;
     let d = scratch_dir("cfg");
     if let Some(k) = key {
@@ -73,12 +89,71 @@ fn run_config_key_mode(
     let p = d.join(file_name);
     std::fs::write(&p, config).unwrap();
     let out = Command::new(bin)
-        .args(["run", "--config"])
+        .args([cmd, "--config"])
         .arg(&p)
         .output()
         .unwrap();
     std::fs::remove_dir_all(&d).unwrap();
-    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+    let dir = d.to_string_lossy();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap().replace(dir.as_ref(), "DIR");
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+/// `check --config FILE` validates without running: `good` gives exit 0 and
+/// `FILE: ok` on stdout at once (a daemon would not return); every bad case
+/// gives exit 2 and exactly the line `run` prints for it.
+pub fn check_check_command(
+    bin: &Path,
+    file_name: &str,
+    key_file: &str,
+    good: &str,
+    bad: &[(String, Option<&str>, &str)],
+) {
+    let key = Command::new(bin).arg("keygen").output().unwrap().stdout;
+    let key = String::from_utf8(key).unwrap();
+    let (code, out, err) =
+        config_command(bin, "check", file_name, good, key_file, Some(&key), 0o600);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, format!("DIR/{file_name}: ok\n"), "{err}");
+    assert!(err.is_empty(), "{err}");
+    for (cfg, key, want_key) in bad {
+        let (code, out, err) = config_command(bin, "check", file_name, cfg, key_file, *key, 0o600);
+        assert_eq!(code, Some(2), "config {cfg:?}: {out}{err}");
+        assert!(out.is_empty(), "{out}");
+        assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+        assert!(err.contains(want_key), "key {want_key} not named: {err}");
+        let (run_code, _, run_err) =
+            config_command(bin, "run", file_name, cfg, key_file, *key, 0o600);
+        assert_eq!(run_code, Some(2), "{run_err}");
+        assert_eq!(err, run_err, "check and run differ");
+    }
+}
+
+/// `--version` names the program, the crate version and the commit: the
+/// checkout's `HEAD` when built from a git checkout, else "unknown".
+pub fn check_version(bin: &Path, program: &str) {
+    let out = Command::new(bin).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let want_prefix = format!("{program} {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(line.starts_with(&want_prefix), "{line}");
+    let commit = line[want_prefix.len()..].trim_end().trim_end_matches(')');
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let head = Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8(o.stdout).unwrap());
+    match head {
+        Some(head) => assert!(
+            commit.len() >= 7 && head.starts_with(commit),
+            "commit {commit:?} is not HEAD {head}"
+        ),
+        None => assert_eq!(commit, "unknown"),
+    }
 }
 
 /// Every case must exit 2 with one line naming the file and the expected key.

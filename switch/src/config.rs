@@ -93,6 +93,11 @@ struct MulticastSection {
     query_response_secs: u64,
     last_member_query_ms: u64,
     last_member_query_count: u32,
+    max_groups_per_node: usize,
+    max_groups: usize,
+    max_groups_total: usize,
+    max_sources_per_group: usize,
+    leaves_per_sec: u32,
 }
 
 impl Default for MulticastSection {
@@ -110,6 +115,11 @@ impl Default for MulticastSection {
             query_response_secs: d.query_response.as_secs(),
             last_member_query_ms: d.last_member_interval.as_millis() as u64,
             last_member_query_count: d.last_member_count,
+            max_groups_per_node: d.max_groups_per_node,
+            max_groups: d.max_groups,
+            max_groups_total: d.max_groups_total,
+            max_sources_per_group: d.max_sources_per_group,
+            leaves_per_sec: d.leaves_per_sec,
         }
     }
 }
@@ -437,6 +447,11 @@ fn multicast(m: &MulticastSection) -> Result<SnoopConfig, KeyProblem> {
             "last-member-query-count",
             u64::from(m.last_member_query_count),
         ),
+        ("max-groups-per-node", m.max_groups_per_node as u64),
+        ("max-groups", m.max_groups as u64),
+        ("max-groups-total", m.max_groups_total as u64),
+        ("max-sources-per-group", m.max_sources_per_group as u64),
+        ("leaves-per-sec", u64::from(m.leaves_per_sec)),
     ] {
         if v == 0 {
             return Err((key, "must be greater than 0".into()));
@@ -504,6 +519,11 @@ fn multicast(m: &MulticastSection) -> Result<SnoopConfig, KeyProblem> {
         query_response: Duration::from_secs(m.query_response_secs),
         last_member_interval: Duration::from_millis(m.last_member_query_ms),
         last_member_count: m.last_member_query_count,
+        max_groups_per_node: m.max_groups_per_node,
+        max_groups: m.max_groups,
+        max_groups_total: m.max_groups_total,
+        max_sources_per_group: m.max_sources_per_group,
+        leaves_per_sec: m.leaves_per_sec,
     })
 }
 
@@ -678,6 +698,13 @@ mod tests {
             c.networks[0].core.multicast.querier_v4,
             Ipv4Addr::new(198, 19, 0, 254)
         );
+        let limits = setup("[multicast]\nmax-groups-per-node = 10\nmax-groups = 20\nmax-groups-total = 30\nmax-sources-per-group = 4\nleaves-per-sec = 5\n").unwrap();
+        let m = &limits.networks[0].core.multicast;
+        assert_eq!(
+            (m.max_groups_per_node, m.max_groups, m.max_groups_total),
+            (10, 20, 30)
+        );
+        assert_eq!((m.max_sources_per_group, m.leaves_per_sec), (4, 5));
         assert_eq!(
             c.networks[0].core.storm.broadcast,
             Some(Rate {
@@ -697,6 +724,11 @@ mod tests {
             (
                 "[multicast]\nquerier-mac = \"01:00:5e:00:00:01\"\n",
                 "multicast.querier-mac",
+            ),
+            ("[multicast]\nmax-groups = 0\n", "multicast.max-groups"),
+            (
+                "[multicast]\nmax-sources-per-group = -1\n",
+                "max-sources-per-group",
             ),
             ("[multicast]\ncolour = 1\n", "colour"),
             (

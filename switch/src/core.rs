@@ -34,11 +34,12 @@ use crate::NodeId;
 use crate::handshake_guard::{GuardConfig, GuardVerdict, HandshakeGuard};
 use crate::mac_table::{Learned, MacTable};
 use crate::mesh::{MemberView, Mesh};
+use crate::snooping::limits::GroupTotal;
 use crate::snooping::{SnoopConfig, Snooping, Verdict};
 use crate::stats::{DropReason, Drops, Forwarded, MacCounters, NodeCounters, SessionCounters};
 use crate::status::{MacStatus, NodeStatus, Status};
 use crate::storm::{StormClass, StormConfig, StormControl};
-use crate::vlan::{self, Egress, Ingress, PortVlan, Vid};
+use crate::vlan::{self, Ingress, PortVlan, Vid};
 
 /// How often [`Switch::handle_timeout`] sweeps timers and ages MACs.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -552,7 +553,7 @@ impl Switch {
                     _ => self.mac_counters.moves += 1,
                 }
                 if let Some(mesh) = self.mesh.as_mut() {
-                    mesh.note_learned(from, src);
+                    mesh.note_learned(from, ing.vid, src);
                 }
             }
             Learned::NodeLimit => {
@@ -653,11 +654,8 @@ impl Switch {
             if Some(to) == from || !port.is_connected() {
                 continue;
             }
-            let as_is = match port.spec.vlan.egress(ing.vid) {
-                Egress::NotMember => continue,
-                Egress::AsIs => true,
-                Egress::Untagged => !ing.tagged,
-                Egress::Tagged => ing.tagged,
+            let Some(as_is) = port.spec.vlan.egress(ing.vid).keeps_form(ing) else {
+                continue;
             };
             copies += 1;
             if as_is {
@@ -919,6 +917,12 @@ impl Switch {
         &self.snoop
     }
 
+    /// Count this network's multicast groups against `total`, shared by
+    /// every network of the switch (`max-groups-total`).
+    pub fn share_group_total(&mut self, total: GroupTotal) {
+        self.snoop.share_group_total(total);
+    }
+
     /// A snapshot for `status`. `with_macs` adds the MAC table.
     pub fn status(&self, now: Instant, with_macs: bool) -> Status {
         let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
@@ -1046,6 +1050,7 @@ impl Switch {
                 name: &p.spec.name,
                 endpoint: p.endpoint.filter(|_| p.is_connected()),
                 session: p.current.as_ref().map(|s| s.created()),
+                vlan: &p.spec.vlan,
             })
             .collect();
         let mut out = mesh.sync(&views);
@@ -1054,7 +1059,7 @@ impl Switch {
             macs.reader()
                 .iter()
                 .filter(|e| e.value().expires_at > now)
-                .map(|e| (e.value().node, e.key().1))
+                .map(|e| (e.value().node, e.key().0, e.key().1))
                 .collect()
         }));
         let mut buf = Vec::new();

@@ -37,7 +37,7 @@ pub mod state;
 pub mod stats;
 pub mod status;
 pub mod storm;
-pub mod vlan;
+pub use overlay_proto::vlan;
 
 /// A node's position in the configured node list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,14 +1,17 @@
-//! `tapmesh-switch`: keygen, pubkey, run, status.
+//! `tapmesh-switch`: keygen, pubkey, check, run, status.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tapmesh_shell::{EXIT_CONFIG, admin, init_logging, shutdown_signal};
+use tapmesh_shell::{admin, init_logging, load_config, shutdown_signal};
 use tapmesh_switch::{config::Config, server};
 
 #[derive(Parser)]
-#[command(name = "tapmesh-switch", version, about = "tapmesh central switch")]
+#[command(
+    name = "tapmesh-switch",
+    version = tapmesh_shell::VERSION,
+    about = "tapmesh central switch")]
 struct Cli {
     /// Log level or filter (overrides RUST_LOG), e.g. `info`, `debug`.
     #[arg(long, global = true)]
@@ -25,6 +28,12 @@ enum Cmd {
     Pubkey,
     /// Run the switch.
     Run {
+        /// Path to switch.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a config file without running (exit 0, or 2 with the error).
+    Check {
         /// Path to switch.toml.
         #[arg(long)]
         config: PathBuf,
@@ -46,18 +55,19 @@ enum Cmd {
     },
 }
 
+const PROGRAM: &str = "tapmesh-switch";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Keygen => tapmesh_shell::keygen(),
         Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-switch"),
+        Cmd::Check { config } => tapmesh_shell::check_config(PROGRAM, &config, Config::load),
         Cmd::Run { config } => {
-            let cfg = match Config::load(&config) {
+            tapmesh_shell::dumpable::forbid_dumps_or_warn("tapmesh-switch");
+            let cfg = match load_config(PROGRAM, &config, Config::load) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("tapmesh-switch: config error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
             init_logging(cli.log_level.as_deref());
             match run(cfg) {
@@ -77,12 +87,9 @@ fn main() -> ExitCode {
         } => {
             let path = match (socket, config) {
                 (Some(s), _) => s,
-                (None, Some(c)) => match Config::load(&c) {
+                (None, Some(c)) => match load_config(PROGRAM, &c, Config::load) {
                     Ok(c) => c.admin_socket,
-                    Err(e) => {
-                        eprintln!("tapmesh-switch: config error: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
+                    Err(code) => return code,
                 },
                 (None, None) => "/run/tapmesh/switch.sock".into(),
             };

@@ -31,12 +31,24 @@
 //! and the whole table to a node with a new session (so at least every
 //! rekey). A node lets no other peer claim those MACs over a direct path,
 //! which the switch never sees.
+//!
+//! VLANs: the switch vouches a member to a node only if their ports share a
+//! VLAN. `Mesh` tells a node its own port (access, native and tagged VLANs),
+//! and each `PeerUpdate` the member's port restricted to the VLANs the two
+//! share ([`PortVlan::shared_with`]); the receiving node classifies every
+//! frame a peer sends it directly by the peer's port and drops what is not in
+//! a shared VLAN, as the switch does on the relayed path. The full list's
+//! `PeerListEnd` counts only the updates actually sent, so a node's list is
+//! complete without the members it shares no VLAN with; and `MacOwners` about
+//! a member carries only the MACs the switch learned in VLANs the receiving
+//! node is a member of (a node learns nothing about other VLANs).
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS, check_local_addr};
 use overlay_proto::keys::PublicKey;
+use overlay_proto::vlan::{Egress, PortVlan, Vid};
 use overlay_proto::wire::ethernet::Mac;
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +98,8 @@ pub struct MemberView<'a> {
     pub endpoint: Option<SocketAddr>,
     /// When its current session was created (changes on every new session).
     pub session: Option<Instant>,
+    /// Its VLAN membership.
+    pub vlan: &'a PortVlan,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -105,8 +119,8 @@ struct Member {
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct Mesh {
     members: Vec<Member>,
-    /// MACs learned or moved since the last sync: (owner, MAC).
-    learned: Vec<(NodeId, Mac)>,
+    /// MACs learned or moved since the last sync: (owner, VLAN, MAC).
+    learned: Vec<(NodeId, Vid, Mac)>,
     /// `learned` overflowed: every node gets the whole table.
     resync: bool,
     /// Nodes given the full list by the latest sync: they get the whole table.
@@ -124,10 +138,11 @@ impl Mesh {
         }
     }
 
-    /// The switch learned `mac` behind `node`, or saw it move there.
-    pub fn note_learned(&mut self, node: NodeId, mac: Mac) {
+    /// The switch learned `mac` in VLAN `vid` behind `node`, or saw it
+    /// move there.
+    pub fn note_learned(&mut self, node: NodeId, vid: Vid, mac: Mac) {
         if self.learned.len() < LEARNED_LIMIT {
-            self.learned.push((node, mac));
+            self.learned.push((node, vid, mac));
         } else {
             self.resync = true;
         }
@@ -140,7 +155,7 @@ impl Mesh {
     pub fn sync_owners(
         &mut self,
         ports: &[MemberView<'_>],
-        table: impl FnOnce() -> Vec<(NodeId, Mac)>,
+        table: impl FnOnce() -> Vec<(NodeId, Vid, Mac)>,
     ) -> Vec<(NodeId, Control)> {
         let n = ports.len().min(self.members.len());
         let learned = std::mem::take(&mut self.learned);
@@ -225,6 +240,10 @@ impl Mesh {
                 if j == i || p.endpoint.is_none() || self.members[j].told_under.is_none() {
                     continue;
                 }
+                // A member that shares no VLAN with `j` is never vouched to it.
+                let Some(vlan) = ports[i].vlan.shared_with(p.vlan) else {
+                    continue;
+                };
                 out.push((
                     NodeId(j as u32),
                     match &now {
@@ -232,6 +251,7 @@ impl Mesh {
                             key: ports[i].key,
                             name: ports[i].name.to_owned(),
                             endpoints: e.clone(),
+                            vlan,
                         },
                         None => Control::PeerGone { key: ports[i].key },
                     },
@@ -250,10 +270,18 @@ impl Mesh {
             }
             self.members[i].told_under = ports[i].session;
             self.fresh.push(NodeId(i as u32));
-            out.push((NodeId(i as u32), Control::Mesh));
+            out.push((
+                NodeId(i as u32),
+                Control::Mesh {
+                    vlan: ports[i].vlan.clone(),
+                },
+            ));
+            // Counts the updates actually sent: members sharing no VLAN
+            // with this node are not in its list.
             let mut count: u16 = 0;
             for (j, p) in ports.iter().enumerate().take(n) {
-                if let (true, Some(ep)) = (j != i, p.endpoint) {
+                let vlan = p.vlan.shared_with(ports[i].vlan);
+                if let (true, Some(ep), Some(vlan)) = (j != i, p.endpoint, vlan) {
                     count = count.saturating_add(1);
                     out.push((
                         NodeId(i as u32),
@@ -261,6 +289,7 @@ impl Mesh {
                             key: p.key,
                             name: p.name.to_owned(),
                             endpoints: self.endpoints(j, ep),
+                            vlan,
                         },
                     ));
                 }
@@ -271,12 +300,11 @@ impl Mesh {
     }
 }
 
-/// `(owner, MAC)` pairs grouped by owner, each group sorted and deduplicated
-/// (a MAC in two VLANs is one entry).
-fn by_owner(pairs: Vec<(NodeId, Mac)>) -> BTreeMap<u32, Vec<Mac>> {
-    let mut g: BTreeMap<u32, Vec<Mac>> = BTreeMap::new();
-    for (node, mac) in pairs {
-        g.entry(node.0).or_default().push(mac);
+/// `(owner, VLAN, MAC)` entries grouped by owner, each group sorted by MAC.
+fn by_owner(entries: Vec<(NodeId, Vid, Mac)>) -> BTreeMap<u32, Vec<(Mac, Vid)>> {
+    let mut g: BTreeMap<u32, Vec<(Mac, Vid)>> = BTreeMap::new();
+    for (node, vid, mac) in entries {
+        g.entry(node.0).or_default().push((mac, vid));
     }
     for macs in g.values_mut() {
         macs.sort_unstable();
@@ -285,17 +313,28 @@ fn by_owner(pairs: Vec<(NodeId, Mac)>) -> BTreeMap<u32, Vec<Mac>> {
     g
 }
 
-/// `MacOwners` to node `to` for every group but its own.
+/// `MacOwners` to node `to` for every group but its own, with only the MACs
+/// learned in VLANs `to` is a member of (a MAC in two such VLANs is one
+/// entry): a node hears nothing about VLANs it is not in.
 fn owned(
     out: &mut Vec<(NodeId, Control)>,
     to: usize,
-    groups: &BTreeMap<u32, Vec<Mac>>,
+    groups: &BTreeMap<u32, Vec<(Mac, Vid)>>,
     ports: &[MemberView<'_>],
 ) {
-    for (&owner, macs) in groups {
+    let Some(viewer) = ports.get(to).map(|p| p.vlan) else {
+        return;
+    };
+    for (&owner, entries) in groups {
         let Some(p) = ports.get(owner as usize).filter(|_| owner as usize != to) else {
             continue;
         };
+        let mut macs: Vec<Mac> = entries
+            .iter()
+            .filter(|(_, vid)| viewer.egress(*vid) != Egress::NotMember)
+            .map(|(mac, _)| *mac)
+            .collect();
+        macs.dedup();
         for chunk in macs.chunks(MAX_MACS) {
             out.push((
                 NodeId(to as u32),
@@ -311,14 +350,183 @@ fn owned(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use overlay_proto::vlan::NO_VLAN;
 
     fn view(k: u8, ep: Option<&str>, session: Option<Instant>) -> MemberView<'static> {
+        view_in(&PortVlan::Transparent, k, ep, session)
+    }
+
+    fn view_in<'a>(
+        vlan: &'a PortVlan,
+        k: u8,
+        ep: Option<&str>,
+        session: Option<Instant>,
+    ) -> MemberView<'a> {
         MemberView {
             key: PublicKey([k; 32]),
             name: "n",
             endpoint: ep.map(|e| e.parse().unwrap()),
             session,
+            vlan,
         }
+    }
+
+    fn access(v: u16) -> PortVlan {
+        PortVlan::Member {
+            native: Some(v),
+            tagged: vec![],
+        }
+    }
+
+    #[test]
+    fn members_are_vouched_only_to_nodes_sharing_a_vlan() {
+        let t0 = Instant::now();
+        let (a10, b20, c10) = (access(10), access(20), access(10));
+        let trunk = PortVlan::Member {
+            native: None,
+            tagged: vec![10, 20, 30],
+        };
+        let mut m = Mesh::new(4);
+        let ports = [
+            view_in(&a10, 1, Some("10.0.0.1:1"), Some(t0)),
+            view_in(&b20, 2, Some("10.0.0.2:1"), Some(t0)),
+            view_in(&c10, 3, Some("10.0.0.3:1"), Some(t0)),
+            view_in(&trunk, 4, Some("10.0.0.4:1"), Some(t0)),
+        ];
+        let out = m.sync(&ports);
+        let told = |to: u32, about: u8| {
+            out.iter().find_map(|(n, c)| match c {
+                Control::PeerUpdate { key, vlan, .. } if n.0 == to && key.0[0] == about => {
+                    Some(vlan.clone())
+                }
+                _ => None,
+            })
+        };
+        assert_eq!(told(0, 2), None, "VLAN 10 told of VLAN 20");
+        assert_eq!(told(1, 1), None, "VLAN 20 told of VLAN 10");
+        assert_eq!(told(0, 3), Some(access(10)));
+        // The trunk is shown to an access node with only the shared VLAN;
+        // the trunk sees each access node as it is.
+        let t10 = PortVlan::Member {
+            native: None,
+            tagged: vec![10],
+        };
+        assert_eq!(told(0, 4), Some(t10));
+        assert_eq!(told(3, 2), Some(access(20)));
+        assert!(out.contains(&(
+            NodeId(3),
+            Control::Mesh {
+                vlan: trunk.clone()
+            }
+        )));
+        // A move is announced only to the nodes sharing a VLAN.
+        m.set_local(
+            t0,
+            NodeId(0),
+            "10.0.0.1:1".parse().unwrap(),
+            vec!["192.168.1.1:1".parse().unwrap()],
+        );
+        let out = m.sync(&ports);
+        let to: Vec<u32> = out.iter().map(|(n, _)| n.0).collect();
+        assert_eq!(to, vec![2, 3], "{out:?}");
+    }
+
+    #[test]
+    fn full_lists_count_only_members_sharing_a_vlan() {
+        let t0 = Instant::now();
+        let (a10, b20, c10) = (access(10), access(20), access(10));
+        let mut m = Mesh::new(3);
+        let ports = [
+            view_in(&a10, 1, Some("10.0.0.1:1"), Some(t0)),
+            view_in(&b20, 2, Some("10.0.0.2:1"), Some(t0)),
+            view_in(&c10, 3, Some("10.0.0.3:1"), Some(t0)),
+        ];
+        let out = m.sync(&ports);
+        let to = |n: u32| -> Vec<&Control> {
+            out.iter()
+                .filter(|(t, _)| t.0 == n)
+                .map(|(_, c)| c)
+                .collect()
+        };
+        // VLAN 20 alone: its list is empty and says so; VLAN 10 hears of one.
+        assert!(
+            matches!(
+                to(1)[..],
+                [Control::Mesh { .. }, Control::PeerListEnd { count: 0 }]
+            ),
+            "{out:?}"
+        );
+        assert!(
+            matches!(
+                to(0)[..],
+                [
+                    Control::Mesh { .. },
+                    Control::PeerUpdate { .. },
+                    Control::PeerListEnd { count: 1 }
+                ]
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn owners_are_told_only_in_the_vlans_a_node_is_member_of() {
+        let t0 = Instant::now();
+        let a10 = access(10);
+        let b20 = access(20);
+        let trunk = PortVlan::Member {
+            native: Some(10),
+            tagged: vec![20],
+        };
+        let mut m = Mesh::new(3);
+        let ports = [
+            view_in(&a10, 1, Some("198.18.0.1:1"), Some(t0)),
+            view_in(&b20, 2, Some("198.18.0.2:1"), Some(t0)),
+            view_in(&trunk, 3, Some("198.18.0.3:1"), Some(t0)),
+        ];
+        m.sync(&ports);
+        let mac = |n: u8| [2, 0, 0, 0, 0, n];
+        // The trunk has mac 3 in VLAN 10 and mac 4 in VLAN 20, mac 5 in both.
+        let table = vec![
+            (NodeId(2), 10, mac(3)),
+            (NodeId(2), 20, mac(4)),
+            (NodeId(2), 10, mac(5)),
+            (NodeId(2), 20, mac(5)),
+            (NodeId(0), 10, mac(1)),
+        ];
+        let out = m.sync_owners(&ports, || table.clone());
+        let told = |n: u32, about: u8| -> Vec<Mac> {
+            out.iter()
+                .filter_map(|(t, c)| match c {
+                    Control::MacOwners { key, macs } if t.0 == n && key.0[0] == about => {
+                        Some(macs.clone())
+                    }
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        };
+        assert_eq!(
+            told(0, 3),
+            vec![mac(3), mac(5)],
+            "VLAN 10 sees VLAN 10 only"
+        );
+        assert_eq!(
+            told(1, 3),
+            vec![mac(4), mac(5)],
+            "VLAN 20 sees VLAN 20 only"
+        );
+        assert_eq!(
+            told(1, 1),
+            Vec::<Mac>::new(),
+            "nothing of VLAN 10 to VLAN 20"
+        );
+        assert_eq!(told(2, 1), vec![mac(1)]);
+        // Later learning is filtered the same way.
+        m.note_learned(NodeId(0), 10, mac(6));
+        let out = m.sync_owners(&ports, || panic!("no whole table needed"));
+        let to: Vec<u32> = out.iter().map(|(n, _)| n.0).collect();
+        assert_eq!(to, vec![2], "{out:?}");
     }
 
     #[test]
@@ -328,10 +536,13 @@ mod tests {
         let a = Some("10.0.0.1:1");
         // One node: it is told mesh mode, with no peers.
         let out = m.sync(&[view(1, a, Some(t0)), view(2, None, None)]);
+        let mesh = Control::Mesh {
+            vlan: PortVlan::Transparent,
+        };
         assert_eq!(
             out,
             vec![
-                (NodeId(0), Control::Mesh),
+                (NodeId(0), mesh.clone()),
                 (NodeId(0), Control::PeerListEnd { count: 0 })
             ]
         );
@@ -344,7 +555,7 @@ mod tests {
         let out = m.sync(&[view(1, a, Some(t0)), view(2, b, Some(t0))]);
         assert_eq!(out.len(), 4, "{out:?}");
         assert!(matches!(out[0], (NodeId(0), Control::PeerUpdate { .. })));
-        assert_eq!(out[1], (NodeId(1), Control::Mesh));
+        assert_eq!(out[1], (NodeId(1), mesh));
         assert!(matches!(out[2], (NodeId(1), Control::PeerUpdate { .. })));
         assert_eq!(out[3], (NodeId(1), Control::PeerListEnd { count: 1 }));
         // It moves and announces a local address: one update.
@@ -392,9 +603,9 @@ mod tests {
         let mac = |n: u8| [2, 0, 0, 0, 0, n];
         // New sessions everywhere: each node gets the whole table minus its own.
         let table = vec![
-            (NodeId(0), mac(1)),
-            (NodeId(1), mac(2)),
-            (NodeId(1), mac(2)),
+            (NodeId(0), NO_VLAN, mac(1)),
+            (NodeId(1), NO_VLAN, mac(2)),
+            (NodeId(1), NO_VLAN, mac(2)),
         ];
         let out = m.sync_owners(&ports, || table.clone());
         let to = |out: &[(NodeId, Control)], n: u32| -> Vec<Control> {
@@ -419,7 +630,7 @@ mod tests {
         assert_eq!(to(&out, 0).len(), 1, "not its own MACs");
         // Later: only what was learned, to the others, and the table is not read.
         m.sync(&ports);
-        m.note_learned(NodeId(2), mac(3));
+        m.note_learned(NodeId(2), NO_VLAN, mac(3));
         let out = m.sync_owners(&ports, || panic!("no whole table needed"));
         assert_eq!(out.len(), 2, "{out:?}");
         assert!(out.iter().all(|(t, _)| t.0 != 2));

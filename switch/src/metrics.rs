@@ -125,6 +125,26 @@ const KEEPALIVES: Def = Def::counter(
     &[],
     "Keepalives answered.",
 );
+const MCAST_GROUPS: Def = Def::gauge(
+    "tapmesh_switch_multicast_groups",
+    &[],
+    "Multicast groups in the snooping table, over all networks.",
+);
+const MCAST_LIMIT: Def = Def::gauge(
+    "tapmesh_switch_multicast_limit",
+    &["scope"],
+    "Snooping limits: memberships per node (node), groups per network (network), groups in all (total), sources per node and group (sources).",
+);
+const MCAST_REFUSED: Def = Def::counter(
+    "tapmesh_switch_multicast_refused_total",
+    &["reason"],
+    "Snooping state refused at a limit: node_limit, network_limit, total_limit (memberships or groups), sources (sources; the membership takes every source).",
+);
+const MCAST_SUPPRESSED: Def = Def::counter(
+    "tapmesh_switch_multicast_suppressed_total",
+    &["kind"],
+    "Leaves ignored over a node's rate (leave), and leaves whose group-specific query waited for the group's running one (group_query).",
+);
 const DROPS: Def = Def::counter(
     "tapmesh_switch_drops_total",
     &["reason"],
@@ -157,6 +177,10 @@ impl Export for Status {
         REKEYS,
         NODE_TIMEOUTS,
         KEEPALIVES,
+        MCAST_GROUPS,
+        MCAST_LIMIT,
+        MCAST_REFUSED,
+        MCAST_SUPPRESSED,
         DROPS,
     ];
 
@@ -219,6 +243,32 @@ impl Export for Status {
         out.counter(&REKEYS, &[], s.rekeys);
         out.counter(&NODE_TIMEOUTS, &[], s.node_timeouts);
         out.counter(&KEEPALIVES, &[], s.keepalives);
+        let mc = &self.multicast;
+        let l = &mc.limits;
+        out.gauge(&MCAST_GROUPS, &[], l.groups_total as f64);
+        for (scope, v) in [
+            ("node", l.max_groups_per_node),
+            ("network", l.max_groups),
+            ("total", l.max_groups_total),
+            ("sources", l.max_sources_per_group),
+        ] {
+            out.gauge(&MCAST_LIMIT, &[scope], v as f64);
+        }
+        let c = &mc.counters;
+        for (reason, v) in [
+            ("node_limit", c.refused_node_limit),
+            ("network_limit", c.refused_network_limit),
+            ("total_limit", c.refused_total_limit),
+            ("sources", c.refused_sources),
+        ] {
+            out.counter(&MCAST_REFUSED, &[reason], v);
+        }
+        out.counter(&MCAST_SUPPRESSED, &["leave"], c.leaves_rate_limited);
+        out.counter(
+            &MCAST_SUPPRESSED,
+            &["group_query"],
+            c.group_queries_deferred,
+        );
         for (reason, count) in self.drops.iter() {
             out.counter(&DROPS, &[reason.name()], count);
         }

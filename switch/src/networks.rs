@@ -20,6 +20,7 @@ use overlay_proto::wire::Header;
 
 use crate::core::{Event, Switch, SwitchConfig};
 use crate::mesh::Mode;
+use crate::snooping::limits::GroupTotal;
 use crate::stats::{DropReason, Drops};
 use crate::status::{NetworkStatus, Status};
 
@@ -64,6 +65,7 @@ impl Networks {
     /// If `cfgs` is empty (the config always yields at least one network).
     pub fn new(cfgs: Vec<NetworkConfig>, now: Instant, seed: u64) -> Networks {
         assert!(!cfgs.is_empty(), "a switch needs at least one network");
+        let groups = GroupTotal::default();
         let nets = cfgs
             .into_iter()
             .enumerate()
@@ -71,6 +73,7 @@ impl Networks {
                 let id = c.core.network_id;
                 let seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 let mut core = Switch::new(c.core, now, seed);
+                core.share_group_total(groups.share());
                 if c.mode == Mode::Mesh {
                     core.enable_mesh();
                 }

@@ -216,7 +216,13 @@ summable!(SnoopCounters {
     link_local_frames,
     unknown_types,
     unknown_records,
-    malformed
+    malformed,
+    refused_node_limit,
+    refused_network_limit,
+    refused_total_limit,
+    refused_sources,
+    leaves_rate_limited,
+    group_queries_deferred
 });
 
 /// Frames forwarded, by kind (counted once per received frame).
@@ -318,4 +324,18 @@ pub struct SnoopCounters {
     pub unknown_records: u64,
     /// Truncated IGMP/MLD messages or bad checksums (flooded, not learned from).
     pub malformed: u64,
+    /// Memberships refused: the node had `max-groups-per-node`.
+    pub refused_node_limit: u64,
+    /// New groups refused: the network had `max-groups`.
+    pub refused_network_limit: u64,
+    /// New groups refused: the switch had `max-groups-total`.
+    pub refused_total_limit: u64,
+    /// Sources refused over `max-sources-per-group` (the membership took
+    /// every source instead).
+    pub refused_sources: u64,
+    /// Leaves ignored over a node's `leaves-per-sec`.
+    pub leaves_rate_limited: u64,
+    /// Leaves that did not trigger a group-specific query at once because
+    /// the group was being queried or had been less than an interval ago.
+    pub group_queries_deferred: u64,
 }

@@ -125,8 +125,28 @@ pub struct MulticastStatus {
     pub router_ports: Vec<RouterPortStatus>,
     /// The group table.
     pub groups: Vec<GroupStatus>,
+    /// The group table's limits.
+    pub limits: SnoopLimits,
     /// Activity.
     pub counters: SnoopCounters,
+}
+
+/// The bounds of the group table (`[multicast]` `max-*`, switch-wide
+/// settings applied per network, and the shared total).
+#[derive(Debug, Clone, Serialize)]
+pub struct SnoopLimits {
+    /// Memberships one node may hold.
+    pub max_groups_per_node: usize,
+    /// Groups one network may hold.
+    pub max_groups: usize,
+    /// Groups all networks may hold together.
+    pub max_groups_total: usize,
+    /// Sources one node may list for one group.
+    pub max_sources_per_group: usize,
+    /// Leaves per second per node.
+    pub leaves_per_sec: u32,
+    /// Groups over all networks now.
+    pub groups_total: usize,
 }
 
 /// The built-in querier of one VLAN and family.
@@ -387,6 +407,25 @@ fn render_multicast(out: &mut String, m: &serde_json::Value) {
         c["malformed"],
         c["unknown_types"].as_u64().unwrap_or(0) + c["unknown_records"].as_u64().unwrap_or(0),
     );
+    let l = &m["limits"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "multicast limits: {} groups (max {} per network, {} of {} in all), {} per node, {} sources per group, {} leaves/s per node; refused: node-limit {} network-limit {} total-limit {} sources {}; leaves rate-limited {}, group queries deferred {}",
+        m["groups"].as_array().map_or(0, Vec::len),
+        n(&l["max_groups"]),
+        n(&l["groups_total"]),
+        n(&l["max_groups_total"]),
+        n(&l["max_groups_per_node"]),
+        n(&l["max_sources_per_group"]),
+        n(&l["leaves_per_sec"]),
+        n(&c["refused_node_limit"]),
+        n(&c["refused_network_limit"]),
+        n(&c["refused_total_limit"]),
+        n(&c["refused_sources"]),
+        n(&c["leaves_rate_limited"]),
+        n(&c["group_queries_deferred"]),
+    );
     for q in m["queriers"].as_array().into_iter().flatten() {
         let state = match q["other_querier"].as_str() {
             Some(o) => format!("silent, other querier {o}"),
@@ -497,5 +536,19 @@ mod tests {
         );
         assert!(t.contains("drops: bad_tag 2\n"), "{t}");
         assert_eq!(render_table("not json"), "not json\n");
+    }
+
+    #[test]
+    fn table_shows_the_snooping_limits_and_refusals() {
+        let t = render_table(
+            r#"{"nodes":[],"multicast":{"snooping":true,"groups":[],"limits":{"max_groups_per_node":1024,"max_groups":4096,"max_groups_total":16384,"max_sources_per_group":32,"leaves_per_sec":100,"groups_total":7},"counters":{"refused_node_limit":5,"refused_sources":9,"leaves_rate_limited":3}}}"#,
+        );
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("multicast limits:"))
+            .unwrap_or_else(|| panic!("{t}"));
+        assert!(line.contains("7 of 16384 in all"), "{line}");
+        assert!(line.contains("node-limit 5 network-limit 0"), "{line}");
+        assert!(line.contains("sources 9; leaves rate-limited 3"), "{line}");
     }
 }

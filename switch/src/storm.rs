@@ -51,13 +51,15 @@ pub struct StormConfig {
     pub exempt_link_local: bool,
 }
 
+/// One GCRA bucket (also used by snooping for leaves per node).
 #[derive(Debug, Clone, Copy, Default)]
-struct Bucket {
+pub(crate) struct Bucket {
     tat: Option<Instant>,
 }
 
 impl Bucket {
-    fn allow(&mut self, now: Instant, rate: Rate) -> bool {
+    /// Does one more event at `now` conform to `rate`? If so, it is counted.
+    pub(crate) fn allow(&mut self, now: Instant, rate: Rate) -> bool {
         let interval = Duration::from_secs(1) / rate.per_sec.max(1);
         let tolerance = interval * rate.burst.max(1).saturating_sub(1);
         let tat = self.tat.map_or(now, |t| t.max(now));

@@ -3,14 +3,15 @@
 //! between chosen node pairs (a firewall between two hosts) or lose the
 //! switch entirely. Checks path selection, relay fallback, recovery, the
 //! simultaneous open, the loop guard, surviving a dead switch, revocation
-//! (the switch's list is authoritative), the vouch lifetime and the bounds
-//! on what a peer may claim.
+//! (the switch's list is authoritative), the vouch lifetime, the bounds on
+//! what a peer may claim, and VLANs on direct and relayed paths.
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use overlay_proto::handshake::Timestamp;
 use overlay_proto::keys::{Psk, StaticSecret};
+use overlay_proto::vlan::PortVlan;
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_node::core::{Node, NodeConfig, TapWrite};
 use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, Path};
@@ -31,6 +32,8 @@ struct Net {
     via_switch: Vec<u64>,
     switch_key: StaticSecret,
     keys: Vec<StaticSecret>,
+    /// Each node's port.
+    vlans: Vec<PortVlan>,
 }
 
 fn mac(n: u8) -> [u8; 6] {
@@ -47,9 +50,10 @@ fn frame(dst: [u8; 6], src: [u8; 6], tag: u32) -> Vec<u8> {
     f
 }
 
+/// A mesh switch whose config holds `members`: node index, key, port.
 fn mesh_switch(
     switch_key: &StaticSecret,
-    members: &[(usize, &StaticSecret)],
+    members: &[(usize, &StaticSecret, PortVlan)],
     now: Instant,
 ) -> Switch {
     let cfg = SwitchConfig {
@@ -59,7 +63,10 @@ fn mesh_switch(
             switch_key.clone(),
             members
                 .iter()
-                .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
+                .map(|(i, k, vlan)| NodeSpec {
+                    vlan: vlan.clone(),
+                    ..NodeSpec::new(format!("h{}", i + 1), k.public_key())
+                })
                 .collect(),
         )
     };
@@ -74,11 +81,26 @@ impl Net {
     }
 
     fn with_vouch_lifetime(n: usize, vouch_lifetime: Duration) -> Net {
+        Net::build(vec![PortVlan::Transparent; n], vouch_lifetime)
+    }
+
+    /// Node `i` on port `vlans[i]`.
+    fn with_vlans(vlans: Vec<PortVlan>) -> Net {
+        Net::build(vlans, tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME)
+    }
+
+    fn build(vlans: Vec<PortVlan>, vouch_lifetime: Duration) -> Net {
+        let n = vlans.len();
         let t0 = Instant::now();
         let mut rng = rand::rng();
         let switch_key = StaticSecret::generate(&mut rng);
         let keys: Vec<StaticSecret> = (0..n).map(|_| StaticSecret::generate(&mut rng)).collect();
-        let members: Vec<(usize, &StaticSecret)> = keys.iter().enumerate().collect();
+        let members: Vec<(usize, &StaticSecret, PortVlan)> = keys
+            .iter()
+            .zip(&vlans)
+            .enumerate()
+            .map(|(i, (k, v))| (i, k, v.clone()))
+            .collect();
         let switch = mesh_switch(&switch_key, &members, t0);
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|i| format!("198.18.0.{}:4000", 10 + i).parse().unwrap())
@@ -115,6 +137,7 @@ impl Net {
             via_switch: vec![0; n],
             switch_key,
             keys,
+            vlans,
         };
         net.advance(Duration::from_secs(2));
         net
@@ -124,7 +147,10 @@ impl Net {
     /// restart notice to each of them (as its state file makes it do).
     fn restart_switch(&mut self, members: &[usize]) {
         let keys = self.keys.clone();
-        let m: Vec<(usize, &StaticSecret)> = members.iter().map(|&i| (i, &keys[i])).collect();
+        let m: Vec<(usize, &StaticSecret, PortVlan)> = members
+            .iter()
+            .map(|&i| (i, &keys[i], self.vlans[i].clone()))
+            .collect();
         let mut sw = mesh_switch(&self.switch_key, &m, self.now);
         let names: Vec<String> = members.iter().map(|i| format!("h{}", i + 1)).collect();
         let eps = members.iter().map(|&i| self.addrs[i]);
@@ -256,6 +282,13 @@ impl Net {
         self.nodes[i]
             .peers()
             .path_of(self.now, &format!("h{}", peer + 1))
+    }
+
+    /// Where node `i` sends a frame from its host to `dst`: the peer's
+    /// index if direct, `None` if via the switch.
+    fn route(&self, i: usize, dst: [u8; 6]) -> Option<usize> {
+        let f = frame(dst, mac(i as u8 + 1), 0);
+        self.nodes[i].peers().route(self.now, &f, false)
     }
 
     /// Each host announces its MAC with a broadcast, as ARP would.
@@ -524,7 +557,7 @@ fn a_peer_claims_a_bounded_number_of_macs_and_never_ours() {
     // h3 claims h1's own MAC (in a frame and in its announcement): h1
     // does not route it there.
     n.send(2, &frame(mac(1), mac(1), 42));
-    assert_eq!(n.nodes[0].peers().route(n.now, &mac(1), false), None);
+    assert_eq!(n.route(0, mac(1)), None);
     assert!(n.nodes[0].peers().mac_counters().refused_local >= 1);
 }
 
@@ -566,7 +599,7 @@ fn a_peer_cannot_take_a_mac_the_switch_placed_behind_another_member() {
     let mut n = Net::new(3);
     n.announce_macs();
     n.advance(Duration::from_secs(1));
-    let h2 = n.nodes[0].peers().route(n.now, &mac(2), false);
+    let h2 = n.route(0, mac(2));
     assert!(h2.is_some(), "h1 routes h2's MAC directly");
     // h3 sends h1 frames from h2's MAC over its direct path (and announces
     // it): the switch never sees that, and h1 does not believe it.
@@ -574,13 +607,171 @@ fn a_peer_cannot_take_a_mac_the_switch_placed_behind_another_member() {
         n.send(2, &frame(mac(1), mac(2), 60 + t));
     }
     n.advance(Duration::from_secs(1));
-    assert_eq!(n.nodes[0].peers().route(n.now, &mac(2), false), h2);
+    assert_eq!(n.route(0, mac(2)), h2);
     assert!(n.nodes[0].peers().mac_counters().refused_owner >= 1);
     // A real move (the host now sends through the switch from behind h3):
     // the switch tells h1, and h3's claim then holds.
     n.send(2, &frame([0xff; 6], mac(2), 70));
     n.advance(Duration::from_secs(1));
     n.send(2, &frame(mac(1), mac(2), 71));
-    let h3 = n.nodes[0].peers().route(n.now, &mac(2), false);
+    let h3 = n.route(0, mac(2));
     assert!(h3.is_some() && h3 != h2, "{h3:?} vs {h2:?}");
+}
+
+fn tagged(dst: [u8; 6], src: [u8; 6], vid: u16, tag: u32) -> Vec<u8> {
+    let mut f = frame(dst, src, tag);
+    f.splice(12..12, [0x81, 0x00, (vid >> 8) as u8, vid as u8]);
+    f
+}
+
+/// Frames on host `i`'s TAP carrying `tag`, as (VLAN tag if any, count).
+fn forms(n: &Net, i: usize, tag: u32) -> Vec<Option<u16>> {
+    n.tap[i]
+        .iter()
+        .filter_map(|f| match f.get(12..14) {
+            Some([0x81, 0x00]) if f.get(18..22) == Some(&tag.to_be_bytes()[..]) => {
+                Some(Some(u16::from_be_bytes([f[14], f[15]]) & 0x0fff))
+            }
+            _ if f.get(14..18) == Some(&tag.to_be_bytes()[..]) => Some(None),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn vlans_hold_on_direct_and_relayed_paths_with_tags_as_each_port_needs() {
+    let trunk = PortVlan::Member {
+        native: None,
+        tagged: vec![10, 20],
+    };
+    // h1 access 10, h2 trunk [10, 20], h3 access 20, h4 access 10.
+    let mut n = Net::with_vlans(vec![access(10), trunk, access(20), access(10)]);
+    assert_eq!(
+        n.path(0, 2),
+        None,
+        "h1 (VLAN 10) has h3 (VLAN 20) as a peer"
+    );
+    assert_eq!(n.path(2, 0), None);
+    for (a, b) in [(0, 1), (0, 3), (1, 2), (2, 1), (3, 0)] {
+        assert_eq!(n.path(a, b), Some(Path::Direct), "h{} -> h{}", a + 1, b + 1);
+    }
+    n.announce_macs();
+    // h1 to h3 is relayed and dropped by the switch (another VLAN), even
+    // with h3's MAC known on the switch; h1 to h4 goes direct.
+    let before = n.via_switch.clone();
+    assert_eq!(
+        n.send(0, &frame(mac(3), mac(1), 2)),
+        Some(SWITCH.parse().unwrap())
+    );
+    assert_eq!(n.send(0, &frame(mac(4), mac(1), 3)), Some(n.addrs[3]));
+    assert_eq!(forms(&n, 2, 2), vec![], "VLAN 10 reached VLAN 20");
+    assert_eq!(forms(&n, 3, 3), vec![None]);
+    // The trunk sends tagged to the access nodes it learned from their
+    // announcements: direct, untagged at each; VLAN 10 to h3's MAC is not.
+    assert_eq!(n.send(1, &tagged(mac(1), mac(2), 10, 4)), Some(n.addrs[0]));
+    assert_eq!(n.send(1, &tagged(mac(3), mac(2), 20, 5)), Some(n.addrs[2]));
+    n.send(1, &tagged(mac(3), mac(2), 10, 6));
+    assert_eq!(forms(&n, 0, 4), vec![None]);
+    assert_eq!(forms(&n, 2, 5), vec![None]);
+    assert_eq!(
+        forms(&n, 2, 6),
+        vec![],
+        "the trunk's VLAN 10 reached VLAN 20"
+    );
+    // h1 learned the trunk's MAC in VLAN 10 from its frame: the answer goes
+    // direct and arrives tagged 10.
+    assert_eq!(n.send(0, &frame(mac(2), mac(1), 7)), Some(n.addrs[1]));
+    assert_eq!(forms(&n, 1, 7), vec![Some(10)]);
+    // A broadcast goes via the switch and reaches VLAN 10 only, each in its form.
+    n.send(0, &frame([0xff; 6], mac(1), 8));
+    assert_eq!(forms(&n, 1, 8), vec![Some(10)]);
+    assert_eq!(forms(&n, 3, 8), vec![None]);
+    assert_eq!(forms(&n, 2, 8), vec![]);
+    assert_eq!(
+        n.via_switch[0] - before[0],
+        2,
+        "h1: one relayed unicast, one broadcast"
+    );
+    assert_eq!(
+        n.via_switch[1] - before[1],
+        1,
+        "only the trunk's VLAN 10 frame for h3's MAC was relayed"
+    );
+}
+
+fn access(v: u16) -> PortVlan {
+    PortVlan::Member {
+        native: Some(v),
+        tagged: vec![],
+    }
+}
+
+#[test]
+fn with_vlans_the_list_is_complete_without_members_of_other_vlans() {
+    // h1, h2 on VLAN 10; h3, h4 on VLAN 20: each full list holds one member.
+    let mut n = Net::with_vlans(vec![access(10), access(10), access(20), access(20)]);
+    n.announce_macs();
+    assert_eq!(n.path(0, 1), Some(Path::Direct));
+    assert_eq!(n.path(2, 3), Some(Path::Direct));
+    // The switch comes back without h2: h1's list is empty, and complete.
+    n.restart_switch(&[0, 2, 3]);
+    n.advance(Duration::from_secs(5));
+    assert!(n.peer_names(0).is_empty(), "{:?}", n.peer_names(0));
+    assert_eq!(n.nodes[0].peers().mac_counters().peers_unlisted, 1);
+    // h3's list (h4 alone) is complete too: its vouch keeps being renewed.
+    n.advance(Duration::from_secs(60));
+    assert_eq!(n.peer_names(2), vec!["h4".to_string()]);
+    let left = n.nodes[2].peers().status(n.now)[0].vouch_secs_left;
+    let lifetime = tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME.as_secs_f64();
+    assert!(left > lifetime - 30.0, "vouch left {left} s");
+    assert_eq!(n.nodes[2].peers().mac_counters().peers_unlisted, 0);
+}
+
+#[test]
+fn with_vlans_the_answering_side_relays_as_soon_as_a_relayed_frame_arrives() {
+    // h1 access 10, h2 a trunk carrying 10 tagged, h3 access 10.
+    let trunk = PortVlan::Member {
+        native: None,
+        tagged: vec![10, 20],
+    };
+    let mut n = Net::with_vlans(vec![access(10), trunk, access(10)]);
+    n.announce_macs();
+    // h2 learned h1's MAC from its announcement; h1 learns h2's in VLAN 10
+    // from its first direct frame.
+    assert_eq!(n.send(1, &tagged(mac(1), mac(2), 10, 1)), Some(n.addrs[0]));
+    assert_eq!(n.send(0, &frame(mac(2), mac(1), 2)), Some(n.addrs[1]));
+    n.advance(Duration::from_secs(5));
+    n.blocked.insert((0, 1));
+    // h1 pings every 50 ms; h2 sends nothing but the answers, so only the
+    // relayed pings can tell it the direct path is gone (its own probe
+    // would start with its first lost answer, 0.7 s too late).
+    let start = n.now;
+    let mut answered = 0;
+    let (mut lost_at, mut gap) = (None, Duration::ZERO);
+    let mut t = 0;
+    while n.now < start + Duration::from_secs(5) {
+        n.send(0, &frame(mac(2), mac(1), 20_000 + t));
+        n.advance(Duration::from_millis(25));
+        while answered <= t {
+            if forms(&n, 1, 20_000 + answered) == vec![Some(10)] {
+                n.send(1, &tagged(mac(1), mac(2), 10, 30_000 + answered));
+            }
+            answered += 1;
+        }
+        n.advance(Duration::from_millis(25));
+        if forms(&n, 0, 30_000 + t) != vec![None] {
+            lost_at.get_or_insert(n.now);
+        } else if let Some(l) = lost_at.take() {
+            gap = gap.max(n.now - l);
+        }
+        t += 1;
+    }
+    assert_eq!(lost_at, None, "round trips work again");
+    assert!(
+        gap <= Duration::from_secs(1),
+        "round trips lost for {gap:?}"
+    );
+    assert_eq!(n.path(0, 1), Some(Path::Relayed));
+    assert_eq!(n.path(1, 0), Some(Path::Relayed));
+    assert_eq!(n.path(0, 2), Some(Path::Direct), "other paths unaffected");
 }

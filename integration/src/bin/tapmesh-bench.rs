@@ -279,26 +279,6 @@ fn ping_once(ns: &Netns, to: IpAddr) -> bool {
         .success()
 }
 
-/// Under `cargo run`, build the switch and node binaries first (same profile).
-fn build_binaries_if_run_by_cargo() -> Result<(), String> {
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        return Ok(());
-    };
-    let release = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.ends_with("release")))
-        .unwrap_or(false);
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "-p", "tapmesh-switch", "-p", "tapmesh-node"]);
-    if release {
-        cmd.arg("--release");
-    }
-    match cmd.status() {
-        Ok(s) if s.success() => Ok(()),
-        other => Err(format!("building the binaries failed: {other:?}")),
-    }
-}
-
 /// One extra TCP 1-stream run on the tapmesh path with `perf record` attached
 /// to the tapmesh processes.
 fn profile(topo: &Topology, pids: &[u32], dir: &Path, secs: u32) -> Result<(), String> {
@@ -678,22 +658,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = build_binaries_if_run_by_cargo() {
+    if let Err(e) = integration::bins::build_if_run_by_cargo(&["tapmesh-switch", "tapmesh-node"]) {
         eprintln!("tapmesh-bench: {e}");
         return ExitCode::from(1);
     }
-    for tool in ["iperf3", "ping", "bridge"] {
-        let found = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            eprintln!(
-                "tapmesh-bench: `{tool}` not found (apt-get install -y iperf3 iputils-ping iproute2)"
-            );
-            return ExitCode::from(1);
-        }
-    }
+    use integration::tools;
+    tools::preflight(
+        "tapmesh-bench",
+        &[tools::IP, tools::BRIDGE, tools::PING, tools::IPERF3],
+    );
     stop::install_handlers();
     let machine = machine_json();
     println!(

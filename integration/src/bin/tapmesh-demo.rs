@@ -1,13 +1,14 @@
 //! `tapmesh-demo [HOSTS]`: builds a switch and HOSTS (default 3) hosts in
 //! network namespaces, starts the real binaries, shows every pair pinging,
 //! and keeps it all running until Ctrl-C (SIGINT) or SIGTERM, then removes
-//! everything it made. Needs root; finds the binaries beside itself (or in
-//! `TAPMESH_BIN_DIR`).
+//! everything it made. Needs root, `ip` and `ping`: without one it stops
+//! with one line naming what to install, before it builds or creates
+//! anything. Finds the binaries beside itself (or in `TAPMESH_BIN_DIR`).
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use integration::Topology;
 use integration::topology::{overlay_v4, overlay_v6};
+use integration::{Topology, bins, tools};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -28,32 +29,6 @@ fn install_handlers() {
     }
 }
 
-/// Under `cargo run`, build the switch and node binaries first (in the same
-/// profile as this demo), so the README's one command is enough on a fresh
-/// checkout. Cargo releases its build lock before running us.
-fn build_binaries_if_run_by_cargo() {
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        return;
-    };
-    let release = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.ends_with("release")))
-        .unwrap_or(false);
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "-p", "tapmesh-switch", "-p", "tapmesh-node"]);
-    if release {
-        cmd.arg("--release");
-    }
-    println!("building tapmesh-switch and tapmesh-node ...");
-    match cmd.status() {
-        Ok(s) if s.success() => {}
-        other => {
-            eprintln!("building the binaries failed: {other:?}");
-            std::process::exit(1);
-        }
-    }
-}
-
 fn main() {
     let hosts: usize = match std::env::args().nth(1) {
         None => 3,
@@ -65,14 +40,28 @@ fn main() {
             }
         },
     };
-    build_binaries_if_run_by_cargo();
+    // Before the build, so a machine that lacks a tool learns it at once.
+    tools::preflight("tapmesh-demo", tools::DEMO);
+    if std::env::var_os("CARGO").is_some() {
+        println!("building tapmesh-switch and tapmesh-node ...");
+    }
+    if let Err(e) = bins::build_if_run_by_cargo(&["tapmesh-switch", "tapmesh-node"]) {
+        eprintln!("tapmesh-demo: {e}");
+        std::process::exit(1);
+    }
     // Before anything is built, so an early Ctrl-C still cleans up.
     install_handlers();
 
     let mut topo = Topology::central(hosts);
     println!("built:\n{}", topo.describe());
     println!("starting tapmesh-switch and {hosts} tapmesh-node processes ...");
-    topo.start_all(Duration::from_secs(30));
+    if let Err(e) = topo.try_start_all(Duration::from_secs(30)) {
+        topo.print_logs();
+        eprintln!("tapmesh-demo: {e}");
+        println!("tearing down {} ...", topo.prefix());
+        drop(topo);
+        std::process::exit(1);
+    }
     println!("overlay is up.\n");
 
     for a in 1..=hosts {

@@ -846,25 +846,6 @@ fn memory_phase(ns: &Netns, dir: &Path, args: &Args) -> Result<Value, String> {
     }))
 }
 
-fn build_switch_if_run_by_cargo() -> Result<(), String> {
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        return Ok(());
-    };
-    let release = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.ends_with("release")))
-        .unwrap_or(false);
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "-p", "tapmesh-switch"]);
-    if release {
-        cmd.arg("--release");
-    }
-    match cmd.status() {
-        Ok(s) if s.success() => Ok(()),
-        other => Err(format!("building tapmesh-switch failed: {other:?}")),
-    }
-}
-
 fn run(args: &Args) -> Result<Value, String> {
     let prefix = integration::netns::unique_prefix();
     let ns = Netns::new(&format!("{prefix}-lg"));
@@ -933,11 +914,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = build_switch_if_run_by_cargo() {
+    integration::tools::preflight("tapmesh-loadgen", &[integration::tools::IP]);
+    if let Err(e) = integration::bins::build_if_run_by_cargo(&["tapmesh-switch"]) {
         eprintln!("tapmesh-loadgen: {e}");
         return ExitCode::from(1);
     }
-    integration::require_root();
     stop::install_handlers();
     let doc = match run(&args) {
         Ok(d) => d,

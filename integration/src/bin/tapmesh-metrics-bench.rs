@@ -16,7 +16,15 @@ use integration::{Topology, wait_until};
 const UP: Duration = Duration::from_secs(20);
 
 fn main() {
-    integration::require_root();
+    use integration::tools;
+    let needs = [
+        tools::IP,
+        tools::PING,
+        tools::IPERF3,
+        tools::PROMETHEUS,
+        tools::PROMTOOL,
+    ];
+    tools::preflight("tapmesh-metrics-bench", &needs);
     metrics_scrape_cost_benchmark();
     metrics_overhead_benchmark();
 }

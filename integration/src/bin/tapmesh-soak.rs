@@ -144,6 +144,8 @@ fn ping_latency(topo: &Topology) -> (f64, f64, f64) {
 
 fn main() {
     let args = parse_args();
+    use integration::tools;
+    tools::preflight("tapmesh-soak", &[tools::IP, tools::PING, tools::SYSCTL]);
     install_handlers();
     let mut topo = Topology::central(HOSTS);
     topo.start_all(Duration::from_secs(60));

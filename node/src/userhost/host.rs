@@ -28,6 +28,23 @@ pub const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// See [`KEEP_ALIVE`].
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a client has, after its SYN-ACK went out, to complete the
+/// handshake (its ACK). A real client answers within a round trip, or
+/// after a SYN-ACK retransmission (smoltcp's first RTO is 1 s); a SYN from a
+/// spoofed address never does, and holds a local connection and a
+/// connection slot until this passes (it was [`PEER_TIMEOUT`], 120 s). Then
+/// the connection is dropped without a RST (the address is likely forged).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections of one forward in the handshake at once (a SYN arrived,
+/// the handshake is not complete), at most its `max-connections`. A new
+/// SYN beyond this displaces the oldest: a flood of spoofed SYNs then holds
+/// this many slots and local connections, never the whole forward, and a
+/// real client's SYN still gets in (it completes its handshake unless this
+/// many more SYNs arrive within its round trip).
+pub const HALF_OPEN_PER_FORWARD: usize = 8;
+/// Connections in the handshake at once on one host, all forwards; the
+/// oldest is displaced beyond this.
+pub const HALF_OPEN_PER_HOST: usize = 32;
 /// How long an ended connection waits for the shell to read what the
 /// client sent last (the local side may be slow to take it).
 pub const LINGER: Duration = Duration::from_secs(60);
@@ -100,6 +117,18 @@ struct Conn {
     aborted: bool,
     /// When the socket ended with data or a FIN still unread.
     ended_at: Option<Instant>,
+    /// When the SYN-ACK went out (the shell accepted), while the client has
+    /// not completed the handshake; `None` before and after.
+    synack_at: Option<Instant>,
+    /// The client completed the handshake.
+    established: bool,
+}
+
+impl Conn {
+    /// In the handshake: a SYN arrived, no ACK yet, not being torn down.
+    fn is_half_open(&self) -> bool {
+        !self.established && !self.aborted
+    }
 }
 
 #[derive(Debug)]
@@ -129,6 +158,12 @@ pub struct HostCounters {
     /// Retransmitted SYNs a spare listener caught (answered by the first
     /// socket instead).
     pub duplicate_syns: u64,
+    /// Connections in the handshake displaced by newer SYNs
+    /// ([`HALF_OPEN_PER_FORWARD`], [`HALF_OPEN_PER_HOST`]).
+    pub half_open_dropped: u64,
+    /// Connections whose client did not complete the handshake within
+    /// [`HANDSHAKE_TIMEOUT`] of the SYN-ACK.
+    pub handshake_timeouts: u64,
 }
 
 /// A snapshot for `status`.
@@ -293,7 +328,8 @@ impl UserHost {
             .values()
             .filter_map(|c| match c.phase {
                 Phase::Pending { deadline } if !c.aborted => Some(deadline),
-                _ => None,
+                Phase::Open if c.is_half_open() => c.synack_at.map(|t| t + HANDSHAKE_TIMEOUT),
+                Phase::Pending { .. } | Phase::Open => None,
             })
             .min();
         [smol, pending].into_iter().flatten().min()
@@ -316,6 +352,7 @@ impl UserHost {
         };
         if c.phase != Phase::Open {
             c.phase = Phase::Open;
+            c.synack_at = Some(self.now.max(now));
             self.counters.connections_accepted += 1;
             self.sockets
                 .get_mut::<tcp::Socket>(c.handle)
@@ -472,6 +509,8 @@ impl UserHost {
                             remote_finished: false,
                             aborted: false,
                             ended_at: None,
+                            synack_at: None,
+                            established: false,
                         },
                     );
                     self.forwards[i].active += 1;
@@ -479,6 +518,7 @@ impl UserHost {
                         conn: id,
                         to: self.forwards[i].to,
                     });
+                    self.bound_half_open(i);
                 }
                 self.top_up_listeners(i);
             }
@@ -486,6 +526,19 @@ impl UserHost {
         let mut gone = Vec::new();
         for (&id, c) in &mut self.conns {
             let s = self.sockets.get_mut::<tcp::Socket>(c.handle);
+            if !c.established && !matches!(s.state(), State::SynReceived | State::Listen) {
+                c.established = true;
+                c.synack_at = None;
+            }
+            if c.is_half_open()
+                && c.synack_at
+                    .is_some_and(|t| self.now >= t + HANDSHAKE_TIMEOUT)
+            {
+                // No RST: the SYN's address is likely forged.
+                self.counters.handshake_timeouts += 1;
+                gone.push((id, true));
+                continue;
+            }
             if let Phase::Pending { deadline } = c.phase
                 && self.now >= deadline
                 && !c.aborted
@@ -536,6 +589,42 @@ impl UserHost {
             }
         }
         changed
+    }
+
+    /// Keep the connections in the handshake within
+    /// [`HALF_OPEN_PER_FORWARD`] (or forward `i`'s `max-connections`, if
+    /// lower) and [`HALF_OPEN_PER_HOST`], displacing the oldest (ids grow
+    /// with time): forgotten without a RST, the shell told to close its
+    /// local side. A real client displaced this way retransmits its SYN.
+    fn bound_half_open(&mut self, i: usize) {
+        let per_forward = HALF_OPEN_PER_FORWARD.min(self.forwards[i].max_connections);
+        loop {
+            let half_open = |c: &&Conn| c.is_half_open();
+            let in_forward = self
+                .conns
+                .values()
+                .filter(half_open)
+                .filter(|c| c.forward == i);
+            let victim = if in_forward.count() > per_forward {
+                self.conns
+                    .iter()
+                    .find(|(_, c)| c.is_half_open() && c.forward == i)
+            } else if self.conns.values().filter(half_open).count() > HALF_OPEN_PER_HOST {
+                self.conns.iter().find(|(_, c)| c.is_half_open())
+            } else {
+                return;
+            };
+            let Some((&id, _)) = victim else { return };
+            let c = self.conns.remove(&id).expect("found above");
+            self.sockets.remove(c.handle);
+            self.forwards[c.forward].active -= 1;
+            self.counters.half_open_dropped += 1;
+            self.events.push_back(HostEvent::Closed {
+                conn: id,
+                reset: true,
+            });
+            self.top_up_listeners(c.forward);
+        }
     }
 
     /// Keep [`LISTENERS_PER_FORWARD`] listeners on forward `i`, within its

@@ -27,7 +27,14 @@
 //! many clients can be in the handshake at once) and at most
 //! `max-connections` connections. A client's SYN is held (no SYN-ACK) until
 //! the shell has connected to `to`: if that fails the client gets a RST,
-//! exactly what a closed port on a real host answers. Data moves only as
+//! exactly what a closed port on a real host answers. A client that does
+//! not complete the handshake (a SYN from a forged address) is bounded in
+//! time and number: it is forgotten, without a RST, [`HANDSHAKE_TIMEOUT`]
+//! after its SYN-ACK, and at most [`HALF_OPEN_PER_FORWARD`] connections per
+//! forward and [`HALF_OPEN_PER_HOST`] per host are in the handshake at once,
+//! a new SYN displacing the oldest; so forged SYNs hold a few slots and
+//! local connections for a few seconds, never the whole forward, and a real
+//! client gets in meanwhile. Data moves only as
 //! far as the next buffer has room: the client's bytes stay in the
 //! socket's receive buffer (its window closes) while the local side does not
 //! read, and the local side is read only while the socket's send buffer has
@@ -44,5 +51,6 @@ mod tests;
 
 pub use config::{Forward, HostConfig};
 pub use host::{
-    ConnId, HostCounters, HostEvent, HostStatus, LISTENERS_PER_FORWARD, Recv, UserHost,
+    ConnId, HALF_OPEN_PER_FORWARD, HALF_OPEN_PER_HOST, HANDSHAKE_TIMEOUT, HostCounters, HostEvent,
+    HostStatus, LISTENERS_PER_FORWARD, Recv, UserHost,
 };

@@ -10,12 +10,16 @@ use smoltcp::socket::tcp;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpCidr, IpProtocol, IpRepr,
-    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, NdiscRepr,
+    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, NdiscRepr, TcpControl, TcpPacket, TcpRepr,
+    TcpSeqNumber,
 };
 
 use super::config::{Forward, HostConfig};
 use super::device::QueueDevice;
-use super::host::{ACCEPT_TIMEOUT, HostEvent, Recv, SOCKET_BUFFER, UserHost};
+use super::host::{
+    ACCEPT_TIMEOUT, HALF_OPEN_PER_FORWARD, HALF_OPEN_PER_HOST, HANDSHAKE_TIMEOUT, HostEvent, Recv,
+    SOCKET_BUFFER, UserHost,
+};
 use crate::config::IfAddr;
 
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x50];
@@ -565,6 +569,136 @@ fn a_retransmitted_syn_caught_by_a_spare_listener_is_not_a_second_connection() {
     lan.client(b).send_slice(b"still one connection").unwrap();
     lan.settle();
     assert_eq!(lan.recv_all(cb).0, b"still one connection");
+}
+
+/// A SYN to the host's port `dst_port` from `src` (an address nobody on
+/// the LAN has: spoofed).
+fn spoofed_syn(src: Ipv4Addr, src_port: u16, dst_port: u16) -> Vec<u8> {
+    let tcp = TcpRepr {
+        src_port,
+        dst_port,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(i32::from(src_port) * 7919),
+        ack_number: None,
+        window_len: 64240,
+        window_scale: None,
+        max_seg_size: Some(1360),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let addrs = (IpAddr::from(src), IpAddr::from(HOST_V4));
+    ip_frame(HOST_MAC, addrs, IpProtocol::Tcp, tcp.buffer_len(), |b| {
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(b),
+            &src.into(),
+            &HOST_V4.into(),
+            &ChecksumCapabilities::default(),
+        )
+    })
+}
+
+/// What the shell does when its local service answers at once: accept
+/// every new connection. Returns how many it accepted.
+fn accept_all(host: &mut UserHost, now: Instant, events: &mut Vec<HostEvent>) -> usize {
+    events.extend(std::iter::from_fn(|| host.poll_event()));
+    let mut n = 0;
+    for e in std::mem::take(events) {
+        if let HostEvent::Connect { conn, .. } = e {
+            host.accept(now, conn);
+            n += 1;
+        }
+    }
+    events.extend(std::iter::from_fn(|| host.poll_event()));
+    n
+}
+
+#[test]
+fn spoofed_syns_hold_few_slots_briefly_and_a_real_client_still_connects() {
+    let mut lan = Lan::new(64);
+    // 200 SYNs from 100 addresses and 200 ports, none of which will ever
+    // complete its handshake; the local service accepts each at once.
+    for k in 0..200u16 {
+        let src = Ipv4Addr::new(198, 19, 0, 100 + (k % 100) as u8);
+        lan.host
+            .handle_frame(lan.now, &spoofed_syn(src, 20000 + k, 80));
+        lan.settle();
+        accept_all(&mut lan.host, lan.now, &mut lan.events);
+        lan.settle();
+        assert!(
+            lan.host.connections() <= HALF_OPEN_PER_FORWARD,
+            "{} connections held after {} spoofed SYNs",
+            lan.host.connections(),
+            k + 1
+        );
+    }
+    let c = lan.host.counters();
+    assert_eq!(c.half_open_dropped, 200 - HALF_OPEN_PER_FORWARD as u64);
+    // Meanwhile: a real client connects (displacing the oldest spoofed one).
+    lan.events.clear();
+    let (real, real_conn) = lan.accepted(44000);
+    // The handshake deadline passes: the spoofed ones go, without a RST
+    // (nothing but ARP requests for their addresses leaves the host); the
+    // real one stays.
+    lan.now += HANDSHAKE_TIMEOUT + Duration::from_millis(1);
+    lan.host.handle_timeout(lan.now);
+    let sent: Vec<Vec<u8>> = std::iter::from_fn(|| lan.host.poll_frame()).collect();
+    for f in &sent {
+        let e = EthernetFrame::new_checked(&f[..]).unwrap();
+        if e.ethertype() == EthernetProtocol::Ipv4 {
+            let ip = Ipv4Packet::new_checked(e.payload()).unwrap();
+            let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+            assert!(!tcp.rst(), "a RST to a spoofed address {}", ip.dst_addr());
+        }
+    }
+    lan.settle();
+    assert_eq!(lan.host.connections(), 1, "the spoofed connections stay");
+    assert_eq!(
+        lan.host.counters().handshake_timeouts,
+        HALF_OPEN_PER_FORWARD as u64 - 1
+    );
+    let closed = lan
+        .events
+        .iter()
+        .filter(|e| matches!(e, HostEvent::Closed { reset: true, .. }))
+        .count();
+    assert!(closed >= HALF_OPEN_PER_FORWARD - 1, "{:?}", lan.events);
+    assert_eq!(lan.client(real).state(), tcp::State::Established);
+    lan.client(real).send_slice(b"still here").unwrap();
+    lan.settle();
+    assert_eq!(lan.recv_all(real_conn).0, b"still here");
+    // Afterwards, a new client connects as well.
+    lan.accepted(44001);
+}
+
+#[test]
+fn connections_in_the_handshake_are_bounded_per_host() {
+    let mut cfg = host_config(64);
+    let forwards = HALF_OPEN_PER_HOST / HALF_OPEN_PER_FORWARD + 2;
+    cfg.forwards = (0..forwards as u16)
+        .map(|i| Forward {
+            port: 80 + i,
+            to: TO.parse().unwrap(),
+            max_connections: 64,
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut host = UserHost::new(&cfg, t0, 1);
+    let mut events = Vec::new();
+    for k in 0..(forwards * HALF_OPEN_PER_FORWARD) as u16 {
+        let src = Ipv4Addr::new(198, 19, 0, 100 + (k % 100) as u8);
+        let port = 80 + k % forwards as u16;
+        host.handle_frame(t0, &spoofed_syn(src, 30000 + k, port));
+        accept_all(&mut host, t0, &mut events);
+        while host.poll_frame().is_some() {}
+        assert!(host.connections() <= HALF_OPEN_PER_HOST);
+    }
+    assert_eq!(host.connections(), HALF_OPEN_PER_HOST);
+    assert_eq!(
+        host.counters().half_open_dropped,
+        (forwards * HALF_OPEN_PER_FORWARD - HALF_OPEN_PER_HOST) as u64
+    );
 }
 
 /// The shell end to end, without root: the host task with a forward to a

@@ -33,21 +33,51 @@
 //! every node of the VLAN.
 //!
 //! The state is keyed by (VLAN, group): VLANs never share groups.
+//!
+//! Bounded (see [`limits`]): memberships per node, groups per network and
+//! over all networks, sources per membership. Over a limit the new state is
+//! refused and counted by reason; forwarding stays safe, never narrower than
+//! what was asked: a refused group stays unregistered, so it is flooded (or,
+//! with `flood-unregistered = false`, goes to router ports, as any group
+//! nobody joined); a membership refused on an existing group leaves only the
+//! node over its limit without the group; a source over the limit turns its
+//! membership into "any source", a superset of what it asked for. Every
+//! lookup is a hash lookup (groups by (VLAN, group), sources in
+//! [`sources::Sources`]); the sweep touches each membership once and only
+//! the sources that expired.
+//!
+//! Leaves are rate-limited per node (`leaves-per-sec`, a token bucket; one
+//! per v2 leave or IGMPv3/MLDv2 leave record, however many sources a BLOCK
+//! lists); beyond it a leave is ignored and counted, so the membership runs
+//! to its timer: the node keeps the group a while longer, nobody loses it.
+//! Group-specific queries go out at most once per group per last-member
+//! query interval: a leave while the group is being queried (or was queried
+//! less than an interval ago) extends that sequence instead of starting
+//! another at once (counted as deferred), and the leaving member waits the
+//! last-member time from the next query. Fast-leave nodes send no queries
+//! and are not limited.
+pub mod limits;
+mod sources;
 pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
 use overlay_proto::wire::ethernet::Mac;
 
 use crate::NodeId;
 use crate::stats::SnoopCounters;
 use crate::status::{
-    GroupStatus, MemberStatus, MulticastStatus, QuerierStatus, RouterPortStatus, SourceStatus,
+    GroupStatus, MemberStatus, MulticastStatus, QuerierStatus, RouterPortStatus, SnoopLimits,
+    SourceStatus,
 };
+use crate::storm::{Bucket, Rate};
 use crate::vlan::Vid;
-use wire::{Family, Parsed, QuerySpec, RecordType};
+use limits::{Budget, GroupTotal, Refused};
+use sources::Sources;
+use wire::{Family, Parsed, QuerySpec, Record, RecordType};
 
 /// Snooping settings (`[multicast]` in `switch.toml`), RFC 3376 defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +106,17 @@ pub struct SnoopConfig {
     pub last_member_interval: Duration,
     /// Group-specific queries sent after a leave.
     pub last_member_count: u32,
+    /// Memberships one node may hold (like Linux's per-port `mcast_max_groups`).
+    pub max_groups_per_node: usize,
+    /// Groups one network may hold (like Linux's `mcast_hash_max`).
+    pub max_groups: usize,
+    /// Groups all networks of the switch may hold together.
+    pub max_groups_total: usize,
+    /// INCLUDE sources one node may list for one group (Linux: 32 per port
+    /// and group); beyond, its membership takes every source.
+    pub max_sources_per_group: usize,
+    /// Leaves per second each node may send (and as many back to back).
+    pub leaves_per_sec: u32,
 }
 
 /// The querier's default MAC: locally administered, "tm" for tapmesh.
@@ -95,6 +136,11 @@ impl Default for SnoopConfig {
             query_response: Duration::from_secs(10),
             last_member_interval: Duration::from_secs(1),
             last_member_count: 2,
+            max_groups_per_node: 1024,
+            max_groups: 4096,
+            max_groups_total: 16384,
+            max_sources_per_group: 32,
+            leaves_per_sec: 100,
         }
     }
 }
@@ -163,33 +209,55 @@ const ROUTERS_ONLY: Classified = Classified {
 #[derive(Debug, Clone)]
 struct Member {
     node: NodeId,
-    /// Takes every source until then (v1/v2 or EXCLUDE mode).
+    /// Takes every source until then (v1/v2, EXCLUDE mode, or more sources
+    /// than `max-sources-per-group`).
     any_source_until: Option<Instant>,
     /// INCLUDE-mode sources and their timers.
-    sources: Vec<(IpAddr, Instant)>,
+    sources: Sources,
 }
 
 impl Member {
     fn wants(&self, now: Instant, source: &IpAddr) -> bool {
-        self.any_source_until.is_some_and(|t| t > now)
-            || self.sources.iter().any(|(s, t)| s == source && *t > now)
+        // HOT PATH (registered groups)
+        self.any_source_until.is_some_and(|t| t > now) || self.sources.is_live(now, source)
     }
 
     fn is_live(&self, now: Instant) -> bool {
-        self.any_source_until.is_some_and(|t| t > now) || self.sources.iter().any(|(_, t)| *t > now)
+        self.any_source_until.is_some_and(|t| t > now) || self.sources.any_live(now)
     }
 
     fn expire(&mut self, now: Instant) {
         if self.any_source_until.is_some_and(|t| t <= now) {
             self.any_source_until = None;
         }
-        self.sources.retain(|(_, t)| *t > now);
+        self.sources.expire(now);
     }
 
-    fn include(&mut self, source: IpAddr, until: Instant) {
-        match self.sources.iter_mut().find(|(s, _)| *s == source) {
-            Some(e) => e.1 = until,
-            None => self.sources.push((source, until)),
+    /// Lowers the timer of the any-source part (`None`) or of the sources
+    /// `block` lists to `deadline`. Returns whether any of them was held.
+    fn lower(&mut self, block: Option<&Record<'_>>, deadline: Instant) -> bool {
+        match block {
+            None => match self.any_source_until.as_mut() {
+                Some(t) => {
+                    *t = (*t).min(deadline);
+                    true
+                }
+                None => false,
+            },
+            Some(r) => {
+                let mut held = false;
+                for s in r.sources() {
+                    held |= self.sources.lower(&s, deadline);
+                }
+                held
+            }
+        }
+    }
+
+    fn holds(&self, block: Option<&Record<'_>>) -> bool {
+        match block {
+            None => self.any_source_until.is_some(),
+            Some(r) => r.sources().any(|s| self.sources.contains(&s)),
         }
     }
 }
@@ -199,6 +267,11 @@ struct Group {
     members: Vec<Member>,
     frames: u64,
     bytes: u64,
+    /// Group-specific queries still to send after a leave.
+    queries_left: u32,
+    /// When the next group-specific query is due; after a sequence, the
+    /// earliest time a new one may start (one per last-member interval).
+    next_query: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -218,24 +291,18 @@ struct Querier {
     startup_left: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct GroupQuery {
-    vid: Vid,
-    group: IpAddr,
-    next_at: Instant,
-    left: u32,
-}
-
 /// The snooping state of the whole switch.
 #[derive(Debug)]
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct Snooping {
     cfg: SnoopConfig,
     fast_leave: Vec<bool>,
-    groups: HashMap<(Vid, IpAddr), Group>,
+    groups: HashMap<(Vid, IpAddr), Group, RandomState>,
     routers: Vec<RouterPort>,
     queriers: Vec<Querier>,
-    group_queries: Vec<GroupQuery>,
+    budget: Budget,
+    /// Leaves per node (indexed by `NodeId`).
+    leave_buckets: Vec<Bucket>,
     out: VecDeque<(Vid, Vec<u8>)>,
     counters: SnoopCounters,
 }
@@ -259,16 +326,24 @@ impl Snooping {
         } else {
             Vec::new()
         };
+        let nodes = fast_leave.len();
         Snooping {
             cfg,
             fast_leave,
-            groups: HashMap::new(),
+            groups: HashMap::default(),
             routers: Vec::new(),
             queriers,
-            group_queries: Vec::new(),
+            budget: Budget::new(nodes),
+            leave_buckets: vec![Bucket::default(); nodes],
             out: VecDeque::new(),
             counters: SnoopCounters::default(),
         }
+    }
+
+    /// Count this network's groups against `total` (shared by every network
+    /// of the switch, for `max-groups-total`).
+    pub fn share_group_total(&mut self, total: GroupTotal) {
+        self.budget.share_total(total, self.groups.len());
     }
 
     /// Decide where a multicast frame from `from` in VLAN `vid` goes, and
@@ -351,7 +426,9 @@ impl Snooping {
                 self.counters.reports += 1;
                 if is_snoopable(&group) {
                     let until = now + self.cfg.membership;
-                    self.member(vid, group, from).any_source_until = Some(until);
+                    if let Some(m) = self.member(vid, group, from) {
+                        m.any_source_until = Some(until);
+                    }
                 }
                 self.add_routers(now, vid, targets);
                 ROUTERS_ONLY
@@ -376,21 +453,17 @@ impl Snooping {
                     match r.kind {
                         RecordType::IsInclude | RecordType::Allow => {
                             if r.source_count() > 0 {
-                                let m = self.member(vid, r.group, from);
-                                for s in r.sources() {
-                                    m.include(s, until);
-                                }
+                                self.include(vid, &r, from, until);
                             }
                         }
                         RecordType::IsExclude | RecordType::ToExclude => {
-                            self.member(vid, r.group, from).any_source_until = Some(until);
+                            if let Some(m) = self.member(vid, r.group, from) {
+                                m.any_source_until = Some(until);
+                            }
                         }
                         RecordType::ToInclude => {
                             if r.source_count() > 0 {
-                                let m = self.member(vid, r.group, from);
-                                for s in r.sources() {
-                                    m.include(s, until);
-                                }
+                                self.include(vid, &r, from, until);
                             } else {
                                 self.counters.leaves += 1;
                             }
@@ -398,9 +471,7 @@ impl Snooping {
                             self.leave(now, vid, r.group, from, None);
                         }
                         RecordType::Block => {
-                            for s in r.sources() {
-                                self.leave(now, vid, r.group, from, Some(s));
-                            }
+                            self.leave(now, vid, r.group, from, Some(&r));
                         }
                         RecordType::Unknown(_) => self.counters.unknown_records += 1,
                     }
@@ -420,76 +491,128 @@ impl Snooping {
         }
     }
 
-    fn member(&mut self, vid: Vid, group: IpAddr, node: NodeId) -> &mut Member {
-        let g = self.groups.entry((vid, group)).or_default();
-        let i = match g.members.iter().position(|m| m.node == node) {
-            Some(i) => i,
-            None => {
-                self.counters.joins += 1;
-                g.members.push(Member {
-                    node,
-                    any_source_until: None,
-                    sources: Vec::new(),
-                });
-                g.members.len() - 1
+    /// `node`'s membership of `group`, made if it is new and the limits
+    /// allow it (a refusal is counted by reason).
+    fn member(&mut self, vid: Vid, group: IpAddr, node: NodeId) -> Option<&mut Member> {
+        let key = (vid, group);
+        let found = self
+            .groups
+            .get(&key)
+            .map(|g| g.members.iter().position(|m| m.node == node));
+        if let Some(Some(i)) = found {
+            return self.groups.get_mut(&key).map(|g| &mut g.members[i]);
+        }
+        let new_group = found.is_none();
+        if let Err(why) = self
+            .budget
+            .check(&self.cfg, node, new_group, self.groups.len())
+        {
+            let c = &mut self.counters;
+            match why {
+                Refused::Node => c.refused_node_limit += 1,
+                Refused::Network => c.refused_network_limit += 1,
+                Refused::Total => c.refused_total_limit += 1,
             }
-        };
-        &mut g.members[i]
+            return None;
+        }
+        self.budget.joined(node, new_group);
+        self.counters.joins += 1;
+        let g = self.groups.entry(key).or_default();
+        g.members.push(Member {
+            node,
+            any_source_until: None,
+            sources: Sources::default(),
+        });
+        g.members.last_mut()
     }
 
-    /// `node` leaves `group` (its any-source part, or one INCLUDE source).
+    /// `node` lists `r`'s sources for `r.group` until `until`; sources over
+    /// the limit make the membership take every source.
+    fn include(&mut self, vid: Vid, r: &Record<'_>, node: NodeId, until: Instant) {
+        let max = self.cfg.max_sources_per_group;
+        let Some(m) = self.member(vid, r.group, node) else {
+            return;
+        };
+        let mut refused = 0;
+        for s in r.sources() {
+            if m.sources.len() < max || m.sources.contains(&s) {
+                m.sources.set(s, until);
+            } else {
+                refused += 1;
+            }
+        }
+        if refused > 0 {
+            m.any_source_until = Some(m.any_source_until.map_or(until, |t| t.max(until)));
+            self.counters.refused_sources += refused;
+        }
+    }
+
+    /// `node` leaves `group`: its any-source part (`block` = `None`), or the
+    /// INCLUDE sources a BLOCK record lists.
     fn leave(
         &mut self,
         now: Instant,
         vid: Vid,
         group: IpAddr,
         node: NodeId,
-        source: Option<IpAddr>,
+        block: Option<&Record<'_>>,
     ) {
         let fast = self
             .fast_leave
             .get(node.0 as usize)
             .copied()
             .unwrap_or(false);
-        let deadline = now + self.cfg.last_member_time();
-        let Some(m) = self
-            .groups
-            .get_mut(&(vid, group))
-            .and_then(|g| g.members.iter_mut().find(|m| m.node == node))
-        else {
+        let querier = !fast && self.is_querier_active(now, vid, family_of(&group));
+        let Some(g) = self.groups.get_mut(&(vid, group)) else {
             return;
         };
-        let timer = match source {
-            None => m.any_source_until.as_mut(),
-            Some(s) => m.sources.iter_mut().find(|(x, _)| *x == s).map(|(_, t)| t),
-        };
-        let Some(t) = timer else {
+        let Some(m) = g.members.iter_mut().find(|m| m.node == node) else {
             return;
         };
+        if !m.holds(block) {
+            return;
+        }
         if fast {
-            *t = now;
+            m.lower(block, now);
             self.counters.fast_leaves += 1;
-        } else {
-            *t = (*t).min(deadline);
-            self.schedule_group_query(now, vid, group);
-        }
-    }
-
-    fn schedule_group_query(&mut self, now: Instant, vid: Vid, group: IpAddr) {
-        let family = family_of(&group);
-        if !self.is_querier_active(now, vid, family) {
-            // Another querier (or none) handles it; the timer alone prunes.
             return;
         }
-        self.group_queries
-            .retain(|q| !(q.vid == vid && q.group == group));
-        self.group_queries.push(GroupQuery {
+        let rate = Rate {
+            per_sec: self.cfg.leaves_per_sec,
+            burst: self.cfg.leaves_per_sec,
+        };
+        if let Some(b) = self.leave_buckets.get_mut(node.0 as usize)
+            && !b.allow(now, rate)
+        {
+            self.counters.leaves_rate_limited += 1;
+            return;
+        }
+        // The next group-specific query: now, unless the group is being
+        // queried or was queried less than an interval ago.
+        let first = match g.next_query {
+            Some(t) if querier && t > now => t,
+            _ => now,
+        };
+        m.lower(block, first + self.cfg.last_member_time());
+        if !querier {
+            // Another querier (or none) asks; the timer alone prunes.
+            return;
+        }
+        g.queries_left = self.cfg.last_member_count;
+        if first > now {
+            self.counters.group_queries_deferred += 1;
+            return;
+        }
+        g.queries_left -= 1;
+        g.next_query = Some(now + self.cfg.last_member_interval);
+        let q = query_frame(
+            &self.cfg,
             vid,
-            group,
-            next_at: now,
-            left: self.cfg.last_member_count,
-        });
-        self.send_group_queries(now);
+            family_of(&group),
+            Some(group),
+            self.cfg.last_member_interval,
+        );
+        self.send(q);
     }
 
     fn heard_query(&mut self, now: Instant, vid: Vid, from: NodeId, q: wire::Query) {
@@ -511,12 +634,8 @@ impl Snooping {
         {
             let deadline = now + q.max_response * self.cfg.last_member_count.max(1);
             for m in &mut group.members {
-                if let Some(t) = m.any_source_until.as_mut() {
-                    *t = (*t).min(deadline);
-                }
-                for (_, t) in &mut m.sources {
-                    *t = (*t).min(deadline);
-                }
+                m.lower(None, deadline);
+                m.sources.lower_all(deadline);
             }
         }
     }
@@ -556,17 +675,40 @@ impl Snooping {
 
     /// Run timers: age memberships and router ports, send due queries.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut expired = 0;
-        self.groups.retain(|_, g| {
+        let (mut expired, mut removed) = (0, 0);
+        let (cfg, budget, out) = (&self.cfg, &mut self.budget, &mut self.out);
+        let mut sent = 0;
+        self.groups.retain(|&(vid, group), g| {
             g.members.retain_mut(|m| {
                 m.expire(now);
                 let live = m.is_live(now);
-                expired += u64::from(!live);
+                if !live {
+                    expired += 1;
+                    budget.left(m.node);
+                }
                 live
             });
-            !g.members.is_empty()
+            if g.members.is_empty() {
+                removed += 1;
+                return false;
+            }
+            if g.queries_left > 0 && g.next_query.is_none_or(|t| t <= now) {
+                g.queries_left -= 1;
+                g.next_query = Some(now + cfg.last_member_interval);
+                out.push_back(query_frame(
+                    cfg,
+                    vid,
+                    family_of(&group),
+                    Some(group),
+                    cfg.last_member_interval,
+                ));
+                sent += 1;
+            }
+            true
         });
+        self.budget.groups_removed(removed);
         self.counters.expired += expired;
+        self.counters.queries_sent += sent;
         self.routers.retain(|r| r.until > now);
         for i in 0..self.queriers.len() {
             let q = &mut self.queriers[i];
@@ -585,55 +727,14 @@ impl Snooping {
                 now + self.cfg.query_interval
             };
             let (vid, family) = (q.vid, q.family);
-            self.emit_query(vid, family, None, self.cfg.query_response);
-        }
-        self.send_group_queries(now);
-    }
-
-    fn send_group_queries(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.group_queries.len() {
-            let q = self.group_queries[i];
-            if q.next_at > now {
-                i += 1;
-                continue;
-            }
-            self.emit_query(
-                q.vid,
-                family_of(&q.group),
-                Some(q.group),
-                self.cfg.last_member_interval,
-            );
-            let q = &mut self.group_queries[i];
-            q.left = q.left.saturating_sub(1);
-            q.next_at = now + self.cfg.last_member_interval;
-            if q.left == 0 {
-                self.group_queries.swap_remove(i);
-            } else {
-                i += 1;
-            }
+            let q = query_frame(&self.cfg, vid, family, None, self.cfg.query_response);
+            self.send(q);
         }
     }
 
-    fn emit_query(
-        &mut self,
-        vid: Vid,
-        family: Family,
-        group: Option<IpAddr>,
-        max_response: Duration,
-    ) {
-        let spec = QuerySpec {
-            mac: self.cfg.querier_mac,
-            group,
-            max_response,
-            interval: self.cfg.query_interval,
-        };
-        let frame = match family {
-            Family::V4 => wire::igmp_query(&spec, self.cfg.querier_v4),
-            Family::V6 => wire::mld_query(&spec, self.cfg.querier_v6),
-        };
+    fn send(&mut self, query: (Vid, Vec<u8>)) {
         self.counters.queries_sent += 1;
-        self.out.push_back((vid, frame));
+        self.out.push_back(query);
     }
 
     /// A query frame the switch must send to every node of the VLAN. Call
@@ -650,10 +751,19 @@ impl Snooping {
 
     /// Forget everything learned from `node` (its session died).
     pub fn forget_node(&mut self, node: NodeId) {
+        let (budget, mut removed) = (&mut self.budget, 0);
         self.groups.retain(|_, g| {
-            g.members.retain(|m| m.node != node);
+            g.members.retain(|m| {
+                let keep = m.node != node;
+                if !keep {
+                    budget.left(node);
+                }
+                keep
+            });
+            removed += usize::from(g.members.is_empty());
             !g.members.is_empty()
         });
+        self.budget.groups_removed(removed);
         self.routers.retain(|r| r.node != node);
     }
 
@@ -690,7 +800,7 @@ impl Snooping {
                             .filter(|(_, t)| *t > now)
                             .map(|(s, t)| SourceStatus {
                                 source: s.to_string(),
-                                expires_in_secs: secs(*t),
+                                expires_in_secs: secs(t),
                             })
                             .collect(),
                     })
@@ -731,6 +841,14 @@ impl Snooping {
                 })
                 .collect(),
             groups,
+            limits: SnoopLimits {
+                max_groups_per_node: self.cfg.max_groups_per_node,
+                max_groups: self.cfg.max_groups,
+                max_groups_total: self.cfg.max_groups_total,
+                max_sources_per_group: self.cfg.max_sources_per_group,
+                leaves_per_sec: self.cfg.leaves_per_sec,
+                groups_total: self.budget.total(),
+            },
             counters: self.counters.clone(),
         }
     }
@@ -740,6 +858,27 @@ impl Snooping {
 /// always flooded, so their reports, e.g. solicited-node MLD, leave no state).
 fn is_snoopable(g: &IpAddr) -> bool {
     g.is_multicast() && !wire::is_link_local_group(g)
+}
+
+/// A query from the built-in querier, for every node of VLAN `vid`.
+fn query_frame(
+    cfg: &SnoopConfig,
+    vid: Vid,
+    family: Family,
+    group: Option<IpAddr>,
+    max_response: Duration,
+) -> (Vid, Vec<u8>) {
+    let spec = QuerySpec {
+        mac: cfg.querier_mac,
+        group,
+        max_response,
+        interval: cfg.query_interval,
+    };
+    let frame = match family {
+        Family::V4 => wire::igmp_query(&spec, cfg.querier_v4),
+        Family::V6 => wire::mld_query(&spec, cfg.querier_v6),
+    };
+    (vid, frame)
 }
 
 fn family_of(a: &IpAddr) -> Family {

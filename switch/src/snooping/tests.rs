@@ -325,3 +325,213 @@ fn malformed_and_unknown_are_counted_and_flooded() {
     assert_eq!((c.malformed, c.unknown_types, c.unknown_records), (1, 1, 1));
     assert_eq!(t.data(0.0, g4(), src(1)), None, "nothing was learned");
 }
+
+/// An IGMPv3 report with several records: (type, group, sources).
+fn v3_records(records: &[(u8, IpAddr, &[IpAddr])], from: IpAddr) -> Vec<u8> {
+    let mut m = vec![0x22, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&(records.len() as u16).to_be_bytes());
+    for (kind, group, sources) in records {
+        let IpAddr::V4(g) = group else { panic!() };
+        m.extend_from_slice(&[*kind, 0]);
+        m.extend_from_slice(&(sources.len() as u16).to_be_bytes());
+        m.extend_from_slice(&g.octets());
+        for s in *sources {
+            let IpAddr::V4(s) = s else { panic!() };
+            m.extend_from_slice(&s.octets());
+        }
+    }
+    ipv4(2, from, "224.0.0.22".parse().unwrap(), &igmp(m))
+}
+
+/// The `n`th group of 239.2.0.0/16.
+fn gn(n: u16) -> IpAddr {
+    let [a, b] = n.to_be_bytes();
+    IpAddr::from([239, 2, a, b])
+}
+
+/// Source `n` of 198.18.0.0/15.
+fn sn(n: u32) -> IpAddr {
+    let [_, a, b, c] = n.to_be_bytes();
+    IpAddr::from([198, 18 | (a & 1), b, c])
+}
+
+fn limited(per_node: usize, network: usize, total: usize, sources: usize) -> SnoopConfig {
+    SnoopConfig {
+        max_groups_per_node: per_node,
+        max_groups: network,
+        max_groups_total: total,
+        max_sources_per_group: sources,
+        ..SnoopConfig::default()
+    }
+}
+
+/// Group-specific queries among `queries` (general ones go to 224.0.0.1).
+fn group_queries(queries: &[(Vid, Vec<u8>)]) -> usize {
+    queries
+        .iter()
+        .filter(|(_, f)| f[..6] != [1, 0, 0x5e, 0, 0, 1] && f[12..14] == [8, 0])
+        .count()
+}
+
+#[test]
+fn the_group_limits_refuse_and_count_and_lookups_stay_right() {
+    let mut t = T::new(limited(3, 5, 1000, 32));
+    // One report of 10 EXCLUDE {} records from h2: 3 memberships, 7 refused.
+    let recs: Vec<(u8, IpAddr, &[IpAddr])> = (0..10).map(|n| (2, gn(n), &[][..])).collect();
+    assert_eq!(t.v4(0.0, H2, &v3_records(&recs, src(2))), ROUTERS_ONLY);
+    assert_eq!(t.s.counters().refused_node_limit, 7);
+    assert_eq!(t.s.budget.memberships(H2), 3);
+    // h3 may join h2's groups (no new group) and 2 new ones: then the
+    // network has its 5 groups.
+    for n in 0..3 {
+        t.v4(0.0, H3, &v2(0x16, gn(n), src(3)));
+    }
+    let c = t.s.counters();
+    assert_eq!((c.refused_node_limit, c.refused_network_limit), (7, 0));
+    t.v4(0.0, H1, &v2(0x16, gn(3), src(1)));
+    t.v4(0.0, H1, &v2(0x16, gn(4), src(1)));
+    t.v4(0.0, H1, &v2(0x16, gn(5), src(1)));
+    assert_eq!(t.s.counters().refused_network_limit, 1);
+    assert_eq!(t.s.groups.len(), 5);
+    // Lookups: members get their groups; a refused group is unregistered
+    // and floods, so its would-be listener still gets it.
+    assert_eq!(t.data(1.0, gn(0), src(9)), Some(vec![H2, H3]));
+    assert_eq!(t.data(1.0, gn(4), src(9)), Some(vec![H1]));
+    assert_eq!(t.data(1.0, gn(5), src(9)), None, "refused: flooded");
+    assert_eq!(t.data(1.0, gn(7), src(9)), None, "refused: flooded");
+    // Expiry gives the budget back.
+    t.tick(261.0);
+    assert_eq!((t.s.groups.len(), t.s.budget.memberships(H2)), (0, 0));
+    t.v4(262.0, H2, &v3_records(&recs[7..], src(2)));
+    assert_eq!(t.data(263.0, gn(9), src(9)), Some(vec![H2]));
+    assert_eq!(t.s.counters().refused_node_limit, 7);
+}
+
+#[test]
+fn the_total_limit_is_shared_by_networks() {
+    let total = limits::GroupTotal::default();
+    let mut a = T::new(limited(100, 100, 4, 32));
+    let mut b = T::new(limited(100, 100, 4, 32));
+    a.s.share_group_total(total.share());
+    b.s.share_group_total(total.share());
+    for n in 0..3 {
+        a.v4(0.0, H2, &v2(0x16, gn(n), src(2)));
+    }
+    b.v4(0.0, H2, &v2(0x16, gn(0), src(2)));
+    b.v4(0.0, H2, &v2(0x16, gn(1), src(2)));
+    assert_eq!(b.s.counters().refused_total_limit, 1);
+    assert_eq!(b.data(1.0, gn(0), src(9)), Some(vec![H2]));
+    assert_eq!(b.data(1.0, gn(1), src(9)), None, "refused: flooded");
+    assert_eq!(
+        b.s.status(b.at(1.0), |_| String::new()).limits.groups_total,
+        4
+    );
+    // A network forgetting its node frees its share.
+    a.s.forget_node(H2);
+    b.v4(2.0, H2, &v2(0x16, gn(1), src(2)));
+    assert_eq!(b.data(3.0, gn(1), src(9)), Some(vec![H2]));
+    assert_eq!(b.s.counters().refused_total_limit, 1);
+}
+
+#[test]
+fn sources_over_the_limit_make_the_membership_take_every_source() {
+    let mut t = T::new(limited(100, 100, 100, 4));
+    let first: Vec<IpAddr> = (0..3).map(sn).collect();
+    t.v4(0.0, H2, &v3(5, g4(), &first, src(2))); // ALLOW 3 sources
+    assert_eq!(t.data(0.5, g4(), sn(1)), Some(vec![H2]));
+    assert_eq!(t.data(0.5, g4(), sn(9)), Some(vec![]), "not listed");
+    // 100,000 more, 300 per record, 10 records per report: one fits.
+    for chunk in 0..34u32 {
+        let lists: Vec<Vec<IpAddr>> = (0..10)
+            .map(|r| {
+                let base = 3 + (chunk * 10 + r) * 300;
+                (base..base + 300).map(sn).collect()
+            })
+            .collect();
+        let recs: Vec<(u8, IpAddr, &[IpAddr])> = lists.iter().map(|l| (5, g4(), &l[..])).collect();
+        t.v4(1.0, H2, &v3_records(&recs, src(2)));
+    }
+    assert_eq!(t.s.counters().refused_sources, 34 * 3000 - 1);
+    let st = t.s.status(t.at(1.0), |_| String::new());
+    assert_eq!(st.groups[0].members[0].sources.len(), 4);
+    // Over the limit: every source reaches h2 (a superset of its list), and
+    // still only h2.
+    assert_eq!(t.data(2.0, g4(), sn(9)), Some(vec![H2]));
+    assert_eq!(t.data(2.0, g4(), sn(50_000)), Some(vec![H2]));
+    // h3's list is its own.
+    t.v4(2.0, H3, &v3(5, g4(), &[sn(7)], src(3)));
+    assert_eq!(t.data(3.0, g4(), sn(7)), Some(vec![H2, H3]));
+    assert_eq!(t.data(3.0, g4(), sn(8)), Some(vec![H2]));
+}
+
+#[test]
+fn leaves_are_rate_limited_per_node() {
+    let mut t = T::new(SnoopConfig {
+        leaves_per_sec: 5,
+        ..SnoopConfig::default()
+    });
+    t.tick(0.0);
+    let recs: Vec<(u8, IpAddr, &[IpAddr])> = (0..20).map(|n| (2, gn(n), &[][..])).collect();
+    t.v4(0.0, H2, &v3_records(&recs, src(2)));
+    t.v4(0.0, H1, &v2(0x16, gn(0), src(1)));
+    // h2 leaves all 20 in one report: 5 leaves apply (and query), 15 are
+    // ignored, so those memberships run on.
+    let leaves: Vec<(u8, IpAddr, &[IpAddr])> = (0..20).map(|n| (3, gn(n), &[][..])).collect();
+    t.v4(1.0, H2, &v3_records(&leaves, src(2)));
+    let q: Vec<_> = std::iter::from_fn(|| t.s.poll_query()).collect();
+    assert_eq!(group_queries(&q), 5);
+    assert_eq!(t.s.counters().leaves_rate_limited, 15);
+    assert_eq!(t.data(4.0, gn(1), src(9)), None, "left: pruned");
+    assert_eq!(t.data(4.0, gn(19), src(9)), Some(vec![H2]), "ignored leave");
+    // h1 has its own bucket.
+    t.v4(1.0, H1, &v2(0x17, gn(0), src(1)));
+    assert_eq!(t.s.counters().leaves_rate_limited, 15);
+    // A second later h2 has 5 more.
+    t.v4(2.0, H2, &v3_records(&leaves[10..], src(2)));
+    assert_eq!(t.s.counters().leaves_rate_limited, 20);
+}
+
+#[test]
+fn group_queries_stay_at_one_per_interval_under_churn() {
+    let mut t = T::new(SnoopConfig::default());
+    t.tick(0.0);
+    t.v4(0.0, H3, &v2(0x16, g4(), src(3)));
+    // h2 joins and leaves every 50 ms for 10 s: 200 leaves.
+    let mut queries = 0;
+    for k in 0..200 {
+        let at = 1.0 + f64::from(k) * 0.05;
+        t.v4(at, H2, &v2(0x16, g4(), src(2)));
+        t.v4(at + 0.01, H2, &v2(0x17, g4(), src(2)));
+        queries += group_queries(&std::iter::from_fn(|| t.s.poll_query()).collect::<Vec<_>>());
+        if k % 10 == 0 {
+            queries += group_queries(&t.tick(at + 0.02)); // the 500 ms sweep
+        }
+    }
+    queries += group_queries(&t.tick(12.0));
+    queries += group_queries(&t.tick(13.0));
+    eprintln!("{queries} group-specific queries for 200 leaves in 10 s");
+    assert!(
+        (10..=13).contains(&queries),
+        "{queries}: want one per second, not one per leave"
+    );
+    assert!(t.s.counters().group_queries_deferred >= 180);
+    // The churner is pruned after its last leave; h3 never left and stays.
+    assert_eq!(t.data(14.0, g4(), src(1)), Some(vec![H3]));
+}
+
+#[test]
+fn a_block_of_many_sources_sends_one_query() {
+    let mut t = T::new(SnoopConfig::default());
+    t.tick(0.0);
+    let list: Vec<IpAddr> = (0..30).map(sn).collect();
+    t.v4(0.0, H2, &v3(5, g4(), &list, src(2)));
+    t.v4(1.0, H2, &v3(6, g4(), &list, src(2)));
+    let q: Vec<_> = std::iter::from_fn(|| t.s.poll_query()).collect();
+    assert_eq!(
+        group_queries(&q),
+        1,
+        "one query for the group, not one per source"
+    );
+    assert_eq!(t.data(2.5, g4(), sn(3)), Some(vec![H2]), "within 2 x 1 s");
+    assert_eq!(t.data(3.5, g4(), sn(3)), None, "then pruned: unregistered");
+}

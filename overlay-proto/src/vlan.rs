@@ -1,10 +1,12 @@
-//! 802.1Q VLANs at the switch: which VLAN a frame from a node belongs to,
-//! which nodes are members of a VLAN, and the frame's tagged or untagged form
-//! for each receiving node.
+//! 802.1Q VLANs: which VLAN a frame from a node belongs to, which nodes are
+//! members of a VLAN, and the frame's tagged or untagged form for each
+//! receiving node.
 //!
 //! Why at the switch: nodes stay dumb (a TAP is one port); the switch is the
 //! only place that sees every frame, so it is where VLAN membership is
-//! enforced. A node is
+//! enforced. In mesh mode the switch tells each node its own membership and
+//! that of every peer it shares a VLAN with, and the receiving node applies
+//! these same rules to frames that arrive on a direct path. A node is
 //! - an **access** port (`vlan = 10`): untagged frames on its TAP, all in VLAN 10;
 //! - a **trunk** (`trunk = [10, 20]`): frames tagged with their VLAN on its TAP;
 //! - both (`vlan = 1` and `trunk = [10, 20]`): untagged frames are VLAN 1
@@ -21,7 +23,7 @@
 //! without a native VLAN, are dropped. Tags carrying VLAN 0 (priority tags)
 //! are treated as a VLAN the node is not a member of, which keeps the rules
 //! simple and closes double-tagging tricks.
-use overlay_proto::vnet::VnetHdr;
+use crate::vnet::VnetHdr;
 
 /// A VLAN id (1..=4094), or [`NO_VLAN`] on a VLAN-unaware switch.
 pub type Vid = u16;
@@ -78,6 +80,20 @@ pub enum Egress {
     AsIs,
 }
 
+impl Egress {
+    /// Whether a frame that arrived as `ing` leaves in the form it arrived
+    /// in (`Some(true)`), in the other form (`Some(false)`), or not at all.
+    pub fn keeps_form(self, ing: Ingress) -> Option<bool> {
+        // HOT PATH
+        match self {
+            Egress::NotMember => None,
+            Egress::AsIs => Some(true),
+            Egress::Untagged => Some(!ing.tagged),
+            Egress::Tagged => Some(ing.tagged),
+        }
+    }
+}
+
 impl PortVlan {
     /// Is the switch VLAN-aware for this port?
     pub fn is_aware(&self) -> bool {
@@ -109,6 +125,32 @@ impl PortVlan {
             PortVlan::Member { native, .. } if *native == Some(vid) => Egress::Untagged,
             PortVlan::Member { tagged, .. } if tagged.binary_search(&vid).is_ok() => Egress::Tagged,
             PortVlan::Member { .. } => Egress::NotMember,
+        }
+    }
+
+    /// This port as a node on `viewer` may see it in mesh mode: only the
+    /// VLANs both are members of (its native VLAN kept only if `viewer` is a
+    /// member of it). `None` if they share no VLAN, or if one is VLAN-aware
+    /// and the other not (a mixed view never admits a frame).
+    pub fn shared_with(&self, viewer: &PortVlan) -> Option<PortVlan> {
+        match (self, viewer) {
+            (PortVlan::Transparent, PortVlan::Transparent) => Some(PortVlan::Transparent),
+            (PortVlan::Member { native, tagged }, PortVlan::Member { .. }) => {
+                let member = |v: &Vid| viewer.egress(*v) != Egress::NotMember;
+                let native = native.filter(member);
+                let tagged: Vec<Vid> = tagged.iter().copied().filter(member).collect();
+                (native.is_some() || !tagged.is_empty())
+                    .then_some(PortVlan::Member { native, tagged })
+            }
+            _ => None,
+        }
+    }
+
+    /// The VLAN of this port's untagged frames, if it takes any.
+    pub fn native(&self) -> Option<Vid> {
+        match self {
+            PortVlan::Transparent => Some(NO_VLAN),
+            PortVlan::Member { native, .. } => *native,
         }
     }
 
@@ -157,6 +199,17 @@ pub fn other_form(
     out: &mut Vec<u8>,
 ) -> Option<VnetHdr> {
     out.clear();
+    append_other_form(frame, ingress, vnet, out)
+}
+
+/// As [`other_form`], but appending to `out` (after a virtio header the
+/// caller left room for, say).
+pub fn append_other_form(
+    frame: &[u8],
+    ingress: Ingress,
+    vnet: Option<VnetHdr>,
+    out: &mut Vec<u8>,
+) -> Option<VnetHdr> {
     out.extend_from_slice(&frame[..12]);
     let grow = !ingress.tagged;
     if grow {
@@ -291,6 +344,25 @@ mod tests {
         assert_eq!(access(10).egress(20), Egress::NotMember);
         assert_eq!(PortVlan::Transparent.egress(NO_VLAN), Egress::AsIs);
         assert_eq!(hybrid.vlans().collect::<Vec<_>>(), vec![1, 10, 20]);
+    }
+
+    #[test]
+    fn a_port_seen_by_another_keeps_only_shared_vlans() {
+        let hybrid = PortVlan::Member {
+            native: Some(1),
+            tagged: vec![10, 20],
+        };
+        assert_eq!(access(10).shared_with(&hybrid), Some(access(10)));
+        assert_eq!(hybrid.shared_with(&access(10)), Some(trunk(&[10])));
+        assert_eq!(hybrid.shared_with(&access(1)), Some(access(1)));
+        assert_eq!(access(10).shared_with(&access(20)), None);
+        assert_eq!(trunk(&[30]).shared_with(&hybrid), None);
+        assert_eq!(
+            PortVlan::Transparent.shared_with(&PortVlan::Transparent),
+            Some(PortVlan::Transparent)
+        );
+        assert_eq!(access(1).shared_with(&PortVlan::Transparent), None);
+        assert_eq!(PortVlan::Transparent.shared_with(&access(1)), None);
     }
 
     #[test]
