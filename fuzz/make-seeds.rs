@@ -1090,15 +1090,29 @@ fn peer_session_seeds() {
                         macs: vec![mac(1), mac(3)],
                     }),
                 ),
-                peer_rec(4, 0, &plain(&eth(mac(3), mac(1), 0x8100, &tag(8, 0x88b5, &[2])))),
-                peer_rec(4, 0, &plain(&eth(mac(1), mac(1), 0x8100, &tag(7, 0x88b5, &[3])))),
+                peer_rec(
+                    4,
+                    0,
+                    &plain(&eth(mac(3), mac(1), 0x8100, &tag(8, 0x88b5, &[2]))),
+                ),
+                peer_rec(
+                    4,
+                    0,
+                    &plain(&eth(mac(1), mac(1), 0x8100, &tag(7, 0x88b5, &[3]))),
+                ),
             ],
         ),
         (
             // Messages only the switch may send, from h2 to h1.
             "switch-only-control",
             vec![
-                peer_rec(0, FLAG_CONTROL, &control(Control::Mesh { vlan: vlans[1].clone() })),
+                peer_rec(
+                    0,
+                    FLAG_CONTROL,
+                    &control(Control::Mesh {
+                        vlan: vlans[1].clone(),
+                    }),
+                ),
                 peer_rec(
                     0,
                     FLAG_CONTROL,
@@ -1110,10 +1124,22 @@ fn peer_session_seeds() {
                     }),
                 ),
                 peer_rec(0, FLAG_CONTROL, &control(Control::PeerGone { key: h3 })),
+                peer_rec(0, FLAG_CONTROL, &control(Control::PeerListEnd { count: 0 })),
                 peer_rec(
                     0,
                     FLAG_CONTROL,
-                    &control(Control::LocalAddrs(vec!["198.18.0.99:40000".parse().unwrap()])),
+                    &control(Control::MacOwners {
+                        key: keys().2.public_key(),
+                        macs: vec![mac(1), mac(3)],
+                    }),
+                ),
+                peer_rec(0, 0, &eth(mac(1), mac(3), 0x8100, &tag(8, 0x88b5, &[1]))),
+                peer_rec(
+                    0,
+                    FLAG_CONTROL,
+                    &control(Control::LocalAddrs(vec![
+                        "198.18.0.99:40000".parse().unwrap(),
+                    ])),
                 ),
             ],
         ),
@@ -1138,6 +1164,7 @@ fn peer_session_seeds() {
                         "127.0.0.1:1".parse().unwrap(),
                     ])),
                 ),
+                peer_rec(2, FLAG_CONTROL, &control(Control::PeerListEnd { count: 9 })),
                 peer_rec(6, 250, &[]),
                 peer_rec(6, 250, &[]),
                 peer_rec(2, 0, &eth([0xff; 6], mac(2), 0x88b5, &[4])),
@@ -1167,7 +1194,11 @@ fn peer_session_seeds() {
                 peer_rec(3, 0, &eth(mac(1), mac(3), 0x0800, &[0x45])),
                 peer_rec(3, 0, &eth(mac(1), mac(3), 0x8100, &tag(8, 0x0800, &[0x45]))),
                 peer_rec(4, 0, &plain(&eth(mac(3), mac(1), 0x0800, &[0x45]))),
-                peer_rec(4, 0, &plain(&eth([0xff; 6], mac(1), 0x8100, &tag(7, 0x0800, &[0x45])))),
+                peer_rec(
+                    4,
+                    0,
+                    &plain(&eth([0xff; 6], mac(1), 0x8100, &tag(7, 0x0800, &[0x45]))),
+                ),
             ],
         ),
     ];

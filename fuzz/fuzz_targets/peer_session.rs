@@ -28,26 +28,34 @@
 //!   keepalives unless the record had them read a frame from their TAP;
 //! - a replay, and time passing, put nothing on any TAP;
 //! - messages only the switch may send (`mesh`, `peer-update`,
-//!   `peer-gone`), sealed by h2 to h1, are refused as `control` drops, and
-//!   nothing h2 sends directly changes whom h1 or h3 take as peers, their
-//!   endpoints or VLANs (through the switch h2 can change only its own
-//!   endpoints);
-//! - h1's table of MACs behind peers stays within its bound;
+//!   `peer-gone`, `peer-list-end`, `mac-owners`), sealed by h2 to h1, are
+//!   refused as `control` drops, and nothing h2 sends directly changes whom
+//!   h1 or h3 take as peers, their endpoints or VLANs (through the switch h2
+//!   can change only its own endpoints);
+//! - h1's table of MACs behind peers stays within its bounds, per peer and
+//!   in all (h2 announced nearly its share in the setup);
 //! - h1 and h3 send datagrams only to h2, each other and the switch, except
-//!   handshake initiations to the endpoints the switch announced for h2;
-//! - with [`MAC_OWNERS`]: h2 can take over neither a MAC the switch saw
-//!   behind h1 or h3 nor a node's own MAC: frames to those never go to h2.
+//!   handshake initiations to the endpoints the switch announced for h2,
+//!   and those only to addresses a peer could be at (no loopback,
+//!   multicast, unspecified, port 0 ...);
+//! - h2 takes over neither a node's own MAC nor one the switch saw behind
+//!   another member: frames to h1's or h3's MAC, in any VLAN, never go to
+//!   h2 (checked after each record and with probes from h1 at the end),
+//!   unless h2 sent a frame through the switch, which learns as any switch
+//!   does and then tells the nodes where the MAC went.
 #![no_main]
 
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use overlay_proto::control::Control;
+use overlay_proto::control::{Control, check_local_addr};
 use overlay_proto::vlan::tag_vid;
 use overlay_proto::vnet::VNET_HDR_LEN;
-use overlay_proto::wire::{FLAG_CONTROL, FLAG_FRAGMENT, FLAG_VNET, Header, KNOWN_FLAGS, MessageType};
+use overlay_proto::wire::{
+    FLAG_CONTROL, FLAG_FRAGMENT, FLAG_VNET, Header, KNOWN_FLAGS, MessageType,
+};
 use tapmesh_fuzz::{PeerNet, peer_net, tap::check_write};
-use tapmesh_node::peers::PeerStatus;
+use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, PeerStatus};
 use tapmesh_node::stats::DropReason;
 
 const MTU: usize = 1400;
@@ -58,8 +66,6 @@ const H3: usize = 1;
 const SWITCH: usize = usize::MAX;
 /// The bound on h1's MACs behind all peers together.
 const MAC_LIMIT: usize = 4096;
-/// Whether the nodes know which MACs the switch placed where (`mac-owners`).
-const MAC_OWNERS: bool = false;
 
 /// Who made the record's frame, if anyone.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -94,26 +100,28 @@ fn peer_set(status: &[PeerStatus], with_h2: bool) -> PeerSet {
 fn switch_only(bytes: &[u8]) -> bool {
     matches!(
         Control::parse(bytes),
-        Ok(Control::Mesh { .. } | Control::PeerUpdate { .. } | Control::PeerGone { .. })
+        Ok(Control::Mesh { .. }
+            | Control::PeerUpdate { .. }
+            | Control::PeerGone { .. }
+            | Control::PeerListEnd { .. }
+            | Control::MacOwners { .. })
     )
 }
 
-/// (VLAN, MAC) pairs the switch saw behind h1 and h3: no frame to one of
-/// them may go to h2.
-fn placed(vid: u16, dst: &[u8]) -> bool {
-    let m1 = [2, 0, 0, 0, 0, 1];
-    let m3 = [2, 0, 0, 0, 0, 3];
-    (dst == m1 && [1, 7, 8].contains(&vid)) || (dst == m3 && [1, 8].contains(&vid))
-}
-
-/// The VLAN of a frame as node `from` (h1 or h3, native VLAN 1) sends it.
-fn vlan_of(frame: &[u8]) -> u16 {
-    tag_vid(frame).unwrap_or(1)
+/// MACs the switch saw behind h1 and h3 (each node's own): no frame to
+/// one of them may go to h2, in any VLAN (`mac-owners` names none).
+fn placed(dst: &[u8]) -> bool {
+    dst == [2, 0, 0, 0, 0, 1] || dst == [2, 0, 0, 0, 0, 3]
 }
 
 fuzz_target!(|data: &[u8]| {
     let mut p = peer_net().clone();
+    let rogue_addr = p.rogue.addr;
     let mut last: Option<(usize, Vec<u8>)> = None;
+    // h2 sent a frame through the switch: it may have moved h1's or h3's
+    // MAC there, as on any learning switch, and the switch then tells the
+    // nodes so (`mac-owners`).
+    let mut via_switch = false;
     let mut rest = data;
     let mut records = 0;
     while rest.len() >= 4 && records < 16 {
@@ -139,7 +147,9 @@ fuzz_target!(|data: &[u8]| {
         let control_drops = p.mesh.nodes[H1].drops().get(DropReason::Control);
         let refused_otherwise = |p: &PeerNet| {
             let d = p.mesh.nodes[H1].drops();
-            d.get(DropReason::UnknownSession) + d.get(DropReason::Expired) + d.get(DropReason::Replay)
+            d.get(DropReason::UnknownSession)
+                + d.get(DropReason::Expired)
+                + d.get(DropReason::Replay)
         };
         let other_drops = refused_otherwise(&p);
 
@@ -156,9 +166,18 @@ fuzz_target!(|data: &[u8]| {
                     sealed = true;
                     last = Some((to, d));
                 }
+                via_switch |= to == SWITCH && flags & FLAG_CONTROL == 0;
                 let frame = flags & (FLAG_CONTROL | FLAG_FRAGMENT) == 0;
-                let skip = if flags & FLAG_VNET != 0 { VNET_HDR_LEN } else { 0 };
-                (Origin::H2, bytes.get(skip..).filter(|_| frame), (stray, opened))
+                let skip = if flags & FLAG_VNET != 0 {
+                    VNET_HDR_LEN
+                } else {
+                    0
+                };
+                (
+                    Origin::H2,
+                    bytes.get(skip..).filter(|_| frame),
+                    (stray, opened),
+                )
             }
             3 => {
                 let s = p.mesh.send(H3, bytes);
@@ -216,11 +235,11 @@ fuzz_target!(|data: &[u8]| {
                 "h{} passed a frame on to h2 (record {sel})",
                 [1, 3][*from]
             );
-            if MAC_OWNERS && frame && f & FLAG_FRAGMENT == 0 && payload.len() >= 14 {
+            if !via_switch && frame && f & FLAG_FRAGMENT == 0 {
                 let skip = if f & FLAG_VNET != 0 { VNET_HDR_LEN } else { 0 };
                 if let Some(fr) = payload.get(skip..).filter(|fr| fr.len() >= 14) {
                     assert!(
-                        !placed(vlan_of(fr), &fr[..6]),
+                        !placed(&fr[..6]),
                         "h{} sent h2 a frame for a MAC the switch saw elsewhere",
                         [1, 3][*from]
                     );
@@ -231,8 +250,8 @@ fuzz_target!(|data: &[u8]| {
         // Switch-only control messages from a peer are refused, and nothing
         // sent directly changes whom the nodes take as peers.
         if sel == 0 || sel == 7 {
-            let control = flags & (FLAG_CONTROL | FLAG_FRAGMENT) == FLAG_CONTROL
-                && flags & !KNOWN_FLAGS == 0;
+            let control =
+                flags & (FLAG_CONTROL | FLAG_FRAGMENT) == FLAG_CONTROL && flags & !KNOWN_FLAGS == 0;
             if control && sealed && switch_only(bytes) {
                 let refused = p.mesh.nodes[H1].drops().get(DropReason::Control) - control_drops;
                 let unknown = refused_otherwise(&p) - other_drops;
@@ -256,24 +275,37 @@ fuzz_target!(|data: &[u8]| {
             if *n == H1 {
                 let macs: usize = after.iter().map(|s| s.macs).sum();
                 assert!(macs <= MAC_LIMIT, "h1 holds {macs} MACs behind peers");
+                for s in &after {
+                    assert!(
+                        s.macs <= MAC_LIMIT_PER_PEER,
+                        "h1 holds {} MACs behind {}",
+                        s.macs,
+                        s.name
+                    );
+                }
             }
         }
 
-        // Datagrams elsewhere: only initiations to h2's announced endpoints.
+        // Datagrams elsewhere: only initiations to h2's announced endpoints,
+        // and only to addresses a peer could be at.
         for (from, to, d) in &stray {
             assert_ne!(*from, SWITCH, "the switch sent to a stranger {to}");
             let t = Header::new_checked(&d[..]).map(|h| h.message_type());
+            let name = [1, 3].get(*from).copied().unwrap_or(0);
             assert!(
                 matches!(t, Ok(MessageType::HandshakeInit)),
-                "h{} sent {t:?} to {to}",
-                [1, 3].get(*from).copied().unwrap_or(0)
+                "h{name} sent {t:?} to {to}"
+            );
+            assert!(
+                check_local_addr(rogue_addr, *to).is_ok(),
+                "h{name} sent an initiation to {to}"
             );
         }
     }
 
-    // Frames to MACs the switch saw behind h1 and h3 (and h1's own) go to
-    // h2 never, whatever the records taught h1.
-    if MAC_OWNERS {
+    // Frames to MACs the switch saw behind h1 and h3 (h1's own among them)
+    // go to h2 never, whatever the records taught h1.
+    if !via_switch {
         let m1 = [2, 0, 0, 0, 0, 1];
         let m3 = [2, 0, 0, 0, 0, 3];
         for (dst, vid) in [(m3, None), (m3, Some(8)), (m1, Some(7)), (m1, Some(8))] {

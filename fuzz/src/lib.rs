@@ -587,7 +587,7 @@ pub struct PeerNet {
 }
 
 /// MACs h2 announced to h1 in the setup of [`peer_net`].
-pub const PEER_PREFILL: usize = 0;
+pub const PEER_PREFILL: usize = 960;
 
 /// The VLAN ports of h1, h2 and h3 in [`PeerNet`].
 pub fn peer_vlans() -> [overlay_proto::vlan::PortVlan; 3] {
@@ -820,7 +820,8 @@ pub fn peer_net() -> &'static PeerNet {
                 ..NodeSpec::new(format!("h{}", i + 1), k.public_key())
             })
             .collect();
-        let addr = |i: usize| -> SocketAddr { format!("198.18.0.{}:40000", 31 + i).parse().unwrap() };
+        let addr =
+            |i: usize| -> SocketAddr { format!("198.18.0.{}:40000", 31 + i).parse().unwrap() };
         let mut mesh = new_mesh(specs, &[(h1.clone(), addr(0), true), (h3, addr(2), false)]);
         let switch = rogue_session(&mut mesh.switch, h2, addr(1));
         let mut p = PeerNet {

@@ -22,7 +22,10 @@ pub fn check_write(node: usize, offload: bool, mtu: usize, w: &[u8]) -> &[u8] {
         "a truncated 802.1Q frame reached h{node}"
     );
     if let Some(h) = hdr {
-        assert!(h.fits(frame), "a virtio header the kernel refuses to h{node}: {h:?}");
+        assert!(
+            h.fits(frame),
+            "a virtio header the kernel refuses to h{node}: {h:?}"
+        );
     }
     match hdr {
         Some(h) if h.is_gso() => assert!(h.gso_size as usize <= mtu),
