@@ -19,6 +19,7 @@ use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::Header;
 
 use crate::core::{Event, Switch, SwitchConfig};
+use crate::impair::LinkImpair;
 use crate::mesh::Mode;
 use crate::snooping::limits::GroupTotal;
 use crate::stats::{DropReason, Drops};
@@ -33,6 +34,8 @@ pub struct NetworkConfig {
     pub mode: Mode,
     /// The core's configuration (`core.network_id` is the network's id).
     pub core: SwitchConfig,
+    /// Links impaired from the start, by node name (see [`crate::impair`]).
+    pub impair: Vec<(String, LinkImpair)>,
 }
 
 struct Network {
@@ -74,6 +77,9 @@ impl Networks {
                 let seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 let mut core = Switch::new(c.core, now, seed);
                 core.share_group_total(groups.share());
+                for (node, l) in &c.impair {
+                    core.set_impair(node, l);
+                }
                 if c.mode == Mode::Mesh {
                     core.enable_mesh();
                 }
@@ -161,6 +167,17 @@ impl Networks {
                 .iter()
                 .map(|n| n.core.drops().total())
                 .sum::<u64>()
+    }
+
+    /// Set node `name`'s link impairment (see [`Switch::set_impair`]).
+    /// Returns false if no network has the node.
+    pub fn set_impair(&mut self, name: &str, l: &LinkImpair) -> bool {
+        self.nets.iter_mut().any(|n| n.core.set_impair(name, l))
+    }
+
+    /// What is set on node `name`'s link, if there is such a node.
+    pub fn impair(&self, name: &str) -> Option<LinkImpair> {
+        self.nets.iter().find_map(|n| n.core.impair_of(name))
     }
 
     /// The networks' cores, for tests and tools.
@@ -251,6 +268,7 @@ mod tests {
         NetworkConfig {
             name: name.into(),
             mode: Mode::Central,
+            impair: Vec::new(),
             core: SwitchConfig {
                 network_id: id,
                 ..SwitchConfig::new(
