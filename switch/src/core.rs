@@ -190,6 +190,19 @@ struct Port {
 }
 
 impl Port {
+    /// Its link's impairment for status, if any was ever set.
+    fn impair_status(&self) -> Option<impair::ImpairStatus> {
+        let c = &self.impair_counters;
+        if self.impair.is_none() && c.iter().all(|c| c.frames == 0) {
+            return None;
+        }
+        let (l, held) = match &self.impair {
+            Some(p) => (p.setting(), [p.egress.held(), p.ingress.held()]),
+            None => (LinkImpair::default(), [0, 0]),
+        };
+        Some(impair::ImpairStatus::new(&l, held, c))
+    }
+
     fn is_connected(&self) -> bool {
         self.current.is_some() && self.endpoint.is_some()
     }
@@ -241,6 +254,9 @@ pub struct Switch {
     impair_seed: u64,
     /// Offloaded frames cut into plain frames for an impaired port.
     impair_scratch: Vec<u8>,
+    /// Held frames are released this much before they are due (see
+    /// `set_timer_slack`).
+    timer_slack: Duration,
 }
 
 impl Switch {
@@ -293,6 +309,7 @@ impl Switch {
             impaired: Vec::new(),
             impair_seed: rng.random(),
             impair_scratch: Vec::new(),
+            timer_slack: Duration::ZERO,
             mesh: None,
             guard,
             cfg,
@@ -911,7 +928,8 @@ impl Switch {
             .impaired
             .iter()
             .filter_map(|id| self.ports[id.0 as usize].impair.as_ref()?.poll_timeout())
-            .min();
+            .min()
+            .map(|t| t.checked_sub(self.timer_slack).unwrap_or(t));
         Some(held.map_or(self.next_sweep, |t| t.min(self.next_sweep)))
     }
 
@@ -1006,6 +1024,7 @@ impl Switch {
                     PortVlan::Transparent => Vec::new(),
                 },
                 counters: p.counters.clone(),
+                impair: p.impair_status(),
             })
             .collect();
         let macs = with_macs.then(|| {
@@ -1126,6 +1145,14 @@ impl Switch {
 /// link go through its [`PortImpair`]; held ones come back out in
 /// `handle_timeout`.
 impl Switch {
+    /// For a shell whose timers fire late by about `slack` (tokio's round up
+    /// to whole milliseconds): held frames are then asked for (`poll_timeout`)
+    /// and released `slack` before they are due, so on average they leave
+    /// on time. Zero (exact) by default.
+    pub fn set_timer_slack(&mut self, slack: Duration) {
+        self.timer_slack = slack;
+    }
+
     /// Set node `name`'s link (down/up, and what each direction does),
     /// replacing what was set. Held frames keep their release times; taking
     /// the link down drops them. Returns false if there is no such node.
@@ -1216,6 +1243,7 @@ impl Switch {
     /// Send or forward every held frame that is due; forget impairments
     /// that were cleared once they hold nothing.
     fn release_impaired(&mut self, now: Instant) {
+        let due = now + self.timer_slack;
         let mut k = 0;
         while k < self.impaired.len() {
             let id = self.impaired[k];
@@ -1224,7 +1252,7 @@ impl Switch {
                 while let Some(buf) = self.ports[i]
                     .impair
                     .as_mut()
-                    .and_then(|p| p.dir(dir).poll_release(now))
+                    .and_then(|p| p.dir(dir).poll_release(due))
                 {
                     self.impaired_out(now, id, dir, &buf);
                     if let Some(p) = self.ports[i].impair.as_mut() {

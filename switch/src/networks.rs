@@ -180,6 +180,36 @@ impl Networks {
         self.nets.iter().find_map(|n| n.core.impair_of(name))
     }
 
+    /// Tell every core how late the shell's timers fire (see
+    /// [`Switch::set_timer_slack`]).
+    pub fn set_timer_slack(&mut self, slack: std::time::Duration) {
+        for n in &mut self.nets {
+            n.core.set_timer_slack(slack);
+        }
+    }
+
+    /// Answer an admin request line `impair …` or `link …` (see
+    /// [`crate::impair::Request`]) with a JSON reply: the node's link as
+    /// set now, or an error.
+    pub fn impair_request(&mut self, line: &str) -> String {
+        let r = crate::impair::Request::parse(line).and_then(|r| {
+            let current = self
+                .impair(r.node)
+                .ok_or_else(|| format!("no node {:?}", r.node))?;
+            let new = r.apply(current);
+            self.set_impair(r.node, &new);
+            Ok(crate::impair::ImpairStatus::new(
+                &new,
+                [0, 0],
+                &Default::default(),
+            ))
+        });
+        match r {
+            Ok(s) => serde_json::to_string(&s).unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e }).to_string(),
+        }
+    }
+
     /// The networks' cores, for tests and tools.
     pub fn cores(&self) -> impl Iterator<Item = (&str, &Switch)> {
         self.nets.iter().map(|n| (n.name.as_str(), &n.core))
