@@ -589,6 +589,22 @@ mod tests {
     }
 
     #[test]
+    fn table_shows_impaired_links() {
+        let t = render_table(
+            r#"{"nodes":[{"name":"h1"},{"name":"h2","impair":{"link":"down","egress":"loss=5% delay=20ms","ingress":"none","egress_counters":{"frames":100,"lost":5,"link_down":2},"ingress_counters":{"frames":7}}}]}"#,
+        );
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("impairment "))
+            .unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(
+            line,
+            "impairment h2: link down; egress loss=5% delay=20ms (100 frames: lost 5, link_down 2); ingress none (7 frames)"
+        );
+        assert_eq!(t.matches("impairment ").count(), 1, "{t}");
+    }
+
+    #[test]
     fn table_shows_the_snooping_limits_and_refusals() {
         let t = render_table(
             r#"{"nodes":[],"multicast":{"snooping":true,"groups":[],"limits":{"max_groups_per_node":1024,"max_groups":4096,"max_groups_total":16384,"max_sources_per_group":32,"leaves_per_sec":100,"groups_total":7},"counters":{"refused_node_limit":5,"refused_sources":9,"leaves_rate_limited":3}}}"#,
