@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use integration::monitoring::{scrape, switch_metrics_addr, topology_with_metrics};
 use integration::status::{counter, switch_node};
 use integration::topology::overlay_v4;
 use integration::traffic::tcp_transfer;
@@ -222,7 +223,7 @@ fn unix_secs() -> f64 {
 
 #[test]
 fn link_down_stops_frames_and_up_restores_them_within_100_ms() {
-    let mut topo = Topology::central(2);
+    let mut topo = topology_with_metrics(2);
     topo.start_all(UP);
     let name = topo.host_name(2).to_string();
     switch_cmd(&topo, &["link", &name, "down"]);
@@ -234,6 +235,21 @@ fn link_down_stops_frames_and_up_restores_them_within_100_ms() {
         switch_node(&status, &name).unwrap()["impair"]["link"],
         "down"
     );
+    let metrics = scrape(topo.switch_ns(), switch_metrics_addr());
+    assert!(
+        metrics.contains(&format!(
+            "tapmesh_switch_impair_link_up{{node=\"{name}\"}} 0\n"
+        )),
+        "{metrics}"
+    );
+    let dropped = format!(
+        "tapmesh_switch_impair_dropped_total{{node=\"{name}\",direction=\"egress\",reason=\"link_down\"}} "
+    );
+    let n: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&dropped)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {dropped} in {metrics}"));
+    assert!(n >= 100, "{dropped}{n}");
 
     // A fast ping with timestamps; the link comes up while it runs.
     let dst = overlay_v4(2).to_string();
