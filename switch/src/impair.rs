@@ -294,7 +294,9 @@ impl fmt::Display for ImpairSpec {
             sep = " ";
             r
         };
-        let pct = |v: f64| v * 100.0;
+        // Rounded: 0.1 % is shown as 0.1, not 0.10000000000000002.
+        let pct = |v: f64| (v * 1e8).round() / 1e6;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         if self.loss > 0.0 {
             put(f, format_args!("loss={}%", pct(self.loss)))?;
         }
@@ -310,10 +312,10 @@ impl fmt::Display for ImpairSpec {
             )?;
         }
         if !self.delay.is_zero() {
-            put(f, format_args!("delay={:?}", self.delay))?;
+            put(f, format_args!("delay={}ms", ms(self.delay)))?;
         }
         if !self.jitter.is_zero() {
-            put(f, format_args!("jitter={:?}", self.jitter))?;
+            put(f, format_args!("jitter={}ms", ms(self.jitter)))?;
         }
         for (k, v) in [
             ("reorder", self.reorder),
@@ -1071,10 +1073,11 @@ mod tests {
     #[test]
     fn parse_and_display_round_trip_and_errors_name_the_key() {
         let s = spec(
-            "loss=5% delay=20ms jitter=5ms reorder=10% duplicate=1% corrupt=0.5% rate=10mbit queue=50",
+            "loss=5% delay=20ms jitter=500us reorder=10% duplicate=1% corrupt=0.5% rate=10mbit queue=50",
         );
         assert_eq!(s.rate, Some(10_000_000));
         assert_eq!(s.delay, Duration::from_millis(20));
+        assert!(s.to_string().contains("jitter=0.5ms"), "{s}");
         let again = ImpairSpec::parse(s.to_string().split_whitespace()).unwrap();
         assert_eq!(again, s);
         assert_eq!(ImpairSpec::default().to_string(), "none");
