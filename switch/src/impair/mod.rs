@@ -26,21 +26,29 @@
 //! delay: `delay ± jitter`, uniformly distributed, so frames closer
 //! together than the spread are reordered; a `reorder` fraction skips the
 //! delay and overtakes the frames waiting.
+//!
+//! # Layout
+//! - [`spec`]: what a direction does ([`ImpairSpec`]), its command form
+//!   (`loss=5% delay=20ms`), ranges.
+//! - [`request`]: the admin socket's `impair` and `link` requests and the
+//!   status of a link.
+//! - here: the per-direction engine ([`Impairment`]) and a node's link
+//!   ([`PortImpair`]) as the core holds it.
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
-/// Frames held (delayed or queued by the rate limit) per direction when no
-/// `queue` is set, as `netem`'s default `limit 1000`.
-pub const DEFAULT_QUEUE_FRAMES: usize = 1000;
-/// The largest `queue` accepted.
-pub const MAX_QUEUE_FRAMES: usize = 100_000;
-/// The largest delay or jitter accepted.
-pub const MAX_DELAY: Duration = Duration::from_secs(10);
+pub mod request;
+pub mod spec;
+
+pub use request::{Change, ImpairStatus, Request};
+pub use spec::{
+    DEFAULT_QUEUE_FRAMES, GilbertElliott, ImpairSpec, MAX_DELAY, MAX_QUEUE_FRAMES, burst,
+};
+
 /// Bytes of an Ethernet header: corruption flips a bit after it, in the payload.
 const ETH_HEADER: usize = 14;
 
@@ -61,278 +69,6 @@ impl Direction {
             Direction::Egress => "egress",
             Direction::Ingress => "ingress",
         }
-    }
-}
-
-/// Gilbert-Elliott burst loss: a two-state chain stepped once per frame.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct GilbertElliott {
-    /// Probability of moving from the good to the bad state.
-    pub enter: f64,
-    /// Probability of moving from the bad back to the good state.
-    pub exit: f64,
-    /// Loss probability in the bad state (the good state uses `loss`).
-    pub loss_bad: f64,
-}
-
-/// What one direction of a link does. Probabilities are fractions (0..=1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ImpairSpec {
-    /// Random loss (in the good state when `burst` is set).
-    pub loss: f64,
-    /// Burst loss, if set.
-    pub burst: Option<GilbertElliott>,
-    /// Added one-way delay.
-    pub delay: Duration,
-    /// Each frame's delay is uniform in `delay ± jitter` (never below 0).
-    pub jitter: Duration,
-    /// Fraction of frames sent without the delay (overtaking held ones).
-    pub reorder: f64,
-    /// Fraction of frames sent twice (the copy with its own delay).
-    pub duplicate: f64,
-    /// Fraction of frames with one bit flipped in the Ethernet payload.
-    pub corrupt: f64,
-    /// Rate limit in bits per second (frame bytes × 8), if any.
-    pub rate: Option<u64>,
-    /// Frames held at most (delayed or waiting for the rate); more are
-    /// dropped (tail drop).
-    pub queue: usize,
-    /// Seed of this direction's generator (mixed with the node's name).
-    pub seed: Option<u64>,
-}
-
-impl Default for ImpairSpec {
-    fn default() -> Self {
-        ImpairSpec {
-            loss: 0.0,
-            burst: None,
-            delay: Duration::ZERO,
-            jitter: Duration::ZERO,
-            reorder: 0.0,
-            duplicate: 0.0,
-            corrupt: 0.0,
-            rate: None,
-            queue: DEFAULT_QUEUE_FRAMES,
-            seed: None,
-        }
-    }
-}
-
-impl ImpairSpec {
-    /// Does nothing to any frame.
-    pub fn is_none(&self) -> bool {
-        self.loss == 0.0
-            && self.burst.is_none()
-            && self.delay.is_zero()
-            && self.jitter.is_zero()
-            && self.duplicate == 0.0
-            && self.corrupt == 0.0
-            && self.rate.is_none()
-    }
-
-    /// Parse the command form, e.g. `loss=5% delay=20ms jitter=5ms`: one
-    /// `key=value` per word. Keys: `loss`, `burst-enter`, `burst-exit`,
-    /// `burst-loss` (percentages), `delay`, `jitter` (`us`, `ms`, `s`),
-    /// `reorder`, `duplicate`, `corrupt` (percentages), `rate` (bits/s with
-    /// `k`, `m`, `g` and an optional `bit` suffix), `queue` (frames), `seed`.
-    /// Errors name the word and the problem in one line.
-    pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<ImpairSpec, String> {
-        let mut s = ImpairSpec::default();
-        let (mut enter, mut exit, mut loss_bad) = (None, None, None);
-        for w in words {
-            let (k, v) = w
-                .split_once('=')
-                .ok_or_else(|| format!("{w:?}: want key=value"))?;
-            let bad = |p: String| format!("{k}: {p}");
-            match k {
-                "loss" => s.loss = percent(v).map_err(bad)?,
-                "burst-enter" => enter = Some(percent(v).map_err(bad)?),
-                "burst-exit" => exit = Some(percent(v).map_err(bad)?),
-                "burst-loss" => loss_bad = Some(percent(v).map_err(bad)?),
-                "delay" => s.delay = duration(v).map_err(bad)?,
-                "jitter" => s.jitter = duration(v).map_err(bad)?,
-                "reorder" => s.reorder = percent(v).map_err(bad)?,
-                "duplicate" => s.duplicate = percent(v).map_err(bad)?,
-                "corrupt" => s.corrupt = percent(v).map_err(bad)?,
-                "rate" => s.rate = Some(rate(v).map_err(bad)?),
-                "queue" => {
-                    s.queue = v
-                        .parse()
-                        .map_err(|_| bad(format!("{v:?} is not a count")))?
-                }
-                "seed" => {
-                    s.seed = Some(
-                        v.parse()
-                            .map_err(|_| bad(format!("{v:?} is not a number")))?,
-                    )
-                }
-                _ => return Err(format!("{k}: unknown impairment")),
-            }
-        }
-        s.burst = burst(enter, exit, loss_bad).map_err(|(k, p)| format!("{k}: {p}"))?;
-        s.validate().map_err(|(k, p)| format!("{k}: {p}"))?;
-        Ok(s)
-    }
-
-    /// Check ranges; the error is `(key, problem)` with the command's key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        for (k, v) in [
-            ("loss", self.loss),
-            ("reorder", self.reorder),
-            ("duplicate", self.duplicate),
-            ("corrupt", self.corrupt),
-        ] {
-            check_fraction(v).map_err(|p| (k, p))?;
-        }
-        if let Some(b) = &self.burst {
-            for (k, v) in [
-                ("burst-enter", b.enter),
-                ("burst-exit", b.exit),
-                ("burst-loss", b.loss_bad),
-            ] {
-                check_fraction(v).map_err(|p| (k, p))?;
-            }
-        }
-        for (k, v) in [("delay", self.delay), ("jitter", self.jitter)] {
-            if v > MAX_DELAY {
-                return Err((k, format!("{v:?} is more than {MAX_DELAY:?}")));
-            }
-        }
-        if self.rate == Some(0) {
-            return Err(("rate", "must be greater than 0".into()));
-        }
-        if !(1..=MAX_QUEUE_FRAMES).contains(&self.queue) {
-            return Err((
-                "queue",
-                format!("{} is out of range 1..={MAX_QUEUE_FRAMES}", self.queue),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Build the burst model from its three keys: `enter` and `exit` both or
-/// neither; `loss_bad` defaults to 100 %.
-pub fn burst(
-    enter: Option<f64>,
-    exit: Option<f64>,
-    loss_bad: Option<f64>,
-) -> Result<Option<GilbertElliott>, (&'static str, String)> {
-    match (enter, exit) {
-        (None, None) if loss_bad.is_none() => Ok(None),
-        (Some(enter), Some(exit)) => Ok(Some(GilbertElliott {
-            enter,
-            exit,
-            loss_bad: loss_bad.unwrap_or(1.0),
-        })),
-        (None, _) => Err(("burst-enter", "burst loss needs burst-enter".into())),
-        (Some(_), None) => Err(("burst-exit", "burst loss needs burst-exit".into())),
-    }
-}
-
-fn check_fraction(v: f64) -> Result<(), String> {
-    if (0.0..=1.0).contains(&v) {
-        Ok(())
-    } else {
-        Err(format!("{}% is out of range 0..=100%", v * 100.0))
-    }
-}
-
-/// `5%` or `5` (percent) as a fraction.
-fn percent(v: &str) -> Result<f64, String> {
-    let n: f64 = v
-        .strip_suffix('%')
-        .unwrap_or(v)
-        .parse()
-        .map_err(|_| format!("{v:?} is not a percentage"))?;
-    if !(0.0..=100.0).contains(&n) {
-        return Err(format!("{v:?} is out of range 0..=100%"));
-    }
-    Ok(n / 100.0)
-}
-
-/// `20ms`, `500us`, `1.5s` (a bare number is milliseconds).
-fn duration(v: &str) -> Result<Duration, String> {
-    let (n, unit) = if let Some(n) = v.strip_suffix("us") {
-        (n, 1e-6)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (v, 1e-3)
-    };
-    let n: f64 = n.parse().map_err(|_| format!("{v:?} is not a duration"))?;
-    Duration::try_from_secs_f64(n * unit).map_err(|_| format!("{v:?} is not a duration"))
-}
-
-/// `10mbit`, `512k`, `1g`, `64000` (bits per second).
-fn rate(v: &str) -> Result<u64, String> {
-    let s = v.strip_suffix("bit").unwrap_or(v).to_ascii_lowercase();
-    let (n, mult) = match s.as_bytes().last() {
-        Some(b'k') => (&s[..s.len() - 1], 1e3),
-        Some(b'm') => (&s[..s.len() - 1], 1e6),
-        Some(b'g') => (&s[..s.len() - 1], 1e9),
-        _ => (&s[..], 1.0),
-    };
-    let n: f64 = n.parse().map_err(|_| format!("{v:?} is not a rate"))?;
-    if !(n * mult >= 1.0 && n * mult < 1e15) {
-        return Err(format!("{v:?} is out of range"));
-    }
-    Ok((n * mult) as u64)
-}
-
-impl fmt::Display for ImpairSpec {
-    /// The command form, only what is set (`none` if nothing).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_none() {
-            return f.write_str("none");
-        }
-        let mut sep = "";
-        let mut put = |f: &mut fmt::Formatter<'_>, s: fmt::Arguments<'_>| {
-            let r = write!(f, "{sep}{s}");
-            sep = " ";
-            r
-        };
-        // Rounded: 0.1 % is shown as 0.1, not 0.10000000000000002.
-        let pct = |v: f64| (v * 1e8).round() / 1e6;
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        if self.loss > 0.0 {
-            put(f, format_args!("loss={}%", pct(self.loss)))?;
-        }
-        if let Some(b) = &self.burst {
-            put(
-                f,
-                format_args!(
-                    "burst-enter={}% burst-exit={}% burst-loss={}%",
-                    pct(b.enter),
-                    pct(b.exit),
-                    pct(b.loss_bad)
-                ),
-            )?;
-        }
-        if !self.delay.is_zero() {
-            put(f, format_args!("delay={}ms", ms(self.delay)))?;
-        }
-        if !self.jitter.is_zero() {
-            put(f, format_args!("jitter={}ms", ms(self.jitter)))?;
-        }
-        for (k, v) in [
-            ("reorder", self.reorder),
-            ("duplicate", self.duplicate),
-            ("corrupt", self.corrupt),
-        ] {
-            if v > 0.0 {
-                put(f, format_args!("{k}={}%", pct(v)))?;
-            }
-        }
-        if let Some(r) = self.rate {
-            put(f, format_args!("rate={r}bit"))?;
-        }
-        if self.queue != DEFAULT_QUEUE_FRAMES {
-            put(f, format_args!("queue={}", self.queue))?;
-        }
-        Ok(())
     }
 }
 
@@ -713,117 +449,6 @@ impl PortImpair {
         }
     }
 }
-
-/// A change requested over the admin socket (`tapmesh-switch impair` and
-/// `link`), one line:
-/// `impair NODE egress|ingress|both KEY=VALUE...` (replaces what that
-/// direction does), `impair NODE clear` (both directions, link up), or
-/// `link NODE up|down`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request<'a> {
-    /// The node's name.
-    pub node: &'a str,
-    /// What to change.
-    pub change: Change,
-}
-
-/// See [`Request`].
-#[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)] // one per admin request
-pub enum Change {
-    /// Set the directions given (`None` leaves that direction as it is).
-    Set {
-        /// Frames to the node.
-        egress: Option<ImpairSpec>,
-        /// Frames from the node.
-        ingress: Option<ImpairSpec>,
-    },
-    /// Nothing done to any frame, link up.
-    Clear,
-    /// Link down (true) or up.
-    Down(bool),
-}
-
-impl<'a> Request<'a> {
-    /// Parse a request line (without the newline).
-    pub fn parse(line: &'a str) -> Result<Request<'a>, String> {
-        let mut w = line.split_whitespace();
-        let (verb, node) = (w.next(), w.next());
-        let node = node.ok_or("want a node name")?;
-        let change = match (verb, w.next()) {
-            (Some("link"), Some("down")) => Change::Down(true),
-            (Some("link"), Some("up")) => Change::Down(false),
-            (Some("link"), _) => return Err("want link NODE up|down".into()),
-            (Some("impair"), Some("clear")) => Change::Clear,
-            (Some("impair"), Some(dir @ ("egress" | "ingress" | "both"))) => {
-                let spec = ImpairSpec::parse(w.by_ref())?;
-                Change::Set {
-                    egress: (dir != "ingress").then(|| spec.clone()),
-                    ingress: (dir != "egress").then_some(spec),
-                }
-            }
-            (Some("impair"), _) => {
-                return Err("want impair NODE egress|ingress|both KEY=VALUE... or clear".into());
-            }
-            _ => return Err("unknown request".into()),
-        };
-        if w.next().is_some() {
-            return Err("too many words".into());
-        }
-        Ok(Request { node, change })
-    }
-
-    /// The setting after this change to `current`.
-    pub fn apply(&self, current: LinkImpair) -> LinkImpair {
-        match &self.change {
-            Change::Clear => LinkImpair::default(),
-            Change::Down(down) => LinkImpair {
-                down: *down,
-                ..current
-            },
-            Change::Set { egress, ingress } => LinkImpair {
-                down: current.down,
-                egress: egress.clone().unwrap_or(current.egress),
-                ingress: ingress.clone().unwrap_or(current.ingress),
-            },
-        }
-    }
-}
-
-/// What a node's link does now, for status and command replies.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ImpairStatus {
-    /// `up` or `down`.
-    pub link: &'static str,
-    /// Frames to the node: the command form (`none` if nothing).
-    pub egress: String,
-    /// Frames from the node.
-    pub ingress: String,
-    /// Frames held now, to the node.
-    pub egress_held: usize,
-    /// Frames held now, from the node.
-    pub ingress_held: usize,
-    /// What it did to frames to the node.
-    pub egress_counters: ImpairCounters,
-    /// What it did to frames from the node.
-    pub ingress_counters: ImpairCounters,
-}
-
-impl ImpairStatus {
-    /// The status of a link set to `l`, holding `held` frames, with counters `c`.
-    pub fn new(l: &LinkImpair, held: [usize; 2], c: &[ImpairCounters; 2]) -> ImpairStatus {
-        ImpairStatus {
-            link: if l.down { "down" } else { "up" },
-            egress: l.egress.to_string(),
-            ingress: l.ingress.to_string(),
-            egress_held: held[0],
-            ingress_held: held[1],
-            egress_counters: c[0].clone(),
-            ingress_counters: c[1].clone(),
-        }
-    }
-}
-
 /// The seed of one direction of one node: the configured seed (or the
 /// switch's random one) mixed with the node's name and the direction.
 pub fn instance_seed(seed: u64, node: &str, dir: Direction) -> u64 {
@@ -1039,59 +664,5 @@ mod tests {
         assert_eq!(c.queue_full, 3);
         assert_eq!(imp.flush(), 5);
         assert_eq!(imp.held(), 0);
-    }
-
-    #[test]
-    fn requests_parse_and_apply() {
-        let r = Request::parse("impair h1 egress loss=5% delay=20ms").unwrap();
-        assert_eq!(r.node, "h1");
-        let l = r.apply(LinkImpair::default());
-        assert_eq!(l.egress.loss, 0.05);
-        assert!(l.ingress.is_none() && !l.down);
-        let l = Request::parse("link h1 down").unwrap().apply(l);
-        assert!(l.down && l.egress.loss == 0.05);
-        let l = Request::parse("impair h1 both jitter=1ms")
-            .unwrap()
-            .apply(l);
-        assert_eq!(l.egress.loss, 0.0, "a direction's setting is replaced");
-        assert_eq!(l.ingress.jitter, Duration::from_millis(1));
-        assert!(l.down, "the link state is kept");
-        let l = Request::parse("impair h1 clear").unwrap().apply(l);
-        assert!(l.is_none());
-        for bad in [
-            "impair",
-            "impair h1",
-            "impair h1 sideways",
-            "impair h1 egress loss=200%",
-            "link h1 wobbly",
-            "link h1 up now",
-        ] {
-            assert!(Request::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn parse_and_display_round_trip_and_errors_name_the_key() {
-        let s = spec(
-            "loss=5% delay=20ms jitter=500us reorder=10% duplicate=1% corrupt=0.5% rate=10mbit queue=50",
-        );
-        assert_eq!(s.rate, Some(10_000_000));
-        assert_eq!(s.delay, Duration::from_millis(20));
-        assert!(s.to_string().contains("jitter=0.5ms"), "{s}");
-        let again = ImpairSpec::parse(s.to_string().split_whitespace()).unwrap();
-        assert_eq!(again, s);
-        assert_eq!(ImpairSpec::default().to_string(), "none");
-        for (bad, key) in [
-            ("loss=150%", "loss:"),
-            ("delay=fast", "delay:"),
-            ("rate=0", "rate:"),
-            ("queue=0", "queue:"),
-            ("burst-exit=5%", "burst-enter:"),
-            ("colour=red", "colour:"),
-            ("loss", "\"loss\""),
-        ] {
-            let e = ImpairSpec::parse([bad]).unwrap_err();
-            assert!(e.starts_with(key), "{bad}: {e}");
-        }
     }
 }
