@@ -19,6 +19,7 @@ use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::Header;
 
 use crate::core::{Event, Switch, SwitchConfig};
+use crate::impair::LinkImpair;
 use crate::mesh::Mode;
 use crate::snooping::limits::GroupTotal;
 use crate::stats::{DropReason, Drops};
@@ -33,6 +34,8 @@ pub struct NetworkConfig {
     pub mode: Mode,
     /// The core's configuration (`core.network_id` is the network's id).
     pub core: SwitchConfig,
+    /// Links impaired from the start, by node name (see [`crate::impair`]).
+    pub impair: Vec<(String, LinkImpair)>,
 }
 
 struct Network {
@@ -74,6 +77,9 @@ impl Networks {
                 let seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 let mut core = Switch::new(c.core, now, seed);
                 core.share_group_total(groups.share());
+                for (node, l) in &c.impair {
+                    core.set_impair(node, l);
+                }
                 if c.mode == Mode::Mesh {
                     core.enable_mesh();
                 }
@@ -161,6 +167,47 @@ impl Networks {
                 .iter()
                 .map(|n| n.core.drops().total())
                 .sum::<u64>()
+    }
+
+    /// Set node `name`'s link impairment (see [`Switch::set_impair`]).
+    /// Returns false if no network has the node.
+    pub fn set_impair(&mut self, name: &str, l: &LinkImpair) -> bool {
+        self.nets.iter_mut().any(|n| n.core.set_impair(name, l))
+    }
+
+    /// What is set on node `name`'s link, if there is such a node.
+    pub fn impair(&self, name: &str) -> Option<LinkImpair> {
+        self.nets.iter().find_map(|n| n.core.impair_of(name))
+    }
+
+    /// Tell every core how late the shell's timers fire (see
+    /// [`Switch::set_timer_slack`]).
+    pub fn set_timer_slack(&mut self, slack: std::time::Duration) {
+        for n in &mut self.nets {
+            n.core.set_timer_slack(slack);
+        }
+    }
+
+    /// Answer an admin request line `impair …` or `link …` (see
+    /// [`crate::impair::Request`]) with a JSON reply: the node's link as
+    /// set now, or an error.
+    pub fn impair_request(&mut self, line: &str) -> String {
+        let r = crate::impair::Request::parse(line).and_then(|r| {
+            let current = self
+                .impair(r.node)
+                .ok_or_else(|| format!("no node {:?}", r.node))?;
+            let new = r.apply(current);
+            self.set_impair(r.node, &new);
+            Ok(crate::impair::ImpairStatus::new(
+                &new,
+                [0, 0],
+                &Default::default(),
+            ))
+        });
+        match r {
+            Ok(s) => serde_json::to_string(&s).unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e }).to_string(),
+        }
     }
 
     /// The networks' cores, for tests and tools.
@@ -251,6 +298,7 @@ mod tests {
         NetworkConfig {
             name: name.into(),
             mode: Mode::Central,
+            impair: Vec::new(),
             core: SwitchConfig {
                 network_id: id,
                 ..SwitchConfig::new(

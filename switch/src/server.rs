@@ -19,6 +19,11 @@ use crate::networks::Networks;
 use crate::state;
 use crate::status::Status;
 
+/// How late tokio's timers fire, about: they round deadlines up to whole
+/// milliseconds. Frames held by link impairment are released this early so
+/// an added delay is right on average.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
 /// The state file is rewritten at most this often.
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -39,6 +44,7 @@ pub async fn run(
     let seed = rand::random();
     let mut metrics = Exporter::<Status>::start(cfg.metrics_listen, "tapmesh-switch")?;
     let mut core = Networks::new(cfg.networks, Instant::now(), seed);
+    core.set_timer_slack(TIMER_SLACK);
     let state_file = cfg.state_file;
     let known = state::load(&state_file);
     if !known.is_empty() {
@@ -83,6 +89,11 @@ pub async fn run(
                 let reply = match req.line.as_str() {
                     "status" => serde_json::to_string(&core.status(Instant::now(), false)),
                     "status macs" => serde_json::to_string(&core.status(Instant::now(), true)),
+                    l if l.starts_with("impair ") || l.starts_with("link ") => {
+                        let reply = core.impair_request(l);
+                        tracing::info!(request = %l, "link impairment request");
+                        Ok(reply)
+                    }
                     _ => Ok(admin::unknown_request(&req.line)),
                 };
                 let _ = req.reply.send(reply.unwrap_or_default());
