@@ -41,6 +41,9 @@ use crate::status::{MacStatus, NodeStatus, Status};
 use crate::storm::{StormClass, StormConfig, StormControl};
 use crate::vlan::{self, Ingress, PortVlan, Vid};
 
+mod reload;
+pub use reload::{Changes, Unchangeable};
+
 /// How often [`Switch::handle_timeout`] sweeps timers and ages MACs.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// The largest Ethernet frame the switch forwards: an offloaded TCP
@@ -182,9 +185,30 @@ struct Port {
     reassembly: Reassembler,
     /// Fragment ids for frames sent to the node.
     next_frame_id: u32,
+    /// Removed from the config by a reload: no sessions, not in status; the
+    /// slot waits for the next added node (see `reload`).
+    retired: bool,
 }
 
 impl Port {
+    fn new(spec: NodeSpec) -> Port {
+        Port {
+            spec,
+            endpoint: None,
+            current: None,
+            previous: None,
+            pending: None,
+            last_timestamp: Timestamp::default(),
+            last_heard: None,
+            last_handshake: None,
+            counters: NodeCounters::default(),
+            accepts_vnet: false,
+            reassembly: Reassembler::default(),
+            next_frame_id: 0,
+            retired: false,
+        }
+    }
+
     fn is_connected(&self) -> bool {
         self.current.is_some() && self.endpoint.is_some()
     }
@@ -234,24 +258,7 @@ pub struct Switch {
 impl Switch {
     /// A switch with no sessions yet. `seed` feeds the session-index generator.
     pub fn new(cfg: SwitchConfig, now: Instant, seed: u64) -> Switch {
-        let ports: Vec<Port> = cfg
-            .nodes
-            .iter()
-            .map(|spec| Port {
-                spec: spec.clone(),
-                endpoint: None,
-                current: None,
-                previous: None,
-                pending: None,
-                last_timestamp: Timestamp::default(),
-                last_heard: None,
-                last_handshake: None,
-                counters: NodeCounters::default(),
-                accepts_vnet: false,
-                reassembly: Reassembler::default(),
-                next_frame_id: 0,
-            })
-            .collect();
+        let ports: Vec<Port> = cfg.nodes.iter().cloned().map(Port::new).collect();
         let by_key = ports
             .iter()
             .enumerate()
@@ -263,9 +270,7 @@ impl Switch {
             cfg.mac_limit_per_node,
             cfg.mac_table_limit,
         );
-        let mut vlans: Vec<Vid> = cfg.nodes.iter().flat_map(|n| n.vlan.vlans()).collect();
-        vlans.sort_unstable();
-        vlans.dedup();
+        let vlans = member_vlans(&cfg.nodes);
         let fast_leave = cfg.nodes.iter().map(|n| n.fast_leave).collect();
         let snoop = Snooping::new(cfg.multicast.clone(), fast_leave, &vlans, now);
         let storm = StormControl::new(cfg.storm.clone(), ports.len());
@@ -818,7 +823,11 @@ impl Switch {
     ) -> usize {
         let mut sent = 0;
         for (name, addr) in endpoints {
-            let Some(port) = self.ports.iter().find(|p| p.spec.name == name) else {
+            let Some(port) = self
+                .ports
+                .iter()
+                .find(|p| !p.retired && p.spec.name == name)
+            else {
                 continue;
             };
             let Ok(key) = NoticeKey::derive(&self.cfg.private_key, &port.spec.public_key) else {
@@ -923,6 +932,7 @@ impl Switch {
             .ports
             .iter()
             .enumerate()
+            .filter(|(_, p)| !p.retired)
             .map(|(i, p)| NodeStatus {
                 network: String::new(),
                 name: p.spec.name.clone(),
@@ -982,9 +992,18 @@ impl Switch {
                 .snoop
                 .status(now, |id| self.ports[id.0 as usize].spec.name.clone()),
             networks: Vec::new(),
+            reloads: Default::default(),
             macs,
         }
     }
+}
+
+/// Every VLAN one of `nodes` is a member of, sorted, once each.
+fn member_vlans<'a>(nodes: impl IntoIterator<Item = &'a NodeSpec>) -> Vec<Vid> {
+    let mut vlans: Vec<Vid> = nodes.into_iter().flat_map(|n| n.vlan.vlans()).collect();
+    vlans.sort_unstable();
+    vlans.dedup();
+    vlans
 }
 
 /// Mesh mode (see [`crate::mesh`]): control messages in and out.
@@ -1017,16 +1036,26 @@ impl Switch {
 
     /// Announce joins, moves and departures (cheap when nothing changed).
     fn mesh_sync(&mut self) {
+        self.mesh_sync_hiding(&[]);
+    }
+
+    /// [`mesh_sync`](Self::mesh_sync), with the nodes in `hidden` shown as
+    /// departed (a reload about to change their VLANs tells their old
+    /// VLANs' members that they left).
+    fn mesh_sync_hiding(&mut self, hidden: &[NodeId]) {
         let Some(mesh) = self.mesh.as_mut() else {
             return;
         };
         let views: Vec<MemberView<'_>> = self
             .ports
             .iter()
-            .map(|p| MemberView {
+            .enumerate()
+            .map(|(i, p)| MemberView {
                 key: p.spec.public_key,
                 name: &p.spec.name,
-                endpoint: p.endpoint.filter(|_| p.is_connected()),
+                endpoint: p
+                    .endpoint
+                    .filter(|_| p.is_connected() && !hidden.contains(&NodeId(i as u32))),
                 session: p.current.as_ref().map(|s| s.created()),
                 vlan: &p.spec.vlan,
             })

@@ -163,6 +163,11 @@ impl HandshakeGuard {
         }
     }
 
+    /// New thresholds (a reload); the measured rates are kept.
+    pub fn reconfigure(&mut self, cfg: GuardConfig) {
+        self.cfg = cfg;
+    }
+
     /// Whether the switch is under load at `now`.
     pub fn is_under_load(&self, now: Instant) -> bool {
         self.under_load_until.is_some_and(|t| now < t)

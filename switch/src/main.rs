@@ -1,4 +1,4 @@
-//! `tapmesh-switch`: keygen, pubkey, check, run, status.
+//! `tapmesh-switch`: keygen, pubkey, check, run, status, reload.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,6 +38,16 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Re-read the running switch's config file and apply what changed
+    /// (as SIGHUP does). Exit 0, or 2 with the one-line reason it was refused.
+    Reload {
+        /// The admin socket (default: from --config, else /run/tapmesh/switch.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Read the admin socket path from this config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Show nodes, counters and (with --macs) the MAC table of a running switch.
     Status {
         /// Print JSON instead of a table.
@@ -70,7 +80,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(cli.log_level.as_deref());
-            match run(cfg) {
+            match run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -79,19 +89,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Reload { socket, config } => match admin_path(socket, config) {
+            Ok(path) => admin::reload(PROGRAM, &path),
+            Err(code) => code,
+        },
         Cmd::Status {
             json,
             macs,
             socket,
             config,
         } => {
-            let path = match (socket, config) {
-                (Some(s), _) => s,
-                (None, Some(c)) => match load_config(PROGRAM, &c, Config::load) {
-                    Ok(c) => c.admin_socket,
-                    Err(code) => return code,
-                },
-                (None, None) => "/run/tapmesh/switch.sock".into(),
+            let path = match admin_path(socket, config) {
+                Ok(p) => p,
+                Err(code) => return code,
             };
             let req = if macs { "status macs" } else { "status" };
             match admin::request(&path, req) {
@@ -115,7 +125,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cfg: Config) -> anyhow::Result<()> {
+/// The admin socket: `--socket`, else the config's `admin-socket`, else the default.
+fn admin_path(socket: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    match (socket, config) {
+        (Some(s), _) => Ok(s),
+        (None, Some(c)) => load_config(PROGRAM, &c, Config::load).map(|c| c.admin_socket),
+        (None, None) => Ok("/run/tapmesh/switch.sock".into()),
+    }
+}
+
+fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -128,7 +147,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .with_context(|| format!("admin socket {}", cfg.admin_socket.display()))?;
         tracing::info!(listen = %cfg.listen, networks = cfg.networks.len(), nodes = cfg.networks.iter().map(|n| n.core.nodes.len()).sum::<usize>(), admin = %cfg.admin_socket.display(), "tapmesh-switch running");
         let admin_path = cfg.admin_socket.clone();
-        let r = server::run(cfg, socket, Some(admin), shutdown_signal()).await;
+        let r = server::run(cfg, path, socket, Some(admin), shutdown_signal()).await;
         let _ = std::fs::remove_file(&admin_path);
         tracing::info!("tapmesh-switch stopped");
         r.context("switch loop")

@@ -83,6 +83,16 @@ impl Mesh {
         }
     }
 
+    /// Port `id` has a new node (a reload reused or added the slot): it
+    /// starts as never announced and never told.
+    pub fn reset(&mut self, id: NodeId) {
+        let i = id.0 as usize;
+        if i >= self.members.len() {
+            self.members.resize(i + 1, Member::default());
+        }
+        self.members[i] = Member::default();
+    }
+
     /// Node `id` announced its local addresses.
     pub fn set_local(&mut self, id: NodeId, mut addrs: Vec<SocketAddr>) {
         addrs.truncate(MAX_ENDPOINTS - 1);

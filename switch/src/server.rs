@@ -2,9 +2,11 @@
 //! one task owns the cores and the UDP socket; it drains the socket in bounded
 //! batches, runs timers, sends what the cores queued, and answers admin
 //! requests relayed from the admin task and snapshot requests from the metrics
-//! exporter (one per scrape).
+//! exporter (one per scrape). `reload` over the admin socket and SIGHUP
+//! re-read the config file and apply it (see [`crate::reload`]).
 use std::future::Future;
 use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tapmesh_shell::admin::{self, AdminRequest};
@@ -29,17 +31,22 @@ fn wall_timestamp() -> overlay_proto::handshake::Timestamp {
     overlay_proto::handshake::Timestamp::from_unix(t.as_secs(), t.subsec_nanos())
 }
 
-/// Run the switch until `shutdown` completes.
+/// Run the switch until `shutdown` completes. `cfg` was read from
+/// `config_path`, which `reload` and SIGHUP read again.
 pub async fn run(
     cfg: Config,
+    config_path: PathBuf,
     socket: UdpLink,
     admin: Option<UnixListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let seed = rand::random();
     let mut metrics = Exporter::<Status>::start(cfg.metrics_listen, "tapmesh-switch")?;
-    let mut core = Networks::new(cfg.networks, Instant::now(), seed);
-    let state_file = cfg.state_file;
+    let mut running = cfg;
+    let networks = std::mem::take(&mut running.networks);
+    let mut core = Networks::new(networks, Instant::now(), seed);
+    let state_file = running.state_file.clone();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let known = state::load(&state_file);
     if !known.is_empty() {
         let n = core.announce_restart(wall_timestamp(), &known);
@@ -83,11 +90,15 @@ pub async fn run(
                 let reply = match req.line.as_str() {
                     "status" => serde_json::to_string(&core.status(Instant::now(), false)),
                     "status macs" => serde_json::to_string(&core.status(Instant::now(), true)),
+                    "reload" => Ok(reload(&config_path, &mut running, &mut core)),
                     _ => Ok(admin::unknown_request(&req.line)),
                 };
                 let _ = req.reply.send(reply.unwrap_or_default());
             }
             req = metrics.request() => req.answer(core.status(Instant::now(), false)),
+            Some(()) = hangup.recv() => {
+                reload(&config_path, &mut running, &mut core);
+            }
         }
         let now = Instant::now();
         core.handle_timeout(now);
@@ -126,4 +137,26 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Re-read the config and apply it; logs one line either way and returns
+/// the admin reply: `{"ok":"SUMMARY"}` or `{"error":"ONE-LINE ERROR"}`.
+fn reload(path: &Path, running: &mut Config, core: &mut Networks) -> String {
+    let loaded = Config::load(path);
+    if loaded.is_err() {
+        core.count_refused();
+    }
+    let r = loaded.and_then(|new| crate::reload::apply(path, running, new, core, Instant::now()));
+    let reply = match r {
+        Ok(changes) => {
+            let summary = crate::reload::summary(&changes);
+            tracing::info!("config reloaded: {summary}");
+            serde_json::json!({ "ok": summary })
+        }
+        Err(e) => {
+            tracing::warn!("config reload refused, the running config stays: {e}");
+            serde_json::json!({ "error": e.to_string() })
+        }
+    };
+    reply.to_string()
 }
