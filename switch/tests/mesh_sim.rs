@@ -28,6 +28,8 @@ struct Net {
     blocked: HashSet<(usize, usize)>,
     /// Data frames the switch received from each node (relayed traffic).
     via_switch: Vec<u64>,
+    /// The switch's configuration, for reloads.
+    cfg: SwitchConfig,
 }
 
 fn mac(n: u8) -> [u8; 6] {
@@ -71,7 +73,7 @@ impl Net {
                     .collect(),
             )
         };
-        let mut switch = Switch::new(cfg, t0, 1);
+        let mut switch = Switch::new(cfg.clone(), t0, 1);
         switch.enable_mesh();
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|i| format!("198.18.0.{}:4000", 10 + i).parse().unwrap())
@@ -105,6 +107,7 @@ impl Net {
             tap: vec![Vec::new(); n],
             blocked: HashSet::new(),
             via_switch: vec![0; n],
+            cfg,
         };
         net.advance(Duration::from_secs(2));
         net
@@ -455,4 +458,60 @@ fn vlans_hold_on_direct_and_relayed_paths_with_tags_as_each_port_needs() {
         1,
         "only the trunk's VLAN 10 frame for h3's MAC was relayed"
     );
+}
+
+/// Reload the switch with `cfg` (adjusted from the running one).
+fn reload(n: &mut Net, adjust: impl FnOnce(&mut SwitchConfig)) -> tapmesh_switch::core::Changes {
+    adjust(&mut n.cfg);
+    let now = n.now;
+    let changes = n
+        .switch
+        .as_mut()
+        .unwrap()
+        .apply_config(now, n.cfg.clone())
+        .unwrap();
+    n.advance(Duration::from_millis(10));
+    changes
+}
+
+#[test]
+fn reload_removal_reaches_every_peer_at_once() {
+    let mut n = Net::new(4);
+    assert_eq!(n.path(0, 3), Some(Path::Direct));
+    let handshakes: Vec<_> = (0..3)
+        .map(|i| n.nodes[i].counters().handshakes_completed)
+        .collect();
+    let changes = reload(&mut n, |c| {
+        c.nodes.pop();
+    });
+    assert_eq!(changes.removed, ["h4"]);
+    // peer-gone went out with the reload: no peer knows h4 any more.
+    for i in 0..3 {
+        assert_eq!(n.path(i, 3), None, "h{} still has h4", i + 1);
+        assert_eq!(n.path(i, (i + 1) % 3), Some(Path::Direct));
+    }
+    n.advance(Duration::from_secs(5));
+    for i in 0..3 {
+        let hs = n.nodes[i].counters().handshakes_completed;
+        assert_eq!(hs, handshakes[i], "h{} handshook again", i + 1);
+        assert_eq!(n.path(i, 3), None);
+    }
+}
+
+#[test]
+fn reload_moves_a_mesh_node_between_vlans() {
+    let access = |v| PortVlan::Member {
+        native: Some(v),
+        tagged: vec![],
+    };
+    let mut n = Net::with_vlans(vec![access(10), access(10), access(20)]);
+    assert_eq!(n.path(0, 1), Some(Path::Direct));
+    assert_eq!(n.path(2, 1), None);
+    let changes = reload(&mut n, |c| c.nodes[1].vlan = access(20));
+    assert_eq!(changes.changed, ["h2"]);
+    n.advance(Duration::from_secs(2));
+    assert_eq!(n.path(0, 1), None, "h1 still vouched h2");
+    assert_eq!(n.path(1, 0), None, "h2 still has h1");
+    assert_eq!(n.path(1, 2), Some(Path::Direct));
+    assert_eq!(n.path(2, 1), Some(Path::Direct));
 }
