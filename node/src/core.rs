@@ -921,6 +921,7 @@ impl Node {
             peers: self.peers.status(now),
             local: None,
             hosts: Vec::new(),
+            reloads: Default::default(),
         }
     }
 }
@@ -993,6 +994,8 @@ pub struct Status {
     /// it in).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<crate::userhost::HostStatus>,
+    /// Config reloads applied and refused (the shell fills it in).
+    pub reloads: tapmesh_shell::reload::ReloadCounters,
 }
 
 #[cfg(test)]

@@ -34,40 +34,6 @@ pub fn request(path: &Path, req: &str) -> std::io::Result<String> {
     Ok(out)
 }
 
-/// The `reload` command of both daemons: asks the daemon at `path` to
-/// re-read its config. Prints what changed and returns 0; or prints the
-/// daemon's one-line refusal (`PROGRAM: config error: FILE: KEY: PROBLEM`)
-/// and returns 2; or 1 if the daemon cannot be reached.
-pub fn reload(program: &str, path: &Path) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let reply = match request(path, "reload") {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{program}: cannot reach the daemon at {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
-    match (v["ok"].as_str(), v["error"].as_str()) {
-        (Some(summary), _) => {
-            println!("reloaded: {summary}");
-            ExitCode::SUCCESS
-        }
-        (None, Some(e)) if e.starts_with("unknown request") => {
-            eprintln!("{program}: this daemon does not support reload");
-            ExitCode::FAILURE
-        }
-        (None, Some(e)) => {
-            eprintln!("{program}: config error: {e}");
-            ExitCode::from(crate::EXIT_CONFIG)
-        }
-        (None, None) => {
-            eprintln!("{program}: unexpected reply to reload");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// One request line from an admin client, relayed to the task that owns the
 /// state; it answers through `reply`.
 #[derive(Debug)]

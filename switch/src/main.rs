@@ -90,7 +90,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Reload { socket, config } => match admin_path(socket, config) {
-            Ok(path) => admin::reload(PROGRAM, &path),
+            Ok(path) => tapmesh_shell::reload::command(PROGRAM, &path),
             Err(code) => code,
         },
         Cmd::Status {

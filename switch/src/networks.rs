@@ -111,7 +111,7 @@ impl Networks {
             }
         }
         if !refused.is_empty() {
-            self.count_refused();
+            self.reloads.count(false);
             return Err(refused);
         }
         let mut out = Reloaded::new();
@@ -157,14 +157,14 @@ impl Networks {
                 },
             ));
         }
-        self.reloads.ok += 1;
+        self.reloads.count(true);
         Ok(out)
     }
 
     /// A reload was refused before it reached the cores (the file did not
     /// validate, or a setting of the whole switch cannot change live).
     pub fn count_refused(&mut self) {
-        self.reloads.refused += 1;
+        self.reloads.count(false);
     }
 
     /// Process one received UDP datagram: to its network's core, or dropped.
@@ -267,7 +267,7 @@ impl Networks {
         let mut t = total.expect("Networks::new requires at least one network");
         t.drops += &self.drops;
         t.networks = networks;
-        t.reloads = self.reloads.clone();
+        t.reloads = self.reloads;
         t
     }
 }

@@ -46,7 +46,7 @@ pub async fn run(
     let networks = std::mem::take(&mut running.networks);
     let mut core = Networks::new(networks, Instant::now(), seed);
     let state_file = running.state_file.clone();
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut hangup = tapmesh_shell::reload::hangups()?;
     let known = state::load(&state_file);
     if !known.is_empty() {
         let n = core.announce_restart(wall_timestamp(), &known);
@@ -147,16 +147,15 @@ fn reload(path: &Path, running: &mut Config, core: &mut Networks) -> String {
         core.count_refused();
     }
     let r = loaded.and_then(|new| crate::reload::apply(path, running, new, core, Instant::now()));
-    let reply = match r {
-        Ok(changes) => {
+    let r = r
+        .map(|changes| {
             let summary = crate::reload::summary(&changes);
             tracing::info!("config reloaded: {summary}");
-            serde_json::json!({ "ok": summary })
-        }
-        Err(e) => {
+            summary
+        })
+        .map_err(|e| {
             tracing::warn!("config reload refused, the running config stays: {e}");
-            serde_json::json!({ "error": e.to_string() })
-        }
-    };
-    reply.to_string()
+            e.to_string()
+        });
+    tapmesh_shell::reload::reply(&r)
 }

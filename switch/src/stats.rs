@@ -264,15 +264,7 @@ pub struct SessionCounters {
     pub keepalives: u64,
 }
 
-/// Config reloads (`tapmesh-switch reload`, SIGHUP).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ReloadCounters {
-    /// Reloads applied (including ones that changed nothing).
-    pub ok: u64,
-    /// Reloads refused: the file did not validate, or changed a setting
-    /// that cannot change while running. The running config stayed.
-    pub refused: u64,
-}
+pub use tapmesh_shell::reload::ReloadCounters;
 
 /// Per-node traffic counters.
 #[derive(Debug, Clone, Default, Serialize)]
