@@ -110,13 +110,12 @@ fn notice(secs_after: u64) -> Vec<u8> {
 
 /// A cookie reply from the fixture switch to the initiation `init`.
 fn cookie_reply(init: &[u8]) -> Vec<u8> {
-    let mut minter = CookieMinter::new(&keys().0.public_key());
+    let mut minter = CookieMinter::with_rng(&keys().0.public_key(), StdRng::seed_from_u64(5));
     let mut out = [0u8; COOKIE_REPLY_LEN];
     minter.write_reply(
         now(),
         node_addr(),
         &Header::new_checked(init).unwrap(),
-        &mut StdRng::seed_from_u64(5),
         &mut out,
     );
     out.to_vec()

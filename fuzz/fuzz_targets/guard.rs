@@ -12,7 +12,8 @@
 //! What must hold: a wrong `mac1` is dropped as `bad_mac1`; under load an
 //! initiation without a valid `mac2` never proceeds (it gets a cookie or is
 //! dropped); a cookie made for one address does not admit the other; and
-//! cookie replies never exceed the configured rate.
+//! cookie replies to the one source prefix (both addresses share an IP)
+//! never exceed its budget.
 #![no_main]
 
 use std::collections::VecDeque;
@@ -21,12 +22,11 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use overlay_proto::cookie::{COOKIE_SECRET_LIFETIME, COOKIE_USE_FOR, Cookie, MacKeys};
+use overlay_proto::handshake_guard::{
+    GuardConfig, GuardDrop, GuardVerdict, HandshakeGuard, PER_SOURCE_BURST,
+};
 use overlay_proto::wire::{COOKIE_REPLY_LEN, HS_INIT_LEN, Header};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use tapmesh_fuzz::{COOKIE_SEED, keys, node_addr, now};
-use tapmesh_switch::handshake_guard::{GuardConfig, GuardVerdict, HandshakeGuard};
-use tapmesh_switch::stats::DropReason;
+use tapmesh_fuzz::{keys, node_addr, now};
 
 const REPLIES_PER_SEC: u32 = 3;
 
@@ -40,7 +40,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut t = now();
     let mut g = HandshakeGuard::new(cfg, &sw.public_key(), t);
-    let mut rng = StdRng::seed_from_u64(COOKIE_SEED);
     let a = node_addr();
     let b = SocketAddr::new(a.ip(), a.port().wrapping_add(1));
     // The last cookie handed out, to whom, and when.
@@ -70,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         let mac1_ok = keys_for_sw.check_mac1(&h);
         let verdict = g.check(t, from, &h);
         if !mac1_ok {
-            assert_eq!(verdict, GuardVerdict::Drop(DropReason::BadMac1));
+            assert_eq!(verdict, GuardVerdict::Drop(GuardDrop::BadMac1));
             continue;
         }
         // A valid mac2 needs a live cookie made for this address.
@@ -84,8 +83,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(
                     matches!(
                         verdict,
-                        GuardVerdict::Proceed
-                            | GuardVerdict::Drop(DropReason::HandshakeRateLimited)
+                        GuardVerdict::Proceed | GuardVerdict::Drop(GuardDrop::RateLimited)
                     ),
                     "a valid cookie was refused: {verdict:?}"
                 );
@@ -98,7 +96,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         if verdict == GuardVerdict::SendCookie {
-            // Fixed one-second windows: any second overlaps at most two.
+            // A token bucket: in any second at most its burst plus a
+            // second's refill.
             replies.push_back(t);
             while replies
                 .front()
@@ -107,11 +106,11 @@ fuzz_target!(|data: &[u8]| {
                 replies.pop_front();
             }
             assert!(
-                replies.len() <= 2 * REPLIES_PER_SEC as usize,
+                replies.len() <= (PER_SOURCE_BURST + REPLIES_PER_SEC) as usize,
                 "cookie replies over the limit"
             );
             let mut reply = [0u8; COOKIE_REPLY_LEN];
-            g.write_cookie_reply(t, from, &h, &mut rng, &mut reply);
+            g.write_cookie_reply(t, from, &h, &mut reply);
             let r = Header::new_checked(&reply[..]).expect("well-formed cookie reply");
             let mac1: [u8; 16] = init[HS_INIT_LEN - 32..HS_INIT_LEN - 16].try_into().unwrap();
             let c = keys_for_sw

@@ -8,7 +8,8 @@
 //!   give a well-formed response.
 //! - 1: Noise message 2 (`Initiation::finish`) for a fresh initiation of
 //!   node h1. Its ephemeral key is new on every run, so no response from the
-//!   input can complete it: every one must be refused.
+//!   input can complete it: every one must be refused, and must leave the
+//!   initiation in flight (the genuine response still completes it).
 //! - 2: a cookie reply (`MacKeys::open_reply`) to the fixture initiation
 //!   `stamped_init`. One that opens must carry the cookie the switch's
 //!   minter would check `mac2` against.
@@ -54,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             let mut out = [0u8; HS_INIT_LEN];
-            let i = handshake::initiate(
+            let mut i = handshake::initiate(
                 h1,
                 &sw.public_key(),
                 &Psk::default(),
@@ -69,6 +70,17 @@ fuzz_target!(|data: &[u8]| {
             assert!(
                 i.finish(&h).is_err(),
                 "a response not made for this initiation completed it"
+            );
+            // The failed response left the initiation in flight: the
+            // genuine one still completes it.
+            let inc =
+                handshake::read_init(sw, &Psk::default(), &Header::new_checked(&out[..]).unwrap())
+                    .expect("the switch reads our initiation");
+            let mut resp = [0u8; HS_RESP_LEN];
+            inc.accept(NETWORK_ID, 9, &mut resp).expect("accept");
+            assert!(
+                i.finish(&Header::new_checked(&resp[..]).unwrap()).is_ok(),
+                "a failed response spoiled the initiation"
             );
         }
         2 => {

@@ -163,13 +163,12 @@ pub fn cookie_minter(
 ) -> overlay_proto::cookie::CookieMinter {
     use overlay_proto::cookie::CookieMinter;
     use overlay_proto::wire::Header;
-    let mut m = CookieMinter::new(&keys().0.public_key());
+    let mut m = CookieMinter::with_rng(&keys().0.public_key(), StdRng::seed_from_u64(COOKIE_SEED));
     let init = stamped_init();
     m.write_reply(
         now(),
         node_addr(),
         &Header::new_checked(&init[..]).expect("stamped_init is well-formed"),
-        &mut StdRng::seed_from_u64(COOKIE_SEED),
         reply,
     );
     m
@@ -319,7 +318,7 @@ fn rogue_session(
     let t = now();
     let index = 0x4444_0004;
     let mut init = [0u8; HS_INIT_LEN];
-    let pending = handshake::initiate(
+    let mut pending = handshake::initiate(
         key,
         &keys().0.public_key(),
         &Psk::default(),

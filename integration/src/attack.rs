@@ -1,7 +1,7 @@
 //! What the hardening tests throw at the switch and the nodes: paced UDP
 //! floods, handshake initiations an outsider can make, and the tapmesh
 //! datagrams found in a capture (for replaying them).
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use overlay_proto::handshake::{Timestamp, initiate};
@@ -50,13 +50,97 @@ pub fn paced_flood(
     let sock = from
         .enter(|| UdpSocket::bind(bind))
         .unwrap_or_else(|e| panic!("UDP bind in {}: {e}", from.name()));
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    paced_send(fd, &socket2::SockAddr::from(target), datagrams, rate, stop)
+}
+
+/// A raw IPv4 socket (`IPPROTO_RAW`) made in a namespace: it sends packets
+/// with any source address ([`spoofed_flood`]). Opened up front, so the
+/// flooding thread borrows nothing else.
+#[derive(Debug)]
+pub struct RawSender(std::os::fd::OwnedFd);
+
+impl RawSender {
+    /// Opens the socket in `ns`.
+    pub fn open(ns: &Netns) -> RawSender {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a plain socket(2) call; the result is checked, then owned.
+        let fd = ns.enter(|| unsafe {
+            libc::socket(
+                libc::AF_INET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_RAW,
+            )
+        });
+        assert!(
+            fd >= 0,
+            "raw socket in {}: {}",
+            ns.name(),
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `fd` was just opened and nothing else owns it.
+        RawSender(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+/// Like [`paced_flood`], but each datagram leaves with its own forged source
+/// address: `sources[i % sources.len()]` (port 9) carries
+/// `datagrams[i % datagrams.len()]`. Replies to the forged sources go
+/// wherever the target's routes send them (a test routes them back to the
+/// flooder's namespace, which drops them).
+pub fn spoofed_flood(
+    sock: &RawSender,
+    target: SocketAddrV4,
+    sources: &[Ipv4Addr],
+    datagrams: &[Vec<u8>],
+    rate: u64,
+    stop: impl Fn() -> bool,
+) -> FloodReport {
+    let n = sources.len().max(datagrams.len());
+    let packets: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let src = SocketAddrV4::new(sources[i % sources.len()], 9);
+            ipv4_udp(src, target, &datagrams[i % datagrams.len()])
+        })
+        .collect();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock.0);
+    let dst = socket2::SockAddr::from(SocketAddr::V4(target));
+    paced_send(fd, &dst, &packets, rate, stop)
+}
+
+/// An IPv4 packet (header fields the kernel fills for `IPPROTO_RAW` left 0)
+/// carrying `payload` in UDP from `src` to `dst`, without a UDP checksum
+/// (optional over IPv4).
+fn ipv4_udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let mut p = vec![0u8; 20 + udp_len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.ip().octets());
+    p[16..20].copy_from_slice(&dst.ip().octets());
+    p[20..22].copy_from_slice(&src.port().to_be_bytes());
+    p[22..24].copy_from_slice(&dst.port().to_be_bytes());
+    p[24..26].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    p[28..].copy_from_slice(payload);
+    p
+}
+
+/// Sends `datagrams` round-robin on socket `fd` to `dst` at `rate` per
+/// second until `stop` returns true, from a thread running at nice 19.
+fn paced_send(
+    fd: std::os::fd::RawFd,
+    dst: &socket2::SockAddr,
+    datagrams: &[Vec<u8>],
+    rate: u64,
+    stop: impl Fn() -> bool,
+) -> FloodReport {
     // SAFETY: setpriority on this thread's own id; the result is not needed.
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
     }
     const CHUNK: usize = 250;
-    let dst = socket2::SockAddr::from(target);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
     let start = Instant::now();
     let mut sent = 0u64;
     let mut i = 0usize;
@@ -102,9 +186,9 @@ pub fn paced_flood(
     }
 }
 
-/// Initiations with a valid `mac1` for the switch `switch_key`, from `n`
-/// random keys the switch never admitted (each costs the switch a
-/// Diffie-Hellman unless it is under load).
+/// Initiations with a valid `mac1` for the responder `switch_key` (the
+/// switch, or a mesh node), from `n` random keys it never admitted (each
+/// costs it a Diffie-Hellman unless it is under load).
 pub fn unknown_key_initiations(switch_key: &PublicKey, n: usize) -> Vec<Vec<u8>> {
     let mut rng = rand::rng();
     (0..n)

@@ -1,7 +1,8 @@
 //! Traffic made in Rust inside namespaces: TCP transfers checked byte for byte,
-//! and UDP sprays of arbitrary datagrams.
+//! UDP sprays of arbitrary datagrams, and pings running in the background.
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::Netns;
@@ -261,5 +262,51 @@ mod tests {
         assert_eq!(snmp_udp_field(snmp, "InErrors"), 7);
         assert_eq!(snmp_udp_field(snmp, "RcvbufErrors"), 5);
         assert_eq!(snmp_udp_field(snmp, "Nope"), 0);
+    }
+}
+
+/// A `ping` running in the background ([`ping_in_background`]); killed and
+/// reaped when dropped, also on panic.
+#[derive(Debug)]
+pub struct BackgroundPing(Option<Child>);
+
+/// Starts `ping -n -q -i interval -W 1 -c count to` in `ns`.
+pub fn ping_in_background(ns: &Netns, to: IpAddr, interval: &str, count: u32) -> BackgroundPing {
+    let child = ns
+        .command("ping")
+        .args(["-n", "-q", "-i", interval, "-W", "1", "-c"])
+        .arg(count.to_string())
+        .arg(to.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ping");
+    BackgroundPing(Some(child))
+}
+
+impl BackgroundPing {
+    /// Waits for it to finish: (transmitted, received) from its summary.
+    pub fn result(mut self) -> (u32, u32) {
+        let child = self.0.take().expect("ping child");
+        let out = child.wait_with_output().expect("ping output");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("transmitted"))
+            .unwrap_or_else(|| panic!("no ping summary in {text}"));
+        let nums: Vec<u32> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (nums[0], nums[1])
+    }
+}
+
+impl Drop for BackgroundPing {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -406,7 +406,9 @@ impl Node {
             }
             MessageType::CookieReply => {
                 let h = Header::new_checked(&buf[..])?;
-                self.cookie_reply(now, &h)?;
+                if !self.peers.handle_cookie_reply(now, &h)? {
+                    self.cookie_reply(now, &h)?;
+                }
                 return Ok(None);
             }
             MessageType::RestartNotice => {
@@ -636,18 +638,15 @@ impl Node {
         if !matches {
             return Err(DropReason::HandshakeFailed);
         }
-        let inflight = self.handshake.take().expect("checked above");
+        let inflight = self.handshake.as_mut().expect("checked above");
         let local_index = inflight.initiation.sender_index();
-        let (keys, remote_index) = match inflight.initiation.finish(h) {
-            Ok(k) => k,
-            Err(_) => {
-                // A forged or corrupted response must not cancel our attempt:
-                // the genuine one may still come. The initiation is consumed,
-                // so retry at the scheduled time.
-                self.next_attempt = inflight.sent_at + self.retry_delay;
-                return Err(DropReason::HandshakeFailed);
-            }
-        };
+        // A forged or corrupted response leaves the initiation in flight:
+        // the genuine response may still come (the index is no secret).
+        let (keys, remote_index) = inflight
+            .initiation
+            .finish(h)
+            .map_err(|_| DropReason::ForgedResponse)?;
+        self.handshake = None;
         let session = Session::new(keys, local_index, remote_index, self.cfg.network_id, now);
         let was_up = self.current.is_some();
         self.previous = self.current.replace(session);
@@ -919,6 +918,7 @@ impl Node {
             counters: self.counters.clone(),
             mesh: self.peers.is_enabled(),
             peers: self.peers.status(now),
+            handshake_guard: self.peers.guard_status(now),
             local: None,
             hosts: Vec::new(),
             reloads: Default::default(),
@@ -987,6 +987,8 @@ pub struct Status {
     pub mesh: bool,
     /// Mesh peers: path (direct or relayed), endpoint, last handshake, RTT.
     pub peers: Vec<PeerStatus>,
+    /// The flood defence in front of peers' initiations (mesh mode).
+    pub handshake_guard: overlay_proto::handshake_guard::GuardStatus,
     /// The local switch: ports (TAP, VMs), MACs (the shell fills it in).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<crate::local_switch::LocalStatus>,

@@ -45,9 +45,10 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS};
-use overlay_proto::cookie::MacKeys;
+use overlay_proto::cookie::{CookieJar, MacKeys};
 use overlay_proto::frag::Reassembler;
 use overlay_proto::handshake::{self, CAP_VNET, Initiation, Timestamp};
+use overlay_proto::handshake_guard::{GuardConfig, GuardStatus, HandshakeGuard};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::session::Session;
 use overlay_proto::timers::{
@@ -153,6 +154,8 @@ struct Peer {
     previous: Option<Session>,
     pending: Option<Session>,
     handshake: Option<InFlight>,
+    /// The peer's latest cookie (it sends one when under load).
+    cookies: CookieJar,
     retry_delay: Duration,
     next_attempt: Instant,
     last_tx: Option<Instant>,
@@ -204,7 +207,9 @@ pub struct Peers {
     psk: Psk,
     network_id: u32,
     caps: u32,
-    mac_keys: MacKeys,
+    /// `mac1`, load, `mac2` and per-prefix limits before any Diffie-Hellman
+    /// on a peer's initiation, as at the switch.
+    guard: HandshakeGuard,
     wall_base: (Instant, Duration),
     last_timestamp: Timestamp,
     /// Our own port, as the switch told us.
@@ -231,7 +236,7 @@ impl Peers {
         let local_key = local.public_key();
         Peers {
             enabled: false,
-            mac_keys: MacKeys::new(&local_key),
+            guard: HandshakeGuard::new(GuardConfig::default(), &local_key, wall_base.0),
             local,
             local_key,
             psk,
@@ -322,6 +327,7 @@ impl Peers {
                     previous: None,
                     pending: None,
                     handshake: None,
+                    cookies: CookieJar::default(),
                     retry_delay: HANDSHAKE_RETRY_MIN,
                     next_attempt: now,
                     last_tx: None,
@@ -665,9 +671,10 @@ impl Peers {
         h: &Header<&[u8]>,
         tx: &mut TxQueue,
     ) -> Result<(), DropReason> {
-        if !self.enabled || !self.mac_keys.check_mac1(h) {
+        if !self.enabled {
             return Err(DropReason::UnexpectedMessage);
         }
+        self.guard.admit(now, from, h, tx)?;
         let inc = handshake::read_init(&self.local, &self.psk, h)
             .map_err(|_| DropReason::HandshakeFailed)?;
         let i = self.slot(&inc.peer).ok_or(DropReason::HandshakeFailed)?;
@@ -709,6 +716,35 @@ impl Peers {
         Ok(())
     }
 
+    /// A cookie reply: `Ok(false)` if it answers none of our peer
+    /// initiations (it may be the switch's). Like the uplink, the next
+    /// initiation to that peer carries `mac2`; nothing is resent at once.
+    pub fn handle_cookie_reply(
+        &mut self,
+        now: Instant,
+        h: &Header<&[u8]>,
+    ) -> Result<bool, DropReason> {
+        let want = h.receiver_index();
+        let Some(p) = self.peers.iter_mut().flatten().find(|p| {
+            p.handshake
+                .as_ref()
+                .is_some_and(|f| f.initiation.sender_index() == want)
+        }) else {
+            return Ok(false);
+        };
+        let mac1 = p.handshake.as_ref().map(|f| f.initiation.mac1());
+        let cookie = mac1
+            .and_then(|m| MacKeys::new(&p.key).open_reply(&m, h).ok())
+            .ok_or(DropReason::HandshakeFailed)?;
+        p.cookies.store(now, cookie);
+        Ok(true)
+    }
+
+    /// The guard's state, for `status`.
+    pub fn guard_status(&self, now: Instant) -> GuardStatus {
+        self.guard.status(now)
+    }
+
     /// A handshake response: `Ok(false)` if it answers none of our peer
     /// initiations (it may be the switch's).
     pub fn handle_resp(
@@ -727,14 +763,13 @@ impl Peers {
             return Ok(false);
         };
         let p = self.peers[i].as_mut().ok_or(DropReason::HandshakeFailed)?;
-        let inflight = p.handshake.take().ok_or(DropReason::HandshakeFailed)?;
-        let (keys, remote_index) = match inflight.initiation.finish(h) {
-            Ok(k) => k,
-            Err(_) => {
-                p.next_attempt = inflight.sent_at + p.retry_delay;
-                return Err(DropReason::HandshakeFailed);
-            }
-        };
+        let inflight = p.handshake.as_mut().ok_or(DropReason::HandshakeFailed)?;
+        // A forged or corrupted response leaves the initiation in flight.
+        let (keys, remote_index) = inflight
+            .initiation
+            .finish(h)
+            .map_err(|_| DropReason::ForgedResponse)?;
+        p.handshake = None;
         let was_direct = p.is_direct(now);
         let session = Session::new(keys, want, remote_index, self.network_id, now);
         if let Some(old) = p.previous.take() {
@@ -796,7 +831,7 @@ impl Peers {
             index,
             ts,
             self.caps,
-            None,
+            p.cookies.current(now),
             &mut out,
         ) else {
             return;
@@ -846,6 +881,7 @@ impl Peers {
         if !self.enabled {
             return;
         }
+        self.guard.sweep(now);
         let local_key = self.local_key;
         for i in 0..self.peers.len() {
             let Some(p) = self.peers[i].as_mut() else {

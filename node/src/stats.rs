@@ -24,9 +24,12 @@ pub enum DropReason {
     Replay,
     /// Session past its lifetime.
     Expired,
-    /// A handshake response that did not complete our handshake.
+    /// A handshake message that did not complete or start a handshake: a
+    /// response or cookie reply for no initiation of ours, an initiation
+    /// that failed to decrypt or came from a key the switch did not vouch for.
     HandshakeFailed,
-    /// A handshake initiation: nodes do not accept them.
+    /// A handshake initiation while not in mesh mode (only mesh peers
+    /// initiate to a node).
     UnexpectedMessage,
     /// A frame larger than the MTU of the port it came from or goes to.
     Oversize,
@@ -57,6 +60,16 @@ pub enum DropReason {
     VmPeerRefused,
     /// A frame a mesh peer sent directly in a VLAN the two do not share.
     VlanFiltered,
+    /// A handshake response with the index of our in-flight initiation that
+    /// failed to authenticate (forged or corrupted); the initiation stays.
+    ForgedResponse,
+    /// A peer's handshake initiation without a valid `mac1`.
+    BadMac1,
+    /// Under load: a peer's initiation without a valid `mac2` (it gets a
+    /// cookie reply if its source prefix has budget left).
+    BadMac2,
+    /// Under load: more initiations from one source prefix than it may have.
+    HandshakeRateLimited,
 }
 
 impl Reason for DropReason {
@@ -85,6 +98,10 @@ impl Reason for DropReason {
         DropReason::TapWrite,
         DropReason::VmPeerRefused,
         DropReason::VlanFiltered,
+        DropReason::ForgedResponse,
+        DropReason::BadMac1,
+        DropReason::BadMac2,
+        DropReason::HandshakeRateLimited,
     ];
 
     fn index(self) -> usize {
@@ -117,6 +134,10 @@ impl Reason for DropReason {
             DropReason::TapWrite => "tap_write",
             DropReason::VmPeerRefused => "vm_peer_refused",
             DropReason::VlanFiltered => "vlan_filtered",
+            DropReason::ForgedResponse => "forged_response",
+            DropReason::BadMac1 => "bad_mac1",
+            DropReason::BadMac2 => "bad_mac2",
+            DropReason::HandshakeRateLimited => "handshake_rate_limited",
         }
     }
 }
@@ -133,6 +154,17 @@ impl From<overlay_proto::Error> for DropReason {
             E::Replay => DropReason::Replay,
             E::CounterExhausted => DropReason::Expired,
             E::Handshake | E::BadKey => DropReason::HandshakeFailed,
+        }
+    }
+}
+
+impl From<overlay_proto::handshake_guard::GuardDrop> for DropReason {
+    fn from(d: overlay_proto::handshake_guard::GuardDrop) -> Self {
+        use overlay_proto::handshake_guard::GuardDrop as G;
+        match d {
+            G::BadMac1 => DropReason::BadMac1,
+            G::BadMac2 => DropReason::BadMac2,
+            G::RateLimited => DropReason::HandshakeRateLimited,
         }
     }
 }

@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 use snow::params::HashChoice;
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 
@@ -197,12 +199,19 @@ impl std::fmt::Debug for Cookie {
 /// The responder's side: checks both MACs and makes cookie replies. Whether
 /// the responder is under load (and so demands `mac2`) is the caller's
 /// decision.
+///
+/// The secret and the reply nonces come from its own generator, seeded from
+/// the operating system ([`CookieMinter::new`]): whoever could predict the
+/// secret could make `mac2` for any address and walk past the flood defence,
+/// so it must not share a seed with anything that leaves the host (session
+/// indices travel in clear).
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct CookieMinter {
     keys: MacKeys,
     secret: [u8; 32],
     /// When `secret` was made; `None` before the first cookie.
     secret_born: Option<Instant>,
+    rng: StdRng,
 }
 
 impl Drop for CookieMinter {
@@ -220,12 +229,20 @@ impl std::fmt::Debug for CookieMinter {
 }
 
 impl CookieMinter {
-    /// A minter for the responder with public key `local`.
+    /// A minter for the responder with public key `local`, its generator
+    /// seeded from the operating system (256 bits).
     pub fn new(local: &PublicKey) -> CookieMinter {
+        CookieMinter::with_rng(local, StdRng::from_os_rng())
+    }
+
+    /// A minter whose secret and nonces come from `rng`: for reproducible
+    /// fixtures (fuzz seeds). A product uses [`CookieMinter::new`].
+    pub fn with_rng(local: &PublicKey, rng: StdRng) -> CookieMinter {
         CookieMinter {
             keys: MacKeys::new(local),
             secret: [0; 32],
             secret_born: None,
+            rng,
         }
     }
 
@@ -267,25 +284,24 @@ impl CookieMinter {
     }
 
     /// Write a cookie reply to the initiation `init` received from `from`
-    /// into `out`. `rng` supplies the nonce and, every
+    /// into `out`: a fresh random nonce and, every
     /// [`COOKIE_SECRET_LIFETIME`], a new secret.
     pub fn write_reply(
         &mut self,
         now: Instant,
         from: SocketAddr,
         init: &Header<&[u8]>,
-        rng: &mut impl rand::RngCore,
         out: &mut [u8; COOKIE_REPLY_LEN],
     ) {
         if !self.secret_is_live(now) {
-            rng.fill_bytes(&mut self.secret);
+            self.rng.fill_bytes(&mut self.secret);
             self.secret_born = Some(now);
         }
         let b = (*init).into_inner();
         let mut h = Header::new_unchecked(&mut out[..]);
         h.set_common(MessageType::CookieReply, 0, 0, init.network_id());
         h.set_handshake_indices(init.sender_index(), None);
-        rng.fill_bytes(&mut out[REPLY_NONCE..REPLY_COOKIE]);
+        self.rng.fill_bytes(&mut out[REPLY_NONCE..REPLY_COOKIE]);
         let mut cookie = self.cookie(from);
         let tag = self
             .keys
@@ -382,7 +398,6 @@ mod tests {
     #[test]
     fn cookie_round_trip_makes_mac2_valid_for_that_address_only() {
         let mut r = rand::rng();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let (node, sw) = (
             StaticSecret::generate(&mut r),
             StaticSecret::generate(&mut r),
@@ -397,7 +412,7 @@ mod tests {
             "zero mac2 without a cookie"
         );
         let mut reply = [0u8; COOKIE_REPLY_LEN];
-        minter.write_reply(t0, from, &h, &mut rng, &mut reply);
+        minter.write_reply(t0, from, &h, &mut reply);
         let rh = Header::new_checked(&reply[..]).unwrap();
         assert_eq!(rh.message_type(), MessageType::CookieReply);
         assert_eq!(rh.receiver_index(), 9);
@@ -437,14 +452,13 @@ mod tests {
         let mut h = Header::new_unchecked(&mut init[..]);
         h.set_common(MessageType::HandshakeInit, 0, 0, 0xdead_beef);
         h.set_handshake_indices(0x0102_0304, None);
-        let mut minter = CookieMinter::new(&sw.public_key());
+        let mut minter = CookieMinter::with_rng(&sw.public_key(), rng);
         let mut out = [0u8; COOKIE_REPLY_LEN];
         let from: SocketAddr = "[fd00:18::11]:7".parse().unwrap();
         minter.write_reply(
             Instant::now(),
             from,
             &Header::new_checked(&init[..]).unwrap(),
-            &mut rng,
             &mut out,
         );
         assert_eq!(

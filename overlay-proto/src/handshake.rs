@@ -158,7 +158,17 @@ impl Initiation {
 
     /// Complete the handshake with a response datagram (already checked by
     /// [`Header::new_checked`]). Returns the keys and the responder's index.
-    pub fn finish(mut self, resp: &Header<&[u8]>) -> Result<(SessionKeys, u32), Error> {
+    ///
+    /// A response that fails to authenticate leaves the initiation as it was,
+    /// so the genuine response can still complete it (WireGuard keeps its
+    /// handshake state the same way): the receiver index travels in clear in
+    /// the initiation, so anyone on the path can forge a response that
+    /// reaches this point. snow rolls its symmetric state back on a failed
+    /// read, and message 2 starts with the responder's ephemeral key, whose
+    /// `MixKey` rekeys the cipher before anything is decrypted, so nothing a
+    /// failed read touched is used again (`forged_responses_do_not_spoil_the_initiation`).
+    /// After success the initiation is spent: drop it.
+    pub fn finish(&mut self, resp: &Header<&[u8]>) -> Result<(SessionKeys, u32), Error> {
         if resp.message_type() != MessageType::HandshakeResp
             || resp.receiver_index() != self.sender_index
         {
@@ -289,7 +299,7 @@ mod tests {
         let psk = Psk::default();
         let mut m1 = [0u8; HS_INIT_LEN];
         let ts = Timestamp::from_unix(1_700_000_000, 5);
-        let ini = initiate(
+        let mut ini = initiate(
             &node,
             &switch.public_key(),
             &psk,
@@ -323,7 +333,7 @@ mod tests {
         // responder cannot tell at message 1; the initiator refuses message 2.
         let (node, switch) = keys();
         let mut m1 = [0u8; HS_INIT_LEN];
-        let ini = initiate(
+        let mut ini = initiate(
             &node,
             &switch.public_key(),
             &Psk([1; 32]),
@@ -382,7 +392,7 @@ mod tests {
         let (node, switch) = keys();
         let psk = Psk::default();
         let mut m1 = [0u8; HS_INIT_LEN];
-        let ini = initiate(
+        let mut ini = initiate(
             &node,
             &switch.public_key(),
             &psk,
@@ -399,6 +409,71 @@ mod tests {
         inc.accept(0, 6, &mut m2).unwrap();
         m2[HS_RESP_LEN - 1] ^= 1;
         assert!(ini.finish(&Header::new_checked(&m2[..]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn forged_responses_do_not_spoil_the_initiation() {
+        let (node, switch) = keys();
+        let (_, stranger) = keys();
+        let psk = Psk([7; 32]);
+        let mut m1 = [0u8; HS_INIT_LEN];
+        let mut ini = initiate(
+            &node,
+            &switch.public_key(),
+            &psk,
+            0,
+            5,
+            Timestamp::from_unix(3, 0),
+            0,
+            None,
+            &mut m1,
+        )
+        .unwrap();
+        let inc = read_init(&switch, &psk, &Header::new_checked(&m1[..]).unwrap()).unwrap();
+        let mut genuine = [0u8; HS_RESP_LEN];
+        let rk = inc.accept(0, 6, &mut genuine).unwrap();
+        // Forgeries with the right receiver index: random bytes, the genuine
+        // response with one bit flipped anywhere in the Noise message, and a
+        // well-formed response from someone without the responder's key.
+        let mut forgeries: Vec<[u8; HS_RESP_LEN]> = Vec::new();
+        let mut random = [0x5au8; HS_RESP_LEN];
+        random[..16].copy_from_slice(&genuine[..16]);
+        forgeries.push(random);
+        for i in [16, 40, 47, 48, 63] {
+            let mut f = genuine;
+            f[i] ^= 1;
+            forgeries.push(f);
+        }
+        let mut m1b = [0u8; HS_INIT_LEN];
+        initiate(
+            &node,
+            &stranger.public_key(),
+            &psk,
+            0,
+            5,
+            Timestamp::from_unix(3, 0),
+            0,
+            None,
+            &mut m1b,
+        )
+        .unwrap();
+        let mut other = [0u8; HS_RESP_LEN];
+        read_init(&stranger, &psk, &Header::new_checked(&m1b[..]).unwrap())
+            .unwrap()
+            .accept(0, 6, &mut other)
+            .unwrap();
+        forgeries.push(other);
+        for f in &forgeries {
+            let h = Header::new_checked(&f[..]).unwrap();
+            assert_eq!(h.receiver_index(), 5);
+            assert_eq!(ini.finish(&h).unwrap_err(), Error::Handshake);
+        }
+        let (ik, idx) = ini
+            .finish(&Header::new_checked(&genuine[..]).unwrap())
+            .expect("the genuine response still completes the handshake");
+        assert_eq!(idx, 6);
+        assert_eq!(ik.send, rk.recv);
+        assert_eq!(ik.recv, rk.send);
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //!   (via `snow`), producing one AES-256-GCM key per direction.
 //! - [`cookie`]: `mac1`, `mac2` and cookie replies: the handshake flood
 //!   defence checked before any Diffie-Hellman.
+//! - [`handshake_guard`]: what a responder (the switch, a mesh node) checks
+//!   before any Diffie-Hellman: `mac1`, load, `mac2`, per-prefix budgets.
+//! - [`lru`]: a bounded map that forgets the least recently used entry.
 //! - [`control`]: control messages (mesh membership, MAC announcements,
 //!   peer pings) carried as sealed data packets with flag `CONTROL`.
 //! - [`notice`]: the switch's authenticated restart notice.
@@ -35,7 +38,9 @@ pub mod counters;
 pub mod crypto;
 pub mod frag;
 pub mod handshake;
+pub mod handshake_guard;
 pub mod keys;
+pub mod lru;
 pub mod notice;
 pub mod replay;
 pub mod session;

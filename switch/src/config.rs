@@ -167,10 +167,10 @@ mod defaults {
         1500
     }
     pub fn handshake_load_threshold() -> u32 {
-        crate::handshake_guard::GuardConfig::default().load_threshold
+        overlay_proto::handshake_guard::GuardConfig::default().load_threshold
     }
     pub fn cookie_replies_per_sec() -> u32 {
-        crate::handshake_guard::GuardConfig::default().cookie_replies_per_sec
+        overlay_proto::handshake_guard::GuardConfig::default().cookie_replies_per_sec
     }
     pub fn state_file() -> std::path::PathBuf {
         "/var/lib/tapmesh/switch.state".into()
@@ -348,7 +348,7 @@ impl Config {
                     underlay_mtu: f.underlay_mtu as usize,
                     multicast: multicast.clone(),
                     storm: storm.clone(),
-                    handshake_guard: crate::handshake_guard::GuardConfig {
+                    handshake_guard: overlay_proto::handshake_guard::GuardConfig {
                         load_threshold: f.handshake_load_threshold,
                         cookie_replies_per_sec: f.cookie_replies_per_sec,
                     },

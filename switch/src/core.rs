@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::frag::{self, FragHeader, Reassembler};
 use overlay_proto::handshake::{self, CAP_VNET, Timestamp};
+use overlay_proto::handshake_guard::{GuardConfig, HandshakeGuard};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::notice::NoticeKey;
 use overlay_proto::session::Session;
@@ -25,13 +26,12 @@ pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
-    COOKIE_REPLY_LEN, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET, HS_RESP_LEN, Header,
-    MessageType, RESTART_NOTICE_LEN, ethernet,
+    FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET, HS_RESP_LEN, Header, MessageType,
+    RESTART_NOTICE_LEN, ethernet,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::NodeId;
-use crate::handshake_guard::{GuardConfig, GuardVerdict, HandshakeGuard};
 use crate::mac_table::{Learned, MacTable};
 use crate::mesh::{MemberView, Mesh};
 use crate::snooping::limits::GroupTotal;
@@ -256,7 +256,9 @@ pub struct Switch {
 }
 
 impl Switch {
-    /// A switch with no sessions yet. `seed` feeds the session-index generator.
+    /// A switch with no sessions yet. `seed` feeds the session-index generator
+    /// (indices travel in clear; the cookie secret comes from the operating
+    /// system, see [`HandshakeGuard`]).
     pub fn new(cfg: SwitchConfig, now: Instant, seed: u64) -> Switch {
         let ports: Vec<Port> = cfg.nodes.iter().cloned().map(Port::new).collect();
         let by_key = ports
@@ -343,23 +345,7 @@ impl Switch {
         h: &Header<&[u8]>,
     ) -> Result<(), DropReason> {
         // Cheap checks first: no Diffie-Hellman for floods (see handshake_guard).
-        match self.guard.check(now, from, h) {
-            GuardVerdict::Proceed => {}
-            GuardVerdict::Drop(r) => return Err(r),
-            GuardVerdict::SendCookie => {
-                if self.tx.is_full() {
-                    return Err(DropReason::TxQueueFull);
-                }
-                let mut out = [0u8; COOKIE_REPLY_LEN];
-                self.guard
-                    .write_cookie_reply(now, from, h, &mut self.rng, &mut out);
-                let mut b = self.tx.buffer(COOKIE_REPLY_LEN);
-                b[..COOKIE_REPLY_LEN].copy_from_slice(&out);
-                b.truncate(COOKIE_REPLY_LEN);
-                self.tx.push(from, b);
-                return Err(DropReason::BadMac2);
-            }
-        }
+        self.guard.admit(now, from, h, &mut self.tx)?;
         let incoming = handshake::read_init(&self.cfg.private_key, &self.cfg.psk, h)
             .map_err(|_| DropReason::HandshakeFailed)?;
         // Unknown keys get no answer at all.

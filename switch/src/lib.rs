@@ -9,8 +9,6 @@
 //!   `poll_transmit`, `poll_timeout`): sessions per node and forwarding.
 //! - [`networks`]: several isolated networks in one process, one core each;
 //!   datagrams are dispatched by network id before any crypto.
-//! - [`handshake_guard`]: the flood defence run before any Diffie-Hellman:
-//!   `mac1`, load detection, cookie replies and `mac2`, per-source limits.
 //! - [`mac_table`]: learning, aging, moves and limits, per VLAN.
 //! - [`snooping`]: IGMP/MLD snooping (group table, router ports, the
 //!   built-in querier); [`snooping::wire`] parses IGMP/MLD and builds queries.
@@ -28,7 +26,6 @@
 
 pub mod config;
 pub mod core;
-pub mod handshake_guard;
 pub mod mac_table;
 pub mod mesh;
 pub mod metrics;

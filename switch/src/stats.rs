@@ -152,6 +152,17 @@ impl From<overlay_proto::Error> for DropReason {
     }
 }
 
+impl From<overlay_proto::handshake_guard::GuardDrop> for DropReason {
+    fn from(d: overlay_proto::handshake_guard::GuardDrop) -> Self {
+        use overlay_proto::handshake_guard::GuardDrop as G;
+        match d {
+            G::BadMac1 => DropReason::BadMac1,
+            G::BadMac2 => DropReason::BadMac2,
+            G::RateLimited => DropReason::HandshakeRateLimited,
+        }
+    }
+}
+
 /// Drop counters, one per [`DropReason`].
 pub type Drops = DropCounters<DropReason>;
 
@@ -168,7 +179,6 @@ macro_rules! summable {
         }
     };
 }
-pub(crate) use summable;
 
 summable!(Forwarded {
     unicast,

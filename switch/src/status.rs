@@ -23,7 +23,7 @@ pub struct Status {
     /// Handshakes and sessions.
     pub sessions: SessionCounters,
     /// Handshake flood defence: under load or not, cookie replies.
-    pub handshake_guard: crate::handshake_guard::GuardStatus,
+    pub handshake_guard: overlay_proto::handshake_guard::GuardStatus,
     /// IGMP/MLD snooping: queriers, router ports, groups and counters.
     pub multicast: MulticastStatus,
     /// The networks this switch hosts (isolated from each other).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::vlan::PortVlan;
-use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
+use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD, HS_RESP_LEN};
 use tapmesh_node::core::{Node, NodeConfig, TapWrite};
 use tapmesh_node::peers::Path;
 use tapmesh_switch::core::{NodeSpec, Switch, SwitchConfig};
@@ -28,6 +28,9 @@ struct Net {
     blocked: HashSet<(usize, usize)>,
     /// Data frames the switch received from each node (relayed traffic).
     via_switch: Vec<u64>,
+    /// An on-path attacker puts a forged handshake response (the genuine
+    /// one's header and indices, garbage after) ahead of every response.
+    forge_responses: bool,
     /// The switch's configuration, for reloads.
     cfg: SwitchConfig,
 }
@@ -51,8 +54,20 @@ impl Net {
         Net::with_vlans(vec![PortVlan::Transparent; n])
     }
 
-    /// Node `i` on port `vlans[i]`.
+    /// Node `i` on port `vlans[i]`, connected.
     fn with_vlans(vlans: Vec<PortVlan>) -> Net {
+        let mut net = Net::quiet_with_vlans(vlans);
+        net.advance(Duration::from_secs(2));
+        net
+    }
+
+    /// The network before any time has passed: nodes not yet connected.
+    fn new_quiet(n: usize) -> Net {
+        Net::quiet_with_vlans(vec![PortVlan::Transparent; n])
+    }
+
+    /// Node `i` on port `vlans[i]`, before any time has passed.
+    fn quiet_with_vlans(vlans: Vec<PortVlan>) -> Net {
         let n = vlans.len();
         let t0 = Instant::now();
         let mut rng = rand::rng();
@@ -98,7 +113,7 @@ impl Net {
                 node
             })
             .collect();
-        let mut net = Net {
+        Net {
             now: t0,
             switch: Some(switch),
             nodes,
@@ -107,8 +122,16 @@ impl Net {
             tap: vec![Vec::new(); n],
             blocked: HashSet::new(),
             via_switch: vec![0; n],
+            forge_responses: false,
             cfg,
-        };
+        }
+    }
+
+    /// Like [`Net::new`], with a forgery ahead of every handshake response
+    /// from the start.
+    fn with_forged_responses(n: usize) -> Net {
+        let mut net = Net::new_quiet(n);
+        net.forge_responses = true;
         net.advance(Duration::from_secs(2));
         net
     }
@@ -142,37 +165,49 @@ impl Net {
             }
         }
         self.drain_switch();
-        while let Some((from, to, mut d)) = self.wire.pop_front() {
-            if let (Some(a), Some(b)) = (self.node_of(&from), self.node_of(&to))
-                && (self.blocked.contains(&(a, b)) || self.blocked.contains(&(b, a)))
-            {
-                continue;
+        while let Some((from, to, d)) = self.wire.pop_front() {
+            if self.forge_responses && d.len() == HS_RESP_LEN && d[0] & 0x0f == 3 {
+                let mut forged = d.clone();
+                for (k, b) in forged[16..].iter_mut().enumerate() {
+                    *b = (k as u8).wrapping_mul(37) ^ 0xa5;
+                }
+                self.hand(from, to, forged);
             }
-            if to == SWITCH.parse().unwrap() {
-                if let Some(sw) = self.switch.as_mut() {
-                    // Frames (not keepalives or control messages) the switch relays.
-                    if d.len() >= DATA_OVERHEAD + 60
-                        && d[0] & 0x0f == 1
-                        && let Some(i) = self.addrs.iter().position(|a| *a == from)
-                    {
-                        self.via_switch[i] += 1;
-                    }
-                    sw.handle_datagram(self.now, from, &mut d);
+            self.hand(from, to, d);
+        }
+    }
+
+    /// Deliver one datagram on the underlay.
+    fn hand(&mut self, from: SocketAddr, to: SocketAddr, mut d: Vec<u8>) {
+        if let (Some(a), Some(b)) = (self.node_of(&from), self.node_of(&to))
+            && (self.blocked.contains(&(a, b)) || self.blocked.contains(&(b, a)))
+        {
+            return;
+        }
+        if to == SWITCH.parse().unwrap() {
+            if let Some(sw) = self.switch.as_mut() {
+                // Frames (not keepalives or control messages) the switch relays.
+                if d.len() >= DATA_OVERHEAD + 60
+                    && d[0] & 0x0f == 1
+                    && let Some(i) = self.addrs.iter().position(|a| *a == from)
+                {
+                    self.via_switch[i] += 1;
                 }
-                self.drain_switch();
-            } else if let Some(i) = self.node_of(&to) {
-                match self.nodes[i].handle_datagram(self.now, from, &mut d) {
-                    Some(TapWrite::InPlace(r)) => self.tap[i].push(d[r].to_vec()),
-                    Some(TapWrite::Reassembled(r)) => {
-                        self.tap[i].push(self.nodes[i].reassembled()[r].to_vec())
-                    }
-                    None => {}
+                sw.handle_datagram(self.now, from, &mut d);
+            }
+            self.drain_switch();
+        } else if let Some(i) = self.node_of(&to) {
+            match self.nodes[i].handle_datagram(self.now, from, &mut d) {
+                Some(TapWrite::InPlace(r)) => self.tap[i].push(d[r].to_vec()),
+                Some(TapWrite::Reassembled(r)) => {
+                    self.tap[i].push(self.nodes[i].reassembled()[r].to_vec())
                 }
-                while let Some(t) = self.nodes[i].poll_transmit() {
-                    for d in t.datagrams() {
-                        self.wire
-                            .push_back((self.addrs[i], t.destination, d.to_vec()));
-                    }
+                None => {}
+            }
+            while let Some(t) = self.nodes[i].poll_transmit() {
+                for d in t.datagrams() {
+                    self.wire
+                        .push_back((self.addrs[i], t.destination, d.to_vec()));
                 }
             }
         }
@@ -514,4 +549,43 @@ fn reload_moves_a_mesh_node_between_vlans() {
     assert_eq!(n.path(1, 0), None, "h2 still has h1");
     assert_eq!(n.path(1, 2), Some(Path::Direct));
     assert_eq!(n.path(2, 1), Some(Path::Direct));
+}
+
+#[test]
+fn forged_responses_ahead_of_every_response_stop_no_handshake() {
+    // Issue 13 item 4: the receiver index travels in clear, so an on-path
+    // attacker can put a forged response ahead of the genuine one. The
+    // in-flight initiation must survive it, towards the switch and between
+    // peers, so every session still comes up.
+    let mut n = Net::with_forged_responses(3);
+    n.advance(Duration::from_secs(3));
+    n.announce_macs();
+    for i in 0..3 {
+        let st = n.nodes[i].status(n.now, "x");
+        assert_eq!(
+            n.nodes[i].link_state(),
+            tapmesh_node::core::LinkState::Established,
+            "h{} has no session with the switch",
+            i + 1
+        );
+        for peer in (0..3).filter(|&p| p != i) {
+            assert_eq!(
+                n.path(i, peer),
+                Some(Path::Direct),
+                "h{} -> h{}",
+                i + 1,
+                peer + 1
+            );
+        }
+        assert!(
+            st.drops
+                .get(tapmesh_node::stats::DropReason::ForgedResponse)
+                >= 1,
+            "h{}: forgeries not counted: {:?}",
+            i + 1,
+            st.drops
+        );
+    }
+    n.send(0, &frame(mac(2), mac(1), 7));
+    assert_eq!(n.received(1, 7), 1);
 }
