@@ -55,6 +55,8 @@ struct LocalPorts {
     vm_ports: Vec<String>,
     /// Run the node as this uid and gid (not root).
     user: Option<(u32, u32)>,
+    /// More tables after the `[[vm-port]]`s (e.g. `[[host]]`).
+    tables: String,
 }
 
 #[derive(Debug)]
@@ -310,6 +312,12 @@ impl Topology {
         (1..=sockets.len())
             .map(|n| dir.join(format!("vm{n}.sock")))
             .collect()
+    }
+
+    /// Tables appended to host `i`'s `h{i}.toml` after its `[[vm-port]]`s
+    /// (e.g. `[[host]]` with its forwards), from the next config written on.
+    pub fn set_node_tables(&mut self, i: usize, toml: &str) {
+        self.host_mut(i).local.tables = toml.to_string();
     }
 
     /// Runs host `i`'s node as `uid`/`gid` (not root), from the next
@@ -774,6 +782,7 @@ impl Topology {
                         path.display()
                     )
                 })
+                .chain(std::iter::once(host.local.tables.clone()))
                 .collect(),
         };
         let path = self.dir.join(format!("h{i}.toml"));

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use integration::bench::iperf::{self, Load};
 use integration::reload::{self, counts};
-use integration::status::switch_node;
+use integration::status::{counter, switch_node};
 use integration::topology::overlay_v4;
+use integration::vm_client::VmClient;
 use integration::{Topology, bins, wait_until};
 use serde_json::Value;
 
@@ -137,8 +138,14 @@ fn reload_moves_a_node_to_another_vlan() {
     for i in 1..=3 {
         topo.start_node(i);
     }
-    assert!(topo.ping_ok_within(2, overlay_v4(1), UP), "h2 -> h1 in VLAN 10");
-    assert!(!topo.ping(2, overlay_v4(3)), "VLAN 20 reachable from VLAN 10");
+    assert!(
+        topo.ping_ok_within(2, overlay_v4(1), UP),
+        "h2 -> h1 in VLAN 10"
+    );
+    assert!(
+        !topo.ping(2, overlay_v4(3)),
+        "VLAN 20 reachable from VLAN 10"
+    );
     let before = topo.switch_status();
     topo.set_switch_node_entry_extra(2, "vlan = 20");
     let r = reload::switch(&mut topo);
@@ -181,13 +188,15 @@ fn broken_or_unchangeable_config_is_refused_and_nothing_changes() {
     topo.set_admitted(2, false);
     let config = topo.write_switch_config();
     let text = std::fs::read_to_string(&config).unwrap();
-    let moved = "metrics-listen = \"127.0.0.1:9109\"\n".to_owned() + &text.replace(":7777\"", ":7778\"");
+    let moved =
+        "metrics-listen = \"127.0.0.1:9109\"\n".to_owned() + &text.replace(":7777\"", ":7778\"");
     assert_ne!(text, moved);
     std::fs::write(&config, moved).unwrap();
     let r = reload::run_switch(&topo.admin_socket());
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
-        r.stderr.contains("listen, metrics-listen: cannot change while the switch runs"),
+        r.stderr
+            .contains("listen, metrics-listen: cannot change while the switch runs"),
         "{r:?}"
     );
     // Everything still runs as before: h2 admitted, same sessions.
@@ -238,7 +247,9 @@ fn tcp_transfer_across_a_reload_has_no_retransmission_spike() {
     // The reload removes h3 and changes settings of the whole network
     // (MAC limit, storm control); h1 and h2 are not touched.
     topo.set_admitted(3, false);
-    topo.set_switch_config_extra("mac-limit-per-node = 512\n[storm-control]\nbroadcast-pps = 1000\n");
+    topo.set_switch_config_extra(
+        "mac-limit-per-node = 512\n[storm-control]\nbroadcast-pps = 1000\n",
+    );
     topo.write_switch_config();
     let socket = topo.admin_socket();
     let with_reload = transfer(&topo, 6, "reload", || {
@@ -287,6 +298,131 @@ fn sighup_reloads_like_the_command() {
             && log.contains("config reload refused")
             && log.contains("colour"),
         "log:\n{log}"
+    );
+    topo.assert_all_running();
+}
+
+/// The TAP's interface index in host `i` (a recreated TAP gets a new one).
+fn tap_index(topo: &Topology, i: usize) -> String {
+    let out = topo.ns(i).exec("ip", &["-o", "link", "show", "tapmesh0"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let index = text.split(':').next().unwrap_or("").trim().to_owned();
+    assert!(!index.is_empty(), "no tapmesh0 in h{i}: {text}");
+    index
+}
+
+/// A userspace host on h1 at this overlay address, forwarding a port.
+const HOST_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 19, 0, 50);
+
+#[test]
+fn node_reload_adds_and_removes_vm_ports_and_hosts_keeping_tap_and_session() {
+    let mut topo = Topology::central(2);
+    let socks = topo.set_node_vm_ports(1, &["stream"], true);
+    topo.start_all(UP);
+    let tap = tap_index(&topo, 1);
+    let before = topo.node_status(1);
+    let handshakes = counter(&before, &["handshakes_completed"]);
+
+    // Add a second VM port and a userspace host with a forward.
+    let socks2 = topo.set_node_vm_ports(1, &["stream", "stream"], true);
+    topo.set_node_tables(
+        1,
+        &format!(
+            "[[host]]\naddress = [\"{HOST_V4}/24\"]\n[[host.forward]]\nport = 80\nto = \"127.0.0.1:8080\"\n"
+        ),
+    );
+    let r = reload::node(&mut topo, 1);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("vm-ports added") && r.stdout.contains("hosts added"),
+        "{r:?}"
+    );
+    let mut vm = VmClient::stream(
+        &socks2[1],
+        [0x52, 0x54, 0, 0, 2, 2],
+        std::net::Ipv4Addr::new(198, 19, 0, 102),
+    );
+    assert!(
+        vm.ping_within(overlay_v4(2), UP),
+        "a VM on the added port cannot ping h2"
+    );
+    assert!(
+        topo.ping_ok_within(2, HOST_V4, UP),
+        "h2 cannot ping the added userspace host"
+    );
+
+    // Remove them again: the socket goes, the VM is disconnected, the host
+    // stops answering.
+    topo.set_node_vm_ports(1, &["stream"], true);
+    topo.set_node_tables(1, "");
+    let r = reload::node(&mut topo, 1);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("vm-ports removed") && r.stdout.contains("hosts removed"),
+        "{r:?}"
+    );
+    assert!(
+        vm.closed_within(Duration::from_secs(2)),
+        "the VM is still connected"
+    );
+    assert!(
+        !socks2[1].exists(),
+        "the removed port's socket is still there"
+    );
+    assert!(socks[0].exists(), "the kept port's socket is gone");
+    assert!(!topo.ping(2, HOST_V4), "the removed host still answers");
+
+    // The TAP and the session were never touched.
+    assert_eq!(tap_index(&topo, 1), tap, "the TAP was recreated");
+    let after = topo.node_status(1);
+    assert_eq!(
+        counter(&after, &["handshakes_completed"]),
+        handshakes,
+        "the session was renewed: {after}"
+    );
+    assert!(topo.ping(1, overlay_v4(2)));
+    let kinds: Vec<&str> = after["local"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "vm").count(), 1, "{after}");
+    assert_eq!(counts(&after), (2, 0));
+    topo.assert_all_running();
+}
+
+#[test]
+fn node_reload_refuses_what_cannot_change_and_sighup_applies() {
+    let mut topo = Topology::central(2);
+    topo.start_all(UP);
+    topo.set_node_config_extra(1, "underlay-mtu = 1400\n");
+    let r = reload::node(&mut topo, 1);
+    assert_eq!(r.code, 2, "{r:?}");
+    let line = r.stderr.trim();
+    assert!(
+        !line.contains('\n')
+            && line.starts_with("tapmesh-node: config error: ")
+            && line.contains("h1.toml: underlay-mtu: cannot change while the node runs"),
+        "{line:?}"
+    );
+    // A VM port above the node's largest MTU (the TAP's 1400) cannot be
+    // added live either; the refusal names it.
+    topo.set_node_config_extra(1, "");
+    topo.set_node_vm_ports(1, &["stream"], true);
+    let r = reload::node(&mut topo, 1);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("h1.toml: vm-port[0].mtu: cannot change"),
+        "{r:?}"
+    );
+    // SIGHUP: a userspace host appears.
+    topo.set_node_vm_ports(1, &[], true);
+    topo.set_node_tables(1, &format!("[[host]]\naddress = [\"{HOST_V4}/24\"]\n"));
+    assert_eq!(reload::node_sighup(&mut topo, 1), (1, 2));
+    assert!(
+        topo.ping_ok_within(2, HOST_V4, UP),
+        "h2 cannot ping the host SIGHUP added"
     );
     topo.assert_all_running();
 }

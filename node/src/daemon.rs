@@ -478,7 +478,11 @@ fn reload(
     }
     let now = Instant::now();
     for h in plan.hosts_added {
-        let i = new.hosts.iter().position(|x| *x == h).unwrap_or(running.hosts.len());
+        let i = new
+            .hosts
+            .iter()
+            .position(|x| *x == h)
+            .unwrap_or(running.hosts.len());
         locals.start_host(ports, i, &h, vm_tx, now);
         running.hosts.push(h);
     }

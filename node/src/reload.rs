@@ -8,7 +8,9 @@
 //! the TAP, the session or a socket the node holds, and is refused by key
 //! (the running config stays): `name`, `private-key-file`, `switch`,
 //! `switch-public-key`, `network-secret-file`, `network-id`, `underlay-mtu`,
-//! `rekey-after-secs`, `admin-socket`, `metrics-listen` and `[tap]`.
+//! `rekey-after-secs`, `admin-socket`, `metrics-listen` and `[tap]`; and an
+//! added port or host whose `mtu` is above the largest the node started
+//! with (the core holds every frame to that).
 use std::path::Path;
 
 use tapmesh_shell::config::ConfigError;
@@ -47,12 +49,18 @@ impl Plan {
         list("vm-ports added", self.vm_added.iter().map(vm).collect());
         list(
             "vm-ports removed",
-            self.vm_removed.iter().map(|&i| vm(&running.vm_ports[i])).collect(),
+            self.vm_removed
+                .iter()
+                .map(|&i| vm(&running.vm_ports[i]))
+                .collect(),
         );
         list("hosts added", self.hosts_added.iter().map(host).collect());
         list(
             "hosts removed",
-            self.hosts_removed.iter().map(|&i| host(&running.hosts[i])).collect(),
+            self.hosts_removed
+                .iter()
+                .map(|&i| host(&running.hosts[i]))
+                .collect(),
         );
         if parts.is_empty() {
             "no changes".into()
@@ -66,7 +74,7 @@ impl Plan {
 /// plan, or an error naming every key that cannot change while running.
 pub fn plan(path: &Path, running: &Config, new: &Config) -> Result<Plan, ConfigError> {
     let (a, b) = (&running.core, &new.core);
-    let fixed: Vec<&str> = [
+    let mut fixed: Vec<String> = [
         ("name", running.name != new.name),
         (
             "private-key-file",
@@ -79,12 +87,31 @@ pub fn plan(path: &Path, running: &Config, new: &Config) -> Result<Plan, ConfigE
         ("underlay-mtu", a.underlay_mtu != b.underlay_mtu),
         ("rekey-after-secs", a.rekey_after != b.rekey_after),
         ("admin-socket", running.admin_socket != new.admin_socket),
-        ("metrics-listen", running.metrics_listen != new.metrics_listen),
-        ("tap", running.tap != new.tap || a.mtu != b.mtu),
+        (
+            "metrics-listen",
+            running.metrics_listen != new.metrics_listen,
+        ),
+        ("tap", running.tap != new.tap),
     ]
     .into_iter()
-    .filter_map(|(key, differs)| differs.then_some(key))
+    .filter_map(|(key, differs)| differs.then_some(key.to_owned()))
     .collect();
+    // The core holds frames to the largest local MTU it started with: a new
+    // port may not need more (each port is held to its own by the local
+    // switch, so a smaller one is fine).
+    let vm_ports = new
+        .vm_ports
+        .iter()
+        .map(|v| (v.mtu as usize, running.vm_ports.contains(v)));
+    let hosts = new.hosts.iter().map(|h| (h.mtu, running.hosts.contains(h)));
+    let ports: [(&str, Vec<_>); 2] = [("vm-port", vm_ports.collect()), ("host", hosts.collect())];
+    for (table, list) in ports {
+        for (k, (mtu, is_running)) in list.into_iter().enumerate() {
+            if !is_running && mtu > a.mtu {
+                fixed.push(format!("{table}[{k}].mtu"));
+            }
+        }
+    }
     if !fixed.is_empty() {
         return Err(ConfigError::new(
             path,
