@@ -48,7 +48,10 @@ pub fn command(program: &str, path: &Path) -> std::process::ExitCode {
     let reply = match crate::admin::request(path, "reload") {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{program}: cannot reach the daemon at {}: {e}", path.display());
+            eprintln!(
+                "{program}: cannot reach the daemon at {}: {e}",
+                path.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -72,4 +75,3 @@ pub fn command(program: &str, path: &Path) -> std::process::ExitCode {
         }
     }
 }
-

@@ -43,7 +43,10 @@ pub fn apply(
         ("listen", running.listen != new.listen),
         ("admin-socket", running.admin_socket != new.admin_socket),
         ("state-file", running.state_file != new.state_file),
-        ("metrics-listen", running.metrics_listen != new.metrics_listen),
+        (
+            "metrics-listen",
+            running.metrics_listen != new.metrics_listen,
+        ),
     ]
     .into_iter()
     .filter(|(_, differs)| *differs)

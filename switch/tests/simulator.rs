@@ -841,7 +841,10 @@ fn reload_admits_and_removes_nodes_and_spares_the_others() {
         .unwrap();
     assert_eq!(changes.added, ["h4"]);
     assert_eq!(changes.removed, ["h3"]);
-    assert!(changes.changed.is_empty() && !changes.settings, "{changes:?}");
+    assert!(
+        changes.changed.is_empty() && !changes.settings,
+        "{changes:?}"
+    );
     // h3 is gone at once: not listed, MACs flushed, its frames dropped.
     let st = s.switch().status(s.now, false);
     let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
@@ -857,11 +860,19 @@ fn reload_admits_and_removes_nodes_and_spares_the_others() {
     let after = s.switch().status(s.now, false);
     for name in ["h1", "h2"] {
         let hs = |st: &tapmesh_switch::status::Status| {
-            st.nodes.iter().find(|n| n.name == name).unwrap().counters.handshakes
+            st.nodes
+                .iter()
+                .find(|n| n.name == name)
+                .unwrap()
+                .counters
+                .handshakes
         };
         assert_eq!(hs(&before), hs(&after), "{name} handshook again");
     }
-    assert!(s.switch().is_connected(NodeId(2)), "h4 took h3's slot and connected");
+    assert!(
+        s.switch().is_connected(NodeId(2)),
+        "h4 took h3's slot and connected"
+    );
     assert_eq!(s.nodes[3].link_state(), LinkState::Established);
     s.send(0, &frame([0xff; 6], mac(1), 3));
     assert_eq!((s.received(3, 3), s.received(2, 3)), (1, 0));
@@ -894,7 +905,11 @@ fn reload_moves_a_node_to_another_vlan_and_applies_limits() {
     let changes = s.switch.as_mut().unwrap().apply_config(now, cfg).unwrap();
     assert_eq!(changes.changed, ["h2"]);
     assert!(changes.settings);
-    assert_eq!(s.switch().mac_table().count_for(NodeId(1)), 0, "h2's VLAN 10 MACs stay");
+    assert_eq!(
+        s.switch().mac_table().count_for(NodeId(1)),
+        0,
+        "h2's VLAN 10 MACs stay"
+    );
     // h2 is in VLAN 20 now: it hears h3, not h1, and h1 does not hear it.
     s.send(0, &frame([0xff; 6], mac(1), 2));
     s.send(2, &frame([0xff; 6], mac(3), 3));

@@ -45,7 +45,10 @@ pub struct Changes {
 impl Changes {
     /// Nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty() && !self.settings
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && !self.settings
     }
 }
 
@@ -97,12 +100,7 @@ impl Switch {
         let added: Vec<NodeSpec> = new
             .nodes
             .iter()
-            .filter(|n| {
-                !self
-                    .ports
-                    .iter()
-                    .any(|p| !p.retired && same(n, &p.spec))
-            })
+            .filter(|n| !self.ports.iter().any(|p| !p.retired && same(n, &p.spec)))
             .cloned()
             .collect();
 
@@ -173,5 +171,4 @@ impl Switch {
         self.mesh_sync();
         Ok(changes)
     }
-
 }
