@@ -426,3 +426,34 @@ fn node_reload_refuses_what_cannot_change_and_sighup_applies() {
     );
     topo.assert_all_running();
 }
+
+#[test]
+fn node_reload_moves_its_metrics_listener() {
+    let mut topo = Topology::central(2);
+    let (old, new): (std::net::SocketAddr, std::net::SocketAddr) = (
+        "127.0.0.1:9201".parse().unwrap(),
+        "127.0.0.1:9202".parse().unwrap(),
+    );
+    topo.set_node_config_extra(1, &format!("metrics-listen = \"{old}\"\n"));
+    topo.start_all(UP);
+    let scrape = |topo: &Topology, addr| integration::http::get(topo.ns(1), addr, "/metrics");
+    assert!(scrape(&topo, old).is_ok_and(|r| r.body.contains("tapmesh_node_reloads_total")));
+    topo.set_node_config_extra(1, &format!("metrics-listen = \"{new}\"\n"));
+    let r = reload::node(&mut topo, 1);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains(&format!("metrics-listen {new}")), "{r:?}");
+    let moved = wait_until(Duration::from_secs(2), || {
+        scrape(&topo, old).is_err()
+            && scrape(&topo, new).is_ok_and(|r| {
+                r.body
+                    .contains("tapmesh_node_reloads_total{node=\"h1\",result=\"ok\"} 1")
+            })
+    });
+    assert!(
+        moved,
+        "old: {:?}, new: {:?}",
+        scrape(&topo, old).err(),
+        scrape(&topo, new).map(|r| r.status)
+    );
+    topo.assert_all_running();
+}

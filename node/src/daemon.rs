@@ -326,7 +326,7 @@ pub async fn run(
                 let reply = match req.line.as_str() {
                     "status" => serde_json::to_string(&status(&core, &ports.local, &locals, reloads, &name)).unwrap_or_default(),
                     "reload" => {
-                        let r = reload(path, &mut running, &mut locals, &mut ports, &vm_tx);
+                        let r = reload(path, &mut running, &mut locals, &mut ports, &vm_tx, &mut metrics);
                         reloads.count(r.is_ok());
                         tapmesh_shell::reload::reply(&r)
                     }
@@ -336,7 +336,7 @@ pub async fn run(
             }
             req = metrics.request() => req.answer(status(&core, &ports.local, &locals, reloads, &name)),
             Some(()) = hangup.recv() => {
-                let r = reload(path, &mut running, &mut locals, &mut ports, &vm_tx);
+                let r = reload(path, &mut running, &mut locals, &mut ports, &vm_tx, &mut metrics);
                 reloads.count(r.is_ok());
             }
         }
@@ -444,6 +444,7 @@ fn reload(
     locals: &mut Locals,
     ports: &mut Ports,
     vm_tx: &mpsc::Sender<VmEvent>,
+    metrics: &mut Exporter<Status>,
 ) -> Result<String, String> {
     let r = Config::load(path).and_then(|new| {
         let plan = crate::reload::plan(path, running, &new)?;
@@ -457,6 +458,27 @@ fn reload(
         }
     };
     let summary = plan.summary(running);
+    if let Some(listen) = plan.metrics_listen {
+        // The old exporter goes first: the new address may overlap it.
+        *metrics = Exporter::off();
+        match Exporter::start(listen, "tapmesh-node") {
+            Ok(m) => {
+                *metrics = m;
+                running.metrics_listen = listen;
+            }
+            Err(e) => {
+                // Serve where we did before, if that still binds.
+                *metrics = Exporter::start(running.metrics_listen, "tapmesh-node")
+                    .unwrap_or_else(|_| Exporter::off());
+                let e = format!(
+                    "{}: metrics-listen: {e}; nothing was changed",
+                    path.display()
+                );
+                tracing::warn!("config reload refused, the running config stays: {e}");
+                return Err(e);
+            }
+        }
+    }
     for &i in plan.vm_removed.iter().rev() {
         let p = locals.vm_ports.remove(i);
         Locals::close(ports, p);

@@ -2,13 +2,14 @@
 //! node applies, without recreating its TAP or touching its session.
 //!
 //! Live: `[[vm-port]]`s and `[[host]]`s (with their forwards) added or
-//! removed. A port or host is matched by its whole entry, so a changed one
+//! removed, and `metrics-listen` (the exporter moves; an address it cannot
+//! bind refuses the reload). A port or host is matched by its whole entry, so a changed one
 //! is removed and added again: a VM on a changed port reconnects, and a
 //! changed host's open forwarded connections end. Everything else is bound to
 //! the TAP, the session or a socket the node holds, and is refused by key
 //! (the running config stays): `name`, `private-key-file`, `switch`,
 //! `switch-public-key`, `network-secret-file`, `network-id`, `underlay-mtu`,
-//! `rekey-after-secs`, `admin-socket`, `metrics-listen` and `[tap]`; and an
+//! `rekey-after-secs`, `admin-socket` and `[tap]`; and an
 //! added port or host whose `mtu` is above the largest the node started
 //! with (the core holds every frame to that).
 use std::path::Path;
@@ -29,6 +30,8 @@ pub struct Plan {
     pub hosts_added: Vec<HostConfig>,
     /// Running hosts to stop (their indices in the running list).
     pub hosts_removed: Vec<usize>,
+    /// The new `metrics-listen`, if it changed (`Some(None)`: stop serving).
+    pub metrics_listen: Option<Option<std::net::SocketAddr>>,
 }
 
 impl Plan {
@@ -62,6 +65,12 @@ impl Plan {
                 .map(|&i| host(&running.hosts[i]))
                 .collect(),
         );
+        if let Some(m) = self.metrics_listen {
+            parts.push(match m {
+                Some(a) => format!("metrics-listen {a}"),
+                None => "metrics-listen off".into(),
+            });
+        }
         if parts.is_empty() {
             "no changes".into()
         } else {
@@ -87,10 +96,6 @@ pub fn plan(path: &Path, running: &Config, new: &Config) -> Result<Plan, ConfigE
         ("underlay-mtu", a.underlay_mtu != b.underlay_mtu),
         ("rekey-after-secs", a.rekey_after != b.rekey_after),
         ("admin-socket", running.admin_socket != new.admin_socket),
-        (
-            "metrics-listen",
-            running.metrics_listen != new.metrics_listen,
-        ),
         ("tap", running.tap != new.tap),
     ]
     .into_iter()
@@ -124,6 +129,8 @@ pub fn plan(path: &Path, running: &Config, new: &Config) -> Result<Plan, ConfigE
         vm_removed: removed(&running.vm_ports, &new.vm_ports),
         hosts_added: added(&running.hosts, &new.hosts),
         hosts_removed: removed(&running.hosts, &new.hosts),
+        metrics_listen: (running.metrics_listen != new.metrics_listen)
+            .then_some(new.metrics_listen),
     })
 }
 

@@ -23,6 +23,7 @@
 //! node names, reasons, kinds, directions.
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -220,9 +221,23 @@ impl<S> SnapshotRequest<S> {
 }
 
 /// The owning task's end: yields a [`SnapshotRequest`] per scrape.
+/// Dropping it stops the server and frees its address (a reload that moves
+/// `metrics-listen` starts a new one).
 #[derive(Debug)]
 pub struct Exporter<S> {
     requests: Option<mpsc::Receiver<SnapshotRequest<S>>>,
+    /// The bound address and the server's stop flag, if serving.
+    serving: Option<(SocketAddr, Arc<AtomicBool>)>,
+}
+
+impl<S> Drop for Exporter<S> {
+    fn drop(&mut self) {
+        if let Some((addr, stop)) = self.serving.take() {
+            stop.store(true, Ordering::Relaxed);
+            // Wake the blocking accept; the server sees the flag and returns.
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
+    }
 }
 
 impl<S: Export> Exporter<S> {
@@ -231,17 +246,31 @@ impl<S: Export> Exporter<S> {
     /// never completes.
     pub fn start(listen: Option<SocketAddr>, program: &str) -> std::io::Result<Exporter<S>> {
         let Some(addr) = listen else {
-            return Ok(Exporter { requests: None });
+            return Ok(Exporter::off());
         };
         let listener = TcpListener::bind(addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("metrics-listen {addr}: {e}")))?;
+        let bound = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(4);
         let server = Server::<S>::new(tx, program)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
         std::thread::Builder::new()
             .name(format!("{program}-metrics"))
-            .spawn(move || server.run(listener))?;
+            .spawn(move || server.run(listener, &flag))?;
         tracing::info!(%addr, "serving Prometheus metrics on /metrics");
-        Ok(Exporter { requests: Some(rx) })
+        Ok(Exporter {
+            requests: Some(rx),
+            serving: Some((bound, stop)),
+        })
+    }
+
+    /// An exporter that serves nothing ([`Exporter::request`] never completes).
+    pub fn off() -> Exporter<S> {
+        Exporter {
+            requests: None,
+            serving: None,
+        }
     }
 
     /// The next scrape's request for a snapshot. Cancel-safe: use it as a
@@ -342,13 +371,17 @@ impl<S: Export> Server<S> {
 
     /// Accept connections and serve each on its own thread, at most
     /// [`MAX_CLIENTS`] at once (a slot is a token in `slots`).
-    fn run(self, listener: TcpListener) {
+    /// Returns when `stop` is set (the [`Exporter`] was dropped).
+    fn run(self, listener: TcpListener, stop: &AtomicBool) {
         let server = Arc::new(self);
         let (give_back, slots) = std::sync::mpsc::sync_channel(MAX_CLIENTS);
         for _ in 0..MAX_CLIENTS {
             let _ = give_back.send(());
         }
         for stream in listener.incoming() {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             let Ok(stream) = stream else { continue };
             // Wait for a free slot (a client thread ends within the deadlines).
             if slots.recv().is_err() {
