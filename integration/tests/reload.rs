@@ -182,21 +182,22 @@ fn broken_or_unchangeable_config_is_refused_and_nothing_changes() {
             && line.contains("switch.toml: mac-limit-per-node: must be greater than 0"),
         "{line:?}"
     );
-    // A new listen address (and the metrics listener) cannot change live:
-    // both are named, the rest of the file is not applied either.
+    // A new listen address (and state file) cannot change live: both are
+    // named, and the rest of the file is not applied either.
     topo.set_switch_config_extra("");
     topo.set_admitted(2, false);
     let config = topo.write_switch_config();
     let text = std::fs::read_to_string(&config).unwrap();
-    let moved =
-        "metrics-listen = \"127.0.0.1:9109\"\n".to_owned() + &text.replace(":7777\"", ":7778\"");
+    let moved = text
+        .replace(":7777\"", ":7778\"")
+        .replace("switch.state", "other.state");
     assert_ne!(text, moved);
     std::fs::write(&config, moved).unwrap();
     let r = reload::run_switch(&topo.admin_socket());
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
         r.stderr
-            .contains("listen, metrics-listen: cannot change while the switch runs"),
+            .contains("listen, state-file: cannot change while the switch runs"),
         "{r:?}"
     );
     // Everything still runs as before: h2 admitted, same sessions.
@@ -207,6 +208,19 @@ fn broken_or_unchangeable_config_is_refused_and_nothing_changes() {
         assert_eq!(handshakes(&before, name), handshakes(&after, name));
     }
     assert_eq!(counts(&after), (0, 2));
+    // metrics-listen does change live: the exporter starts serving.
+    topo.set_admitted(2, true);
+    let metrics: std::net::SocketAddr = "127.0.0.1:9203".parse().unwrap();
+    topo.set_switch_config_extra(&format!("metrics-listen = \"{metrics}\"\n"));
+    let r = reload::switch(&mut topo);
+    assert_eq!(r.code, 0, "{r:?}");
+    let served = wait_until(Duration::from_secs(2), || {
+        integration::http::get(topo.switch_ns(), metrics, "/metrics").is_ok_and(|r| {
+            r.body
+                .contains("tapmesh_switch_reloads_total{result=\"refused\"} 2")
+        })
+    });
+    assert!(served, "no metrics at {metrics} after the reload");
     topo.assert_all_running();
 }
 

@@ -459,25 +459,15 @@ fn reload(
     };
     let summary = plan.summary(running);
     if let Some(listen) = plan.metrics_listen {
-        // The old exporter goes first: the new address may overlap it.
-        *metrics = Exporter::off();
-        match Exporter::start(listen, "tapmesh-node") {
-            Ok(m) => {
-                *metrics = m;
-                running.metrics_listen = listen;
-            }
-            Err(e) => {
-                // Serve where we did before, if that still binds.
-                *metrics = Exporter::start(running.metrics_listen, "tapmesh-node")
-                    .unwrap_or_else(|_| Exporter::off());
-                let e = format!(
-                    "{}: metrics-listen: {e}; nothing was changed",
-                    path.display()
-                );
-                tracing::warn!("config reload refused, the running config stays: {e}");
-                return Err(e);
-            }
+        if let Err(e) = metrics.move_to(running.metrics_listen, listen, "tapmesh-node") {
+            let e = format!(
+                "{}: metrics-listen: {e}; nothing was changed",
+                path.display()
+            );
+            tracing::warn!("config reload refused, the running config stays: {e}");
+            return Err(e);
         }
+        running.metrics_listen = listen;
     }
     for &i in plan.vm_removed.iter().rev() {
         let p = locals.vm_ports.remove(i);

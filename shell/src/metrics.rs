@@ -265,6 +265,29 @@ impl<S: Export> Exporter<S> {
         })
     }
 
+    /// Serve at `to` instead of `from` (a reload moved `metrics-listen`).
+    /// The old server stops first (the addresses may overlap); if `to`
+    /// cannot be bound, it serves at `from` again (if that still binds) and
+    /// the bind error is returned.
+    pub fn move_to(
+        &mut self,
+        from: Option<SocketAddr>,
+        to: Option<SocketAddr>,
+        program: &str,
+    ) -> std::io::Result<()> {
+        *self = Exporter::off();
+        match Exporter::start(to, program) {
+            Ok(e) => {
+                *self = e;
+                Ok(())
+            }
+            Err(e) => {
+                *self = Exporter::start(from, program).unwrap_or_else(|_| Exporter::off());
+                Err(e)
+            }
+        }
+    }
+
     /// An exporter that serves nothing ([`Exporter::request`] never completes).
     pub fn off() -> Exporter<S> {
         Exporter {

@@ -96,7 +96,7 @@ impl Networks {
     /// cores ([`Switch::apply_config`]), new ones get a core, and ones no
     /// longer configured are dropped with their sessions. All or nothing: if
     /// a network's id, mode, secret or the switch's key changed, nothing is
-    /// applied and every such setting is named. Counted in `status`.
+    /// applied and every such setting is named.
     pub fn apply(&mut self, now: Instant, cfgs: Vec<NetworkConfig>) -> Result<Reloaded, Refused> {
         let mut refused = Refused::new();
         for (k, c) in cfgs.iter().enumerate() {
@@ -111,7 +111,6 @@ impl Networks {
             }
         }
         if !refused.is_empty() {
-            self.reloads.count(false);
             return Err(refused);
         }
         let mut out = Reloaded::new();
@@ -157,14 +156,12 @@ impl Networks {
                 },
             ));
         }
-        self.reloads.count(true);
         Ok(out)
     }
 
-    /// A reload was refused before it reached the cores (the file did not
-    /// validate, or a setting of the whole switch cannot change live).
-    pub fn count_refused(&mut self) {
-        self.reloads.count(false);
+    /// Count a reload, applied or refused (for `status` and `/metrics`).
+    pub fn count_reload(&mut self, ok: bool) {
+        self.reloads.count(ok);
     }
 
     /// Process one received UDP datagram: to its network's core, or dropped.

@@ -12,13 +12,14 @@
 //! - `listen`: the UDP socket every node's session points at;
 //! - `admin-socket`: the socket this very request came through;
 //! - `state-file`: where the endpoints of the running nodes are kept;
-//! - `metrics-listen`: the exporter's socket, bound at start;
 //! - `private-key-file`, `network-secret-file`: sessions and handshakes in
 //!   flight are bound to them, and every node would have to change too;
 //! - a network's `id` and `mode`: each node's sessions carry the id, and
 //!   mesh nodes hold direct sessions the switch cannot take back.
 //!
 //! Networks may be added (a new core) or removed (its sessions end).
+//! `metrics-listen` may change: the shell moves the exporter first (its
+//! bind can fail, which refuses the reload) and back if the rest is refused.
 use std::path::Path;
 use std::time::Instant;
 
@@ -30,8 +31,7 @@ use crate::networks::{Networks, Reloaded};
 /// Apply `new` (from `path`, already validated) to `nets`, which runs
 /// `running`. On success `running` becomes `new` (without its networks,
 /// which the cores now hold). On refusal nothing changed, and the error
-/// names every setting that cannot change while running. Either way the
-/// reload is counted in `nets`' status.
+/// names every setting that cannot change while running.
 pub fn apply(
     path: &Path,
     running: &mut Config,
@@ -43,10 +43,6 @@ pub fn apply(
         ("listen", running.listen != new.listen),
         ("admin-socket", running.admin_socket != new.admin_socket),
         ("state-file", running.state_file != new.state_file),
-        (
-            "metrics-listen",
-            running.metrics_listen != new.metrics_listen,
-        ),
     ]
     .into_iter()
     .filter(|(_, differs)| *differs)
@@ -70,8 +66,6 @@ pub fn apply(
                 );
             }
         }
-    } else {
-        nets.count_refused();
     }
     Err(ConfigError::new(
         path,

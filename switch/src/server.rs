@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tapmesh_shell::admin::{self, AdminRequest};
+use tapmesh_shell::config::ConfigError;
 use tapmesh_shell::metrics::Exporter;
 use tapmesh_shell::udp::{RecvBuffers, UdpLink};
 use tokio::net::UnixListener;
@@ -90,14 +91,14 @@ pub async fn run(
                 let reply = match req.line.as_str() {
                     "status" => serde_json::to_string(&core.status(Instant::now(), false)),
                     "status macs" => serde_json::to_string(&core.status(Instant::now(), true)),
-                    "reload" => Ok(reload(&config_path, &mut running, &mut core)),
+                    "reload" => Ok(reload(&config_path, &mut running, &mut core, &mut metrics)),
                     _ => Ok(admin::unknown_request(&req.line)),
                 };
                 let _ = req.reply.send(reply.unwrap_or_default());
             }
             req = metrics.request() => req.answer(core.status(Instant::now(), false)),
             Some(()) = hangup.recv() => {
-                reload(&config_path, &mut running, &mut core);
+                reload(&config_path, &mut running, &mut core, &mut metrics);
             }
         }
         let now = Instant::now();
@@ -141,12 +142,31 @@ pub async fn run(
 
 /// Re-read the config and apply it; logs one line either way and returns
 /// the admin reply: `{"ok":"SUMMARY"}` or `{"error":"ONE-LINE ERROR"}`.
-fn reload(path: &Path, running: &mut Config, core: &mut Networks) -> String {
-    let loaded = Config::load(path);
-    if loaded.is_err() {
-        core.count_refused();
-    }
-    let r = loaded.and_then(|new| crate::reload::apply(path, running, new, core, Instant::now()));
+fn reload(
+    path: &Path,
+    running: &mut Config,
+    core: &mut Networks,
+    metrics: &mut Exporter<Status>,
+) -> String {
+    let r = Config::load(path).and_then(|new| {
+        let (from, to) = (running.metrics_listen, new.metrics_listen);
+        let moved = from != to;
+        if moved && let Err(e) = metrics.move_to(from, to, "tapmesh-switch") {
+            let problem = format!("{e}; nothing was changed");
+            return Err(ConfigError::new(path, "metrics-listen", problem));
+        }
+        let r = crate::reload::apply(path, running, new, core, Instant::now());
+        match &r {
+            Err(_) if moved => {
+                // Refused: serve where the running config says.
+                let _ = metrics.move_to(to, from, "tapmesh-switch");
+            }
+            Ok(_) if moved => tracing::info!(from = ?from, to = ?to, "metrics-listen moved"),
+            _ => {}
+        }
+        r
+    });
+    core.count_reload(r.is_ok());
     let r = r
         .map(|changes| {
             let summary = crate::reload::summary(&changes);
