@@ -97,6 +97,7 @@ pub fn node_config() -> &'static NodeConfig {
             offload: true,
             underlay_mtu: 1500,
             rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
+            vouch_lifetime: tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME,
         }
     })
 }

@@ -213,6 +213,12 @@ impl Topology {
         self.add_host(false)
     }
 
+    /// Removes host `i` from the switch's config from the next
+    /// [`start_switch`](Self::start_switch) on (its node keeps running).
+    pub fn revoke(&mut self, i: usize) {
+        self.host_mut(i).admitted = false;
+    }
+
     /// The namespace prefix, `tmi{pid}x{n}`.
     pub fn prefix(&self) -> &str {
         &self.prefix

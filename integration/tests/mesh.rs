@@ -1,6 +1,8 @@
 //! Acceptance tests for mesh mode (issue 3): the real binaries in network
 //! namespaces, the switch with `mode = "mesh"`. Nodes reach each other
 //! directly over the underlay bridge; the switch coordinates and relays.
+//! Also: revocation (a member removed from the config loses its peers when
+//! the switch restarts) and failover timing with the direct path blocked.
 use std::net::Ipv4Addr;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -138,6 +140,117 @@ fn blocked_underlay_falls_back_to_the_switch_and_recovers() {
     eprintln!("direct again {:?} after unblocking", t.elapsed());
     assert!(topo.ping(1, overlay_v4(2)));
     topo.assert_all_running();
+}
+
+/// The `icmp_seq`s answered by `ping -i interval -c count` from `from` to
+/// `to` (run in the background, collected here).
+fn ping_seqs(child: Child) -> (u32, Vec<u32>) {
+    let out = child.wait_with_output().expect("ping output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seqs = text
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse().ok())
+        .collect();
+    let sent = text
+        .lines()
+        .find(|l| l.contains("transmitted"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no ping summary in {text}"));
+    (sent, seqs)
+}
+
+/// Failover: the direct path between h1 and h2 dropped both ways (nftables
+/// in h1). The first side to notice relays within 0.7 s of the first loss,
+/// and the other follows as soon as a relayed frame reaches it, so no run
+/// of lost pings lasts a second.
+#[test]
+fn blocked_direct_path_relays_both_ways_within_a_second() {
+    let mut topo = start(3);
+    let interval = Duration::from_millis(50);
+    let ping = topo
+        .ns(1)
+        .command("ping")
+        .args(["-n", "-i", "0.05", "-W", "1", "-c", "300"])
+        .arg(overlay_v4(2).to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ping");
+    std::thread::sleep(Duration::from_secs(3));
+    topo.ns(1).block_udp_with(underlay_v4(2));
+    let (sent, seqs) = ping_seqs(ping);
+    let lost = sent as usize - seqs.len();
+    let longest = seqs
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0] + 1))
+        .max()
+        .unwrap_or(sent);
+    let gap = interval * longest;
+    eprintln!(
+        "blocked h1<->h2: {} of {sent} answered, longest outage {gap:?}",
+        seqs.len()
+    );
+    assert!(gap <= Duration::from_secs(1), "an outage of {gap:?}");
+    assert!(lost * 100 <= sent as usize * 8, "lost {lost} of {sent}");
+    assert_eq!(path(&topo, 1, 2).as_deref(), Some("relayed"));
+    assert_eq!(path(&topo, 2, 1).as_deref(), Some("relayed"));
+    topo.ns(1).unblock_udp();
+    topo.assert_all_running();
+}
+
+/// Revocation: h3 is removed from `switch.toml` and the switch restarted.
+/// Within 5 s of the switch being back, h1 and h2 have dropped h3 (sessions
+/// and MACs), h3's pings stop, and its handshakes are refused; h1 and h2
+/// keep their direct path.
+#[test]
+fn a_member_removed_from_the_config_loses_direct_access_when_the_switch_restarts() {
+    let mut topo = start(3);
+    assert!(topo.ping(3, overlay_v4(1)) && topo.ping(3, overlay_v4(2)));
+    topo.revoke(3);
+    topo.restart_switch_kill9();
+    let back = Instant::now();
+    let gone = |topo: &Topology, i: usize| {
+        topo.node_status(i)["peers"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|p| p["name"] != "h3"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || gone(&topo, 1) && gone(&topo, 2)),
+        "h3 still a peer 5 s after the switch is back: {}",
+        topo.node_status(1)
+    );
+    eprintln!(
+        "h3 dropped by h1 and h2 {:?} after the switch was back",
+        back.elapsed()
+    );
+    let wait = Duration::from_secs(5).saturating_sub(back.elapsed());
+    std::thread::sleep(wait);
+    let to1 = ping_bg(&topo, 3, 1, "0.2", 30);
+    let to2 = ping_bg(&topo, 3, 2, "0.2", 30);
+    let (sent1, got1) = ping_result(to1);
+    let (sent2, got2) = ping_result(to2);
+    eprintln!("h3 -> h1 {got1}/{sent1}, h3 -> h2 {got2}/{sent2} from 5 s after the restart");
+    assert_eq!(
+        (got1, got2),
+        (0, 0),
+        "the revoked node still reaches its peers"
+    );
+    assert!(
+        gone(&topo, 1) && gone(&topo, 2),
+        "h3 came back: {}",
+        topo.node_status(1)
+    );
+    let refused = topo.node_status(1)["drops"]["handshake_failed"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        refused > 0,
+        "h3's handshakes were refused: {}",
+        topo.node_status(1)
+    );
+    assert_eq!(path(&topo, 1, 2).as_deref(), Some("direct"));
+    assert!(topo.ping(1, overlay_v4(2)));
 }
 
 #[test]

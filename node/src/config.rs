@@ -28,6 +28,7 @@ struct File {
     admin_socket: Option<PathBuf>,
     metrics_listen: Option<String>,
     rekey_after_secs: Option<u64>,
+    vouch_lifetime_secs: Option<u64>,
     tap: Option<TapFile>,
     #[serde(default)]
     vm_port: Vec<VmPortFile>,
@@ -128,6 +129,12 @@ fn default_mtu() -> u32 {
 /// 100 handshakes per second, half the switch's default
 /// `handshake-load-threshold`.
 pub const MIN_REKEY_AFTER_SECS: u64 = 10;
+
+/// The range of `vouch-lifetime-secs`: at least the keepalive interval (the
+/// switch renews vouches with its answers to keepalives, every 10 s), at
+/// most a day (a revoked node must lose its peers some day even if the
+/// switch never comes back).
+pub const VOUCH_LIFETIME_SECS: std::ops::RangeInclusive<u64> = 20..=86_400;
 
 /// An interface address with its prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +295,20 @@ impl Config {
                 ));
             }
         };
+        let vouch_lifetime = match f.vouch_lifetime_secs {
+            None => crate::peers::DEFAULT_VOUCH_LIFETIME,
+            Some(v) if VOUCH_LIFETIME_SECS.contains(&v) => Duration::from_secs(v),
+            Some(v) => {
+                return Err(err(
+                    "vouch-lifetime-secs",
+                    format!(
+                        "{v} is out of range {}..={}",
+                        VOUCH_LIFETIME_SECS.start(),
+                        VOUCH_LIFETIME_SECS.end()
+                    ),
+                ));
+            }
+        };
         // The core checks frames against the largest local MTU; each port
         // is held to its own by the local switch.
         let mtu = tap
@@ -314,6 +335,7 @@ impl Config {
                 offload: tap.as_ref().is_some_and(|t| t.offload),
                 underlay_mtu: f.underlay_mtu as usize,
                 rekey_after,
+                vouch_lifetime,
             },
             tap,
             vm_ports,
@@ -518,6 +540,20 @@ mod tests {
         assert_eq!((allow.uids, allow.gids), (vec![64055], vec![108]));
         let e = load_raw("[[vm-port]]\npath = \"/a\"\nallow-gid = [-1]\n").unwrap_err();
         assert_eq!(e.key, "vm-port[0].allow-gid");
+    }
+
+    #[test]
+    fn vouch_lifetime_defaults_to_10_min_and_is_bounded() {
+        assert_eq!(
+            load("").unwrap().core.vouch_lifetime,
+            crate::peers::DEFAULT_VOUCH_LIFETIME
+        );
+        let c = load_top("vouch-lifetime-secs = 60").unwrap();
+        assert_eq!(c.core.vouch_lifetime, Duration::from_secs(60));
+        for bad in [0, 19, 86_401] {
+            let e = load_top(&format!("vouch-lifetime-secs = {bad}")).unwrap_err();
+            assert_eq!(e.key, "vouch-lifetime-secs");
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ use overlay_proto::wire::{
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
-use crate::peers::{PathEvent, PeerStatus, Peers};
+use crate::peers::{MacCounters, MoveReport, PathEvent, PeerStatus, Peers};
 use crate::stats::{Counters, DropReason, Drops, Rtt};
 
 /// Control datagrams (handshakes, keepalives, peer messages) queued before
@@ -75,6 +75,10 @@ pub struct NodeConfig {
     /// Rekey the session with the switch once it is this old
     /// (`rekey-after-secs`); never later than [`REKEY_AFTER_TIME`].
     pub rekey_after: Duration,
+    /// Mesh mode: how long peers the switch vouched for keep working after
+    /// the switch was last heard (`vouch-lifetime-secs`, default
+    /// [`DEFAULT_VOUCH_LIFETIME`](crate::peers::DEFAULT_VOUCH_LIFETIME)).
+    pub vouch_lifetime: Duration,
 }
 
 impl NodeConfig {
@@ -188,7 +192,7 @@ impl Node {
     pub fn new(cfg: NodeConfig, now: Instant, unix_now: Duration, seed: u64) -> Node {
         let notice_key = NoticeKey::derive(&cfg.private_key, &cfg.switch_key).ok();
         let started = Timestamp::from_unix(unix_now.as_secs(), unix_now.subsec_nanos());
-        let peers = Peers::new(
+        let mut peers = Peers::new(
             cfg.private_key.clone(),
             cfg.psk.clone(),
             cfg.network_id,
@@ -196,6 +200,7 @@ impl Node {
             (now, unix_now),
             seed ^ 0x6d65_7368,
         );
+        peers.set_vouch_lifetime(cfg.vouch_lifetime);
         Node {
             peers,
             destination: cfg.switch_addr,
@@ -257,6 +262,12 @@ impl Node {
     /// The next mesh path change, for the log.
     pub fn poll_path_event(&mut self) -> Option<PathEvent> {
         self.peers.poll_event()
+    }
+
+    /// A summary of MAC moves between mesh peers, for the log, at most
+    /// every [`MOVE_LOG_EVERY`](crate::peers::MOVE_LOG_EVERY).
+    pub fn poll_mac_moves(&mut self, now: Instant) -> Option<MoveReport> {
+        self.peers.poll_move_report(now)
     }
 
     /// Up or not.
@@ -448,6 +459,7 @@ impl Node {
         self.last_rx = Some(now);
         self.awaiting_since = None;
         self.probe_sent = false;
+        self.peers.switch_heard(now);
         if range.is_empty() {
             // The switch sends empty packets only to answer our keepalives.
             if let Some(sent) = self.keepalive_sent_at.take() {
@@ -477,6 +489,7 @@ impl Node {
         match Control::parse(&buf[range]).map_err(|_| DropReason::Control)? {
             Control::Mesh { vlan } => {
                 self.peers.enable(vlan);
+                self.peers.begin_list();
                 let msg = Control::LocalAddrs(self.local_addrs.clone());
                 self.send_control(now, &msg);
             }
@@ -487,6 +500,12 @@ impl Node {
                 vlan,
             } if self.peers.is_enabled() => self.peers.update(now, key, name, endpoints, vlan),
             Control::PeerGone { key } => self.peers.remove(&key),
+            Control::PeerListEnd { count } if self.peers.is_enabled() => {
+                self.peers.end_list(now, count)
+            }
+            Control::MacOwners { key, macs } if self.peers.is_enabled() => {
+                self.peers.set_owners(now, key, macs)
+            }
             _ => return Err(DropReason::Control),
         }
         Ok(())
@@ -536,7 +555,13 @@ impl Node {
         // an all-zero one means "complete ordinary frame".
         let add_hdr = self.cfg.offload && !vnet;
         if flags & FLAG_FRAGMENT == 0 {
-            if let Some(ing) = self.check_frame(now, peer, vnet, &buf[range.clone()])? {
+            let ing = self.check_frame(now, peer, vnet, &buf[range.clone()])?;
+            if peer.is_none() && flags & FLAG_RELAYED != 0 {
+                let skip = if vnet { VNET_HDR_LEN } else { 0 };
+                self.peers
+                    .note_relayed(now, &buf[range.start + skip..range.end], &mut self.tx);
+            }
+            if let Some(ing) = ing {
                 let mut out = std::mem::take(&mut self.scratch);
                 let n = retag(vnet, add_hdr, &buf[range], ing, &mut out);
                 self.scratch = out;
@@ -918,6 +943,7 @@ impl Node {
             counters: self.counters.clone(),
             mesh: self.peers.is_enabled(),
             peers: self.peers.status(now),
+            peer_macs: *self.peers.mac_counters(),
             handshake_guard: self.peers.guard_status(now),
             local: None,
             hosts: Vec::new(),
@@ -987,6 +1013,9 @@ pub struct Status {
     pub mesh: bool,
     /// Mesh peers: path (direct or relayed), endpoint, last handshake, RTT.
     pub peers: Vec<PeerStatus>,
+    /// Mesh mode: MAC moves and refused claims, peers dropped for want of
+    /// the switch's vouch.
+    pub peer_macs: MacCounters,
     /// The flood defence in front of peers' initiations (mesh mode).
     pub handshake_guard: overlay_proto::handshake_guard::GuardStatus,
     /// The local switch: ports (TAP, VMs), MACs (the shell fills it in).

@@ -360,6 +360,16 @@ pub async fn run(
         while let Some(ev) = core.poll_path_event() {
             tracing::info!(peer = %ev.peer, path = ?ev.path, "mesh path changed");
         }
+        if let Some(r) = core.poll_mac_moves(now) {
+            let (mac, from, to) = &r.latest;
+            tracing::warn!(
+                moves = r.moves,
+                mac = %overlay_proto::wire::ethernet::format_mac(mac),
+                from = %from,
+                to = %to,
+                "MACs moved between mesh peers"
+            );
+        }
         drop_log.tick(now, core.drops().total() + ports.local.drops().total());
     }
     vm_port::remove_sockets(&running.vm_ports);

@@ -49,6 +49,21 @@ const PEER_PATH_CHANGES: Def = Def::counter(
     &["node", "peer"],
     "Mesh mode: times the path to the peer changed between direct and relayed.",
 );
+const PEER_MAC_REFUSED: Def = Def::counter(
+    "tapmesh_node_peer_mac_refused_total",
+    &["node", "reason"],
+    "Mesh mode: MAC claims by peers refused (limit: the peer owns 1024; local: one of ours; owner: the switch placed it behind another member).",
+);
+const PEER_MAC_MOVES: Def = Def::counter(
+    "tapmesh_node_peer_mac_moves_total",
+    &["node"],
+    "Mesh mode: MACs that moved from one peer to another.",
+);
+const PEERS_DROPPED: Def = Def::counter(
+    "tapmesh_node_peers_dropped_total",
+    &["node", "reason"],
+    "Mesh mode: peers dropped for want of the switch's vouch (unlisted: missing from its list; expired: the switch unreachable for the vouch lifetime).",
+);
 const TAP_FRAMES: Def = Def::counter(
     "tapmesh_node_tap_frames_total",
     &["node", "direction"],
@@ -140,6 +155,9 @@ impl Export for Status {
         PEER_PATH,
         PEER_FRAMES,
         PEER_PATH_CHANGES,
+        PEER_MAC_REFUSED,
+        PEER_MAC_MOVES,
+        PEERS_DROPPED,
         TAP_FRAMES,
         TAP_BYTES,
         UNDERLAY_DATAGRAMS,
@@ -194,6 +212,13 @@ impl Export for Status {
             out.counter(&PEER_PATH_CHANGES, &peer, p.path_changes);
         }
         let c = &self.counters;
+        let m = &self.peer_macs;
+        out.counter(&PEER_MAC_REFUSED, &[node, "limit"], m.refused_limit);
+        out.counter(&PEER_MAC_REFUSED, &[node, "local"], m.refused_local);
+        out.counter(&PEER_MAC_REFUSED, &[node, "owner"], m.refused_owner);
+        out.counter(&PEER_MAC_MOVES, &[node], m.moves);
+        out.counter(&PEERS_DROPPED, &[node, "unlisted"], m.peers_unlisted);
+        out.counter(&PEERS_DROPPED, &[node, "expired"], m.peers_expired);
         out.counter(&TAP_FRAMES, &[node, "rx"], c.tap_rx_frames);
         out.counter(&TAP_FRAMES, &[node, "tx"], c.tap_tx_frames);
         out.counter(&TAP_BYTES, &[node, "rx"], c.tap_rx_bytes);

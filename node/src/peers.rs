@@ -3,7 +3,17 @@
 //!
 //! The switch stays the membership authority: it tells us each member's
 //! public key, name and endpoints (`PeerUpdate`), and we accept handshakes
-//! only from those keys. Each pair runs the same Noise IKpsk2 handshake as
+//! only from those keys. Its list is authoritative: each new session with
+//! the switch brings the full list (`Mesh`, the updates, `PeerListEnd` with
+//! their count), and a peer missing from a complete list is dropped (its
+//! sessions, its MACs) [`UNLISTED_GRACE`] later unless announced again
+//! meanwhile (the grace lets the other nodes reconnect after a switch
+//! restart). A vouch lasts
+//! [`NodeConfig::vouch_lifetime`](crate::core::NodeConfig) past the last
+//! packet heard from the switch under a complete list: while the switch is
+//! unreachable peers keep working that long, then they are dropped until
+//! the switch vouches for them again. Each pair runs the same Noise IKpsk2
+//! handshake as
 //! node and switch, either side initiating; both send initiations to every
 //! candidate endpoint at once, which punches holes in NATs on both sides. If
 //! both initiate at the same time, the side with the lower public key wins:
@@ -14,9 +24,13 @@
 //! answers; otherwise **relayed** through the switch (the central path, hop
 //! by hop). A direct path that carried traffic but heard nothing for
 //! [`PEER_PROBE_AFTER`] gets a `Ping`; unanswered for [`PEER_PROBE_TIMEOUT`]
-//! more, the path is declared down (so the fallback happens within 2 s) and
+//! more, the path is declared down (so the fallback happens within 0.7 s) and
 //! new handshakes are tried with backoff capped at [`PEER_RETRY_MAX`]: the
-//! path returns to direct within that long of the underlay healing.
+//! path returns to direct within that long of the underlay healing. When one
+//! side falls back, the other follows at once: a unicast frame arriving
+//! relayed from a MAC we route to a direct peer means that peer no longer
+//! reaches us directly, so we relay to it at once and `Ping` it; the path is
+//! down unless the answer comes within [`PEER_PROBE_TIMEOUT`].
 //!
 //! Forwarding: known unicast to a MAC learned behind a peer with a direct path
 //! goes to that peer; everything else (broadcast, multicast, unknown unicast,
@@ -24,7 +38,13 @@
 //! as in central mode. So group traffic is sent once by the sender and never
 //! arrives twice. MACs are learned only from what a peer itself sent over
 //! its own session: the source of frames it sent us directly, and its
-//! `MacAnnounce` of the source MACs seen on its TAP.
+//! `MacAnnounce` of the source MACs seen on its TAP; at most
+//! [`MAC_LIMIT_PER_PEER`] per peer, never one of our own, never one the
+//! switch placed behind another member (its `MacOwners`: it sees every
+//! frame that crosses it, and a direct claim it never sees must not override
+//! that), and moves between
+//! peers are counted and reported for the log at most every
+//! [`MOVE_LOG_EVERY`].
 //!
 //! VLANs: the switch tells us our own port (`Mesh`) and each peer's port
 //! restricted to the VLANs we share (`PeerUpdate`); it vouches only for
@@ -35,7 +55,12 @@
 //! our port takes (tag added or removed). So the receiver enforces, whatever
 //! the sender does. MACs are learned per VLAN: from a frame, in its VLAN;
 //! from a `MacAnnounce`, in the peer's native VLAN only (one entry per MAC,
-//! however many VLANs a trunk carries). Loop guard: a node never
+//! however many VLANs a trunk carries). The bounds above hold across VLANs:
+//! the per-peer limit counts a peer's entries in every VLAN, our own MACs
+//! are refused in every VLAN, and `MacOwners` names no VLAN, so a MAC the
+//! switch placed behind one member is claimed by no other peer in any VLAN
+//! (the switch tells us only of MACs in VLANs we are a member of). Loop
+//! guard: a node never
 //! sends a frame it received (from a peer or the switch) anywhere but to its
 //! TAP, and the switch never sends a frame back to the node it came from, so
 //! a frame crosses at most one relay.
@@ -44,7 +69,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS};
+use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS, check_local_addr};
 use overlay_proto::cookie::{CookieJar, MacKeys};
 use overlay_proto::frag::Reassembler;
 use overlay_proto::handshake::{self, CAP_VNET, Initiation, Timestamp};
@@ -66,10 +91,28 @@ use serde::Serialize;
 use crate::stats::DropReason;
 
 /// A direct path that sent but heard nothing this long gets a `Ping`.
-pub const PEER_PROBE_AFTER: Duration = Duration::from_secs(1);
+pub const PEER_PROBE_AFTER: Duration = Duration::from_millis(300);
 /// An unanswered `Ping`: the direct path is down, traffic goes via the switch
-/// (1 s + 1 s, inside the 3 s the mesh issue allows).
-pub const PEER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// (0.3 s + 0.4 s: both directions relay within 1 s of the first loss). A
+/// path whose round trip is longer waits 4 round trips.
+pub const PEER_PROBE_TIMEOUT: Duration = Duration::from_millis(400);
+/// After a relayed frame made us suspect a path that then answered, such
+/// hints are ignored this long (a peer may relay unicast while its direct
+/// path works, e.g. offloaded frames to a node without offload).
+const HINT_HOLDOFF: Duration = Duration::from_secs(10);
+/// How long peers the switch vouched for keep working after the last
+/// packet heard from it (node.toml `vouch-lifetime-secs`).
+pub const DEFAULT_VOUCH_LIFETIME: Duration = Duration::from_secs(600);
+/// A peer missing from the switch's complete list is dropped this much
+/// later unless announced again (other nodes reconnecting to a restarted
+/// switch are announced within a sweep or two).
+pub const UNLISTED_GRACE: Duration = Duration::from_secs(2);
+/// MACs learned behind one peer; claims beyond it are refused and counted.
+pub const MAC_LIMIT_PER_PEER: usize = 1024;
+/// MACs whose owner the switch told us (`MacOwners`).
+const OWNER_LIMIT: usize = 16_384;
+/// MAC moves between peers are reported for the log at most this often.
+pub const MOVE_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The cap on the handshake backoff towards a peer without a direct path: how
 /// often a relayed path probes for direct again (the issue asks for 30 s at
 /// most).
@@ -132,6 +175,34 @@ pub struct PeerStatus {
     pub macs: usize,
     /// The VLANs we share with it (empty on a VLAN-unaware switch).
     pub vlans: Vec<Vid>,
+    /// Seconds its vouch has left (renewed while the switch is heard).
+    pub vouch_secs_left: f64,
+}
+
+/// MAC moves between peers since the last report, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveReport {
+    /// Moves since the last report.
+    pub moves: u64,
+    /// The latest: the MAC, the peer it left, the peer it went to.
+    pub latest: (Mac, String, String),
+}
+
+/// MAC learning counters of a mesh node.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MacCounters {
+    /// MACs that moved from one peer to another.
+    pub moves: u64,
+    /// Claims refused: the peer owns its limit of MACs.
+    pub refused_limit: u64,
+    /// Claims refused: one of our own MACs.
+    pub refused_local: u64,
+    /// Claims refused: the switch placed the MAC behind another member.
+    pub refused_owner: u64,
+    /// Peers dropped because the switch's list no longer held them.
+    pub peers_unlisted: u64,
+    /// Peers dropped because their vouch ran out (switch unreachable).
+    pub peers_expired: u64,
 }
 
 #[derive(Debug)]
@@ -171,6 +242,19 @@ struct Peer {
     tx_frames: u64,
     rx_frames: u64,
     path_changes: u64,
+    /// In the switch's current list (or its last complete one).
+    listed: bool,
+    /// Missing from a complete list since then: dropped after the grace.
+    unlisted_since: Option<Instant>,
+    /// Dropped at this time unless the switch vouches again.
+    vouched_until: Instant,
+    /// A relayed frame suggested the direct path is down: relay and `Ping`;
+    /// the path is lost if nothing comes back by this deadline.
+    suspect_until: Option<Instant>,
+    /// When a suspicion was last disproved (hints wait [`HINT_HOLDOFF`]).
+    hint_disproved: Option<Instant>,
+    /// MACs learned behind it.
+    mac_count: usize,
 }
 
 impl Peer {
@@ -221,6 +305,21 @@ pub struct Peers {
     rng: StdRng,
     events: Vec<PathEvent>,
     control: Vec<u8>,
+    vouch_lifetime: Duration,
+    /// `PeerUpdate`s counted since `Mesh`, while a full list arrives.
+    list: Option<u16>,
+    /// The switch's latest list was complete: hearing from it renews vouches.
+    list_complete: bool,
+    /// This switch sends `PeerListEnd` (one that does not is trusted as
+    /// before: every packet from it renews every vouch).
+    ends_seen: bool,
+    /// The latest packet from the switch that renews vouches.
+    renewed_at: Option<Instant>,
+    mac_counters: MacCounters,
+    /// Which member the switch last saw each MAC behind, and when it said so.
+    owners: HashMap<Mac, (PublicKey, Instant)>,
+    /// Moves not yet reported, the latest, and when the last report went out.
+    moves_pending: (u64, Option<(Mac, usize, usize)>, Option<Instant>),
 }
 
 impl Peers {
@@ -252,7 +351,85 @@ impl Peers {
             rng: StdRng::seed_from_u64(seed),
             events: Vec::new(),
             control: Vec::new(),
+            vouch_lifetime: DEFAULT_VOUCH_LIFETIME,
+            list: None,
+            list_complete: false,
+            ends_seen: false,
+            renewed_at: None,
+            mac_counters: MacCounters::default(),
+            owners: HashMap::new(),
+            moves_pending: (0, None, None),
         }
+    }
+
+    /// How long peers stay vouched after the switch was last heard.
+    pub fn set_vouch_lifetime(&mut self, d: Duration) {
+        self.vouch_lifetime = d;
+    }
+
+    /// The switch began its full list (`Mesh`): peers not in it will be
+    /// dropped when `PeerListEnd` confirms it is complete.
+    pub fn begin_list(&mut self) {
+        self.apply_renewal();
+        self.list = Some(0);
+        self.list_complete = false;
+        for p in self.peers.iter_mut().flatten() {
+            p.listed = false;
+        }
+    }
+
+    /// The switch's full list ended with `count` updates. If we got them
+    /// all, every peer missing from it is dropped after [`UNLISTED_GRACE`];
+    /// if not (a lost datagram), the list is not used and vouches run down
+    /// until a complete one arrives (with the next session, at the latest).
+    pub fn end_list(&mut self, now: Instant, count: u16) {
+        self.ends_seen = true;
+        if self.list.take() != Some(count) {
+            return;
+        }
+        self.list_complete = true;
+        self.renewed_at = Some(now);
+        for p in self.peers.iter_mut().flatten() {
+            if !p.listed && p.unlisted_since.is_none() {
+                p.unlisted_since = Some(now);
+            }
+        }
+    }
+
+    /// An authenticated packet from the switch: it is reachable, and (if its
+    /// latest list was complete) still vouches for the peers it listed.
+    pub fn switch_heard(&mut self, now: Instant) {
+        // HOT PATH
+        if self.list_complete || !self.ends_seen {
+            self.renewed_at = Some(now);
+        }
+    }
+
+    /// MAC learning counters.
+    pub fn mac_counters(&self) -> &MacCounters {
+        &self.mac_counters
+    }
+
+    /// A summary of MAC moves since the last one, at most every
+    /// [`MOVE_LOG_EVERY`] (never one log line per move).
+    pub fn poll_move_report(&mut self, now: Instant) -> Option<MoveReport> {
+        let (n, latest, last) = self.moves_pending;
+        if n == 0 || last.is_some_and(|t| now.saturating_duration_since(t) < MOVE_LOG_EVERY) {
+            return None;
+        }
+        let (mac, from, to) = latest?;
+        let name = |i: usize| {
+            self.peers
+                .get(i)
+                .and_then(|p| p.as_ref())
+                .map_or_else(String::new, |p| p.name.clone())
+        };
+        let r = MoveReport {
+            moves: n,
+            latest: (mac, name(from), name(to)),
+        };
+        self.moves_pending = (0, None, Some(now));
+        Some(r)
     }
 
     /// The switch said this network runs in mesh mode.
@@ -307,6 +484,11 @@ impl Peers {
         endpoints: Vec<SocketAddr>,
         vlan: PortVlan,
     ) {
+        // Every update the switch sent counts towards its list's end, even
+        // one refused here.
+        if let Some(n) = self.list.as_mut() {
+            *n = n.saturating_add(1);
+        }
         if key == self.local_key {
             return;
         }
@@ -343,6 +525,12 @@ impl Peers {
                     tx_frames: 0,
                     rx_frames: 0,
                     path_changes: 0,
+                    listed: true,
+                    unlisted_since: None,
+                    vouched_until: now + self.vouch_lifetime,
+                    suspect_until: None,
+                    hint_disproved: None,
+                    mac_count: 0,
                 };
                 match self.peers.iter().position(Option::is_none) {
                     Some(i) => {
@@ -356,11 +544,21 @@ impl Peers {
                 }
             }
         };
+        let lifetime = self.vouch_lifetime;
         let Some(p) = self.peers[i].as_mut() else {
             return;
         };
         p.name = name;
         p.vlan = vlan;
+        p.listed = true;
+        p.unlisted_since = None;
+        p.vouched_until = p.vouched_until.max(now + lifetime);
+        // Only addresses a handshake can usefully go to (the switch checks
+        // too; an older switch does not).
+        let mut endpoints = endpoints;
+        if let Some(&observed) = endpoints.first() {
+            endpoints.retain(|a| *a == observed || check_local_addr(observed, *a).is_ok());
+        }
         let moved = p.candidates != endpoints;
         p.candidates = endpoints;
         p.candidates.truncate(MAX_ENDPOINTS);
@@ -401,7 +599,8 @@ impl Peers {
         }
         let p = self.peers.get(i)?.as_ref()?;
         let member = p.vlan.egress(vid) != Egress::NotMember;
-        (member && p.is_direct(now) && (!vnet || p.accepts_vnet)).then_some(i)
+        (member && p.is_direct(now) && p.suspect_until.is_none() && (!vnet || p.accepts_vnet))
+            .then_some(i)
     }
 
     /// Seal a payload at `buf[DATA_HEADER_LEN..]` for peer `i`, in place if
@@ -542,6 +741,9 @@ impl Peers {
         let range = session.open(buf)?;
         p.awaiting_since = None;
         p.probe_sent = false;
+        if p.suspect_until.take().is_some() {
+            p.hint_disproved = Some(now);
+        }
         p.endpoint = Some(from);
         if is_pending {
             let was_direct = p.is_direct(now);
@@ -604,19 +806,162 @@ impl Peers {
         Ok((!as_is).then_some(ing))
     }
 
+    /// Peer `i` claims `mac` in VLAN `vid`. Refused (and counted): one of
+    /// our own MACs, one the switch placed behind another member (in any
+    /// VLAN: `MacOwners` carries none), and any past the peer's limit.
     fn learn_mac(&mut self, now: Instant, i: usize, vid: Vid, mac: Mac) {
+        // HOT PATH (a refresh is one lookup)
         if mac[0] & 1 != 0 || mac == [0; 6] {
             return;
         }
-        let key = (vid, mac);
-        if self.macs.len() >= MAC_LIMIT && !self.macs.contains_key(&key) {
-            self.macs
-                .retain(|_, (_, t)| now.saturating_duration_since(*t) < MAC_AGING);
+        let entry = (vid, mac);
+        let old = match self.macs.get_mut(&entry) {
+            Some((j, t)) if *j == i => {
+                *t = now;
+                return;
+            }
+            // An entry that aged out is not a move.
+            Some((j, t)) => Some((*j, now.saturating_duration_since(*t) < MAC_AGING)),
+            None => None,
+        };
+        if self.local_macs.contains_key(&mac) {
+            // A peer claiming one of our own hosts' MACs: never.
+            self.mac_counters.refused_local += 1;
+            return;
+        }
+        let Some(key) = self.peers[i].as_ref().map(|p| p.key) else {
+            return;
+        };
+        if self
+            .owners
+            .get(&mac)
+            .is_some_and(|(k, t)| *k != key && now.saturating_duration_since(*t) < MAC_AGING)
+        {
+            self.mac_counters.refused_owner += 1;
+            return;
+        }
+        if self.peers[i]
+            .as_ref()
+            .is_none_or(|p| p.mac_count >= MAC_LIMIT_PER_PEER)
+        {
+            self.mac_counters.refused_limit += 1;
+            return;
+        }
+        if old.is_none() && self.macs.len() >= MAC_LIMIT {
+            self.expire_macs(now);
             if self.macs.len() >= MAC_LIMIT {
+                self.mac_counters.refused_limit += 1;
                 return;
             }
         }
-        self.macs.insert(key, (i, now));
+        if let Some((j, live)) = old {
+            if let Some(p) = self.peers.get_mut(j).and_then(|p| p.as_mut()) {
+                p.mac_count -= 1;
+            }
+            if live {
+                self.mac_counters.moves += 1;
+                self.moves_pending.0 += 1;
+                self.moves_pending.1 = Some((mac, j, i));
+            }
+        }
+        if let Some(p) = self.peers[i].as_mut() {
+            p.mac_count += 1;
+        }
+        self.macs.insert(entry, (i, now));
+    }
+
+    /// Forget MACs not refreshed for [`MAC_AGING`], keeping per-peer counts.
+    fn expire_macs(&mut self, now: Instant) {
+        let peers = &mut self.peers;
+        self.macs.retain(|_, (j, t)| {
+            let keep = now.saturating_duration_since(*t) < MAC_AGING;
+            if !keep && let Some(p) = peers.get_mut(*j).and_then(|p| p.as_mut()) {
+                p.mac_count -= 1;
+            }
+            keep
+        });
+    }
+
+    /// The switch saw `macs` behind the member with `key`: no other peer may
+    /// claim them, and one that did loses them. `MacOwners` names no VLAN
+    /// (and the switch tells us only of MACs in VLANs we are a member of),
+    /// so this holds in every VLAN: a MAC the switch placed behind one
+    /// member is claimed by no other peer in any VLAN.
+    pub fn set_owners(&mut self, now: Instant, key: PublicKey, mut macs: Vec<Mac>) {
+        if self.owners.len() + macs.len() > OWNER_LIMIT {
+            self.owners
+                .retain(|_, (_, t)| now.saturating_duration_since(*t) < MAC_AGING);
+        }
+        let mut taken = 0;
+        for mac in &macs {
+            if self.owners.len() >= OWNER_LIMIT && !self.owners.contains_key(mac) {
+                break;
+            }
+            self.owners.insert(*mac, (key, now));
+            taken += 1;
+        }
+        macs.truncate(taken);
+        if macs.is_empty() {
+            return;
+        }
+        macs.sort_unstable();
+        let peers = &mut self.peers;
+        self.macs.retain(|(_, mac), (j, _)| {
+            let Some(p) = peers.get_mut(*j).and_then(|p| p.as_mut()) else {
+                return true;
+            };
+            if p.key == key || macs.binary_search(mac).is_err() {
+                return true;
+            }
+            p.mac_count -= 1;
+            false
+        });
+    }
+
+    /// A frame the switch relayed to us (`frame` starts at the Ethernet
+    /// header, in our port's form). Unicast from a MAC we route to a peer
+    /// (in the frame's VLAN) over a direct path
+    /// means that peer sends to us through the switch: its direct path is
+    /// probably down. Relay to it at once and `Ping` it; the path is lost
+    /// unless it answers within [`PEER_PROBE_TIMEOUT`].
+    pub fn note_relayed(&mut self, now: Instant, frame: &[u8], tx: &mut TxQueue) {
+        // HOT PATH (one lookup per relayed frame)
+        let (Some(src), Some(dst)) = (ethernet::src(frame), ethernet::dst(frame)) else {
+            return;
+        };
+        if dst[0] & 1 != 0 {
+            return; // group traffic always goes via the switch
+        }
+        let Some(ing) = self.vlan.ingress(frame) else {
+            return;
+        };
+        let Some(&(i, _)) = self.macs.get(&(ing.vid, src)) else {
+            return;
+        };
+        let timeout = self.probe_timeout(i);
+        let Some(p) = self.peers.get_mut(i).and_then(|p| p.as_mut()) else {
+            return;
+        };
+        if !p.is_direct(now)
+            || p.suspect_until.is_some()
+            || p.hint_disproved
+                .is_some_and(|t| now.saturating_duration_since(t) < HINT_HOLDOFF)
+        {
+            return;
+        }
+        p.suspect_until = Some(now + timeout);
+        self.ping(now, i, tx);
+    }
+
+    /// How long a `Ping` to peer `i` may stay unanswered.
+    fn probe_timeout(&self, i: usize) -> Duration {
+        let rtt = self
+            .peers
+            .get(i)
+            .and_then(|p| p.as_ref())
+            .and_then(|p| p.rtt)
+            .unwrap_or_default();
+        PEER_PROBE_TIMEOUT.max(rtt * 4)
     }
 
     /// Peer `i`'s reassembly buffer.
@@ -862,6 +1207,7 @@ impl Peers {
         p.pending = None;
         p.awaiting_since = None;
         p.probe_sent = false;
+        p.suspect_until = None;
         p.handshake = None;
         p.retry_delay = HANDSHAKE_RETRY_MIN;
         p.next_attempt = now;
@@ -881,9 +1227,11 @@ impl Peers {
         if !self.enabled {
             return;
         }
+        self.drop_unvouched(now);
         self.guard.sweep(now);
         let local_key = self.local_key;
         for i in 0..self.peers.len() {
+            let probe_timeout = self.probe_timeout(i);
             let Some(p) = self.peers[i].as_mut() else {
                 continue;
             };
@@ -911,8 +1259,12 @@ impl Peers {
                 continue;
             };
             if p.current.is_some() {
+                if p.suspect_until.is_some_and(|t| now >= t) {
+                    self.lose(i, now);
+                    continue;
+                }
                 if let Some(since) = p.awaiting_since {
-                    if now >= since + PEER_PROBE_AFTER + PEER_PROBE_TIMEOUT {
+                    if now >= since + PEER_PROBE_AFTER + probe_timeout {
                         self.lose(i, now);
                         continue;
                     }
@@ -962,6 +1314,38 @@ impl Peers {
         }
     }
 
+    /// Apply renewals from the switch to the vouches of the peers it listed.
+    fn apply_renewal(&mut self) {
+        let Some(until) = self.renewed_at.map(|t| t + self.vouch_lifetime) else {
+            return;
+        };
+        let all = !self.ends_seen;
+        for p in self.peers.iter_mut().flatten() {
+            if p.listed || all {
+                p.vouched_until = p.vouched_until.max(until);
+            }
+        }
+    }
+
+    /// Drop the peers the switch no longer vouches for: missing from its
+    /// complete list for [`UNLISTED_GRACE`], or whose vouch ran out.
+    fn drop_unvouched(&mut self, now: Instant) {
+        self.apply_renewal();
+        let mut gone = Vec::new();
+        for p in self.peers.iter().flatten() {
+            if p.unlisted_since.is_some_and(|t| now >= t + UNLISTED_GRACE) {
+                self.mac_counters.peers_unlisted += 1;
+                gone.push(p.key);
+            } else if now >= p.vouched_until {
+                self.mac_counters.peers_expired += 1;
+                gone.push(p.key);
+            }
+        }
+        for key in gone {
+            self.remove(&key);
+        }
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.enabled {
@@ -969,7 +1353,18 @@ impl Peers {
         }
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        let renewed = self.renewed_at.map(|t| t + self.vouch_lifetime);
         for p in self.peers.iter().flatten() {
+            // Renewals are applied lazily: wake at the later of the two.
+            at(renewed
+                .filter(|_| p.listed || !self.ends_seen)
+                .map_or(p.vouched_until, |r| r.max(p.vouched_until)));
+            if let Some(t) = p.unlisted_since {
+                at(t + UNLISTED_GRACE);
+            }
+            if let Some(t) = p.suspect_until {
+                at(t);
+            }
             if let Some(s) = &p.pending {
                 at(s.created() + PENDING_SESSION_TIMEOUT);
             }
@@ -986,7 +1381,9 @@ impl Peers {
                 at(p.last_tx.map_or(s.created(), |t| t + KEEPALIVE_INTERVAL));
                 if let Some(since) = p.awaiting_since {
                     at(if p.probe_sent {
-                        since + PEER_PROBE_AFTER + PEER_PROBE_TIMEOUT
+                        since
+                            + PEER_PROBE_AFTER
+                            + PEER_PROBE_TIMEOUT.max(p.rtt.unwrap_or_default() * 4)
                     } else {
                         since + PEER_PROBE_AFTER
                     });
@@ -1001,9 +1398,8 @@ impl Peers {
         let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
         self.peers
             .iter()
-            .enumerate()
-            .filter_map(|(i, p)| Some((i, p.as_ref()?)))
-            .map(|(i, p)| PeerStatus {
+            .flatten()
+            .map(|p| PeerStatus {
                 name: p.name.clone(),
                 public_key: p.key.to_base64(),
                 path: if p.is_direct(now) {
@@ -1021,11 +1417,20 @@ impl Peers {
                 tx_frames: p.tx_frames,
                 rx_frames: p.rx_frames,
                 path_changes: p.path_changes,
-                macs: self.macs.values().filter(|(j, _)| *j == i).count(),
+                macs: p.mac_count,
                 vlans: match p.vlan {
                     PortVlan::Transparent => Vec::new(),
                     PortVlan::Member { .. } => p.vlan.vlans().collect(),
                 },
+                vouch_secs_left: p
+                    .vouched_until
+                    .max(
+                        self.renewed_at
+                            .filter(|_| p.listed || !self.ends_seen)
+                            .map_or(now, |t| t + self.vouch_lifetime),
+                    )
+                    .saturating_duration_since(now)
+                    .as_secs_f64(),
             })
             .collect()
     }

@@ -1,16 +1,20 @@
 //! VLANs on a mesh node's direct paths: the receiver classifies what a peer
 //! sends by the peer's port (as the switch announced it), refuses what is
 //! not in a VLAN both share, and says when a frame must be retagged; a
-//! member sharing no VLAN is never a peer. These checks need no session, so
+//! member sharing no VLAN is never a peer. The bounds on what a peer may
+//! claim hold across VLANs: the per-peer MAC limit counts every VLAN, our
+//! own MACs and MACs the switch placed behind another member are refused in
+//! every VLAN. These checks need no session, so
 //! they run on `Peers` alone; the namespace tests in `integration/tests/mesh.rs`
 //! run the same rules on real TAPs.
 use std::time::{Duration, Instant};
 
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::transmit::TxQueue;
 use overlay_proto::vlan::{Ingress, PortVlan, Vid};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tapmesh_node::peers::Peers;
+use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, Peers};
 use tapmesh_node::stats::DropReason;
 
 const ZERO32: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
@@ -159,4 +163,95 @@ fn a_vlan_unaware_mesh_passes_everything_as_before() {
     assert_eq!(p.admit(t0, 0, &untagged()), Ok(None));
     assert_eq!(p.admit(t0, 0, &tagged(20)), Ok(None));
     assert!(p.status(t0)[0].vlans.is_empty());
+}
+
+/// `frame` with source MAC `src`.
+fn from(mut frame: Vec<u8>, src: [u8; 6]) -> Vec<u8> {
+    frame[6..12].copy_from_slice(&src);
+    frame
+}
+
+/// Peer `name`'s MACs.
+fn macs_of(p: &Peers, now: Instant, name: &str) -> usize {
+    p.status(now)
+        .iter()
+        .find(|s| s.name == name)
+        .map_or(0, |s| s.macs)
+}
+
+#[test]
+fn the_per_peer_mac_limit_counts_every_vlan() {
+    let (mut p, t0) = node(trunk(&[10, 20]), trunk(&[10, 20]));
+    let half = MAC_LIMIT_PER_PEER as u32 / 2 + 10;
+    for vid in [10, 20] {
+        for k in 0..half {
+            let src = [2, 0x10, vid as u8, (k >> 8) as u8, k as u8, 0x22];
+            assert!(p.admit(t0, 0, &from(tagged(vid), src)).is_ok());
+        }
+    }
+    assert_eq!(macs(&p, t0), MAC_LIMIT_PER_PEER);
+    assert_eq!(
+        p.mac_counters().refused_limit,
+        2 * u64::from(half) - MAC_LIMIT_PER_PEER as u64
+    );
+}
+
+#[test]
+fn our_own_macs_are_refused_in_every_vlan() {
+    let (mut p, t0) = node(trunk(&[10, 20]), trunk(&[10, 20]));
+    let mut tx = TxQueue::new(16);
+    let ours = [2, 0, 0, 0, 0, 0x77];
+    p.note_local_mac(t0, ours, &mut tx);
+    for vid in [10, 20] {
+        assert!(p.admit(t0, 0, &from(tagged(vid), ours)).is_ok());
+    }
+    assert_eq!(macs(&p, t0), 0, "our MAC learned behind a peer");
+    assert_eq!(p.mac_counters().refused_local, 2);
+}
+
+#[test]
+fn a_mac_the_switch_placed_behind_a_member_is_no_other_peers_in_any_vlan() {
+    let (mut p, t0) = node(trunk(&[10, 20]), trunk(&[10, 20]));
+    let ep = vec!["198.18.0.13:7000".parse().unwrap()];
+    p.update(t0, key(3), "h3".into(), ep, trunk(&[10, 20]));
+    let h3 = 1;
+    let (x, y) = ([2, 0, 0, 0, 0, 0x31], [2, 0, 0, 0, 0, 0x32]);
+    // h3 had claimed y in both VLANs before the switch spoke.
+    for vid in [10, 20] {
+        assert!(p.admit(t0, h3, &from(tagged(vid), y)).is_ok());
+    }
+    assert_eq!(macs_of(&p, t0, "h3"), 2);
+    // The switch saw x and y behind h2 (in one VLAN; it does not say which).
+    p.set_owners(t0, key(2), vec![x, y]);
+    assert_eq!(macs_of(&p, t0, "h3"), 0, "h3 keeps no claim on y");
+    // h3 claims them again, in either VLAN: refused. h2 may, in both.
+    for vid in [10, 20] {
+        assert!(p.admit(t0, h3, &from(tagged(vid), x)).is_ok());
+        assert!(p.admit(t0, h3, &from(tagged(vid), y)).is_ok());
+    }
+    assert_eq!(macs_of(&p, t0, "h3"), 0);
+    assert_eq!(p.mac_counters().refused_owner, 4);
+    for vid in [10, 20] {
+        assert!(p.admit(t0, 0, &from(tagged(vid), x)).is_ok());
+    }
+    assert_eq!(macs_of(&p, t0, "h2"), 2);
+}
+
+#[test]
+fn a_mac_moves_between_peers_within_a_vlan_not_across_vlans() {
+    let (mut p, t0) = node(trunk(&[10, 20]), trunk(&[10, 20]));
+    let ep = vec!["198.18.0.13:7000".parse().unwrap()];
+    p.update(t0, key(3), "h3".into(), ep, trunk(&[10, 20]));
+    let m = [2, 0, 0, 0, 0, 0x41];
+    assert!(p.admit(t0, 0, &from(tagged(10), m)).is_ok());
+    // The same MAC in another VLAN behind another peer: a separate entry.
+    assert!(p.admit(t0, 1, &from(tagged(20), m)).is_ok());
+    assert_eq!(p.mac_counters().moves, 0);
+    assert_eq!((macs_of(&p, t0, "h2"), macs_of(&p, t0, "h3")), (1, 1));
+    // In the same VLAN it moves, and is counted and reported.
+    assert!(p.admit(t0, 1, &from(tagged(10), m)).is_ok());
+    assert_eq!(p.mac_counters().moves, 1);
+    assert_eq!((macs_of(&p, t0, "h2"), macs_of(&p, t0, "h3")), (0, 2));
+    let r = p.poll_move_report(t0).expect("a report");
+    assert_eq!(r.latest, (m, "h2".to_string(), "h3".to_string()));
 }

@@ -17,6 +17,8 @@
 //! mac-announce  | 5 | caps:32 | n:1 | n MACs (6 bytes each) |
 //! ping          | 6 | id:64 |
 //! pong          | 7 | id:64 |
+//! peer-list-end | 8 | count:16 |
+//! mac-owners    | 9 | public key:32 | n:1 | n MACs (6 bytes each) |
 //! endpoint      | family:1 (4 or 6) | address (4 or 16) | port:16 |
 //! vlans         | 1 | native:16 (0: none) | tagged: 512-byte bitmap, bit v for VLAN v |
 //! ```
@@ -34,7 +36,11 @@
 //! Who sends what: the switch sends `mesh` (this network runs in mesh mode),
 //! `peer-update` (a member joined or moved: its key, name, the endpoint the
 //! switch observed first, then the local addresses it announced) and
-//! `peer-gone`; a node sends `local-addrs` to the switch; nodes send each other
+//! `peer-gone`, and after `mesh` and the full list of `peer-update`s
+//! `peer-list-end` with the number of updates in that list (so a node knows
+//! the list is complete and drops every peer missing from it), and
+//! `mac-owners` (MACs the switch saw behind a member, so no other peer can
+//! claim them over a direct path); a node sends `local-addrs` to the switch; nodes send each other
 //! `mac-announce` (the source MACs behind the sender), `ping` and `pong`
 //! (direct-path liveness and RTT).
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -66,6 +72,8 @@ mod kind {
     pub const MAC_ANNOUNCE: u8 = 5;
     pub const PING: u8 = 6;
     pub const PONG: u8 = 7;
+    pub const PEER_LIST_END: u8 = 8;
+    pub const MAC_OWNERS: u8 = 9;
 }
 
 /// One control message, parsed. Bounded: at most [`MAX_ENDPOINTS`] endpoints,
@@ -112,8 +120,60 @@ pub enum Control {
     Ping(u64),
     /// Node to node: the answer to a `Ping`.
     Pong(u64),
+    /// Switch to node: the full list that began with `Mesh` is over; it held
+    /// `count` `PeerUpdate`s. The list is authoritative: a peer missing from
+    /// it is no longer vouched for.
+    PeerListEnd {
+        /// How many `PeerUpdate`s the list held.
+        count: u16,
+    },
+    /// Switch to node: the switch saw these source MACs behind the member
+    /// with this key (learned or moved there). A node lets no other peer
+    /// claim them.
+    MacOwners {
+        /// The member's static public key.
+        key: PublicKey,
+        /// MACs behind it.
+        macs: Vec<[u8; 6]>,
+    },
     /// A type this version does not know: counted, otherwise ignored.
     Unknown(u8),
+}
+
+/// Why an announced local address is not used (see [`check_local_addr`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implausible {
+    /// Not the family of the endpoint the switch observed.
+    Family,
+    /// Unspecified, loopback, multicast, broadcast, link-local, `0.0.0.0/8`,
+    /// or port 0: nothing a peer elsewhere could reach.
+    Unreachable,
+}
+
+/// Whether `addr`, announced by a node whose endpoint the switch observed as
+/// `observed`, is a plausible place for its peers to send handshakes: the
+/// same family, and an address that can be a unicast host on some network
+/// (not unspecified, loopback, multicast, broadcast, link-local, which
+/// needs an interface scope a peer does not have, `0.0.0.0/8`, or port 0).
+/// Anything else would only make peers send handshakes somewhere useless or
+/// at a third party. IPv4-mapped IPv6 addresses count as IPv4.
+pub fn check_local_addr(observed: SocketAddr, addr: SocketAddr) -> Result<(), Implausible> {
+    let (o, a) = (observed.ip().to_canonical(), addr.ip().to_canonical());
+    if o.is_ipv4() != a.is_ipv4() {
+        return Err(Implausible::Family);
+    }
+    let unreachable = addr.port() == 0
+        || a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || match a {
+            IpAddr::V4(v4) => v4.is_broadcast() || v4.is_link_local() || v4.octets()[0] == 0,
+            IpAddr::V6(v6) => v6.is_unicast_link_local(),
+        };
+    if unreachable {
+        return Err(Implausible::Unreachable);
+    }
+    Ok(())
 }
 
 /// A bounds-checked reader; every read fails instead of panicking.
@@ -162,6 +222,20 @@ impl<'a> Reader<'a> {
         };
         let p = self.take(2)?;
         Ok(SocketAddr::new(ip, u16::from_be_bytes([p[0], p[1]])))
+    }
+
+    fn macs(&mut self) -> Result<Vec<[u8; 6]>, Error> {
+        let n = self.u8()? as usize;
+        if n > MAX_MACS {
+            return Err(Error::BadFlags);
+        }
+        let mut macs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(self.take(6)?);
+            macs.push(m);
+        }
+        Ok(macs)
     }
 
     fn endpoints(&mut self) -> Result<Vec<SocketAddr>, Error> {
@@ -234,20 +308,22 @@ impl Control {
             kind::MAC_ANNOUNCE => {
                 let c = r.take(4)?;
                 let caps = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-                let n = r.u8()? as usize;
-                if n > MAX_MACS {
-                    return Err(Error::BadFlags);
-                }
-                let mut macs = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let mut m = [0u8; 6];
-                    m.copy_from_slice(r.take(6)?);
-                    macs.push(m);
-                }
+                let macs = r.macs()?;
                 Control::MacAnnounce { caps, macs }
             }
             kind::PING => Control::Ping(r.u64()?),
             kind::PONG => Control::Pong(r.u64()?),
+            kind::MAC_OWNERS => {
+                let key = r.key()?;
+                let macs = r.macs()?;
+                Control::MacOwners { key, macs }
+            }
+            kind::PEER_LIST_END => {
+                let c = r.take(2)?;
+                Control::PeerListEnd {
+                    count: u16::from_be_bytes([c[0], c[1]]),
+                }
+            }
             // Unknown types may carry anything: do not check the length.
             t => return Ok(Control::Unknown(t)),
         };
@@ -278,6 +354,8 @@ impl Control {
             Control::LocalAddrs(e) => eps(e),
             Control::MacAnnounce { macs, .. } => 4 + 1 + 6 * macs.len().min(MAX_MACS),
             Control::Ping(_) | Control::Pong(_) => 8,
+            Control::PeerListEnd { .. } => 2,
+            Control::MacOwners { macs, .. } => 32 + 1 + 6 * macs.len().min(MAX_MACS),
         }
     }
 
@@ -286,6 +364,13 @@ impl Control {
     /// VLAN ids outside 1..=4094 are left out, so what is emitted always
     /// parses.
     pub fn emit(&self, out: &mut Vec<u8>) {
+        fn emit_macs(out: &mut Vec<u8>, macs: &[[u8; 6]]) {
+            let m = &macs[..macs.len().min(MAX_MACS)];
+            out.push(m.len() as u8);
+            for mac in m {
+                out.extend_from_slice(mac);
+            }
+        }
         fn endpoints(out: &mut Vec<u8>, e: &[SocketAddr]) {
             let e = &e[..e.len().min(MAX_ENDPOINTS)];
             out.push(e.len() as u8);
@@ -349,11 +434,12 @@ impl Control {
             Control::MacAnnounce { caps, macs } => {
                 out.push(kind::MAC_ANNOUNCE);
                 out.extend_from_slice(&caps.to_be_bytes());
-                let m = &macs[..macs.len().min(MAX_MACS)];
-                out.push(m.len() as u8);
-                for mac in m {
-                    out.extend_from_slice(mac);
-                }
+                emit_macs(out, macs);
+            }
+            Control::MacOwners { key, macs } => {
+                out.push(kind::MAC_OWNERS);
+                out.extend_from_slice(&key.0);
+                emit_macs(out, macs);
             }
             Control::Ping(id) => {
                 out.push(kind::PING);
@@ -362,6 +448,10 @@ impl Control {
             Control::Pong(id) => {
                 out.push(kind::PONG);
                 out.extend_from_slice(&id.to_be_bytes());
+            }
+            Control::PeerListEnd { count } => {
+                out.push(kind::PEER_LIST_END);
+                out.extend_from_slice(&count.to_be_bytes());
             }
             Control::Unknown(t) => out.push(*t),
         }
@@ -419,6 +509,46 @@ mod tests {
         });
         round_trip(Control::Ping(u64::MAX));
         round_trip(Control::Pong(1));
+        round_trip(Control::PeerListEnd { count: 300 });
+        round_trip(Control::MacOwners {
+            key: PublicKey([3; 32]),
+            macs: vec![[2, 0, 0, 0, 0, 9]; 64],
+        });
+    }
+
+    #[test]
+    fn peer_list_end_byte_vector() {
+        let mut b = Vec::new();
+        Control::PeerListEnd { count: 258 }.emit(&mut b);
+        assert_eq!(b, [8, 1, 2]);
+        assert!(Control::parse(&[8, 1]).is_err());
+        assert!(Control::parse(&[8, 1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn only_plausible_local_addresses_pass() {
+        let v4: SocketAddr = "198.18.0.10:4000".parse().unwrap();
+        let v6: SocketAddr = "[fd00::10]:4000".parse().unwrap();
+        let ok = |o: SocketAddr, a: &str| check_local_addr(o, a.parse().unwrap());
+        assert_eq!(ok(v4, "198.18.1.10:4000"), Ok(()));
+        assert_eq!(ok(v4, "[::ffff:198.18.1.10]:4000"), Ok(()));
+        assert_eq!(ok(v6, "[fd00::11]:1"), Ok(()));
+        assert_eq!(ok(v4, "[fd00::11]:1"), Err(Implausible::Family));
+        assert_eq!(ok(v6, "198.18.1.10:1"), Err(Implausible::Family));
+        for bad in [
+            "0.0.0.0:1",
+            "0.1.2.3:1",
+            "127.0.0.1:1",
+            "224.0.0.1:1",
+            "255.255.255.255:1",
+            "169.254.1.1:1",
+            "198.18.1.10:0",
+        ] {
+            assert_eq!(ok(v4, bad), Err(Implausible::Unreachable), "{bad}");
+        }
+        for bad in ["[::]:1", "[::1]:1", "[ff02::1]:1", "[fe80::1]:1"] {
+            assert_eq!(ok(v6, bad), Err(Implausible::Unreachable), "{bad}");
+        }
     }
 
     #[test]

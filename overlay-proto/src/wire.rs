@@ -292,6 +292,14 @@ pub mod ethernet {
         Some([frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]])
     }
 
+    /// `aa:bb:cc:dd:ee:ff`, for logs and status (never on the hot path).
+    pub fn format_mac(m: &Mac) -> String {
+        format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+
     /// Group (multicast or broadcast) addresses have the I/G bit set.
     pub fn is_group(mac: &Mac) -> bool {
         mac[0] & 1 == 1

@@ -472,7 +472,7 @@ impl Switch {
             return Ok(());
         }
         if flags & FLAG_CONTROL != 0 {
-            return self.handle_control(id, flags, &buf[range]);
+            return self.handle_control(now, id, flags, &buf[range]);
         }
         if flags & FLAG_FRAGMENT == 0 {
             return self.switch_payload(now, id, flags, &buf[range]);
@@ -538,8 +538,15 @@ impl Switch {
             .ok_or(DropReason::VlanFiltered)?;
         match self.macs.learn(now, ing.vid, src, from) {
             Learned::Refreshed => {}
-            Learned::New => self.mac_counters.learned += 1,
-            Learned::Moved { .. } => self.mac_counters.moves += 1,
+            l @ (Learned::New | Learned::Moved { .. }) => {
+                match l {
+                    Learned::New => self.mac_counters.learned += 1,
+                    _ => self.mac_counters.moves += 1,
+                }
+                if let Some(mesh) = self.mesh.as_mut() {
+                    mesh.note_learned(from, ing.vid, src);
+                }
+            }
             Learned::NodeLimit => {
                 self.mac_counters.node_limit_hits += 1;
                 return Err(DropReason::MacLimit);
@@ -782,7 +789,7 @@ impl Switch {
         self.guard.sweep(now);
         self.snoop.handle_timeout(now);
         self.send_queries();
-        self.mesh_sync();
+        self.mesh_sync(now);
     }
 
     fn forget(&mut self, id: NodeId) {
@@ -1005,30 +1012,45 @@ impl Switch {
     }
 
     /// A control message from node `id`: only `LocalAddrs`, in mesh mode.
-    fn handle_control(&mut self, id: NodeId, flags: u8, payload: &[u8]) -> Result<(), DropReason> {
+    /// The others hear of it at the next sweep, not now: however often a
+    /// node announces, each other node gets at most one update per sweep.
+    fn handle_control(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        flags: u8,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        use crate::mesh::Announced;
         use overlay_proto::control::Control;
         let (Some(mesh), 0) = (self.mesh.as_mut(), flags & FLAG_FRAGMENT) else {
             return Err(DropReason::UnexpectedMessage);
         };
+        let Some(observed) = self.ports[id.0 as usize].endpoint else {
+            return Err(DropReason::UnexpectedMessage);
+        };
         match Control::parse(payload) {
-            Ok(Control::LocalAddrs(addrs)) => {
-                mesh.set_local(id, addrs);
-                self.mesh_sync();
-                Ok(())
-            }
+            Ok(Control::LocalAddrs(addrs)) => match mesh.set_local(now, id, observed, addrs) {
+                Announced::Taken { refused } => {
+                    self.drops.add_n(DropReason::MeshAddress, refused as u64);
+                    Ok(())
+                }
+                Announced::RateLimited => Err(DropReason::MeshRateLimited),
+            },
             _ => Err(DropReason::UnexpectedMessage),
         }
     }
 
-    /// Announce joins, moves and departures (cheap when nothing changed).
-    fn mesh_sync(&mut self) {
-        self.mesh_sync_hiding(&[]);
+    /// Announce joins, moves and departures, and where MACs were learned
+    /// (cheap when nothing changed).
+    fn mesh_sync(&mut self, now: Instant) {
+        self.mesh_sync_hiding(now, &[]);
     }
 
     /// [`mesh_sync`](Self::mesh_sync), with the nodes in `hidden` shown as
     /// departed (a reload about to change their VLANs tells their old
     /// VLANs' members that they left).
-    fn mesh_sync_hiding(&mut self, hidden: &[NodeId]) {
+    fn mesh_sync_hiding(&mut self, now: Instant, hidden: &[NodeId]) {
         let Some(mesh) = self.mesh.as_mut() else {
             return;
         };
@@ -1046,7 +1068,15 @@ impl Switch {
                 vlan: &p.spec.vlan,
             })
             .collect();
-        let out = mesh.sync(&views);
+        let mut out = mesh.sync(&views);
+        let macs = &self.macs;
+        out.extend(mesh.sync_owners(&views, || {
+            macs.reader()
+                .iter()
+                .filter(|e| e.value().expires_at > now)
+                .map(|e| (e.value().node, e.key().0, e.key().1))
+                .collect()
+        }));
         let mut buf = Vec::new();
         for (to, msg) in out {
             buf.clear();

@@ -9,28 +9,72 @@
 //!
 //! This module is pure bookkeeping: [`Mesh::sync`] compares what each node was
 //! last told with the ports' state and returns the control messages to send;
-//! the core seals and queues them. The core calls it on every sweep (so
+//! the core seals and queues them. The core calls it on every sweep only, so
 //! joins, moves and departures reach the others within
-//! [`SWEEP_INTERVAL`](crate::core::SWEEP_INTERVAL)) and after a node's
-//! `LocalAddrs`. A node whose session is new (first connect, restart or
-//! rekey) gets `Mesh` and the full list again, so a restarted node or switch
-//! converges without any extra state.
+//! [`SWEEP_INTERVAL`](crate::core::SWEEP_INTERVAL) and however often a node
+//! announces, the others hear at most one update per sweep. A node whose
+//! session is new (first connect, restart or rekey) gets `Mesh`, the full
+//! list and `PeerListEnd` again, so a restarted node or switch converges
+//! without any extra state: the list is authoritative, and a node drops
+//! every peer missing from it (that is how a member removed from the config
+//! loses its peers when the switch restarts).
+//!
+//! A node's `LocalAddrs` is taken at most [`ANNOUNCE_BURST`] times per
+//! [`ANNOUNCE_WINDOW`] (a node sends one per new session) and only its
+//! plausible addresses are passed on
+//! ([`check_local_addr`](overlay_proto::control::check_local_addr)): every
+//! announced address makes every other node send handshakes there, so an
+//! unchecked list would be a traffic amplifier aimed at third parties.
+//!
+//! [`Mesh::sync_owners`] tells nodes which MACs the switch saw behind which
+//! member (`MacOwners`): what it learned or saw move since the last sweep,
+//! and the whole table to a node with a new session (so at least every
+//! rekey). A node lets no other peer claim those MACs over a direct path,
+//! which the switch never sees.
 //!
 //! VLANs: the switch vouches a member to a node only if their ports share a
 //! VLAN. `Mesh` tells a node its own port (access, native and tagged VLANs),
 //! and each `PeerUpdate` the member's port restricted to the VLANs the two
 //! share ([`PortVlan::shared_with`]); the receiving node classifies every
 //! frame a peer sends it directly by the peer's port and drops what is not in
-//! a shared VLAN, as the switch does on the relayed path.
+//! a shared VLAN, as the switch does on the relayed path. The full list's
+//! `PeerListEnd` counts only the updates actually sent, so a node's list is
+//! complete without the members it shares no VLAN with; and `MacOwners` about
+//! a member carries only the MACs the switch learned in VLANs the receiving
+//! node is a member of (a node learns nothing about other VLANs).
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use overlay_proto::control::{Control, MAX_ENDPOINTS};
+use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS, check_local_addr};
 use overlay_proto::keys::PublicKey;
-use overlay_proto::vlan::PortVlan;
+use overlay_proto::vlan::{Egress, PortVlan, Vid};
+use overlay_proto::wire::ethernet::Mac;
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
+
+/// `LocalAddrs` taken from one node per [`ANNOUNCE_WINDOW`]; more are
+/// refused and counted. A node sends one per new session with the switch,
+/// at most every 10 s (the shortest `rekey-after-secs`).
+pub const ANNOUNCE_BURST: u32 = 3;
+/// See [`ANNOUNCE_BURST`].
+pub const ANNOUNCE_WINDOW: Duration = Duration::from_secs(10);
+/// MACs learned or moved between two sweeps that are passed on one by one;
+/// past this every node gets the whole table instead.
+const LEARNED_LIMIT: usize = 4096;
+
+/// What became of a `LocalAddrs` (the core counts it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// Taken; this many of its addresses were refused as implausible.
+    Taken {
+        /// Addresses refused.
+        refused: usize,
+    },
+    /// Over the node's rate: ignored.
+    RateLimited,
+}
 
 /// How the network forwards unicast between nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -66,6 +110,8 @@ struct Member {
     told_under: Option<Instant>,
     /// The local addresses it announced.
     local: Vec<SocketAddr>,
+    /// The current rate window's start and the announcements taken in it.
+    window: Option<(Instant, u32)>,
 }
 
 /// Membership bookkeeping for mesh mode.
@@ -73,6 +119,12 @@ struct Member {
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct Mesh {
     members: Vec<Member>,
+    /// MACs learned or moved since the last sync: (owner, VLAN, MAC).
+    learned: Vec<(NodeId, Vid, Mac)>,
+    /// `learned` overflowed: every node gets the whole table.
+    resync: bool,
+    /// Nodes given the full list by the latest sync: they get the whole table.
+    fresh: Vec<NodeId>,
 }
 
 impl Mesh {
@@ -80,6 +132,9 @@ impl Mesh {
     pub fn new(n: usize) -> Mesh {
         Mesh {
             members: vec![Member::default(); n],
+            learned: Vec::new(),
+            resync: false,
+            fresh: Vec::new(),
         }
     }
 
@@ -91,20 +146,91 @@ impl Mesh {
             self.members.resize(i + 1, Member::default());
         }
         self.members[i] = Member::default();
+        self.learned.retain(|(n, _, _)| *n != id);
     }
 
-    /// Node `id` announced its local addresses.
-    pub fn set_local(&mut self, id: NodeId, mut addrs: Vec<SocketAddr>) {
-        addrs.truncate(MAX_ENDPOINTS - 1);
-        if let Some(m) = self.members.get_mut(id.0 as usize) {
-            m.local = addrs;
+    /// The switch learned `mac` in VLAN `vid` behind `node`, or saw it
+    /// move there.
+    pub fn note_learned(&mut self, node: NodeId, vid: Vid, mac: Mac) {
+        if self.learned.len() < LEARNED_LIMIT {
+            self.learned.push((node, vid, mac));
+        } else {
+            self.resync = true;
         }
+    }
+
+    /// After [`sync`](Self::sync): `MacOwners` for every connected node,
+    /// about MACs behind the others: what was learned or moved since the
+    /// last call, or the whole `table` (`(owner, MAC)`, asked for only when
+    /// needed) to nodes with a new session.
+    pub fn sync_owners(
+        &mut self,
+        ports: &[MemberView<'_>],
+        table: impl FnOnce() -> Vec<(NodeId, Vid, Mac)>,
+    ) -> Vec<(NodeId, Control)> {
+        let n = ports.len().min(self.members.len());
+        let learned = std::mem::take(&mut self.learned);
+        let resync = std::mem::take(&mut self.resync);
+        let fresh = std::mem::take(&mut self.fresh);
+        let told = |j: usize| ports[j].endpoint.is_some() && self.members[j].told_under.is_some();
+        let whole: Vec<usize> = (0..n)
+            .filter(|&j| told(j) && (resync || fresh.contains(&NodeId(j as u32))))
+            .collect();
+        let mut out = Vec::new();
+        if !whole.is_empty() {
+            let groups = by_owner(table());
+            for &j in &whole {
+                owned(&mut out, j, &groups, ports);
+            }
+        }
+        if !learned.is_empty() {
+            let groups = by_owner(learned);
+            for j in (0..n).filter(|&j| told(j) && !whole.contains(&j)) {
+                owned(&mut out, j, &groups, ports);
+            }
+        }
+        out
+    }
+
+    /// Node `id`, whose endpoint the switch observes as `observed`,
+    /// announced its local addresses. Only plausible ones are kept; the
+    /// others hear of them at the next [`sync`](Self::sync).
+    pub fn set_local(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        observed: SocketAddr,
+        addrs: Vec<SocketAddr>,
+    ) -> Announced {
+        let Some(m) = self.members.get_mut(id.0 as usize) else {
+            return Announced::RateLimited;
+        };
+        let taken = match m.window {
+            Some((start, n)) if now.saturating_duration_since(start) < ANNOUNCE_WINDOW => n,
+            _ => {
+                m.window = Some((now, 0));
+                0
+            }
+        };
+        if taken >= ANNOUNCE_BURST {
+            return Announced::RateLimited;
+        }
+        m.window = m.window.map(|(start, n)| (start, n + 1));
+        let n = addrs.len();
+        m.local = addrs
+            .into_iter()
+            .filter(|a| check_local_addr(observed, *a).is_ok())
+            .collect();
+        let refused = n - m.local.len();
+        m.local.truncate(MAX_ENDPOINTS - 1);
+        Announced::Taken { refused }
     }
 
     fn endpoints(&self, i: usize, observed: SocketAddr) -> Vec<SocketAddr> {
         let mut e = vec![observed];
         for a in &self.members[i].local {
-            if !e.contains(a) {
+            // Checked again: the endpoint may have changed family since.
+            if !e.contains(a) && check_local_addr(observed, *a).is_ok() {
                 e.push(*a);
             }
         }
@@ -154,15 +280,20 @@ impl Mesh {
                 continue;
             }
             self.members[i].told_under = ports[i].session;
+            self.fresh.push(NodeId(i as u32));
             out.push((
                 NodeId(i as u32),
                 Control::Mesh {
                     vlan: ports[i].vlan.clone(),
                 },
             ));
+            // Counts the updates actually sent: members sharing no VLAN
+            // with this node are not in its list.
+            let mut count: u16 = 0;
             for (j, p) in ports.iter().enumerate().take(n) {
                 let vlan = p.vlan.shared_with(ports[i].vlan);
                 if let (true, Some(ep), Some(vlan)) = (j != i, p.endpoint, vlan) {
+                    count = count.saturating_add(1);
                     out.push((
                         NodeId(i as u32),
                         Control::PeerUpdate {
@@ -174,14 +305,63 @@ impl Mesh {
                     ));
                 }
             }
+            out.push((NodeId(i as u32), Control::PeerListEnd { count }));
         }
         out
+    }
+}
+
+/// `(owner, VLAN, MAC)` entries grouped by owner, each group sorted by MAC.
+fn by_owner(entries: Vec<(NodeId, Vid, Mac)>) -> BTreeMap<u32, Vec<(Mac, Vid)>> {
+    let mut g: BTreeMap<u32, Vec<(Mac, Vid)>> = BTreeMap::new();
+    for (node, vid, mac) in entries {
+        g.entry(node.0).or_default().push((mac, vid));
+    }
+    for macs in g.values_mut() {
+        macs.sort_unstable();
+        macs.dedup();
+    }
+    g
+}
+
+/// `MacOwners` to node `to` for every group but its own, with only the MACs
+/// learned in VLANs `to` is a member of (a MAC in two such VLANs is one
+/// entry): a node hears nothing about VLANs it is not in.
+fn owned(
+    out: &mut Vec<(NodeId, Control)>,
+    to: usize,
+    groups: &BTreeMap<u32, Vec<(Mac, Vid)>>,
+    ports: &[MemberView<'_>],
+) {
+    let Some(viewer) = ports.get(to).map(|p| p.vlan) else {
+        return;
+    };
+    for (&owner, entries) in groups {
+        let Some(p) = ports.get(owner as usize).filter(|_| owner as usize != to) else {
+            continue;
+        };
+        let mut macs: Vec<Mac> = entries
+            .iter()
+            .filter(|(_, vid)| viewer.egress(*vid) != Egress::NotMember)
+            .map(|(mac, _)| *mac)
+            .collect();
+        macs.dedup();
+        for chunk in macs.chunks(MAX_MACS) {
+            out.push((
+                NodeId(to as u32),
+                Control::MacOwners {
+                    key: p.key,
+                    macs: chunk.to_vec(),
+                },
+            ));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use overlay_proto::vlan::NO_VLAN;
 
     fn view(k: u8, ep: Option<&str>, session: Option<Instant>) -> MemberView<'static> {
         view_in(&PortVlan::Transparent, k, ep, session)
@@ -251,10 +431,113 @@ mod tests {
             }
         )));
         // A move is announced only to the nodes sharing a VLAN.
-        m.set_local(NodeId(0), vec!["192.168.1.1:1".parse().unwrap()]);
+        m.set_local(
+            t0,
+            NodeId(0),
+            "10.0.0.1:1".parse().unwrap(),
+            vec!["192.168.1.1:1".parse().unwrap()],
+        );
         let out = m.sync(&ports);
         let to: Vec<u32> = out.iter().map(|(n, _)| n.0).collect();
         assert_eq!(to, vec![2, 3], "{out:?}");
+    }
+
+    #[test]
+    fn full_lists_count_only_members_sharing_a_vlan() {
+        let t0 = Instant::now();
+        let (a10, b20, c10) = (access(10), access(20), access(10));
+        let mut m = Mesh::new(3);
+        let ports = [
+            view_in(&a10, 1, Some("10.0.0.1:1"), Some(t0)),
+            view_in(&b20, 2, Some("10.0.0.2:1"), Some(t0)),
+            view_in(&c10, 3, Some("10.0.0.3:1"), Some(t0)),
+        ];
+        let out = m.sync(&ports);
+        let to = |n: u32| -> Vec<&Control> {
+            out.iter()
+                .filter(|(t, _)| t.0 == n)
+                .map(|(_, c)| c)
+                .collect()
+        };
+        // VLAN 20 alone: its list is empty and says so; VLAN 10 hears of one.
+        assert!(
+            matches!(
+                to(1)[..],
+                [Control::Mesh { .. }, Control::PeerListEnd { count: 0 }]
+            ),
+            "{out:?}"
+        );
+        assert!(
+            matches!(
+                to(0)[..],
+                [
+                    Control::Mesh { .. },
+                    Control::PeerUpdate { .. },
+                    Control::PeerListEnd { count: 1 }
+                ]
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn owners_are_told_only_in_the_vlans_a_node_is_member_of() {
+        let t0 = Instant::now();
+        let a10 = access(10);
+        let b20 = access(20);
+        let trunk = PortVlan::Member {
+            native: Some(10),
+            tagged: vec![20],
+        };
+        let mut m = Mesh::new(3);
+        let ports = [
+            view_in(&a10, 1, Some("198.18.0.1:1"), Some(t0)),
+            view_in(&b20, 2, Some("198.18.0.2:1"), Some(t0)),
+            view_in(&trunk, 3, Some("198.18.0.3:1"), Some(t0)),
+        ];
+        m.sync(&ports);
+        let mac = |n: u8| [2, 0, 0, 0, 0, n];
+        // The trunk has mac 3 in VLAN 10 and mac 4 in VLAN 20, mac 5 in both.
+        let table = vec![
+            (NodeId(2), 10, mac(3)),
+            (NodeId(2), 20, mac(4)),
+            (NodeId(2), 10, mac(5)),
+            (NodeId(2), 20, mac(5)),
+            (NodeId(0), 10, mac(1)),
+        ];
+        let out = m.sync_owners(&ports, || table.clone());
+        let told = |n: u32, about: u8| -> Vec<Mac> {
+            out.iter()
+                .filter_map(|(t, c)| match c {
+                    Control::MacOwners { key, macs } if t.0 == n && key.0[0] == about => {
+                        Some(macs.clone())
+                    }
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        };
+        assert_eq!(
+            told(0, 3),
+            vec![mac(3), mac(5)],
+            "VLAN 10 sees VLAN 10 only"
+        );
+        assert_eq!(
+            told(1, 3),
+            vec![mac(4), mac(5)],
+            "VLAN 20 sees VLAN 20 only"
+        );
+        assert_eq!(
+            told(1, 1),
+            Vec::<Mac>::new(),
+            "nothing of VLAN 10 to VLAN 20"
+        );
+        assert_eq!(told(2, 1), vec![mac(1)]);
+        // Later learning is filtered the same way.
+        m.note_learned(NodeId(0), 10, mac(6));
+        let out = m.sync_owners(&ports, || panic!("no whole table needed"));
+        let to: Vec<u32> = out.iter().map(|(n, _)| n.0).collect();
+        assert_eq!(to, vec![2], "{out:?}");
     }
 
     #[test]
@@ -267,7 +550,13 @@ mod tests {
         let mesh = Control::Mesh {
             vlan: PortVlan::Transparent,
         };
-        assert_eq!(out, vec![(NodeId(0), mesh.clone())]);
+        assert_eq!(
+            out,
+            vec![
+                (NodeId(0), mesh.clone()),
+                (NodeId(0), Control::PeerListEnd { count: 0 })
+            ]
+        );
         assert!(
             m.sync(&[view(1, a, Some(t0)), view(2, None, None)])
                 .is_empty()
@@ -275,11 +564,18 @@ mod tests {
         // The second joins: the first hears of it, the second gets the list.
         let b = Some("10.0.0.2:2");
         let out = m.sync(&[view(1, a, Some(t0)), view(2, b, Some(t0))]);
-        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(out.len(), 4, "{out:?}");
         assert!(matches!(out[0], (NodeId(0), Control::PeerUpdate { .. })));
         assert_eq!(out[1], (NodeId(1), mesh));
+        assert!(matches!(out[2], (NodeId(1), Control::PeerUpdate { .. })));
+        assert_eq!(out[3], (NodeId(1), Control::PeerListEnd { count: 1 }));
         // It moves and announces a local address: one update.
-        m.set_local(NodeId(1), vec!["192.168.1.2:2".parse().unwrap()]);
+        m.set_local(
+            t0,
+            NodeId(1),
+            "10.0.0.2:2".parse().unwrap(),
+            vec!["192.168.1.2:2".parse().unwrap()],
+        );
         let out = m.sync(&[view(1, a, Some(t0)), view(2, b, Some(t0))]);
         let Control::PeerUpdate { endpoints, .. } = &out[0].1 else {
             panic!("{out:?}")
@@ -296,6 +592,125 @@ mod tests {
                     key: PublicKey([2; 32])
                 }
             )]
+        );
+    }
+
+    #[test]
+    fn owners_go_to_the_others_learned_at_the_sweep_and_whole_on_a_new_session() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        let mut m = Mesh::new(3);
+        let (a, b, c) = (
+            Some("198.18.0.1:1"),
+            Some("198.18.0.2:2"),
+            Some("198.18.0.3:3"),
+        );
+        let ports = [
+            view(1, a, Some(t0)),
+            view(2, b, Some(t0)),
+            view(3, c, Some(t0)),
+        ];
+        m.sync(&ports);
+        let mac = |n: u8| [2, 0, 0, 0, 0, n];
+        // New sessions everywhere: each node gets the whole table minus its own.
+        let table = vec![
+            (NodeId(0), NO_VLAN, mac(1)),
+            (NodeId(1), NO_VLAN, mac(2)),
+            (NodeId(1), NO_VLAN, mac(2)),
+        ];
+        let out = m.sync_owners(&ports, || table.clone());
+        let to = |out: &[(NodeId, Control)], n: u32| -> Vec<Control> {
+            out.iter()
+                .filter(|(t, _)| t.0 == n)
+                .map(|(_, c)| c.clone())
+                .collect()
+        };
+        assert_eq!(
+            to(&out, 2),
+            vec![
+                Control::MacOwners {
+                    key: PublicKey([1; 32]),
+                    macs: vec![mac(1)]
+                },
+                Control::MacOwners {
+                    key: PublicKey([2; 32]),
+                    macs: vec![mac(2)]
+                },
+            ]
+        );
+        assert_eq!(to(&out, 0).len(), 1, "not its own MACs");
+        // Later: only what was learned, to the others, and the table is not read.
+        m.sync(&ports);
+        m.note_learned(NodeId(2), NO_VLAN, mac(3));
+        let out = m.sync_owners(&ports, || panic!("no whole table needed"));
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out.iter().all(|(t, _)| t.0 != 2));
+        // A node's new session: the whole table to it alone.
+        let ports = [
+            view(1, a, Some(t1)),
+            view(2, b, Some(t0)),
+            view(3, c, Some(t0)),
+        ];
+        m.sync(&ports);
+        let out = m.sync_owners(&ports, || table.clone());
+        assert!(out.iter().all(|(t, _)| t.0 == 0), "{out:?}");
+        assert!(m.sync_owners(&ports, || panic!()).is_empty());
+    }
+
+    #[test]
+    fn implausible_addresses_are_refused_and_announcements_rate_limited() {
+        let t0 = Instant::now();
+        let mut m = Mesh::new(2);
+        let (a, b) = (Some("198.18.0.1:1"), Some("198.18.0.2:2"));
+        let ports = [view(1, a, Some(t0)), view(2, b, Some(t0))];
+        m.sync(&ports);
+        let observed: SocketAddr = "198.18.0.2:2".parse().unwrap();
+        let offered: Vec<SocketAddr> = [
+            "198.18.1.2:2",
+            "127.0.0.1:2",
+            "224.0.0.1:2",
+            "255.255.255.255:2",
+            "169.254.0.1:2",
+            "0.0.0.0:2",
+            "[fd00::2]:2",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(
+            m.set_local(t0, NodeId(1), observed, offered.clone()),
+            Announced::Taken { refused: 6 }
+        );
+        let out = m.sync(&ports);
+        let [(NodeId(0), Control::PeerUpdate { endpoints, .. })] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            endpoints,
+            &vec![observed, "198.18.1.2:2".parse().unwrap()],
+            "the observed endpoint and the one plausible local address"
+        );
+        // A burst per window, then refused until the window passes; the
+        // others hear of the accepted ones only at the sweep, once.
+        for k in 1..ANNOUNCE_BURST {
+            let addr = format!("198.18.1.{}:2", 10 + k).parse().unwrap();
+            assert_eq!(
+                m.set_local(t0, NodeId(1), observed, vec![addr]),
+                Announced::Taken { refused: 0 }
+            );
+        }
+        for _ in 0..100 {
+            let addr = "198.18.9.9:2".parse().unwrap();
+            assert_eq!(
+                m.set_local(t0, NodeId(1), observed, vec![addr]),
+                Announced::RateLimited
+            );
+        }
+        assert_eq!(m.sync(&ports).len(), 1, "one update per sweep");
+        let later = t0 + ANNOUNCE_WINDOW;
+        assert_eq!(
+            m.set_local(later, NodeId(1), observed, vec![]),
+            Announced::Taken { refused: 0 }
         );
     }
 }

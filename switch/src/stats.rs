@@ -68,6 +68,12 @@ pub enum DropReason {
     /// A broadcast, multicast or unknown-unicast frame over its node's
     /// storm-control limit (per node and kind in the node's counters).
     StormControl,
+    /// Mesh mode: a local address a node announced that peers could not
+    /// use (another family than its endpoint, loopback, multicast, ...;
+    /// see `overlay_proto::control::check_local_addr`), counted per address.
+    MeshAddress,
+    /// Mesh mode: a `local-addrs` announcement over the node's rate.
+    MeshRateLimited,
 }
 
 impl Reason for DropReason {
@@ -98,6 +104,8 @@ impl Reason for DropReason {
         DropReason::Offload,
         DropReason::VlanFiltered,
         DropReason::StormControl,
+        DropReason::MeshAddress,
+        DropReason::MeshRateLimited,
     ];
 
     fn index(self) -> usize {
@@ -132,6 +140,8 @@ impl Reason for DropReason {
             DropReason::Offload => "offload",
             DropReason::VlanFiltered => "vlan_filtered",
             DropReason::StormControl => "storm_control",
+            DropReason::MeshAddress => "mesh_address",
+            DropReason::MeshRateLimited => "mesh_rate_limited",
         }
     }
 }

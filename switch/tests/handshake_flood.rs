@@ -52,6 +52,7 @@ fn node_config(node: &StaticSecret, switch: &StaticSecret) -> NodeConfig {
         offload: false,
         underlay_mtu: 1500,
         rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
+        vouch_lifetime: tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME,
     }
 }
 

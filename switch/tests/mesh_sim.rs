@@ -2,17 +2,19 @@
 //! several node cores, virtual time, and an underlay that can drop datagrams
 //! between chosen node pairs (a firewall between two hosts) or lose the
 //! switch entirely. Checks path selection, relay fallback, recovery, the
-//! simultaneous open, the loop guard, surviving a dead switch, and VLANs on
-//! direct and relayed paths.
+//! simultaneous open, the loop guard, surviving a dead switch, revocation
+//! (the switch's list is authoritative), the vouch lifetime, the bounds on
+//! what a peer may claim, and VLANs on direct and relayed paths.
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use overlay_proto::handshake::Timestamp;
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::vlan::PortVlan;
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD, HS_RESP_LEN};
 use tapmesh_node::core::{Node, NodeConfig, TapWrite};
-use tapmesh_node::peers::Path;
+use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, Path};
 use tapmesh_switch::core::{NodeSpec, Switch, SwitchConfig};
 
 const SWITCH: &str = "198.18.0.3:7777";
@@ -28,11 +30,13 @@ struct Net {
     blocked: HashSet<(usize, usize)>,
     /// Data frames the switch received from each node (relayed traffic).
     via_switch: Vec<u64>,
+    switch_key: StaticSecret,
+    keys: Vec<StaticSecret>,
+    /// Each node's port.
+    vlans: Vec<PortVlan>,
     /// An on-path attacker puts a forged handshake response (the genuine
     /// one's header and indices, garbage after) ahead of every response.
     forge_responses: bool,
-    /// The switch's configuration, for reloads.
-    cfg: SwitchConfig,
 }
 
 fn mac(n: u8) -> [u8; 6] {
@@ -49,47 +53,79 @@ fn frame(dst: [u8; 6], src: [u8; 6], tag: u32) -> Vec<u8> {
     f
 }
 
+/// A mesh switch whose config holds `members`: node index, key, port.
+fn mesh_switch(
+    switch_key: &StaticSecret,
+    members: &[(usize, &StaticSecret, PortVlan)],
+    now: Instant,
+) -> Switch {
+    let mut switch = Switch::new(mesh_config(switch_key, members), now, 1);
+    switch.enable_mesh();
+    switch
+}
+
+/// The config of a mesh switch admitting `members` (`h{i+1}` on its port).
+fn mesh_config(
+    switch_key: &StaticSecret,
+    members: &[(usize, &StaticSecret, PortVlan)],
+) -> SwitchConfig {
+    SwitchConfig {
+        mac_limit_per_node: 16,
+        mac_table_limit: 1000,
+        ..SwitchConfig::new(
+            switch_key.clone(),
+            members
+                .iter()
+                .map(|(i, k, vlan)| NodeSpec {
+                    vlan: vlan.clone(),
+                    ..NodeSpec::new(format!("h{}", i + 1), k.public_key())
+                })
+                .collect(),
+        )
+    }
+}
+
 impl Net {
     fn new(n: usize) -> Net {
-        Net::with_vlans(vec![PortVlan::Transparent; n])
+        Net::with_vouch_lifetime(n, tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME)
+    }
+
+    fn with_vouch_lifetime(n: usize, vouch_lifetime: Duration) -> Net {
+        let mut net = Net::quiet(vec![PortVlan::Transparent; n], vouch_lifetime);
+        net.advance(Duration::from_secs(2));
+        net
     }
 
     /// Node `i` on port `vlans[i]`, connected.
     fn with_vlans(vlans: Vec<PortVlan>) -> Net {
-        let mut net = Net::quiet_with_vlans(vlans);
+        let mut net = Net::quiet(vlans, tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME);
         net.advance(Duration::from_secs(2));
         net
     }
 
     /// The network before any time has passed: nodes not yet connected.
     fn new_quiet(n: usize) -> Net {
-        Net::quiet_with_vlans(vec![PortVlan::Transparent; n])
+        Net::quiet(
+            vec![PortVlan::Transparent; n],
+            tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME,
+        )
     }
 
-    /// Node `i` on port `vlans[i]`, before any time has passed.
-    fn quiet_with_vlans(vlans: Vec<PortVlan>) -> Net {
+    /// Node `i` on port `vlans[i]`, vouches lasting `vouch_lifetime`,
+    /// before any time has passed.
+    fn quiet(vlans: Vec<PortVlan>, vouch_lifetime: Duration) -> Net {
         let n = vlans.len();
         let t0 = Instant::now();
         let mut rng = rand::rng();
         let switch_key = StaticSecret::generate(&mut rng);
         let keys: Vec<StaticSecret> = (0..n).map(|_| StaticSecret::generate(&mut rng)).collect();
-        let cfg = SwitchConfig {
-            mac_limit_per_node: 16,
-            mac_table_limit: 1000,
-            ..SwitchConfig::new(
-                switch_key.clone(),
-                keys.iter()
-                    .zip(vlans)
-                    .enumerate()
-                    .map(|(i, (k, vlan))| NodeSpec {
-                        vlan,
-                        ..NodeSpec::new(format!("h{}", i + 1), k.public_key())
-                    })
-                    .collect(),
-            )
-        };
-        let mut switch = Switch::new(cfg.clone(), t0, 1);
-        switch.enable_mesh();
+        let members: Vec<(usize, &StaticSecret, PortVlan)> = keys
+            .iter()
+            .zip(&vlans)
+            .enumerate()
+            .map(|(i, (k, v))| (i, k, v.clone()))
+            .collect();
+        let switch = mesh_switch(&switch_key, &members, t0);
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|i| format!("198.18.0.{}:4000", 10 + i).parse().unwrap())
             .collect();
@@ -107,6 +143,7 @@ impl Net {
                     offload: false,
                     underlay_mtu: 1500,
                     rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
+                    vouch_lifetime,
                 };
                 let mut node = Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64);
                 node.set_local_addrs(vec![addrs[i]]);
@@ -122,8 +159,10 @@ impl Net {
             tap: vec![Vec::new(); n],
             blocked: HashSet::new(),
             via_switch: vec![0; n],
+            switch_key,
+            keys,
+            vlans,
             forge_responses: false,
-            cfg,
         }
     }
 
@@ -134,6 +173,34 @@ impl Net {
         net.forge_responses = true;
         net.advance(Duration::from_secs(2));
         net
+    }
+
+    /// Restart the switch with only `members` in its config; it sends the
+    /// restart notice to each of them (as its state file makes it do).
+    fn restart_switch(&mut self, members: &[usize]) {
+        let keys = self.keys.clone();
+        let m: Vec<(usize, &StaticSecret, PortVlan)> = members
+            .iter()
+            .map(|&i| (i, &keys[i], self.vlans[i].clone()))
+            .collect();
+        let mut sw = mesh_switch(&self.switch_key, &m, self.now);
+        let names: Vec<String> = members.iter().map(|i| format!("h{}", i + 1)).collect();
+        let eps = members.iter().map(|&i| self.addrs[i]);
+        sw.announce_restart(
+            Timestamp::from_unix(1_800_000_000, 0),
+            names.iter().map(String::as_str).zip(eps),
+        );
+        self.switch = Some(sw);
+        self.deliver();
+    }
+
+    fn peer_names(&self, i: usize) -> Vec<String> {
+        self.nodes[i]
+            .peers()
+            .status(self.now)
+            .into_iter()
+            .map(|p| p.name)
+            .collect()
     }
 
     fn node_of(&self, a: &SocketAddr) -> Option<usize> {
@@ -259,6 +326,13 @@ impl Net {
         self.nodes[i]
             .peers()
             .path_of(self.now, &format!("h{}", peer + 1))
+    }
+
+    /// Where node `i` sends a frame from its host to `dst`: the peer's
+    /// index if direct, `None` if via the switch.
+    fn route(&self, i: usize, dst: [u8; 6]) -> Option<usize> {
+        let f = frame(dst, mac(i as u8 + 1), 0);
+        self.nodes[i].peers().route(self.now, &f, false)
     }
 
     /// Each host announces its MAC with a broadcast, as ARP would.
@@ -410,6 +484,184 @@ fn simultaneous_open_ends_with_one_working_session() {
     assert_eq!((n.received(1, 1), n.received(0, 2)), (1, 1));
 }
 
+#[test]
+fn a_member_removed_from_the_config_loses_its_peers_when_the_switch_restarts() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    assert_eq!(n.path(0, 2), Some(Path::Direct));
+    // The switch comes back without h3 in its config.
+    n.restart_switch(&[0, 1]);
+    let back = n.now;
+    let mut t = 0;
+    let mut cut_after = None;
+    while n.now < back + Duration::from_secs(10) {
+        // h3 keeps talking to h1 and h2 as if nothing happened.
+        n.send(2, &frame(mac(1), mac(3), 5000 + t));
+        n.send(0, &frame(mac(2), mac(1), t));
+        n.advance(Duration::from_millis(100));
+        assert_eq!(n.received(1, t), 1, "h1 -> h2 keeps working ({t})");
+        if n.received(0, 5000 + t) == 0 {
+            cut_after.get_or_insert(n.now - back);
+        } else {
+            cut_after = None;
+        }
+        t += 1;
+    }
+    let cut_after = cut_after.expect("h3's frames stop reaching h1");
+    assert!(
+        cut_after <= Duration::from_secs(5),
+        "cut after {cut_after:?}"
+    );
+    for i in [0, 1] {
+        assert!(
+            !n.peer_names(i).contains(&"h3".to_string()),
+            "h{} dropped h3: {:?}",
+            i + 1,
+            n.peer_names(i)
+        );
+        assert_eq!(n.nodes[i].peers().mac_counters().peers_unlisted, 1);
+    }
+    // The survivors' direct path never broke (the list's grace covers the
+    // reconnect), and h3 cannot handshake its way back in.
+    assert_eq!(n.path(0, 1), Some(Path::Direct));
+    assert_eq!(n.nodes[0].peers().status(n.now)[0].path_changes, 1);
+    let before = n.nodes[0]
+        .drops()
+        .get(tapmesh_node::stats::DropReason::HandshakeFailed);
+    n.advance(Duration::from_secs(10));
+    assert!(
+        n.nodes[0]
+            .drops()
+            .get(tapmesh_node::stats::DropReason::HandshakeFailed)
+            > before,
+        "h3's initiations are refused"
+    );
+    assert!(!n.peer_names(0).contains(&"h3".to_string()));
+}
+
+#[test]
+fn vouches_run_out_while_the_switch_is_unreachable_and_are_renewed_while_it_is_not() {
+    let lifetime = Duration::from_secs(60);
+    let mut n = Net::with_vouch_lifetime(3, lifetime);
+    n.announce_macs();
+    // Reachable switch: vouches renew, far past the lifetime.
+    n.advance(lifetime * 3);
+    assert_eq!(n.peer_names(0).len(), 2);
+    assert!(n.nodes[0].peers().status(n.now)[0].vouch_secs_left > 45.0);
+    // Unreachable switch: peers keep working for the lifetime, then go.
+    n.switch = None;
+    let gone = n.now;
+    let mut t = 0;
+    while n.now < gone + lifetime - Duration::from_secs(15) {
+        n.send(0, &frame(mac(2), mac(1), t));
+        n.advance(Duration::from_secs(1));
+        assert_eq!(n.received(1, t), 1, "direct while vouched");
+        t += 1;
+    }
+    n.advance(Duration::from_secs(20));
+    assert!(n.peer_names(0).is_empty(), "{:?}", n.peer_names(0));
+    assert_eq!(n.nodes[0].peers().mac_counters().peers_expired, 2);
+    let to = n.send(0, &frame(mac(2), mac(1), 99_999));
+    assert_eq!(to, None, "no direct path, and no switch to relay");
+    assert_eq!(n.received(1, 99_999), 0);
+}
+
+#[test]
+fn a_peer_claims_a_bounded_number_of_macs_and_never_ours() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    // A MAC the switch never saw moves between h3 and h2: moves, counted,
+    // reported at most once per interval.
+    n.send(2, &frame(mac(1), mac(50), 43));
+    n.send(1, &frame(mac(1), mac(50), 44));
+    n.send(2, &frame(mac(1), mac(50), 45));
+    n.send(1, &frame(mac(1), mac(50), 46));
+    let c = n.nodes[0].peers().mac_counters().moves;
+    assert!(c >= 3, "moves {c}: {:?}", n.nodes[0].peers().mac_counters());
+    let now = n.now;
+    let r = n.nodes[0].poll_mac_moves(now).expect("a report");
+    assert!(r.moves >= 3);
+    n.send(2, &frame(mac(1), mac(50), 47));
+    assert_eq!(n.nodes[0].poll_mac_moves(now), None, "rate-limited");
+    let later = now + Duration::from_secs(10);
+    assert!(n.nodes[0].poll_mac_moves(later).is_some());
+    // h2 sends h1 frames from 3000 source MACs over its direct path.
+    for k in 0..3000u32 {
+        let src = [2, 0x10, (k >> 16) as u8, (k >> 8) as u8, k as u8, 0x22];
+        n.send(1, &frame(mac(1), src, 10_000 + k));
+    }
+    let h2 = n.nodes[0]
+        .peers()
+        .status(n.now)
+        .into_iter()
+        .find(|p| p.name == "h2")
+        .unwrap();
+    assert!(h2.macs <= MAC_LIMIT_PER_PEER, "{} MACs behind h2", h2.macs);
+    assert!(n.nodes[0].peers().mac_counters().refused_limit > 0);
+    // h3 claims h1's own MAC (in a frame and in its announcement): h1
+    // does not route it there.
+    n.send(2, &frame(mac(1), mac(1), 42));
+    assert_eq!(n.route(0, mac(1)), None);
+    assert!(n.nodes[0].peers().mac_counters().refused_local >= 1);
+}
+
+#[test]
+fn both_directions_relay_within_a_second_of_the_first_loss() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    n.advance(Duration::from_secs(5));
+    n.blocked.insert((0, 1));
+    // Pings both ways every 50 ms for 5 s.
+    let start = n.now;
+    let mut gap = [Duration::ZERO; 2];
+    let mut lost_at: [Option<Instant>; 2] = [None, None];
+    let mut t = 0;
+    while n.now < start + Duration::from_secs(5) {
+        n.send(0, &frame(mac(2), mac(1), 20_000 + t));
+        n.send(1, &frame(mac(1), mac(2), 30_000 + t));
+        n.advance(Duration::from_millis(50));
+        for (d, (to, base)) in [(1, 20_000), (0, 30_000)].into_iter().enumerate() {
+            if n.received(to, base + t) == 0 {
+                lost_at[d].get_or_insert(n.now);
+            } else if let Some(l) = lost_at[d].take() {
+                gap[d] = gap[d].max(n.now - l);
+            }
+        }
+        t += 1;
+    }
+    assert_eq!(lost_at, [None, None], "frames flow again both ways");
+    assert!(
+        gap.iter().all(|g| *g <= Duration::from_secs(1)),
+        "gaps h1->h2, h2->h1: {gap:?}"
+    );
+    assert_eq!(n.path(0, 1), Some(Path::Relayed));
+    assert_eq!(n.path(1, 0), Some(Path::Relayed));
+}
+
+#[test]
+fn a_peer_cannot_take_a_mac_the_switch_placed_behind_another_member() {
+    let mut n = Net::new(3);
+    n.announce_macs();
+    n.advance(Duration::from_secs(1));
+    let h2 = n.route(0, mac(2));
+    assert!(h2.is_some(), "h1 routes h2's MAC directly");
+    // h3 sends h1 frames from h2's MAC over its direct path (and announces
+    // it): the switch never sees that, and h1 does not believe it.
+    for t in 0..5 {
+        n.send(2, &frame(mac(1), mac(2), 60 + t));
+    }
+    n.advance(Duration::from_secs(1));
+    assert_eq!(n.route(0, mac(2)), h2);
+    assert!(n.nodes[0].peers().mac_counters().refused_owner >= 1);
+    // A real move (the host now sends through the switch from behind h3):
+    // the switch tells h1, and h3's claim then holds.
+    n.send(2, &frame([0xff; 6], mac(2), 70));
+    n.advance(Duration::from_secs(1));
+    n.send(2, &frame(mac(1), mac(2), 71));
+    let h3 = n.route(0, mac(2));
+    assert!(h3.is_some() && h3 != h2, "{h3:?} vs {h2:?}");
+}
+
 fn tagged(dst: [u8; 6], src: [u8; 6], vid: u16, tag: u32) -> Vec<u8> {
     let mut f = frame(dst, src, tag);
     f.splice(12..12, [0x81, 0x00, (vid >> 8) as u8, vid as u8]);
@@ -432,10 +684,6 @@ fn forms(n: &Net, i: usize, tag: u32) -> Vec<Option<u16>> {
 
 #[test]
 fn vlans_hold_on_direct_and_relayed_paths_with_tags_as_each_port_needs() {
-    let access = |v| PortVlan::Member {
-        native: Some(v),
-        tagged: vec![],
-    };
     let trunk = PortVlan::Member {
         native: None,
         tagged: vec![10, 20],
@@ -495,16 +743,19 @@ fn vlans_hold_on_direct_and_relayed_paths_with_tags_as_each_port_needs() {
     );
 }
 
-/// Reload the switch with `cfg` (adjusted from the running one).
+/// Reload the switch with its config as built, adjusted by `adjust`.
 fn reload(n: &mut Net, adjust: impl FnOnce(&mut SwitchConfig)) -> tapmesh_switch::core::Changes {
-    adjust(&mut n.cfg);
+    let members: Vec<(usize, &StaticSecret, PortVlan)> = n
+        .keys
+        .iter()
+        .zip(&n.vlans)
+        .enumerate()
+        .map(|(i, (k, v))| (i, k, v.clone()))
+        .collect();
+    let mut cfg = mesh_config(&n.switch_key, &members);
+    adjust(&mut cfg);
     let now = n.now;
-    let changes = n
-        .switch
-        .as_mut()
-        .unwrap()
-        .apply_config(now, n.cfg.clone())
-        .unwrap();
+    let changes = n.switch.as_mut().unwrap().apply_config(now, cfg).unwrap();
     n.advance(Duration::from_millis(10));
     changes
 }
@@ -535,10 +786,6 @@ fn reload_removal_reaches_every_peer_at_once() {
 
 #[test]
 fn reload_moves_a_mesh_node_between_vlans() {
-    let access = |v| PortVlan::Member {
-        native: Some(v),
-        tagged: vec![],
-    };
     let mut n = Net::with_vlans(vec![access(10), access(10), access(20)]);
     assert_eq!(n.path(0, 1), Some(Path::Direct));
     assert_eq!(n.path(2, 1), None);
@@ -549,6 +796,83 @@ fn reload_moves_a_mesh_node_between_vlans() {
     assert_eq!(n.path(1, 0), None, "h2 still has h1");
     assert_eq!(n.path(1, 2), Some(Path::Direct));
     assert_eq!(n.path(2, 1), Some(Path::Direct));
+}
+
+fn access(v: u16) -> PortVlan {
+    PortVlan::Member {
+        native: Some(v),
+        tagged: vec![],
+    }
+}
+
+#[test]
+fn with_vlans_the_list_is_complete_without_members_of_other_vlans() {
+    // h1, h2 on VLAN 10; h3, h4 on VLAN 20: each full list holds one member.
+    let mut n = Net::with_vlans(vec![access(10), access(10), access(20), access(20)]);
+    n.announce_macs();
+    assert_eq!(n.path(0, 1), Some(Path::Direct));
+    assert_eq!(n.path(2, 3), Some(Path::Direct));
+    // The switch comes back without h2: h1's list is empty, and complete.
+    n.restart_switch(&[0, 2, 3]);
+    n.advance(Duration::from_secs(5));
+    assert!(n.peer_names(0).is_empty(), "{:?}", n.peer_names(0));
+    assert_eq!(n.nodes[0].peers().mac_counters().peers_unlisted, 1);
+    // h3's list (h4 alone) is complete too: its vouch keeps being renewed.
+    n.advance(Duration::from_secs(60));
+    assert_eq!(n.peer_names(2), vec!["h4".to_string()]);
+    let left = n.nodes[2].peers().status(n.now)[0].vouch_secs_left;
+    let lifetime = tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME.as_secs_f64();
+    assert!(left > lifetime - 30.0, "vouch left {left} s");
+    assert_eq!(n.nodes[2].peers().mac_counters().peers_unlisted, 0);
+}
+
+#[test]
+fn with_vlans_the_answering_side_relays_as_soon_as_a_relayed_frame_arrives() {
+    // h1 access 10, h2 a trunk carrying 10 tagged, h3 access 10.
+    let trunk = PortVlan::Member {
+        native: None,
+        tagged: vec![10, 20],
+    };
+    let mut n = Net::with_vlans(vec![access(10), trunk, access(10)]);
+    n.announce_macs();
+    // h2 learned h1's MAC from its announcement; h1 learns h2's in VLAN 10
+    // from its first direct frame.
+    assert_eq!(n.send(1, &tagged(mac(1), mac(2), 10, 1)), Some(n.addrs[0]));
+    assert_eq!(n.send(0, &frame(mac(2), mac(1), 2)), Some(n.addrs[1]));
+    n.advance(Duration::from_secs(5));
+    n.blocked.insert((0, 1));
+    // h1 pings every 50 ms; h2 sends nothing but the answers, so only the
+    // relayed pings can tell it the direct path is gone (its own probe
+    // would start with its first lost answer, 0.7 s too late).
+    let start = n.now;
+    let mut answered = 0;
+    let (mut lost_at, mut gap) = (None, Duration::ZERO);
+    let mut t = 0;
+    while n.now < start + Duration::from_secs(5) {
+        n.send(0, &frame(mac(2), mac(1), 20_000 + t));
+        n.advance(Duration::from_millis(25));
+        while answered <= t {
+            if forms(&n, 1, 20_000 + answered) == vec![Some(10)] {
+                n.send(1, &tagged(mac(1), mac(2), 10, 30_000 + answered));
+            }
+            answered += 1;
+        }
+        n.advance(Duration::from_millis(25));
+        if forms(&n, 0, 30_000 + t) != vec![None] {
+            lost_at.get_or_insert(n.now);
+        } else if let Some(l) = lost_at.take() {
+            gap = gap.max(n.now - l);
+        }
+        t += 1;
+    }
+    assert_eq!(lost_at, None, "round trips work again");
+    assert!(
+        gap <= Duration::from_secs(1),
+        "round trips lost for {gap:?}"
+    );
+    assert_eq!(n.path(0, 1), Some(Path::Relayed));
+    assert_eq!(n.path(1, 0), Some(Path::Relayed));
+    assert_eq!(n.path(0, 2), Some(Path::Direct), "other paths unaffected");
 }
 
 #[test]

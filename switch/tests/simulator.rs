@@ -106,6 +106,7 @@ impl Sim {
                     offload: false,
                     underlay_mtu: 1500,
                     rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
+                    vouch_lifetime: tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME,
                 };
                 adjust(i, &mut cfg);
                 Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64)

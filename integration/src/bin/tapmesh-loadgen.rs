@@ -296,6 +296,7 @@ impl Worker {
                         offload: false,
                         underlay_mtu: 1500,
                         rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
+                        vouch_lifetime: tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME,
                     },
                     now,
                     unix_now,

@@ -114,7 +114,7 @@ impl Switch {
             changes.removed.push(port.spec.name.clone());
         }
         let hidden: Vec<NodeId> = changed.iter().map(|(id, _)| *id).collect();
-        self.mesh_sync_hiding(&hidden);
+        self.mesh_sync_hiding(now, &hidden);
         for (id, spec) in changed {
             self.mac_counters.flushed += self.macs.flush_node(id) as u64;
             self.snoop.forget_node(id);
@@ -168,7 +168,7 @@ impl Switch {
         self.snoop
             .reconfigure(now, new.multicast.clone(), fast_leave, &vlans);
         self.cfg = new;
-        self.mesh_sync();
+        self.mesh_sync(now);
         Ok(changes)
     }
 }
