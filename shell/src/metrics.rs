@@ -226,16 +226,20 @@ impl<S> SnapshotRequest<S> {
 #[derive(Debug)]
 pub struct Exporter<S> {
     requests: Option<mpsc::Receiver<SnapshotRequest<S>>>,
-    /// The bound address and the server's stop flag, if serving.
-    serving: Option<(SocketAddr, Arc<AtomicBool>)>,
+    /// The bound address, the server's stop flag and its thread, if serving.
+    serving: Option<(SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
 impl<S> Drop for Exporter<S> {
+    /// Stops the server and waits until its listener is closed, so the
+    /// address can be bound again at once (within a client's deadline if
+    /// every client slot is taken).
     fn drop(&mut self) {
-        if let Some((addr, stop)) = self.serving.take() {
+        if let Some((addr, stop, thread)) = self.serving.take() {
             stop.store(true, Ordering::Relaxed);
             // Wake the blocking accept; the server sees the flag and returns.
             let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+            let _ = thread.join();
         }
     }
 }
@@ -255,13 +259,13 @@ impl<S: Export> Exporter<S> {
         let server = Server::<S>::new(tx, program)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("{program}-metrics"))
             .spawn(move || server.run(listener, &flag))?;
         tracing::info!(%addr, "serving Prometheus metrics on /metrics");
         Ok(Exporter {
             requests: Some(rx),
-            serving: Some((bound, stop)),
+            serving: Some((bound, stop, thread)),
         })
     }
 
@@ -587,6 +591,27 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_exporter_frees_its_address_and_move_to_falls_back() {
+        // A free port: bind, note it, let go.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut e = Exporter::<Snap>::start(Some(addr), "test").unwrap();
+        assert!(TcpListener::bind(addr).is_err(), "not serving");
+        // Moving to an address that is taken keeps serving at the old one.
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = taken.local_addr().unwrap();
+        assert!(e.move_to(Some(addr), Some(busy), "test").is_err());
+        assert!(e.serving.as_ref().is_some_and(|(a, _, _)| *a == addr));
+        drop(e);
+        assert!(
+            TcpListener::bind(addr).is_ok(),
+            "{addr} still bound after the exporter was dropped"
+        );
+    }
+
+    #[test]
     fn serves_snapshots_from_the_owner() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -597,7 +622,7 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let (tx, mut rx) = mpsc::channel(4);
             let server = Server::<Snap>::new(tx, "test").unwrap();
-            std::thread::spawn(move || server.run(listener));
+            std::thread::spawn(move || server.run(listener, &AtomicBool::new(false)));
             let get = |path: &'static str| {
                 tokio::task::spawn_blocking(move || {
                     let mut s = TcpStream::connect(addr).unwrap();
@@ -660,7 +685,7 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let (tx, mut rx) = mpsc::channel(4);
             let server = Server::<Snap>::new(tx, "test").unwrap();
-            std::thread::spawn(move || server.run(listener));
+            std::thread::spawn(move || server.run(listener, &AtomicBool::new(false)));
             // The owner answers every snapshot request.
             tokio::spawn(async move {
                 while let Some(r) = rx.recv().await {
