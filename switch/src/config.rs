@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
 use crate::core::{NodeSpec, SwitchConfig};
+use crate::impair::{ImpairSpec, LinkImpair};
 use crate::networks::NetworkConfig;
 use crate::snooping::{SnoopConfig, link_local_from_mac};
 use crate::storm::{Rate, StormConfig};
@@ -76,6 +77,62 @@ struct NodeEntry {
     trunk: Option<Vec<u16>>,
     #[serde(default)]
     fast_leave: bool,
+    impair: Option<ImpairSection>,
+}
+
+/// `[node.impair]`: the node's link for labs and chaos tests (see
+/// [`crate::impair`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ImpairSection {
+    #[serde(default)]
+    link: LinkState,
+    seed: Option<u64>,
+    egress: Option<ImpairDirection>,
+    ingress: Option<ImpairDirection>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum LinkState {
+    #[default]
+    Up,
+    Down,
+}
+
+/// `[node.impair.egress]` / `[node.impair.ingress]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+struct ImpairDirection {
+    loss_percent: f64,
+    burst_enter_percent: Option<f64>,
+    burst_exit_percent: Option<f64>,
+    burst_loss_percent: Option<f64>,
+    delay_ms: f64,
+    jitter_ms: f64,
+    reorder_percent: f64,
+    duplicate_percent: f64,
+    corrupt_percent: f64,
+    rate_bits_per_sec: Option<u64>,
+    queue_frames: usize,
+}
+
+impl Default for ImpairDirection {
+    fn default() -> Self {
+        ImpairDirection {
+            loss_percent: 0.0,
+            burst_enter_percent: None,
+            burst_exit_percent: None,
+            burst_loss_percent: None,
+            delay_ms: 0.0,
+            jitter_ms: 0.0,
+            reorder_percent: 0.0,
+            duplicate_percent: 0.0,
+            corrupt_percent: 0.0,
+            rate_bits_per_sec: None,
+            queue_frames: crate::impair::DEFAULT_QUEUE_FRAMES,
+        }
+    }
 }
 
 /// `[multicast]`: IGMP/MLD snooping and the built-in querier.
@@ -333,9 +390,18 @@ impl Config {
                     fast_leave: n.fast_leave,
                 });
             }
+            let mut impair = Vec::new();
+            for (i, n) in entries.iter().enumerate() {
+                if let Some(sec) = &n.impair {
+                    let l = link_impair(sec)
+                        .map_err(|(k, p)| err(&format!("{prefix}node[{i}].impair.{k}"), p))?;
+                    impair.push((n.name.clone(), l));
+                }
+            }
             networks.push(NetworkConfig {
                 name,
                 mode,
+                impair,
                 core: SwitchConfig {
                     private_key: private_key.clone(),
                     psk,
@@ -389,6 +455,71 @@ fn network_secret(config: &Path, file: Option<&Path>) -> Result<Psk, String> {
 }
 
 type KeyProblem = (&'static str, String);
+
+fn link_impair(sec: &ImpairSection) -> Result<LinkImpair, (String, String)> {
+    let dir = |d: &Option<ImpairDirection>, name: &str| {
+        d.as_ref().map_or(Ok(ImpairSpec::default()), |d| {
+            impair_spec(d, sec.seed).map_err(|(k, p)| (format!("{name}.{k}"), p))
+        })
+    };
+    Ok(LinkImpair {
+        down: sec.link == LinkState::Down,
+        egress: dir(&sec.egress, "egress")?,
+        ingress: dir(&sec.ingress, "ingress")?,
+    })
+}
+
+fn impair_spec(d: &ImpairDirection, seed: Option<u64>) -> Result<ImpairSpec, KeyProblem> {
+    let fraction = |key: &'static str, v: f64| {
+        if (0.0..=100.0).contains(&v) {
+            Ok(v / 100.0)
+        } else {
+            Err((key, format!("{v} is out of range 0..=100")))
+        }
+    };
+    let ms = |key: &'static str, v: f64| {
+        Duration::try_from_secs_f64(v / 1000.0)
+            .map_err(|_| (key, format!("{v} is not a duration in milliseconds")))
+    };
+    let opt = |key: &'static str, v: Option<f64>| v.map(|v| fraction(key, v)).transpose();
+    let burst = crate::impair::burst(
+        opt("burst-enter-percent", d.burst_enter_percent)?,
+        opt("burst-exit-percent", d.burst_exit_percent)?,
+        opt("burst-loss-percent", d.burst_loss_percent)?,
+    )
+    .map_err(|(k, p)| (config_key(k), p))?;
+    let s = ImpairSpec {
+        loss: fraction("loss-percent", d.loss_percent)?,
+        burst,
+        delay: ms("delay-ms", d.delay_ms)?,
+        jitter: ms("jitter-ms", d.jitter_ms)?,
+        reorder: fraction("reorder-percent", d.reorder_percent)?,
+        duplicate: fraction("duplicate-percent", d.duplicate_percent)?,
+        corrupt: fraction("corrupt-percent", d.corrupt_percent)?,
+        rate: d.rate_bits_per_sec,
+        queue: d.queue_frames,
+        seed,
+    };
+    s.validate().map_err(|(k, p)| (config_key(k), p))?;
+    Ok(s)
+}
+
+/// The config key of an impairment's command key.
+fn config_key(k: &str) -> &'static str {
+    match k {
+        "burst-enter" => "burst-enter-percent",
+        "burst-exit" => "burst-exit-percent",
+        "burst-loss" => "burst-loss-percent",
+        "delay" => "delay-ms",
+        "jitter" => "jitter-ms",
+        "rate" => "rate-bits-per-sec",
+        "queue" => "queue-frames",
+        "reorder" => "reorder-percent",
+        "duplicate" => "duplicate-percent",
+        "corrupt" => "corrupt-percent",
+        _ => "loss-percent",
+    }
+}
 
 fn vid(v: u16) -> Result<Vid, String> {
     if (1..=4094).contains(&v) {
@@ -741,6 +872,77 @@ mod tests {
         }
     }
 
+    /// A config with node h1 followed by `node_extra` (its sub-tables).
+    fn setup_node(node_extra: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "tm-cfg-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let k = StaticSecret::generate(&mut rand::rng());
+        write(&dir, "s.key", &k.to_base64());
+        let pk = k.public_key().to_base64();
+        let p = write(
+            &dir,
+            "switch.toml",
+            &format!(
+                "listen = \"198.18.0.3:7777\"\nprivate-key-file = \"s.key\"\n[[node]]\nname = \"h1\"\npublic-key = \"{pk}\"\n{node_extra}\n"
+            ),
+        );
+        let r = Config::load(&p);
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    #[test]
+    fn impair_section() {
+        let c = setup_node("").unwrap();
+        assert!(c.networks[0].impair.is_empty());
+        let c = setup_node(
+            "[node.impair]\nlink = \"down\"\nseed = 7\n[node.impair.egress]\nloss-percent = 5\ndelay-ms = 20\njitter-ms = 2.5\nrate-bits-per-sec = 1000000\n[node.impair.ingress]\nburst-enter-percent = 1\nburst-exit-percent = 30\n",
+        )
+        .unwrap();
+        let (name, l) = &c.networks[0].impair[0];
+        assert_eq!(name, "h1");
+        assert!(l.down);
+        assert_eq!(l.egress.loss, 0.05);
+        assert_eq!(l.egress.delay, Duration::from_millis(20));
+        assert_eq!(l.egress.jitter, Duration::from_micros(2500));
+        assert_eq!(l.egress.rate, Some(1_000_000));
+        assert_eq!(l.egress.seed, Some(7));
+        let b = l.ingress.burst.unwrap();
+        assert_eq!((b.enter, b.exit, b.loss_bad), (0.01, 0.3, 1.0));
+        for (extra, key) in [
+            (
+                "[node.impair.egress]\nloss-percent = 150\n",
+                "node[0].impair.egress.loss-percent",
+            ),
+            (
+                "[node.impair.ingress]\ndelay-ms = -1\n",
+                "node[0].impair.ingress.delay-ms",
+            ),
+            (
+                "[node.impair.egress]\nburst-exit-percent = 10\n",
+                "node[0].impair.egress.burst-enter-percent",
+            ),
+            (
+                "[node.impair.egress]\nqueue-frames = 0\n",
+                "node[0].impair.egress.queue-frames",
+            ),
+            (
+                "[node.impair.egress]\nrate-bits-per-sec = 0\n",
+                "node[0].impair.egress.rate-bits-per-sec",
+            ),
+            ("[node.impair]\nlink = \"sideways\"\n", "link"),
+            ("[node.impair.egress]\nlos-percent = 1\n", "los-percent"),
+        ] {
+            let e = setup_node(extra).unwrap_err();
+            assert!(e.key.ends_with(key), "{extra}: {e}");
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+
     #[test]
     fn node_vlans() {
         let n = |vlan: Option<u16>, trunk: Option<Vec<u16>>| NodeEntry {
@@ -749,6 +951,7 @@ mod tests {
             vlan,
             trunk,
             fast_leave: false,
+            impair: None,
         };
         assert_eq!(
             port_vlan(&n(None, None), false).unwrap(),

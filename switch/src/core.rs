@@ -32,6 +32,7 @@ use overlay_proto::wire::{
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::NodeId;
+use crate::impair::{self, Direction, ImpairCounters, LinkImpair, PortImpair};
 use crate::mac_table::{Learned, MacTable};
 use crate::mesh::{MemberView, Mesh};
 use crate::snooping::limits::GroupTotal;
@@ -188,6 +189,10 @@ struct Port {
     /// Removed from the config by a reload: no sessions, not in status; the
     /// slot waits for the next added node (see `reload`).
     retired: bool,
+    /// Link impairment, while any is set or frames are held (see `impair`).
+    impair: Option<Box<PortImpair>>,
+    /// What impairment did, egress and ingress (kept when it is cleared).
+    impair_counters: [ImpairCounters; 2],
 }
 
 impl Port {
@@ -206,7 +211,22 @@ impl Port {
             reassembly: Reassembler::default(),
             next_frame_id: 0,
             retired: false,
+            impair: None,
+            impair_counters: Default::default(),
         }
+    }
+
+    /// Its link's impairment for status, if any was ever set.
+    fn impair_status(&self) -> Option<impair::ImpairStatus> {
+        let c = &self.impair_counters;
+        if self.impair.is_none() && c.iter().all(|c| c.frames == 0) {
+            return None;
+        }
+        let (l, held) = match &self.impair {
+            Some(p) => (p.setting(), [p.egress.held(), p.ingress.held()]),
+            None => (LinkImpair::default(), [0, 0]),
+        };
+        Some(impair::ImpairStatus::new(&l, held, c))
     }
 
     fn is_connected(&self) -> bool {
@@ -253,6 +273,16 @@ pub struct Switch {
     guard: HandshakeGuard,
     /// Mesh mode's membership announcements (`None` in central mode).
     mesh: Option<Mesh>,
+    /// Ports with an impairment (see `impair`): their held frames are
+    /// released by `handle_timeout`.
+    impaired: Vec<NodeId>,
+    /// Seeds the impairments that have no seed of their own.
+    impair_seed: u64,
+    /// Offloaded frames cut into plain frames for an impaired port.
+    impair_scratch: Vec<u8>,
+    /// Held frames are released this much before they are due (see
+    /// `set_timer_slack`).
+    timer_slack: Duration,
 }
 
 impl Switch {
@@ -281,7 +311,12 @@ impl Switch {
             &cfg.private_key.public_key(),
             now,
         );
+        let mut rng = StdRng::seed_from_u64(seed);
         Switch {
+            impaired: Vec::new(),
+            impair_seed: rng.random(),
+            impair_scratch: Vec::new(),
+            timer_slack: Duration::ZERO,
             mesh: None,
             guard,
             cfg,
@@ -290,7 +325,7 @@ impl Switch {
             by_index: HashMap::new(),
             macs,
             tx: TxQueue::new(TX_QUEUE_LIMIT),
-            rng: StdRng::seed_from_u64(seed),
+            rng,
             next_sweep: now + SWEEP_INTERVAL,
             drops: Drops::default(),
             forwarded: Forwarded::default(),
@@ -518,6 +553,21 @@ impl Switch {
         vnet: Option<VnetHdr>,
         frame: &[u8],
     ) -> Result<(), DropReason> {
+        // HOT PATH: one branch when the node's link is not impaired.
+        if self.ports[from.0 as usize].impair.is_some() {
+            return self.impair_frame(now, from, Direction::Ingress, vnet, frame);
+        }
+        self.forward_frame(now, from, vnet, frame)
+    }
+
+    /// Learn from a frame of node `from` and forward it.
+    fn forward_frame(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        vnet: Option<VnetHdr>,
+        frame: &[u8],
+    ) -> Result<(), DropReason> {
         // HOT PATH
         let (Some(dst), Some(src)) = (ethernet::dst(frame), ethernet::src(frame)) else {
             return Err(DropReason::Runt);
@@ -572,7 +622,7 @@ impl Switch {
                 Some(to) if self.ports[to.0 as usize].is_connected() => {
                     self.forwarded.unicast += 1;
                     targets.push(to);
-                    self.fan_out(Some(from), ing, vnet, frame, Some(&targets));
+                    self.fan_out(now, Some(from), ing, vnet, frame, Some(&targets));
                     self.targets = targets;
                     return Ok(());
                 }
@@ -610,11 +660,18 @@ impl Switch {
         }
         // Flood (every other node of the VLAN), or the snooper's receivers;
         // never back to the sender.
-        let copies = self.fan_out(Some(from), ing, vnet, frame, only.then_some(&targets[..]));
+        let copies = self.fan_out(
+            now,
+            Some(from),
+            ing,
+            vnet,
+            frame,
+            only.then_some(&targets[..]),
+        );
         self.forwarded.flood_copies += copies;
         self.targets = targets;
         if self.snoop.has_queries() {
-            self.send_queries();
+            self.send_queries(now);
         }
         Ok(())
     }
@@ -625,6 +682,7 @@ impl Switch {
     /// the copies sent.
     fn fan_out(
         &mut self,
+        now: Instant,
         from: Option<NodeId>,
         ing: Ingress,
         vnet: Option<VnetHdr>,
@@ -650,13 +708,13 @@ impl Switch {
             };
             copies += 1;
             if as_is {
-                self.send_frame(to, vnet, frame);
+                self.send_frame(now, to, vnet, frame);
             } else {
                 if !other_ready {
                     other_vnet = vlan::other_form(frame, ing, vnet, &mut other);
                     other_ready = true;
                 }
-                self.send_frame(to, other_vnet, &other);
+                self.send_frame(now, to, other_vnet, &other);
             }
         }
         self.vlan_scratch = other;
@@ -664,10 +722,10 @@ impl Switch {
     }
 
     /// Send the queries the built-in querier made to every node of their VLAN.
-    fn send_queries(&mut self) {
+    fn send_queries(&mut self, now: Instant) {
         while let Some((vid, frame)) = self.snoop.poll_query() {
             let ing = Ingress { vid, tagged: false };
-            self.fan_out(None, ing, None, &frame, None);
+            self.fan_out(now, None, ing, None, &frame, None);
         }
     }
 
@@ -676,10 +734,23 @@ impl Switch {
         self.send_sealed(to, None, &[]);
     }
 
-    /// Send a frame (with its virtio header, if any) to node `to`. A node that
-    /// did not announce offload support gets plain frames: an offloaded
-    /// super-frame is cut into segments for it here.
-    fn send_frame(&mut self, to: NodeId, vnet: Option<VnetHdr>, frame: &[u8]) {
+    /// Send a frame (with its virtio header, if any) to node `to`, through
+    /// its link's impairment if it has one.
+    fn send_frame(&mut self, now: Instant, to: NodeId, vnet: Option<VnetHdr>, frame: &[u8]) {
+        // HOT PATH: one branch when the node's link is not impaired.
+        if self.ports[to.0 as usize].impair.is_some() {
+            if let Err(r) = self.impair_frame(now, to, Direction::Egress, vnet, frame) {
+                self.drops.add(r);
+            }
+            return;
+        }
+        self.send_unimpaired(to, vnet, frame);
+    }
+
+    /// Send a frame to node `to`. A node that did not announce offload
+    /// support gets plain frames: an offloaded super-frame is cut into
+    /// segments for it here.
+    fn send_unimpaired(&mut self, to: NodeId, vnet: Option<VnetHdr>, frame: &[u8]) {
         // HOT PATH
         match vnet {
             Some(h) if !self.ports[to.0 as usize].accepts_vnet => {
@@ -747,8 +818,12 @@ impl Switch {
         }
     }
 
-    /// Run timers: forget silent nodes, drop stale sessions, age MACs.
+    /// Run timers: release impaired frames that are due; forget silent
+    /// nodes, drop stale sessions, age MACs.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.impaired.is_empty() {
+            self.release_impaired(now);
+        }
         if now < self.next_sweep {
             return;
         }
@@ -788,7 +863,7 @@ impl Switch {
         self.mac_counters.aged_out += self.macs.expire(now) as u64;
         self.guard.sweep(now);
         self.snoop.handle_timeout(now);
-        self.send_queries();
+        self.send_queries(now);
         self.mesh_sync(now);
     }
 
@@ -848,9 +923,16 @@ impl Switch {
             .collect()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) wants to run next.
+    /// When [`handle_timeout`](Self::handle_timeout) wants to run next: the
+    /// next sweep, or earlier when an impaired link holds a frame due sooner.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(self.next_sweep)
+        let held = self
+            .impaired
+            .iter()
+            .filter_map(|id| self.ports[id.0 as usize].impair.as_ref()?.poll_timeout())
+            .min()
+            .map(|t| t.checked_sub(self.timer_slack).unwrap_or(t));
+        Some(held.map_or(self.next_sweep, |t| t.min(self.next_sweep)))
     }
 
     /// The next datagram to send, if any. Call until it returns `None` after
@@ -945,6 +1027,7 @@ impl Switch {
                     PortVlan::Transparent => Vec::new(),
                 },
                 counters: p.counters.clone(),
+                impair: p.impair_status(),
             })
             .collect();
         let macs = with_macs.then(|| {
@@ -1099,6 +1182,142 @@ impl Switch {
         match session.seal_frame(FLAG_CONTROL, &[payload], usize::MAX, &mut 0, &mut b) {
             Ok(_) => self.tx.push(dst, b),
             Err(_) => self.tx.recycle(b),
+        }
+    }
+}
+
+/// Link impairment (see [`crate::impair`]): frames of an impaired node's
+/// link go through its [`PortImpair`]; held ones come back out in
+/// `handle_timeout`.
+impl Switch {
+    /// For a shell whose timers fire late by about `slack` (tokio's round up
+    /// to whole milliseconds): held frames are then asked for (`poll_timeout`)
+    /// and released `slack` before they are due, so on average they leave
+    /// on time. Zero (exact) by default.
+    pub fn set_timer_slack(&mut self, slack: Duration) {
+        self.timer_slack = slack;
+    }
+
+    /// Set node `name`'s link (down/up, and what each direction does),
+    /// replacing what was set. Held frames keep their release times; taking
+    /// the link down drops them. Returns false if there is no such node.
+    pub fn set_impair(&mut self, name: &str, l: &LinkImpair) -> bool {
+        let Some(i) = self
+            .ports
+            .iter()
+            .position(|p| !p.retired && p.spec.name == name)
+        else {
+            return false;
+        };
+        let seed = self.impair_seed;
+        let port = &mut self.ports[i];
+        match port.impair.as_mut() {
+            Some(p) => p.set(l, name, seed),
+            None if l.is_none() => return true,
+            None => {
+                port.impair = Some(Box::new(PortImpair::new(l, name, seed)));
+                self.impaired.push(NodeId(i as u32));
+            }
+        }
+        if l.down
+            && let Some(p) = port.impair.as_mut()
+        {
+            for d in [Direction::Egress, Direction::Ingress] {
+                port.impair_counters[d as usize].link_down += p.dir(d).flush() as u64;
+            }
+        }
+        true
+    }
+
+    /// What is set on node `name`'s link (up and nothing, if nothing), if
+    /// there is such a node.
+    pub fn impair_of(&self, name: &str) -> Option<LinkImpair> {
+        let p = self
+            .ports
+            .iter()
+            .find(|p| !p.retired && p.spec.name == name)?;
+        Some(p.impair.as_ref().map(|p| p.setting()).unwrap_or_default())
+    }
+
+    /// A frame of node `node`'s link in direction `dir`: offloaded frames
+    /// are cut into plain wire-sized frames with their checksums complete
+    /// first, so loss, rate and corruption act per frame as on a wire.
+    fn impair_frame(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        dir: Direction,
+        vnet: Option<VnetHdr>,
+        frame: &[u8],
+    ) -> Result<(), DropReason> {
+        match vnet {
+            Some(h) if !h.is_plain() => {
+                let mut scratch = std::mem::take(&mut self.impair_scratch);
+                scratch.clear();
+                scratch.extend_from_slice(frame);
+                let r = vnet::segment(&h, &mut scratch, |seg| {
+                    self.impair_plain(now, node, dir, seg);
+                });
+                self.impair_scratch = scratch;
+                r.map_err(|_| DropReason::Offload)
+            }
+            _ => {
+                self.impair_plain(now, node, dir, frame);
+                Ok(())
+            }
+        }
+    }
+
+    fn impair_plain(&mut self, now: Instant, node: NodeId, dir: Direction, frame: &[u8]) {
+        let port = &mut self.ports[node.0 as usize];
+        let Some(p) = port.impair.as_mut() else {
+            return;
+        };
+        let up = p.up;
+        let c = &mut port.impair_counters[dir as usize];
+        if p.dir(dir).handle_frame(now, up, frame, c) == impair::Verdict::Pass {
+            self.impaired_out(now, node, dir, frame);
+        }
+    }
+
+    /// A frame that passed node `node`'s impairment goes on its way.
+    fn impaired_out(&mut self, now: Instant, node: NodeId, dir: Direction, frame: &[u8]) {
+        match dir {
+            Direction::Egress => self.send_unimpaired(node, None, frame),
+            Direction::Ingress => {
+                if let Err(r) = self.forward_frame(now, node, None, frame) {
+                    self.drops.add(r);
+                }
+            }
+        }
+    }
+
+    /// Send or forward every held frame that is due; forget impairments
+    /// that were cleared once they hold nothing.
+    fn release_impaired(&mut self, now: Instant) {
+        let due = now + self.timer_slack;
+        let mut k = 0;
+        while k < self.impaired.len() {
+            let id = self.impaired[k];
+            let i = id.0 as usize;
+            for dir in [Direction::Egress, Direction::Ingress] {
+                while let Some(buf) = self.ports[i]
+                    .impair
+                    .as_mut()
+                    .and_then(|p| p.dir(dir).poll_release(due))
+                {
+                    self.impaired_out(now, id, dir, &buf);
+                    if let Some(p) = self.ports[i].impair.as_mut() {
+                        p.dir(dir).recycle(buf);
+                    }
+                }
+            }
+            if self.ports[i].impair.as_ref().is_none_or(|p| p.is_idle()) {
+                self.ports[i].impair = None;
+                self.impaired.swap_remove(k);
+            } else {
+                k += 1;
+            }
         }
     }
 }

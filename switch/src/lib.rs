@@ -13,6 +13,8 @@
 //! - [`snooping`]: IGMP/MLD snooping (group table, router ports, the
 //!   built-in querier); [`snooping::wire`] parses IGMP/MLD and builds queries.
 //! - [`storm`]: per-node storm control (broadcast, multicast, unknown unicast).
+//! - [`impair`]: link impairment per node and direction (loss, delay, jitter,
+//!   reordering, duplication, corruption, rate, link down) for labs.
 //! - [`vlan`]: 802.1Q access and trunk ports, tagging and untagging.
 //! - [`metrics`]: the [`status::Status`] snapshot as Prometheus metrics (names, labels).
 //! - [`state`]: the state file (nodes' last endpoints) for restart notices.
@@ -26,6 +28,7 @@
 
 pub mod config;
 pub mod core;
+pub mod impair;
 pub mod mac_table;
 pub mod mesh;
 pub mod metrics;

@@ -41,12 +41,8 @@ enum Cmd {
     /// Re-read the running switch's config file and apply what changed
     /// (as SIGHUP does). Exit 0, or 2 with the one-line reason it was refused.
     Reload {
-        /// The admin socket (default: from --config, else /run/tapmesh/switch.sock).
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// Read the admin socket path from this config.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Show nodes, counters and (with --macs) the MAC table of a running switch.
     Status {
@@ -63,6 +59,59 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Impair a node's link on a running switch: loss, bursts, delay,
+    /// jitter, reordering, duplication, corruption, rate (see the README's
+    /// "Lab: link impairment"). Replaces what the direction did.
+    Impair {
+        /// The node.
+        node: String,
+        /// Only frames to the node (default: both directions).
+        #[arg(long, conflicts_with = "ingress")]
+        egress: bool,
+        /// Only frames from the node.
+        #[arg(long)]
+        ingress: bool,
+        /// Remove every impairment of the node (both directions, link up).
+        #[arg(long, conflicts_with_all = ["egress", "ingress", "settings"])]
+        clear: bool,
+        /// KEY=VALUE: loss=5% burst-enter=1% burst-exit=30% burst-loss=100%
+        /// delay=20ms jitter=5ms reorder=10% duplicate=1% corrupt=0.1%
+        /// rate=10mbit queue=1000 seed=42.
+        settings: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Take a node's link down (every frame both ways dropped) or up again.
+    Link {
+        /// The node.
+        node: String,
+        /// `down` or `up`.
+        #[arg(value_parser = ["down", "up"])]
+        state: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the running switch's admin socket is.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin socket (default: from --config, else /run/tapmesh/switch.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Read the admin socket path from this config.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn path(self) -> Result<PathBuf, ExitCode> {
+        Ok(match (self.socket, self.config) {
+            (Some(s), _) => s,
+            (None, Some(c)) => load_config(PROGRAM, &c, Config::load)?.admin_socket,
+            (None, None) => "/run/tapmesh/switch.sock".into(),
+        })
+    }
 }
 
 const PROGRAM: &str = "tapmesh-switch";
@@ -71,6 +120,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Keygen => tapmesh_shell::keygen(),
+        Cmd::Impair {
+            node,
+            egress,
+            ingress,
+            clear,
+            settings,
+            admin,
+        } => {
+            let dir = match (egress, ingress) {
+                (true, _) => "egress",
+                (_, true) => "ingress",
+                _ => "both",
+            };
+            let request = if clear {
+                format!("impair {node} clear")
+            } else {
+                format!("impair {node} {dir} {}", settings.join(" "))
+            };
+            impair(admin, request)
+        }
+        Cmd::Link { node, state, admin } => impair(admin, format!("link {node} {state}")),
         Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-switch"),
         Cmd::Check { config } => tapmesh_shell::check_config(PROGRAM, &config, Config::load),
         Cmd::Run { config } => {
@@ -89,7 +159,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Reload { socket, config } => match admin_path(socket, config) {
+        Cmd::Reload { admin } => match admin.path() {
             Ok(path) => tapmesh_shell::reload::command(PROGRAM, &path),
             Err(code) => code,
         },
@@ -99,7 +169,7 @@ fn main() -> ExitCode {
             socket,
             config,
         } => {
-            let path = match admin_path(socket, config) {
+            let path = match (AdminArgs { socket, config }).path() {
                 Ok(p) => p,
                 Err(code) => return code,
             };
@@ -125,12 +195,39 @@ fn main() -> ExitCode {
     }
 }
 
-/// The admin socket: `--socket`, else the config's `admin-socket`, else the default.
-fn admin_path(socket: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
-    match (socket, config) {
-        (Some(s), _) => Ok(s),
-        (None, Some(c)) => load_config(PROGRAM, &c, Config::load).map(|c| c.admin_socket),
-        (None, None) => Ok("/run/tapmesh/switch.sock".into()),
+/// Send an impairment request; print the node's link as set now.
+fn impair(admin: AdminArgs, request: String) -> ExitCode {
+    // Check it here first: a bad value is a usage error (exit 2).
+    if let Err(e) = tapmesh_switch::impair::Request::parse(&request) {
+        eprintln!("{PROGRAM}: {e}");
+        return ExitCode::from(2);
+    }
+    let path = match admin.path() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match admin::request(&path, &request) {
+        Ok(reply) => {
+            let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
+            if let Some(e) = v["error"].as_str() {
+                eprintln!("{PROGRAM}: {e}");
+                return ExitCode::FAILURE;
+            }
+            println!(
+                "link {}; egress {}; ingress {}",
+                v["link"].as_str().unwrap_or("?"),
+                v["egress"].as_str().unwrap_or("?"),
+                v["ingress"].as_str().unwrap_or("?")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "{PROGRAM}: cannot reach the switch at {}: {e}",
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 

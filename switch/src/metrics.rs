@@ -150,6 +150,26 @@ const RELOADS: Def = Def::counter(
     &["result"],
     "Config reloads (reload command, SIGHUP): ok = applied, refused = invalid or not changeable live.",
 );
+const IMPAIR_LINK_UP: Def = Def::gauge(
+    "tapmesh_switch_impair_link_up",
+    &["node"],
+    "1 if the node's impaired link is up, 0 if it is set down (absent if never impaired).",
+);
+const IMPAIR_DROPPED: Def = Def::counter(
+    "tapmesh_switch_impair_dropped_total",
+    &["node", "direction", "reason"],
+    "Frames dropped by link impairment, per direction (egress: to the node, ingress: from it), by reason: loss, link_down, queue_full.",
+);
+const IMPAIR_FRAMES: Def = Def::counter(
+    "tapmesh_switch_impair_frames_total",
+    &["node", "direction", "action"],
+    "Frames link impairment acted on, by action: delayed, reordered (sent ahead of delayed ones), duplicated (extra copies), corrupted.",
+);
+const IMPAIR_HELD: Def = Def::gauge(
+    "tapmesh_switch_impair_held_frames",
+    &["node", "direction"],
+    "Frames held now by link impairment (delay or rate limit).",
+);
 const DROPS: Def = Def::counter(
     "tapmesh_switch_drops_total",
     &["reason"],
@@ -187,6 +207,10 @@ impl Export for Status {
         MCAST_REFUSED,
         MCAST_SUPPRESSED,
         RELOADS,
+        IMPAIR_LINK_UP,
+        IMPAIR_DROPPED,
+        IMPAIR_FRAMES,
+        IMPAIR_HELD,
         DROPS,
     ];
 
@@ -214,6 +238,25 @@ impl Export for Status {
             out.counter(&NODE_BYTES, &[node, "tx"], c.tx_bytes);
             out.counter(&NODE_HANDSHAKES, &[node], c.handshakes);
             out.gauge(&NODE_MACS, &[node], n.macs as f64);
+            if let Some(i) = &n.impair {
+                out.gauge(
+                    &IMPAIR_LINK_UP,
+                    &[node],
+                    f64::from(u8::from(i.link == "up")),
+                );
+                for (dir, c, held) in [
+                    ("egress", &i.egress_counters, i.egress_held),
+                    ("ingress", &i.ingress_counters, i.ingress_held),
+                ] {
+                    for (reason, v) in c.drops() {
+                        out.counter(&IMPAIR_DROPPED, &[node, dir, reason], v);
+                    }
+                    for (action, v) in c.actions() {
+                        out.counter(&IMPAIR_FRAMES, &[node, dir, action], v);
+                    }
+                    out.gauge(&IMPAIR_HELD, &[node, dir], held as f64);
+                }
+            }
         }
         let f = &self.forwarded;
         for (kind, v) in [

@@ -19,6 +19,7 @@ use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::Header;
 
 use crate::core::{Changes, Event, Switch, SwitchConfig, Unchangeable};
+use crate::impair::LinkImpair;
 use crate::mesh::Mode;
 use crate::snooping::limits::GroupTotal;
 use crate::stats::{DropReason, Drops, ReloadCounters};
@@ -33,6 +34,8 @@ pub struct NetworkConfig {
     pub mode: Mode,
     /// The core's configuration (`core.network_id` is the network's id).
     pub core: SwitchConfig,
+    /// Links impaired from the start, by node name (see [`crate::impair`]).
+    pub impair: Vec<(String, LinkImpair)>,
 }
 
 struct Network {
@@ -52,6 +55,8 @@ pub struct Networks {
     /// Seeds the cores' random numbers.
     seed: u64,
     reloads: ReloadCounters,
+    /// For cores a reload adds (see [`set_timer_slack`](Self::set_timer_slack)).
+    timer_slack: std::time::Duration,
 }
 
 /// What a reload changed, network by network (only networks with changes).
@@ -89,6 +94,7 @@ impl Networks {
             groups,
             seed,
             reloads: ReloadCounters::default(),
+            timer_slack: std::time::Duration::ZERO,
         }
     }
 
@@ -124,14 +130,20 @@ impl Networks {
                     // Checked above, so this applies; a refusal would leave
                     // the core as it was.
                     let changes = n.core.apply_config(now, c.core).unwrap_or_default();
+                    // Links impaired in the file: from the start, so for
+                    // added nodes; a running node keeps what it has.
+                    for (node, l) in c.impair.iter().filter(|x| changes.added.contains(&x.0)) {
+                        n.core.set_impair(node, l);
+                    }
                     self.nets.push(n);
                     changes
                 }
                 None => {
                     let added = c.core.nodes.iter().map(|n| n.name.clone()).collect();
                     let seed_index = first_new + k;
-                    self.nets
-                        .push(network(c, now, self.seed, seed_index, &self.groups));
+                    let mut n = network(c, now, self.seed, seed_index, &self.groups);
+                    n.core.set_timer_slack(self.timer_slack);
+                    self.nets.push(n);
                     Changes {
                         added,
                         settings: true,
@@ -236,6 +248,48 @@ impl Networks {
                 .sum::<u64>()
     }
 
+    /// Set node `name`'s link impairment (see [`Switch::set_impair`]).
+    /// Returns false if no network has the node.
+    pub fn set_impair(&mut self, name: &str, l: &LinkImpair) -> bool {
+        self.nets.iter_mut().any(|n| n.core.set_impair(name, l))
+    }
+
+    /// What is set on node `name`'s link, if there is such a node.
+    pub fn impair(&self, name: &str) -> Option<LinkImpair> {
+        self.nets.iter().find_map(|n| n.core.impair_of(name))
+    }
+
+    /// Tell every core how late the shell's timers fire (see
+    /// [`Switch::set_timer_slack`]).
+    pub fn set_timer_slack(&mut self, slack: std::time::Duration) {
+        self.timer_slack = slack;
+        for n in &mut self.nets {
+            n.core.set_timer_slack(slack);
+        }
+    }
+
+    /// Answer an admin request line `impair …` or `link …` (see
+    /// [`crate::impair::Request`]) with a JSON reply: the node's link as
+    /// set now, or an error.
+    pub fn impair_request(&mut self, line: &str) -> String {
+        let r = crate::impair::Request::parse(line).and_then(|r| {
+            let current = self
+                .impair(r.node)
+                .ok_or_else(|| format!("no node {:?}", r.node))?;
+            let new = r.apply(current);
+            self.set_impair(r.node, &new);
+            Ok(crate::impair::ImpairStatus::new(
+                &new,
+                [0, 0],
+                &Default::default(),
+            ))
+        });
+        match r {
+            Ok(s) => serde_json::to_string(&s).unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e }).to_string(),
+        }
+    }
+
     /// The networks' cores, for tests and tools.
     pub fn cores(&self) -> impl Iterator<Item = (&str, &Switch)> {
         self.nets.iter().map(|n| (n.name.as_str(), &n.core))
@@ -275,6 +329,9 @@ fn network(c: NetworkConfig, now: Instant, seed: u64, i: usize, groups: &GroupTo
     let seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut core = Switch::new(c.core, now, seed);
     core.share_group_total(groups.share());
+    for (node, l) in &c.impair {
+        core.set_impair(node, l);
+    }
     if c.mode == Mode::Mesh {
         core.enable_mesh();
     }
@@ -342,6 +399,7 @@ mod tests {
         NetworkConfig {
             name: name.into(),
             mode: Mode::Central,
+            impair: Vec::new(),
             core: SwitchConfig {
                 network_id: id,
                 ..SwitchConfig::new(

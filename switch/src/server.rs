@@ -22,6 +22,11 @@ use crate::networks::Networks;
 use crate::state;
 use crate::status::Status;
 
+/// How late tokio's timers fire, about: they round deadlines up to whole
+/// milliseconds. Frames held by link impairment are released this early so
+/// an added delay is right on average.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
 /// The state file is rewritten at most this often.
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -46,6 +51,7 @@ pub async fn run(
     let mut running = cfg;
     let networks = std::mem::take(&mut running.networks);
     let mut core = Networks::new(networks, Instant::now(), seed);
+    core.set_timer_slack(TIMER_SLACK);
     let state_file = running.state_file.clone();
     let mut hangup = tapmesh_shell::reload::hangups()?;
     let known = state::load(&state_file);
@@ -92,6 +98,11 @@ pub async fn run(
                     "status" => serde_json::to_string(&core.status(Instant::now(), false)),
                     "status macs" => serde_json::to_string(&core.status(Instant::now(), true)),
                     "reload" => Ok(reload(&config_path, &mut running, &mut core, &mut metrics)),
+                    l if l.starts_with("impair ") || l.starts_with("link ") => {
+                        let reply = core.impair_request(l);
+                        tracing::info!(request = %l, "link impairment request");
+                        Ok(reply)
+                    }
                     _ => Ok(admin::unknown_request(&req.line)),
                 };
                 let _ = req.reply.send(reply.unwrap_or_default());

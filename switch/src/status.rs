@@ -2,6 +2,7 @@
 //! as JSON (field names are stable; scripts rely on them).
 use serde::{Deserialize, Serialize};
 
+use crate::impair::ImpairStatus;
 use crate::stats::{
     Drops, Forwarded, MacCounters, NodeCounters, ReloadCounters, SessionCounters, SnoopCounters,
 };
@@ -80,6 +81,9 @@ pub struct NodeStatus {
     /// Traffic.
     #[serde(flatten)]
     pub counters: NodeCounters,
+    /// Its link's impairment, if any was ever set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impair: Option<ImpairStatus>,
 }
 
 /// MAC table summary.
@@ -360,6 +364,7 @@ pub fn render_table(json: &str) -> String {
     if !storm.is_empty() {
         let _ = writeln!(out, "storm control drops: {}", storm.join("; "));
     }
+    render_impair(&mut out, &v["nodes"]);
     render_multicast(&mut out, &v["multicast"]);
     if let Some(macs) = v["macs"].as_array() {
         let _ = writeln!(
@@ -513,6 +518,51 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// One line per node whose link is impaired (or ever was): what is set and
+/// what it did.
+fn render_impair(out: &mut String, nodes: &serde_json::Value) {
+    use std::fmt::Write;
+    for n in nodes.as_array().into_iter().flatten() {
+        let i = &n["impair"];
+        if i.is_null() {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "impairment {}: link {}",
+            n["name"].as_str().unwrap_or("?"),
+            i["link"].as_str().unwrap_or("?")
+        );
+        for d in ["egress", "ingress"] {
+            let c = &i[format!("{d}_counters")];
+            let counts: Vec<String> = [
+                "lost",
+                "link_down",
+                "queue_full",
+                "delayed",
+                "reordered",
+                "duplicated",
+                "corrupted",
+            ]
+            .iter()
+            .filter_map(|k| {
+                let v = c[*k].as_u64().unwrap_or(0);
+                (v > 0).then(|| format!("{k} {v}"))
+            })
+            .collect();
+            let _ = write!(
+                out,
+                "; {d} {} ({} frames{}{})",
+                i[d].as_str().unwrap_or("?"),
+                c["frames"].as_u64().unwrap_or(0),
+                if counts.is_empty() { "" } else { ": " },
+                counts.join(", ")
+            );
+        }
+        let _ = writeln!(out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,6 +590,22 @@ mod tests {
         );
         assert!(t.contains("drops: bad_tag 2\n"), "{t}");
         assert_eq!(render_table("not json"), "not json\n");
+    }
+
+    #[test]
+    fn table_shows_impaired_links() {
+        let t = render_table(
+            r#"{"nodes":[{"name":"h1"},{"name":"h2","impair":{"link":"down","egress":"loss=5% delay=20ms","ingress":"none","egress_counters":{"frames":100,"lost":5,"link_down":2},"ingress_counters":{"frames":7}}}]}"#,
+        );
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("impairment "))
+            .unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(
+            line,
+            "impairment h2: link down; egress loss=5% delay=20ms (100 frames: lost 5, link_down 2); ingress none (7 frames)"
+        );
+        assert_eq!(t.matches("impairment ").count(), 1, "{t}");
     }
 
     #[test]

@@ -536,6 +536,25 @@ fn tcp_superframe(payload: usize) -> Vec<u8> {
     f
 }
 
+/// [`tcp_superframe`] and the same behind a virtio header asking for TCP
+/// segmentation at an MSS of 1360 and the checksum, as an offload TAP reads it.
+fn offloaded_superframe(payload: usize) -> (Vec<u8>, Vec<u8>) {
+    use overlay_proto::vnet::{F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN, VnetHdr};
+    let sf = tcp_superframe(payload);
+    let h = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1360,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let mut with_hdr = vec![0u8; VNET_HDR_LEN];
+    h.emit(&mut with_hdr);
+    with_hdr.extend_from_slice(&sf);
+    (sf, with_hdr)
+}
+
 #[test]
 fn jumbo_frames_cross_a_1500_byte_underlay_as_fragments() {
     let mut s = Sim::with(2, 0, |_, c| c.mtu = 9000);
@@ -549,7 +568,7 @@ fn jumbo_frames_cross_a_1500_byte_underlay_as_fragments() {
 
 #[test]
 fn offloaded_superframes_pass_whole_to_offload_nodes_and_cut_for_others() {
-    use overlay_proto::vnet::{F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN, VnetHdr};
+    use overlay_proto::vnet::VNET_HDR_LEN;
     // h1 and h2 have offload TAPs; h3 does not.
     let mut s = Sim::with(3, 0, |i, c| c.offload = i < 2);
     // Everyone announces itself (h3 plain, the others with a plain virtio header).
@@ -561,18 +580,7 @@ fn offloaded_superframes_pass_whole_to_offload_nodes_and_cut_for_others() {
         }
         s.send(i, &f);
     }
-    let sf = tcp_superframe(20_000);
-    let h = VnetHdr {
-        flags: F_NEEDS_CSUM,
-        gso_type: GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1360,
-        csum_start: 34,
-        csum_offset: 16,
-    };
-    let mut with_hdr = vec![0u8; VNET_HDR_LEN];
-    h.emit(&mut with_hdr);
-    with_hdr.extend_from_slice(&sf);
+    let (sf, with_hdr) = offloaded_superframe(20_000);
     // To h2 (offload): one write of header + super-frame, unchanged.
     s.clear();
     s.send(0, &with_hdr);
@@ -945,4 +953,109 @@ fn reload_refuses_a_new_secret_or_key_and_changes_nothing() {
     // Both nodes are still there, connected.
     assert_eq!(s.switch().status(s.now, false).nodes.len(), 2);
     exchange_without_loss(&mut s, 20);
+}
+
+fn impair(s: &mut Sim, node: &str, line: &str) {
+    use tapmesh_switch::impair::Request;
+    let sw = s.switch.as_mut().unwrap();
+    let r = Request::parse(line).unwrap();
+    let now = r.apply(sw.impair_of(node).unwrap());
+    assert!(sw.set_impair(node, &now));
+}
+
+#[test]
+fn impaired_link_delays_corrupts_and_goes_down_in_both_directions() {
+    let mut s = Sim::new(2, 0);
+    s.send(0, &frame([0xff; 6], mac(1), 0));
+    s.send(1, &frame([0xff; 6], mac(2), 0));
+    // Egress delay: held in the switch, sealed when released.
+    impair(&mut s, "h2", "impair h2 egress delay=30ms");
+    s.send(0, &frame(mac(2), mac(1), 1));
+    assert_eq!(s.received(1, 1), 0, "held for 30 ms");
+    s.advance(Duration::from_millis(20));
+    assert_eq!(s.received(1, 1), 0, "still held after 20 ms");
+    s.advance(Duration::from_millis(20));
+    assert_eq!(s.received(1, 1), 1, "released after 30 ms");
+    // Ingress delay: from h2, before learning and forwarding.
+    impair(&mut s, "h2", "impair h2 ingress delay=30ms");
+    s.send(1, &frame(mac(1), mac(2), 2));
+    assert_eq!(s.received(0, 2), 0);
+    s.advance(Duration::from_millis(40));
+    assert_eq!(s.received(0, 2), 1);
+    // Corruption: the frame is authenticated under h2's session, and one
+    // bit of its Ethernet payload differs.
+    impair(&mut s, "h2", "impair h2 both corrupt=100%");
+    let sent = frame(mac(2), mac(1), 3);
+    s.clear();
+    s.send(0, &sent);
+    s.advance(Duration::from_millis(10));
+    assert_eq!(s.tap[1].len(), 1, "delivered, authenticated");
+    let got = &s.tap[1][0];
+    assert_eq!(got[..14], sent[..14]);
+    let flipped: u32 = got
+        .iter()
+        .zip(&sent)
+        .map(|(a, b)| (a ^ b).count_ones())
+        .sum();
+    assert_eq!(flipped, 1);
+    // Link down: nothing either way; up: at once.
+    impair(&mut s, "h2", "impair h2 clear");
+    impair(&mut s, "h2", "link h2 down");
+    s.clear();
+    s.send(0, &frame(mac(2), mac(1), 4));
+    s.send(1, &frame(mac(1), mac(2), 5));
+    s.advance(Duration::from_millis(100));
+    assert_eq!((s.received(1, 4), s.received(0, 5)), (0, 0));
+    impair(&mut s, "h2", "link h2 up");
+    s.send(0, &frame(mac(2), mac(1), 6));
+    s.send(1, &frame(mac(1), mac(2), 7));
+    assert_eq!((s.received(1, 6), s.received(0, 7)), (1, 1));
+    // Cleared and up: the port drops its impairment, counters stay.
+    s.advance(Duration::from_millis(10));
+    let st = s.switch().status(s.now, false);
+    let i = st.nodes[1].impair.as_ref().unwrap();
+    assert_eq!((i.link, i.egress.as_str()), ("up", "none"));
+    assert_eq!(i.egress_counters.link_down, 1);
+    assert_eq!(i.ingress_counters.link_down, 1);
+    assert_eq!(i.egress_counters.corrupted, 1);
+    assert!(st.nodes[0].impair.is_none());
+}
+
+#[test]
+fn impaired_egress_cuts_superframes_into_checksummed_segments() {
+    use overlay_proto::vnet::{VNET_HDR_LEN, internet_checksum};
+    let mut s = Sim::with(2, 0, |_, c| c.offload = true);
+    let zero = [0u8; VNET_HDR_LEN];
+    for (i, m) in [(0usize, mac(1)), (1, mac(2))] {
+        let mut f = frame([0xff; 6], m, 0);
+        f.splice(0..0, zero);
+        s.send(i, &f);
+    }
+    impair(&mut s, "h2", "impair h2 egress duplicate=0.001%");
+    let (sf, with_hdr) = offloaded_superframe(20_000);
+    s.clear();
+    s.send(0, &with_hdr);
+    // Without impairment h2 would get one super-frame (see above); on an
+    // impaired link it gets wire-sized frames, each with a complete
+    // checksum, so a corrupted one fails the receiver's check.
+    let segs = &s.tap[1];
+    assert_eq!(segs.len(), 20_000usize.div_ceil(1360));
+    for g in segs {
+        assert_eq!(g[..VNET_HDR_LEN], zero, "a plain frame");
+        let f = &g[VNET_HDR_LEN..];
+        assert!(f.len() <= 1360 + 54);
+        // TCP checksum over pseudo-header and segment verifies to zero.
+        let tcp = &f[34..];
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&f[26..34]);
+        pseudo.extend_from_slice(&[0, 6]);
+        pseudo.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+        pseudo.extend_from_slice(tcp);
+        assert_eq!(internet_checksum(&pseudo), 0);
+    }
+    let payload: Vec<u8> = segs
+        .iter()
+        .flat_map(|g| g[VNET_HDR_LEN + 54..].to_vec())
+        .collect();
+    assert_eq!(payload, sf[54..].to_vec());
 }

@@ -110,6 +110,10 @@ impl Switch {
             self.forget(id);
             let port = &mut self.ports[id.0 as usize];
             port.retired = true;
+            // Frames its impaired link held go nowhere now.
+            port.impair = None;
+            self.impaired.retain(|x| *x != id);
+            let port = &self.ports[id.0 as usize];
             self.by_key.remove(&port.spec.public_key);
             changes.removed.push(port.spec.name.clone());
         }
