@@ -42,6 +42,8 @@
 //! - [`unprivileged`]: a node without a TAP run as `nobody` in a topology's
 //!   host namespace.
 //! - [`capture`]: an `AF_PACKET` capture on an interface inside a namespace.
+//! - [`reload`]: `reload` over the admin socket or SIGHUP, for a running
+//!   switch or node, after rewriting its config.
 //! - [`status`]: reading the `status --json` output (missing keys count as 0).
 //! - [`trunk`]: a raw socket on a TAP standing in for a VLAN trunk (tagged
 //!   ARP out, each frame's VLAN read back) where the 8021q module is missing.
@@ -63,6 +65,7 @@ pub mod netns;
 pub mod process;
 pub mod prometheus;
 pub mod qemu;
+pub mod reload;
 pub mod status;
 pub mod tools;
 pub mod topology;

@@ -55,6 +55,8 @@ struct LocalPorts {
     vm_ports: Vec<String>,
     /// Run the node as this uid and gid (not root).
     user: Option<(u32, u32)>,
+    /// More tables after the `[[vm-port]]`s (e.g. `[[host]]`).
+    tables: String,
 }
 
 #[derive(Debug)]
@@ -318,6 +320,12 @@ impl Topology {
             .collect()
     }
 
+    /// Tables appended to host `i`'s `h{i}.toml` after its `[[vm-port]]`s
+    /// (e.g. `[[host]]` with its forwards), from the next config written on.
+    pub fn set_node_tables(&mut self, i: usize, toml: &str) {
+        self.host_mut(i).local.tables = toml.to_string();
+    }
+
     /// Runs host `i`'s node as `uid`/`gid` (not root), from the next
     /// [`start_node`](Self::start_node) on: it gets a copy of the node binary
     /// it can execute, and owns its key file and run directory.
@@ -536,13 +544,26 @@ impl Topology {
         self.host_mut(i).switch_addr_override = addr;
     }
 
+    /// Admits host `i` in `switch.toml` or not, from the next
+    /// [`write_switch_config`](Self::write_switch_config) on.
+    pub fn set_admitted(&mut self, i: usize, admitted: bool) {
+        self.host_mut(i).admitted = admitted;
+    }
+
+    /// Writes `switch.toml` as the settings are now (for a reload; the
+    /// switch reads it at start too). Returns its path.
+    pub fn write_switch_config(&mut self) -> PathBuf {
+        self.ensure_keys();
+        let config = self.dir.join("switch.toml");
+        write_file(&config, &self.switch_config().render());
+        config
+    }
+
     /// Writes `switch.toml`, starts the switch, and waits until its UDP port is
     /// bound and its admin socket answers `status`.
     pub fn start_switch(&mut self) {
         assert!(self.switch.is_none(), "switch already running");
-        self.ensure_keys();
-        let config = self.dir.join("switch.toml");
-        write_file(&config, &self.switch_config().render());
+        let config = self.write_switch_config();
         self.switch_runs += 1;
         let log = self.dir.join(format!("switch.{}.log", self.switch_runs));
         self.logs.push(log.clone());
@@ -597,6 +618,23 @@ impl Topology {
         self.switch.as_ref().expect("switch not started").pid()
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the switch.
+    pub fn signal_switch(&mut self, signal: libc::c_int) {
+        self.switch
+            .as_mut()
+            .expect("switch not started")
+            .signal(signal);
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to host `i`'s node.
+    pub fn signal_node(&mut self, i: usize, signal: libc::c_int) {
+        self.host_mut(i)
+            .node
+            .as_mut()
+            .expect("node not started")
+            .signal(signal);
+    }
+
     /// Whether the switch process is running.
     pub fn switch_running(&mut self) -> bool {
         self.switch.as_mut().is_some_and(Process::is_running)
@@ -644,6 +682,61 @@ impl Topology {
     /// exists.
     pub fn start_node(&mut self, i: usize) {
         assert!(self.host(i).node.is_none(), "h{i} already running");
+        let path = self.write_node_config(i);
+        let runs = {
+            let h = self.host_mut(i);
+            h.runs += 1;
+            h.runs
+        };
+        let log = self.dir.join(format!("h{i}.{runs}.log"));
+        self.logs.push(log.clone());
+        let path = path.to_string_lossy().into_owned();
+        let run_dir = self.node_run_dir(i);
+        std::fs::create_dir_all(&run_dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", run_dir.display()));
+        let local = self.host(i).local.clone();
+        let process = match local.user {
+            None => Process::spawn(
+                &format!("h{i}"),
+                &self.host(i).ns,
+                &bins::bin(bins::NODE),
+                &self.run_args(&path),
+                log,
+            ),
+            Some((uid, gid)) => {
+                let key = self.host(i).key.as_ref().expect("keys made");
+                let bin = self.user_copy_of_node_binary();
+                for p in [&run_dir, &key.private_key_file] {
+                    std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                        .unwrap_or_else(|e| panic!("cannot chown {}: {e}", p.display()));
+                }
+                // setpriv execs, so the PID is the node's own.
+                let mut cmd = self.host(i).ns.command("setpriv");
+                cmd.args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
+                    .args(["--clear-groups", "--"])
+                    .arg(&bin)
+                    .args(self.run_args(&path));
+                Process::spawn_command(&format!("h{i}"), cmd, log)
+            }
+        };
+        self.host_mut(i).node = Some(process);
+        let ready = wait_until(READY_TIMEOUT, || {
+            self.assert_node_running(i);
+            if local.no_tap {
+                self.try_node_status(i).is_ok()
+            } else {
+                self.host(i).ns.has_link(TAP)
+            }
+        });
+        assert!(
+            ready,
+            "h{i}: not ready ({TAP} made or status answered) within {READY_TIMEOUT:?}"
+        );
+    }
+
+    /// Writes `h{i}.toml` as the settings are now (for a reload; the node
+    /// reads it at start too). Returns its path.
+    pub fn write_node_config(&mut self, i: usize) -> PathBuf {
         self.ensure_keys();
         let switch_public_key = self
             .switch_key
@@ -695,59 +788,12 @@ impl Topology {
                         path.display()
                     )
                 })
+                .chain(std::iter::once(host.local.tables.clone()))
                 .collect(),
         };
         let path = self.dir.join(format!("h{i}.toml"));
         write_file(&path, &config.render());
-        let runs = {
-            let h = self.host_mut(i);
-            h.runs += 1;
-            h.runs
-        };
-        let log = self.dir.join(format!("h{i}.{runs}.log"));
-        self.logs.push(log.clone());
-        let path = path.to_string_lossy().into_owned();
-        let run_dir = self.node_run_dir(i);
-        std::fs::create_dir_all(&run_dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", run_dir.display()));
-        let local = self.host(i).local.clone();
-        let process = match local.user {
-            None => Process::spawn(
-                &format!("h{i}"),
-                &self.host(i).ns,
-                &bins::bin(bins::NODE),
-                &self.run_args(&path),
-                log,
-            ),
-            Some((uid, gid)) => {
-                let key = self.host(i).key.as_ref().expect("keys made");
-                let bin = self.user_copy_of_node_binary();
-                for p in [&run_dir, &key.private_key_file] {
-                    std::os::unix::fs::chown(p, Some(uid), Some(gid))
-                        .unwrap_or_else(|e| panic!("cannot chown {}: {e}", p.display()));
-                }
-                // setpriv execs, so the PID is the node's own.
-                let mut cmd = self.host(i).ns.command("setpriv");
-                cmd.args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
-                    .args(["--clear-groups", "--"])
-                    .arg(&bin)
-                    .args(self.run_args(&path));
-                Process::spawn_command(&format!("h{i}"), cmd, log)
-            }
-        };
-        self.host_mut(i).node = Some(process);
-        let ready = wait_until(READY_TIMEOUT, || {
-            self.assert_node_running(i);
-            if local.no_tap {
-                self.try_node_status(i).is_ok()
-            } else {
-                self.host(i).ns.has_link(TAP)
-            }
-        });
-        assert!(
-            ready,
-            "h{i}: not ready ({TAP} made or status answered) within {READY_TIMEOUT:?}"
-        );
+        path
     }
 
     /// A copy of the node binary in the topology's directory, which any user

@@ -73,7 +73,7 @@ fn default_vm_mtu() -> u32 {
 pub const MAX_VM_PORTS: usize = 64;
 
 /// A socket a VM connects to: one port of the node's local switch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmPortConfig {
     /// The socket's path.
     pub path: PathBuf,
@@ -152,7 +152,7 @@ impl std::fmt::Display for IfAddr {
 }
 
 /// The TAP device settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapConfig {
     /// Interface name (at most 15 bytes).
     pub name: String,

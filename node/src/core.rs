@@ -947,6 +947,7 @@ impl Node {
             handshake_guard: self.peers.guard_status(now),
             local: None,
             hosts: Vec::new(),
+            reloads: Default::default(),
         }
     }
 }
@@ -1024,6 +1025,8 @@ pub struct Status {
     /// it in).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<crate::userhost::HostStatus>,
+    /// Config reloads applied and refused (the shell fills it in).
+    pub reloads: tapmesh_shell::reload::ReloadCounters,
 }
 
 #[cfg(test)]

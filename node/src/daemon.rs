@@ -21,7 +21,7 @@ use tapmesh_shell::udp::{RecvBuffers, UdpLink};
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::config::{Config, VmPortConfig};
 use crate::core::Status;
 use crate::core::{Event, Node, TapWrite};
 use crate::local_switch::{Egress, LocalSwitch, PortId, PortKind, UPLINK, plain_frames};
@@ -155,9 +155,11 @@ impl Ports {
 }
 
 /// Run the node until `shutdown` completes. `tap` is `None` for a node with
-/// only VM ports and userspace hosts.
+/// only VM ports and userspace hosts. `cfg` was read from `path`, which
+/// `reload` and SIGHUP read again.
 pub async fn run(
     cfg: Config,
+    path: &std::path::Path,
     tap: Option<Tap>,
     udp: UdpLink,
     admin_listener: Option<UnixListener>,
@@ -169,7 +171,7 @@ pub async fn run(
         .unwrap_or_default();
     let name = cfg.name.clone();
     let mut metrics = Exporter::<Status>::start(cfg.metrics_listen, "tapmesh-node")?;
-    let mut core_cfg = cfg.core;
+    let mut core_cfg = cfg.core.clone();
     // The core must know what the TAP really is (offload may have fallen back).
     core_cfg.offload = tap.as_ref().is_some_and(|t| t.has_vnet());
     let mut ports = Ports {
@@ -186,34 +188,17 @@ pub async fn run(
         ports.tap_port = Some(p);
     }
     let (vm_tx, mut vm_rx) = mpsc::channel::<VmEvent>(1024);
+    let mut locals = Locals::default();
     for v in &cfg.vm_ports {
-        let p = ports
-            .local
-            .add_port(PortKind::Vm, &v.path.to_string_lossy(), v.mtu as usize);
-        // With a VLAN tag a frame may be 4 bytes longer.
-        let max = ports.local.max_frame(p, &[]) + 4;
-        ports.queues.resize_with(p + 1, || None);
-        ports.queues[p] = Some(PortQueue {
-            tx: vm_port::start(p, v, max, vm_tx.clone())?,
-            headroom: HEADROOM,
-        });
+        locals.open_vm_port(&mut ports, v, &vm_tx)?;
     }
-    // Userspace hosts send their frames in the VMs' channel, as their port.
-    let mut hosts = Vec::new();
     for (i, h) in cfg.hosts.iter().enumerate() {
-        let name = format!("host[{i}] {}", h.addresses[0]);
-        let p = ports.local.add_port(PortKind::Host, &name, h.mtu);
-        ports.local.set_up(p, true);
-        let host = UserHost::new(h, now, rand::random());
-        let port = userhost::shell::spawn(host, vm_tx.clone(), move |f| VmEvent::Frame(p, f));
-        ports.queues.resize_with(p + 1, || None);
-        ports.queues[p] = Some(PortQueue {
-            tx: port.to_host.clone(),
-            headroom: 0,
-        });
-        hosts.push(port);
+        locals.start_host(&mut ports, i, h, &vm_tx, now);
     }
-    drop(vm_tx);
+    // Kept: a reload may open VM ports and start hosts later.
+    let mut running = cfg;
+    let mut reloads = tapmesh_shell::reload::ReloadCounters::default();
+    let mut hangup = tapmesh_shell::reload::hangups()?;
     let mut core = Node::new(core_cfg, now, unix_now, rand::random());
     let switch = core.switch_addr();
     core.set_local_addrs(local_addrs(&udp, switch));
@@ -291,7 +276,7 @@ pub async fn run(
                     r = rx.recv(&udp, false).await;
                 }
             }
-            // Disabled once closed (a node without VMs and hosts).
+            // Never closed: `vm_tx` is kept for ports a reload opens.
             Some(ev) = vm_rx.recv() => {
                 let mut ev = Some(ev);
                 for round in 1..=BATCH {
@@ -339,12 +324,21 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline.into()) => {}
             Some(req) = admin_rx.recv() => {
                 let reply = match req.line.as_str() {
-                    "status" => serde_json::to_string(&status(&core, &ports.local, &hosts, &name)).unwrap_or_default(),
+                    "status" => serde_json::to_string(&status(&core, &ports.local, &locals, reloads, &name)).unwrap_or_default(),
+                    "reload" => {
+                        let r = reload(path, &mut running, &mut locals, &mut ports, &vm_tx, &mut metrics);
+                        reloads.count(r.is_ok());
+                        tapmesh_shell::reload::reply(&r)
+                    }
                     _ => admin::unknown_request(&req.line),
                 };
                 let _ = req.reply.send(reply);
             }
-            req = metrics.request() => req.answer(status(&core, &ports.local, &hosts, &name)),
+            req = metrics.request() => req.answer(status(&core, &ports.local, &locals, reloads, &name)),
+            Some(()) = hangup.recv() => {
+                let r = reload(path, &mut running, &mut locals, &mut ports, &vm_tx, &mut metrics);
+                reloads.count(r.is_ok());
+            }
         }
         let now = Instant::now();
         if core.poll_timeout().is_some_and(|d| d <= now) {
@@ -378,16 +372,158 @@ pub async fn run(
         }
         drop_log.tick(now, core.drops().total() + ports.local.drops().total());
     }
-    vm_port::remove_sockets(&cfg.vm_ports);
+    vm_port::remove_sockets(&running.vm_ports);
     Ok(())
 }
 
-/// The node's status with the local switch's ports and drops, and the
-/// userspace hosts.
+/// The VM ports and userspace hosts running, in the order of the running
+/// config's `vm_ports` and `hosts`.
+#[derive(Default)]
+struct Locals {
+    vm_ports: Vec<PortId>,
+    hosts: Vec<(PortId, userhost::shell::HostPort)>,
+}
+
+impl Locals {
+    /// Bind a VM port's socket and start its task.
+    fn open_vm_port(
+        &mut self,
+        ports: &mut Ports,
+        v: &VmPortConfig,
+        vm_tx: &mpsc::Sender<VmEvent>,
+    ) -> std::io::Result<()> {
+        let p = ports
+            .local
+            .add_port(PortKind::Vm, &v.path.to_string_lossy(), v.mtu as usize);
+        // With a VLAN tag a frame may be 4 bytes longer.
+        let max = ports.local.max_frame(p, &[]) + 4;
+        let tx = match vm_port::start(p, v, max, vm_tx.clone()) {
+            Ok(tx) => tx,
+            Err(e) => {
+                ports.local.remove_port(p);
+                return Err(e);
+            }
+        };
+        ports.queues.resize_with(p + 1, || None);
+        ports.queues[p] = Some(PortQueue {
+            tx,
+            headroom: HEADROOM,
+        });
+        self.vm_ports.push(p);
+        Ok(())
+    }
+
+    /// Start userspace host `h` (the `i`-th `[[host]]`) on a new port.
+    fn start_host(
+        &mut self,
+        ports: &mut Ports,
+        i: usize,
+        h: &userhost::config::HostConfig,
+        vm_tx: &mpsc::Sender<VmEvent>,
+        now: Instant,
+    ) {
+        let name = format!("host[{i}] {}", h.addresses[0]);
+        let p = ports.local.add_port(PortKind::Host, &name, h.mtu);
+        ports.local.set_up(p, true);
+        let host = UserHost::new(h, now, rand::random());
+        let port = userhost::shell::spawn(host, vm_tx.clone(), move |f| VmEvent::Frame(p, f));
+        ports.queues.resize_with(p + 1, || None);
+        ports.queues[p] = Some(PortQueue {
+            tx: port.to_host.clone(),
+            headroom: 0,
+        });
+        self.hosts.push((p, port));
+    }
+
+    /// Take port `p` out: its queue dropped ends its task (the VM's socket
+    /// closes, the host stops).
+    fn close(ports: &mut Ports, p: PortId) {
+        ports.local.remove_port(p);
+        if let Some(q) = ports.queues.get_mut(p) {
+            *q = None;
+        }
+    }
+}
+
+/// Re-read the config and apply what may change live (see
+/// [`crate::reload`]); logs one line either way. Returns the summary or
+/// the one-line refusal.
+fn reload(
+    path: &std::path::Path,
+    running: &mut Config,
+    locals: &mut Locals,
+    ports: &mut Ports,
+    vm_tx: &mpsc::Sender<VmEvent>,
+    metrics: &mut Exporter<Status>,
+) -> Result<String, String> {
+    let r = Config::load(path).and_then(|new| {
+        let plan = crate::reload::plan(path, running, &new)?;
+        Ok((new, plan))
+    });
+    let (new, plan) = match r {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!("config reload refused, the running config stays: {e}");
+            return Err(e.to_string());
+        }
+    };
+    let summary = plan.summary(running);
+    if let Some(listen) = plan.metrics_listen {
+        if let Err(e) = metrics.move_to(running.metrics_listen, listen, "tapmesh-node") {
+            let e = format!(
+                "{}: metrics-listen: {e}; nothing was changed",
+                path.display()
+            );
+            tracing::warn!("config reload refused, the running config stays: {e}");
+            return Err(e);
+        }
+        running.metrics_listen = listen;
+    }
+    for &i in plan.vm_removed.iter().rev() {
+        let p = locals.vm_ports.remove(i);
+        Locals::close(ports, p);
+        let gone = running.vm_ports.remove(i);
+        vm_port::remove_sockets(std::slice::from_ref(&gone));
+    }
+    for &i in plan.hosts_removed.iter().rev() {
+        let (p, host) = locals.hosts.remove(i);
+        Locals::close(ports, p);
+        host.task.abort();
+        running.hosts.remove(i);
+    }
+    let mut failed = Vec::new();
+    for v in plan.vm_added {
+        match locals.open_vm_port(ports, &v, vm_tx) {
+            Ok(()) => running.vm_ports.push(v),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    let now = Instant::now();
+    for h in plan.hosts_added {
+        let i = new
+            .hosts
+            .iter()
+            .position(|x| *x == h)
+            .unwrap_or(running.hosts.len());
+        locals.start_host(ports, i, &h, vm_tx, now);
+        running.hosts.push(h);
+    }
+    if !failed.is_empty() {
+        let e = format!("{summary}; but could not open: {}", failed.join(", "));
+        tracing::warn!("config reloaded in part: {e}");
+        return Err(e);
+    }
+    tracing::info!("config reloaded: {summary}");
+    Ok(summary)
+}
+
+/// The node's status with the local switch's ports and drops, the
+/// userspace hosts and the reloads.
 fn status(
     core: &Node,
     local: &LocalSwitch,
-    hosts: &[userhost::shell::HostPort],
+    locals: &Locals,
+    reloads: tapmesh_shell::reload::ReloadCounters,
     name: &str,
 ) -> Status {
     let mut s = core.status(Instant::now(), name);
@@ -395,7 +531,12 @@ fn status(
         s.drops.add_n(reason, n);
     }
     s.local = Some(local.status());
-    s.hosts = hosts.iter().map(|h| h.status.borrow().clone()).collect();
+    s.hosts = locals
+        .hosts
+        .iter()
+        .map(|(_, h)| h.status.borrow().clone())
+        .collect();
+    s.reloads = reloads;
     for h in &s.hosts {
         s.drops
             .add_n(DropReason::Oversize, h.counters.oversize_drops);

@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod local_switch;
 pub mod metrics;
 pub mod peers;
+pub mod reload;
 pub mod stats;
 pub mod tap;
 pub mod userhost;

@@ -74,6 +74,8 @@ struct Port {
     /// The largest frame (Ethernet header included, no VLAN tag) it takes.
     mtu: usize,
     up: bool,
+    /// Taken out by a reload: never up again, not in status.
+    removed: bool,
     counters: PortCounters,
 }
 
@@ -149,6 +151,7 @@ impl LocalSwitch {
             name: name.to_owned(),
             mtu,
             up: false,
+            removed: false,
             counters: PortCounters::default(),
         });
         self.ports.len() - 1
@@ -165,7 +168,19 @@ impl LocalSwitch {
             p.counters.disconnects += 1;
             self.macs.retain(|_, e| e.port != port);
         }
-        p.up = up;
+        p.up = up && !p.removed;
+    }
+
+    /// Take a port out for good (a reload removed its VM socket or
+    /// userspace host): down, its MACs forgotten, gone from `status`.
+    pub fn remove_port(&mut self, port: PortId) {
+        if port == UPLINK {
+            return;
+        }
+        self.set_up(port, false);
+        if let Some(p) = self.ports.get_mut(port) {
+            p.removed = true;
+        }
     }
 
     /// Is the port up?
@@ -309,6 +324,7 @@ impl LocalSwitch {
             .ports
             .iter()
             .enumerate()
+            .filter(|(_, p)| !p.removed)
             .map(|(i, p)| PortStatus {
                 name: p.name.clone(),
                 kind: p.kind,

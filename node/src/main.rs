@@ -1,4 +1,4 @@
-//! `tapmesh-node`: keygen, pubkey, check, run, status.
+//! `tapmesh-node`: keygen, pubkey, check, run, status, reload.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,6 +39,17 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Re-read the running node's config file and apply what can change
+    /// live: VM ports and userspace hosts (as SIGHUP does). Exit 0, or 2
+    /// with the one-line reason it was refused.
+    Reload {
+        /// The admin socket (default: from --config).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Read the admin socket path from this config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Show the session and counters of a running node.
     Status {
         /// Print JSON instead of a table.
@@ -68,7 +79,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(cli.log_level.as_deref());
-            match run(cfg) {
+            match run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -76,21 +87,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Reload { socket, config } => match admin_path("reload", socket, config) {
+            Ok(path) => tapmesh_shell::reload::command(PROGRAM, &path),
+            Err(code) => code,
+        },
         Cmd::Status {
             json,
             socket,
             config,
         } => {
-            let path = match (socket, config) {
-                (Some(s), _) => s,
-                (None, Some(c)) => match load_config(PROGRAM, &c, Config::load) {
-                    Ok(c) => c.admin_socket,
-                    Err(code) => return code,
-                },
-                (None, None) => {
-                    eprintln!("tapmesh-node: status needs --socket PATH or --config FILE");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+            let path = match admin_path("status", socket, config) {
+                Ok(p) => p,
+                Err(code) => return code,
             };
             match admin::request(&path, "status") {
                 Ok(reply) => {
@@ -109,6 +117,22 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// The admin socket for `command`: `--socket`, else the config's `admin-socket`.
+fn admin_path(
+    command: &str,
+    socket: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<PathBuf, ExitCode> {
+    match (socket, config) {
+        (Some(s), _) => Ok(s),
+        (None, Some(c)) => load_config(PROGRAM, &c, Config::load).map(|c| c.admin_socket),
+        (None, None) => {
+            eprintln!("tapmesh-node: {command} needs --socket PATH or --config FILE");
+            Err(ExitCode::from(EXIT_CONFIG))
         }
     }
 }
@@ -231,7 +255,7 @@ fn local_ports(v: &serde_json::Value) -> String {
     out
 }
 
-fn run(cfg: Config) -> anyhow::Result<()> {
+fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -259,7 +283,15 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             "tapmesh-node running"
         );
         let admin_path = cfg.admin_socket.clone();
-        let r = daemon::run(cfg, tap, socket, Some(admin_listener), shutdown_signal()).await;
+        let r = daemon::run(
+            cfg,
+            &path,
+            tap,
+            socket,
+            Some(admin_listener),
+            shutdown_signal(),
+        )
+        .await;
         let _ = std::fs::remove_file(&admin_path);
         tracing::info!("tapmesh-node stopped");
         r.context("node loop")

@@ -134,6 +134,11 @@ const PORT_FRAMES: Def = Def::counter(
     &["node", "port", "kind", "direction"],
     "Frames that came in on (rx) or went out of (tx) a port of the node's local switch.",
 );
+const RELOADS: Def = Def::counter(
+    "tapmesh_node_reloads_total",
+    &["node", "result"],
+    "Config reloads (reload command, SIGHUP): ok = applied, refused = invalid or not changeable live.",
+);
 const DROPS: Def = Def::counter(
     "tapmesh_node_drops_total",
     &["node", "reason"],
@@ -166,6 +171,7 @@ impl Export for Status {
         HOST_CONNECTIONS_TOTAL,
         HOST_FRAMES,
         PORT_UP,
+        RELOADS,
         PORT_FRAMES,
         DROPS,
     ];
@@ -248,6 +254,8 @@ impl Export for Status {
             out.counter(&PORT_FRAMES, &[node, name, kind, "rx"], c.rx_frames);
             out.counter(&PORT_FRAMES, &[node, name, kind, "tx"], c.tx_frames);
         }
+        out.counter(&RELOADS, &[node, "ok"], self.reloads.ok);
+        out.counter(&RELOADS, &[node, "refused"], self.reloads.refused);
         for (reason, count) in self.drops.iter() {
             out.counter(&DROPS, &[node, reason.name()], count);
         }

@@ -246,6 +246,12 @@ impl HandshakeGuard {
         }
     }
 
+    /// New limits (the switch's config reloaded); the measured rates and
+    /// the cookie secret are kept.
+    pub fn reconfigure(&mut self, cfg: GuardConfig) {
+        self.cfg = cfg;
+    }
+
     /// Whether the responder is under load at `now`.
     pub fn is_under_load(&self, now: Instant) -> bool {
         self.under_load_until.is_some_and(|t| now < t)

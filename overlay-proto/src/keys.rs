@@ -26,6 +26,19 @@ pub struct PublicKey(pub [u8; 32]);
 #[derive(Clone, Default)]
 pub struct Psk(pub(crate) [u8; 32]);
 
+/// Compared in constant time (a reload checks whether the secret changed).
+impl PartialEq for Psk {
+    fn eq(&self, other: &Psk) -> bool {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl Eq for Psk {}
+
 /// The 32 bytes of a base64 key; the decoding buffer is wiped.
 fn decode32(text: &str) -> Result<[u8; 32], Error> {
     let bytes = Zeroizing::new(B64.decode(text.trim()).map_err(|_| Error::BadKey)?);

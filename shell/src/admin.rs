@@ -2,7 +2,8 @@
 //! directory, so only root (or the daemon's user) can ask. A client writes one
 //! request line and reads one JSON document until EOF.
 //!
-//! Each daemon decides which request lines it answers (`status`, `status macs`).
+//! Each daemon decides which request lines it answers (`status`, `status
+//! macs`, `reload`).
 use std::io::{Read, Write};
 use std::time::Duration;
 

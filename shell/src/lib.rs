@@ -8,6 +8,7 @@
 //! - [`config`]: config-file errors naming file, key and problem; key files.
 //! - [`dumpable`]: no core dumps or same-user ptrace of the daemons (keys).
 //! - [`metrics`]: the Prometheus exporter (`metrics-listen`): `/metrics`, `/healthz`.
+//! - [`reload`]: the `reload` command, its reply, SIGHUP, the reload counters.
 //! - [`udp`]: the underlay socket with batched I/O (UDP GSO, recvmmsg, GRO).
 //! - [`unix_path`]: binding unix sockets at a path (stale sockets, permissions).
 //! - [`testing`]: checks of the shared command-line contract, for `tests/cli.rs`.
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod config;
 pub mod dumpable;
 pub mod metrics;
+pub mod reload;
 pub mod testing;
 pub mod udp;
 pub mod unix_path;

@@ -23,6 +23,7 @@
 //! node names, reasons, kinds, directions.
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -220,9 +221,27 @@ impl<S> SnapshotRequest<S> {
 }
 
 /// The owning task's end: yields a [`SnapshotRequest`] per scrape.
+/// Dropping it stops the server and frees its address (a reload that moves
+/// `metrics-listen` starts a new one).
 #[derive(Debug)]
 pub struct Exporter<S> {
     requests: Option<mpsc::Receiver<SnapshotRequest<S>>>,
+    /// The bound address, the server's stop flag and its thread, if serving.
+    serving: Option<(SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+impl<S> Drop for Exporter<S> {
+    /// Stops the server and waits until its listener is closed, so the
+    /// address can be bound again at once (within a client's deadline if
+    /// every client slot is taken).
+    fn drop(&mut self) {
+        if let Some((addr, stop, thread)) = self.serving.take() {
+            stop.store(true, Ordering::Relaxed);
+            // Wake the blocking accept; the server sees the flag and returns.
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+            let _ = thread.join();
+        }
+    }
 }
 
 impl<S: Export> Exporter<S> {
@@ -231,17 +250,54 @@ impl<S: Export> Exporter<S> {
     /// never completes.
     pub fn start(listen: Option<SocketAddr>, program: &str) -> std::io::Result<Exporter<S>> {
         let Some(addr) = listen else {
-            return Ok(Exporter { requests: None });
+            return Ok(Exporter::off());
         };
         let listener = TcpListener::bind(addr)
             .map_err(|e| std::io::Error::new(e.kind(), format!("metrics-listen {addr}: {e}")))?;
+        let bound = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(4);
         let server = Server::<S>::new(tx, program)?;
-        std::thread::Builder::new()
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
             .name(format!("{program}-metrics"))
-            .spawn(move || server.run(listener))?;
+            .spawn(move || server.run(listener, &flag))?;
         tracing::info!(%addr, "serving Prometheus metrics on /metrics");
-        Ok(Exporter { requests: Some(rx) })
+        Ok(Exporter {
+            requests: Some(rx),
+            serving: Some((bound, stop, thread)),
+        })
+    }
+
+    /// Serve at `to` instead of `from` (a reload moved `metrics-listen`).
+    /// The old server stops first (the addresses may overlap); if `to`
+    /// cannot be bound, it serves at `from` again (if that still binds) and
+    /// the bind error is returned.
+    pub fn move_to(
+        &mut self,
+        from: Option<SocketAddr>,
+        to: Option<SocketAddr>,
+        program: &str,
+    ) -> std::io::Result<()> {
+        *self = Exporter::off();
+        match Exporter::start(to, program) {
+            Ok(e) => {
+                *self = e;
+                Ok(())
+            }
+            Err(e) => {
+                *self = Exporter::start(from, program).unwrap_or_else(|_| Exporter::off());
+                Err(e)
+            }
+        }
+    }
+
+    /// An exporter that serves nothing ([`Exporter::request`] never completes).
+    pub fn off() -> Exporter<S> {
+        Exporter {
+            requests: None,
+            serving: None,
+        }
     }
 
     /// The next scrape's request for a snapshot. Cancel-safe: use it as a
@@ -342,13 +398,17 @@ impl<S: Export> Server<S> {
 
     /// Accept connections and serve each on its own thread, at most
     /// [`MAX_CLIENTS`] at once (a slot is a token in `slots`).
-    fn run(self, listener: TcpListener) {
+    /// Returns when `stop` is set (the [`Exporter`] was dropped).
+    fn run(self, listener: TcpListener, stop: &AtomicBool) {
         let server = Arc::new(self);
         let (give_back, slots) = std::sync::mpsc::sync_channel(MAX_CLIENTS);
         for _ in 0..MAX_CLIENTS {
             let _ = give_back.send(());
         }
         for stream in listener.incoming() {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             let Ok(stream) = stream else { continue };
             // Wait for a free slot (a client thread ends within the deadlines).
             if slots.recv().is_err() {
@@ -531,6 +591,27 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_exporter_frees_its_address_and_move_to_falls_back() {
+        // A free port: bind, note it, let go.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut e = Exporter::<Snap>::start(Some(addr), "test").unwrap();
+        assert!(TcpListener::bind(addr).is_err(), "not serving");
+        // Moving to an address that is taken keeps serving at the old one.
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = taken.local_addr().unwrap();
+        assert!(e.move_to(Some(addr), Some(busy), "test").is_err());
+        assert!(e.serving.as_ref().is_some_and(|(a, _, _)| *a == addr));
+        drop(e);
+        assert!(
+            TcpListener::bind(addr).is_ok(),
+            "{addr} still bound after the exporter was dropped"
+        );
+    }
+
+    #[test]
     fn serves_snapshots_from_the_owner() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -541,7 +622,7 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let (tx, mut rx) = mpsc::channel(4);
             let server = Server::<Snap>::new(tx, "test").unwrap();
-            std::thread::spawn(move || server.run(listener));
+            std::thread::spawn(move || server.run(listener, &AtomicBool::new(false)));
             let get = |path: &'static str| {
                 tokio::task::spawn_blocking(move || {
                     let mut s = TcpStream::connect(addr).unwrap();
@@ -604,7 +685,7 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let (tx, mut rx) = mpsc::channel(4);
             let server = Server::<Snap>::new(tx, "test").unwrap();
-            std::thread::spawn(move || server.run(listener));
+            std::thread::spawn(move || server.run(listener, &AtomicBool::new(false)));
             // The owner answers every snapshot request.
             tokio::spawn(async move {
                 while let Some(r) = rx.recv().await {

@@ -42,6 +42,9 @@ use crate::status::{MacStatus, NodeStatus, Status};
 use crate::storm::{StormClass, StormConfig, StormControl};
 use crate::vlan::{self, Ingress, PortVlan, Vid};
 
+mod reload;
+pub use reload::{Changes, Unchangeable};
+
 /// How often [`Switch::handle_timeout`] sweeps timers and ages MACs.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// The largest Ethernet frame the switch forwards: an offloaded TCP
@@ -183,6 +186,9 @@ struct Port {
     reassembly: Reassembler,
     /// Fragment ids for frames sent to the node.
     next_frame_id: u32,
+    /// Removed from the config by a reload: no sessions, not in status; the
+    /// slot waits for the next added node (see `reload`).
+    retired: bool,
     /// Link impairment, while any is set or frames are held (see `impair`).
     impair: Option<Box<PortImpair>>,
     /// What impairment did, egress and ingress (kept when it is cleared).
@@ -190,6 +196,26 @@ struct Port {
 }
 
 impl Port {
+    fn new(spec: NodeSpec) -> Port {
+        Port {
+            spec,
+            endpoint: None,
+            current: None,
+            previous: None,
+            pending: None,
+            last_timestamp: Timestamp::default(),
+            last_heard: None,
+            last_handshake: None,
+            counters: NodeCounters::default(),
+            accepts_vnet: false,
+            reassembly: Reassembler::default(),
+            next_frame_id: 0,
+            retired: false,
+            impair: None,
+            impair_counters: Default::default(),
+        }
+    }
+
     /// Its link's impairment for status, if any was ever set.
     fn impair_status(&self) -> Option<impair::ImpairStatus> {
         let c = &self.impair_counters;
@@ -264,26 +290,7 @@ impl Switch {
     /// (indices travel in clear; the cookie secret comes from the operating
     /// system, see [`HandshakeGuard`]).
     pub fn new(cfg: SwitchConfig, now: Instant, seed: u64) -> Switch {
-        let ports: Vec<Port> = cfg
-            .nodes
-            .iter()
-            .map(|spec| Port {
-                spec: spec.clone(),
-                endpoint: None,
-                current: None,
-                previous: None,
-                pending: None,
-                last_timestamp: Timestamp::default(),
-                last_heard: None,
-                last_handshake: None,
-                counters: NodeCounters::default(),
-                accepts_vnet: false,
-                reassembly: Reassembler::default(),
-                next_frame_id: 0,
-                impair: None,
-                impair_counters: Default::default(),
-            })
-            .collect();
+        let ports: Vec<Port> = cfg.nodes.iter().cloned().map(Port::new).collect();
         let by_key = ports
             .iter()
             .enumerate()
@@ -295,9 +302,7 @@ impl Switch {
             cfg.mac_limit_per_node,
             cfg.mac_table_limit,
         );
-        let mut vlans: Vec<Vid> = cfg.nodes.iter().flat_map(|n| n.vlan.vlans()).collect();
-        vlans.sort_unstable();
-        vlans.dedup();
+        let vlans = member_vlans(&cfg.nodes);
         let fast_leave = cfg.nodes.iter().map(|n| n.fast_leave).collect();
         let snoop = Snooping::new(cfg.multicast.clone(), fast_leave, &vlans, now);
         let storm = StormControl::new(cfg.storm.clone(), ports.len());
@@ -886,7 +891,11 @@ impl Switch {
     ) -> usize {
         let mut sent = 0;
         for (name, addr) in endpoints {
-            let Some(port) = self.ports.iter().find(|p| p.spec.name == name) else {
+            let Some(port) = self
+                .ports
+                .iter()
+                .find(|p| !p.retired && p.spec.name == name)
+            else {
                 continue;
             };
             let Ok(key) = NoticeKey::derive(&self.cfg.private_key, &port.spec.public_key) else {
@@ -998,6 +1007,7 @@ impl Switch {
             .ports
             .iter()
             .enumerate()
+            .filter(|(_, p)| !p.retired)
             .map(|(i, p)| NodeStatus {
                 network: String::new(),
                 name: p.spec.name.clone(),
@@ -1058,9 +1068,18 @@ impl Switch {
                 .snoop
                 .status(now, |id| self.ports[id.0 as usize].spec.name.clone()),
             networks: Vec::new(),
+            reloads: Default::default(),
             macs,
         }
     }
+}
+
+/// Every VLAN one of `nodes` is a member of, sorted, once each.
+fn member_vlans<'a>(nodes: impl IntoIterator<Item = &'a NodeSpec>) -> Vec<Vid> {
+    let mut vlans: Vec<Vid> = nodes.into_iter().flat_map(|n| n.vlan.vlans()).collect();
+    vlans.sort_unstable();
+    vlans.dedup();
+    vlans
 }
 
 /// Mesh mode (see [`crate::mesh`]): control messages in and out.
@@ -1108,16 +1127,26 @@ impl Switch {
     /// Announce joins, moves and departures, and where MACs were learned
     /// (cheap when nothing changed).
     fn mesh_sync(&mut self, now: Instant) {
+        self.mesh_sync_hiding(now, &[]);
+    }
+
+    /// [`mesh_sync`](Self::mesh_sync), with the nodes in `hidden` shown as
+    /// departed (a reload about to change their VLANs tells their old
+    /// VLANs' members that they left).
+    fn mesh_sync_hiding(&mut self, now: Instant, hidden: &[NodeId]) {
         let Some(mesh) = self.mesh.as_mut() else {
             return;
         };
         let views: Vec<MemberView<'_>> = self
             .ports
             .iter()
-            .map(|p| MemberView {
+            .enumerate()
+            .map(|(i, p)| MemberView {
                 key: p.spec.public_key,
                 name: &p.spec.name,
-                endpoint: p.endpoint.filter(|_| p.is_connected()),
+                endpoint: p
+                    .endpoint
+                    .filter(|_| p.is_connected() && !hidden.contains(&NodeId(i as u32))),
                 session: p.current.as_ref().map(|s| s.created()),
                 vlan: &p.spec.vlan,
             })
@@ -1173,7 +1202,11 @@ impl Switch {
     /// replacing what was set. Held frames keep their release times; taking
     /// the link down drops them. Returns false if there is no such node.
     pub fn set_impair(&mut self, name: &str, l: &LinkImpair) -> bool {
-        let Some(i) = self.ports.iter().position(|p| p.spec.name == name) else {
+        let Some(i) = self
+            .ports
+            .iter()
+            .position(|p| !p.retired && p.spec.name == name)
+        else {
             return false;
         };
         let seed = self.impair_seed;
@@ -1199,7 +1232,10 @@ impl Switch {
     /// What is set on node `name`'s link (up and nothing, if nothing), if
     /// there is such a node.
     pub fn impair_of(&self, name: &str) -> Option<LinkImpair> {
-        let p = self.ports.iter().find(|p| p.spec.name == name)?;
+        let p = self
+            .ports
+            .iter()
+            .find(|p| !p.retired && p.spec.name == name)?;
         Some(p.impair.as_ref().map(|p| p.setting()).unwrap_or_default())
     }
 

@@ -21,6 +21,8 @@
 //! - [`stats`]: drop reasons and counters, plain integers.
 //! - [`status`]: the snapshot `tapmesh-switch status` prints.
 //! - [`config`]: `switch.toml`, parsed and validated into a [`core::SwitchConfig`].
+//! - [`reload`]: `tapmesh-switch reload` and SIGHUP: what may change live,
+//!   the summary line; each core applies its part (`Switch::apply_config`).
 //! - [`server`]: the tokio shell: UDP socket, timers, admin socket, metrics
 //!   snapshots, shutdown.
 
@@ -31,6 +33,7 @@ pub mod mac_table;
 pub mod mesh;
 pub mod metrics;
 pub mod networks;
+pub mod reload;
 pub mod server;
 pub mod snooping;
 pub mod state;

@@ -78,6 +78,25 @@ impl MacTable {
         }
     }
 
+    /// New settings (a reload): room for `nodes` nodes (never fewer than
+    /// now), the aging time for what is learned from now on, and limits that
+    /// bound new learning (entries beyond a lowered limit stay until they
+    /// age out or their node is flushed).
+    pub fn reconfigure(
+        &mut self,
+        nodes: usize,
+        aging: Duration,
+        per_node_limit: usize,
+        table_limit: usize,
+    ) {
+        if nodes > self.per_node.len() {
+            self.per_node.resize(nodes, 0);
+        }
+        self.aging = aging;
+        self.per_node_limit = per_node_limit;
+        self.table_limit = table_limit;
+    }
+
     /// A handle other tasks may read (never write) concurrently.
     pub fn reader(&self) -> Arc<Map> {
         Arc::clone(&self.map)

@@ -1,4 +1,4 @@
-//! `tapmesh-switch`: keygen, pubkey, check, run, status.
+//! `tapmesh-switch`: keygen, pubkey, check, run, status, reload.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,6 +37,12 @@ enum Cmd {
         /// Path to switch.toml.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Re-read the running switch's config file and apply what changed
+    /// (as SIGHUP does). Exit 0, or 2 with the one-line reason it was refused.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Show nodes, counters and (with --macs) the MAC table of a running switch.
     Status {
@@ -144,7 +150,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logging(cli.log_level.as_deref());
-            match run(cfg) {
+            match run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -153,6 +159,10 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Reload { admin } => match admin.path() {
+            Ok(path) => tapmesh_shell::reload::command(PROGRAM, &path),
+            Err(code) => code,
+        },
         Cmd::Status {
             json,
             macs,
@@ -221,7 +231,7 @@ fn impair(admin: AdminArgs, request: String) -> ExitCode {
     }
 }
 
-fn run(cfg: Config) -> anyhow::Result<()> {
+fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -234,7 +244,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .with_context(|| format!("admin socket {}", cfg.admin_socket.display()))?;
         tracing::info!(listen = %cfg.listen, networks = cfg.networks.len(), nodes = cfg.networks.iter().map(|n| n.core.nodes.len()).sum::<usize>(), admin = %cfg.admin_socket.display(), "tapmesh-switch running");
         let admin_path = cfg.admin_socket.clone();
-        let r = server::run(cfg, socket, Some(admin), shutdown_signal()).await;
+        let r = server::run(cfg, path, socket, Some(admin), shutdown_signal()).await;
         let _ = std::fs::remove_file(&admin_path);
         tracing::info!("tapmesh-switch stopped");
         r.context("switch loop")

@@ -138,6 +138,17 @@ impl Mesh {
         }
     }
 
+    /// Port `id` has a new node (a reload reused or added the slot): it
+    /// starts as never announced and never told.
+    pub fn reset(&mut self, id: NodeId) {
+        let i = id.0 as usize;
+        if i >= self.members.len() {
+            self.members.resize(i + 1, Member::default());
+        }
+        self.members[i] = Member::default();
+        self.learned.retain(|(n, _, _)| *n != id);
+    }
+
     /// The switch learned `mac` in VLAN `vid` behind `node`, or saw it
     /// move there.
     pub fn note_learned(&mut self, node: NodeId, vid: Vid, mac: Mac) {

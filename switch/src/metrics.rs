@@ -145,6 +145,11 @@ const MCAST_SUPPRESSED: Def = Def::counter(
     &["kind"],
     "Leaves ignored over a node's rate (leave), and leaves whose group-specific query waited for the group's running one (group_query).",
 );
+const RELOADS: Def = Def::counter(
+    "tapmesh_switch_reloads_total",
+    &["result"],
+    "Config reloads (reload command, SIGHUP): ok = applied, refused = invalid or not changeable live.",
+);
 const IMPAIR_LINK_UP: Def = Def::gauge(
     "tapmesh_switch_impair_link_up",
     &["node"],
@@ -201,6 +206,7 @@ impl Export for Status {
         MCAST_LIMIT,
         MCAST_REFUSED,
         MCAST_SUPPRESSED,
+        RELOADS,
         IMPAIR_LINK_UP,
         IMPAIR_DROPPED,
         IMPAIR_FRAMES,
@@ -312,6 +318,8 @@ impl Export for Status {
             &["group_query"],
             c.group_queries_deferred,
         );
+        out.counter(&RELOADS, &["ok"], self.reloads.ok);
+        out.counter(&RELOADS, &["refused"], self.reloads.refused);
         for (reason, count) in self.drops.iter() {
             out.counter(&DROPS, &[reason.name()], count);
         }

@@ -18,11 +18,11 @@ use overlay_proto::handshake::Timestamp;
 use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::Header;
 
-use crate::core::{Event, Switch, SwitchConfig};
+use crate::core::{Changes, Event, Switch, SwitchConfig, Unchangeable};
 use crate::impair::LinkImpair;
 use crate::mesh::Mode;
 use crate::snooping::limits::GroupTotal;
-use crate::stats::{DropReason, Drops};
+use crate::stats::{DropReason, Drops, ReloadCounters};
 use crate::status::{NetworkStatus, Status};
 
 /// One network's validated configuration.
@@ -50,7 +50,21 @@ pub struct Networks {
     nets: Vec<Network>,
     /// Drops before any network got the datagram (bad header, unknown id).
     drops: Drops,
+    /// `max-groups-total`'s count, shared by every core (and cores a reload adds).
+    groups: GroupTotal,
+    /// Seeds the cores' random numbers.
+    seed: u64,
+    reloads: ReloadCounters,
+    /// For cores a reload adds (see [`set_timer_slack`](Self::set_timer_slack)).
+    timer_slack: std::time::Duration,
 }
+
+/// What a reload changed, network by network (only networks with changes).
+pub type Reloaded = Vec<(String, Changes)>;
+
+/// Why [`Networks::apply`] refused: for each setting that cannot change
+/// while running, the index of its network in the new config and its key.
+pub type Refused = Vec<(usize, Unchangeable)>;
 
 impl std::fmt::Debug for Networks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,29 +86,94 @@ impl Networks {
         let nets = cfgs
             .into_iter()
             .enumerate()
-            .map(|(i, c)| {
-                let id = c.core.network_id;
-                let seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                let mut core = Switch::new(c.core, now, seed);
-                core.share_group_total(groups.share());
-                for (node, l) in &c.impair {
-                    core.set_impair(node, l);
-                }
-                if c.mode == Mode::Mesh {
-                    core.enable_mesh();
-                }
-                Network {
-                    name: c.name,
-                    id,
-                    mode: c.mode,
-                    core,
-                }
-            })
+            .map(|(i, c)| network(c, now, seed, i, &groups))
             .collect();
         Networks {
             nets,
             drops: Drops::default(),
+            groups,
+            seed,
+            reloads: ReloadCounters::default(),
+            timer_slack: std::time::Duration::ZERO,
         }
+    }
+
+    /// Apply a reloaded configuration: networks matched by name keep their
+    /// cores ([`Switch::apply_config`]), new ones get a core, and ones no
+    /// longer configured are dropped with their sessions. All or nothing: if
+    /// a network's id, mode, secret or the switch's key changed, nothing is
+    /// applied and every such setting is named.
+    pub fn apply(&mut self, now: Instant, cfgs: Vec<NetworkConfig>) -> Result<Reloaded, Refused> {
+        let mut refused = Refused::new();
+        for (k, c) in cfgs.iter().enumerate() {
+            let Some(n) = self.nets.iter().find(|n| n.name == c.name) else {
+                continue;
+            };
+            if n.mode != c.mode {
+                refused.push((k, Unchangeable("mode")));
+            }
+            if let Err(u) = n.core.check_config(&c.core) {
+                refused.push((k, u));
+            }
+        }
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        let mut out = Reloaded::new();
+        let mut old = std::mem::take(&mut self.nets);
+        let first_new = old.len();
+        for (k, c) in cfgs.into_iter().enumerate() {
+            let name = c.name.clone();
+            let changes = match old.iter().position(|n| n.name == c.name) {
+                Some(i) => {
+                    let mut n = old.swap_remove(i);
+                    // Checked above, so this applies; a refusal would leave
+                    // the core as it was.
+                    let changes = n.core.apply_config(now, c.core).unwrap_or_default();
+                    // Links impaired in the file: from the start, so for
+                    // added nodes; a running node keeps what it has.
+                    for (node, l) in c.impair.iter().filter(|x| changes.added.contains(&x.0)) {
+                        n.core.set_impair(node, l);
+                    }
+                    self.nets.push(n);
+                    changes
+                }
+                None => {
+                    let added = c.core.nodes.iter().map(|n| n.name.clone()).collect();
+                    let seed_index = first_new + k;
+                    let mut n = network(c, now, self.seed, seed_index, &self.groups);
+                    n.core.set_timer_slack(self.timer_slack);
+                    self.nets.push(n);
+                    Changes {
+                        added,
+                        settings: true,
+                        ..Changes::default()
+                    }
+                }
+            };
+            if !changes.is_empty() {
+                out.push((name, changes));
+            }
+        }
+        for mut gone in old {
+            // Its groups no longer count against `max-groups-total`.
+            gone.core.share_group_total(GroupTotal::default());
+            let removed = gone.core.status(now, false).nodes;
+            out.push((
+                gone.name,
+                Changes {
+                    removed: removed.into_iter().map(|n| n.name).collect(),
+                    settings: true,
+                    ..Changes::default()
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Count a reload, applied or refused (for `status` and `/metrics`).
+    pub fn count_reload(&mut self, ok: bool) {
+        self.reloads.count(ok);
     }
 
     /// Process one received UDP datagram: to its network's core, or dropped.
@@ -183,6 +262,7 @@ impl Networks {
     /// Tell every core how late the shell's timers fire (see
     /// [`Switch::set_timer_slack`]).
     pub fn set_timer_slack(&mut self, slack: std::time::Duration) {
+        self.timer_slack = slack;
         for n in &mut self.nets {
             n.core.set_timer_slack(slack);
         }
@@ -238,7 +318,28 @@ impl Networks {
         let mut t = total.expect("Networks::new requires at least one network");
         t.drops += &self.drops;
         t.networks = networks;
+        t.reloads = self.reloads;
         t
+    }
+}
+
+/// One network's core, mesh mode on if configured, counting its groups in `groups`.
+fn network(c: NetworkConfig, now: Instant, seed: u64, i: usize, groups: &GroupTotal) -> Network {
+    let id = c.core.network_id;
+    let seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut core = Switch::new(c.core, now, seed);
+    core.share_group_total(groups.share());
+    for (node, l) in &c.impair {
+        core.set_impair(node, l);
+    }
+    if c.mode == Mode::Mesh {
+        core.enable_mesh();
+    }
+    Network {
+        name: c.name,
+        id,
+        mode: c.mode,
+        core,
     }
 }
 

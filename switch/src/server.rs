@@ -2,12 +2,15 @@
 //! one task owns the cores and the UDP socket; it drains the socket in bounded
 //! batches, runs timers, sends what the cores queued, and answers admin
 //! requests relayed from the admin task and snapshot requests from the metrics
-//! exporter (one per scrape).
+//! exporter (one per scrape). `reload` over the admin socket and SIGHUP
+//! re-read the config file and apply it (see [`crate::reload`]).
 use std::future::Future;
 use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tapmesh_shell::admin::{self, AdminRequest};
+use tapmesh_shell::config::ConfigError;
 use tapmesh_shell::metrics::Exporter;
 use tapmesh_shell::udp::{RecvBuffers, UdpLink};
 use tokio::net::UnixListener;
@@ -34,18 +37,23 @@ fn wall_timestamp() -> overlay_proto::handshake::Timestamp {
     overlay_proto::handshake::Timestamp::from_unix(t.as_secs(), t.subsec_nanos())
 }
 
-/// Run the switch until `shutdown` completes.
+/// Run the switch until `shutdown` completes. `cfg` was read from
+/// `config_path`, which `reload` and SIGHUP read again.
 pub async fn run(
     cfg: Config,
+    config_path: PathBuf,
     socket: UdpLink,
     admin: Option<UnixListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let seed = rand::random();
     let mut metrics = Exporter::<Status>::start(cfg.metrics_listen, "tapmesh-switch")?;
-    let mut core = Networks::new(cfg.networks, Instant::now(), seed);
+    let mut running = cfg;
+    let networks = std::mem::take(&mut running.networks);
+    let mut core = Networks::new(networks, Instant::now(), seed);
     core.set_timer_slack(TIMER_SLACK);
-    let state_file = cfg.state_file;
+    let state_file = running.state_file.clone();
+    let mut hangup = tapmesh_shell::reload::hangups()?;
     let known = state::load(&state_file);
     if !known.is_empty() {
         let n = core.announce_restart(wall_timestamp(), &known);
@@ -89,6 +97,7 @@ pub async fn run(
                 let reply = match req.line.as_str() {
                     "status" => serde_json::to_string(&core.status(Instant::now(), false)),
                     "status macs" => serde_json::to_string(&core.status(Instant::now(), true)),
+                    "reload" => Ok(reload(&config_path, &mut running, &mut core, &mut metrics)),
                     l if l.starts_with("impair ") || l.starts_with("link ") => {
                         let reply = core.impair_request(l);
                         tracing::info!(request = %l, "link impairment request");
@@ -99,6 +108,9 @@ pub async fn run(
                 let _ = req.reply.send(reply.unwrap_or_default());
             }
             req = metrics.request() => req.answer(core.status(Instant::now(), false)),
+            Some(()) = hangup.recv() => {
+                reload(&config_path, &mut running, &mut core, &mut metrics);
+            }
         }
         let now = Instant::now();
         core.handle_timeout(now);
@@ -137,4 +149,44 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Re-read the config and apply it; logs one line either way and returns
+/// the admin reply: `{"ok":"SUMMARY"}` or `{"error":"ONE-LINE ERROR"}`.
+fn reload(
+    path: &Path,
+    running: &mut Config,
+    core: &mut Networks,
+    metrics: &mut Exporter<Status>,
+) -> String {
+    let r = Config::load(path).and_then(|new| {
+        let (from, to) = (running.metrics_listen, new.metrics_listen);
+        let moved = from != to;
+        if moved && let Err(e) = metrics.move_to(from, to, "tapmesh-switch") {
+            let problem = format!("{e}; nothing was changed");
+            return Err(ConfigError::new(path, "metrics-listen", problem));
+        }
+        let r = crate::reload::apply(path, running, new, core, Instant::now());
+        match &r {
+            Err(_) if moved => {
+                // Refused: serve where the running config says.
+                let _ = metrics.move_to(to, from, "tapmesh-switch");
+            }
+            Ok(_) if moved => tracing::info!(from = ?from, to = ?to, "metrics-listen moved"),
+            _ => {}
+        }
+        r
+    });
+    core.count_reload(r.is_ok());
+    let r = r
+        .map(|changes| {
+            let summary = crate::reload::summary(&changes);
+            tracing::info!("config reloaded: {summary}");
+            summary
+        })
+        .map_err(|e| {
+            tracing::warn!("config reload refused, the running config stays: {e}");
+            e.to_string()
+        });
+    tapmesh_shell::reload::reply(&r)
 }

@@ -284,6 +284,8 @@ pub struct SessionCounters {
     pub keepalives: u64,
 }
 
+pub use tapmesh_shell::reload::ReloadCounters;
+
 /// Per-node traffic counters.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct NodeCounters {

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::impair::ImpairStatus;
-use crate::stats::{Drops, Forwarded, MacCounters, NodeCounters, SessionCounters, SnoopCounters};
+use crate::stats::{
+    Drops, Forwarded, MacCounters, NodeCounters, ReloadCounters, SessionCounters, SnoopCounters,
+};
 use crate::vlan::Vid;
 
 /// The whole switch.
@@ -27,6 +29,8 @@ pub struct Status {
     pub multicast: MulticastStatus,
     /// The networks this switch hosts (isolated from each other).
     pub networks: Vec<NetworkStatus>,
+    /// Config reloads applied and refused.
+    pub reloads: ReloadCounters,
     /// The MAC table itself, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub macs: Option<Vec<MacStatus>>,

@@ -88,6 +88,16 @@ impl StormControl {
         }
     }
 
+    /// New limits (a reload), and buckets for `nodes` nodes (never fewer
+    /// than now). Buckets keep their state: a node that was over a limit
+    /// stays over it until the new rate lets it through.
+    pub fn reconfigure(&mut self, cfg: StormConfig, nodes: usize) {
+        self.cfg = cfg;
+        if nodes > self.buckets.len() {
+            self.buckets.resize(nodes, [Bucket::default(); 3]);
+        }
+    }
+
     /// Is any limit configured?
     pub fn is_enabled(&self) -> bool {
         self.cfg.broadcast.is_some()

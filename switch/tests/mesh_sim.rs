@@ -59,7 +59,17 @@ fn mesh_switch(
     members: &[(usize, &StaticSecret, PortVlan)],
     now: Instant,
 ) -> Switch {
-    let cfg = SwitchConfig {
+    let mut switch = Switch::new(mesh_config(switch_key, members), now, 1);
+    switch.enable_mesh();
+    switch
+}
+
+/// The config of a mesh switch admitting `members` (`h{i+1}` on its port).
+fn mesh_config(
+    switch_key: &StaticSecret,
+    members: &[(usize, &StaticSecret, PortVlan)],
+) -> SwitchConfig {
+    SwitchConfig {
         mac_limit_per_node: 16,
         mac_table_limit: 1000,
         ..SwitchConfig::new(
@@ -72,10 +82,7 @@ fn mesh_switch(
                 })
                 .collect(),
         )
-    };
-    let mut switch = Switch::new(cfg, now, 1);
-    switch.enable_mesh();
-    switch
+    }
 }
 
 impl Net {
@@ -734,6 +741,61 @@ fn vlans_hold_on_direct_and_relayed_paths_with_tags_as_each_port_needs() {
         1,
         "only the trunk's VLAN 10 frame for h3's MAC was relayed"
     );
+}
+
+/// Reload the switch with its config as built, adjusted by `adjust`.
+fn reload(n: &mut Net, adjust: impl FnOnce(&mut SwitchConfig)) -> tapmesh_switch::core::Changes {
+    let members: Vec<(usize, &StaticSecret, PortVlan)> = n
+        .keys
+        .iter()
+        .zip(&n.vlans)
+        .enumerate()
+        .map(|(i, (k, v))| (i, k, v.clone()))
+        .collect();
+    let mut cfg = mesh_config(&n.switch_key, &members);
+    adjust(&mut cfg);
+    let now = n.now;
+    let changes = n.switch.as_mut().unwrap().apply_config(now, cfg).unwrap();
+    n.advance(Duration::from_millis(10));
+    changes
+}
+
+#[test]
+fn reload_removal_reaches_every_peer_at_once() {
+    let mut n = Net::new(4);
+    assert_eq!(n.path(0, 3), Some(Path::Direct));
+    let handshakes: Vec<_> = (0..3)
+        .map(|i| n.nodes[i].counters().handshakes_completed)
+        .collect();
+    let changes = reload(&mut n, |c| {
+        c.nodes.pop();
+    });
+    assert_eq!(changes.removed, ["h4"]);
+    // peer-gone went out with the reload: no peer knows h4 any more.
+    for i in 0..3 {
+        assert_eq!(n.path(i, 3), None, "h{} still has h4", i + 1);
+        assert_eq!(n.path(i, (i + 1) % 3), Some(Path::Direct));
+    }
+    n.advance(Duration::from_secs(5));
+    for (i, &before) in handshakes.iter().enumerate() {
+        let hs = n.nodes[i].counters().handshakes_completed;
+        assert_eq!(hs, before, "h{} handshook again", i + 1);
+        assert_eq!(n.path(i, 3), None);
+    }
+}
+
+#[test]
+fn reload_moves_a_mesh_node_between_vlans() {
+    let mut n = Net::with_vlans(vec![access(10), access(10), access(20)]);
+    assert_eq!(n.path(0, 1), Some(Path::Direct));
+    assert_eq!(n.path(2, 1), None);
+    let changes = reload(&mut n, |c| c.nodes[1].vlan = access(20));
+    assert_eq!(changes.changed, ["h2"]);
+    n.advance(Duration::from_secs(2));
+    assert_eq!(n.path(0, 1), None, "h1 still vouched h2");
+    assert_eq!(n.path(1, 0), None, "h2 still has h1");
+    assert_eq!(n.path(1, 2), Some(Path::Direct));
+    assert_eq!(n.path(2, 1), Some(Path::Direct));
 }
 
 fn access(v: u16) -> PortVlan {

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use overlay_proto::keys::{Psk, StaticSecret};
+use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_node::core::{LinkState, Node, NodeConfig, TapWrite};
 use tapmesh_switch::NodeId;
@@ -28,6 +28,8 @@ struct Sim {
     tap: Vec<Vec<Vec<u8>>>,
     /// Nodes cut off the network: their datagrams (both ways) are lost.
     cut: Vec<bool>,
+    /// Every node's public key (admitted and extra).
+    keys: Vec<PublicKey>,
 }
 
 fn mac(n: u8) -> [u8; 6] {
@@ -119,6 +121,7 @@ impl Sim {
             wire: VecDeque::new(),
             tap: vec![Vec::new(); n + extra],
             cut: vec![false; n + extra],
+            keys: keys.iter().map(StaticSecret::public_key).collect(),
         };
         sim.advance(Duration::from_millis(100));
         sim
@@ -825,6 +828,131 @@ fn frames_too_short_for_their_vlan_tag_are_runts() {
     f.extend_from_slice(&[0x07, 0x08, 0x00]);
     s.send(0, &f);
     assert_eq!(s.tap[1].len(), 1);
+}
+
+/// Live reload: h1 and h2 exchange frames every 50 ms across a reload that
+/// removes h3 and admits h4 (an extra node until then).
+#[test]
+fn reload_admits_and_removes_nodes_and_spares_the_others() {
+    let mut s = Sim::new(3, 1);
+    s.send(2, &frame([0xff; 6], mac(3), 1));
+    assert_eq!(s.switch().mac_table().count_for(NodeId(2)), 1);
+    let before = s.switch().status(s.now, false);
+    let mut cfg = s.switch_cfg.clone();
+    cfg.nodes.remove(2);
+    cfg.nodes.push(NodeSpec::new("h4", s.keys[3]));
+    let now = s.now;
+    let changes = s
+        .switch
+        .as_mut()
+        .unwrap()
+        .apply_config(now, cfg.clone())
+        .unwrap();
+    assert_eq!(changes.added, ["h4"]);
+    assert_eq!(changes.removed, ["h3"]);
+    assert!(
+        changes.changed.is_empty() && !changes.settings,
+        "{changes:?}"
+    );
+    // h3 is gone at once: not listed, MACs flushed, its frames dropped.
+    let st = s.switch().status(s.now, false);
+    let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["h1", "h2", "h4"]);
+    assert_eq!(s.switch().lookup_mac(s.now, NO_VLAN, &mac(3)), None);
+    s.clear();
+    s.send(2, &frame([0xff; 6], mac(3), 2));
+    assert_eq!(s.received(0, 2) + s.received(1, 2), 0, "h3 still forwarded");
+    assert!(s.switch().drops().get(DropReason::UnknownSession) >= 1);
+    // h1 and h2 lose nothing and do not handshake again; h4 connects (its
+    // next handshake attempt is answered) and gets broadcasts.
+    exchange_without_loss(&mut s, 200);
+    let after = s.switch().status(s.now, false);
+    for name in ["h1", "h2"] {
+        let hs = |st: &tapmesh_switch::status::Status| {
+            st.nodes
+                .iter()
+                .find(|n| n.name == name)
+                .unwrap()
+                .counters
+                .handshakes
+        };
+        assert_eq!(hs(&before), hs(&after), "{name} handshook again");
+    }
+    assert!(
+        s.switch().is_connected(NodeId(2)),
+        "h4 took h3's slot and connected"
+    );
+    assert_eq!(s.nodes[3].link_state(), LinkState::Established);
+    s.send(0, &frame([0xff; 6], mac(1), 3));
+    assert_eq!((s.received(3, 3), s.received(2, 3)), (1, 0));
+    // h3 is admitted again: a new slot, and it may handshake again.
+    cfg.nodes.push(NodeSpec::new("h3", s.keys[2]));
+    let now = s.now;
+    let changes = s.switch.as_mut().unwrap().apply_config(now, cfg).unwrap();
+    assert_eq!(changes.added, ["h3"]);
+    s.advance(Duration::from_secs(30));
+    assert!(s.switch().is_connected(NodeId(3)));
+}
+
+#[test]
+fn reload_moves_a_node_to_another_vlan_and_applies_limits() {
+    let access = |v| PortVlan::Member {
+        native: Some(v),
+        tagged: vec![],
+    };
+    let mut s = Sim::with_switch(3, |c| {
+        for (n, v) in c.nodes.iter_mut().zip([10, 10, 20]) {
+            n.vlan = access(v);
+        }
+    });
+    s.send(1, &frame([0xff; 6], mac(2), 1));
+    assert_eq!(s.received(0, 1), 1);
+    let mut cfg = s.switch_cfg.clone();
+    cfg.nodes[1].vlan = access(20);
+    cfg.mac_limit_per_node = 2;
+    let now = s.now;
+    let changes = s.switch.as_mut().unwrap().apply_config(now, cfg).unwrap();
+    assert_eq!(changes.changed, ["h2"]);
+    assert!(changes.settings);
+    assert_eq!(
+        s.switch().mac_table().count_for(NodeId(1)),
+        0,
+        "h2's VLAN 10 MACs stay"
+    );
+    // h2 is in VLAN 20 now: it hears h3, not h1, and h1 does not hear it.
+    s.send(0, &frame([0xff; 6], mac(1), 2));
+    s.send(2, &frame([0xff; 6], mac(3), 3));
+    s.send(1, &frame([0xff; 6], mac(2), 4));
+    assert_eq!((s.received(1, 2), s.received(1, 3)), (0, 1));
+    assert_eq!((s.received(0, 4), s.received(2, 4)), (0, 1));
+    // The lowered MAC limit holds for what is learned now.
+    for m in 10..14 {
+        s.send(2, &frame([0xff; 6], mac(m), 5));
+    }
+    assert_eq!(s.switch().mac_table().count_for(NodeId(2)), 2);
+}
+
+#[test]
+fn reload_refuses_a_new_secret_or_key_and_changes_nothing() {
+    let mut s = Sim::new(2, 1);
+    let mut cfg = s.switch_cfg.clone();
+    cfg.nodes.remove(1);
+    cfg.psk = Psk::from_base64("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=").unwrap();
+    let now = s.now;
+    let sw = s.switch.as_mut().unwrap();
+    assert_eq!(
+        sw.apply_config(now, cfg.clone()).unwrap_err(),
+        tapmesh_switch::core::Unchangeable("network-secret-file")
+    );
+    cfg.psk = Psk::default();
+    cfg.private_key = StaticSecret::generate(&mut rand::rng());
+    assert_eq!(
+        sw.apply_config(now, cfg).unwrap_err(),
+        tapmesh_switch::core::Unchangeable("private-key-file")
+    );
+    // Both nodes are still there, connected.
+    assert_eq!(s.switch().status(s.now, false).nodes.len(), 2);
+    exchange_without_loss(&mut s, 20);
 }
 
 fn impair(s: &mut Sim, node: &str, line: &str) {

@@ -95,6 +95,13 @@ impl Budget {
         Ok(())
     }
 
+    /// Room for `nodes` nodes (never fewer than now).
+    pub(super) fn grow(&mut self, nodes: usize) {
+        if nodes > self.per_node.len() {
+            self.per_node.resize(nodes, 0);
+        }
+    }
+
     /// A membership of `node` began (`new_group`: and with it a group).
     pub(super) fn joined(&mut self, node: NodeId, new_group: bool) {
         if let Some(n) = self.per_node.get_mut(node.0 as usize) {
@@ -109,6 +116,13 @@ impl Budget {
     pub(super) fn left(&mut self, node: NodeId) {
         if let Some(n) = self.per_node.get_mut(node.0 as usize) {
             *n = n.saturating_sub(1);
+        }
+    }
+
+    /// `node` has no memberships any more.
+    pub(super) fn forget(&mut self, node: NodeId) {
+        if let Some(n) = self.per_node.get_mut(node.0 as usize) {
+            *n = 0;
         }
     }
 

@@ -340,6 +340,58 @@ impl Snooping {
         }
     }
 
+    /// New settings (a reload): `fast_leave` for every node (never fewer
+    /// than now), the VLANs the nodes are members of. The group table and
+    /// router ports are kept, unless snooping is now off; queriers are kept
+    /// for VLANs that remain, and a VLAN new to the switch gets its startup
+    /// query at once.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        cfg: SnoopConfig,
+        fast_leave: Vec<bool>,
+        vlans: &[Vid],
+    ) {
+        let nodes = fast_leave.len().max(self.fast_leave.len());
+        self.fast_leave = fast_leave;
+        self.fast_leave.resize(nodes, false);
+        self.budget.grow(nodes);
+        if self.leave_buckets.len() < nodes {
+            self.leave_buckets.resize(nodes, Bucket::default());
+        }
+        if !cfg.enabled {
+            self.budget.groups_removed(self.groups.len());
+            self.groups.clear();
+            self.routers.clear();
+            for n in 0..nodes {
+                self.budget.forget(NodeId(n as u32));
+            }
+        }
+        if cfg.enabled && cfg.querier {
+            let mut queriers = Vec::with_capacity(vlans.len() * 2);
+            for &vid in vlans {
+                for family in [Family::V4, Family::V6] {
+                    let kept = self
+                        .queriers
+                        .iter()
+                        .find(|q| q.vid == vid && q.family == family);
+                    queriers.push(kept.cloned().unwrap_or(Querier {
+                        vid,
+                        family,
+                        other: None,
+                        next_query: now,
+                        startup_left: 1,
+                    }));
+                }
+            }
+            self.queriers = queriers;
+        } else {
+            self.queriers.clear();
+        }
+        self.routers.retain(|r| vlans.contains(&r.vid));
+        self.cfg = cfg;
+    }
+
     /// Count this network's groups against `total` (shared by every network
     /// of the switch, for `max-groups-total`).
     pub fn share_group_total(&mut self, total: GroupTotal) {
