@@ -2,7 +2,7 @@
 //! the real binaries: nodes added and removed on a running switch (central
 //! and mesh), a VLAN changed, broken and unchangeable configs refused, a TCP
 //! transfer across a reload, and a node's VM ports and forwards changed
-//! without touching its TAP or session.
+//! without touching its TAP or session, and the log level changed live.
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -469,5 +469,72 @@ fn node_reload_moves_its_metrics_listener() {
         scrape(&topo, old).err(),
         scrape(&topo, new).map(|r| r.status)
     );
+    topo.assert_all_running();
+}
+
+/// Whether `log` has a line at `level` (`INFO`, `DEBUG`, as the daemons
+/// write them).
+fn has_level(log: &str, level: &str) -> bool {
+    log.lines().any(|l| l.contains(&format!(" {level} ")))
+}
+
+#[test]
+fn node_reload_changes_its_log_level_live() {
+    let mut topo = Topology::central(2);
+    // A port the node connects to, with no VM listening: it logs a debug
+    // line at every attempt, once a second.
+    topo.set_node_vm_ports(1, &["stream-connect"], true);
+    topo.set_node_config_extra(1, "log-level = \"warn\"\n");
+    topo.start_all(UP);
+    let path = topo.dir().join("h1.1.log");
+    let log = || std::fs::read_to_string(&path).unwrap_or_default();
+    // Several connect attempts, none logged: the file's level holds.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = log();
+    assert!(
+        !has_level(&before, "DEBUG") && !has_level(&before, "INFO"),
+        "logged below warn at log-level warn:\n{before}"
+    );
+    topo.set_node_config_extra(1, "log-level = \"debug\"\n");
+    let r = reload::node(&mut topo, 1);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "reloaded: log-level debug", "{r:?}");
+    let debug = wait_until(Duration::from_secs(10), || {
+        log().contains("cannot connect to the VM yet")
+    });
+    assert!(debug, "no debug line after the reload:\n{}", log());
+    assert_eq!(counts(&topo.node_status(1)), (1, 0));
+    topo.assert_all_running();
+}
+
+#[test]
+fn switch_reload_changes_its_log_level_live() {
+    let mut topo = Topology::central(2);
+    topo.set_switch_config_extra("log-level = \"warn\"\n");
+    topo.start_all(UP);
+    let path = topo.dir().join("switch.1.log");
+    let log = || std::fs::read_to_string(&path).unwrap_or_default();
+    // The nodes connected, which the switch logs at info: not at warn.
+    let before = log();
+    assert!(
+        !has_level(&before, "INFO"),
+        "logged below warn at log-level warn:\n{before}"
+    );
+    topo.set_switch_config_extra("log-level = \"info\"\n");
+    let r = reload::switch(&mut topo);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.trim(), "reloaded: log-level info", "{r:?}");
+    // The reload's own summary line is at info: it shows the new level.
+    let after = log();
+    assert!(
+        after.contains(" INFO ") && after.contains("config reloaded: log-level info"),
+        "log:\n{after}"
+    );
+    assert_eq!(counts(&topo.switch_status()), (1, 0));
+    // A bad filter is refused with the one-line error naming the key.
+    topo.set_switch_config_extra("log-level = \"info,tapmesh_switch=loud\"\n");
+    let r = reload::switch(&mut topo);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains(": log-level: "), "{r:?}");
     topo.assert_all_running();
 }

@@ -27,6 +27,7 @@ struct File {
     underlay_mtu: u32,
     admin_socket: Option<PathBuf>,
     metrics_listen: Option<String>,
+    log_level: Option<String>,
     rekey_after_secs: Option<u64>,
     vouch_lifetime_secs: Option<u64>,
     tap: Option<TapFile>,
@@ -203,6 +204,8 @@ pub struct Config {
     pub admin_socket: PathBuf,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The log filter (`log-level`), if set; see `tapmesh_shell::log_level`.
+    pub log_level: Option<String>,
     /// The TAP, if the node has one.
     pub tap: Option<TapConfig>,
     /// Sockets VMs connect to.
@@ -284,6 +287,10 @@ impl Config {
         }
         let metrics_listen = tapmesh_shell::config::parse_listen(f.metrics_listen.as_deref())
             .map_err(|p| err("metrics-listen", p))?;
+        let log_level = f.log_level;
+        if let Some(l) = &log_level {
+            tapmesh_shell::log_level::check(l).map_err(|p| err("log-level", p))?;
+        }
         let max_rekey = REKEY_AFTER_TIME.as_secs();
         let rekey_after = match f.rekey_after_secs {
             None => REKEY_AFTER_TIME,
@@ -325,6 +332,7 @@ impl Config {
             name: f.name,
             admin_socket,
             metrics_listen,
+            log_level,
             core: NodeConfig {
                 private_key,
                 switch_key,
@@ -605,6 +613,17 @@ mod tests {
                 .metrics_listen,
             Some("127.0.0.1:9102".parse().unwrap())
         );
+        assert_eq!(load_top("").unwrap().log_level, None);
+        assert_eq!(
+            load_top("log-level = \"warn,tapmesh_node=debug\"")
+                .unwrap()
+                .log_level
+                .as_deref(),
+            Some("warn,tapmesh_node=debug")
+        );
+        let e = load_top("log-level = \"tapmesh_node=loud\"").unwrap_err();
+        assert_eq!(e.key, "log-level", "{e}");
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 
     #[test]

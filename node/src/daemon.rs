@@ -479,6 +479,10 @@ fn reload(
         }
         running.metrics_listen = listen;
     }
+    if let Some(level) = &plan.log_level {
+        tapmesh_shell::log_level::apply(level.as_deref());
+        running.log_level = level.clone();
+    }
     for &i in plan.vm_removed.iter().rev() {
         let p = locals.vm_ports.remove(i);
         Locals::close(ports, p);

@@ -14,7 +14,8 @@ use tapmesh_shell::{EXIT_CONFIG, admin, init_logging, load_config, shutdown_sign
     about = "tapmesh node: a TAP device on the virtual LAN"
 )]
 struct Cli {
-    /// Log level or filter (overrides RUST_LOG), e.g. `info`, `debug`.
+    /// Log level or filter, e.g. `info`, `debug`; overrides the config's
+    /// `log-level` (also on reload) and RUST_LOG.
     #[arg(long, global = true)]
     log_level: Option<String>,
     #[command(subcommand)]
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_logging(cli.log_level.as_deref());
+            init_logging(cli.log_level.as_deref(), cfg.log_level.as_deref());
             match run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

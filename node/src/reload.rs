@@ -2,8 +2,9 @@
 //! node applies, without recreating its TAP or touching its session.
 //!
 //! Live: `[[vm-port]]`s and `[[host]]`s (with their forwards) added or
-//! removed, and `metrics-listen` (the exporter moves; an address it cannot
-//! bind refuses the reload). A port or host is matched by its whole entry, so a changed one
+//! removed, `metrics-listen` (the exporter moves; an address it cannot
+//! bind refuses the reload) and `log-level` (unless `--log-level` was given;
+//! see `tapmesh_shell::log_level`). A port or host is matched by its whole entry, so a changed one
 //! is removed and added again: a VM on a changed port reconnects, and a
 //! changed host's open forwarded connections end. Everything else is bound to
 //! the TAP, the session or a socket the node holds, and is refused by key
@@ -32,6 +33,8 @@ pub struct Plan {
     pub hosts_removed: Vec<usize>,
     /// The new `metrics-listen`, if it changed (`Some(None)`: stop serving).
     pub metrics_listen: Option<Option<std::net::SocketAddr>>,
+    /// The new `log-level`, if it changed (`Some(None)`: the key is gone).
+    pub log_level: Option<Option<String>>,
 }
 
 impl Plan {
@@ -70,6 +73,9 @@ impl Plan {
                 Some(a) => format!("metrics-listen {a}"),
                 None => "metrics-listen off".into(),
             });
+        }
+        if let Some(l) = &self.log_level {
+            parts.push(tapmesh_shell::log_level::describe(l.as_deref()));
         }
         if parts.is_empty() {
             "no changes".into()
@@ -131,6 +137,7 @@ pub fn plan(path: &Path, running: &Config, new: &Config) -> Result<Plan, ConfigE
         hosts_removed: removed(&running.hosts, &new.hosts),
         metrics_listen: (running.metrics_listen != new.metrics_listen)
             .then_some(new.metrics_listen),
+        log_level: (running.log_level != new.log_level).then(|| new.log_level.clone()),
     })
 }
 
@@ -198,6 +205,11 @@ mod tests {
         // Same file: nothing to do.
         let (_, same) = config(&format!("{VM1}{VM2}"));
         assert_eq!(plan_of(&p, &old, same).summary(&old), "no changes");
+        // Only the log level: applied, not refused.
+        let (_, louder) = config(&format!("log-level = \"debug\"\n{VM1}{VM2}"));
+        let plan = plan_of(&p, &old, louder);
+        assert_eq!(plan.log_level, Some(Some("debug".into())));
+        assert_eq!(plan.summary(&old), "log-level debug");
     }
 
     fn plan_of(p: &Path, old: &Config, new: Result<Config, ConfigError>) -> Plan {

@@ -7,17 +7,19 @@
 //! - [`admin`]: the local admin socket (bind with safe permissions, request).
 //! - [`config`]: config-file errors naming file, key and problem; key files.
 //! - [`dumpable`]: no core dumps or same-user ptrace of the daemons (keys).
+//! - [`log_level`]: logging to stderr, its filter changed by `reload`.
 //! - [`metrics`]: the Prometheus exporter (`metrics-listen`): `/metrics`, `/healthz`.
 //! - [`reload`]: the `reload` command, its reply, SIGHUP, the reload counters.
 //! - [`udp`]: the underlay socket with batched I/O (UDP GSO, recvmmsg, GRO).
 //! - [`unix_path`]: binding unix sockets at a path (stale sockets, permissions).
 //! - [`testing`]: checks of the shared command-line contract, for `tests/cli.rs`.
-//! - this file: `--version`, logging, key commands, shutdown signal.
+//! - this file: `--version`, key commands, shutdown signal.
 //! - `build.rs`: the git commit for `--version`.
 
 pub mod admin;
 pub mod config;
 pub mod dumpable;
+pub mod log_level;
 pub mod metrics;
 pub mod reload;
 pub mod testing;
@@ -98,19 +100,7 @@ pub fn pubkey(program: &str) -> ExitCode {
     }
 }
 
-/// Log to stderr; `level` (from `--log-level`) overrides `RUST_LOG`; default `info`.
-pub fn init_logging(level: Option<&str>) {
-    let filter = match level {
-        Some(l) => tracing_subscriber::EnvFilter::new(l),
-        None => tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
+pub use log_level::init as init_logging;
 
 /// Completes on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {

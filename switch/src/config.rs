@@ -43,6 +43,7 @@ struct File {
     #[serde(default = "defaults::cookie_replies_per_sec")]
     cookie_replies_per_sec: u32,
     metrics_listen: Option<String>,
+    log_level: Option<String>,
     #[serde(default)]
     mode: crate::mesh::Mode,
     #[serde(default)]
@@ -245,6 +246,8 @@ pub struct Config {
     pub state_file: PathBuf,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The log filter (`log-level`), if set; see `tapmesh_shell::log_level`.
+    pub log_level: Option<String>,
     /// The networks, each with its core's configuration: the top-level
     /// nodes (network `default`, id 0) unless only `[[network]]`s are given,
     /// then each `[[network]]`.
@@ -271,6 +274,10 @@ impl Config {
             .map_err(|p| err("network-secret-file", p))?;
         let metrics_listen = tapmesh_shell::config::parse_listen(f.metrics_listen.as_deref())
             .map_err(|p| err("metrics-listen", p))?;
+        let log_level = f.log_level;
+        if let Some(l) = &log_level {
+            tapmesh_shell::log_level::check(l).map_err(|p| err("log-level", p))?;
+        }
         for (key, v) in [
             ("mac-aging-secs", f.mac_aging_secs),
             ("node-timeout-secs", f.node_timeout_secs),
@@ -426,6 +433,7 @@ impl Config {
             admin_socket: f.admin_socket,
             state_file: f.state_file,
             metrics_listen,
+            log_level,
             networks,
         })
     }
@@ -732,6 +740,11 @@ mod tests {
         assert_eq!(c.metrics_listen, None);
         let c = setup("metrics-listen = \"127.0.0.1:9101\"").unwrap();
         assert_eq!(c.metrics_listen, Some("127.0.0.1:9101".parse().unwrap()));
+        assert_eq!(c.log_level, None);
+        let c = setup("log-level = \"debug\"").unwrap();
+        assert_eq!(c.log_level.as_deref(), Some("debug"));
+        let e = setup("log-level = \"info,tapmesh_switch=noisy\"").unwrap_err();
+        assert_eq!(e.key, "log-level", "{e}");
         assert_eq!(c.networks[0].core.handshake_guard.load_threshold, 200);
         let c = setup("handshake-load-threshold = 5\ncookie-replies-per-sec = 7").unwrap();
         assert_eq!(c.networks[0].core.handshake_guard.load_threshold, 5);

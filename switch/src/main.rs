@@ -13,7 +13,8 @@ use tapmesh_switch::{config::Config, server};
     version = tapmesh_shell::VERSION,
     about = "tapmesh central switch")]
 struct Cli {
-    /// Log level or filter (overrides RUST_LOG), e.g. `info`, `debug`.
+    /// Log level or filter, e.g. `info`, `debug`; overrides the config's
+    /// `log-level` (also on reload) and RUST_LOG.
     #[arg(long, global = true)]
     log_level: Option<String>,
     #[command(subcommand)]
@@ -149,7 +150,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_logging(cli.log_level.as_deref());
+            init_logging(cli.log_level.as_deref(), cfg.log_level.as_deref());
             match run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

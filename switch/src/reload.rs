@@ -18,7 +18,8 @@
 //!   mesh nodes hold direct sessions the switch cannot take back.
 //!
 //! Networks may be added (a new core) or removed (its sessions end).
-//! `metrics-listen` may change: the shell moves the exporter first (its
+//! `log-level` may change (unless `--log-level` was given; see
+//! `tapmesh_shell::log_level`). `metrics-listen` may change: the shell moves the exporter first (its
 //! bind can fail, which refuses the reload) and back if the rest is refused.
 use std::path::Path;
 use std::time::Instant;
@@ -89,12 +90,16 @@ fn key_prefix(cfg: &Config, k: usize) -> String {
     }
 }
 
-/// One line for the log and the `reload` command: what changed, by network.
-pub fn summary(r: &Reloaded) -> String {
-    if r.is_empty() {
+/// One line for the log and the `reload` command: what changed, by network,
+/// and the new `log-level` if it changed (`Some(None)`: the key is gone).
+pub fn summary(r: &Reloaded, log_level: Option<Option<&str>>) -> String {
+    let mut parts = Vec::new();
+    if let Some(l) = log_level {
+        parts.push(tapmesh_shell::log_level::describe(l));
+    }
+    if r.is_empty() && parts.is_empty() {
         return "no changes".into();
     }
-    let mut parts = Vec::new();
     for (net, c) in r {
         let mut p = Vec::new();
         for (what, names) in [

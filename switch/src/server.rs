@@ -166,6 +166,7 @@ fn reload(
             let problem = format!("{e}; nothing was changed");
             return Err(ConfigError::new(path, "metrics-listen", problem));
         }
+        let level = (running.log_level != new.log_level).then(|| new.log_level.clone());
         let r = crate::reload::apply(path, running, new, core, Instant::now());
         match &r {
             Err(_) if moved => {
@@ -175,12 +176,15 @@ fn reload(
             Ok(_) if moved => tracing::info!(from = ?from, to = ?to, "metrics-listen moved"),
             _ => {}
         }
-        r
+        r.map(|changes| (changes, level))
     });
     core.count_reload(r.is_ok());
     let r = r
-        .map(|changes| {
-            let summary = crate::reload::summary(&changes);
+        .map(|(changes, level)| {
+            if let Some(l) = &level {
+                tapmesh_shell::log_level::apply(l.as_deref());
+            }
+            let summary = crate::reload::summary(&changes, level.as_ref().map(Option::as_deref));
             tracing::info!("config reloaded: {summary}");
             summary
         })
