@@ -57,13 +57,30 @@ type Map = DashMap<MacKey, MacEntry, foldhash::fast::RandomState>;
 
 /// The MAC table, with aging and limits.
 #[derive(Debug)]
-#[cfg_attr(fuzzing, derive(Clone))]
 pub struct MacTable {
     map: Arc<Map>,
     per_node: Vec<usize>,
     aging: Duration,
     per_node_limit: usize,
     table_limit: usize,
+}
+
+/// Fuzz targets clone a switch with live state for every input. A derived
+/// `Clone` would share the map behind the `Arc` between the clones while each
+/// kept its own `per_node` counts, so one input's entries would leak into
+/// the next and the counts would no longer match the map: the clone copies
+/// the map itself.
+#[cfg(fuzzing)]
+impl Clone for MacTable {
+    fn clone(&self) -> Self {
+        MacTable {
+            map: Arc::new((*self.map).clone()),
+            per_node: self.per_node.clone(),
+            aging: self.aging,
+            per_node_limit: self.per_node_limit,
+            table_limit: self.table_limit,
+        }
+    }
 }
 
 impl MacTable {
