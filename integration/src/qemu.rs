@@ -3,10 +3,9 @@
 //!
 //! Why not `apt-get install qemu-system-x86`: on the machines these tests
 //! run on it wants to remove packages it cannot put back, and KVM does not
-//! work there (they are VMs themselves), so QEMU runs with TCG
-//! (/work/shared/research/vms-and-prometheus.md). Instead the packages are
-//! fetched with `apt-get download` and unpacked with `dpkg-deb -x` into a
-//! cache under the target directory (`target/qemu-cache/`, or
+//! work there (they are VMs themselves), so QEMU runs with TCG. Instead the
+//! packages are fetched with `apt-get download` and unpacked with
+//! `dpkg-deb -x` into a cache under the target directory (`target/qemu-cache/`, or
 //! `TAPMESH_QEMU_CACHE`), once; later runs reuse it. The initramfs (static
 //! busybox, the virtio-net modules, an `/init` that sets the address given on
 //! the kernel command line and runs a shell on the serial port) is written
