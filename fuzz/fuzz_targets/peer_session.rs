@@ -57,6 +57,7 @@ use overlay_proto::wire::{
 use tapmesh_fuzz::{PeerNet, peer_net, tap::check_write};
 use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, PeerStatus};
 use tapmesh_node::stats::DropReason;
+use tapmesh_switch::snooping::DEFAULT_QUERIER_MAC;
 
 const MTU: usize = 1400;
 /// `mesh.nodes` indices.
@@ -211,6 +212,16 @@ fuzz_target!(|data: &[u8]| {
                     (Origin::H2, H1, _) => matches!(vid, Some(7 | 8)),
                     (Origin::H2, H3, 1 | 2) => vid == Some(8),
                     (Origin::H3, H1, _) | (Origin::H1, H3, _) => matches!(vid, None | Some(8)),
+                    // The switch's own IGMP/MLD queries, sent on its timers
+                    // into every VLAN of the node's port.
+                    (Origin::Nobody, _, _)
+                        if frame.get(6..12) == Some(&DEFAULT_QUERIER_MAC[..]) =>
+                    {
+                        match node {
+                            H1 => matches!(vid, None | Some(7 | 8)),
+                            _ => matches!(vid, None | Some(8)),
+                        }
+                    }
                     _ => false,
                 };
                 assert!(
