@@ -2,11 +2,11 @@
 //! and "a node whose underlay address changes is reachable again within
 //! 10 s"): the real binaries in network namespaces, the switch with
 //! `mode = "mesh"`.
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use integration::status::switch_node;
 use integration::topology::{nat_host_v4, nat_router_wan_v4, overlay_v4, overlay_v6, underlay_v4};
+use integration::traffic::ping_in_background;
 use integration::{Topology, wait_until};
 use serde_json::Value;
 
@@ -35,49 +35,6 @@ fn switch_rx_frames(topo: &Topology, i: usize) -> u64 {
     switch_node(&s, topo.host_name(i))
         .and_then(|n| n["rx_frames"].as_u64())
         .unwrap_or_else(|| panic!("no rx_frames for h{i} in {s}"))
-}
-
-/// `ping -i interval -c count` from host `from` to host `to`, in the background.
-fn ping_bg(topo: &Topology, from: usize, to: usize, interval: &str, count: u32) -> Child {
-    topo.ns(from)
-        .command("ping")
-        .args(["-n", "-q", "-i", interval, "-W", "1", "-c"])
-        .arg(count.to_string())
-        .arg(overlay_v4(to).to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ping")
-}
-
-/// Kills (if still running) and reaps a background ping, also on panic.
-struct PingGuard(Option<Child>);
-
-impl PingGuard {
-    /// (transmitted, received) from ping's summary, after it finished.
-    fn result(mut self) -> (u32, u32) {
-        let child = self.0.take().expect("ping child");
-        let out = child.wait_with_output().expect("ping output");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .find(|l| l.contains("transmitted"))
-            .unwrap_or_else(|| panic!("no ping summary in {text}"));
-        let nums: Vec<u32> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        (nums[0], nums[1])
-    }
-}
-
-impl Drop for PingGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// Acceptance 4: h1 and h2 each behind its own masquerading NAT router, the
@@ -132,7 +89,7 @@ fn two_nodes_behind_separate_nats_go_direct() {
     }
 
     let (rx1, rx2) = (switch_rx_frames(&topo, 1), switch_rx_frames(&topo, 2));
-    let (sent, got) = PingGuard(Some(ping_bg(&topo, 1, 2, "0.05", 50))).result();
+    let (sent, got) = ping_in_background(topo.ns(1), overlay_v4(2).into(), "0.05", 50).result();
     assert_eq!(got, sent, "h1 -> h2 pings across the NATs");
     let (d1, d2) = (
         switch_rx_frames(&topo, 1) - rx1,
@@ -166,7 +123,7 @@ fn node_whose_underlay_address_changes_is_reachable_again_within_10s() {
     let new = "198.18.0.31";
 
     // Continuous pings h2 -> h1 at 10/s for 20 s across the change.
-    let bg = PingGuard(Some(ping_bg(&topo, 2, 1, "0.1", 200)));
+    let bg = ping_in_background(topo.ns(2), overlay_v4(1).into(), "0.1", 200);
     assert!(
         wait_until(Duration::from_secs(3), || topo.ping(2, overlay_v4(1))),
         "h2 -> h1 before the change"
