@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
-use crate::core::{NodeSpec, SwitchConfig};
+use crate::fabric::{NodeSpec, SwitchConfig};
 use crate::impair::{ImpairSpec, LinkImpair};
 use crate::networks::NetworkConfig;
 use crate::snooping::{SnoopConfig, link_local_from_mac};
