@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, VmPortConfig};
 use crate::core::Status;
 use crate::core::{Event, Node, TapWrite};
-use crate::local_switch::{Egress, LocalSwitch, PortId, PortKind, UPLINK, plain_frames};
+use crate::local_switch::{Destination, LocalSwitch, PortId, PortKind, UPLINK, plain_frames};
 use crate::stats::DropReason;
 use crate::tap::Tap;
 use crate::userhost::{self, UserHost};
@@ -97,9 +97,9 @@ impl Ports {
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();
         match self.local.handle_frame(now, ingress, frame) {
-            Egress::Port(p) => targets.push(p),
-            Egress::Flood { except } => targets.extend(self.local.flood_ports(except)),
-            Egress::Nowhere => {}
+            Destination::Port(p) => targets.push(p),
+            Destination::Flood { except } => targets.extend(self.local.flood_ports(except)),
+            Destination::Nowhere => {}
         }
         let mut t = Targets::default();
         for &p in &targets {

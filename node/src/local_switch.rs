@@ -98,7 +98,7 @@ struct Entry {
 
 /// Where a frame goes, from [`LocalSwitch::handle_frame`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Egress {
+pub enum Destination {
     /// To this one port.
     Port(PortId),
     /// To every port that is up except the ingress port: iterate with
@@ -226,33 +226,33 @@ impl LocalSwitch {
     /// it goes. `frame` is the plain Ethernet frame (of a super-frame, its
     /// headers: the MACs are the same in every segment). Cheap when the node
     /// has a single local port: everything goes between it and the uplink.
-    pub fn handle_frame(&mut self, now: Instant, ingress: PortId, frame: &[u8]) -> Egress {
+    pub fn handle_frame(&mut self, now: Instant, ingress: PortId, frame: &[u8]) -> Destination {
         // HOT PATH
         let Some(p) = self.ports.get_mut(ingress) else {
-            return Egress::Nowhere;
+            return Destination::Nowhere;
         };
         p.counters.rx_frames += 1;
         let (Some(src), Some(dst)) = (ethernet::src(frame), ethernet::dst(frame)) else {
             self.drops.add(DropReason::Runt);
-            return Egress::Nowhere;
+            return Destination::Nowhere;
         };
         if self.ports.len() == 2 {
             // One local port and the uplink: nothing to learn or choose.
-            return Egress::Port(1 - ingress);
+            return Destination::Port(1 - ingress);
         }
         if src[0] & 1 == 0 {
             self.learn(now, ingress, src);
         }
         if dst[0] & 1 != 0 {
-            return Egress::Flood { except: ingress };
+            return Destination::Flood { except: ingress };
         }
         match self.macs.get(&dst) {
             Some(e) if e.expires > now && e.port == ingress => {
                 self.filtered += 1;
-                Egress::Nowhere
+                Destination::Nowhere
             }
-            Some(e) if e.expires > now && self.ports[e.port].up => Egress::Port(e.port),
-            _ => Egress::Flood { except: ingress },
+            Some(e) if e.expires > now && self.ports[e.port].up => Destination::Port(e.port),
+            _ => Destination::Flood { except: ingress },
         }
     }
 
@@ -455,20 +455,23 @@ mod tests {
         // Unknown destination: flooded to all but the ingress port.
         assert_eq!(
             s.handle_frame(t0, 2, &frame(B, A)),
-            Egress::Flood { except: 2 }
+            Destination::Flood { except: 2 }
         );
         assert_eq!(s.flood_ports(2).collect::<Vec<_>>(), vec![0, 1, 3]);
         // B answers from VM 2 (port 3): A is known on port 2, so only there.
-        assert_eq!(s.handle_frame(t0, 3, &frame(A, B)), Egress::Port(2));
-        assert_eq!(s.handle_frame(t0, 2, &frame(B, A)), Egress::Port(3));
+        assert_eq!(s.handle_frame(t0, 3, &frame(A, B)), Destination::Port(2));
+        assert_eq!(s.handle_frame(t0, 2, &frame(B, A)), Destination::Port(3));
         // A remote MAC learned from the uplink: unicast goes only there.
         assert_eq!(
             s.handle_frame(t0, UPLINK, &frame(BCAST, C)),
-            Egress::Flood { except: 0 }
+            Destination::Flood { except: 0 }
         );
-        assert_eq!(s.handle_frame(t0, 2, &frame(C, A)), Egress::Port(UPLINK));
+        assert_eq!(
+            s.handle_frame(t0, 2, &frame(C, A)),
+            Destination::Port(UPLINK)
+        );
         // Destination behind the ingress port: filtered.
-        assert_eq!(s.handle_frame(t0, 2, &frame(A, A)), Egress::Nowhere);
+        assert_eq!(s.handle_frame(t0, 2, &frame(A, A)), Destination::Nowhere);
         assert_eq!(s.status().filtered, 1);
         assert_eq!(s.status().ports[2].macs, 1);
     }
@@ -478,15 +481,15 @@ mod tests {
         let t0 = Instant::now();
         let mut s = four_ports(t0);
         s.handle_frame(t0, 2, &frame(BCAST, A));
-        assert_eq!(s.handle_frame(t0, 1, &frame(A, B)), Egress::Port(2));
+        assert_eq!(s.handle_frame(t0, 1, &frame(A, B)), Destination::Port(2));
         // A moves to VM 2's port.
         s.handle_frame(t0, 3, &frame(BCAST, A));
-        assert_eq!(s.handle_frame(t0, 1, &frame(A, B)), Egress::Port(3));
+        assert_eq!(s.handle_frame(t0, 1, &frame(A, B)), Destination::Port(3));
         // Aged out: flooded again, and swept from the table.
         let later = t0 + MAC_AGING + Duration::from_secs(1);
         assert_eq!(
             s.handle_frame(later, 1, &frame(A, B)),
-            Egress::Flood { except: 1 }
+            Destination::Flood { except: 1 }
         );
         s.handle_timeout(later);
         assert_eq!(s.status().macs, 1); // only B, just learned
@@ -495,14 +498,14 @@ mod tests {
         s.set_up(3, false);
         assert_eq!(
             s.handle_frame(later, 1, &frame(A, B)),
-            Egress::Flood { except: 1 }
+            Destination::Flood { except: 1 }
         );
         assert_eq!(s.flood_ports(1).collect::<Vec<_>>(), vec![0, 2]);
         assert_eq!(s.status().ports[3].counters.disconnects, 1);
         // Multicast sources are never learned; runts are dropped and counted.
         s.handle_frame(later, 2, &frame(A, [3, 0, 0, 0, 0, 1]));
         assert_eq!(s.status().macs, 1);
-        assert_eq!(s.handle_frame(later, 2, &[0u8; 10]), Egress::Nowhere);
+        assert_eq!(s.handle_frame(later, 2, &[0u8; 10]), Destination::Nowhere);
         assert_eq!(s.drops().get(DropReason::Runt), 1);
     }
 
@@ -523,8 +526,14 @@ mod tests {
         let mut s = LocalSwitch::new(t0, 1400);
         let tap = s.add_port(PortKind::Tap, "tapmesh0", 1400);
         s.set_up(tap, true);
-        assert_eq!(s.handle_frame(t0, tap, &frame(A, B)), Egress::Port(UPLINK));
-        assert_eq!(s.handle_frame(t0, UPLINK, &frame(B, A)), Egress::Port(tap));
+        assert_eq!(
+            s.handle_frame(t0, tap, &frame(A, B)),
+            Destination::Port(UPLINK)
+        );
+        assert_eq!(
+            s.handle_frame(t0, UPLINK, &frame(B, A)),
+            Destination::Port(tap)
+        );
         assert_eq!(s.status().macs, 0);
     }
 
