@@ -29,7 +29,7 @@ use overlay_proto::frag;
 use overlay_proto::handshake_guard::{GuardConfig, HandshakeGuard};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::timers::PENDING_SESSION_TIMEOUT;
-pub use overlay_proto::transmit::Transmit;
+use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::wire::ethernet;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -389,11 +389,6 @@ impl Switch {
     /// ([`vlan::NO_VLAN`] on a VLAN-unaware switch).
     pub fn lookup_mac(&self, now: Instant, vlan: Vid, mac: &ethernet::Mac) -> Option<NodeId> {
         self.macs.lookup(now, vlan, mac)
-    }
-
-    /// The multicast snooper (group table, queriers, counters).
-    pub fn snooping(&self) -> &Snooping {
-        &self.snoop
     }
 
     /// Count this network's multicast groups against `total`, shared by
