@@ -15,7 +15,10 @@
 //! - [`NodeSet`]: node cores behind one endpoint, told apart by session
 //!   index, for a driver with a real socket (the load generator).
 //!
+//! - [`build::network`]: a switch admitting `h1`..`hn` and their nodes.
+//!
 //! A test and development crate: the daemons do not depend on it.
+pub mod build;
 pub mod faults;
 pub mod frames;
 mod net;
