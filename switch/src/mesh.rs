@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS, check_local_addr};
 use overlay_proto::keys::PublicKey;
-use overlay_proto::vlan::{Egress, PortVlan, Vid};
+use overlay_proto::vlan::{EgressForm, PortVlan, Vid};
 use overlay_proto::wire::ethernet::Mac;
 use serde::{Deserialize, Serialize};
 
@@ -342,7 +342,7 @@ fn owned(
         };
         let mut macs: Vec<Mac> = entries
             .iter()
-            .filter(|(_, vid)| viewer.egress(*vid) != Egress::NotMember)
+            .filter(|(_, vid)| viewer.egress(*vid) != EgressForm::NotMember)
             .map(|(mac, _)| *mac)
             .collect();
         macs.dedup();
