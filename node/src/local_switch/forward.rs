@@ -221,6 +221,12 @@ mod tests {
         assert_eq!(fwd, Forward::default());
         assert_eq!(got, vec![(4, frame(B, A, 60))]);
         assert_eq!(s.drops().total(), 0);
+        // A lone VM port (a wire to the uplink) gets nothing while it is down.
+        let mut s = LocalSwitch::new(Instant::now(), 1500, false);
+        let vm = s.add_port(PortKind::Vm, "/run/vm1.sock", 1500);
+        assert_eq!(run(&mut s, UPLINK, &f).1, vec![]);
+        s.set_up(vm, true);
+        assert_eq!(run(&mut s, UPLINK, &f).1, vec![(vm, f)]);
     }
 
     #[test]
