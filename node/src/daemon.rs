@@ -13,7 +13,7 @@ use std::io::ErrorKind;
 use std::time::{Duration, Instant, SystemTime};
 
 use overlay_proto::transmit::TxQueue;
-use overlay_proto::wire::{DATA_HEADER_LEN, TAG_LEN};
+use overlay_proto::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN};
 use tapmesh_shell::admin::{self, AdminRequest};
 use tapmesh_shell::metrics::Exporter;
 use tapmesh_shell::udp::{RecvBuffers, UdpLink};
@@ -126,9 +126,9 @@ pub async fn run<D: FrameDevice>(
         tokio::spawn(admin::serve(l, admin_tx));
     }
     tokio::pin!(shutdown);
-    let mut tap_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + TAG_LEN];
+    let mut tap_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + AEAD_TAG_LEN];
     // Frames from VMs, in local format, with room to seal in place.
-    let mut vm_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + TAG_LEN];
+    let mut vm_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + AEAD_TAG_LEN];
     let mut rx = RecvBuffers::default();
     let mut batch = TxQueue::new(BATCH);
     let mut drop_log = tapmesh_shell::DropLog::new(now, "tapmesh-node status");

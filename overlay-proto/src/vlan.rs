@@ -35,7 +35,7 @@ pub const DEFAULT_VLAN: Vid = 1;
 /// The 802.1Q TPID.
 pub const TPID_8021Q: u16 = 0x8100;
 /// Bytes of one 802.1Q tag.
-pub const TAG_LEN: usize = 4;
+pub const VLAN_TAG_LEN: usize = 4;
 
 /// A node's VLAN membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,10 +183,10 @@ pub fn tag_vid(frame: &[u8]) -> Option<Vid> {
 pub fn is_truncated_tag(frame: &[u8]) -> bool {
     let mut at = 12;
     while frame.get(at..at + 2) == Some(&TPID_8021Q.to_be_bytes()[..]) {
-        if frame.len() < at + TAG_LEN + 2 {
+        if frame.len() < at + VLAN_TAG_LEN + 2 {
             return true;
         }
-        at += TAG_LEN;
+        at += VLAN_TAG_LEN;
     }
     false
 }
@@ -219,16 +219,16 @@ pub fn append_other_form(
         out.extend_from_slice(&(ingress.vid & 0x0fff).to_be_bytes());
         out.extend_from_slice(&frame[12..]);
     } else {
-        out.extend_from_slice(&frame[12 + TAG_LEN..]);
+        out.extend_from_slice(&frame[12 + VLAN_TAG_LEN..]);
     }
     vnet.map(|mut h| {
         let shift = |v: u16| {
             if v == 0 {
                 0
             } else if grow {
-                v.saturating_add(TAG_LEN as u16)
+                v.saturating_add(VLAN_TAG_LEN as u16)
             } else {
-                v.saturating_sub(TAG_LEN as u16)
+                v.saturating_sub(VLAN_TAG_LEN as u16)
             }
         };
         h.csum_start = shift(h.csum_start);
