@@ -113,12 +113,15 @@ pub(super) struct Seen<'a> {
     keys: Vec<PublicKey>,
 }
 
+/// The links a network's config impairs: node name and impairment.
+type ImpairedLinks = Vec<(String, LinkImpair)>;
+
 /// One network's nodes, validated, and the impaired links among them.
 pub(super) fn nodes<'a>(
     path: &Path,
     draft: &NetworkDraft<'a>,
     seen: &mut Seen<'a>,
-) -> Result<(Vec<NodeSpec>, Vec<(String, LinkImpair)>), ConfigError> {
+) -> Result<(Vec<NodeSpec>, ImpairedLinks), ConfigError> {
     let err = |key: &str, problem: String| ConfigError::new(path, key, problem);
     let prefix = &draft.prefix;
     let entries = draft.nodes;
