@@ -80,7 +80,7 @@ use overlay_proto::timers::{
     HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PENDING_SESSION_TIMEOUT, REKEY_AFTER_TIME,
 };
 use overlay_proto::transmit::TxQueue;
-use overlay_proto::vlan::{self, Egress, Ingress, PortVlan, Vid};
+use overlay_proto::vlan::{self, EgressForm, Ingress, PortVlan, Vid};
 use overlay_proto::wire::{
     DATA_OVERHEAD, FLAG_CONTROL, HS_INIT_LEN, HS_RESP_LEN, Header,
     ethernet::{self, Mac},
@@ -130,7 +130,7 @@ const LOCAL_MAC_LIMIT: usize = 1024;
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
 
 /// How frames to a peer travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Path {
     /// Straight to the peer, under a session with it.
@@ -149,7 +149,7 @@ pub struct PathEvent {
 }
 
 /// One peer in `status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PeerStatus {
     /// Its name, as the switch announced it.
     pub name: String,
@@ -189,7 +189,8 @@ pub struct MoveReport {
 }
 
 /// MAC learning counters of a mesh node.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MacCounters {
     /// MACs that moved from one peer to another.
     pub moves: u64,
@@ -598,7 +599,7 @@ impl Peers {
             return None;
         }
         let p = self.peers.get(i)?.as_ref()?;
-        let member = p.vlan.egress(vid) != Egress::NotMember;
+        let member = p.vlan.egress(vid) != EgressForm::NotMember;
         (member && p.is_direct(now) && p.suspect_until.is_none() && (!vnet || p.accepts_vnet))
             .then_some(i)
     }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::keys::StaticSecret;
 use tapmesh_node::core::Node;
-use tapmesh_switch::core::{NodeSpec, Switch, SwitchConfig};
+use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
 
 use crate::Net;
 

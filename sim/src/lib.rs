@@ -3,7 +3,7 @@
 //! move through a queue and the clock jumps, so timers, aging and rekeys
 //! over hours run in milliseconds and every run is repeatable.
 //!
-//! - [`Net`]: one switch core ([`Switch`](tapmesh_switch::core::Switch) or
+//! - [`Net`]: one switch core ([`Switch`](tapmesh_switch::fabric::Switch) or
 //!   [`Networks`](tapmesh_switch::networks::Networks)) and node cores, each
 //!   at an underlay address. [`Net::send`] puts a frame on a node's TAP side,
 //!   [`Net::deliver`] moves every queued datagram to the core it is
