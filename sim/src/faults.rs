@@ -29,6 +29,9 @@ pub enum Fate {
     Drop,
 }
 
+/// Makes a forgery of a datagram (or none).
+pub type Forger = fn(&[u8]) -> Option<Vec<u8>>;
+
 /// The underlay's faults: addresses cut off, pairs that cannot reach each
 /// other, random per-link faults from a seeded generator, and a forger.
 #[derive(Debug, Clone)]
@@ -40,7 +43,7 @@ pub struct Faults {
     /// Called with each datagram before it is delivered; a datagram it
     /// returns is delivered (on the same link) just ahead of it, as an
     /// on-path attacker racing the genuine one would.
-    pub forge: Option<fn(&[u8]) -> Option<Vec<u8>>>,
+    pub forge: Option<Forger>,
 }
 
 impl Default for Faults {
