@@ -1014,7 +1014,7 @@ fn impaired_link_delays_corrupts_and_goes_down_in_both_directions() {
     s.advance(Duration::from_millis(10));
     let st = s.switch().status(s.now, false);
     let i = st.nodes[1].impair.as_ref().unwrap();
-    assert_eq!((i.link, i.egress.as_str()), ("up", "none"));
+    assert_eq!((i.link.as_str(), i.egress.as_str()), ("up", "none"));
     assert_eq!(i.egress_counters.link_down, 1);
     assert_eq!(i.ingress_counters.link_down, 1);
     assert_eq!(i.egress_counters.corrupted, 1);

@@ -146,7 +146,7 @@ impl Config {
         let mut seen = network::Seen::default();
         let mut networks = Vec::with_capacity(drafts.len());
         for draft in drafts {
-            let (nodes, impair) = network::nodes(path, &draft, &mut seen)?;
+            let network::Nodes { nodes, impair } = network::nodes(path, &draft, &mut seen)?;
             networks.push(NetworkConfig {
                 name: draft.name,
                 mode: draft.mode,

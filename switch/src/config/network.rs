@@ -114,11 +114,17 @@ pub(super) struct Seen<'a> {
 }
 
 /// One network's nodes, validated, and the impaired links among them.
+pub(super) struct Nodes {
+    pub(super) nodes: Vec<NodeSpec>,
+    pub(super) impair: Vec<(String, LinkImpair)>,
+}
+
+/// Validate one network's nodes.
 pub(super) fn nodes<'a>(
     path: &Path,
     draft: &NetworkDraft<'a>,
     seen: &mut Seen<'a>,
-) -> Result<(Vec<NodeSpec>, Vec<(String, LinkImpair)>), ConfigError> {
+) -> Result<Nodes, ConfigError> {
     let err = |key: &str, problem: String| ConfigError::new(path, key, problem);
     let prefix = &draft.prefix;
     let entries = draft.nodes;
@@ -165,7 +171,7 @@ pub(super) fn nodes<'a>(
             impair.push((n.name.clone(), l));
         }
     }
-    Ok((nodes, impair))
+    Ok(Nodes { nodes, impair })
 }
 
 fn vid(v: u16) -> Result<Vid, String> {
