@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
-use crate::core::SwitchConfig;
+use crate::fabric::SwitchConfig;
 use crate::networks::NetworkConfig;
 
 mod impair;
@@ -146,7 +146,7 @@ impl Config {
         let mut seen = network::Seen::default();
         let mut networks = Vec::with_capacity(drafts.len());
         for draft in drafts {
-            let network::Nodes { nodes, impair } = network::nodes(path, &draft, &mut seen)?;
+            let (nodes, impair) = network::nodes(path, &draft, &mut seen)?;
             networks.push(NetworkConfig {
                 name: draft.name,
                 mode: draft.mode,

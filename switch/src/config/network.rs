@@ -8,7 +8,7 @@ use tapmesh_shell::config::ConfigError;
 
 use super::impair::{ImpairSection, link_impair};
 use super::{DEFAULT_NETWORK, KeyProblem, network_secret};
-use crate::core::NodeSpec;
+use crate::fabric::NodeSpec;
 use crate::impair::LinkImpair;
 use crate::vlan::{DEFAULT_VLAN, PortVlan, Vid};
 
@@ -113,18 +113,15 @@ pub(super) struct Seen<'a> {
     keys: Vec<PublicKey>,
 }
 
-/// One network's nodes, validated, and the impaired links among them.
-pub(super) struct Nodes {
-    pub(super) nodes: Vec<NodeSpec>,
-    pub(super) impair: Vec<(String, LinkImpair)>,
-}
+/// The links a network's config impairs: node name and impairment.
+type ImpairedLinks = Vec<(String, LinkImpair)>;
 
-/// Validate one network's nodes.
+/// One network's nodes, validated, and the impaired links among them.
 pub(super) fn nodes<'a>(
     path: &Path,
     draft: &NetworkDraft<'a>,
     seen: &mut Seen<'a>,
-) -> Result<Nodes, ConfigError> {
+) -> Result<(Vec<NodeSpec>, ImpairedLinks), ConfigError> {
     let err = |key: &str, problem: String| ConfigError::new(path, key, problem);
     let prefix = &draft.prefix;
     let entries = draft.nodes;
@@ -171,7 +168,7 @@ pub(super) fn nodes<'a>(
             impair.push((n.name.clone(), l));
         }
     }
-    Ok(Nodes { nodes, impair })
+    Ok((nodes, impair))
 }
 
 fn vid(v: u16) -> Result<Vid, String> {
