@@ -48,7 +48,7 @@ pub const MAC_AGING: Duration = Duration::from_secs(300);
 pub const MAC_LIMIT: usize = 4096;
 
 /// What is behind a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PortKind {
     /// The overlay uplink ([`UPLINK`]).
@@ -86,7 +86,7 @@ struct Port {
 }
 
 /// Per-port traffic, seen from the port (rx: frames it sent into the switch).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct PortCounters {
     /// Frames that came in on the port.
     pub rx_frames: u64,
@@ -350,7 +350,8 @@ impl LocalSwitch {
 }
 
 /// The local switch in `status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LocalStatus {
     /// Every port, the uplink first.
     pub ports: Vec<PortStatus>,
@@ -362,7 +363,7 @@ pub struct LocalStatus {
 }
 
 /// One port in `status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PortStatus {
     /// The port's name: `uplink`, the TAP's name, or the VM socket's path.
     pub name: String,
