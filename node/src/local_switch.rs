@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use overlay_proto::vnet::{self, VnetHdr};
 use overlay_proto::wire::ethernet;
 use serde::Serialize;
 
@@ -47,7 +48,7 @@ pub const MAC_AGING: Duration = Duration::from_secs(300);
 pub const MAC_LIMIT: usize = 4096;
 
 /// What is behind a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PortKind {
     /// The overlay uplink ([`UPLINK`]).
@@ -85,7 +86,7 @@ struct Port {
 }
 
 /// Per-port traffic, seen from the port (rx: frames it sent into the switch).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct PortCounters {
     /// Frames that came in on the port.
     pub rx_frames: u64,
@@ -229,7 +230,14 @@ impl LocalSwitch {
     /// Whether a payload in `format` fits the port: a GSO super-frame by its
     /// segment size, anything else by its length.
     pub fn fits(&self, port: PortId, format: Format, payload: &[u8]) -> bool {
-        format.fits(payload, self.mtu(port))
+        let hdr = match format {
+            Format::Plain => None,
+            Format::Vnet => match VnetHdr::parse(payload) {
+                Some(h) => Some(h),
+                None => return false,
+            },
+        };
+        vnet::fits_mtu(hdr.as_ref(), format.frame(payload), self.mtu(port))
     }
 
     /// Learn the source of a frame that came in on `ingress` and say where
@@ -342,7 +350,8 @@ impl LocalSwitch {
 }
 
 /// The local switch in `status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LocalStatus {
     /// Every port, the uplink first.
     pub ports: Vec<PortStatus>,
@@ -354,7 +363,7 @@ pub struct LocalStatus {
 }
 
 /// One port in `status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PortStatus {
     /// The port's name: `uplink`, the TAP's name, or the VM socket's path.
     pub name: String,
@@ -371,7 +380,7 @@ pub struct PortStatus {
 
 #[cfg(test)]
 mod tests {
-    use overlay_proto::vnet::{self, VNET_HDR_LEN};
+    use overlay_proto::vnet::VNET_HDR_LEN;
 
     use super::*;
 
