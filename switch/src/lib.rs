@@ -20,7 +20,8 @@
 //! - [`metrics`]: the [`status::Status`] snapshot as Prometheus metrics (names, labels).
 //! - [`state`]: the state file (nodes' last endpoints) for restart notices.
 //! - [`stats`]: drop reasons and counters, plain integers.
-//! - [`status`]: the snapshot `tapmesh-switch status` prints.
+//! - [`status`]: the snapshot `tapmesh-switch status` prints ([`status::render_table`]
+//!   renders it as a table).
 //! - [`config`]: `switch.toml`, parsed and validated into a [`fabric::SwitchConfig`].
 //! - [`reload`]: `tapmesh-switch reload` and SIGHUP: what may change live,
 //!   the summary line; each core applies its part (`Switch::apply_config`).

@@ -1,0 +1,253 @@
+//! The `status` snapshot: what `tapmesh-switch status` prints, as a table or
+//! as JSON (field names are stable; scripts rely on them). The table is
+//! rendered from the JSON read back into [`Status`]; keys missing from it
+//! (a daemon older than the command) read as zero or empty.
+use serde::{Deserialize, Serialize};
+
+use crate::impair::ImpairStatus;
+use crate::stats::{
+    Drops, Forwarded, MacCounters, NodeCounters, ReloadCounters, SessionCounters, SnoopCounters,
+};
+use crate::vlan::Vid;
+
+/// The whole switch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    /// Seconds since the switch started.
+    pub uptime_secs: f64,
+    /// Every configured node.
+    pub nodes: Vec<NodeStatus>,
+    /// Drops by reason.
+    pub drops: Drops,
+    /// Frames by forwarding decision.
+    pub forwarded: Forwarded,
+    /// MAC table size and activity.
+    pub mac_table: MacTableStatus,
+    /// Handshakes and sessions.
+    pub sessions: SessionCounters,
+    /// Handshake flood defence: under load or not, cookie replies.
+    pub handshake_guard: overlay_proto::handshake_guard::GuardStatus,
+    /// IGMP/MLD snooping: queriers, router ports, groups and counters.
+    pub multicast: MulticastStatus,
+    /// The networks this switch hosts (isolated from each other).
+    pub networks: Vec<NetworkStatus>,
+    /// Config reloads applied and refused.
+    pub reloads: ReloadCounters,
+    /// The MAC table itself, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub macs: Option<Vec<MacStatus>>,
+}
+
+/// One network (`[[network]]`, or the top-level nodes' network).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkStatus {
+    /// Its name (`default` for the top-level nodes).
+    pub name: String,
+    /// The network id its datagrams carry.
+    pub id: u32,
+    /// `central` or `mesh`.
+    pub mode: crate::mesh::Mode,
+    /// Nodes configured in it.
+    pub nodes: usize,
+    /// Of those, nodes with a confirmed session now.
+    pub connected: usize,
+}
+
+/// One configured node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeStatus {
+    /// The network it belongs to (see `networks`).
+    pub network: String,
+    /// Its name.
+    pub name: String,
+    /// Its public key.
+    pub public_key: String,
+    /// Has a confirmed session.
+    pub connected: bool,
+    /// Its underlay address as last seen.
+    pub endpoint: Option<String>,
+    /// Age of the current session.
+    pub session_age_secs: Option<f64>,
+    /// Seconds since its last handshake.
+    pub last_handshake_secs_ago: Option<f64>,
+    /// Seconds since anything authentic arrived from it.
+    pub last_heard_secs_ago: Option<f64>,
+    /// MACs learned behind it.
+    pub macs: usize,
+    /// Its access (native) VLAN; absent on a VLAN-unaware switch or a pure trunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<Vid>,
+    /// The VLANs it carries tagged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trunk: Vec<Vid>,
+    /// Traffic.
+    #[serde(flatten)]
+    pub counters: NodeCounters,
+    /// Its link's impairment, if any was ever set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impair: Option<ImpairStatus>,
+}
+
+/// MAC table summary.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MacTableStatus {
+    /// Entries now.
+    pub entries: usize,
+    /// The table limit.
+    pub limit: usize,
+    /// The per-node limit.
+    pub limit_per_node: usize,
+    /// Aging time.
+    pub aging_secs: u64,
+    /// Activity.
+    #[serde(flatten)]
+    pub counters: MacCounters,
+}
+
+/// One MAC table entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MacStatus {
+    /// The network it belongs to (see `networks`).
+    pub network: String,
+    /// Its VLAN (0 on a VLAN-unaware switch).
+    #[serde(default)]
+    pub vlan: Vid,
+    /// The MAC, as `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// The node it is behind.
+    pub node: String,
+    /// Seconds until it ages out.
+    pub expires_in_secs: f64,
+}
+
+/// Multicast snooping state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MulticastStatus {
+    /// Snooping is on (else every multicast frame is flooded).
+    pub snooping: bool,
+    /// Groups nobody joined are flooded (else sent to router ports only).
+    pub flood_unregistered: bool,
+    /// Group membership interval.
+    pub membership_secs: f64,
+    /// The built-in querier, per VLAN and family.
+    pub queriers: Vec<QuerierStatus>,
+    /// Nodes behind which a multicast router or querier was heard.
+    pub router_ports: Vec<RouterPortStatus>,
+    /// The group table.
+    pub groups: Vec<GroupStatus>,
+    /// The group table's limits.
+    pub limits: SnoopLimits,
+    /// Activity.
+    pub counters: SnoopCounters,
+}
+
+/// The bounds of the group table (`[multicast]` `max-*`, switch-wide
+/// settings applied per network, and the shared total).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SnoopLimits {
+    /// Memberships one node may hold.
+    pub max_groups_per_node: usize,
+    /// Groups one network may hold.
+    pub max_groups: usize,
+    /// Groups all networks may hold together.
+    pub max_groups_total: usize,
+    /// Sources one node may list for one group.
+    pub max_sources_per_group: usize,
+    /// Leaves per second per node.
+    pub leaves_per_sec: u32,
+    /// Groups over all networks now.
+    pub groups_total: usize,
+}
+
+/// The built-in querier of one VLAN and family.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuerierStatus {
+    /// The network it belongs to (see `networks`).
+    pub network: String,
+    /// The VLAN.
+    pub vlan: Vid,
+    /// `ipv4` (IGMP) or `ipv6` (MLD).
+    pub family: String,
+    /// Sending queries now (no other querier with a lower address heard).
+    pub active: bool,
+    /// Its source address.
+    pub address: String,
+    /// The other querier it yields to, if any.
+    pub other_querier: Option<String>,
+    /// Seconds until the other querier counts as gone.
+    pub other_querier_expires_in_secs: Option<f64>,
+}
+
+/// A router port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouterPortStatus {
+    /// The network it belongs to (see `networks`).
+    pub network: String,
+    /// The VLAN.
+    pub vlan: Vid,
+    /// The node.
+    pub node: String,
+    /// Seconds until it ages out.
+    pub expires_in_secs: f64,
+}
+
+/// One group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GroupStatus {
+    /// The network it belongs to (see `networks`).
+    pub network: String,
+    /// The VLAN.
+    pub vlan: Vid,
+    /// The group address.
+    pub group: String,
+    /// Data frames forwarded to the group.
+    pub frames: u64,
+    /// Bytes of those frames.
+    pub bytes: u64,
+    /// Nodes with members.
+    pub members: Vec<MemberStatus>,
+}
+
+/// A node's membership in a group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemberStatus {
+    /// The node.
+    pub node: String,
+    /// Seconds until its any-source membership (v1/v2, EXCLUDE mode) ends;
+    /// absent if it has only source-specific ones.
+    pub any_source_expires_in_secs: Option<f64>,
+    /// INCLUDE-mode sources.
+    pub sources: Vec<SourceStatus>,
+}
+
+/// One INCLUDE-mode source of a membership.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SourceStatus {
+    /// The source address.
+    pub source: String,
+    /// Seconds until it ends.
+    pub expires_in_secs: f64,
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+mod table;
+pub use table::{human_bytes, render_table};
