@@ -9,7 +9,7 @@
 //! sessions, its MACs) [`UNLISTED_GRACE`] later unless announced again
 //! meanwhile (the grace lets the other nodes reconnect after a switch
 //! restart). A vouch lasts
-//! [`NodeConfig::vouch_lifetime`](crate::core::NodeConfig) past the last
+//! the node's `vouch-lifetime-secs` (default [`DEFAULT_VOUCH_LIFETIME`]) past the last
 //! packet heard from the switch under a complete list: while the switch is
 //! unreachable peers keep working that long, then they are dropped until
 //! the switch vouches for them again. Each pair runs the same Noise IKpsk2
@@ -89,6 +89,16 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
 use crate::stats::DropReason;
+
+/// Who owns a receiver index of this node: the uplink to the switch, or
+/// the mesh peer in that slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexOwner {
+    /// The session with the switch.
+    Uplink,
+    /// A mesh peer.
+    Peer(usize),
+}
 
 /// A direct path that sent but heard nothing this long gets a `Ping`.
 pub const PEER_PROBE_AFTER: Duration = Duration::from_millis(300);
@@ -1155,7 +1165,7 @@ impl Peers {
         let t = self.wall_base.1 + now.saturating_duration_since(self.wall_base.0);
         let mut ts = Timestamp::from_unix(t.as_secs(), t.subsec_nanos());
         if ts <= self.last_timestamp {
-            ts = crate::core::bump(self.last_timestamp);
+            ts = overlay_proto::tunnel::bump(self.last_timestamp);
         }
         self.last_timestamp = ts;
         ts

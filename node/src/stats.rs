@@ -158,6 +158,22 @@ impl From<overlay_proto::Error> for DropReason {
     }
 }
 
+impl From<overlay_proto::tunnel::TunnelError> for DropReason {
+    fn from(e: overlay_proto::tunnel::TunnelError) -> Self {
+        use overlay_proto::tunnel::TunnelError as T;
+        match e {
+            T::UnknownSession => DropReason::UnknownSession,
+            T::Expired => DropReason::Expired,
+            T::NoSession => DropReason::NoSession,
+            T::Crypto(e) => DropReason::from(e),
+            T::ForgedResponse => DropReason::ForgedResponse,
+            T::StaleTimestamp => DropReason::Replay,
+            T::TxQueueFull => DropReason::TxQueueFull,
+            T::NoInitiation | T::BadCookie | T::Handshake => DropReason::HandshakeFailed,
+        }
+    }
+}
+
 impl From<overlay_proto::handshake_guard::GuardDrop> for DropReason {
     fn from(d: overlay_proto::handshake_guard::GuardDrop) -> Self {
         use overlay_proto::handshake_guard::GuardDrop as G;
