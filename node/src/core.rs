@@ -24,16 +24,13 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use overlay_proto::control::Control;
-use overlay_proto::frag::FragHeader;
-use overlay_proto::handshake::{CAP_VNET, Timestamp};
+use overlay_proto::handshake::Timestamp;
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::notice::NoticeKey;
 use overlay_proto::timers::REKEY_AFTER_TIME;
 pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
-use overlay_proto::tunnel::{
-    Ctx, IndexTable, Local, Role, Sealed, Tunnel, TunnelConfig, TunnelEvent,
-};
+use overlay_proto::tunnel::{Ctx, Role, Sealed, Tunnel, TunnelConfig, TunnelEvent};
 use overlay_proto::vlan::{self, Ingress};
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
@@ -130,11 +127,8 @@ pub enum Event {
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct Node {
     cfg: NodeConfig,
-    /// Our key, network and capabilities, for every handshake.
-    local: Local,
-    /// The receiver indices of the uplink and the mesh peers.
-    indices: IndexTable<IndexOwner>,
-    /// The session with the switch.
+    /// The session with the switch (its identity and index table are the
+    /// mesh peers': [`Peers::endpoint`]).
     uplink: Tunnel<IndexOwner>,
     notice_key: Option<NoticeKey>,
     /// Reassembled frames, with room for a virtio header in front.
@@ -172,18 +166,9 @@ impl Node {
             cfg.network_id,
             cfg.offload,
             (now, unix_now),
-            seed ^ 0x6d65_7368,
+            seed,
         );
         peers.set_vouch_lifetime(cfg.vouch_lifetime);
-        let caps = if cfg.offload { CAP_VNET } else { 0 };
-        let local = Local::new(
-            cfg.private_key.clone(),
-            cfg.psk.clone(),
-            cfg.network_id,
-            caps,
-            now,
-            unix_now,
-        );
         let mut uplink = Tunnel::new(
             now,
             IndexOwner::Uplink,
@@ -199,8 +184,6 @@ impl Node {
             peers,
             destination: cfg.switch_addr,
             local_addrs: Vec::new(),
-            local,
-            indices: IndexTable::new(seed),
             uplink,
             notice_key,
             scratch: Vec::new(),
@@ -316,14 +299,7 @@ impl Node {
             }
         }
         if !self.uplink.is_up(now) {
-            let targets = [self.cfg.switch_addr];
-            let mut ctx = Ctx {
-                local: &self.local,
-                indices: &mut self.indices,
-                tx: &mut self.tx,
-            };
-            self.uplink.ensure_handshake(now, &mut ctx, &targets);
-            self.uplink_events(now);
+            self.with_uplink(now, |t, ctx, to| t.ensure_handshake(now, ctx, to));
             return Err(DropReason::NoSession);
         }
         match self
@@ -378,7 +354,7 @@ impl Node {
                 if !self.peers.handle_resp(now, from, &h, &mut self.tx)? {
                     let r = self
                         .uplink
-                        .handle_response(now, from, &mut self.indices, &h);
+                        .handle_response(now, from, self.peers.endpoint().1, &h);
                     self.uplink_events(now);
                     r.map_err(DropReason::from)?;
                 }
@@ -408,7 +384,7 @@ impl Node {
         }
         let index = h.receiver_index();
         let flags = h.flags();
-        if self.indices.get(index) != Some(IndexOwner::Uplink) {
+        if self.peers.index_owner(index) != Some(IndexOwner::Uplink) {
             let peer = self.peers.lookup(index).ok_or(DropReason::UnknownSession)?;
             let range = self.peers.open(now, from, peer, buf, &mut self.tx)?;
             if range.is_empty() {
@@ -427,7 +403,7 @@ impl Node {
         }
         let range = self
             .uplink
-            .open(now, from, &mut self.indices, buf)
+            .open(now, from, self.peers.endpoint().1, buf)
             .map_err(DropReason::from)?
             .range;
         self.peers.switch_heard(now);
@@ -543,16 +519,13 @@ impl Node {
             return Ok(Some(TapWrite::InPlace(range)));
         }
         let whole = match peer {
-            None => self.uplink.reassemble(now, &buf[range]),
-            Some(p) => {
-                let (fh, chunk) = FragHeader::parse(&buf[range]).ok_or(DropReason::Fragment)?;
-                self.peers
-                    .reassembler(p)
-                    .ok_or(DropReason::UnknownSession)?
-                    .push(now, fh, chunk)
-            }
+            None => self
+                .uplink
+                .reassemble(now, &buf[range])
+                .map_err(|_| DropReason::Fragment),
+            Some(p) => self.peers.reassemble(now, p, &buf[range]),
         };
-        let Some(whole) = whole.map_err(|_| DropReason::Fragment)? else {
+        let Some(whole) = whole? else {
             return Ok(None);
         };
         let skip = if add_hdr { VNET_HDR_LEN } else { 0 };
@@ -632,18 +605,31 @@ impl Node {
         self.counters.restart_notices += 1;
         self.events.push(Event::SwitchRestarted);
         // The switch has no session with us any more: start over at once.
-        if self.uplink.close(now, &mut self.indices) {
+        if self.uplink.close(self.peers.endpoint().1) {
             self.counters.sessions_lost += 1;
         }
-        let targets = [self.cfg.switch_addr];
+        self.with_uplink(now, |t, ctx, to| {
+            let _ = t.start_handshake(now, ctx, to);
+        });
+        Ok(())
+    }
+
+    /// Run `f` on the uplink with the node's identity, index table and
+    /// queue, and the switch as the target of initiations; then act on
+    /// what the uplink reports.
+    fn with_uplink(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Tunnel<IndexOwner>, &mut Ctx<'_, IndexOwner>, &[SocketAddr]),
+    ) {
+        let (local, indices) = self.peers.endpoint();
         let mut ctx = Ctx {
-            local: &self.local,
-            indices: &mut self.indices,
+            local,
+            indices,
             tx: &mut self.tx,
         };
-        let _ = self.uplink.start_handshake(now, &mut ctx, &targets);
+        f(&mut self.uplink, &mut ctx, &[self.cfg.switch_addr]);
         self.uplink_events(now);
-        Ok(())
     }
 
     /// Count and act on what the uplink reports: sends keepalives and
@@ -693,14 +679,7 @@ impl Node {
 
     /// Run timers: handshake retries, rekey, keepalives, liveness probes.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let targets = [self.cfg.switch_addr];
-        let mut ctx = Ctx {
-            local: &self.local,
-            indices: &mut self.indices,
-            tx: &mut self.tx,
-        };
-        self.uplink.handle_timeout(now, &mut ctx, &targets);
-        self.uplink_events(now);
+        self.with_uplink(now, |t, ctx, to| t.handle_timeout(now, ctx, to));
         self.peers.handle_timeout(now, &mut self.tx);
     }
 

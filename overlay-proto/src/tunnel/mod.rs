@@ -738,9 +738,9 @@ impl<T: Copy> Tunnel<T> {
 
     // ---- timers ----
 
-    /// Drop every session and the initiation in flight; an initiator
-    /// handshakes again from `now`. Returns whether a session was up.
-    pub fn close(&mut self, now: Instant, indices: &mut IndexTable<T>) -> bool {
+    /// Drop every session and the initiation in flight, giving their
+    /// indices back. Returns whether a session was up.
+    pub fn close(&mut self, indices: &mut IndexTable<T>) -> bool {
         let was_up = self.current.is_some();
         for s in [
             self.current.take(),
@@ -756,14 +756,14 @@ impl<T: Copy> Tunnel<T> {
         self.awaiting_since = None;
         self.probe_sent = false;
         self.retry_delay = HANDSHAKE_RETRY_MIN;
-        self.next_attempt = now;
         was_up
     }
 
     /// The remote is gone: drop everything, report [`TunnelEvent::Lost`];
     /// an initiator handshakes again at its next timeout.
     pub fn lose(&mut self, now: Instant, indices: &mut IndexTable<T>) {
-        self.close(now, indices);
+        self.close(indices);
+        self.next_attempt = now;
         self.events.push_back(TunnelEvent::Lost);
     }
 

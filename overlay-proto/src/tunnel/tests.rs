@@ -648,7 +648,7 @@ fn closing_releases_every_index() {
     assert_eq!(p.sides[1].indices.len(), 2);
     let now = p.now;
     for s in &mut p.sides {
-        assert!(s.tun.close(now, &mut s.indices));
+        assert!(s.tun.close(&mut s.indices));
         assert!(s.indices.is_empty());
         assert!(!s.tun.is_up(now));
     }
