@@ -79,7 +79,7 @@ use overlay_proto::transmit::TxQueue;
 use overlay_proto::tunnel::{
     Ctx, IndexTable, Local, Role, Sealed, Tunnel, TunnelConfig, TunnelEvent,
 };
-use overlay_proto::vlan::{self, Egress, Ingress, PortVlan, Vid};
+use overlay_proto::vlan::{self, EgressForm, Ingress, PortVlan, Vid};
 use overlay_proto::wire::{
     FLAG_CONTROL, Header,
     ethernet::{self, Mac},
@@ -128,7 +128,7 @@ const LOCAL_MAC_LIMIT: usize = 1024;
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
 
 /// How frames to a peer travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Path {
     /// Straight to the peer, under a session with it.
@@ -147,7 +147,7 @@ pub struct PathEvent {
 }
 
 /// One peer in `status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PeerStatus {
     /// Its name, as the switch announced it.
     pub name: String,
@@ -187,7 +187,8 @@ pub struct MoveReport {
 }
 
 /// MAC learning counters of a mesh node.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MacCounters {
     /// MACs that moved from one peer to another.
     pub moves: u64,
@@ -586,7 +587,7 @@ impl Peers {
             return None;
         }
         let p = self.peers.get(i)?.as_ref()?;
-        let member = p.vlan.egress(vid) != Egress::NotMember;
+        let member = p.vlan.egress(vid) != EgressForm::NotMember;
         (member && p.is_direct(now) && p.suspect_until.is_none() && (!vnet || p.accepts_vnet()))
             .then_some(i)
     }

@@ -11,7 +11,7 @@
 //! last told with the ports' state and returns the control messages to send;
 //! the core seals and queues them. The core calls it on every sweep only, so
 //! joins, moves and departures reach the others within
-//! [`SWEEP_INTERVAL`](crate::core::SWEEP_INTERVAL) and however often a node
+//! [`SWEEP_INTERVAL`](crate::fabric::SWEEP_INTERVAL) and however often a node
 //! announces, the others hear at most one update per sweep. A node whose
 //! session is new (first connect, restart or rekey) gets `Mesh`, the full
 //! list and `PeerListEnd` again, so a restarted node or switch converges
@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS, check_local_addr};
 use overlay_proto::keys::PublicKey;
-use overlay_proto::vlan::{Egress, PortVlan, Vid};
+use overlay_proto::vlan::{EgressForm, PortVlan, Vid};
 use overlay_proto::wire::ethernet::Mac;
 use serde::{Deserialize, Serialize};
 
@@ -342,7 +342,7 @@ fn owned(
         };
         let mut macs: Vec<Mac> = entries
             .iter()
-            .filter(|(_, vid)| viewer.egress(*vid) != Egress::NotMember)
+            .filter(|(_, vid)| viewer.egress(*vid) != EgressForm::NotMember)
             .map(|(mac, _)| *mac)
             .collect();
         macs.dedup();
