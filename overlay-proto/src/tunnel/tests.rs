@@ -7,7 +7,9 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use super::*;
 use crate::handshake::read_init;
 use crate::keys::{Psk, StaticSecret};
-use crate::wire::{FLAG_FRAGMENT, MessageType};
+use crate::wire::{
+    DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_FRAGMENT, HS_INIT_LEN, HS_RESP_LEN, Header, MessageType,
+};
 
 const NET: u32 = 7;
 
