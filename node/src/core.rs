@@ -7,12 +7,15 @@
 //! `handle_tap_frame` sealed in place, the frame range `handle_datagram`
 //! decrypted in place, and control datagrams from [`Node::poll_transmit`].
 //!
+//! The session with the switch is an [`overlay_proto::tunnel::Tunnel`] in
+//! the initiator role; this module decides what goes through it.
+//!
 //! Liveness: the node is the initiator. It rekeys every 120 s, or every
 //! [`NodeConfig::rekey_after`] if that is shorter (the old session keeps
 //! working until the new one is up), sends a keepalive after 10 s
 //! without sending, and the switch answers every keepalive. If the node sent
-//! something and heard nothing for [`PROBE_AFTER`], it sends a probe; if that
-//! stays unanswered for [`PROBE_TIMEOUT`] the session is declared lost and a
+//! something and heard nothing for [`PROBE_AFTER`](overlay_proto::timers::PROBE_AFTER), it sends a probe; if that
+//! stays unanswered for [`PROBE_TIMEOUT`](overlay_proto::timers::PROBE_TIMEOUT) the session is declared lost and a
 //! new handshake starts at once, retried with doubling backoff capped at 5 s.
 //! So a restarted switch is noticed within about 5 s and traffic resumes
 //! within one retry interval of the switch coming back.
@@ -21,28 +24,22 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use overlay_proto::control::Control;
-use overlay_proto::cookie::{CookieJar, MacKeys};
-use overlay_proto::frag::{FragHeader, Reassembler};
-use overlay_proto::handshake::{self, CAP_VNET, Initiation, Timestamp};
+use overlay_proto::handshake::Timestamp;
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::notice::NoticeKey;
-use overlay_proto::session::Session;
-use overlay_proto::timers::{
-    HANDSHAKE_RETRY_MAX, HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PROBE_AFTER, PROBE_TIMEOUT,
-    REJECT_AFTER_TIME, REKEY_AFTER_TIME,
-};
+use overlay_proto::timers::REKEY_AFTER_TIME;
 pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
+use overlay_proto::tunnel::{Ctx, Role, Sealed, Tunnel, TunnelConfig, TunnelEvent};
 use overlay_proto::vlan::{self, Ingress};
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
-    DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET,
-    HS_INIT_LEN, Header, MessageType, ethernet,
+    DATA_HEADER_LEN, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET, Header, MessageType,
+    ethernet,
 };
-use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
-use crate::peers::{MacCounters, MoveReport, PathEvent, PeerStatus, Peers};
+use crate::peers::{IndexOwner, MacCounters, MoveReport, PathEvent, PeerStatus, Peers};
 use crate::stats::{Counters, DropReason, Drops, Rtt};
 
 /// Control datagrams (handshakes, keepalives, peer messages) queued before
@@ -126,51 +123,22 @@ pub enum Event {
     SwitchRestarted,
 }
 
-#[derive(Debug)]
-#[cfg_attr(fuzzing, derive(Clone))]
-struct InFlight {
-    initiation: Initiation,
-    sent_at: Instant,
-}
-
 /// The node state machine.
 #[derive(Debug)]
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct Node {
     cfg: NodeConfig,
-    current: Option<Session>,
-    previous: Option<Session>,
-    handshake: Option<InFlight>,
-    retry_delay: Duration,
-    /// When to start a handshake if there is no session and none in flight.
-    next_attempt: Instant,
-    last_rx: Option<Instant>,
-    last_tx: Option<Instant>,
-    /// The first send after the last receive: the switch owes us an answer.
-    awaiting_since: Option<Instant>,
-    probe_sent: bool,
-    last_handshake: Option<Instant>,
-    wall_base: (Instant, Duration),
-    last_timestamp: Timestamp,
+    /// The session with the switch (its identity and index table are the
+    /// mesh peers': [`Peers::endpoint`]).
+    uplink: Tunnel<IndexOwner>,
     notice_key: Option<NoticeKey>,
-    /// Keys for `mac1` and cookie replies, from the switch's public key.
-    mac_keys: MacKeys,
-    /// The switch's latest cookie (it sends one when under load).
-    cookies: CookieJar,
-    /// Fragments from the switch being put back together.
-    reassembly: Reassembler,
     /// Reassembled frames, with room for a virtio header in front.
     scratch: Vec<u8>,
     /// A second such buffer, for a reassembled frame that changes VLAN form.
     vlan_scratch: Vec<u8>,
-    /// Fragment ids for frames we send.
-    next_frame_id: u32,
-    /// Incomplete reassemblies already counted as drops.
-    fragments_lost_seen: u64,
     /// Only restart notices newer than this are accepted (starts at our own start).
     last_notice: Timestamp,
     tx: TxQueue,
-    rng: StdRng,
     drops: Drops,
     counters: Counters,
     events: Vec<Event>,
@@ -199,37 +167,31 @@ impl Node {
             cfg.network_id,
             cfg.offload,
             (now, unix_now),
-            seed ^ 0x6d65_7368,
+            seed,
         );
         peers.set_vouch_lifetime(cfg.vouch_lifetime);
+        let mut uplink = Tunnel::new(
+            now,
+            IndexOwner::Uplink,
+            cfg.switch_key,
+            TunnelConfig {
+                rekey_after: cfg.rekey_age(),
+                roaming: false,
+                ..TunnelConfig::new(Role::Initiator)
+            },
+        );
+        uplink.set_endpoint(Some(cfg.switch_addr));
         Node {
             peers,
             destination: cfg.switch_addr,
             local_addrs: Vec::new(),
-            mac_keys: MacKeys::new(&cfg.switch_key),
-            cookies: CookieJar::default(),
+            uplink,
             notice_key,
-            reassembly: Reassembler::default(),
             scratch: Vec::new(),
             vlan_scratch: Vec::new(),
-            next_frame_id: 0,
-            fragments_lost_seen: 0,
             last_notice: started,
             cfg,
-            current: None,
-            previous: None,
-            handshake: None,
-            retry_delay: HANDSHAKE_RETRY_MIN,
-            next_attempt: now,
-            last_rx: None,
-            last_tx: None,
-            awaiting_since: None,
-            probe_sent: false,
-            last_handshake: None,
-            wall_base: (now, unix_now),
-            last_timestamp: Timestamp::default(),
             tx: TxQueue::new(TX_QUEUE_LIMIT),
-            rng: StdRng::seed_from_u64(seed),
             drops: Drops::default(),
             counters: Counters::default(),
             events: Vec::new(),
@@ -273,7 +235,7 @@ impl Node {
 
     /// Up or not.
     pub fn link_state(&self) -> LinkState {
-        if self.current.is_some() {
+        if self.uplink.current().is_some() {
             LinkState::Established
         } else {
             LinkState::Handshaking
@@ -283,7 +245,7 @@ impl Node {
     /// Seal a frame read from the TAP for the switch. What the TAP gave (the
     /// frame, after a virtio header if `offload`) is at
     /// `buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame_len]` and `buf` has
-    /// [`DATA_OVERHEAD`] bytes more room. Returns where in `buf` the sealed
+    /// [`DATA_OVERHEAD`](overlay_proto::wire::DATA_OVERHEAD) bytes more room. Returns where in `buf` the sealed
     /// datagram is (send it to [`switch_addr`](Self::switch_addr)), `None` if
     /// the frame was too large for one datagram and its fragments wait in
     /// [`poll_transmit`](Self::poll_transmit), or why it was dropped (counted).
@@ -337,39 +299,24 @@ impl Node {
                 }));
             }
         }
-        let Some(session) = self.current.as_mut().filter(|s| !s.is_expired(now)) else {
-            if self.handshake.is_none() && now >= self.next_attempt {
-                self.start_handshake(now);
-            }
+        if !self.uplink.is_up(now) {
+            self.with_uplink(now, |t, ctx, to| t.ensure_handshake(now, ctx, to));
             return Err(DropReason::NoSession);
-        };
-        let sent = if plen + DATA_OVERHEAD <= max {
-            let n = session
-                .seal(flags, &mut buf[start..], plen)
-                .map_err(DropReason::from)?;
-            self.counters.udp_tx_datagrams += 1;
-            Some(start..start + n)
-        } else {
-            let mut b = self.tx.buffer(0);
-            let p = &buf[start + DATA_HEADER_LEN..start + DATA_HEADER_LEN + plen];
-            match session.seal_frame(flags, &[p], max, &mut self.next_frame_id, &mut b) {
-                Ok(stride) => {
-                    let count = b.len().div_ceil(stride.unwrap_or(b.len()).max(1));
-                    self.counters.udp_tx_datagrams += count as u64;
-                    match stride {
-                        Some(s) => self.tx.push_batch(self.cfg.switch_addr, b, s),
-                        None => self.tx.push(self.cfg.switch_addr, b),
-                    }
-                    None
-                }
-                Err(e) => {
-                    self.tx.recycle(b);
-                    return Err(DropReason::from(e));
-                }
+        }
+        match self
+            .uplink
+            .seal(now, flags, &mut buf[start..], plen, max, &mut self.tx)
+            .map_err(DropReason::from)?
+        {
+            Sealed::InPlace(r) => {
+                self.counters.udp_tx_datagrams += 1;
+                Ok(Some(r.start + start..r.end + start))
             }
-        };
-        self.note_sent(now);
-        Ok(sent)
+            Sealed::Queued(n) => {
+                self.counters.udp_tx_datagrams += n as u64;
+                Ok(None)
+            }
+        }
     }
 
     /// Process one received datagram, decrypting in place. Returns the range of
@@ -406,7 +353,11 @@ impl Node {
             MessageType::HandshakeResp => {
                 let h = Header::new_checked(&buf[..])?;
                 if !self.peers.handle_resp(now, from, &h, &mut self.tx)? {
-                    self.handshake_response(now, &h)?;
+                    let r = self
+                        .uplink
+                        .handle_response(now, from, self.peers.endpoint().1, &h);
+                    self.uplink_events(now);
+                    r.map_err(DropReason::from)?;
                 }
                 return Ok(None);
             }
@@ -419,7 +370,9 @@ impl Node {
             MessageType::CookieReply => {
                 let h = Header::new_checked(&buf[..])?;
                 if !self.peers.handle_cookie_reply(now, &h)? {
-                    self.cookie_reply(now, &h)?;
+                    let r = self.uplink.handle_cookie_reply(now, &h);
+                    self.uplink_events(now);
+                    r.map_err(DropReason::from)?;
                 }
                 return Ok(None);
             }
@@ -432,11 +385,7 @@ impl Node {
         }
         let index = h.receiver_index();
         let flags = h.flags();
-        let Some(session) = [self.current.as_mut(), self.previous.as_mut()]
-            .into_iter()
-            .flatten()
-            .find(|s| s.local_index() == index)
-        else {
+        if self.peers.index_owner(index) != Some(IndexOwner::Uplink) {
             let peer = self.peers.lookup(index).ok_or(DropReason::UnknownSession)?;
             let range = self.peers.open(now, from, peer, buf, &mut self.tx)?;
             if range.is_empty() {
@@ -452,14 +401,12 @@ impl Node {
                 return Ok(None);
             }
             return self.deliver(now, Some(peer), flags, buf, range);
-        };
-        if session.is_expired(now) {
-            return Err(DropReason::Expired);
         }
-        let range = session.open(buf)?;
-        self.last_rx = Some(now);
-        self.awaiting_since = None;
-        self.probe_sent = false;
+        let range = self
+            .uplink
+            .open(now, from, self.peers.endpoint().1, buf)
+            .map_err(DropReason::from)?
+            .range;
         self.peers.switch_heard(now);
         if range.is_empty() {
             // The switch sends empty packets only to answer our keepalives.
@@ -514,23 +461,20 @@ impl Node {
 
     /// Seal a control message for the switch and queue it.
     fn send_control(&mut self, now: Instant, msg: &Control) {
-        let Some(session) = self.current.as_mut() else {
+        if self.uplink.current().is_none() {
             return;
-        };
+        }
         if self.tx.is_full() {
             self.drops.add(DropReason::TxQueueFull);
             return;
         }
         let mut payload = Vec::with_capacity(msg.buffer_len());
         msg.emit(&mut payload);
-        let mut b = self.tx.buffer(0);
-        match session.seal_frame(FLAG_CONTROL, &[&payload], usize::MAX, &mut 0, &mut b) {
-            Ok(_) => {
-                self.tx.push(self.cfg.switch_addr, b);
-                self.counters.udp_tx_datagrams += 1;
-                self.note_sent(now);
-            }
-            Err(_) => self.tx.recycle(b),
+        let sent = self
+            .uplink
+            .send(now, FLAG_CONTROL, &[&payload], usize::MAX, &mut self.tx);
+        if sent.is_ok() {
+            self.counters.udp_tx_datagrams += 1;
         }
     }
 
@@ -575,18 +519,14 @@ impl Node {
             }
             return Ok(Some(TapWrite::InPlace(range)));
         }
-        let (fh, chunk) = FragHeader::parse(&buf[range]).ok_or(DropReason::Fragment)?;
-        let reassembly = match peer {
-            None => &mut self.reassembly,
-            Some(p) => self
-                .peers
-                .reassembler(p)
-                .ok_or(DropReason::UnknownSession)?,
+        let whole = match peer {
+            None => self
+                .uplink
+                .reassemble(now, &buf[range])
+                .map_err(|_| DropReason::Fragment),
+            Some(p) => self.peers.reassemble(now, p, &buf[range]),
         };
-        let Some(whole) = reassembly
-            .push(now, fh, chunk)
-            .map_err(|_| DropReason::Fragment)?
-        else {
+        let Some(whole) = whole? else {
             return Ok(None);
         };
         let skip = if add_hdr { VNET_HDR_LEN } else { 0 };
@@ -656,62 +596,6 @@ impl Node {
         Ok(retag)
     }
 
-    fn handshake_response(&mut self, now: Instant, h: &Header<&[u8]>) -> Result<(), DropReason> {
-        let matches = self
-            .handshake
-            .as_ref()
-            .is_some_and(|f| f.initiation.sender_index() == h.receiver_index());
-        if !matches {
-            return Err(DropReason::HandshakeFailed);
-        }
-        let inflight = self.handshake.as_mut().expect("checked above");
-        let local_index = inflight.initiation.sender_index();
-        // A forged or corrupted response leaves the initiation in flight:
-        // the genuine response may still come (the index is no secret).
-        let (keys, remote_index) = inflight
-            .initiation
-            .finish(h)
-            .map_err(|_| DropReason::ForgedResponse)?;
-        self.handshake = None;
-        let session = Session::new(keys, local_index, remote_index, self.cfg.network_id, now);
-        let was_up = self.current.is_some();
-        self.previous = self.current.replace(session);
-        self.retry_delay = HANDSHAKE_RETRY_MIN;
-        self.last_rx = Some(now);
-        self.awaiting_since = None;
-        self.probe_sent = false;
-        self.last_handshake = Some(now);
-        self.counters.handshakes_completed += 1;
-        self.counters.rekeys += u64::from(was_up);
-        self.events.push(if was_up {
-            Event::Rekeyed
-        } else {
-            Event::Connected
-        });
-        // Confirm the session to the switch at once: it keeps using the old
-        // one until it sees a packet under the new one.
-        self.send_keepalive(now);
-        Ok(())
-    }
-
-    /// The switch is under load and wants our next initiation to carry a
-    /// `mac2` made with this cookie. Like WireGuard, the node does not resend
-    /// at once: the retry timer does (so a forged reply cannot make it spin).
-    fn cookie_reply(&mut self, now: Instant, h: &Header<&[u8]>) -> Result<(), DropReason> {
-        let inflight = self
-            .handshake
-            .as_ref()
-            .filter(|f| f.initiation.sender_index() == h.receiver_index())
-            .ok_or(DropReason::HandshakeFailed)?;
-        let cookie = self
-            .mac_keys
-            .open_reply(&inflight.initiation.mac1(), h)
-            .map_err(|_| DropReason::HandshakeFailed)?;
-        self.cookies.store(now, cookie);
-        self.counters.cookie_replies += 1;
-        Ok(())
-    }
-
     fn restart_notice(&mut self, now: Instant, h: &Header<&[u8]>) -> Result<(), DropReason> {
         let key = self.notice_key.as_ref().ok_or(DropReason::BadTag)?;
         let ts = key.open(h)?;
@@ -722,63 +606,64 @@ impl Node {
         self.counters.restart_notices += 1;
         self.events.push(Event::SwitchRestarted);
         // The switch has no session with us any more: start over at once.
-        if self.current.is_some() {
-            self.current = None;
-            self.previous = None;
+        if self.uplink.close(self.peers.endpoint().1) {
             self.counters.sessions_lost += 1;
         }
-        self.handshake = None;
-        self.awaiting_since = None;
-        self.probe_sent = false;
-        self.retry_delay = HANDSHAKE_RETRY_MIN;
-        self.next_attempt = now;
-        self.start_handshake(now);
+        self.with_uplink(now, |t, ctx, to| {
+            let _ = t.start_handshake(now, ctx, to);
+        });
         Ok(())
     }
 
-    fn start_handshake(&mut self, now: Instant) {
-        if self.tx.is_full() {
-            self.drops.add(DropReason::TxQueueFull);
-            return;
-        }
-        let index: u32 = self.rng.random();
-        let mut ts = self.timestamp(now);
-        // Strictly increasing even if called twice in one clock tick.
-        if ts <= self.last_timestamp {
-            ts = bump(self.last_timestamp);
-        }
-        self.last_timestamp = ts;
-        let mut out = [0u8; HS_INIT_LEN];
-        match handshake::initiate(
-            &self.cfg.private_key,
-            &self.cfg.switch_key,
-            &self.cfg.psk,
-            self.cfg.network_id,
-            index,
-            ts,
-            if self.cfg.offload { CAP_VNET } else { 0 },
-            self.cookies.current(now),
-            &mut out,
-        ) {
-            Ok(initiation) => {
-                self.handshake = Some(InFlight {
-                    initiation,
-                    sent_at: now,
-                });
-                let mut b = self.tx.buffer(HS_INIT_LEN);
-                b[..HS_INIT_LEN].copy_from_slice(&out);
-                b.truncate(HS_INIT_LEN);
-                self.tx.push(self.cfg.switch_addr, b);
-                self.counters.handshakes_sent += 1;
-                self.counters.udp_tx_datagrams += 1;
-            }
-            Err(_) => self.drops.add(DropReason::HandshakeFailed),
-        }
+    /// Run `f` on the uplink with the node's identity, index table and
+    /// queue, and the switch as the target of initiations; then act on
+    /// what the uplink reports.
+    fn with_uplink(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Tunnel<IndexOwner>, &mut Ctx<'_, IndexOwner>, &[SocketAddr]),
+    ) {
+        let (local, indices) = self.peers.endpoint();
+        let mut ctx = Ctx {
+            local,
+            indices,
+            tx: &mut self.tx,
+        };
+        f(&mut self.uplink, &mut ctx, &[self.cfg.switch_addr]);
+        self.uplink_events(now);
     }
 
-    fn timestamp(&self, now: Instant) -> Timestamp {
-        let t = self.wall_base.1 + now.saturating_duration_since(self.wall_base.0);
-        Timestamp::from_unix(t.as_secs(), t.subsec_nanos())
+    /// Count and act on what the uplink reports: sends keepalives and
+    /// probes (empty packets the switch answers), confirms new sessions.
+    fn uplink_events(&mut self, now: Instant) {
+        while let Some(e) = self.uplink.poll_event() {
+            match e {
+                TunnelEvent::InitiationSent(n) => {
+                    self.counters.handshakes_sent += 1;
+                    self.counters.udp_tx_datagrams += n as u64;
+                }
+                TunnelEvent::InitiationFailed(e) => self.drops.add(DropReason::from(e)),
+                TunnelEvent::Established { rekey } => {
+                    self.counters.handshakes_completed += 1;
+                    self.counters.rekeys += u64::from(rekey);
+                    self.events.push(if rekey {
+                        Event::Rekeyed
+                    } else {
+                        Event::Connected
+                    });
+                    // Confirm the session to the switch at once: it keeps
+                    // using the old one until it sees a packet under the new one.
+                    self.send_keepalive(now);
+                }
+                TunnelEvent::Lost => {
+                    self.counters.sessions_lost += 1;
+                    self.events.push(Event::Lost);
+                }
+                TunnelEvent::CookieStored => self.counters.cookie_replies += 1,
+                TunnelEvent::ProbeDue | TunnelEvent::KeepaliveDue => self.send_keepalive(now),
+                TunnelEvent::FragmentsExpired(n) => self.drops.add_n(DropReason::Fragment, n),
+            }
+        }
     }
 
     fn send_keepalive(&mut self, now: Instant) {
@@ -786,121 +671,25 @@ impl Node {
             self.drops.add(DropReason::TxQueueFull);
             return;
         }
-        let Some(session) = self.current.as_mut() else {
-            return;
-        };
-        let mut b = self.tx.buffer(DATA_OVERHEAD);
-        match session.seal(0, &mut b, 0) {
-            Ok(n) => {
-                b.truncate(n);
-                self.tx.push(self.cfg.switch_addr, b);
-                self.counters.keepalives_sent += 1;
-                self.keepalive_sent_at = Some(now);
-                self.counters.udp_tx_datagrams += 1;
-                self.note_sent(now);
-            }
-            Err(_) => self.tx.recycle(b),
-        }
-    }
-
-    fn note_sent(&mut self, now: Instant) {
-        self.last_tx = Some(now);
-        if self.awaiting_since.is_none() {
-            self.awaiting_since = Some(now);
+        if self.uplink.send_keepalive(now, &mut self.tx).is_ok() {
+            self.counters.keepalives_sent += 1;
+            self.keepalive_sent_at = Some(now);
+            self.counters.udp_tx_datagrams += 1;
         }
     }
 
     /// Run timers: handshake retries, rekey, keepalives, liveness probes.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.reassembly.expire(now);
-        let lost = self.reassembly.incomplete_dropped;
-        self.drops
-            .add_n(DropReason::Fragment, lost - self.fragments_lost_seen);
-        self.fragments_lost_seen = lost;
-        if self.previous.as_ref().is_some_and(|s| s.is_expired(now)) {
-            self.previous = None;
-        }
-        if self.current.as_ref().is_some_and(|s| s.is_expired(now)) {
-            self.current = self.previous.take();
-        }
-        // Liveness: an unanswered probe means the switch lost us.
-        if self.current.is_some()
-            && let Some(since) = self.awaiting_since
-        {
-            if now >= since + PROBE_AFTER + PROBE_TIMEOUT {
-                self.lose_session(now);
-            } else if now >= since + PROBE_AFTER && !self.probe_sent {
-                self.probe_sent = true;
-                self.send_keepalive(now);
-            }
-        }
-        // Handshakes: retry an unanswered one; start one if needed.
-        match &self.handshake {
-            Some(f) if now >= f.sent_at + self.retry_delay => {
-                self.retry_delay = (self.retry_delay * 2).min(HANDSHAKE_RETRY_MAX);
-                // Up to 1/8 jitter so many nodes do not retry in lockstep.
-                let jitter = self
-                    .rng
-                    .random_range(0..=self.retry_delay.as_millis() as u64 / 8);
-                self.retry_delay =
-                    (self.retry_delay + Duration::from_millis(jitter)).min(HANDSHAKE_RETRY_MAX);
-                self.start_handshake(now);
-            }
-            Some(_) => {}
-            None => {
-                let need = match &self.current {
-                    None => now >= self.next_attempt,
-                    Some(s) => s.needs_rekey(now) || s.age(now) >= self.cfg.rekey_age(),
-                };
-                if need {
-                    self.start_handshake(now);
-                }
-            }
-        }
-        // Idle keepalive.
-        if self.current.is_some() && self.last_tx.is_none_or(|t| now >= t + KEEPALIVE_INTERVAL) {
-            self.send_keepalive(now);
-        }
+        self.with_uplink(now, |t, ctx, to| t.handle_timeout(now, ctx, to));
         self.peers.handle_timeout(now, &mut self.tx);
-    }
-
-    fn lose_session(&mut self, now: Instant) {
-        self.current = None;
-        self.previous = None;
-        self.awaiting_since = None;
-        self.probe_sent = false;
-        self.counters.sessions_lost += 1;
-        self.events.push(Event::Lost);
-        self.handshake = None;
-        self.retry_delay = HANDSHAKE_RETRY_MIN;
-        self.next_attempt = now;
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut d: Vec<Instant> = Vec::with_capacity(6);
-        match &self.handshake {
-            Some(f) => d.push(f.sent_at + self.retry_delay),
-            None if self.current.is_none() => d.push(self.next_attempt),
-            None => {}
-        }
-        if let Some(s) = &self.current {
-            d.push(s.created() + self.cfg.rekey_age());
-            d.push(s.created() + REJECT_AFTER_TIME);
-            d.push(self.last_tx.map_or(s.created(), |t| t + KEEPALIVE_INTERVAL));
-            if let Some(since) = self.awaiting_since {
-                d.push(if self.probe_sent {
-                    since + PROBE_AFTER + PROBE_TIMEOUT
-                } else {
-                    since + PROBE_AFTER
-                });
-            }
-        }
-        if let Some(s) = &self.previous {
-            d.push(s.created() + REJECT_AFTER_TIME);
-        }
-        d.extend(self.peers.poll_timeout());
-        d.into_iter().min()
+        [self.uplink.poll_timeout(), self.peers.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next control datagram to send, if any. Drain after every `handle_*`.
@@ -934,9 +723,9 @@ impl Node {
             name: name.to_owned(),
             switch: self.cfg.switch_addr.to_string(),
             session: self.link_state(),
-            session_age_secs: self.current.as_ref().map(|s| s.age(now).as_secs_f64()),
-            last_handshake_secs_ago: ago(self.last_handshake),
-            last_rx_secs_ago: ago(self.last_rx),
+            session_age_secs: self.uplink.current().map(|s| s.age(now).as_secs_f64()),
+            last_handshake_secs_ago: ago(self.uplink.last_handshake()),
+            last_rx_secs_ago: ago(self.uplink.last_rx()),
             rtt_secs: self.rtt.last.map(|d| d.as_secs_f64()),
             rtt_samples: self.rtt.samples,
             rtt_sum_secs: self.rtt.sum.as_secs_f64(),
@@ -951,17 +740,6 @@ impl Node {
             reloads: Default::default(),
         }
     }
-}
-
-pub(crate) fn bump(t: Timestamp) -> Timestamp {
-    let mut b = t.0;
-    for i in (0..12).rev() {
-        b[i] = b[i].wrapping_add(1);
-        if b[i] != 0 {
-            break;
-        }
-    }
-    Timestamp(b)
 }
 
 /// Write `payload` (a frame, after its virtio header if `vnet`) into `out`

@@ -9,7 +9,7 @@
 //! sessions, its MACs) [`UNLISTED_GRACE`] later unless announced again
 //! meanwhile (the grace lets the other nodes reconnect after a switch
 //! restart). A vouch lasts
-//! [`NodeConfig::vouch_lifetime`](crate::core::NodeConfig) past the last
+//! the node's `vouch-lifetime-secs` (default [`DEFAULT_VOUCH_LIFETIME`]) past the last
 //! packet heard from the switch under a complete list: while the switch is
 //! unreachable peers keep working that long, then they are dropped until
 //! the switch vouches for them again. Each pair runs the same Noise IKpsk2
@@ -70,22 +70,20 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS, check_local_addr};
-use overlay_proto::cookie::{CookieJar, MacKeys};
-use overlay_proto::frag::Reassembler;
-use overlay_proto::handshake::{self, CAP_VNET, Initiation, Timestamp};
+use overlay_proto::handshake::{self, CAP_VNET};
 use overlay_proto::handshake_guard::{GuardConfig, GuardStatus, HandshakeGuard};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
-use overlay_proto::session::Session;
-use overlay_proto::timers::{
-    HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PENDING_SESSION_TIMEOUT, REKEY_AFTER_TIME,
-};
+#[cfg(doc)]
+use overlay_proto::timers::REKEY_AFTER_TIME;
 use overlay_proto::transmit::TxQueue;
+use overlay_proto::tunnel::{
+    Ctx, IndexTable, Local, Role, Sealed, Tunnel, TunnelConfig, TunnelEvent,
+};
 use overlay_proto::vlan::{self, EgressForm, Ingress, PortVlan, Vid};
 use overlay_proto::wire::{
-    DATA_OVERHEAD, FLAG_CONTROL, HS_INIT_LEN, HS_RESP_LEN, Header,
+    FLAG_CONTROL, Header,
     ethernet::{self, Mac},
 };
-use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
 use crate::stats::DropReason;
@@ -206,40 +204,29 @@ pub struct MacCounters {
     pub peers_expired: u64,
 }
 
-#[derive(Debug)]
-#[cfg_attr(fuzzing, derive(Clone))]
-struct InFlight {
-    initiation: Initiation,
-    sent_at: Instant,
+/// Who owns a receiver index of this node: the uplink to the switch, or
+/// the mesh peer in that slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexOwner {
+    /// The session with the switch.
+    Uplink,
+    /// A mesh peer.
+    Peer(usize),
 }
+
+/// Where one peer's initiations go: its endpoint and candidates.
+type Targets = ([SocketAddr; MAX_ENDPOINTS + 1], usize);
 
 #[derive(Debug)]
 #[cfg_attr(fuzzing, derive(Clone))]
 struct Peer {
-    key: PublicKey,
+    /// Sessions, handshakes, liveness and reassembly with it; its endpoint.
+    tunnel: Tunnel<IndexOwner>,
     name: String,
     /// Its port, restricted to the VLANs we share.
     vlan: PortVlan,
     candidates: Vec<SocketAddr>,
-    endpoint: Option<SocketAddr>,
-    current: Option<Session>,
-    previous: Option<Session>,
-    pending: Option<Session>,
-    handshake: Option<InFlight>,
-    /// The peer's latest cookie (it sends one when under load).
-    cookies: CookieJar,
-    retry_delay: Duration,
-    next_attempt: Instant,
-    last_tx: Option<Instant>,
-    awaiting_since: Option<Instant>,
-    probe_sent: bool,
-    last_handshake: Option<Instant>,
-    last_timestamp: Timestamp,
-    accepts_vnet: bool,
     ping: Option<(u64, Instant)>,
-    rtt: Option<Duration>,
-    reassembly: Reassembler,
-    next_frame_id: u32,
     tx_frames: u64,
     rx_frames: u64,
     path_changes: u64,
@@ -259,25 +246,27 @@ struct Peer {
 }
 
 impl Peer {
+    fn key(&self) -> PublicKey {
+        *self.tunnel.remote_key()
+    }
+
     fn is_direct(&self, now: Instant) -> bool {
-        self.current.as_ref().is_some_and(|s| !s.is_expired(now))
+        self.tunnel.is_up(now)
     }
 
-    fn indices(&self) -> impl Iterator<Item = u32> + '_ {
-        [&self.current, &self.previous, &self.pending]
-            .into_iter()
-            .flatten()
-            .map(|s| s.local_index())
+    fn accepts_vnet(&self) -> bool {
+        self.tunnel.remote_caps() & CAP_VNET != 0
     }
 
-    fn targets(&self) -> Vec<SocketAddr> {
-        let mut t: Vec<SocketAddr> = self.endpoint.into_iter().collect();
-        for c in &self.candidates {
-            if !t.contains(c) {
-                t.push(*c);
+    /// Its endpoint, then its other candidates.
+    fn targets(&self) -> Targets {
+        let mut t = ([SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ENDPOINTS + 1], 0);
+        for c in self.tunnel.endpoint().iter().chain(&self.candidates) {
+            if t.1 < t.0.len() && !t.0[..t.1].contains(c) {
+                t.0[t.1] = *c;
+                t.1 += 1;
             }
         }
-        t.truncate(MAX_ENDPOINTS + 1);
         t
     }
 }
@@ -287,23 +276,18 @@ impl Peer {
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct Peers {
     enabled: bool,
-    local: StaticSecret,
-    local_key: PublicKey,
-    psk: Psk,
-    network_id: u32,
-    caps: u32,
+    /// Our key, network and capabilities, for every handshake (the uplink's too).
+    local: Local,
+    /// The node's receiver indices: the peers' and the uplink's.
+    indices: IndexTable<IndexOwner>,
     /// `mac1`, load, `mac2` and per-prefix limits before any Diffie-Hellman
     /// on a peer's initiation, as at the switch.
     guard: HandshakeGuard,
-    wall_base: (Instant, Duration),
-    last_timestamp: Timestamp,
     /// Our own port, as the switch told us.
     vlan: PortVlan,
     peers: Vec<Option<Peer>>,
-    by_index: HashMap<u32, usize>,
     macs: HashMap<(Vid, Mac), (usize, Instant)>,
     local_macs: HashMap<Mac, Instant>,
-    rng: StdRng,
     events: Vec<PathEvent>,
     control: Vec<u8>,
     vouch_lifetime: Duration,
@@ -333,23 +317,17 @@ impl Peers {
         wall_base: (Instant, Duration),
         seed: u64,
     ) -> Peers {
-        let local_key = local.public_key();
+        let caps = if offload { CAP_VNET } else { 0 };
+        let local = Local::new(local, psk, network_id, caps, wall_base.0, wall_base.1);
         Peers {
             enabled: false,
-            guard: HandshakeGuard::new(GuardConfig::default(), &local_key, wall_base.0),
+            guard: HandshakeGuard::new(GuardConfig::default(), &local.public, wall_base.0),
             local,
-            local_key,
-            psk,
-            network_id,
-            caps: if offload { CAP_VNET } else { 0 },
-            wall_base,
-            last_timestamp: Timestamp::default(),
+            indices: IndexTable::new(seed),
             vlan: PortVlan::Transparent,
             peers: Vec::new(),
-            by_index: HashMap::new(),
             macs: HashMap::new(),
             local_macs: HashMap::new(),
-            rng: StdRng::seed_from_u64(seed),
             events: Vec::new(),
             control: Vec::new(),
             vouch_lifetime: DEFAULT_VOUCH_LIFETIME,
@@ -360,6 +338,32 @@ impl Peers {
             mac_counters: MacCounters::default(),
             owners: HashMap::new(),
             moves_pending: (0, None, None),
+        }
+    }
+
+    /// The node's identity and index table, which the uplink shares.
+    pub fn endpoint(&mut self) -> (&Local, &mut IndexTable<IndexOwner>) {
+        (&self.local, &mut self.indices)
+    }
+
+    /// Who holds receiver index `index`.
+    pub fn index_owner(&self, index: u32) -> Option<IndexOwner> {
+        // HOT PATH
+        self.indices.get(index)
+    }
+
+    fn tunnel_config(&self, key: &PublicKey) -> TunnelConfig {
+        TunnelConfig {
+            // The lower key rekeys first; the other only if it has not.
+            rekey_grace: if self.local.public.0 < key.0 {
+                Duration::ZERO
+            } else {
+                REKEY_GRACE
+            },
+            probe_after: PEER_PROBE_AFTER,
+            probe_timeout: PEER_PROBE_TIMEOUT,
+            retry_max: PEER_RETRY_MAX,
+            ..TunnelConfig::new(Role::Both)
         }
     }
 
@@ -444,7 +448,7 @@ impl Peers {
     pub fn enable(&mut self, vlan: PortVlan) {
         self.enabled = true;
         if self.vlan != vlan {
-            let keys: Vec<PublicKey> = self.peers.iter().flatten().map(|p| p.key).collect();
+            let keys: Vec<PublicKey> = self.peers.iter().flatten().map(Peer::key).collect();
             for k in &keys {
                 self.remove(k);
             }
@@ -454,7 +458,10 @@ impl Peers {
 
     /// Whether `index` is one of our peer sessions, and whose.
     pub fn lookup(&self, index: u32) -> Option<usize> {
-        self.by_index.get(&index).copied()
+        match self.indices.get(index)? {
+            IndexOwner::Peer(i) => Some(i),
+            IndexOwner::Uplink => None,
+        }
     }
 
     /// The next path change for the log.
@@ -469,7 +476,7 @@ impl Peers {
     fn slot(&self, key: &PublicKey) -> Option<usize> {
         self.peers
             .iter()
-            .position(|p| p.as_ref().is_some_and(|p| p.key == *key))
+            .position(|p| p.as_ref().is_some_and(|p| p.key() == *key))
     }
 
     /// The switch announced (or re-announced) a member, with its port as
@@ -490,7 +497,7 @@ impl Peers {
         if let Some(n) = self.list.as_mut() {
             *n = n.saturating_add(1);
         }
-        if key == self.local_key {
+        if key == self.local.public {
             return;
         }
         let Some(vlan) = vlan.shared_with(&self.vlan) else {
@@ -500,29 +507,18 @@ impl Peers {
         let i = match self.slot(&key) {
             Some(i) => i,
             None => {
+                let i = self
+                    .peers
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or(self.peers.len());
+                let cfg = self.tunnel_config(&key);
                 let peer = Peer {
-                    key,
+                    tunnel: Tunnel::new(now, IndexOwner::Peer(i), key, cfg),
                     name: String::new(),
                     vlan: PortVlan::Transparent,
                     candidates: Vec::new(),
-                    endpoint: None,
-                    current: None,
-                    previous: None,
-                    pending: None,
-                    handshake: None,
-                    cookies: CookieJar::default(),
-                    retry_delay: HANDSHAKE_RETRY_MIN,
-                    next_attempt: now,
-                    last_tx: None,
-                    awaiting_since: None,
-                    probe_sent: false,
-                    last_handshake: None,
-                    last_timestamp: Timestamp::default(),
-                    accepts_vnet: false,
                     ping: None,
-                    rtt: None,
-                    reassembly: Reassembler::default(),
-                    next_frame_id: 0,
                     tx_frames: 0,
                     rx_frames: 0,
                     path_changes: 0,
@@ -533,16 +529,12 @@ impl Peers {
                     hint_disproved: None,
                     mac_count: 0,
                 };
-                match self.peers.iter().position(Option::is_none) {
-                    Some(i) => {
-                        self.peers[i] = Some(peer);
-                        i
-                    }
-                    None => {
-                        self.peers.push(Some(peer));
-                        self.peers.len() - 1
-                    }
+                if i == self.peers.len() {
+                    self.peers.push(Some(peer));
+                } else {
+                    self.peers[i] = Some(peer);
                 }
+                i
             }
         };
         let lifetime = self.vouch_lifetime;
@@ -565,19 +557,15 @@ impl Peers {
         p.candidates.truncate(MAX_ENDPOINTS);
         if moved && !p.is_direct(now) {
             // Try the new addresses now (and punch our side of the NAT).
-            p.handshake = None;
-            p.retry_delay = HANDSHAKE_RETRY_MIN;
-            p.next_attempt = now;
+            p.tunnel.restart_handshakes(now, &mut self.indices);
         }
     }
 
     /// The switch said a member left.
     pub fn remove(&mut self, key: &PublicKey) {
         let Some(i) = self.slot(key) else { return };
-        if let Some(p) = self.peers[i].take() {
-            for idx in p.indices() {
-                self.by_index.remove(&idx);
-            }
+        if let Some(mut p) = self.peers[i].take() {
+            p.tunnel.close(&mut self.indices);
         }
         self.macs.retain(|_, (p, _)| *p != i);
     }
@@ -600,7 +588,7 @@ impl Peers {
         }
         let p = self.peers.get(i)?.as_ref()?;
         let member = p.vlan.egress(vid) != EgressForm::NotMember;
-        (member && p.is_direct(now) && p.suspect_until.is_none() && (!vnet || p.accepts_vnet))
+        (member && p.is_direct(now) && p.suspect_until.is_none() && (!vnet || p.accepts_vnet()))
             .then_some(i)
     }
 
@@ -621,26 +609,11 @@ impl Peers {
     ) -> Result<Option<(SocketAddr, Range<usize>)>, DropReason> {
         // HOT PATH
         let p = self.peers[i].as_mut().ok_or(DropReason::NoSession)?;
-        let to = p.endpoint.ok_or(DropReason::NoSession)?;
-        let session = p.current.as_mut().ok_or(DropReason::NoSession)?;
-        let r = if plen + DATA_OVERHEAD <= max {
-            let n = session.seal(flags, buf, plen).map_err(DropReason::from)?;
-            Some((to, 0..n))
-        } else {
-            let mut b = tx.buffer(0);
-            let payload = &buf[overlay_proto::wire::DATA_HEADER_LEN..][..plen];
-            match session.seal_frame(flags, &[payload], max, &mut p.next_frame_id, &mut b) {
-                Ok(Some(stride)) => tx.push_batch(to, b, stride),
-                Ok(None) => tx.push(to, b),
-                Err(e) => {
-                    tx.recycle(b);
-                    return Err(DropReason::from(e));
-                }
-            }
-            None
+        let r = match p.tunnel.seal(now, flags, buf, plen, max, tx)? {
+            Sealed::InPlace(r) => Some((p.tunnel.endpoint().ok_or(DropReason::NoSession)?, r)),
+            Sealed::Queued(_) => None,
         };
         p.tx_frames += 1;
-        note_sent(p, now);
         Ok(r)
     }
 
@@ -663,7 +636,7 @@ impl Peers {
         }
         self.local_macs.insert(src, now);
         let msg = Control::MacAnnounce {
-            caps: self.caps,
+            caps: self.local.caps,
             macs: vec![src],
         };
         for i in 0..self.peers.len() {
@@ -676,7 +649,7 @@ impl Peers {
     /// All our local MACs and capabilities, to one peer whose path just came up.
     fn announce_all(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
         let macs: Vec<Mac> = self.local_macs.keys().copied().collect();
-        let caps = self.caps;
+        let caps = self.local.caps;
         if macs.is_empty() {
             let msg = Control::MacAnnounce {
                 caps,
@@ -700,21 +673,16 @@ impl Peers {
         let Some(p) = self.peers[i].as_mut() else {
             return;
         };
-        let (Some(to), Some(session)) = (p.endpoint, p.current.as_mut()) else {
-            return;
-        };
         self.control.clear();
         msg.emit(&mut self.control);
-        let mut b = tx.buffer(0);
-        match session.seal_frame(FLAG_CONTROL, &[&self.control], usize::MAX, &mut 0, &mut b) {
-            Ok(_) => {
-                tx.push(to, b);
-                if !matches!(msg, Control::Pong(_)) {
-                    note_sent(p, now);
-                }
-            }
-            Err(_) => tx.recycle(b),
-        }
+        let parts: [&[u8]; 1] = [&self.control];
+        // A `Pong` owes the peer nothing, so it does not wait for an answer.
+        let _ = if matches!(msg, Control::Pong(_)) {
+            p.tunnel
+                .send_reply(now, FLAG_CONTROL, &parts, usize::MAX, tx)
+        } else {
+            p.tunnel.send(now, FLAG_CONTROL, &parts, usize::MAX, tx)
+        };
     }
 
     /// Open a data packet under peer `i`'s session with index `index`.
@@ -728,43 +696,39 @@ impl Peers {
         tx: &mut TxQueue,
     ) -> Result<Range<usize>, DropReason> {
         // HOT PATH
-        let index = Header::new_unchecked(&buf[..]).receiver_index();
         let p = self.peers[i].as_mut().ok_or(DropReason::UnknownSession)?;
-        let is_pending = p.pending.as_ref().is_some_and(|s| s.local_index() == index);
-        let session = [p.current.as_mut(), p.pending.as_mut(), p.previous.as_mut()]
-            .into_iter()
-            .flatten()
-            .find(|s| s.local_index() == index)
-            .ok_or(DropReason::UnknownSession)?;
-        if session.is_expired(now) {
-            return Err(DropReason::Expired);
-        }
-        let range = session.open(buf)?;
-        p.awaiting_since = None;
-        p.probe_sent = false;
+        let opened = p.tunnel.open(now, from, &mut self.indices, buf)?;
         if p.suspect_until.take().is_some() {
             p.hint_disproved = Some(now);
         }
-        p.endpoint = Some(from);
-        if is_pending {
-            let was_direct = p.is_direct(now);
-            let new = p.pending.take();
-            if let Some(old) = p.previous.take() {
-                self.by_index.remove(&old.local_index());
-            }
-            p.previous = std::mem::replace(&mut p.current, new);
-            p.last_handshake = Some(now);
-            if !was_direct {
-                self.path_up(now, i, tx);
+        self.tunnel_events(now, i, tx);
+        Ok(opened.range)
+    }
+
+    /// Act on what peer `i`'s tunnel reports.
+    fn tunnel_events(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
+        while let Some(e) = self.peers[i].as_mut().and_then(|p| p.tunnel.poll_event()) {
+            match e {
+                TunnelEvent::Established { rekey: false } => self.path_up(now, i, tx),
+                TunnelEvent::Lost => {
+                    if let Some(p) = self.peers[i].as_mut() {
+                        p.suspect_until = None;
+                        p.path_changes += 1;
+                        self.events.push(PathEvent {
+                            peer: p.name.clone(),
+                            path: Path::Relayed,
+                        });
+                    }
+                }
+                TunnelEvent::ProbeDue | TunnelEvent::KeepaliveDue => self.ping(now, i, tx),
+                _ => {}
             }
         }
-        Ok(range)
     }
 
     fn path_up(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
         if let Some(p) = self.peers[i].as_mut() {
             p.path_changes += 1;
-            p.retry_delay = HANDSHAKE_RETRY_MIN;
             self.events.push(PathEvent {
                 peer: p.name.clone(),
                 path: Path::Direct,
@@ -830,7 +794,7 @@ impl Peers {
             self.mac_counters.refused_local += 1;
             return;
         }
-        let Some(key) = self.peers[i].as_ref().map(|p| p.key) else {
+        let Some(key) = self.peers[i].as_ref().map(Peer::key) else {
             return;
         };
         if self
@@ -911,7 +875,7 @@ impl Peers {
             let Some(p) = peers.get_mut(*j).and_then(|p| p.as_mut()) else {
                 return true;
             };
-            if p.key == key || macs.binary_search(mac).is_err() {
+            if p.key() == key || macs.binary_search(mac).is_err() {
                 return true;
             }
             p.mac_count -= 1;
@@ -960,14 +924,27 @@ impl Peers {
             .peers
             .get(i)
             .and_then(|p| p.as_ref())
-            .and_then(|p| p.rtt)
+            .and_then(|p| p.tunnel.rtt())
             .unwrap_or_default();
         PEER_PROBE_TIMEOUT.max(rtt * 4)
     }
 
-    /// Peer `i`'s reassembly buffer.
-    pub fn reassembler(&mut self, i: usize) -> Option<&mut Reassembler> {
-        self.peers.get_mut(i)?.as_mut().map(|p| &mut p.reassembly)
+    /// A fragment (decrypted payload) from peer `i`: the whole payload
+    /// once complete, valid until the next call.
+    pub fn reassemble(
+        &mut self,
+        now: Instant,
+        i: usize,
+        payload: &[u8],
+    ) -> Result<Option<&[u8]>, DropReason> {
+        let p = self
+            .peers
+            .get_mut(i)
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::UnknownSession)?;
+        p.tunnel
+            .reassemble(now, payload)
+            .map_err(|_| DropReason::Fragment)
     }
 
     /// A control message from peer `i`.
@@ -983,7 +960,7 @@ impl Peers {
                 let Some(p) = self.peers[i].as_mut() else {
                     return Err(DropReason::UnknownSession);
                 };
-                p.accepts_vnet = caps & CAP_VNET != 0;
+                p.tunnel.set_remote_caps(caps);
                 // Announced MACs stand for untagged frames on the peer's
                 // port: its native VLAN, if we share it.
                 if let Some(vid) = p.vlan.native() {
@@ -998,7 +975,7 @@ impl Peers {
                     && let Some((sent_id, at)) = p.ping
                     && sent_id == id
                 {
-                    p.rtt = Some(now.saturating_duration_since(at));
+                    p.tunnel.note_rtt(now.saturating_duration_since(at));
                     p.ping = None;
                 }
             }
@@ -1021,44 +998,17 @@ impl Peers {
             return Err(DropReason::UnexpectedMessage);
         }
         self.guard.admit(now, from, h, tx)?;
-        let inc = handshake::read_init(&self.local, &self.psk, h)
+        let inc = handshake::read_init(&self.local.secret, &self.local.psk, h)
             .map_err(|_| DropReason::HandshakeFailed)?;
         let i = self.slot(&inc.peer).ok_or(DropReason::HandshakeFailed)?;
-        let local_key = self.local_key;
-        let index = self.new_index();
         let p = self.peers[i].as_mut().ok_or(DropReason::HandshakeFailed)?;
-        if inc.timestamp <= p.last_timestamp {
-            return Err(DropReason::Replay);
-        }
-        if p.handshake.is_some() && local_key.0 < p.key.0 {
-            // Simultaneous open: our initiation wins; theirs is ignored.
-            return Ok(());
-        }
-        p.last_timestamp = inc.timestamp;
-        p.handshake = None;
-        p.accepts_vnet = inc.caps & CAP_VNET != 0;
-        let remote_index = inc.initiator_index;
-        let mut out = [0u8; HS_RESP_LEN];
-        let keys = inc
-            .accept(self.network_id, index, &mut out)
-            .map_err(|_| DropReason::HandshakeFailed)?;
-        if let Some(old) = p.pending.take() {
-            self.by_index.remove(&old.local_index());
-        }
-        p.pending = Some(Session::new(
-            keys,
-            index,
-            remote_index,
-            self.network_id,
-            now,
-        ));
-        self.by_index.insert(index, i);
-        if !tx.is_full() {
-            let mut b = tx.buffer(HS_RESP_LEN);
-            b[..HS_RESP_LEN].copy_from_slice(&out);
-            b.truncate(HS_RESP_LEN);
-            tx.push(from, b);
-        }
+        let mut ctx = Ctx {
+            local: &self.local,
+            indices: &mut self.indices,
+            tx,
+        };
+        // A simultaneous open we win is ignored: our initiation stands.
+        p.tunnel.handle_init(now, from, &mut ctx, inc)?;
         Ok(())
     }
 
@@ -1070,19 +1020,11 @@ impl Peers {
         now: Instant,
         h: &Header<&[u8]>,
     ) -> Result<bool, DropReason> {
-        let want = h.receiver_index();
-        let Some(p) = self.peers.iter_mut().flatten().find(|p| {
-            p.handshake
-                .as_ref()
-                .is_some_and(|f| f.initiation.sender_index() == want)
-        }) else {
+        let Some(i) = self.lookup(h.receiver_index()) else {
             return Ok(false);
         };
-        let mac1 = p.handshake.as_ref().map(|f| f.initiation.mac1());
-        let cookie = mac1
-            .and_then(|m| MacKeys::new(&p.key).open_reply(&m, h).ok())
-            .ok_or(DropReason::HandshakeFailed)?;
-        p.cookies.store(now, cookie);
+        let p = self.peers[i].as_mut().ok_or(DropReason::HandshakeFailed)?;
+        p.tunnel.handle_cookie_reply(now, h)?;
         Ok(true)
     }
 
@@ -1100,126 +1042,24 @@ impl Peers {
         h: &Header<&[u8]>,
         tx: &mut TxQueue,
     ) -> Result<bool, DropReason> {
-        let want = h.receiver_index();
-        let Some(i) = self.peers.iter().position(|p| {
-            p.as_ref()
-                .and_then(|p| p.handshake.as_ref())
-                .is_some_and(|f| f.initiation.sender_index() == want)
-        }) else {
+        let Some(i) = self.lookup(h.receiver_index()) else {
             return Ok(false);
         };
         let p = self.peers[i].as_mut().ok_or(DropReason::HandshakeFailed)?;
-        let inflight = p.handshake.as_mut().ok_or(DropReason::HandshakeFailed)?;
         // A forged or corrupted response leaves the initiation in flight.
-        let (keys, remote_index) = inflight
-            .initiation
-            .finish(h)
-            .map_err(|_| DropReason::ForgedResponse)?;
-        p.handshake = None;
-        let was_direct = p.is_direct(now);
-        let session = Session::new(keys, want, remote_index, self.network_id, now);
-        if let Some(old) = p.previous.take() {
-            self.by_index.remove(&old.local_index());
-        }
-        p.previous = p.current.replace(session);
-        p.endpoint = Some(from);
-        p.last_handshake = Some(now);
-        p.awaiting_since = None;
-        p.probe_sent = false;
-        self.by_index.insert(want, i);
+        p.tunnel.handle_response(now, from, &mut self.indices, h)?;
         // Confirm at once (the responder waits for a packet) and measure RTT.
         self.ping(now, i, tx);
-        if !was_direct {
-            self.path_up(now, i, tx);
-        }
+        self.tunnel_events(now, i, tx);
         Ok(true)
     }
 
     fn ping(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
-        let id: u64 = self.rng.random();
+        let id = self.indices.random();
         if let Some(p) = self.peers[i].as_mut() {
             p.ping = Some((id, now));
         }
         self.send_control(now, i, &Control::Ping(id), tx);
-    }
-
-    fn new_index(&mut self) -> u32 {
-        loop {
-            let i: u32 = self.rng.random();
-            if !self.by_index.contains_key(&i) {
-                return i;
-            }
-        }
-    }
-
-    fn timestamp(&mut self, now: Instant) -> Timestamp {
-        let t = self.wall_base.1 + now.saturating_duration_since(self.wall_base.0);
-        let mut ts = Timestamp::from_unix(t.as_secs(), t.subsec_nanos());
-        if ts <= self.last_timestamp {
-            ts = crate::core::bump(self.last_timestamp);
-        }
-        self.last_timestamp = ts;
-        ts
-    }
-
-    fn start_handshake(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
-        let index = self.new_index();
-        let ts = self.timestamp(now);
-        let Some(p) = self.peers[i].as_mut() else {
-            return;
-        };
-        let mut out = [0u8; HS_INIT_LEN];
-        let Ok(initiation) = handshake::initiate(
-            &self.local,
-            &p.key,
-            &self.psk,
-            self.network_id,
-            index,
-            ts,
-            self.caps,
-            p.cookies.current(now),
-            &mut out,
-        ) else {
-            return;
-        };
-        p.handshake = Some(InFlight {
-            initiation,
-            sent_at: now,
-        });
-        // To every candidate at once: whichever answers becomes the endpoint.
-        for to in p.targets() {
-            if tx.is_full() {
-                break;
-            }
-            let mut b = tx.buffer(HS_INIT_LEN);
-            b[..HS_INIT_LEN].copy_from_slice(&out);
-            b.truncate(HS_INIT_LEN);
-            tx.push(to, b);
-        }
-    }
-
-    fn lose(&mut self, i: usize, now: Instant) {
-        let Some(p) = self.peers[i].as_mut() else {
-            return;
-        };
-        let dead: Vec<u32> = p.indices().collect();
-        p.current = None;
-        p.previous = None;
-        p.pending = None;
-        p.awaiting_since = None;
-        p.probe_sent = false;
-        p.suspect_until = None;
-        p.handshake = None;
-        p.retry_delay = HANDSHAKE_RETRY_MIN;
-        p.next_attempt = now;
-        p.path_changes += 1;
-        self.events.push(PathEvent {
-            peer: p.name.clone(),
-            path: Path::Relayed,
-        });
-        for d in dead {
-            self.by_index.remove(&d);
-        }
     }
 
     /// Run every peer's timers: liveness probes, path loss, handshake
@@ -1230,88 +1070,22 @@ impl Peers {
         }
         self.drop_unvouched(now);
         self.guard.sweep(now);
-        let local_key = self.local_key;
         for i in 0..self.peers.len() {
-            let probe_timeout = self.probe_timeout(i);
             let Some(p) = self.peers[i].as_mut() else {
                 continue;
             };
-            p.reassembly.expire(now);
-            if p.pending
-                .as_ref()
-                .is_some_and(|s| s.age(now) >= PENDING_SESSION_TIMEOUT)
-            {
-                let s = p.pending.take();
-                self.by_index.remove(&s.map_or(0, |s| s.local_index()));
-            }
-            let Some(p) = self.peers[i].as_mut() else {
-                continue;
-            };
-            if p.previous.as_ref().is_some_and(|s| s.is_expired(now)) {
-                let s = p.previous.take();
-                self.by_index.remove(&s.map_or(0, |s| s.local_index()));
-                continue;
-            }
-            if p.current.as_ref().is_some_and(|s| s.is_expired(now)) {
-                self.lose(i, now);
-                continue;
-            }
-            let Some(p) = self.peers[i].as_mut() else {
-                continue;
-            };
-            if p.current.is_some() {
-                if p.suspect_until.is_some_and(|t| now >= t) {
-                    self.lose(i, now);
-                    continue;
-                }
-                if let Some(since) = p.awaiting_since {
-                    if now >= since + PEER_PROBE_AFTER + probe_timeout {
-                        self.lose(i, now);
-                        continue;
-                    }
-                    if now >= since + PEER_PROBE_AFTER && !p.probe_sent {
-                        p.probe_sent = true;
-                        self.ping(now, i, tx);
-                        continue;
-                    }
-                }
-                let Some(p) = self.peers[i].as_mut() else {
-                    continue;
+            if p.tunnel.current().is_some() && p.suspect_until.is_some_and(|t| now >= t) {
+                p.tunnel.lose(now, &mut self.indices);
+            } else {
+                let (targets, n) = p.targets();
+                let mut ctx = Ctx {
+                    local: &self.local,
+                    indices: &mut self.indices,
+                    tx: &mut *tx,
                 };
-                let age = p.current.as_ref().map_or(Duration::ZERO, |s| s.age(now));
-                let we_rekey = local_key.0 < p.key.0 || age >= REKEY_AFTER_TIME + REKEY_GRACE;
-                let rekey_due = age >= REKEY_AFTER_TIME && we_rekey;
-                match &p.handshake {
-                    Some(f) if now >= f.sent_at + p.retry_delay => {
-                        p.retry_delay = (p.retry_delay * 2).min(PEER_RETRY_MAX);
-                        self.start_handshake(now, i, tx);
-                    }
-                    None if rekey_due => self.start_handshake(now, i, tx),
-                    _ => {}
-                }
-                let Some(p) = self.peers[i].as_mut() else {
-                    continue;
-                };
-                if p.last_tx.is_none_or(|t| now >= t + KEEPALIVE_INTERVAL) {
-                    self.ping(now, i, tx);
-                }
-                continue;
+                p.tunnel.handle_timeout(now, &mut ctx, &targets[..n]);
             }
-            // No direct path: keep trying, with backoff.
-            match &p.handshake {
-                Some(f) if now >= f.sent_at + p.retry_delay => {
-                    p.retry_delay = (p.retry_delay * 2).min(PEER_RETRY_MAX);
-                    let jitter = self
-                        .rng
-                        .random_range(0..=p.retry_delay.as_millis() as u64 / 8);
-                    p.retry_delay =
-                        (p.retry_delay + Duration::from_millis(jitter)).min(PEER_RETRY_MAX);
-                    self.start_handshake(now, i, tx);
-                }
-                Some(_) => {}
-                None if now >= p.next_attempt => self.start_handshake(now, i, tx),
-                None => {}
-            }
+            self.tunnel_events(now, i, tx);
         }
     }
 
@@ -1336,10 +1110,10 @@ impl Peers {
         for p in self.peers.iter().flatten() {
             if p.unlisted_since.is_some_and(|t| now >= t + UNLISTED_GRACE) {
                 self.mac_counters.peers_unlisted += 1;
-                gone.push(p.key);
+                gone.push(p.key());
             } else if now >= p.vouched_until {
                 self.mac_counters.peers_expired += 1;
-                gone.push(p.key);
+                gone.push(p.key());
             }
         }
         for key in gone {
@@ -1366,29 +1140,8 @@ impl Peers {
             if let Some(t) = p.suspect_until {
                 at(t);
             }
-            if let Some(s) = &p.pending {
-                at(s.created() + PENDING_SESSION_TIMEOUT);
-            }
-            if let Some(s) = &p.previous {
-                at(s.created() + overlay_proto::timers::REJECT_AFTER_TIME);
-            }
-            match (&p.current, &p.handshake) {
-                (_, Some(f)) => at(f.sent_at + p.retry_delay),
-                (None, None) => at(p.next_attempt),
-                (Some(s), None) => at(s.created() + REKEY_AFTER_TIME),
-            }
-            if let Some(s) = &p.current {
-                at(s.created() + overlay_proto::timers::REJECT_AFTER_TIME);
-                at(p.last_tx.map_or(s.created(), |t| t + KEEPALIVE_INTERVAL));
-                if let Some(since) = p.awaiting_since {
-                    at(if p.probe_sent {
-                        since
-                            + PEER_PROBE_AFTER
-                            + PEER_PROBE_TIMEOUT.max(p.rtt.unwrap_or_default() * 4)
-                    } else {
-                        since + PEER_PROBE_AFTER
-                    });
-                }
+            if let Some(t) = p.tunnel.poll_timeout() {
+                at(t);
             }
         }
         next
@@ -1402,19 +1155,20 @@ impl Peers {
             .flatten()
             .map(|p| PeerStatus {
                 name: p.name.clone(),
-                public_key: p.key.to_base64(),
+                public_key: p.key().to_base64(),
                 path: if p.is_direct(now) {
                     Path::Direct
                 } else {
                     Path::Relayed
                 },
                 endpoint: p
-                    .endpoint
+                    .tunnel
+                    .endpoint()
                     .filter(|_| p.is_direct(now))
                     .map(|e| e.to_string()),
                 candidates: p.candidates.iter().map(|c| c.to_string()).collect(),
-                last_handshake_secs_ago: ago(p.last_handshake),
-                rtt_secs: p.rtt.map(|d| d.as_secs_f64()),
+                last_handshake_secs_ago: ago(p.tunnel.last_handshake()),
+                rtt_secs: p.tunnel.rtt().map(|d| d.as_secs_f64()),
                 tx_frames: p.tx_frames,
                 rx_frames: p.rx_frames,
                 path_changes: p.path_changes,
@@ -1444,12 +1198,5 @@ impl Peers {
         } else {
             Path::Relayed
         })
-    }
-}
-
-fn note_sent(p: &mut Peer, now: Instant) {
-    p.last_tx = Some(now);
-    if p.awaiting_since.is_none() {
-        p.awaiting_since = Some(now);
     }
 }

@@ -73,6 +73,22 @@ overlay_proto::drop_reasons! {
     }
 }
 
+impl From<overlay_proto::tunnel::TunnelError> for DropReason {
+    fn from(e: overlay_proto::tunnel::TunnelError) -> Self {
+        use overlay_proto::tunnel::TunnelError as T;
+        match e {
+            T::UnknownSession => DropReason::UnknownSession,
+            T::Expired => DropReason::Expired,
+            T::NoSession => DropReason::NoSession,
+            T::Crypto(e) => DropReason::from(e),
+            T::ForgedResponse => DropReason::ForgedResponse,
+            T::StaleTimestamp => DropReason::Replay,
+            T::TxQueueFull => DropReason::TxQueueFull,
+            T::NoInitiation | T::BadCookie | T::Handshake => DropReason::HandshakeFailed,
+        }
+    }
+}
+
 /// Drop counters, one per [`DropReason`].
 pub type Drops = DropCounters<DropReason>;
 

@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::cookie::{CookieJar, MacKeys};
-use crate::frag::{FragError, FragHeader, Reassembler};
-use crate::handshake::{self, IncomingInit, Initiation, Timestamp};
+use crate::frag::Reassembler;
+use crate::handshake::{Initiation, Timestamp};
 use crate::keys::PublicKey;
 use crate::session::Session;
 use crate::timers::{
@@ -45,8 +45,9 @@ use crate::timers::{
     PROBE_AFTER, PROBE_TIMEOUT, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,
 };
 use crate::transmit::TxQueue;
-use crate::wire::{DATA_HEADER_LEN, DATA_OVERHEAD, HS_INIT_LEN, HS_RESP_LEN, Header};
 
+mod data;
+mod handshakes;
 mod index;
 pub use index::{IndexTable, Local};
 
@@ -368,379 +369,11 @@ impl<T: Copy> Tunnel<T> {
         s.sent() >= REKEY_AFTER_MESSAGES || s.age(now) >= self.rekey_age()
     }
 
-    // ---- handshakes ----
-
-    /// Send a new initiation to `targets` (an earlier one is abandoned).
-    /// Reported as [`TunnelEvent::InitiationSent`] or
-    /// [`TunnelEvent::InitiationFailed`] as well as returned.
-    pub fn start_handshake(
-        &mut self,
-        now: Instant,
-        ctx: &mut Ctx<'_, T>,
-        targets: &[SocketAddr],
-    ) -> Result<usize, TunnelError> {
-        let r = self.initiate(now, ctx, targets);
-        self.events.push_back(match r {
-            Ok(n) => TunnelEvent::InitiationSent(n),
-            Err(e) => TunnelEvent::InitiationFailed(e),
-        });
-        r
-    }
-
-    fn initiate(
-        &mut self,
-        now: Instant,
-        ctx: &mut Ctx<'_, T>,
-        targets: &[SocketAddr],
-    ) -> Result<usize, TunnelError> {
-        if ctx.tx.is_full() {
-            return Err(TunnelError::TxQueueFull);
-        }
-        self.abandon_handshake(ctx.indices);
-        let index = ctx.indices.allocate(self.owner);
-        let mut ts = ctx.local.timestamp(now);
-        // Strictly increasing even if called twice in one clock tick.
-        if ts <= self.sent_timestamp {
-            ts = bump(self.sent_timestamp);
-        }
-        self.sent_timestamp = ts;
-        let mut out = [0u8; HS_INIT_LEN];
-        let Ok(initiation) = handshake::initiate(
-            &ctx.local.secret,
-            &self.remote,
-            &ctx.local.psk,
-            ctx.local.network_id,
-            index,
-            ts,
-            ctx.local.caps,
-            self.cookies.current(now),
-            &mut out,
-        ) else {
-            ctx.indices.release(index);
-            return Err(TunnelError::Handshake);
-        };
-        self.handshake = Some(InFlight {
-            initiation,
-            sent_at: now,
-        });
-        let mut sent = 0;
-        for &to in targets {
-            if ctx.tx.is_full() {
-                break;
-            }
-            let mut b = ctx.tx.buffer(HS_INIT_LEN);
-            b[..HS_INIT_LEN].copy_from_slice(&out);
-            b.truncate(HS_INIT_LEN);
-            ctx.tx.push(to, b);
-            sent += 1;
-        }
-        Ok(sent)
-    }
-
-    /// Start a handshake unless one is in flight (e.g. a frame to send and
-    /// no session).
-    pub fn ensure_handshake(&mut self, now: Instant, ctx: &mut Ctx<'_, T>, targets: &[SocketAddr]) {
-        if self.handshake.is_none() {
-            let _ = self.start_handshake(now, ctx, targets);
-        }
-    }
-
-    fn abandon_handshake(&mut self, indices: &mut IndexTable<T>) {
-        if let Some(f) = self.handshake.take() {
-            indices.release(f.initiation.sender_index());
-        }
-    }
-
-    /// Forget the initiation in flight and the backoff: the next
-    /// [`handle_timeout`](Self::handle_timeout) without a session starts
-    /// afresh (e.g. the remote's addresses changed).
-    pub fn restart_handshakes(&mut self, now: Instant, indices: &mut IndexTable<T>) {
-        self.abandon_handshake(indices);
-        self.retry_delay = HANDSHAKE_RETRY_MIN;
-        self.next_attempt = now;
-    }
-
-    /// A handshake response addressed to this tunnel's index.
-    pub fn handle_response(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        indices: &mut IndexTable<T>,
-        h: &Header<&[u8]>,
-    ) -> Result<(), TunnelError> {
-        let inflight = self
-            .handshake
-            .as_mut()
-            .filter(|f| f.initiation.sender_index() == h.receiver_index())
-            .ok_or(TunnelError::NoInitiation)?;
-        let local_index = inflight.initiation.sender_index();
-        // A forged or corrupted response leaves the initiation in flight.
-        let (keys, remote_index) = inflight
-            .initiation
-            .finish(h)
-            .map_err(|_| TunnelError::ForgedResponse)?;
-        self.handshake = None;
-        let session = Session::new(keys, local_index, remote_index, h.network_id(), now);
-        self.make_current(now, indices, session);
-        if self.cfg.roaming {
-            self.endpoint = Some(from);
-        }
-        Ok(())
-    }
-
-    /// A cookie reply addressed to this tunnel's index. Like WireGuard, the
-    /// initiation is not resent at once: the retry timer does it (so a forged
-    /// reply cannot make us spin).
-    pub fn handle_cookie_reply(
-        &mut self,
-        now: Instant,
-        h: &Header<&[u8]>,
-    ) -> Result<(), TunnelError> {
-        let inflight = self
-            .handshake
-            .as_ref()
-            .filter(|f| f.initiation.sender_index() == h.receiver_index())
-            .ok_or(TunnelError::NoInitiation)?;
-        let cookie = self
-            .mac_keys
-            .open_reply(&inflight.initiation.mac1(), h)
-            .map_err(|_| TunnelError::BadCookie)?;
-        self.cookies.store(now, cookie);
-        self.events.push_back(TunnelEvent::CookieStored);
-        Ok(())
-    }
-
-    /// An initiation from this tunnel's remote (the owner read it with
-    /// [`handshake::read_init`] and found the tunnel by its key): answer it
-    /// to `from` and keep the new session pending until its first packet.
-    pub fn handle_init(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        ctx: &mut Ctx<'_, T>,
-        init: IncomingInit,
-    ) -> Result<InitOutcome, TunnelError> {
-        if init.timestamp <= self.accepted_timestamp {
-            return Err(TunnelError::StaleTimestamp);
-        }
-        if self.cfg.role == Role::Both
-            && self.handshake.is_some()
-            && ctx.local.public.0 < self.remote.0
-        {
-            return Ok(InitOutcome::Ignored);
-        }
-        if ctx.tx.is_full() {
-            return Err(TunnelError::TxQueueFull);
-        }
-        let index = ctx.indices.allocate(self.owner);
-        let timestamp = init.timestamp;
-        let (caps, remote_index) = (init.caps, init.initiator_index);
-        let mut out = [0u8; HS_RESP_LEN];
-        let keys = match init.accept(ctx.local.network_id, index, &mut out) {
-            Ok(k) => k,
-            Err(_) => {
-                ctx.indices.release(index);
-                return Err(TunnelError::Handshake);
-            }
-        };
-        self.accepted_timestamp = timestamp;
-        self.remote_caps = caps;
-        self.abandon_handshake(ctx.indices);
-        let session = Session::new(keys, index, remote_index, ctx.local.network_id, now);
-        if let Some(old) = self.pending.replace(Box::new(session)) {
-            ctx.indices.release(old.local_index());
-        }
-        let mut b = ctx.tx.buffer(HS_RESP_LEN);
-        b[..HS_RESP_LEN].copy_from_slice(&out);
-        b.truncate(HS_RESP_LEN);
-        ctx.tx.push(from, b);
-        Ok(InitOutcome::Answered)
-    }
-
-    fn make_current(&mut self, now: Instant, indices: &mut IndexTable<T>, s: Session) {
-        let rekey = self.is_up(now);
-        if let Some(old) = self.previous.take() {
-            indices.release(old.local_index());
-        }
-        self.previous = self.current.replace(Box::new(s));
-        self.retry_delay = HANDSHAKE_RETRY_MIN;
-        self.last_rx = Some(now);
-        self.awaiting_since = None;
-        self.probe_sent = false;
-        self.last_handshake = Some(now);
-        self.events.push_back(TunnelEvent::Established { rekey });
-    }
-
-    // ---- data ----
-
-    /// Verify and decrypt a data datagram (its receiver index is one of this
-    /// tunnel's) in place. The first packet under a pending session makes it
-    /// current.
-    pub fn open(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        indices: &mut IndexTable<T>,
-        buf: &mut [u8],
-    ) -> Result<Opened, TunnelError> {
-        // HOT PATH
-        if buf.len() < DATA_HEADER_LEN {
-            return Err(TunnelError::Crypto(Error::Truncated));
-        }
-        let index = Header::new_unchecked(&buf[..]).receiver_index();
-        let confirmed = self
-            .pending
-            .as_ref()
-            .is_some_and(|s| s.local_index() == index);
-        let session = [
-            self.current.as_deref_mut(),
-            self.pending.as_deref_mut(),
-            self.previous.as_deref_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|s| s.local_index() == index)
-        .ok_or(TunnelError::UnknownSession)?;
-        if session.is_expired(now) {
-            return Err(TunnelError::Expired);
-        }
-        let range = session.open(buf)?;
-        if confirmed && let Some(s) = self.pending.take() {
-            self.make_current(now, indices, *s);
-        }
-        self.last_rx = Some(now);
-        self.awaiting_since = None;
-        self.probe_sent = false;
-        if self.cfg.roaming {
-            self.endpoint = Some(from);
-        }
-        Ok(Opened { range, confirmed })
-    }
-
-    /// Add a decrypted fragment; returns the whole payload once complete
-    /// (valid until the next call).
-    pub fn reassemble(&mut self, now: Instant, payload: &[u8]) -> Result<Option<&[u8]>, FragError> {
-        let (fh, chunk) = FragHeader::parse(payload).ok_or(FragError::Malformed)?;
-        self.reassembly.push(now, fh, chunk)
-    }
-
-    fn sendable(&mut self, now: Instant) -> Result<(SocketAddr, &mut Session), TunnelError> {
-        let to = self.endpoint.ok_or(TunnelError::NoSession)?;
-        let s = self
-            .current
-            .as_deref_mut()
-            .filter(|s| !s.is_expired(now))
-            .ok_or(TunnelError::NoSession)?;
-        Ok((to, s))
-    }
-
-    /// Seal the `plen` bytes at `buf[DATA_HEADER_LEN..]` for datagrams of at
-    /// most `max` bytes: in place if they fit, else as fragments queued on
-    /// `tx`.
-    pub fn seal(
-        &mut self,
-        now: Instant,
-        flags: u8,
-        buf: &mut [u8],
-        plen: usize,
-        max: usize,
-        tx: &mut TxQueue,
-    ) -> Result<Sealed, TunnelError> {
-        // HOT PATH
-        if plen + DATA_OVERHEAD <= max {
-            let (_, s) = self.sendable(now)?;
-            let n = s.seal(flags, buf, plen)?;
-            self.note_sent(now);
-            return Ok(Sealed::InPlace(0..n));
-        }
-        let n = self.send_inner(
-            now,
-            flags,
-            &[&buf[DATA_HEADER_LEN..DATA_HEADER_LEN + plen]],
-            max,
-            tx,
-            true,
-        )?;
-        Ok(Sealed::Queued(n))
-    }
-
-    /// Seal a payload given in `parts` (fragmented to `max`-byte datagrams
-    /// if needed) and queue it. Returns how many datagrams. The remote owes
-    /// an answer to it (liveness); see [`send_reply`](Self::send_reply).
-    pub fn send(
-        &mut self,
-        now: Instant,
-        flags: u8,
-        parts: &[&[u8]],
-        max: usize,
-        tx: &mut TxQueue,
-    ) -> Result<usize, TunnelError> {
-        // HOT PATH
-        self.send_inner(now, flags, parts, max, tx, true)
-    }
-
-    /// As [`send`](Self::send), for an answer the remote owes nothing for.
-    pub fn send_reply(
-        &mut self,
-        now: Instant,
-        flags: u8,
-        parts: &[&[u8]],
-        max: usize,
-        tx: &mut TxQueue,
-    ) -> Result<usize, TunnelError> {
-        self.send_inner(now, flags, parts, max, tx, false)
-    }
-
-    /// Send an empty data packet (a keepalive or probe).
-    pub fn send_keepalive(&mut self, now: Instant, tx: &mut TxQueue) -> Result<(), TunnelError> {
-        self.send(now, 0, &[], usize::MAX, tx).map(drop)
-    }
-
-    fn send_inner(
-        &mut self,
-        now: Instant,
-        flags: u8,
-        parts: &[&[u8]],
-        max: usize,
-        tx: &mut TxQueue,
-        expect_answer: bool,
-    ) -> Result<usize, TunnelError> {
-        // The owner decides whether a full queue drops (and counts) it.
-        let mut frame_id = self.next_frame_id;
-        let (to, s) = self.sendable(now)?;
-        let mut b = tx.buffer(0);
-        match s.seal_frame(flags, parts, max, &mut frame_id, &mut b) {
-            Ok(stride) => {
-                let count = b.len().div_ceil(stride.unwrap_or(b.len()).max(1));
-                match stride {
-                    Some(st) => tx.push_batch(to, b, st),
-                    None => tx.push(to, b),
-                }
-                self.next_frame_id = frame_id;
-                if expect_answer {
-                    self.note_sent(now);
-                }
-                Ok(count)
-            }
-            Err(e) => {
-                tx.recycle(b);
-                Err(e.into())
-            }
-        }
-    }
-
-    fn note_sent(&mut self, now: Instant) {
-        self.last_tx = Some(now);
-        if self.awaiting_since.is_none() {
-            self.awaiting_since = Some(now);
-        }
-    }
-
     // ---- timers ----
 
-    /// Drop every session and the initiation in flight; an initiator
-    /// handshakes again from `now`. Returns whether a session was up.
-    pub fn close(&mut self, now: Instant, indices: &mut IndexTable<T>) -> bool {
+    /// Drop every session and the initiation in flight, giving their
+    /// indices back. Returns whether a session was up.
+    pub fn close(&mut self, indices: &mut IndexTable<T>) -> bool {
         let was_up = self.current.is_some();
         for s in [
             self.current.take(),
@@ -756,14 +389,14 @@ impl<T: Copy> Tunnel<T> {
         self.awaiting_since = None;
         self.probe_sent = false;
         self.retry_delay = HANDSHAKE_RETRY_MIN;
-        self.next_attempt = now;
         was_up
     }
 
     /// The remote is gone: drop everything, report [`TunnelEvent::Lost`];
     /// an initiator handshakes again at its next timeout.
     pub fn lose(&mut self, now: Instant, indices: &mut IndexTable<T>) {
-        self.close(now, indices);
+        self.close(indices);
+        self.next_attempt = now;
         self.events.push_back(TunnelEvent::Lost);
     }
 

@@ -7,7 +7,9 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use super::*;
 use crate::handshake::read_init;
 use crate::keys::{Psk, StaticSecret};
-use crate::wire::{FLAG_FRAGMENT, MessageType};
+use crate::wire::{
+    DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_FRAGMENT, HS_INIT_LEN, HS_RESP_LEN, Header, MessageType,
+};
 
 const NET: u32 = 7;
 
@@ -648,7 +650,7 @@ fn closing_releases_every_index() {
     assert_eq!(p.sides[1].indices.len(), 2);
     let now = p.now;
     for s in &mut p.sides {
-        assert!(s.tun.close(now, &mut s.indices));
+        assert!(s.tun.close(&mut s.indices));
         assert!(s.indices.is_empty());
         assert!(!s.tun.is_up(now));
     }
