@@ -142,9 +142,9 @@ impl Switch {
     }
 
     /// Forget node `id`'s sessions and endpoint, its MACs and memberships.
-    pub(super) fn forget(&mut self, now: Instant, id: NodeId) {
+    pub(super) fn forget(&mut self, id: NodeId) {
         let port = &mut self.ports[id.0 as usize];
-        port.tunnel.close(now, &mut self.indices);
+        port.tunnel.close(&mut self.indices);
         port.tunnel.set_endpoint(None);
         self.mac_counters.flushed += self.macs.flush_node(id) as u64;
         self.snoop.forget_node(id);

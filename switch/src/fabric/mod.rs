@@ -307,7 +307,7 @@ impl Switch {
                 .last_rx()
                 .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.node_timeout);
             if port.is_connected() && silent {
-                self.forget(now, id);
+                self.forget(id);
                 self.sessions.node_timeouts += 1;
                 let node = self.ports[i].spec.name.clone();
                 self.events.push_back(Event::TimedOut { node });

@@ -107,7 +107,7 @@ impl Switch {
         // Departures first, so the members still hold sessions to hear them:
         // removed nodes leave for good, changed ones leave their old VLANs.
         for &id in &removed {
-            self.forget(now, id);
+            self.forget(id);
             let port = &mut self.ports[id.0 as usize];
             port.retired = true;
             // Frames its impaired link held go nowhere now.
