@@ -147,16 +147,22 @@ impl<S: SwitchCore> Net<S> {
     /// Returns where the frame's datagram went (`None`: dropped, or in
     /// fragments queued in the node).
     pub fn send(&mut self, i: usize, frame: &[u8]) -> Option<SocketAddr> {
-        let mut buf = vec![0u8; DATA_HEADER_LEN + frame.len() + DATA_OVERHEAD];
-        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame.len()].copy_from_slice(frame);
-        let mut to = None;
-        if let Ok(Some(r)) = self.nodes[i].handle_tap_frame(self.now, &mut buf, frame.len()) {
-            let dest = self.nodes[i].destination();
-            to = Some(dest);
-            self.inject(self.addrs[i], dest, buf[r].to_vec());
-        }
+        let to = self.read_tap(i, frame);
         self.deliver();
         to
+    }
+
+    /// Node `i` reads `frame` from its TAP; its datagram is queued, not yet
+    /// delivered. Returns where it goes, as [`send`](Self::send) does.
+    pub fn read_tap(&mut self, i: usize, frame: &[u8]) -> Option<SocketAddr> {
+        let mut buf = vec![0u8; DATA_HEADER_LEN + frame.len() + DATA_OVERHEAD];
+        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame.len()].copy_from_slice(frame);
+        let r = self.nodes[i]
+            .handle_tap_frame(self.now, &mut buf, frame.len())
+            .ok()??;
+        let dest = self.nodes[i].destination();
+        self.inject(self.addrs[i], dest, buf[r].to_vec());
+        Some(dest)
     }
 
     /// Put datagram `bytes` from `from` to `to` on the wire (delivered by
