@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use overlay_proto::vnet::{self, VnetHdr};
 use overlay_proto::wire::ethernet;
 use serde::Serialize;
 
@@ -229,7 +230,14 @@ impl LocalSwitch {
     /// Whether a payload in `format` fits the port: a GSO super-frame by its
     /// segment size, anything else by its length.
     pub fn fits(&self, port: PortId, format: Format, payload: &[u8]) -> bool {
-        format.fits(payload, self.mtu(port))
+        let hdr = match format {
+            Format::Plain => None,
+            Format::Vnet => match VnetHdr::parse(payload) {
+                Some(h) => Some(h),
+                None => return false,
+            },
+        };
+        vnet::fits_mtu(hdr.as_ref(), format.frame(payload), self.mtu(port))
     }
 
     /// Learn the source of a frame that came in on `ingress` and say where
@@ -372,7 +380,7 @@ pub struct PortStatus {
 
 #[cfg(test)]
 mod tests {
-    use overlay_proto::vnet::{self, VNET_HDR_LEN};
+    use overlay_proto::vnet::VNET_HDR_LEN;
 
     use super::*;
 
