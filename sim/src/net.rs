@@ -59,8 +59,8 @@ pub struct Datagram {
     pub bytes: Vec<u8>,
     /// Datagrams handled before this one in its chain of answers.
     hops: usize,
-    /// Already reordered once (it is not held back again).
-    reordered: bool,
+    /// Already held back, or a copy (neither happens to it again).
+    faulted: bool,
 }
 
 /// A switch core and node cores on a simulated underlay, in synthetic time.
@@ -173,7 +173,7 @@ impl<S: SwitchCore> Net<S> {
             to,
             bytes,
             hops: 0,
-            reordered: false,
+            faulted: false,
         });
     }
 
@@ -210,16 +210,18 @@ impl<S: SwitchCore> Net<S> {
     fn hand(&mut self, mut d: Datagram) {
         match self.faults.judge(d.from, d.to) {
             Fate::Drop => return,
-            Fate::Reorder if !d.reordered => {
-                d.reordered = true;
+            // A held-back datagram or a copy is not held back or copied again.
+            Fate::Reorder | Fate::Duplicate if d.faulted => {}
+            Fate::Reorder => {
+                d.faulted = true;
                 self.wire.push_back(d);
                 return;
             }
             Fate::Duplicate => self.wire.push_back(Datagram {
-                reordered: true,
+                faulted: true,
                 ..d.clone()
             }),
-            Fate::Reorder | Fate::Deliver => {}
+            Fate::Deliver => {}
         }
         let now = self.now;
         if d.to == self.switch_addr {
@@ -340,7 +342,7 @@ fn queue(wire: &mut VecDeque<Datagram>, from: SocketAddr, t: &Transmit<'_>, hops
             to: t.destination,
             bytes: d.to_vec(),
             hops,
-            reordered: false,
+            faulted: false,
         });
     }
 }
