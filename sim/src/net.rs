@@ -59,8 +59,8 @@ pub struct Datagram {
     pub bytes: Vec<u8>,
     /// Datagrams handled before this one in its chain of answers.
     hops: usize,
-    /// Already reordered once (it is not held back again).
-    reordered: bool,
+    /// Already held back, or a copy (neither happens to it again).
+    faulted: bool,
 }
 
 /// A switch core and node cores on a simulated underlay, in synthetic time.
@@ -147,16 +147,22 @@ impl<S: SwitchCore> Net<S> {
     /// Returns where the frame's datagram went (`None`: dropped, or in
     /// fragments queued in the node).
     pub fn send(&mut self, i: usize, frame: &[u8]) -> Option<SocketAddr> {
-        let mut buf = vec![0u8; DATA_HEADER_LEN + frame.len() + DATA_OVERHEAD];
-        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame.len()].copy_from_slice(frame);
-        let mut to = None;
-        if let Ok(Some(r)) = self.nodes[i].handle_tap_frame(self.now, &mut buf, frame.len()) {
-            let dest = self.nodes[i].destination();
-            to = Some(dest);
-            self.inject(self.addrs[i], dest, buf[r].to_vec());
-        }
+        let to = self.read_tap(i, frame);
         self.deliver();
         to
+    }
+
+    /// Node `i` reads `frame` from its TAP; its datagram is queued, not yet
+    /// delivered. Returns where it goes, as [`send`](Self::send) does.
+    pub fn read_tap(&mut self, i: usize, frame: &[u8]) -> Option<SocketAddr> {
+        let mut buf = vec![0u8; DATA_HEADER_LEN + frame.len() + DATA_OVERHEAD];
+        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame.len()].copy_from_slice(frame);
+        let r = self.nodes[i]
+            .handle_tap_frame(self.now, &mut buf, frame.len())
+            .ok()??;
+        let dest = self.nodes[i].destination();
+        self.inject(self.addrs[i], dest, buf[r].to_vec());
+        Some(dest)
     }
 
     /// Put datagram `bytes` from `from` to `to` on the wire (delivered by
@@ -167,7 +173,7 @@ impl<S: SwitchCore> Net<S> {
             to,
             bytes,
             hops: 0,
-            reordered: false,
+            faulted: false,
         });
     }
 
@@ -204,16 +210,18 @@ impl<S: SwitchCore> Net<S> {
     fn hand(&mut self, mut d: Datagram) {
         match self.faults.judge(d.from, d.to) {
             Fate::Drop => return,
-            Fate::Reorder if !d.reordered => {
-                d.reordered = true;
+            // A held-back datagram or a copy is not held back or copied again.
+            Fate::Reorder | Fate::Duplicate if d.faulted => {}
+            Fate::Reorder => {
+                d.faulted = true;
                 self.wire.push_back(d);
                 return;
             }
             Fate::Duplicate => self.wire.push_back(Datagram {
-                reordered: true,
+                faulted: true,
                 ..d.clone()
             }),
-            Fate::Reorder | Fate::Deliver => {}
+            Fate::Deliver => {}
         }
         let now = self.now;
         if d.to == self.switch_addr {
@@ -334,7 +342,7 @@ fn queue(wire: &mut VecDeque<Datagram>, from: SocketAddr, t: &Transmit<'_>, hops
             to: t.destination,
             bytes: d.to_vec(),
             hops,
-            reordered: false,
+            faulted: false,
         });
     }
 }
