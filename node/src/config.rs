@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::timers::REKEY_AFTER_TIME;
 use serde::Deserialize;
@@ -177,22 +178,6 @@ pub fn mac_from_key(public: &[u8; 32]) -> [u8; 6] {
     m.copy_from_slice(&public[..6]);
     m[0] = (m[0] & 0xfc) | 0x02;
     m
-}
-
-pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut m = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        if p.len() != 2 {
-            return None;
-        }
-        m[i] = u8::from_str_radix(p, 16).ok()?;
-    }
-    // A TAP needs a unicast address; all zeros is invalid.
-    (m[0] & 1 == 0 && m != [0; 6]).then_some(m)
 }
 
 /// The validated configuration of the node process.
@@ -373,12 +358,11 @@ fn tap_config(
         ));
     }
     let mac = match &t.mac {
-        Some(m) => parse_mac(m).ok_or_else(|| {
-            err(
-                "tap.mac",
-                format!("{m:?} is not a unicast MAC like 02:00:00:00:00:01"),
-            )
-        })?,
+        Some(m) => {
+            MacAddr::parse_unicast(m)
+                .map_err(|e| err("tap.mac", format!("{m:?} {e}")))?
+                .0
+        }
         None => mac_from_key(&private_key.public_key().0),
     };
     let mut addresses = Vec::new();

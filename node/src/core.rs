@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::control::Control;
 use overlay_proto::cookie::{CookieJar, MacKeys};
+use overlay_proto::ethernet::{self, Frame};
 use overlay_proto::frag::{FragHeader, Reassembler};
 use overlay_proto::handshake::{self, CAP_VNET, Initiation, Timestamp};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
@@ -37,7 +38,7 @@ use overlay_proto::vlan::{self, Ingress};
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
     DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET,
-    HS_INIT_LEN, Header, MessageType, ethernet,
+    HS_INIT_LEN, Header, MessageType,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -322,8 +323,8 @@ impl Node {
         if self.peers.is_enabled() {
             // Mesh: known unicast to a peer with a direct path goes straight
             // there; everything else goes to the switch as in central mode.
-            if let Some(src) = ethernet::src(frame) {
-                self.peers.note_local_mac(now, src, &mut self.tx);
+            if let Ok(f) = Frame::new_checked(frame) {
+                self.peers.note_local_mac(now, f.src(), &mut self.tx);
             }
             if let Some(i) = self.peers.route(now, frame, flags & FLAG_VNET != 0) {
                 let r =
@@ -943,7 +944,7 @@ impl Node {
             counters: self.counters.clone(),
             mesh: self.peers.is_enabled(),
             peers: self.peers.status(now),
-            peer_macs: *self.peers.mac_counters(),
+            peer_macs: self.peers.mac_counters(),
             handshake_guard: self.peers.guard_status(now),
             local: None,
             hosts: Vec::new(),

@@ -88,7 +88,7 @@ impl StreamDecoder {
             self.start = 0;
             return Some(Decoded::Garbage);
         }
-        let bad = if len < overlay_proto::wire::ethernet::HEADER_LEN {
+        let bad = if len < overlay_proto::ethernet::HEADER_LEN {
             Some(DropReason::Runt)
         } else if len > self.max_frame {
             Some(DropReason::Oversize)

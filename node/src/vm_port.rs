@@ -286,7 +286,7 @@ async fn serve_dgram(sock: UnixDatagram, mut io: PortIo) -> Option<()> {
                     io.down(peer.replace(p.to_owned()).is_some()).await?;
                     io.emit(VmEvent::Up(io.port)).await?;
                 }
-                let ev = if n < overlay_proto::wire::ethernet::HEADER_LEN {
+                let ev = if n < overlay_proto::ethernet::HEADER_LEN {
                     VmEvent::Dropped(DropReason::Runt)
                 } else if n > io.max_frame {
                     VmEvent::Dropped(DropReason::Oversize)

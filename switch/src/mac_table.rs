@@ -213,7 +213,7 @@ mod tests {
 
     fn mac(n: u32) -> Mac {
         let b = n.to_be_bytes();
-        [2, 0, b[0], b[1], b[2], b[3]]
+        overlay_proto::ethernet::MacAddr([2, 0, b[0], b[1], b[2], b[3]])
     }
 
     #[test]

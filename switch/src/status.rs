@@ -228,11 +228,8 @@ pub struct SourceStatus {
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
+pub fn format_mac(m: &overlay_proto::ethernet::MacAddr) -> String {
+    m.to_string()
 }
 
 /// Render a status JSON document as a human table.
