@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use overlay_proto::Error;
-use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD, Header, MessageType, TAG_LEN};
+use overlay_proto::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, Header, MessageType};
 use tapmesh_fuzz::{NETWORK_ID, SESSION_B_INDEX, session_pair as pair};
 
 fuzz_target!(|data: &[u8]| {
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         let (_, mut b) = pair(now);
         let mut buf = data.to_vec();
         if let Ok(r) = b.open(&mut buf) {
-            assert_eq!(r, DATA_HEADER_LEN..data.len() - TAG_LEN);
+            assert_eq!(r, DATA_HEADER_LEN..data.len() - AEAD_TAG_LEN);
             // Opening again is a replay.
             let mut again = data.to_vec();
             assert_eq!(b.open(&mut again), Err(Error::Replay));
@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
     let range = b
         .open(&mut good)
         .expect("genuine packet opens after a forgery");
-    assert_eq!(range, DATA_HEADER_LEN..buf.len() - TAG_LEN);
+    assert_eq!(range, DATA_HEADER_LEN..buf.len() - AEAD_TAG_LEN);
     assert_eq!(&good[range], frame);
 
     // And only once.

@@ -111,7 +111,7 @@ pub fn spoofed_flood(
 /// An IPv4 packet (header fields the kernel fills for `IPPROTO_RAW` left 0)
 /// carrying `payload` in UDP from `src` to `dst`, without a UDP checksum
 /// (optional over IPv4).
-fn ipv4_udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4_udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
     let udp_len = 8 + payload.len();
     let mut p = vec![0u8; 20 + udp_len];
     p[0] = 0x45;
@@ -240,7 +240,7 @@ pub fn udp_datagrams(frames: &[Frame], port: u16) -> Vec<(SocketAddr, SocketAddr
         .collect()
 }
 
-fn parse_udp(f: &[u8]) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+pub(crate) fn parse_udp(f: &[u8]) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
     let ethertype = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
     let (src, dst, l4) = match ethertype {
         0x0800 => {

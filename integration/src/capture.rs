@@ -121,7 +121,7 @@ impl Drop for Capture {
 /// Creates the socket with protocol 0 (receives nothing) and only then binds
 /// it to the interface with `ETH_P_ALL`, so no frame of another interface can
 /// slip in between.
-fn open_bound(ifname: &str) -> OwnedFd {
+pub(crate) fn open_bound(ifname: &str) -> OwnedFd {
     let cname = std::ffi::CString::new(ifname).expect("interface name without NUL");
     // SAFETY: plain syscalls on values we own; results are checked.
     unsafe {

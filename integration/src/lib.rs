@@ -26,6 +26,8 @@
 //! - [`impair`]: a UDP relay that loses, delays, reorders and duplicates
 //!   (an impaired underlay where `sch_netem` is missing).
 //! - [`monitoring`]: metrics addresses, scraping and process CPU for monitoring tests.
+//! - [`on_path`]: an attacker on a host's link (a userspace wire in its own
+//!   namespace) that forges a handshake response ahead of every genuine one.
 //! - [`netns`]: the [`Netns`] guard, running commands in a namespace, and
 //!   running Rust code in one ([`Netns::enter`]: sockets made there stay there).
 //! - [`process`]: the [`Process`] guard.
@@ -62,6 +64,7 @@ pub mod http;
 pub mod impair;
 pub mod monitoring;
 pub mod netns;
+pub mod on_path;
 pub mod process;
 pub mod prometheus;
 pub mod qemu;

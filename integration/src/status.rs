@@ -33,6 +33,15 @@ pub fn switch_node<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|n| n.get("name").and_then(Value::as_str) == Some(name))
 }
 
+/// A mesh node's entry for peer `name` (its `peers`), if listed.
+pub fn node_peer<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
+    status
+        .get("peers")?
+        .as_array()?
+        .iter()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+}
+
 /// Whether the switch reports node `name` as connected.
 pub fn switch_node_connected(status: &Value, name: &str) -> bool {
     switch_node(status, name)

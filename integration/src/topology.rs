@@ -286,6 +286,17 @@ impl Topology {
             .clone()
     }
 
+    /// Host `i`'s public key (base64), generating keys if not yet made.
+    pub fn node_public_key(&mut self, i: usize) -> String {
+        self.ensure_keys();
+        self.host(i)
+            .key
+            .as_ref()
+            .expect("keys made")
+            .public_key
+            .clone()
+    }
+
     /// The switch's admin socket (for `tapmesh-switch status --socket`).
     pub fn admin_socket(&self) -> PathBuf {
         self.dir.join("switch.sock")

@@ -13,8 +13,7 @@ use std::io::ErrorKind;
 use std::time::{Duration, Instant, SystemTime};
 
 use overlay_proto::transmit::TxQueue;
-use overlay_proto::vnet::VNET_HDR_LEN;
-use overlay_proto::wire::{DATA_HEADER_LEN, TAG_LEN};
+use overlay_proto::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN};
 use tapmesh_shell::admin::{self, AdminRequest};
 use tapmesh_shell::metrics::Exporter;
 use tapmesh_shell::udp::{RecvBuffers, UdpLink};
@@ -24,9 +23,9 @@ use tokio::sync::mpsc;
 use crate::config::{Config, VmPortConfig};
 use crate::core::Status;
 use crate::core::{Event, Node, TapWrite};
-use crate::local_switch::{Egress, LocalSwitch, PortId, PortKind, UPLINK, plain_frames};
+use crate::device::FrameDevice;
+use crate::local_switch::{Forward, LocalSwitch, PortId, PortKind, UPLINK};
 use crate::stats::DropReason;
-use crate::tap::Tap;
 use crate::userhost::{self, UserHost};
 use crate::vm_port::{self, HEADROOM, VmEvent};
 
@@ -38,20 +37,12 @@ const RX_BATCHES: usize = 4;
 /// (oversize frames are counted and dropped by the core).
 const MAX_READ: usize = 65536 + 64;
 
-/// The node's local ports as the shell sees them: the local switch, the TAP
-/// and the queues towards VM ports and userspace hosts.
+/// The node's local ports as the shell sees them: the local switch and the
+/// queues towards VM ports and userspace hosts.
 struct Ports {
     local: LocalSwitch,
-    /// The TAP's port, if the node has a TAP.
-    tap_port: Option<PortId>,
     /// Queues towards VMs and userspace hosts, by port.
     queues: Vec<Option<PortQueue>>,
-    /// The uplink and the TAP speak with a virtio header.
-    vnet: bool,
-    /// Segments of super-frames cut for VMs.
-    scratch: Vec<u8>,
-    /// Ports of the current flood (reused).
-    targets: Vec<PortId>,
 }
 
 /// Plain frames for a port served by another task; each `Vec` starts with
@@ -61,106 +52,38 @@ struct PortQueue {
     headroom: usize,
 }
 
-/// Where a frame goes besides the ports with queues (which
-/// [`Ports::fan_out`] serves).
-#[derive(Debug, Default)]
-struct Targets {
-    uplink: bool,
-    tap: bool,
+impl PortQueue {
+    /// Queue a copy of `frame`, if the queue has room.
+    fn push(&self, frame: &[u8]) -> bool {
+        let mut v = Vec::with_capacity(self.headroom + frame.len());
+        v.resize(self.headroom, 0);
+        v.extend_from_slice(frame);
+        self.tx.try_send(v).is_ok()
+    }
 }
 
 impl Ports {
-    /// The Ethernet frame of a payload in local format.
-    fn frame<'a>(&self, payload: &'a [u8]) -> &'a [u8] {
-        if self.vnet {
-            payload.get(VNET_HDR_LEN..).unwrap_or(&[])
-        } else {
-            payload
-        }
-    }
-
-    /// Route a frame from `ingress` (in local format if `local_fmt`, else
-    /// plain), send it to the VM ports and hosts it goes to, and say whether
-    /// it also goes to the uplink and the TAP.
-    fn fan_out(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        payload: &[u8],
-        local_fmt: bool,
-    ) -> Targets {
-        let frame = if local_fmt {
-            self.frame(payload)
-        } else {
-            payload
-        };
-        let mut targets = std::mem::take(&mut self.targets);
-        targets.clear();
-        match self.local.handle_frame(now, ingress, frame) {
-            Egress::Port(p) => targets.push(p),
-            Egress::Flood { except } => targets.extend(self.local.flood_ports(except)),
-            Egress::Nowhere => {}
-        }
-        let mut t = Targets::default();
-        for &p in &targets {
-            if p == UPLINK {
-                t.uplink = true;
-                self.local.note_sent(p);
-            } else if Some(p) == self.tap_port {
-                // The TAP's own MTU (the core checks only the largest port's).
-                if self.local.fits(p, local_fmt && self.vnet, payload) {
-                    t.tap = true;
-                    self.local.note_sent(p);
-                } else {
-                    self.local.note_drop(DropReason::Oversize);
-                }
-            } else if self.local.is_up(p) {
-                self.send_to_queue(p, payload, local_fmt);
-            }
-        }
-        self.targets = targets;
-        t
-    }
-
-    /// Queue a payload for a VM or host: plain frames no longer than its MTU
-    /// allows.
-    fn send_to_queue(&mut self, port: PortId, payload: &[u8], local_fmt: bool) {
-        let Some(Some(q)) = self.queues.get(port) else {
-            return;
-        };
-        let local = &self.local;
-        let (mut sent, mut full) = (0, 0);
-        let r = plain_frames(
-            local_fmt && self.vnet,
-            payload,
-            |f| local.max_frame(port, f),
-            &mut self.scratch,
-            |f| {
-                let mut v = Vec::with_capacity(q.headroom + f.len());
-                v.resize(q.headroom, 0);
-                v.extend_from_slice(f);
-                match q.tx.try_send(v) {
-                    Ok(()) => sent += 1,
-                    Err(_) => full += 1,
-                }
-            },
-        );
-        // Per frame the VM gets (a super-frame is many).
-        self.local.note_sent_n(port, sent);
-        self.local.note_drops(DropReason::PortQueueFull, full);
-        if let Err(d) = r {
-            self.local.note_drop(d);
-        }
+    /// Forward a frame from `ingress` ([`LocalSwitch::forward`]): VMs and
+    /// hosts get theirs queued here; the answer says whether it also goes
+    /// to the uplink and the TAP.
+    fn forward(&mut self, now: Instant, ingress: PortId, payload: &[u8]) -> Forward {
+        let queues = &self.queues;
+        self.local.forward(now, ingress, payload, |p, f| {
+            queues
+                .get(p)
+                .and_then(Option::as_ref)
+                .is_some_and(|q| q.push(f))
+        })
     }
 }
 
 /// Run the node until `shutdown` completes. `tap` is `None` for a node with
 /// only VM ports and userspace hosts. `cfg` was read from `path`, which
 /// `reload` and SIGHUP read again.
-pub async fn run(
+pub async fn run<D: FrameDevice>(
     cfg: Config,
     path: &std::path::Path,
-    tap: Option<Tap>,
+    tap: Option<D>,
     udp: UdpLink,
     admin_listener: Option<UnixListener>,
     shutdown: impl Future<Output = ()>,
@@ -175,18 +98,14 @@ pub async fn run(
     // The core must know what the TAP really is (offload may have fallen back).
     core_cfg.offload = tap.as_ref().is_some_and(|t| t.has_vnet());
     let mut ports = Ports {
-        local: LocalSwitch::new(now, core_cfg.mtu),
-        tap_port: None,
+        local: LocalSwitch::new(now, core_cfg.mtu, core_cfg.offload),
         queues: Vec::new(),
-        vnet: core_cfg.offload,
-        scratch: Vec::new(),
-        targets: Vec::new(),
     };
-    if let Some(t) = &cfg.tap {
-        let p = ports.local.add_port(PortKind::Tap, &t.name, t.mtu as usize);
+    let tap_port = tap.as_ref().map(|t| {
+        let p = ports.local.add_port(PortKind::Tap, t.name(), t.mtu());
         ports.local.set_up(p, true);
-        ports.tap_port = Some(p);
-    }
+        p
+    });
     let (vm_tx, mut vm_rx) = mpsc::channel::<VmEvent>(1024);
     let mut locals = Locals::default();
     for v in &cfg.vm_ports {
@@ -207,9 +126,9 @@ pub async fn run(
         tokio::spawn(admin::serve(l, admin_tx));
     }
     tokio::pin!(shutdown);
-    let mut tap_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + TAG_LEN];
+    let mut tap_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + AEAD_TAG_LEN];
     // Frames from VMs, in local format, with room to seal in place.
-    let mut vm_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + TAG_LEN];
+    let mut vm_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + AEAD_TAG_LEN];
     let mut rx = RecvBuffers::default();
     let mut batch = TxQueue::new(BATCH);
     let mut drop_log = tapmesh_shell::DropLog::new(now, "tapmesh-node status");
@@ -223,7 +142,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             r = tap_recv(tap.as_ref(), &mut tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_READ]) => {
-                let (Some(tap), Some(tap_port)) = (tap.as_ref(), ports.tap_port) else { continue };
+                let (Some(tap), Some(tap_port)) = (tap.as_ref(), tap_port) else { continue };
                 let mut r = r;
                 for round in 1..=BATCH {
                     let n = match r {
@@ -233,7 +152,7 @@ pub async fn run(
                     };
                     let now = Instant::now();
                     let payload = &tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n];
-                    if ports.fan_out(now, tap_port, payload, true).uplink {
+                    if ports.forward(now, tap_port, payload).uplink {
                         uplink(&mut core, now, &mut tap_buf, n, &mut batch, &udp).await;
                     }
                     // Read the next frame only if this wakeup will handle it.
@@ -262,7 +181,7 @@ pub async fn run(
                             TapWrite::InPlace(r) => &d[r.clone()],
                             TapWrite::Reassembled(r) => &core.reassembled()[r.clone()],
                         };
-                        if ports.fan_out(now, UPLINK, frame, true).tap
+                        if ports.forward(now, UPLINK, frame).tap
                             && let Some(tap) = tap.as_ref()
                             && let Err(e) = tap.send(frame).await
                         {
@@ -293,14 +212,15 @@ pub async fn run(
                         }
                         VmEvent::Dropped(reason) => ports.local.note_drop(reason),
                         VmEvent::Frame(p, frame) => {
-                            let t = ports.fan_out(now, p, &frame, false);
+                            let t = ports.forward(now, p, &frame);
+                            let at = DATA_HEADER_LEN;
                             // The TAP and the uplink take the local format.
-                            let hdr = if ports.vnet { VNET_HDR_LEN } else { 0 };
-                            let n = hdr + frame.len();
-                            if (t.tap || t.uplink) && n <= MAX_READ {
-                                let at = DATA_HEADER_LEN;
-                                vm_buf[at..at + hdr].fill(0);
-                                vm_buf[at + hdr..at + n].copy_from_slice(&frame);
+                            let n = if t.tap || t.uplink {
+                                ports.local.encode_local(&frame, &mut vm_buf[at..at + MAX_READ])
+                            } else {
+                                None
+                            };
+                            if let Some(n) = n {
                                 if t.tap
                                     && let Some(tap) = tap.as_ref()
                                     && let Err(e) = tap.send(&vm_buf[at..at + n]).await
@@ -395,9 +315,7 @@ impl Locals {
         let p = ports
             .local
             .add_port(PortKind::Vm, &v.path.to_string_lossy(), v.mtu as usize);
-        // With a VLAN tag a frame may be 4 bytes longer.
-        let max = ports.local.max_frame(p, &[]) + 4;
-        let tx = match vm_port::start(p, v, max, vm_tx.clone()) {
+        let tx = match vm_port::start(p, v, ports.local.max_frame_in(p), vm_tx.clone()) {
             Ok(tx) => tx,
             Err(e) => {
                 ports.local.remove_port(p);
@@ -551,7 +469,7 @@ fn status(
 }
 
 /// Read from the TAP, or wait forever if the node has none.
-async fn tap_recv(tap: Option<&Tap>, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn tap_recv(tap: Option<&impl FrameDevice>, buf: &mut [u8]) -> std::io::Result<usize> {
     match tap {
         Some(t) => t.recv(buf).await,
         None => std::future::pending().await,

@@ -6,14 +6,17 @@
 //!   `handle_datagram`, `handle_timeout`, `poll_transmit`, `poll_timeout`):
 //!   handshake, rekey, keepalive, liveness, reconnect with backoff.
 //! - [`local_switch`]: the node's own learning switch between its local ports
-//!   (TAP, VMs) and the uplink (the core).
+//!   (TAP, VMs, userspace hosts) and the uplink (the core): where each frame
+//!   goes, in which format (virtio header or plain), what is dropped.
 //! - [`vm_framing`]: the length-prefixed framing of QEMU's `-netdev stream`.
 //! - [`peers`]: mesh mode: direct sessions with other nodes, path choice
 //!   (direct or relayed), MACs learned behind peers.
 //! - [`stats`]: drop reasons and counters.
 //! - [`metrics`]: the status snapshot as Prometheus metrics (names, labels).
 //! - [`config`]: `node.toml`, parsed and validated.
-//! - [`tap`]: the real TAP device (tokio-tun) and its addresses.
+//! - [`device`]: what the shell needs from a frame device (the TAP).
+//! - [`tap`]: the real TAP device (tokio-tun or our `IFF_VNET_HDR` opener)
+//!   and its addresses.
 //! - [`vm_port`]: the unix sockets VMs connect to (tokio tasks).
 //! - [`vm_peer`]: who may use a VM port (peer credentials, `allow-uid`).
 //! - [`userhost`]: userspace hosts on the LAN (smoltcp): ARP, ND, ping and
@@ -24,6 +27,7 @@
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod device;
 pub mod local_switch;
 pub mod metrics;
 pub mod peers;

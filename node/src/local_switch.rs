@@ -10,12 +10,12 @@
 //! unicast to one port, and floods broadcast, multicast and unknown unicast
 //! to every port that is up, never back to the ingress port.
 //!
-//! Sans-IO like the other cores: [`LocalSwitch::handle_frame`] takes the
-//! ingress port and the frame's first bytes and says where the frame goes;
-//! the shell moves the bytes. Frame formats differ per port: the uplink and
-//! an offload TAP speak "local format" (a virtio-net header before the frame
-//! when the node core has `offload` on, possibly a TCP super-frame), VM ports
-//! plain Ethernet frames. [`plain_frames`] turns the former into the latter.
+//! Sans-IO like the other cores: [`LocalSwitch::forward`] takes the ingress
+//! port and the frame, says where it goes and hands VMs and hosts their
+//! copies in their format; the shell moves the bytes. Frame formats differ
+//! per port ([`Format`]): the uplink and an offload TAP speak "local format"
+//! (a virtio-net header before the frame when the node core has `offload`
+//! on, possibly a TCP super-frame), VM ports and hosts plain Ethernet frames.
 //!
 //! [`Node`]: crate::core::Node
 use std::time::Instant;
@@ -23,10 +23,15 @@ use std::time::Instant;
 use overlay_proto::ethernet::{self, Frame};
 use overlay_proto::mac_table::{MAC_AGING, MAC_LIMIT, MacTable};
 use overlay_proto::vlan::NO_VLAN;
-use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use serde::Serialize;
 
 use crate::stats::{DropReason, Drops};
+
+mod format;
+mod forward;
+
+pub use format::Format;
+pub use forward::Forward;
 
 /// A port number; [`UPLINK`] is always port 0.
 pub type PortId = usize;
@@ -85,7 +90,7 @@ pub struct PortCounters {
 
 /// Where a frame goes, from [`LocalSwitch::handle_frame`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Egress {
+pub enum Destination {
     /// To this one port.
     Port(PortId),
     /// To every port that is up except the ingress port: iterate with
@@ -110,17 +115,24 @@ pub struct LocalSwitch {
     drops: Drops,
     /// Frames whose destination was behind their own ingress port.
     filtered: u64,
+    /// The uplink and the TAP speak [`Format::Vnet`].
+    offload: bool,
+    /// Segments of super-frames cut for VMs (reused).
+    scratch: Vec<u8>,
 }
 
 impl LocalSwitch {
-    /// A switch with only the uplink, whose MTU is `uplink_mtu`.
-    pub fn new(now: Instant, uplink_mtu: usize) -> LocalSwitch {
+    /// A switch with only the uplink, whose MTU is `uplink_mtu`; with
+    /// `offload`, the uplink and the TAP speak [`Format::Vnet`].
+    pub fn new(now: Instant, uplink_mtu: usize, offload: bool) -> LocalSwitch {
         let mut s = LocalSwitch {
             ports: Vec::new(),
             macs: MacTable::new(MAC_AGING, usize::MAX, MAC_LIMIT),
             next_sweep: now + MAC_AGING,
             drops: Drops::default(),
             filtered: 0,
+            offload,
+            scratch: Vec::new(),
         };
         s.add_port(PortKind::Uplink, "uplink", uplink_mtu);
         s.ports[UPLINK].up = true;
@@ -189,89 +201,77 @@ impl LocalSwitch {
         ethernet::max_len(self.mtu(port), frame)
     }
 
+    /// The longest frame a VM or host may send in on `port`: a VLAN tag
+    /// makes a frame 4 bytes longer.
+    pub fn max_frame_in(&self, port: PortId) -> usize {
+        self.max_frame(port, &[]) + 4
+    }
+
     fn mtu(&self, port: PortId) -> usize {
         self.ports.get(port).map_or(0, |p| p.mtu)
     }
 
-    /// Whether a payload (after a virtio header if `vnet`) fits the port:
-    /// a GSO super-frame by its segment size, anything else by its length.
-    pub fn fits(&self, port: PortId, vnet: bool, payload: &[u8]) -> bool {
-        let (hdr, frame) = if vnet {
-            match VnetHdr::parse(payload) {
-                Some(h) => (Some(h), &payload[VNET_HDR_LEN..]),
-                None => return false,
-            }
-        } else {
-            (None, payload)
-        };
-        vnet::fits_mtu(hdr.as_ref(), frame, self.mtu(port))
+    /// Whether a payload in `format` fits the port: a GSO super-frame by its
+    /// segment size, anything else by its length.
+    pub fn fits(&self, port: PortId, format: Format, payload: &[u8]) -> bool {
+        format.fits(payload, self.mtu(port))
     }
 
     /// Learn the source of a frame that came in on `ingress` and say where
     /// it goes. `frame` is the plain Ethernet frame (of a super-frame, its
     /// headers: the MACs are the same in every segment). Cheap when the node
     /// has a single local port: everything goes between it and the uplink.
-    pub fn handle_frame(&mut self, now: Instant, ingress: PortId, frame: &[u8]) -> Egress {
+    pub fn handle_frame(&mut self, now: Instant, ingress: PortId, frame: &[u8]) -> Destination {
         // HOT PATH
         let Some(p) = self.ports.get_mut(ingress) else {
-            return Egress::Nowhere;
+            return Destination::Nowhere;
         };
         p.counters.rx_frames += 1;
         let Ok(frame) = Frame::new_checked(frame) else {
             self.drops.add(DropReason::Runt);
-            return Egress::Nowhere;
+            return Destination::Nowhere;
         };
         if self.ports.len() == 2 {
             // One local port and the uplink: nothing to learn or choose.
-            return Egress::Port(1 - ingress);
+            return Destination::Port(1 - ingress);
         }
         // A move (a VM migrated, a host replugged) is taken at once; group
         // and all-zero sources are never learned.
         self.macs.learn(now, NO_VLAN, frame.src(), ingress);
         let dst = frame.dst();
         if dst.is_group() {
-            return Egress::Flood { except: ingress };
+            return Destination::Flood { except: ingress };
         }
         match self.macs.lookup(now, NO_VLAN, &dst) {
             Some(p) if p == ingress => {
                 self.filtered += 1;
-                Egress::Nowhere
+                Destination::Nowhere
             }
-            Some(p) if self.ports[p].up => Egress::Port(p),
-            _ => Egress::Flood { except: ingress },
+            Some(p) if self.ports[p].up => Destination::Port(p),
+            _ => Destination::Flood { except: ingress },
         }
     }
 
     /// The ports a flood from `except` goes to: every port that is up but
     /// `except`.
     pub fn flood_ports(&self, except: PortId) -> impl Iterator<Item = PortId> + '_ {
-        self.ports
-            .iter()
-            .enumerate()
-            .filter(move |(i, p)| *i != except && p.up)
-            .map(|(i, _)| i)
+        (0..self.ports.len()).filter(move |&p| self.floods_to(p, except))
     }
 
-    /// Count a frame sent out of `port`.
-    pub fn note_sent(&mut self, port: PortId) {
-        self.note_sent_n(port, 1);
+    fn floods_to(&self, port: PortId, except: PortId) -> bool {
+        port != except && self.is_up(port)
     }
 
     /// Count `n` frames sent out of `port` (segments of one super-frame).
-    pub fn note_sent_n(&mut self, port: PortId, n: u64) {
+    fn count_sent(&mut self, port: PortId, n: u64) {
         if let Some(p) = self.ports.get_mut(port) {
             p.counters.tx_frames += n;
         }
     }
 
-    /// Count a drop that happened at a port (framing, queue full, size).
+    /// Count a drop that happened at a port (framing, a failed TAP write).
     pub fn note_drop(&mut self, reason: DropReason) {
         self.drops.add(reason);
-    }
-
-    /// Count `n` drops at once.
-    pub fn note_drops(&mut self, reason: DropReason, n: u64) {
-        self.drops.add_n(reason, n);
     }
 
     /// Forget expired MACs.
@@ -344,57 +344,10 @@ pub struct PortStatus {
     pub counters: PortCounters,
 }
 
-/// Turn a payload in local format (after a virtio-net header if `vnet`) into
-/// plain Ethernet frames of at most `max` bytes (by [`LocalSwitch::max_frame`]
-/// of the egress port) and give each to `out`. A TCP super-frame is cut into
-/// segments, a frame with a partial checksum gets it completed; both need a
-/// copy, made in `scratch` (the payload itself is left as it was, since it may
-/// still go to the uplink or the TAP). Returns why the frame (or one segment)
-/// was dropped; the caller counts it.
-pub fn plain_frames(
-    vnet: bool,
-    payload: &[u8],
-    max: impl Fn(&[u8]) -> usize,
-    scratch: &mut Vec<u8>,
-    mut out: impl FnMut(&[u8]),
-) -> Result<(), DropReason> {
-    let frame = if vnet {
-        let h = VnetHdr::parse(payload).ok_or(DropReason::Runt)?;
-        let frame = &payload[VNET_HDR_LEN..];
-        if !h.is_plain() {
-            scratch.clear();
-            scratch.extend_from_slice(frame);
-            let mut oversize = false;
-            vnet::segment(&h, scratch, |seg| {
-                if seg.len() <= max(seg) {
-                    out(seg);
-                } else {
-                    oversize = true;
-                }
-            })
-            .map_err(|_| DropReason::Segment)?;
-            return if oversize {
-                Err(DropReason::Oversize)
-            } else {
-                Ok(())
-            };
-        }
-        frame
-    } else {
-        payload
-    };
-    if frame.len() < ethernet::HEADER_LEN {
-        return Err(DropReason::Runt);
-    }
-    if frame.len() > max(frame) {
-        return Err(DropReason::Oversize);
-    }
-    out(frame);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use overlay_proto::vnet::{self, VNET_HDR_LEN};
+
     use super::*;
     use std::time::Duration;
 
@@ -414,7 +367,7 @@ mod tests {
 
     /// Uplink (0), TAP (1), two VMs (2, 3), all up.
     fn four_ports(t0: Instant) -> LocalSwitch {
-        let mut s = LocalSwitch::new(t0, 1500);
+        let mut s = LocalSwitch::new(t0, 1500, false);
         let tap = s.add_port(PortKind::Tap, "tapmesh0", 1400);
         let vm1 = s.add_port(PortKind::Vm, "/run/vm1.sock", 1500);
         let vm2 = s.add_port(PortKind::Vm, "/run/vm2.sock", 1500);
@@ -431,20 +384,23 @@ mod tests {
         // Unknown destination: flooded to all but the ingress port.
         assert_eq!(
             s.handle_frame(t0, 2, &frame(B, A)),
-            Egress::Flood { except: 2 }
+            Destination::Flood { except: 2 }
         );
         assert_eq!(s.flood_ports(2).collect::<Vec<_>>(), vec![0, 1, 3]);
         // B answers from VM 2 (port 3): A is known on port 2, so only there.
-        assert_eq!(s.handle_frame(t0, 3, &frame(A, B)), Egress::Port(2));
-        assert_eq!(s.handle_frame(t0, 2, &frame(B, A)), Egress::Port(3));
+        assert_eq!(s.handle_frame(t0, 3, &frame(A, B)), Destination::Port(2));
+        assert_eq!(s.handle_frame(t0, 2, &frame(B, A)), Destination::Port(3));
         // A remote MAC learned from the uplink: unicast goes only there.
         assert_eq!(
             s.handle_frame(t0, UPLINK, &frame(BCAST, C)),
-            Egress::Flood { except: 0 }
+            Destination::Flood { except: 0 }
         );
-        assert_eq!(s.handle_frame(t0, 2, &frame(C, A)), Egress::Port(UPLINK));
+        assert_eq!(
+            s.handle_frame(t0, 2, &frame(C, A)),
+            Destination::Port(UPLINK)
+        );
         // Destination behind the ingress port: filtered.
-        assert_eq!(s.handle_frame(t0, 2, &frame(A, A)), Egress::Nowhere);
+        assert_eq!(s.handle_frame(t0, 2, &frame(A, A)), Destination::Nowhere);
         assert_eq!(s.status().filtered, 1);
         assert_eq!(s.status().ports[2].macs, 1);
     }
@@ -454,15 +410,15 @@ mod tests {
         let t0 = Instant::now();
         let mut s = four_ports(t0);
         s.handle_frame(t0, 2, &frame(BCAST, A));
-        assert_eq!(s.handle_frame(t0, 1, &frame(A, B)), Egress::Port(2));
+        assert_eq!(s.handle_frame(t0, 1, &frame(A, B)), Destination::Port(2));
         // A moves to VM 2's port.
         s.handle_frame(t0, 3, &frame(BCAST, A));
-        assert_eq!(s.handle_frame(t0, 1, &frame(A, B)), Egress::Port(3));
+        assert_eq!(s.handle_frame(t0, 1, &frame(A, B)), Destination::Port(3));
         // Aged out: flooded again, and swept from the table.
         let later = t0 + MAC_AGING + Duration::from_secs(1);
         assert_eq!(
             s.handle_frame(later, 1, &frame(A, B)),
-            Egress::Flood { except: 1 }
+            Destination::Flood { except: 1 }
         );
         s.handle_timeout(later);
         assert_eq!(s.status().macs, 1); // only B, just learned
@@ -471,14 +427,14 @@ mod tests {
         s.set_up(3, false);
         assert_eq!(
             s.handle_frame(later, 1, &frame(A, B)),
-            Egress::Flood { except: 1 }
+            Destination::Flood { except: 1 }
         );
         assert_eq!(s.flood_ports(1).collect::<Vec<_>>(), vec![0, 2]);
         assert_eq!(s.status().ports[3].counters.disconnects, 1);
         // Multicast sources are never learned; runts are dropped and counted.
         s.handle_frame(later, 2, &frame(A, [3, 0, 0, 0, 0, 1]));
         assert_eq!(s.status().macs, 1);
-        assert_eq!(s.handle_frame(later, 2, &[0u8; 10]), Egress::Nowhere);
+        assert_eq!(s.handle_frame(later, 2, &[0u8; 10]), Destination::Nowhere);
         assert_eq!(s.drops().get(DropReason::Runt), 1);
     }
 
@@ -493,7 +449,7 @@ mod tests {
         // So a frame to the all-zero MAC is flooded, not sent to port 2.
         assert_eq!(
             s.handle_frame(t0, 1, &frame([0; 6], B)),
-            Egress::Flood { except: 1 }
+            Destination::Flood { except: 1 }
         );
     }
 
@@ -511,11 +467,17 @@ mod tests {
     #[test]
     fn single_local_port_is_a_wire() {
         let t0 = Instant::now();
-        let mut s = LocalSwitch::new(t0, 1400);
+        let mut s = LocalSwitch::new(t0, 1400, false);
         let tap = s.add_port(PortKind::Tap, "tapmesh0", 1400);
         s.set_up(tap, true);
-        assert_eq!(s.handle_frame(t0, tap, &frame(A, B)), Egress::Port(UPLINK));
-        assert_eq!(s.handle_frame(t0, UPLINK, &frame(B, A)), Egress::Port(tap));
+        assert_eq!(
+            s.handle_frame(t0, tap, &frame(A, B)),
+            Destination::Port(UPLINK)
+        );
+        assert_eq!(
+            s.handle_frame(t0, UPLINK, &frame(B, A)),
+            Destination::Port(tap)
+        );
         assert_eq!(s.status().macs, 0);
     }
 
@@ -525,47 +487,18 @@ mod tests {
         let s = four_ports(t0);
         let mut f = frame(A, B);
         f.resize(1414, 0);
-        assert!(s.fits(1, false, &f));
+        assert!(s.fits(1, Format::Plain, &f));
         f.push(0);
-        assert!(!s.fits(1, false, &f));
-        assert!(s.fits(2, false, &f));
+        assert!(!s.fits(1, Format::Plain, &f));
+        assert!(s.fits(2, Format::Plain, &f));
         // A super-frame: its segment size counts, not its length.
         let mut v = vec![0u8; VNET_HDR_LEN];
         v[1] = vnet::GSO_TCPV4;
         v[4..6].copy_from_slice(&1400u16.to_le_bytes());
         v.extend_from_slice(&[0u8; 30000]);
-        assert!(s.fits(1, true, &v));
+        assert!(s.fits(1, Format::Vnet, &v));
         v[4..6].copy_from_slice(&1401u16.to_le_bytes());
-        assert!(!s.fits(1, true, &v));
-        assert!(!s.fits(1, true, &v[..4]));
-    }
-
-    #[test]
-    fn plain_frames_strips_headers_and_checks_size() {
-        let f = frame(A, B);
-        let mut scratch = Vec::new();
-        let mut got = Vec::new();
-        // Plain in, plain out.
-        plain_frames(false, &f, |_| 1514, &mut scratch, |s| got.push(s.to_vec())).unwrap();
-        // An all-zero virtio header is stripped.
-        let mut v = vec![0u8; VNET_HDR_LEN];
-        v.extend_from_slice(&f);
-        plain_frames(true, &v, |_| 1514, &mut scratch, |s| got.push(s.to_vec())).unwrap();
-        assert_eq!(got, vec![f.clone(), f.clone()]);
-        // Too big for the port, too short, or a bad GSO header: refused.
-        assert_eq!(
-            plain_frames(false, &f, |_| 40, &mut scratch, |_| panic!()),
-            Err(DropReason::Oversize)
-        );
-        assert_eq!(
-            plain_frames(true, &v[..20], |_| 1514, &mut scratch, |_| panic!()),
-            Err(DropReason::Runt)
-        );
-        v[1] = vnet::GSO_TCPV4;
-        v[4] = 100;
-        assert_eq!(
-            plain_frames(true, &v, |_| 1514, &mut scratch, |_| panic!()),
-            Err(DropReason::Segment)
-        );
+        assert!(!s.fits(1, Format::Vnet, &v));
+        assert!(!s.fits(1, Format::Vnet, &v[..4]));
     }
 }

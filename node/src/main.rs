@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tapmesh_node::{config::Config, daemon, tap};
+use tapmesh_node::{config::Config, daemon, device::FrameDevice, tap};
 use tapmesh_shell::{EXIT_CONFIG, admin, init_logging, load_config, shutdown_signal};
 
 #[derive(Parser)]

@@ -82,7 +82,7 @@ use overlay_proto::timers::{
     HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PENDING_SESSION_TIMEOUT, REKEY_AFTER_TIME,
 };
 use overlay_proto::transmit::TxQueue;
-use overlay_proto::vlan::{self, Egress, Ingress, PortVlan, Vid};
+use overlay_proto::vlan::{self, EgressForm, Ingress, PortVlan, Vid};
 use overlay_proto::wire::{DATA_OVERHEAD, FLAG_CONTROL, HS_INIT_LEN, HS_RESP_LEN, Header};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -595,7 +595,7 @@ impl Peers {
         let vid = self.vlan.ingress(frame)?.vid;
         let i = self.macs.lookup(now, vid, &dst)?;
         let p = self.peers.get(i)?.as_ref()?;
-        let member = p.vlan.egress(vid) != Egress::NotMember;
+        let member = p.vlan.egress(vid) != EgressForm::NotMember;
         (member && p.is_direct(now) && p.suspect_until.is_none() && (!vnet || p.accepts_vnet))
             .then_some(i)
     }

@@ -1,171 +1,75 @@
 //! Node counters, plain integers; the shell exports them.
-use overlay_proto::counters::{DropCounters, Reason};
+use overlay_proto::counters::DropCounters;
 use serde::Serialize;
 
-/// Why the node dropped a frame or datagram. Names are stable (status JSON,
-/// metric labels).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Shorter than its header.
-    Truncated,
-    /// Unknown protocol version.
-    BadVersion,
-    /// Unknown message type.
-    UnknownType,
-    /// Reserved bits set.
-    BadFlags,
-    /// Not our network id.
-    UnknownNetwork,
-    /// Data for a session index we do not have.
-    UnknownSession,
-    /// Tag did not verify.
-    BadTag,
-    /// Replayed or too old.
-    Replay,
-    /// Session past its lifetime.
-    Expired,
-    /// A handshake message that did not complete or start a handshake: a
-    /// response or cookie reply for no initiation of ours, an initiation
-    /// that failed to decrypt or came from a key the switch did not vouch for.
-    HandshakeFailed,
-    /// A handshake initiation while not in mesh mode (only mesh peers
-    /// initiate to a node).
-    UnexpectedMessage,
-    /// A frame larger than the MTU of the port it came from or goes to.
-    Oversize,
-    /// A frame shorter than an Ethernet header.
-    Runt,
-    /// A TAP frame while no session with the switch exists.
-    NoSession,
-    /// The outgoing queue was full.
-    TxQueueFull,
-    /// A bad fragment: malformed, overlapping, too many, or its frame timed out.
-    Fragment,
-    /// An offloaded frame although we did not announce offload support, or
-    /// one whose virtio header points its checksum into the Ethernet header
-    /// or past the frame.
-    Offload,
-    /// A malformed, unknown or unexpected control message (mesh mode).
-    Control,
-    /// A super-frame for a VM port that could not be cut into segments.
-    Segment,
-    /// A VM stream connection sent a length no QEMU sends: it was closed.
-    Framing,
-    /// A VM port's send queue was full (the VM does not read fast enough).
-    PortQueueFull,
-    /// The kernel refused a frame written to the TAP.
-    TapWrite,
-    /// A VM port connection or datagram from a uid and gid the port does
-    /// not allow (`allow-uid`, `allow-gid`): closed or dropped.
-    VmPeerRefused,
-    /// A frame a mesh peer sent directly in a VLAN the two do not share.
-    VlanFiltered,
-    /// A handshake response with the index of our in-flight initiation that
-    /// failed to authenticate (forged or corrupted); the initiation stays.
-    ForgedResponse,
-    /// A peer's handshake initiation without a valid `mac1`.
-    BadMac1,
-    /// Under load: a peer's initiation without a valid `mac2` (it gets a
-    /// cookie reply if its source prefix has budget left).
-    BadMac2,
-    /// Under load: more initiations from one source prefix than it may have.
-    HandshakeRateLimited,
-}
-
-impl Reason for DropReason {
-    const ALL: &'static [DropReason] = &[
-        DropReason::Truncated,
-        DropReason::BadVersion,
-        DropReason::UnknownType,
-        DropReason::BadFlags,
-        DropReason::UnknownNetwork,
-        DropReason::UnknownSession,
-        DropReason::BadTag,
-        DropReason::Replay,
-        DropReason::Expired,
-        DropReason::HandshakeFailed,
-        DropReason::UnexpectedMessage,
-        DropReason::Oversize,
-        DropReason::Runt,
-        DropReason::NoSession,
-        DropReason::TxQueueFull,
-        DropReason::Fragment,
-        DropReason::Offload,
-        DropReason::Control,
-        DropReason::Segment,
-        DropReason::Framing,
-        DropReason::PortQueueFull,
-        DropReason::TapWrite,
-        DropReason::VmPeerRefused,
-        DropReason::VlanFiltered,
-        DropReason::ForgedResponse,
-        DropReason::BadMac1,
-        DropReason::BadMac2,
-        DropReason::HandshakeRateLimited,
-    ];
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            DropReason::Truncated => "truncated",
-            DropReason::BadVersion => "bad_version",
-            DropReason::UnknownType => "unknown_type",
-            DropReason::BadFlags => "bad_flags",
-            DropReason::UnknownNetwork => "unknown_network",
-            DropReason::UnknownSession => "unknown_session",
-            DropReason::BadTag => "bad_tag",
-            DropReason::Replay => "replay",
-            DropReason::Expired => "expired",
-            DropReason::HandshakeFailed => "handshake_failed",
-            DropReason::UnexpectedMessage => "unexpected_message",
-            DropReason::Oversize => "oversize",
-            DropReason::Runt => "runt",
-            DropReason::NoSession => "no_session",
-            DropReason::TxQueueFull => "tx_queue_full",
-            DropReason::Fragment => "fragment",
-            DropReason::Offload => "offload",
-            DropReason::Control => "control",
-            DropReason::Segment => "segment",
-            DropReason::Framing => "framing",
-            DropReason::PortQueueFull => "port_queue_full",
-            DropReason::TapWrite => "tap_write",
-            DropReason::VmPeerRefused => "vm_peer_refused",
-            DropReason::VlanFiltered => "vlan_filtered",
-            DropReason::ForgedResponse => "forged_response",
-            DropReason::BadMac1 => "bad_mac1",
-            DropReason::BadMac2 => "bad_mac2",
-            DropReason::HandshakeRateLimited => "handshake_rate_limited",
-        }
-    }
-}
-
-impl From<overlay_proto::Error> for DropReason {
-    fn from(e: overlay_proto::Error) -> Self {
-        use overlay_proto::Error as E;
-        match e {
-            E::Truncated | E::BufferTooSmall => DropReason::Truncated,
-            E::BadVersion => DropReason::BadVersion,
-            E::UnknownType => DropReason::UnknownType,
-            E::BadFlags => DropReason::BadFlags,
-            E::BadTag => DropReason::BadTag,
-            E::Replay => DropReason::Replay,
-            E::CounterExhausted => DropReason::Expired,
-            E::Handshake | E::BadKey => DropReason::HandshakeFailed,
-        }
-    }
-}
-
-impl From<overlay_proto::handshake_guard::GuardDrop> for DropReason {
-    fn from(d: overlay_proto::handshake_guard::GuardDrop) -> Self {
-        use overlay_proto::handshake_guard::GuardDrop as G;
-        match d {
-            G::BadMac1 => DropReason::BadMac1,
-            G::BadMac2 => DropReason::BadMac2,
-            G::RateLimited => DropReason::HandshakeRateLimited,
-        }
+overlay_proto::drop_reasons! {
+    /// Why the node dropped a frame or datagram. Names are stable (status JSON,
+    /// metric labels).
+    pub enum DropReason {
+        /// Shorter than its header.
+        Truncated = "truncated",
+        /// Unknown protocol version.
+        BadVersion = "bad_version",
+        /// Unknown message type.
+        UnknownType = "unknown_type",
+        /// Reserved bits set.
+        BadFlags = "bad_flags",
+        /// Not our network id.
+        UnknownNetwork = "unknown_network",
+        /// Data for a session index we do not have.
+        UnknownSession = "unknown_session",
+        /// Tag did not verify.
+        BadTag = "bad_tag",
+        /// Replayed or too old.
+        Replay = "replay",
+        /// Session past its lifetime.
+        Expired = "expired",
+        /// A handshake message that did not complete or start a handshake: a
+        /// response or cookie reply for no initiation of ours, an initiation
+        /// that failed to decrypt or came from a key the switch did not vouch for.
+        HandshakeFailed = "handshake_failed",
+        /// A handshake initiation while not in mesh mode (only mesh peers
+        /// initiate to a node).
+        UnexpectedMessage = "unexpected_message",
+        /// A frame larger than the MTU of the port it came from or goes to.
+        Oversize = "oversize",
+        /// A frame shorter than an Ethernet header.
+        Runt = "runt",
+        /// A TAP frame while no session with the switch exists.
+        NoSession = "no_session",
+        /// The outgoing queue was full.
+        TxQueueFull = "tx_queue_full",
+        /// A bad fragment: malformed, overlapping, too many, or its frame timed out.
+        Fragment = "fragment",
+        /// An offloaded frame although we did not announce offload support, or
+        /// one whose virtio header points its checksum into the Ethernet header
+        /// or past the frame.
+        Offload = "offload",
+        /// A malformed, unknown or unexpected control message (mesh mode).
+        Control = "control",
+        /// A super-frame for a VM port that could not be cut into segments.
+        Segment = "segment",
+        /// A VM stream connection sent a length no QEMU sends: it was closed.
+        Framing = "framing",
+        /// A VM port's send queue was full (the VM does not read fast enough).
+        PortQueueFull = "port_queue_full",
+        /// The kernel refused a frame written to the TAP.
+        TapWrite = "tap_write",
+        /// A VM port connection or datagram from a uid and gid the port does
+        /// not allow (`allow-uid`, `allow-gid`): closed or dropped.
+        VmPeerRefused = "vm_peer_refused",
+        /// A frame a mesh peer sent directly in a VLAN the two do not share.
+        VlanFiltered = "vlan_filtered",
+        /// A handshake response with the index of our in-flight initiation that
+        /// failed to authenticate (forged or corrupted); the initiation stays.
+        ForgedResponse = "forged_response",
+        /// A peer's handshake initiation without a valid `mac1`.
+        BadMac1 = "bad_mac1",
+        /// Under load: a peer's initiation without a valid `mac2` (it gets a
+        /// cookie reply if its source prefix has budget left).
+        BadMac2 = "bad_mac2",
+        /// Under load: more initiations from one source prefix than it may have.
+        HandshakeRateLimited = "handshake_rate_limited",
     }
 }
 
@@ -227,5 +131,52 @@ impl Rtt {
         self.last = Some(rtt);
         self.samples += 1;
         self.sum += rtt;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropReason;
+    use overlay_proto::counters::Reason;
+
+    /// The `reason` label values: dashboards and alerts select on them, so a
+    /// rename or a reorder must fail here, and no two reasons share a name.
+    #[test]
+    fn drop_reason_names_are_unique_and_stable() {
+        const LABELS: [&str; 28] = [
+            "truncated",
+            "bad_version",
+            "unknown_type",
+            "bad_flags",
+            "unknown_network",
+            "unknown_session",
+            "bad_tag",
+            "replay",
+            "expired",
+            "handshake_failed",
+            "unexpected_message",
+            "oversize",
+            "runt",
+            "no_session",
+            "tx_queue_full",
+            "fragment",
+            "offload",
+            "control",
+            "segment",
+            "framing",
+            "port_queue_full",
+            "tap_write",
+            "vm_peer_refused",
+            "vlan_filtered",
+            "forged_response",
+            "bad_mac1",
+            "bad_mac2",
+            "handshake_rate_limited",
+        ];
+        let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names, LABELS);
+        let unique: std::collections::HashSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len());
+        assert_eq!(DropReason::COUNT, LABELS.len());
     }
 }

@@ -22,6 +22,7 @@ use tokio::io::unix::AsyncFd;
 use tokio_tun::Tun;
 
 use crate::config::TapConfig;
+use crate::device::FrameDevice;
 
 /// Errors from setting up the TAP.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +48,13 @@ pub enum TapError {
 }
 
 /// An open TAP, plain or with the virtio-net header.
-pub enum Tap {
+pub struct Tap {
+    io: TapIo,
+    name: String,
+    mtu: usize,
+}
+
+enum TapIo {
     /// Frames as they are (tokio-tun).
     Plain(Tun),
     /// Every frame preceded by a virtio-net header, offloads on.
@@ -64,33 +71,37 @@ impl std::fmt::Debug for Tap {
     }
 }
 
-impl Tap {
-    /// Frames read start with a virtio-net header, and writes must too.
-    pub fn has_vnet(&self) -> bool {
-        matches!(self, Tap::Offload(_))
+impl FrameDevice for Tap {
+    fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Wait for and read one frame.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Tap::Plain(t) => t.recv(buf).await,
-            Tap::Offload(t) => t.recv(buf).await,
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    fn has_vnet(&self) -> bool {
+        matches!(self.io, TapIo::Offload(_))
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.io {
+            TapIo::Plain(t) => t.recv(buf).await,
+            TapIo::Offload(t) => t.recv(buf).await,
         }
     }
 
-    /// Read one frame without waiting.
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Tap::Plain(t) => t.try_recv(buf),
-            Tap::Offload(t) => t.try_recv(buf),
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.io {
+            TapIo::Plain(t) => t.try_recv(buf),
+            TapIo::Offload(t) => t.try_recv(buf),
         }
     }
 
-    /// Write one frame.
-    pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Tap::Plain(t) => t.send(buf).await,
-            Tap::Offload(t) => t.send(buf).await,
+    async fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        match &self.io {
+            TapIo::Plain(t) => t.send(frame).await,
+            TapIo::Offload(t) => t.send(frame).await,
         }
     }
 }
@@ -234,8 +245,8 @@ fn ip(name: &str, what: &str, args: &[&str]) -> Result<(), TapError> {
 /// Create the TAP (with offloads if `cfg.offload` and possible), set MTU,
 /// bring it up, add addresses.
 pub fn open(cfg: &TapConfig) -> Result<Tap, TapError> {
-    let tap = match cfg.offload.then(|| VnetTap::open(&cfg.name)) {
-        Some(Ok(t)) => Tap::Offload(t),
+    let io = match cfg.offload.then(|| VnetTap::open(&cfg.name)) {
+        Some(Ok(t)) => TapIo::Offload(t),
         other => {
             if let Some(Err(e)) = other {
                 tracing::warn!(tap = %cfg.name, error = %e, "cannot open the TAP with offloads; using a plain TAP");
@@ -249,7 +260,7 @@ pub fn open(cfg: &TapConfig) -> Result<Tap, TapError> {
                         name: cfg.name.clone(),
                         detail: e.to_string(),
                     })?;
-            Tap::Plain(tuns.remove(0))
+            TapIo::Plain(tuns.remove(0))
         }
     };
     let mtu = cfg.mtu.to_string();
@@ -273,5 +284,9 @@ pub fn open(cfg: &TapConfig) -> Result<Tap, TapError> {
             &["addr", "replace", &a, "dev", &cfg.name],
         )?;
     }
-    Ok(tap)
+    Ok(Tap {
+        io,
+        name: cfg.name.clone(),
+        mtu: cfg.mtu as usize,
+    })
 }

@@ -11,7 +11,7 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
 
 use crate::Error;
-use crate::wire::TAG_LEN;
+use crate::wire::AEAD_TAG_LEN;
 
 /// One direction's AEAD key, expanded once.
 #[cfg_attr(fuzzing, derive(Clone))]
@@ -40,7 +40,7 @@ impl DataCipher {
     }
 
     /// Encrypt `payload` in place and return the tag.
-    pub fn seal(&self, counter: u64, aad: &[u8], payload: &mut [u8]) -> [u8; TAG_LEN] {
+    pub fn seal(&self, counter: u64, aad: &[u8], payload: &mut [u8]) -> [u8; AEAD_TAG_LEN] {
         // HOT PATH
         let tag = self
             .aead
@@ -56,7 +56,7 @@ impl DataCipher {
         counter: u64,
         aad: &[u8],
         payload: &mut [u8],
-        tag: &[u8; TAG_LEN],
+        tag: &[u8; AEAD_TAG_LEN],
     ) -> Result<(), Error> {
         // HOT PATH
         let tag = Tag::from(*tag);

@@ -2,7 +2,7 @@
 //! one AES-256-GCM key per direction, and the receive replay window.
 //!
 //! Packets are built and opened in place. To send, the caller puts the
-//! Ethernet frame at `buf[DATA_HEADER_LEN..]`, leaving [`TAG_LEN`] bytes of
+//! Ethernet frame at `buf[DATA_HEADER_LEN..]`, leaving [`AEAD_TAG_LEN`] bytes of
 //! room after it, and calls [`Session::seal`]; the header is written in front
 //! and the tag behind. To receive, [`Session::open`] decrypts in place and
 //! returns where the frame is.
@@ -17,7 +17,7 @@ use crate::replay::ReplayWindow;
 use crate::timers::{
     REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,
 };
-use crate::wire::{DATA_HEADER_LEN, FLAG_FRAGMENT, Header, MessageType, TAG_LEN};
+use crate::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN, FLAG_FRAGMENT, Header, MessageType};
 
 /// A live session with one peer.
 #[derive(Debug)]
@@ -93,7 +93,7 @@ impl Session {
     /// header, encrypt in place, append the tag. Returns the datagram length.
     pub fn seal(&mut self, flags: u8, buf: &mut [u8], payload_len: usize) -> Result<usize, Error> {
         // HOT PATH
-        let total = DATA_HEADER_LEN + payload_len + TAG_LEN;
+        let total = DATA_HEADER_LEN + payload_len + AEAD_TAG_LEN;
         if buf.len() < total {
             return Err(Error::BufferTooSmall);
         }
@@ -108,7 +108,7 @@ impl Session {
         h.set_data_fields(self.remote_index, counter);
         let (payload, tail) = rest.split_at_mut(payload_len);
         let tag = self.send.seal(counter, head, payload);
-        tail[..TAG_LEN].copy_from_slice(&tag);
+        tail[..AEAD_TAG_LEN].copy_from_slice(&tag);
         Ok(total)
     }
 
@@ -130,7 +130,7 @@ impl Session {
     ) -> Result<Option<usize>, Error> {
         // HOT PATH
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        let overhead = DATA_HEADER_LEN + TAG_LEN;
+        let overhead = DATA_HEADER_LEN + AEAD_TAG_LEN;
         if total + overhead <= max_datagram {
             out.resize(total + overhead, 0);
             let mut at = DATA_HEADER_LEN;
@@ -192,15 +192,15 @@ impl Session {
     /// range of `buf` holding the plaintext frame (empty for a keepalive).
     pub fn open(&mut self, buf: &mut [u8]) -> Result<Range<usize>, Error> {
         // HOT PATH
-        if buf.len() < DATA_HEADER_LEN + TAG_LEN {
+        if buf.len() < DATA_HEADER_LEN + AEAD_TAG_LEN {
             return Err(Error::Truncated);
         }
         let counter = Header::new_unchecked(&buf[..]).counter();
         if !self.replay.check(counter) {
             return Err(Error::Replay);
         }
-        let end = buf.len() - TAG_LEN;
-        let mut tag = [0u8; TAG_LEN];
+        let end = buf.len() - AEAD_TAG_LEN;
+        let mut tag = [0u8; AEAD_TAG_LEN];
         tag.copy_from_slice(&buf[end..]);
         let (head, rest) = buf.split_at_mut(DATA_HEADER_LEN);
         self.recv
@@ -233,7 +233,7 @@ mod tests {
     }
 
     fn packet(s: &mut Session, frame: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0u8; DATA_HEADER_LEN + frame.len() + TAG_LEN];
+        let mut buf = vec![0u8; DATA_HEADER_LEN + frame.len() + AEAD_TAG_LEN];
         buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame.len()].copy_from_slice(frame);
         let n = s.seal(0, &mut buf, frame.len()).unwrap();
         buf.truncate(n);

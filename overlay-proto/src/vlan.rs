@@ -24,7 +24,7 @@
 //! are treated as a VLAN the node is not a member of, which keeps the rules
 //! simple and closes double-tagging tricks.
 use crate::ethernet::Frame;
-pub use crate::ethernet::{TPID_8021Q, VLAN_TAG_LEN as TAG_LEN};
+pub use crate::ethernet::{TPID_8021Q, VLAN_TAG_LEN};
 use crate::vnet::VnetHdr;
 
 /// A VLAN id (1..=4094), or [`NO_VLAN`] on a VLAN-unaware switch.
@@ -67,7 +67,7 @@ impl Ingress {
 
 /// The form a frame must have on a node's TAP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Egress {
+pub enum EgressForm {
     /// The node is not a member of the frame's VLAN.
     NotMember,
     /// Without a tag.
@@ -78,16 +78,16 @@ pub enum Egress {
     AsIs,
 }
 
-impl Egress {
+impl EgressForm {
     /// Whether a frame that arrived as `ing` leaves in the form it arrived
     /// in (`Some(true)`), in the other form (`Some(false)`), or not at all.
     pub fn keeps_form(self, ing: Ingress) -> Option<bool> {
         // HOT PATH
         match self {
-            Egress::NotMember => None,
-            Egress::AsIs => Some(true),
-            Egress::Untagged => Some(!ing.tagged),
-            Egress::Tagged => Some(ing.tagged),
+            EgressForm::NotMember => None,
+            EgressForm::AsIs => Some(true),
+            EgressForm::Untagged => Some(!ing.tagged),
+            EgressForm::Tagged => Some(ing.tagged),
         }
     }
 }
@@ -116,13 +116,15 @@ impl PortVlan {
     }
 
     /// The form a frame of VLAN `vid` takes towards this node.
-    pub fn egress(&self, vid: Vid) -> Egress {
+    pub fn egress(&self, vid: Vid) -> EgressForm {
         // HOT PATH
         match self {
-            PortVlan::Transparent => Egress::AsIs,
-            PortVlan::Member { native, .. } if *native == Some(vid) => Egress::Untagged,
-            PortVlan::Member { tagged, .. } if tagged.binary_search(&vid).is_ok() => Egress::Tagged,
-            PortVlan::Member { .. } => Egress::NotMember,
+            PortVlan::Transparent => EgressForm::AsIs,
+            PortVlan::Member { native, .. } if *native == Some(vid) => EgressForm::Untagged,
+            PortVlan::Member { tagged, .. } if tagged.binary_search(&vid).is_ok() => {
+                EgressForm::Tagged
+            }
+            PortVlan::Member { .. } => EgressForm::NotMember,
         }
     }
 
@@ -134,7 +136,7 @@ impl PortVlan {
         match (self, viewer) {
             (PortVlan::Transparent, PortVlan::Transparent) => Some(PortVlan::Transparent),
             (PortVlan::Member { native, tagged }, PortVlan::Member { .. }) => {
-                let member = |v: &Vid| viewer.egress(*v) != Egress::NotMember;
+                let member = |v: &Vid| viewer.egress(*v) != EgressForm::NotMember;
                 let native = native.filter(member);
                 let tagged: Vec<Vid> = tagged.iter().copied().filter(member).collect();
                 (native.is_some() || !tagged.is_empty())
@@ -176,10 +178,10 @@ pub fn tag_vid(frame: &[u8]) -> Option<Vid> {
 pub fn is_truncated_tag(frame: &[u8]) -> bool {
     let mut at = 12;
     while frame.get(at..at + 2) == Some(&TPID_8021Q.to_be_bytes()[..]) {
-        if frame.len() < at + TAG_LEN + 2 {
+        if frame.len() < at + VLAN_TAG_LEN + 2 {
             return true;
         }
-        at += TAG_LEN;
+        at += VLAN_TAG_LEN;
     }
     false
 }
@@ -212,16 +214,16 @@ pub fn append_other_form(
         out.extend_from_slice(&(ingress.vid & 0x0fff).to_be_bytes());
         out.extend_from_slice(&frame[12..]);
     } else {
-        out.extend_from_slice(&frame[12 + TAG_LEN..]);
+        out.extend_from_slice(&frame[12 + VLAN_TAG_LEN..]);
     }
     vnet.map(|mut h| {
         let shift = |v: u16| {
             if v == 0 {
                 0
             } else if grow {
-                v.saturating_add(TAG_LEN as u16)
+                v.saturating_add(VLAN_TAG_LEN as u16)
             } else {
-                v.saturating_sub(TAG_LEN as u16)
+                v.saturating_sub(VLAN_TAG_LEN as u16)
             }
         };
         h.csum_start = shift(h.csum_start);
@@ -333,11 +335,11 @@ mod tests {
             native: Some(1),
             tagged: vec![10, 20],
         };
-        assert_eq!(hybrid.egress(1), Egress::Untagged);
-        assert_eq!(hybrid.egress(20), Egress::Tagged);
-        assert_eq!(hybrid.egress(30), Egress::NotMember);
-        assert_eq!(access(10).egress(20), Egress::NotMember);
-        assert_eq!(PortVlan::Transparent.egress(NO_VLAN), Egress::AsIs);
+        assert_eq!(hybrid.egress(1), EgressForm::Untagged);
+        assert_eq!(hybrid.egress(20), EgressForm::Tagged);
+        assert_eq!(hybrid.egress(30), EgressForm::NotMember);
+        assert_eq!(access(10).egress(20), EgressForm::NotMember);
+        assert_eq!(PortVlan::Transparent.egress(NO_VLAN), EgressForm::AsIs);
         assert_eq!(hybrid.vlans().collect::<Vec<_>>(), vec![1, 10, 20]);
     }
 

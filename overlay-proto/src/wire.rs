@@ -25,9 +25,9 @@ pub const COMMON_LEN: usize = 8;
 /// Length of a data packet's header (the AEAD's associated data).
 pub const DATA_HEADER_LEN: usize = 20;
 /// Length of the AES-GCM tag that follows the ciphertext.
-pub const TAG_LEN: usize = 16;
+pub const AEAD_TAG_LEN: usize = 16;
 /// Bytes a data packet adds around the Ethernet frame.
-pub const DATA_OVERHEAD: usize = DATA_HEADER_LEN + TAG_LEN;
+pub const DATA_OVERHEAD: usize = DATA_HEADER_LEN + AEAD_TAG_LEN;
 /// Length of the Noise IKpsk2 first message with our 16-byte payload
 /// (timestamp, capabilities): ephemeral (32) + encrypted static (32 + 16) +
 /// encrypted payload (16 + 16).
@@ -127,7 +127,7 @@ impl MessageType {
     /// The exact or minimum datagram length for this type.
     fn min_len(self) -> usize {
         match self {
-            MessageType::Data => DATA_HEADER_LEN + TAG_LEN,
+            MessageType::Data => DATA_HEADER_LEN + AEAD_TAG_LEN,
             MessageType::HandshakeInit => HS_INIT_LEN,
             MessageType::HandshakeResp => HS_RESP_LEN,
             MessageType::RestartNotice => RESTART_NOTICE_LEN,

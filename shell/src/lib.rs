@@ -12,7 +12,8 @@
 //! - [`reload`]: the `reload` command, its reply, SIGHUP, the reload counters.
 //! - [`udp`]: the underlay socket with batched I/O (UDP GSO, recvmmsg, GRO).
 //! - [`unix_path`]: binding unix sockets at a path (stale sockets, permissions).
-//! - [`testing`]: checks of the shared command-line contract, for `tests/cli.rs`.
+//! - `testing` (feature `testing`, for the daemons' `tests/cli.rs` only; not
+//!   in the product build): checks of the shared command-line contract.
 //! - this file: `--version`, key commands, shutdown signal.
 //! - `build.rs`: the git commit for `--version`.
 
@@ -22,6 +23,7 @@ pub mod dumpable;
 pub mod log_level;
 pub mod metrics;
 pub mod reload;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod udp;
 pub mod unix_path;

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS, check_local_addr};
 use overlay_proto::ethernet::MacAddr;
 use overlay_proto::keys::PublicKey;
-use overlay_proto::vlan::{Egress, PortVlan, Vid};
+use overlay_proto::vlan::{EgressForm, PortVlan, Vid};
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
@@ -342,7 +342,7 @@ fn owned(
         };
         let mut macs: Vec<MacAddr> = entries
             .iter()
-            .filter(|(_, vid)| viewer.egress(*vid) != Egress::NotMember)
+            .filter(|(_, vid)| viewer.egress(*vid) != EgressForm::NotMember)
             .map(|(mac, _)| *mac)
             .collect();
         macs.dedup();

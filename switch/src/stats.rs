@@ -1,175 +1,79 @@
 //! Counters the switch core keeps as plain integers. The shell turns them into
 //! status output (and, later, Prometheus metrics); nothing here formats or
 //! allocates per frame.
-use overlay_proto::counters::{DropCounters, Reason};
+use overlay_proto::counters::DropCounters;
 use serde::Serialize;
 
-/// Why a datagram or frame was dropped. The names are stable: they appear in
-/// `status --json` and as metric labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Shorter than its header.
-    Truncated,
-    /// Unknown protocol version.
-    BadVersion,
-    /// Unknown message type.
-    UnknownType,
-    /// Reserved bits set.
-    BadFlags,
-    /// A network id this switch does not serve.
-    UnknownNetwork,
-    /// A handshake initiation without a valid `mac1`: not made for this
-    /// switch's key (garbage, scanners); dropped before any Diffie-Hellman.
-    BadMac1,
-    /// Under load: a handshake initiation without a valid `mac2` (it gets a
-    /// cookie reply, rate-limited); dropped before any Diffie-Hellman.
-    BadMac2,
-    /// Under load: more initiations from one source IP than it may have.
-    HandshakeRateLimited,
-    /// A handshake initiation that failed to decrypt (not for us, garbage).
-    HandshakeFailed,
-    /// A valid handshake from a public key not in the config.
-    UnknownKey,
-    /// A handshake initiation not newer than the last one from that key.
-    HandshakeReplay,
-    /// A handshake response or restart notice: the switch never gets these.
-    UnexpectedMessage,
-    /// Data for a session index the switch does not have.
-    UnknownSession,
-    /// Data whose tag did not verify.
-    BadTag,
-    /// Data already received, or older than the replay window.
-    Replay,
-    /// Data on a session past its lifetime.
-    Expired,
-    /// A decrypted frame shorter than an Ethernet header (or than its
-    /// 802.1Q tag, if its ethertype says it has one).
-    Runt,
-    /// A frame larger than the switch forwards.
-    Oversize,
-    /// A multicast, broadcast or zero source MAC.
-    InvalidSource,
-    /// The sender already owns its limit of MACs.
-    MacLimit,
-    /// The MAC table is full.
-    TableFull,
-    /// The outgoing queue was full.
-    TxQueueFull,
-    /// A bad fragment: malformed, overlapping, too many, or its frame timed out.
-    Fragment,
-    /// An offloaded frame whose virtio header points its checksum into the
-    /// Ethernet header or past the frame, or that had to be cut for a node
-    /// without offload support but could not be (unsupported or malformed
-    /// GSO frame).
-    Offload,
-    /// A frame from a node in a VLAN it is not a member of (a tag it may
-    /// not send, or untagged on a trunk without a native VLAN).
-    VlanFiltered,
-    /// A broadcast, multicast or unknown-unicast frame over its node's
-    /// storm-control limit (per node and kind in the node's counters).
-    StormControl,
-    /// Mesh mode: a local address a node announced that peers could not
-    /// use (another family than its endpoint, loopback, multicast, ...;
-    /// see `overlay_proto::control::check_local_addr`), counted per address.
-    MeshAddress,
-    /// Mesh mode: a `local-addrs` announcement over the node's rate.
-    MeshRateLimited,
-}
-
-impl Reason for DropReason {
-    const ALL: &'static [DropReason] = &[
-        DropReason::Truncated,
-        DropReason::BadVersion,
-        DropReason::UnknownType,
-        DropReason::BadFlags,
-        DropReason::UnknownNetwork,
-        DropReason::BadMac1,
-        DropReason::BadMac2,
-        DropReason::HandshakeRateLimited,
-        DropReason::HandshakeFailed,
-        DropReason::UnknownKey,
-        DropReason::HandshakeReplay,
-        DropReason::UnexpectedMessage,
-        DropReason::UnknownSession,
-        DropReason::BadTag,
-        DropReason::Replay,
-        DropReason::Expired,
-        DropReason::Runt,
-        DropReason::Oversize,
-        DropReason::InvalidSource,
-        DropReason::MacLimit,
-        DropReason::TableFull,
-        DropReason::TxQueueFull,
-        DropReason::Fragment,
-        DropReason::Offload,
-        DropReason::VlanFiltered,
-        DropReason::StormControl,
-        DropReason::MeshAddress,
-        DropReason::MeshRateLimited,
-    ];
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            DropReason::Truncated => "truncated",
-            DropReason::BadVersion => "bad_version",
-            DropReason::UnknownType => "unknown_type",
-            DropReason::BadFlags => "bad_flags",
-            DropReason::UnknownNetwork => "unknown_network",
-            DropReason::BadMac1 => "bad_mac1",
-            DropReason::BadMac2 => "bad_mac2",
-            DropReason::HandshakeRateLimited => "handshake_rate_limited",
-            DropReason::HandshakeFailed => "handshake_failed",
-            DropReason::UnknownKey => "unknown_key",
-            DropReason::HandshakeReplay => "handshake_replay",
-            DropReason::UnexpectedMessage => "unexpected_message",
-            DropReason::UnknownSession => "unknown_session",
-            DropReason::BadTag => "bad_tag",
-            DropReason::Replay => "replay",
-            DropReason::Expired => "expired",
-            DropReason::Runt => "runt",
-            DropReason::Oversize => "oversize",
-            DropReason::InvalidSource => "invalid_source",
-            DropReason::MacLimit => "mac_limit",
-            DropReason::TableFull => "table_full",
-            DropReason::TxQueueFull => "tx_queue_full",
-            DropReason::Fragment => "fragment",
-            DropReason::Offload => "offload",
-            DropReason::VlanFiltered => "vlan_filtered",
-            DropReason::StormControl => "storm_control",
-            DropReason::MeshAddress => "mesh_address",
-            DropReason::MeshRateLimited => "mesh_rate_limited",
-        }
-    }
-}
-
-impl From<overlay_proto::Error> for DropReason {
-    fn from(e: overlay_proto::Error) -> Self {
-        use overlay_proto::Error as E;
-        match e {
-            E::Truncated | E::BufferTooSmall => DropReason::Truncated,
-            E::BadVersion => DropReason::BadVersion,
-            E::UnknownType => DropReason::UnknownType,
-            E::BadFlags => DropReason::BadFlags,
-            E::BadTag => DropReason::BadTag,
-            E::Replay => DropReason::Replay,
-            E::CounterExhausted => DropReason::Expired,
-            E::Handshake | E::BadKey => DropReason::HandshakeFailed,
-        }
-    }
-}
-
-impl From<overlay_proto::handshake_guard::GuardDrop> for DropReason {
-    fn from(d: overlay_proto::handshake_guard::GuardDrop) -> Self {
-        use overlay_proto::handshake_guard::GuardDrop as G;
-        match d {
-            G::BadMac1 => DropReason::BadMac1,
-            G::BadMac2 => DropReason::BadMac2,
-            G::RateLimited => DropReason::HandshakeRateLimited,
-        }
+overlay_proto::drop_reasons! {
+    /// Why a datagram or frame was dropped. The names are stable: they appear in
+    /// `status --json` and as metric labels.
+    pub enum DropReason {
+        /// Shorter than its header.
+        Truncated = "truncated",
+        /// Unknown protocol version.
+        BadVersion = "bad_version",
+        /// Unknown message type.
+        UnknownType = "unknown_type",
+        /// Reserved bits set.
+        BadFlags = "bad_flags",
+        /// A network id this switch does not serve.
+        UnknownNetwork = "unknown_network",
+        /// A handshake initiation without a valid `mac1`: not made for this
+        /// switch's key (garbage, scanners); dropped before any Diffie-Hellman.
+        BadMac1 = "bad_mac1",
+        /// Under load: a handshake initiation without a valid `mac2` (it gets a
+        /// cookie reply, rate-limited); dropped before any Diffie-Hellman.
+        BadMac2 = "bad_mac2",
+        /// Under load: more initiations from one source IP than it may have.
+        HandshakeRateLimited = "handshake_rate_limited",
+        /// A handshake initiation that failed to decrypt (not for us, garbage).
+        HandshakeFailed = "handshake_failed",
+        /// A valid handshake from a public key not in the config.
+        UnknownKey = "unknown_key",
+        /// A handshake initiation not newer than the last one from that key.
+        HandshakeReplay = "handshake_replay",
+        /// A handshake response or restart notice: the switch never gets these.
+        UnexpectedMessage = "unexpected_message",
+        /// Data for a session index the switch does not have.
+        UnknownSession = "unknown_session",
+        /// Data whose tag did not verify.
+        BadTag = "bad_tag",
+        /// Data already received, or older than the replay window.
+        Replay = "replay",
+        /// Data on a session past its lifetime.
+        Expired = "expired",
+        /// A decrypted frame shorter than an Ethernet header (or than its
+        /// 802.1Q tag, if its ethertype says it has one).
+        Runt = "runt",
+        /// A frame larger than the switch forwards.
+        Oversize = "oversize",
+        /// A multicast, broadcast or zero source MAC.
+        InvalidSource = "invalid_source",
+        /// The sender already owns its limit of MACs.
+        MacLimit = "mac_limit",
+        /// The MAC table is full.
+        TableFull = "table_full",
+        /// The outgoing queue was full.
+        TxQueueFull = "tx_queue_full",
+        /// A bad fragment: malformed, overlapping, too many, or its frame timed out.
+        Fragment = "fragment",
+        /// An offloaded frame whose virtio header points its checksum into the
+        /// Ethernet header or past the frame, or that had to be cut for a node
+        /// without offload support but could not be (unsupported or malformed
+        /// GSO frame).
+        Offload = "offload",
+        /// A frame from a node in a VLAN it is not a member of (a tag it may
+        /// not send, or untagged on a trunk without a native VLAN).
+        VlanFiltered = "vlan_filtered",
+        /// A broadcast, multicast or unknown-unicast frame over its node's
+        /// storm-control limit (per node and kind in the node's counters).
+        StormControl = "storm_control",
+        /// Mesh mode: a local address a node announced that peers could not
+        /// use (another family than its endpoint, loopback, multicast, ...;
+        /// see `overlay_proto::control::check_local_addr`), counted per address.
+        MeshAddress = "mesh_address",
+        /// Mesh mode: a `local-addrs` announcement over the node's rate.
+        MeshRateLimited = "mesh_rate_limited",
     }
 }
 
@@ -350,4 +254,51 @@ pub struct SnoopCounters {
     /// Leaves that did not trigger a group-specific query at once because
     /// the group was being queried or had been less than an interval ago.
     pub group_queries_deferred: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropReason;
+    use overlay_proto::counters::Reason;
+
+    /// The `reason` label values: dashboards and alerts select on them, so a
+    /// rename or a reorder must fail here, and no two reasons share a name.
+    #[test]
+    fn drop_reason_names_are_unique_and_stable() {
+        const LABELS: [&str; 28] = [
+            "truncated",
+            "bad_version",
+            "unknown_type",
+            "bad_flags",
+            "unknown_network",
+            "bad_mac1",
+            "bad_mac2",
+            "handshake_rate_limited",
+            "handshake_failed",
+            "unknown_key",
+            "handshake_replay",
+            "unexpected_message",
+            "unknown_session",
+            "bad_tag",
+            "replay",
+            "expired",
+            "runt",
+            "oversize",
+            "invalid_source",
+            "mac_limit",
+            "table_full",
+            "tx_queue_full",
+            "fragment",
+            "offload",
+            "vlan_filtered",
+            "storm_control",
+            "mesh_address",
+            "mesh_rate_limited",
+        ];
+        let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names, LABELS);
+        let unique: std::collections::HashSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len());
+        assert_eq!(DropReason::COUNT, LABELS.len());
+    }
 }
