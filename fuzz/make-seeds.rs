@@ -23,7 +23,7 @@ use overlay_proto::wire::{
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tapmesh_fuzz::{NETWORK_ID, SWITCH_SEED, keys, node_addr, now, session_pair, switch_config};
-use tapmesh_switch::core::Switch;
+use tapmesh_switch::fabric::Switch;
 use tapmesh_switch::snooping::wire::{QuerySpec, igmp_query, mld_query};
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {

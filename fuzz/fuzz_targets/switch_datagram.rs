@@ -11,7 +11,7 @@
 use libfuzzer_sys::fuzz_target;
 use overlay_proto::wire::{HS_INIT_LEN, HS_RESP_LEN, Header, MessageType};
 use tapmesh_fuzz::{SWITCH_SEED, node_addr, now, switch_config};
-use tapmesh_switch::core::Switch;
+use tapmesh_switch::fabric::Switch;
 
 fuzz_target!(|data: &[u8]| {
     let now = now();

@@ -16,7 +16,7 @@ use overlay_proto::session::Session;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tapmesh_node::core::NodeConfig;
-use tapmesh_switch::core::{NodeSpec, SwitchConfig};
+use tapmesh_switch::fabric::{NodeSpec, SwitchConfig};
 
 /// The network id. `Config::load` always produces 0, so that is what a real
 /// deployment uses.
@@ -193,7 +193,7 @@ pub fn cookie_minter(
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct Forwarding {
     /// The switch.
-    pub switch: tapmesh_switch::core::Switch,
+    pub switch: tapmesh_switch::fabric::Switch,
     /// h1, h2, h3.
     pub nodes: Vec<tapmesh_node::core::Node>,
     /// h4's session with the switch.
@@ -248,7 +248,7 @@ pub fn forwarding() -> &'static Forwarding {
             ..switch_config().clone()
         };
         let t = now();
-        let mut switch = tapmesh_switch::core::Switch::new(cfg, t, SWITCH_SEED);
+        let mut switch = tapmesh_switch::fabric::Switch::new(cfg, t, SWITCH_SEED);
         let mut nodes: Vec<_> = [h1, h2, &h3]
             .into_iter()
             .enumerate()
@@ -311,7 +311,7 @@ pub fn forwarding() -> &'static Forwarding {
 /// A session with `switch` for `key`, made by hand (initiation, response,
 /// keepalive) from `addr`.
 fn rogue_session(
-    switch: &mut tapmesh_switch::core::Switch,
+    switch: &mut tapmesh_switch::fabric::Switch,
     key: &StaticSecret,
     addr: SocketAddr,
 ) -> Session {
@@ -358,7 +358,7 @@ pub struct MeshNet {
     /// Virtual time after the setup; targets use this as "now".
     pub now: Instant,
     /// The switch.
-    pub switch: tapmesh_switch::core::Switch,
+    pub switch: tapmesh_switch::fabric::Switch,
     /// h1, h2, h3.
     pub nodes: Vec<tapmesh_node::core::Node>,
     /// Their underlay addresses.
@@ -466,7 +466,7 @@ fn new_mesh(specs: Vec<NodeSpec>, nodes: &[(StaticSecret, SocketAddr, bool)]) ->
         ..switch_config().clone()
     };
     let t = now();
-    let mut switch = tapmesh_switch::core::Switch::new(cfg, t, SWITCH_SEED);
+    let mut switch = tapmesh_switch::fabric::Switch::new(cfg, t, SWITCH_SEED);
     switch.enable_mesh();
     let cores = nodes
         .iter()

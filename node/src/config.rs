@@ -1,6 +1,6 @@
 //! `node.toml`: parsed with serde (kebab-case keys, unknown keys refused),
 //! then validated. Every error names the file, the key and the problem.
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
 use crate::core::NodeConfig;
+use crate::iface::{IfAddr, mac_from_key, parse_ifaddr};
 use crate::userhost::config::{HostConfig, HostFile};
 use crate::vm_peer::PeerAllow;
 
@@ -138,21 +139,6 @@ pub const MIN_REKEY_AFTER_SECS: u64 = 10;
 /// switch never comes back).
 pub const VOUCH_LIFETIME_SECS: std::ops::RangeInclusive<u64> = 20..=86_400;
 
-/// An interface address with its prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IfAddr {
-    /// The address.
-    pub addr: IpAddr,
-    /// The prefix length.
-    pub prefix: u8,
-}
-
-impl std::fmt::Display for IfAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
 /// The TAP device settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapConfig {
@@ -169,15 +155,6 @@ pub struct TapConfig {
     /// MAC table stay right; a random MAC per start would strand the host
     /// until every neighbour's cache entry expired).
     pub mac: [u8; 6],
-}
-
-/// A stable, locally administered unicast MAC for a node's TAP, from its
-/// public key (which is public, so the MAC reveals nothing new).
-pub fn mac_from_key(public: &[u8; 32]) -> [u8; 6] {
-    let mut m = [0u8; 6];
-    m.copy_from_slice(&public[..6]);
-    m[0] = (m[0] & 0xfc) | 0x02;
-    m
 }
 
 /// The validated configuration of the node process.
@@ -199,14 +176,6 @@ pub struct Config {
     pub hosts: Vec<HostConfig>,
     /// The core's part.
     pub core: NodeConfig,
-}
-
-pub(crate) fn parse_ifaddr(s: &str) -> Option<IfAddr> {
-    let (a, p) = s.split_once('/')?;
-    let addr: IpAddr = a.parse().ok()?;
-    let prefix: u8 = p.parse().ok()?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    (prefix <= max).then_some(IfAddr { addr, prefix })
 }
 
 impl Config {

@@ -104,10 +104,11 @@ pub enum TapWrite {
 }
 
 /// The state of the link to the switch, for status and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkState {
     /// No session; a handshake is in flight or scheduled.
+    #[default]
     Handshaking,
     /// A session is up.
     Established,
@@ -985,7 +986,8 @@ fn retag(vnet: bool, add_hdr: bool, payload: &[u8], ing: Ingress, out: &mut Vec<
 }
 
 /// What `tapmesh-node status` prints.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Status {
     /// The node's name.
     pub name: String,

@@ -181,12 +181,8 @@ pub async fn run<D: FrameDevice>(
                             TapWrite::InPlace(r) => &d[r.clone()],
                             TapWrite::Reassembled(r) => &core.reassembled()[r.clone()],
                         };
-                        if ports.forward(now, UPLINK, frame).tap
-                            && let Some(tap) = tap.as_ref()
-                            && let Err(e) = tap.send(frame).await
-                        {
-                            tracing::trace!(error = %e, "TAP write failed");
-                            ports.local.note_drop(DropReason::TapWrite);
+                        if ports.forward(now, UPLINK, frame).tap && let Some(tap) = tap.as_ref() {
+                            write_tap(tap, frame, &mut ports.local).await;
                         }
                     }
                     if round == RX_BATCHES {
@@ -221,12 +217,8 @@ pub async fn run<D: FrameDevice>(
                                 None
                             };
                             if let Some(n) = n {
-                                if t.tap
-                                    && let Some(tap) = tap.as_ref()
-                                    && let Err(e) = tap.send(&vm_buf[at..at + n]).await
-                                {
-                                    tracing::trace!(error = %e, "TAP write failed");
-                                    ports.local.note_drop(DropReason::TapWrite);
+                                if t.tap && let Some(tap) = tap.as_ref() {
+                                    write_tap(tap, &vm_buf[at..at + n], &mut ports.local).await;
                                 }
                                 if t.uplink {
                                     uplink(&mut core, now, &mut vm_buf, n, &mut batch, &udp).await;
@@ -473,6 +465,14 @@ async fn tap_recv(tap: Option<&impl FrameDevice>, buf: &mut [u8]) -> std::io::Re
     match tap {
         Some(t) => t.recv(buf).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Write a frame to the TAP; a failed write is counted.
+async fn write_tap(tap: &impl FrameDevice, frame: &[u8], local: &mut LocalSwitch) {
+    if let Err(e) = tap.send(frame).await {
+        tracing::trace!(error = %e, "TAP write failed");
+        local.note_drop(DropReason::TapWrite);
     }
 }
 

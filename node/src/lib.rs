@@ -13,7 +13,10 @@
 //!   (direct or relayed), MACs learned behind peers.
 //! - [`stats`]: drop reasons and counters.
 //! - [`metrics`]: the status snapshot as Prometheus metrics (names, labels).
-//! - [`config`]: `node.toml`, parsed and validated.
+//! - [`config`]: `node.toml`, parsed and validated ([`userhost::config`]
+//!   validates its `[[host]]` tables).
+//! - [`iface`]: interface addresses and MACs as the config writes them
+//!   (shared by `[tap]` and `[[host]]`).
 //! - [`device`]: what the shell needs from a frame device (the TAP).
 //! - [`tap`]: the real TAP device (tokio-tun or our `IFF_VNET_HDR` opener)
 //!   and its addresses.
@@ -28,6 +31,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod device;
+pub mod iface;
 pub mod local_switch;
 pub mod metrics;
 pub mod peers;

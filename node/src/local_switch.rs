@@ -40,7 +40,7 @@ pub type PortId = usize;
 pub const UPLINK: PortId = 0;
 
 /// What is behind a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PortKind {
     /// The overlay uplink ([`UPLINK`]).
@@ -78,7 +78,7 @@ struct Port {
 }
 
 /// Per-port traffic, seen from the port (rx: frames it sent into the switch).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct PortCounters {
     /// Frames that came in on the port.
     pub rx_frames: u64,
@@ -317,7 +317,8 @@ impl LocalSwitch {
 }
 
 /// The local switch in `status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LocalStatus {
     /// Every port, the uplink first.
     pub ports: Vec<PortStatus>,
@@ -329,7 +330,7 @@ pub struct LocalStatus {
 }
 
 /// One port in `status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PortStatus {
     /// The port's name: `uplink`, the TAP's name, or the VM socket's path.
     pub name: String,

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tapmesh_node::core::Status;
+use tapmesh_node::local_switch::{LocalStatus, PortKind};
 use tapmesh_node::{config::Config, daemon, device::FrameDevice, tap};
+use tapmesh_shell::admin::{drops_line, variant_name};
 use tapmesh_shell::{EXIT_CONFIG, admin, init_logging, load_config, shutdown_signal};
 
 #[derive(Parser)]
@@ -138,63 +141,58 @@ fn admin_path(
     }
 }
 
+/// Render a status JSON document as text (the JSON itself if it is not a
+/// status).
 fn render(json: &str) -> String {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
-        return format!("{json}\n");
-    };
-    let secs = |k: &str| v[k].as_f64().map_or("-".to_owned(), |s| format!("{s:.1}s"));
-    let drops: Vec<String> = v["drops"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, c)| c.as_u64().unwrap_or(0) > 0)
-        .map(|(k, c)| format!("{k} {c}"))
-        .collect();
+    match serde_json::from_str::<Status>(json) {
+        Ok(s) => render_status(&s),
+        Err(_) => format!("{json}\n"),
+    }
+}
+
+fn render_status(v: &Status) -> String {
+    let secs = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.1}s"));
     let ms = |s: f64| format!("{:.2} ms", s * 1e3);
-    let rtt = match (v["rtt_secs"].as_f64(), v["rtt_samples"].as_u64()) {
-        (Some(last), Some(n)) if n > 0 => format!(
-            "{} (mean {} over {n} samples)",
+    let rtt = match v.rtt_secs {
+        Some(last) if v.rtt_samples > 0 => format!(
+            "{} (mean {} over {} samples)",
             ms(last),
-            ms(v["rtt_sum_secs"].as_f64().unwrap_or(0.0) / n as f64)
+            ms(v.rtt_sum_secs / v.rtt_samples as f64),
+            v.rtt_samples
         ),
         _ => "-".to_owned(),
     };
     let mut peers = String::new();
-    if v["mesh"].as_bool() == Some(true) {
+    if v.mesh {
         peers.push_str("mesh peers:\n  name          path      endpoint                  last handshake  rtt\n");
-        for p in v["peers"].as_array().into_iter().flatten() {
-            let ago = p["last_handshake_secs_ago"]
-                .as_f64()
+        for p in &v.peers {
+            let ago = p
+                .last_handshake_secs_ago
                 .map_or("-".to_owned(), |s| format!("{s:.1}s ago"));
-            let rtt = p["rtt_secs"].as_f64().map_or("-".to_owned(), ms);
+            let rtt = p.rtt_secs.map_or("-".to_owned(), ms);
             peers.push_str(&format!(
                 "  {:<13} {:<9} {:<25} {:<15} {}\n",
-                p["name"].as_str().unwrap_or("?"),
-                p["path"].as_str().unwrap_or("?"),
-                p["endpoint"].as_str().unwrap_or("-"),
+                p.name,
+                variant_name(&p.path),
+                p.endpoint.as_deref().unwrap_or("-"),
                 ago,
                 rtt
             ));
         }
     }
-    for h in v["hosts"].as_array().into_iter().flatten() {
-        let addrs: Vec<&str> = h["addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str())
-            .collect();
+    for h in &v.hosts {
         peers.push_str(&format!(
             "userspace host {} {}: {} connections open ({} accepted, {} refused), rx {} tx {} frames\n",
-            h["mac"].as_str().unwrap_or("?"),
-            addrs.join(" "),
-            h["connections"],
-            h["connections_accepted"],
-            h["connections_refused"],
-            h["rx_frames"],
-            h["tx_frames"],
+            h.mac,
+            h.addresses.join(" "),
+            h.connections,
+            h.counters.connections_accepted,
+            h.counters.connections_refused,
+            h.counters.rx_frames,
+            h.counters.tx_frames,
         ));
     }
+    let c = &v.counters;
     let table = format!(
         "node {}  switch {}  session {} (age {}, last handshake {} ago, last heard {} ago)\n\
          rtt to switch {}\n\
@@ -202,55 +200,49 @@ fn render(json: &str) -> String {
          underlay rx {} datagrams, tx {} datagrams\n\
          handshakes sent {} completed {} (rekeys {}), sessions lost {}, keepalives sent {}\n\
          drops: {}\n",
-        v["name"].as_str().unwrap_or("?"),
-        v["switch"].as_str().unwrap_or("?"),
-        v["session"].as_str().unwrap_or("?"),
-        secs("session_age_secs"),
-        secs("last_handshake_secs_ago"),
-        secs("last_rx_secs_ago"),
+        v.name,
+        v.switch,
+        variant_name(&v.session),
+        secs(v.session_age_secs),
+        secs(v.last_handshake_secs_ago),
+        secs(v.last_rx_secs_ago),
         rtt,
-        v["tap_rx_frames"],
-        v["tap_rx_bytes"],
-        v["tap_tx_frames"],
-        v["tap_tx_bytes"],
-        v["udp_rx_datagrams"],
-        v["udp_tx_datagrams"],
-        v["handshakes_sent"],
-        v["handshakes_completed"],
-        v["rekeys"],
-        v["sessions_lost"],
-        v["keepalives_sent"],
-        if drops.is_empty() {
-            "none".into()
-        } else {
-            drops.join(", ")
-        }
+        c.tap_rx_frames,
+        c.tap_rx_bytes,
+        c.tap_tx_frames,
+        c.tap_tx_bytes,
+        c.udp_rx_datagrams,
+        c.udp_tx_datagrams,
+        c.handshakes_sent,
+        c.handshakes_completed,
+        c.rekeys,
+        c.sessions_lost,
+        c.keepalives_sent,
+        drops_line(&v.drops)
     );
-    table + &local_ports(&v) + &peers
+    table + &v.local.as_ref().map_or(String::new(), local_ports) + &peers
 }
 
 /// The local switch's ports, one line each (only if there is more than the
 /// TAP and the uplink to show).
-fn local_ports(v: &serde_json::Value) -> String {
-    let ports = v["local"]["ports"]
-        .as_array()
-        .map_or(&[][..], |p| p.as_slice());
-    if ports.len() <= 2 && ports.iter().all(|p| p["kind"] != "vm") {
+fn local_ports(local: &LocalStatus) -> String {
+    let ports = &local.ports;
+    if ports.len() <= 2 && ports.iter().all(|p| p.kind != PortKind::Vm) {
         return String::new();
     }
     let mut out = format!(
         "local switch: {} MACs\n  kind    up    macs  rx frames   tx frames   port\n",
-        v["local"]["macs"]
+        local.macs
     );
     for p in ports {
         out.push_str(&format!(
             "  {:<7} {:<5} {:<5} {:<11} {:<11} {}\n",
-            p["kind"].as_str().unwrap_or("?"),
-            if p["up"] == true { "up" } else { "down" },
-            p["macs"],
-            p["rx_frames"],
-            p["tx_frames"],
-            p["name"].as_str().unwrap_or("?"),
+            p.kind.name(),
+            if p.up { "up" } else { "down" },
+            p.macs,
+            p.counters.rx_frames,
+            p.counters.tx_frames,
+            p.name,
         ));
     }
     out
@@ -297,4 +289,116 @@ fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
         tracing::info!("tapmesh-node stopped");
         r.context("node loop")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapmesh_node::local_switch::{PortCounters, PortStatus};
+    use tapmesh_node::peers::{Path, PeerStatus};
+    use tapmesh_node::stats::DropReason;
+    use tapmesh_node::userhost::{HostCounters, HostStatus};
+
+    /// A status with every part filled in, as the node serializes it.
+    fn full_status() -> Status {
+        let mut s = Status {
+            name: "h1".into(),
+            switch: "198.18.0.1:7777".into(),
+            session: tapmesh_node::core::LinkState::Established,
+            session_age_secs: Some(12.34),
+            last_handshake_secs_ago: Some(2.0),
+            last_rx_secs_ago: None,
+            rtt_secs: Some(0.00123),
+            rtt_samples: 4,
+            rtt_sum_secs: 0.006,
+            mesh: true,
+            ..Default::default()
+        };
+        s.counters.tap_rx_frames = 5;
+        s.counters.udp_tx_datagrams = 9;
+        s.counters.rekeys = 1;
+        s.drops.add_n(DropReason::Runt, 2);
+        s.drops.add_n(DropReason::BadTag, 1);
+        let peer = |name: &str, path, endpoint: Option<&str>, rtt: Option<f64>| PeerStatus {
+            name: name.into(),
+            public_key: "k".into(),
+            path,
+            endpoint: endpoint.map(Into::into),
+            candidates: vec![],
+            last_handshake_secs_ago: rtt.map(|_| 4.25),
+            rtt_secs: rtt,
+            tx_frames: 1,
+            rx_frames: 2,
+            path_changes: 0,
+            macs: 1,
+            vlans: vec![],
+            vouch_secs_left: 30.0,
+        };
+        s.peers = vec![
+            peer("h2", Path::Direct, Some("198.18.0.12:4000"), Some(0.0005)),
+            peer("h3", Path::Relayed, None, None),
+        ];
+        s.hosts = vec![HostStatus {
+            mac: "02:00:00:00:00:09".into(),
+            addresses: vec!["198.19.0.50/24".into(), "fd00::50/64".into()],
+            connections: 1,
+            counters: HostCounters {
+                rx_frames: 7,
+                tx_frames: 8,
+                connections_accepted: 3,
+                connections_refused: 1,
+                ..Default::default()
+            },
+        }];
+        let port = |name: &str, kind, up| PortStatus {
+            name: name.into(),
+            kind,
+            up,
+            macs: 1,
+            counters: PortCounters {
+                rx_frames: 12345,
+                tx_frames: 6,
+                disconnects: 0,
+            },
+        };
+        s.local = Some(LocalStatus {
+            ports: vec![
+                port("uplink", PortKind::Uplink, true),
+                port("tapmesh0", PortKind::Tap, true),
+                port("/run/vm1.sock", PortKind::Vm, false),
+            ],
+            macs: 3,
+            filtered: 0,
+        });
+        s
+    }
+
+    /// The text of a status with every part filled in, as the node
+    /// serializes it: the same the renderer printed when it read untyped
+    /// JSON, except that the local ports' MAC and frame columns are now
+    /// padded to their headers.
+    #[test]
+    fn text_of_a_full_status() {
+        let json = serde_json::to_string(&full_status()).unwrap();
+        let expected = "\
+node h1  switch 198.18.0.1:7777  session established (age 12.3s, last handshake 2.0s ago, last heard - ago)
+rtt to switch 1.23 ms (mean 1.50 ms over 4 samples)
+tap rx 5 frames / 0 bytes, tap tx 0 frames / 0 bytes
+underlay rx 0 datagrams, tx 9 datagrams
+handshakes sent 0 completed 0 (rekeys 1), sessions lost 0, keepalives sent 0
+drops: bad_tag 1, runt 2
+local switch: 3 MACs
+  kind    up    macs  rx frames   tx frames   port
+  uplink  up    1     12345       6           uplink
+  tap     up    1     12345       6           tapmesh0
+  vm      down  1     12345       6           /run/vm1.sock
+mesh peers:
+  name          path      endpoint                  last handshake  rtt
+  h2            direct    198.18.0.12:4000          4.2s ago        0.50 ms
+  h3            relayed   -                         -               -
+userspace host 02:00:00:00:00:09 198.19.0.50/24 fd00::50/64: 1 connections open (3 accepted, 1 refused), rx 7 tx 8 frames
+";
+        assert_eq!(render(&json), expected);
+        assert_eq!(render("not json"), "not json\n");
+    }
 }

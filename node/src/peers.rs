@@ -125,7 +125,7 @@ const LOCAL_MAC_LIMIT: usize = 1024;
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
 
 /// How frames to a peer travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Path {
     /// Straight to the peer, under a session with it.
@@ -144,7 +144,7 @@ pub struct PathEvent {
 }
 
 /// One peer in `status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PeerStatus {
     /// Its name, as the switch announced it.
     pub name: String,
@@ -184,7 +184,8 @@ pub struct MoveReport {
 }
 
 /// MAC learning counters of a mesh node.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MacCounters {
     /// MACs that moved from one peer to another.
     pub moves: u64,

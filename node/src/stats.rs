@@ -1,6 +1,6 @@
 //! Node counters, plain integers; the shell exports them.
 use overlay_proto::counters::DropCounters;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 overlay_proto::drop_reasons! {
     /// Why the node dropped a frame or datagram. Names are stable (status JSON,
@@ -77,7 +77,8 @@ overlay_proto::drop_reasons! {
 pub type Drops = DropCounters<DropReason>;
 
 /// Traffic and session counters.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Frames read from the TAP.
     pub tap_rx_frames: u64,

@@ -19,6 +19,18 @@ pub const LEN_PREFIX: usize = 4;
 /// its stream reader accepts.
 pub const MAX_SANE_LEN: usize = 4096 + 65536;
 
+/// Why a frame of `len` bytes from a VM is dropped at a port that takes
+/// frames of at most `max_frame` bytes, if it is.
+pub fn bad_len(len: usize, max_frame: usize) -> Option<DropReason> {
+    if len < overlay_proto::ethernet::HEADER_LEN {
+        Some(DropReason::Runt)
+    } else if len > max_frame {
+        Some(DropReason::Oversize)
+    } else {
+        None
+    }
+}
+
 /// What [`StreamDecoder::next`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded<'a> {
@@ -88,14 +100,7 @@ impl StreamDecoder {
             self.start = 0;
             return Some(Decoded::Garbage);
         }
-        let bad = if len < overlay_proto::ethernet::HEADER_LEN {
-            Some(DropReason::Runt)
-        } else if len > self.max_frame {
-            Some(DropReason::Oversize)
-        } else {
-            None
-        };
-        if let Some(reason) = bad {
+        if let Some(reason) = bad_len(len, self.max_frame) {
             // Skip it: what is buffered now, and the rest as it arrives.
             let have = rest.len() - LEN_PREFIX;
             let now = have.min(len);

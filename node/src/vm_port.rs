@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use crate::config::{VmPortConfig, VmSocket};
 use crate::local_switch::PortId;
 use crate::stats::DropReason;
-use crate::vm_framing::{Decoded, LEN_PREFIX, StreamDecoder};
+use crate::vm_framing::{Decoded, LEN_PREFIX, StreamDecoder, bad_len};
 use crate::vm_peer::{self, PeerAllow, PeerCred, Refusals};
 
 /// Frames queued towards one VM before new ones are dropped.
@@ -286,12 +286,9 @@ async fn serve_dgram(sock: UnixDatagram, mut io: PortIo) -> Option<()> {
                     io.down(peer.replace(p.to_owned()).is_some()).await?;
                     io.emit(VmEvent::Up(io.port)).await?;
                 }
-                let ev = if n < overlay_proto::ethernet::HEADER_LEN {
-                    VmEvent::Dropped(DropReason::Runt)
-                } else if n > io.max_frame {
-                    VmEvent::Dropped(DropReason::Oversize)
-                } else {
-                    VmEvent::Frame(io.port, io.buf[..n].to_vec())
+                let ev = match bad_len(n, io.max_frame) {
+                    Some(reason) => VmEvent::Dropped(reason),
+                    None => VmEvent::Frame(io.port, io.buf[..n].to_vec()),
                 };
                 io.emit(ev).await?;
             }

@@ -72,6 +72,19 @@ impl<R: Reason> std::ops::AddAssign<&DropCounters<R>> for DropCounters<R> {
     }
 }
 
+/// Read back from status JSON (the `status` command renders what the
+/// daemon sent): counts by name; names this build does not know are skipped.
+impl<'de, R: Reason> serde::Deserialize<'de> for DropCounters<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let by_name: std::collections::BTreeMap<String, u64> = serde::Deserialize::deserialize(d)?;
+        let mut counters = DropCounters::default();
+        for &r in R::ALL {
+            counters.add_n(r, by_name.get(r.name()).copied().unwrap_or(0));
+        }
+        Ok(counters)
+    }
+}
+
 impl<R: Reason> serde::Serialize for DropCounters<R> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;

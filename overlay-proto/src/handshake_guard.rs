@@ -104,7 +104,8 @@ pub enum GuardVerdict {
 }
 
 /// Counters for status.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct GuardCounters {
     /// Cookie replies sent.
     pub cookie_replies: u64,
@@ -130,7 +131,8 @@ impl std::ops::AddAssign<&GuardCounters> for GuardCounters {
 }
 
 /// What `status` shows of the guard.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct GuardStatus {
     /// Whether the responder demands `mac2` right now.
     pub under_load: bool,

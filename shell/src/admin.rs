@@ -93,3 +93,30 @@ pub async fn serve(listener: UnixListener, to_owner: mpsc::Sender<AdminRequest>)
         });
     }
 }
+
+/// The name a unit enum variant has in an admin reply (its serde name), for
+/// the `status` tables.
+pub fn variant_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
+    }
+}
+
+/// The `drops:` part of a `status` table: the reasons that dropped
+/// anything, by name, or `none`.
+pub fn drops_line<R: overlay_proto::counters::Reason>(
+    drops: &overlay_proto::counters::DropCounters<R>,
+) -> String {
+    let mut nonzero: Vec<(&str, u64)> = drops
+        .iter()
+        .filter(|(_, c)| *c > 0)
+        .map(|(r, c)| (r.name(), c))
+        .collect();
+    if nonzero.is_empty() {
+        return "none".into();
+    }
+    nonzero.sort_unstable();
+    let parts: Vec<String> = nonzero.iter().map(|(k, c)| format!("{k} {c}")).collect();
+    parts.join(", ")
+}

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 /// Config reloads (the `reload` command, SIGHUP).
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ReloadCounters {
     /// Reloads applied (including ones that changed nothing).
     pub ok: u64,

@@ -5,8 +5,9 @@
 //! get it, like a learning Ethernet switch whose ports are encrypted tunnels.
 //!
 //! # Layout
-//! - [`core`]: the sans-IO state machine (`handle_datagram`, `handle_timeout`,
-//!   `poll_transmit`, `poll_timeout`): sessions per node and forwarding.
+//! - [`fabric`]: the per-network switching engine, sans-IO (`handle_datagram`,
+//!   `handle_timeout`, `poll_transmit`, `poll_timeout`): sessions per node
+//!   and forwarding.
 //! - [`networks`]: several isolated networks in one process, one core each;
 //!   datagrams are dispatched by network id before any crypto.
 //! - [`mac_table`]: learning, aging, moves and limits, per VLAN.
@@ -20,14 +21,14 @@
 //! - [`state`]: the state file (nodes' last endpoints) for restart notices.
 //! - [`stats`]: drop reasons and counters, plain integers.
 //! - [`status`]: the snapshot `tapmesh-switch status` prints.
-//! - [`config`]: `switch.toml`, parsed and validated into a [`core::SwitchConfig`].
+//! - [`config`]: `switch.toml`, parsed and validated into a [`fabric::SwitchConfig`].
 //! - [`reload`]: `tapmesh-switch reload` and SIGHUP: what may change live,
 //!   the summary line; each core applies its part (`Switch::apply_config`).
 //! - [`server`]: the tokio shell: UDP socket, timers, admin socket, metrics
 //!   snapshots, shutdown.
 
 pub mod config;
-pub mod core;
+pub mod fabric;
 pub mod impair;
 pub mod mac_table;
 pub mod mesh;

@@ -11,7 +11,7 @@
 //! last told with the ports' state and returns the control messages to send;
 //! the core seals and queues them. The core calls it on every sweep only, so
 //! joins, moves and departures reach the others within
-//! [`SWEEP_INTERVAL`](crate::core::SWEEP_INTERVAL) and however often a node
+//! [`SWEEP_INTERVAL`](crate::fabric::SWEEP_INTERVAL) and however often a node
 //! announces, the others hear at most one update per sweep. A node whose
 //! session is new (first connect, restart or rekey) gets `Mesh`, the full
 //! list and `PeerListEnd` again, so a restarted node or switch converges

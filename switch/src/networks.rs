@@ -18,7 +18,7 @@ use overlay_proto::handshake::Timestamp;
 use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::Header;
 
-use crate::core::{Changes, Event, Switch, SwitchConfig, Unchangeable};
+use crate::fabric::{Changes, Event, Switch, SwitchConfig, Unchangeable};
 use crate::impair::LinkImpair;
 use crate::mesh::Mode;
 use crate::snooping::limits::GroupTotal;
@@ -392,7 +392,7 @@ mod tests {
     use overlay_proto::wire::{HS_INIT_LEN, MessageType};
 
     use super::*;
-    use crate::core::NodeSpec;
+    use crate::fabric::NodeSpec;
 
     fn net(name: &str, id: u32, key: &StaticSecret, nodes: &[&str]) -> NetworkConfig {
         let mut rng = rand::rng();

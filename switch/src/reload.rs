@@ -6,7 +6,7 @@
 //! error. Then [`apply`] checks what cannot change while running and, if
 //! nothing of that changed, hands each network's part to
 //! [`Networks::apply`] (nodes added, removed and changed; see
-//! `core::reload`). A refusal changes nothing.
+//! `fabric::reload`). A refusal changes nothing.
 //!
 //! Settings that cannot change live, and why:
 //! - `listen`: the UDP socket every node's session points at;

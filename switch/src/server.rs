@@ -17,7 +17,7 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::core::Event;
+use crate::fabric::Event;
 use crate::networks::Networks;
 use crate::state;
 use crate::status::Status;

@@ -2,7 +2,7 @@
 //! status output (and, later, Prometheus metrics); nothing here formats or
 //! allocates per frame.
 use overlay_proto::counters::DropCounters;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 overlay_proto::drop_reasons! {
     /// Why a datagram or frame was dropped. The names are stable: they appear in
@@ -140,7 +140,8 @@ summable!(SnoopCounters {
 });
 
 /// Frames forwarded, by kind (counted once per received frame).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Forwarded {
     /// Unicast to a learned MAC: sent to its node only.
     pub unicast: u64,
@@ -157,7 +158,8 @@ pub struct Forwarded {
 }
 
 /// MAC table activity.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MacCounters {
     /// New entries.
     pub learned: u64,
@@ -174,7 +176,8 @@ pub struct MacCounters {
 }
 
 /// Handshake and session activity.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SessionCounters {
     /// Handshakes answered (first sessions and rekeys).
     pub handshakes: u64,
@@ -191,7 +194,8 @@ pub struct SessionCounters {
 pub use tapmesh_shell::reload::ReloadCounters;
 
 /// Per-node traffic counters.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeCounters {
     /// Frames received from the node.
     pub rx_frames: u64,
@@ -212,7 +216,8 @@ pub struct NodeCounters {
 }
 
 /// IGMP/MLD snooping activity (see `snooping`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SnoopCounters {
     /// Reports received (v1/v2 joins, v3/MLDv2 reports).
     pub reports: u64,

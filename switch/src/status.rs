@@ -1,5 +1,7 @@
 //! The `status` snapshot: what `tapmesh-switch status` prints, as a table or
-//! as JSON (field names are stable; scripts rely on them).
+//! as JSON (field names are stable; scripts rely on them). The table is
+//! rendered from the JSON read back into [`Status`]; keys missing from it
+//! (a daemon older than the command) read as zero or empty.
 use serde::{Deserialize, Serialize};
 
 use crate::impair::ImpairStatus;
@@ -9,7 +11,8 @@ use crate::stats::{
 use crate::vlan::Vid;
 
 /// The whole switch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Status {
     /// Seconds since the switch started.
     pub uptime_secs: f64,
@@ -37,7 +40,8 @@ pub struct Status {
 }
 
 /// One network (`[[network]]`, or the top-level nodes' network).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NetworkStatus {
     /// Its name (`default` for the top-level nodes).
     pub name: String,
@@ -52,7 +56,8 @@ pub struct NetworkStatus {
 }
 
 /// One configured node.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeStatus {
     /// The network it belongs to (see `networks`).
     pub network: String,
@@ -87,7 +92,8 @@ pub struct NodeStatus {
 }
 
 /// MAC table summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MacTableStatus {
     /// Entries now.
     pub entries: usize,
@@ -103,7 +109,8 @@ pub struct MacTableStatus {
 }
 
 /// One MAC table entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MacStatus {
     /// The network it belongs to (see `networks`).
     pub network: String,
@@ -119,7 +126,8 @@ pub struct MacStatus {
 }
 
 /// Multicast snooping state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MulticastStatus {
     /// Snooping is on (else every multicast frame is flooded).
     pub snooping: bool,
@@ -141,7 +149,8 @@ pub struct MulticastStatus {
 
 /// The bounds of the group table (`[multicast]` `max-*`, switch-wide
 /// settings applied per network, and the shared total).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SnoopLimits {
     /// Memberships one node may hold.
     pub max_groups_per_node: usize,
@@ -158,14 +167,15 @@ pub struct SnoopLimits {
 }
 
 /// The built-in querier of one VLAN and family.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct QuerierStatus {
     /// The network it belongs to (see `networks`).
     pub network: String,
     /// The VLAN.
     pub vlan: Vid,
     /// `ipv4` (IGMP) or `ipv6` (MLD).
-    pub family: &'static str,
+    pub family: String,
     /// Sending queries now (no other querier with a lower address heard).
     pub active: bool,
     /// Its source address.
@@ -177,7 +187,8 @@ pub struct QuerierStatus {
 }
 
 /// A router port.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RouterPortStatus {
     /// The network it belongs to (see `networks`).
     pub network: String,
@@ -190,7 +201,8 @@ pub struct RouterPortStatus {
 }
 
 /// One group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GroupStatus {
     /// The network it belongs to (see `networks`).
     pub network: String,
@@ -207,7 +219,8 @@ pub struct GroupStatus {
 }
 
 /// A node's membership in a group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MemberStatus {
     /// The node.
     pub node: String,
@@ -219,7 +232,8 @@ pub struct MemberStatus {
 }
 
 /// One INCLUDE-mode source of a membership.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SourceStatus {
     /// The source address.
     pub source: String,
@@ -232,26 +246,30 @@ pub fn format_mac(m: &overlay_proto::ethernet::MacAddr) -> String {
     m.to_string()
 }
 
-/// Render a status JSON document as a human table.
+/// Render a status JSON document as a human table (the JSON itself if it
+/// is not a status).
 pub fn render_table(json: &str) -> String {
+    match serde_json::from_str::<Status>(json) {
+        Ok(s) => render(&s),
+        Err(_) => format!("{json}\n"),
+    }
+}
+
+fn render(v: &Status) -> String {
     use std::fmt::Write;
-    let v: serde_json::Value = match serde_json::from_str(json) {
-        Ok(v) => v,
-        Err(_) => return format!("{json}\n"),
-    };
     let mut out = String::new();
-    let networks = v["networks"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    if networks.len() > 1 {
-        let list: Vec<String> = networks
+    if v.networks.len() > 1 {
+        let list: Vec<String> = v
+            .networks
             .iter()
             .map(|n| {
                 format!(
                     "{} (id {}, {}, {}/{} connected)",
-                    n["name"].as_str().unwrap_or("?"),
-                    n["id"],
-                    n["mode"].as_str().unwrap_or("?"),
-                    n["connected"],
-                    n["nodes"]
+                    n.name,
+                    n.id,
+                    tapmesh_shell::admin::variant_name(&n.mode),
+                    n.connected,
+                    n.nodes
                 )
             })
             .collect();
@@ -272,98 +290,68 @@ pub fn render_table(json: &str) -> String {
         "TX BYTES",
         "MACS"
     );
-    let secs = |n: &serde_json::Value, k: &str| {
-        n[k].as_f64()
-            .map(|s| format!("{s:.0}s"))
-            .unwrap_or_else(|| "-".into())
-    };
-    let ago = |n: &serde_json::Value, k: &str| {
-        n[k].as_f64()
-            .map(|s| format!("{s:.0}s ago"))
-            .unwrap_or_else(|| "-".into())
-    };
-    for n in v["nodes"].as_array().into_iter().flatten() {
+    let secs = |s: Option<f64>| s.map_or_else(|| "-".into(), |s| format!("{s:.0}s"));
+    let ago = |s: Option<f64>| s.map_or_else(|| "-".into(), |s| format!("{s:.0}s ago"));
+    for n in &v.nodes {
+        let c = &n.counters;
         let _ = writeln!(
             out,
             "{:<16} {:<4} {:<28} {:>8} {:>9} {:>7} {:>11} {:>9} {:>11} {:>9} {:>6}",
-            n["name"].as_str().unwrap_or("?"),
-            if n["connected"].as_bool() == Some(true) {
-                "yes"
-            } else {
-                "no"
-            },
-            n["endpoint"].as_str().unwrap_or("-"),
-            secs(n, "session_age_secs"),
-            ago(n, "last_handshake_secs_ago"),
-            ago(n, "last_heard_secs_ago"),
-            n["rx_frames"].to_string(),
-            human_bytes(n["rx_bytes"].as_u64().unwrap_or(0)),
-            n["tx_frames"].to_string(),
-            human_bytes(n["tx_bytes"].as_u64().unwrap_or(0)),
-            n["macs"].to_string()
+            n.name,
+            if n.connected { "yes" } else { "no" },
+            n.endpoint.as_deref().unwrap_or("-"),
+            secs(n.session_age_secs),
+            ago(n.last_handshake_secs_ago),
+            ago(n.last_heard_secs_ago),
+            c.rx_frames.to_string(),
+            human_bytes(c.rx_bytes),
+            c.tx_frames.to_string(),
+            human_bytes(c.tx_bytes),
+            n.macs.to_string()
         );
     }
-    let f = &v["forwarded"];
+    let f = &v.forwarded;
     let _ = writeln!(
         out,
         "\nforwarded: unicast {} flooded-unicast {} broadcast {} multicast {} (flood copies {})",
-        f["unicast"], f["flooded_unicast"], f["broadcast"], f["multicast"], f["flood_copies"]
+        f.unicast, f.flooded_unicast, f.broadcast, f.multicast, f.flood_copies
     );
-    let m = &v["mac_table"];
+    let m = &v.mac_table;
     let _ = writeln!(
         out,
         "mac table: {} entries (limit {}), learned {} moves {} aged out {}",
-        m["entries"], m["limit"], m["learned"], m["moves"], m["aged_out"]
+        m.entries, m.limit, m.counters.learned, m.counters.moves, m.counters.aged_out
     );
-    let se = &v["sessions"];
+    let se = &v.sessions;
     let _ = writeln!(
         out,
         "sessions: handshakes {} confirmed {} rekeys {} timeouts {} keepalives {}",
-        se["handshakes"], se["confirmed"], se["rekeys"], se["node_timeouts"], se["keepalives"]
+        se.handshakes, se.confirmed, se.rekeys, se.node_timeouts, se.keepalives
     );
-    let drops: Vec<String> = v["drops"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, c)| c.as_u64().unwrap_or(0) > 0)
-        .map(|(k, c)| format!("{k} {c}"))
-        .collect();
-    let _ = writeln!(
-        out,
-        "drops: {}",
-        if drops.is_empty() {
-            "none".into()
-        } else {
-            drops.join(", ")
-        }
-    );
-    let storm: Vec<String> = v["nodes"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let _ = writeln!(out, "drops: {}", tapmesh_shell::admin::drops_line(&v.drops));
+    let storm: Vec<String> = v
+        .nodes
+        .iter()
         .filter_map(|n| {
-            let kinds: Vec<String> = ["broadcast", "multicast", "unknown_unicast"]
-                .iter()
-                .filter_map(|k| {
-                    let c = n[format!("storm_dropped_{k}")].as_u64().unwrap_or(0);
-                    (c > 0).then(|| format!("{k} {c}"))
-                })
-                .collect();
-            (!kinds.is_empty()).then(|| {
-                format!(
-                    "{} ({})",
-                    n["name"].as_str().unwrap_or("?"),
-                    kinds.join(", ")
-                )
-            })
+            let c = &n.counters;
+            let kinds: Vec<String> = [
+                ("broadcast", c.storm_dropped_broadcast),
+                ("multicast", c.storm_dropped_multicast),
+                ("unknown_unicast", c.storm_dropped_unknown_unicast),
+            ]
+            .iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|(k, c)| format!("{k} {c}"))
+            .collect();
+            (!kinds.is_empty()).then(|| format!("{} ({})", n.name, kinds.join(", ")))
         })
         .collect();
     if !storm.is_empty() {
         let _ = writeln!(out, "storm control drops: {}", storm.join("; "));
     }
-    render_impair(&mut out, &v["nodes"]);
-    render_multicast(&mut out, &v["multicast"]);
-    if let Some(macs) = v["macs"].as_array() {
+    render_impair(&mut out, &v.nodes);
+    render_multicast(&mut out, &v.multicast);
+    if let Some(macs) = &v.macs {
         let _ = writeln!(
             out,
             "\n{:<5} {:<18} {:<16} {:>8}",
@@ -373,10 +361,7 @@ pub fn render_table(json: &str) -> String {
             let _ = writeln!(
                 out,
                 "{:<5} {:<18} {:<16} {:>7.0}s",
-                m["vlan"].as_u64().unwrap_or(0),
-                m["mac"].as_str().unwrap_or("?"),
-                m["node"].as_str().unwrap_or("?"),
-                m["expires_in_secs"].as_f64().unwrap_or(0.0)
+                m.vlan, m.mac, m.node, m.expires_in_secs
             );
         }
     }
@@ -384,79 +369,65 @@ pub fn render_table(json: &str) -> String {
 }
 
 /// The multicast part of the human table: queriers, router ports, groups.
-fn render_multicast(out: &mut String, m: &serde_json::Value) {
+fn render_multicast(out: &mut String, m: &MulticastStatus) {
     use std::fmt::Write;
-    if m.is_null() {
-        return;
-    }
-    let c = &m["counters"];
+    let c = &m.counters;
     let _ = writeln!(
         out,
         "multicast: snooping {}, unregistered {}; reports {} leaves {} queries in {} out {}, frames registered {} unregistered {} link-local {}, malformed {} unknown {}",
-        if m["snooping"].as_bool() == Some(true) {
-            "on"
-        } else {
-            "off"
-        },
-        if m["flood_unregistered"].as_bool() == Some(true) {
+        if m.snooping { "on" } else { "off" },
+        if m.flood_unregistered {
             "flooded"
         } else {
             "to routers only"
         },
-        c["reports"],
-        c["leaves"],
-        c["queries_received"],
-        c["queries_sent"],
-        c["registered_frames"],
-        c["unregistered_frames"],
-        c["link_local_frames"],
-        c["malformed"],
-        c["unknown_types"].as_u64().unwrap_or(0) + c["unknown_records"].as_u64().unwrap_or(0),
+        c.reports,
+        c.leaves,
+        c.queries_received,
+        c.queries_sent,
+        c.registered_frames,
+        c.unregistered_frames,
+        c.link_local_frames,
+        c.malformed,
+        c.unknown_types + c.unknown_records,
     );
-    let l = &m["limits"];
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let l = &m.limits;
     let _ = writeln!(
         out,
         "multicast limits: {} groups (max {} per network, {} of {} in all), {} per node, {} sources per group, {} leaves/s per node; refused: node-limit {} network-limit {} total-limit {} sources {}; leaves rate-limited {}, group queries deferred {}",
-        m["groups"].as_array().map_or(0, Vec::len),
-        n(&l["max_groups"]),
-        n(&l["groups_total"]),
-        n(&l["max_groups_total"]),
-        n(&l["max_groups_per_node"]),
-        n(&l["max_sources_per_group"]),
-        n(&l["leaves_per_sec"]),
-        n(&c["refused_node_limit"]),
-        n(&c["refused_network_limit"]),
-        n(&c["refused_total_limit"]),
-        n(&c["refused_sources"]),
-        n(&c["leaves_rate_limited"]),
-        n(&c["group_queries_deferred"]),
+        m.groups.len(),
+        l.max_groups,
+        l.groups_total,
+        l.max_groups_total,
+        l.max_groups_per_node,
+        l.max_sources_per_group,
+        l.leaves_per_sec,
+        c.refused_node_limit,
+        c.refused_network_limit,
+        c.refused_total_limit,
+        c.refused_sources,
+        c.leaves_rate_limited,
+        c.group_queries_deferred,
     );
-    for q in m["queriers"].as_array().into_iter().flatten() {
-        let state = match q["other_querier"].as_str() {
+    for q in &m.queriers {
+        let state = match &q.other_querier {
             Some(o) => format!("silent, other querier {o}"),
             None => "active".into(),
         };
         let _ = writeln!(
             out,
             "querier vlan {} {}: {} from {}",
-            q["vlan"],
-            q["family"].as_str().unwrap_or("?"),
-            state,
-            q["address"].as_str().unwrap_or("?")
+            q.vlan, q.family, state, q.address
         );
     }
-    for r in m["router_ports"].as_array().into_iter().flatten() {
+    for r in &m.router_ports {
         let _ = writeln!(
             out,
             "router port vlan {}: {} ({:.0}s)",
-            r["vlan"],
-            r["node"].as_str().unwrap_or("?"),
-            r["expires_in_secs"].as_f64().unwrap_or(0.0)
+            r.vlan, r.node, r.expires_in_secs
         );
     }
-    let groups = m["groups"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    if groups.is_empty() {
+    if m.groups.is_empty() {
         return;
     }
     let _ = writeln!(
@@ -464,23 +435,14 @@ fn render_multicast(out: &mut String, m: &serde_json::Value) {
         "\n{:<5} {:<28} {:>10} {:>12}  MEMBERS",
         "VLAN", "GROUP", "FRAMES", "BYTES"
     );
-    for g in groups {
-        let members: Vec<String> = g["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
+    for g in &m.groups {
+        let members: Vec<String> = g
+            .members
+            .iter()
             .map(|mb| {
-                let name = mb["node"].as_str().unwrap_or("?");
-                let sources: Vec<&str> = mb["sources"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| s["source"].as_str())
-                    .collect();
-                match (
-                    mb["any_source_expires_in_secs"].as_f64(),
-                    sources.is_empty(),
-                ) {
+                let name = &mb.node;
+                let sources: Vec<&str> = mb.sources.iter().map(|s| s.source.as_str()).collect();
+                match (mb.any_source_expires_in_secs, sources.is_empty()) {
                     (Some(t), true) => format!("{name} ({t:.0}s)"),
                     (Some(t), false) => format!("{name} ({t:.0}s, +{})", sources.join(" ")),
                     (None, _) => format!("{name} (from {})", sources.join(" ")),
@@ -490,10 +452,10 @@ fn render_multicast(out: &mut String, m: &serde_json::Value) {
         let _ = writeln!(
             out,
             "{:<5} {:<28} {:>10} {:>12}  {}",
-            g["vlan"],
-            g["group"].as_str().unwrap_or("?"),
-            g["frames"],
-            g["bytes"],
+            g.vlan,
+            g.group,
+            g.frames,
+            g.bytes,
             members.join(", ")
         );
     }
@@ -517,41 +479,34 @@ pub fn human_bytes(n: u64) -> String {
 
 /// One line per node whose link is impaired (or ever was): what is set and
 /// what it did.
-fn render_impair(out: &mut String, nodes: &serde_json::Value) {
+fn render_impair(out: &mut String, nodes: &[NodeStatus]) {
     use std::fmt::Write;
-    for n in nodes.as_array().into_iter().flatten() {
-        let i = &n["impair"];
-        if i.is_null() {
+    for n in nodes {
+        let Some(i) = &n.impair else {
             continue;
-        }
-        let _ = write!(
-            out,
-            "impairment {}: link {}",
-            n["name"].as_str().unwrap_or("?"),
-            i["link"].as_str().unwrap_or("?")
-        );
-        for d in ["egress", "ingress"] {
-            let c = &i[format!("{d}_counters")];
+        };
+        let _ = write!(out, "impairment {}: link {}", n.name, i.link);
+        for (d, set, c) in [
+            ("egress", &i.egress, &i.egress_counters),
+            ("ingress", &i.ingress, &i.ingress_counters),
+        ] {
             let counts: Vec<String> = [
-                "lost",
-                "link_down",
-                "queue_full",
-                "delayed",
-                "reordered",
-                "duplicated",
-                "corrupted",
+                ("lost", c.lost),
+                ("link_down", c.link_down),
+                ("queue_full", c.queue_full),
+                ("delayed", c.delayed),
+                ("reordered", c.reordered),
+                ("duplicated", c.duplicated),
+                ("corrupted", c.corrupted),
             ]
             .iter()
-            .filter_map(|k| {
-                let v = c[*k].as_u64().unwrap_or(0);
-                (v > 0).then(|| format!("{k} {v}"))
-            })
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
             .collect();
             let _ = write!(
                 out,
-                "; {d} {} ({} frames{}{})",
-                i[d].as_str().unwrap_or("?"),
-                c["frames"].as_u64().unwrap_or(0),
+                "; {d} {set} ({} frames{}{})",
+                c.frames,
                 if counts.is_empty() { "" } else { ": " },
                 counts.join(", ")
             );
@@ -617,5 +572,180 @@ mod tests {
         assert!(line.contains("7 of 16384 in all"), "{line}");
         assert!(line.contains("node-limit 5 network-limit 0"), "{line}");
         assert!(line.contains("sources 9; leaves rate-limited 3"), "{line}");
+    }
+
+    /// A status with every part filled in, as the switch serializes it.
+    fn full_status() -> Status {
+        let node = |name: &str, connected: bool| NodeStatus {
+            network: "default".into(),
+            name: name.into(),
+            public_key: "k".into(),
+            connected,
+            endpoint: connected.then(|| "198.18.0.11:4000".into()),
+            session_age_secs: connected.then_some(12.4),
+            last_handshake_secs_ago: connected.then_some(3.6),
+            last_heard_secs_ago: connected.then_some(0.2),
+            macs: 2,
+            vlan: Some(10),
+            trunk: vec![20, 30],
+            counters: NodeCounters {
+                rx_frames: 5,
+                rx_bytes: 3 << 20,
+                tx_frames: 6,
+                tx_bytes: 100,
+                handshakes: 1,
+                storm_dropped_broadcast: 4,
+                storm_dropped_multicast: 0,
+                storm_dropped_unknown_unicast: 9,
+            },
+            impair: None,
+        };
+        let mut h2 = node("h2", false);
+        h2.impair = Some(ImpairStatus {
+            link: "down".into(),
+            egress: "loss=5%".into(),
+            ingress: "none".into(),
+            egress_counters: crate::impair::ImpairCounters {
+                frames: 100,
+                lost: 5,
+                corrupted: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let mut drops = Drops::default();
+        drops.add_n(crate::stats::DropReason::Replay, 3);
+        drops.add_n(crate::stats::DropReason::BadTag, 2);
+        let mut s = Status {
+            uptime_secs: 100.0,
+            nodes: vec![node("h1", true), h2],
+            drops,
+            ..Default::default()
+        };
+        s.forwarded.unicast = 7;
+        s.forwarded.flood_copies = 8;
+        s.mac_table.entries = 3;
+        s.mac_table.limit = 1024;
+        s.mac_table.counters.moves = 1;
+        s.sessions.rekeys = 2;
+        s.networks = vec![
+            NetworkStatus {
+                name: "default".into(),
+                id: 0,
+                mode: crate::mesh::Mode::Central,
+                nodes: 2,
+                connected: 1,
+            },
+            NetworkStatus {
+                name: "blue".into(),
+                id: 7,
+                mode: crate::mesh::Mode::Mesh,
+                nodes: 0,
+                connected: 0,
+            },
+        ];
+        let m = &mut s.multicast;
+        m.snooping = true;
+        m.counters.reports = 4;
+        m.counters.unknown_types = 1;
+        m.counters.unknown_records = 2;
+        m.limits.max_groups = 4096;
+        m.queriers = vec![
+            QuerierStatus {
+                network: "default".into(),
+                vlan: 10,
+                family: "ipv4".into(),
+                active: true,
+                address: "198.19.0.254".into(),
+                other_querier: None,
+                other_querier_expires_in_secs: None,
+            },
+            QuerierStatus {
+                network: "default".into(),
+                vlan: 10,
+                family: "ipv6".into(),
+                active: false,
+                address: "fe80::1".into(),
+                other_querier: Some("fe80::0".into()),
+                other_querier_expires_in_secs: Some(3.0),
+            },
+        ];
+        m.router_ports = vec![RouterPortStatus {
+            network: "default".into(),
+            vlan: 10,
+            node: "h1".into(),
+            expires_in_secs: 40.2,
+        }];
+        let source = |a: &str| SourceStatus {
+            source: a.into(),
+            expires_in_secs: 5.0,
+        };
+        m.groups = vec![GroupStatus {
+            network: "default".into(),
+            vlan: 10,
+            group: "239.1.1.1".into(),
+            frames: 9,
+            bytes: 900,
+            members: vec![
+                MemberStatus {
+                    node: "h1".into(),
+                    any_source_expires_in_secs: Some(200.0),
+                    sources: vec![],
+                },
+                MemberStatus {
+                    node: "h2".into(),
+                    any_source_expires_in_secs: Some(100.0),
+                    sources: vec![source("198.19.0.1")],
+                },
+                MemberStatus {
+                    node: "h3".into(),
+                    any_source_expires_in_secs: None,
+                    sources: vec![source("198.19.0.1"), source("198.19.0.2")],
+                },
+            ],
+        }];
+        s.macs = Some(vec![MacStatus {
+            network: "default".into(),
+            vlan: 10,
+            mac: "02:00:00:00:00:01".into(),
+            node: "h1".into(),
+            expires_in_secs: 299.6,
+        }]);
+        s
+    }
+
+    /// The table of a status with every part filled in, as the switch
+    /// serializes it: the same text the renderer printed when it read untyped
+    /// JSON, except that the group table's VLAN, frame and byte columns are
+    /// now padded to their headers.
+    #[test]
+    fn table_of_a_full_status() {
+        let json = serde_json::to_string(&full_status()).unwrap();
+        let expected = "\
+networks: default (id 0, central, 1/2 connected), blue (id 7, mesh, 0/0 connected)
+
+NODE             UP   ENDPOINT                      SESSION HANDSHAKE   HEARD   RX FRAMES  RX BYTES   TX FRAMES  TX BYTES   MACS
+h1               yes  198.18.0.11:4000                  12s    4s ago  0s ago           5      3.0M           6       100      2
+h2               no   -                                   -         -       -           5      3.0M           6       100      2
+
+forwarded: unicast 7 flooded-unicast 0 broadcast 0 multicast 0 (flood copies 8)
+mac table: 3 entries (limit 1024), learned 0 moves 1 aged out 0
+sessions: handshakes 0 confirmed 0 rekeys 2 timeouts 0 keepalives 0
+drops: bad_tag 2, replay 3
+storm control drops: h1 (broadcast 4, unknown_unicast 9); h2 (broadcast 4, unknown_unicast 9)
+impairment h2: link down; egress loss=5% (100 frames: lost 5, corrupted 1); ingress none (0 frames)
+multicast: snooping on, unregistered to routers only; reports 4 leaves 0 queries in 0 out 0, frames registered 0 unregistered 0 link-local 0, malformed 0 unknown 3
+multicast limits: 1 groups (max 4096 per network, 0 of 0 in all), 0 per node, 0 sources per group, 0 leaves/s per node; refused: node-limit 0 network-limit 0 total-limit 0 sources 0; leaves rate-limited 0, group queries deferred 0
+querier vlan 10 ipv4: active from 198.19.0.254
+querier vlan 10 ipv6: silent, other querier fe80::0 from fe80::1
+router port vlan 10: h1 (40s)
+
+VLAN  GROUP                            FRAMES        BYTES  MEMBERS
+10    239.1.1.1                             9          900  h1 (200s), h2 (100s, +198.19.0.1), h3 (from 198.19.0.1 198.19.0.2)
+
+VLAN  MAC                NODE              EXPIRES
+10    02:00:00:00:00:01  h1                   300s
+";
+        assert_eq!(render_table(&json), expected);
     }
 }

@@ -15,7 +15,7 @@ use overlay_proto::vlan::PortVlan;
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD, HS_RESP_LEN};
 use tapmesh_node::core::{Node, NodeConfig, TapWrite};
 use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, Path};
-use tapmesh_switch::core::{NodeSpec, Switch, SwitchConfig};
+use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
 
 const SWITCH: &str = "198.18.0.3:7777";
 
@@ -744,7 +744,7 @@ fn vlans_hold_on_direct_and_relayed_paths_with_tags_as_each_port_needs() {
 }
 
 /// Reload the switch with its config as built, adjusted by `adjust`.
-fn reload(n: &mut Net, adjust: impl FnOnce(&mut SwitchConfig)) -> tapmesh_switch::core::Changes {
+fn reload(n: &mut Net, adjust: impl FnOnce(&mut SwitchConfig)) -> tapmesh_switch::fabric::Changes {
     let members: Vec<(usize, &StaticSecret, PortVlan)> = n
         .keys
         .iter()

@@ -11,7 +11,7 @@ use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_node::core::{LinkState, Node, NodeConfig, TapWrite};
 use tapmesh_switch::NodeId;
-use tapmesh_switch::core::{NodeSpec, Switch, SwitchConfig};
+use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
 use tapmesh_switch::stats::DropReason;
 use tapmesh_switch::storm::{Rate, StormConfig};
 use tapmesh_switch::vlan::{NO_VLAN, PortVlan};
@@ -952,13 +952,13 @@ fn reload_refuses_a_new_secret_or_key_and_changes_nothing() {
     let sw = s.switch.as_mut().unwrap();
     assert_eq!(
         sw.apply_config(now, cfg.clone()).unwrap_err(),
-        tapmesh_switch::core::Unchangeable("network-secret-file")
+        tapmesh_switch::fabric::Unchangeable("network-secret-file")
     );
     cfg.psk = Psk::default();
     cfg.private_key = StaticSecret::generate(&mut rand::rng());
     assert_eq!(
         sw.apply_config(now, cfg).unwrap_err(),
-        tapmesh_switch::core::Unchangeable("private-key-file")
+        tapmesh_switch::fabric::Unchangeable("private-key-file")
     );
     // Both nodes are still there, connected.
     assert_eq!(s.switch().status(s.now, false).nodes.len(), 2);
@@ -1024,7 +1024,7 @@ fn impaired_link_delays_corrupts_and_goes_down_in_both_directions() {
     s.advance(Duration::from_millis(10));
     let st = s.switch().status(s.now, false);
     let i = st.nodes[1].impair.as_ref().unwrap();
-    assert_eq!((i.link, i.egress.as_str()), ("up", "none"));
+    assert_eq!((i.link.as_str(), i.egress.as_str()), ("up", "none"));
     assert_eq!(i.egress_counters.link_down, 1);
     assert_eq!(i.ingress_counters.link_down, 1);
     assert_eq!(i.egress_counters.corrupted, 1);

@@ -5,7 +5,7 @@
 //! to the node core as the answer says.
 use std::time::Instant;
 
-use super::{Destination, Format, LocalSwitch, PortId, PortKind};
+use super::{Destination, Format, LocalSwitch, PortId, PortKind, UPLINK};
 use crate::stats::DropReason;
 
 /// Whether a frame goes to the two ports the shell serves itself, from
@@ -57,7 +57,7 @@ impl LocalSwitch {
     /// the TAP's), written to `out`: its length, or `None` if `out` is too
     /// short (counted).
     pub fn encode_local(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
-        let n = self.local_format().encode(frame, out);
+        let n = self.format(UPLINK).encode(frame, out);
         if n.is_none() {
             self.drops.add(DropReason::Oversize);
         }
@@ -67,16 +67,8 @@ impl LocalSwitch {
     /// The format a port's frames have.
     pub fn format(&self, port: PortId) -> Format {
         match self.kind(port) {
-            Some(PortKind::Uplink | PortKind::Tap) => self.local_format(),
+            Some(PortKind::Uplink | PortKind::Tap) if self.offload => Format::Vnet,
             _ => Format::Plain,
-        }
-    }
-
-    fn local_format(&self) -> Format {
-        if self.offload {
-            Format::Vnet
-        } else {
-            Format::Plain
         }
     }
 
@@ -134,7 +126,6 @@ mod tests {
     use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 
     use super::*;
-    use crate::local_switch::UPLINK;
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
@@ -221,6 +212,12 @@ mod tests {
         assert_eq!(fwd, Forward::default());
         assert_eq!(got, vec![(4, frame(B, A, 60))]);
         assert_eq!(s.drops().total(), 0);
+        // A lone VM port (a wire to the uplink) gets nothing while it is down.
+        let mut s = LocalSwitch::new(Instant::now(), 1500, false);
+        let vm = s.add_port(PortKind::Vm, "/run/vm1.sock", 1500);
+        assert_eq!(run(&mut s, UPLINK, &f).1, vec![]);
+        s.set_up(vm, true);
+        assert_eq!(run(&mut s, UPLINK, &f).1, vec![(vm, f)]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use overlay_proto::ethernet::MacAddr;
 use serde::Deserialize;
 use tapmesh_shell::config::ConfigError;
 
-use crate::config::{IfAddr, parse_ifaddr};
+use crate::iface::{IfAddr, parse_ifaddr};
 
 /// Addresses per host: smoltcp is built with room for 4
 /// (`iface-max-addr-count-4` in the workspace `Cargo.toml`).
@@ -67,7 +67,7 @@ pub struct Forward {
 }
 
 /// A stable MAC for the node's `index`-th host, from bytes of the node's
-/// public key that the TAP's MAC ([`crate::config::mac_from_key`], bytes
+/// public key that the TAP's MAC ([`crate::iface::mac_from_key`], bytes
 /// 0..6) does not use. Locally administered unicast.
 pub fn host_mac_from_key(public: &[u8; 32], index: usize) -> [u8; 6] {
     let start = 6 + 6 * (index % MAX_HOSTS);

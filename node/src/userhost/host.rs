@@ -141,7 +141,7 @@ struct ForwardState {
 }
 
 /// Counters for status and metrics.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct HostCounters {
     /// Frames handed to the host.
     pub rx_frames: u64,
@@ -167,7 +167,7 @@ pub struct HostCounters {
 }
 
 /// A snapshot for `status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct HostStatus {
     /// The host's MAC.
     pub mac: String,

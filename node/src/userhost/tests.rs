@@ -20,7 +20,7 @@ use super::host::{
     ACCEPT_TIMEOUT, HALF_OPEN_PER_FORWARD, HALF_OPEN_PER_HOST, HANDSHAKE_TIMEOUT, HostEvent, Recv,
     SOCKET_BUFFER, UserHost,
 };
-use crate::config::IfAddr;
+use crate::iface::IfAddr;
 
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x50];
 const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];

@@ -73,7 +73,8 @@ impl Direction {
 }
 
 /// What an impairment did, in one direction. Plain integers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ImpairCounters {
     /// Frames that met the impairment.
     pub frames: u64,

@@ -1,6 +1,6 @@
 //! The admin socket's `impair` and `link` requests, and what a node's link
 //! does now (for status and command replies).
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ImpairCounters, ImpairSpec, LinkImpair};
 
@@ -81,10 +81,11 @@ impl<'a> Request<'a> {
 }
 
 /// What a node's link does now, for status and command replies.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImpairStatus {
     /// `up` or `down`.
-    pub link: &'static str,
+    pub link: String,
     /// Frames to the node: the command form (`none` if nothing).
     pub egress: String,
     /// Frames from the node.
@@ -103,7 +104,7 @@ impl ImpairStatus {
     /// The status of a link set to `l`, holding `held` frames, with counters `c`.
     pub fn new(l: &LinkImpair, held: [usize; 2], c: &[ImpairCounters; 2]) -> ImpairStatus {
         ImpairStatus {
-            link: if l.down { "down" } else { "up" },
+            link: if l.down { "down" } else { "up" }.into(),
             egress: l.egress.to_string(),
             ingress: l.ingress.to_string(),
             egress_held: held[0],

@@ -874,7 +874,7 @@ impl Snooping {
                     QuerierStatus {
                         network: String::new(),
                         vlan: q.vid,
-                        family: q.family.name(),
+                        family: q.family.name().into(),
                         active: other.is_none(),
                         address: self.our_address(q.family).to_string(),
                         other_querier: other.map(|(a, _)| a.to_string()),

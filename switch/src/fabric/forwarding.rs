@@ -1,0 +1,220 @@
+//! Forwarding: learn from a node's frame and decide where it goes (unicast,
+//! flood in its VLAN, or the snooper's multicast receivers).
+
+use std::time::Instant;
+
+use overlay_proto::vnet::{VNET_HDR_LEN, VnetHdr};
+use overlay_proto::wire::{FLAG_VNET, ethernet};
+
+use super::{MAX_FRAME, Switch};
+use crate::NodeId;
+use crate::impair::Direction;
+use crate::mac_table::Learned;
+use crate::snooping::Verdict;
+use crate::stats::DropReason;
+use crate::storm::StormClass;
+use crate::vlan::{self, Ingress};
+
+impl Switch {
+    /// A complete payload from a node: a frame, or a virtio header and a frame.
+    pub(super) fn switch_payload(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        flags: u8,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        if flags & FLAG_VNET == 0 {
+            return self.switch_frame(now, from, None, payload);
+        }
+        let hdr = VnetHdr::parse(payload).ok_or(DropReason::Runt)?;
+        let frame = &payload[VNET_HDR_LEN..];
+        if !hdr.fits(frame) {
+            return Err(DropReason::Offload);
+        }
+        self.switch_frame(now, from, Some(hdr), frame)
+    }
+
+    fn switch_frame(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        vnet: Option<VnetHdr>,
+        frame: &[u8],
+    ) -> Result<(), DropReason> {
+        // HOT PATH: one branch when the node's link is not impaired.
+        if self.ports[from.0 as usize].impair.is_some() {
+            return self.impair_frame(now, from, Direction::Ingress, vnet, frame);
+        }
+        self.forward_frame(now, from, vnet, frame)
+    }
+
+    /// Learn from a frame of node `from` and forward it.
+    pub(super) fn forward_frame(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        vnet: Option<VnetHdr>,
+        frame: &[u8],
+    ) -> Result<(), DropReason> {
+        // HOT PATH
+        let (Some(dst), Some(src)) = (ethernet::dst(frame), ethernet::src(frame)) else {
+            return Err(DropReason::Runt);
+        };
+        if frame.len() > MAX_FRAME {
+            return Err(DropReason::Oversize);
+        }
+        if vlan::is_truncated_tag(frame) {
+            return Err(DropReason::Runt);
+        }
+        if ethernet::is_group(&src) || ethernet::is_zero(&src) {
+            return Err(DropReason::InvalidSource);
+        }
+        let ing = self.ports[from.0 as usize]
+            .spec
+            .vlan
+            .ingress(frame)
+            .ok_or(DropReason::VlanFiltered)?;
+        match self.macs.learn(now, ing.vid, src, from) {
+            Learned::Refreshed => {}
+            l @ (Learned::New | Learned::Moved { .. }) => {
+                match l {
+                    Learned::New => self.mac_counters.learned += 1,
+                    _ => self.mac_counters.moves += 1,
+                }
+                if let Some(mesh) = self.mesh.as_mut() {
+                    mesh.note_learned(from, ing.vid, src);
+                }
+            }
+            Learned::NodeLimit => {
+                self.mac_counters.node_limit_hits += 1;
+                return Err(DropReason::MacLimit);
+            }
+            Learned::TableFull => {
+                self.mac_counters.table_limit_hits += 1;
+                return Err(DropReason::TableFull);
+            }
+        }
+        let c = &mut self.ports[from.0 as usize].counters;
+        c.rx_frames += 1;
+        c.rx_bytes += frame.len() as u64;
+
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        let class = if !ethernet::is_group(&dst) {
+            match self.macs.lookup(now, ing.vid, &dst) {
+                Some(to) if to == from => {
+                    self.forwarded.filtered += 1;
+                    self.targets = targets;
+                    return Ok(());
+                }
+                Some(to) if self.ports[to.0 as usize].is_connected() => {
+                    self.forwarded.unicast += 1;
+                    targets.push(to);
+                    self.fan_out(now, Some(from), ing, vnet, frame, Some(&targets));
+                    self.targets = targets;
+                    return Ok(());
+                }
+                _ => StormClass::UnknownUnicast,
+            }
+        } else if ethernet::is_broadcast(&dst) {
+            StormClass::Broadcast
+        } else {
+            StormClass::Multicast
+        };
+        // Multicast: snooping decides (and learns from IGMP/MLD).
+        let (only, link_local) = if class == StormClass::Multicast {
+            let typed = frame.get(ing.ethertype_offset()..).unwrap_or(&[]);
+            let c = self
+                .snoop
+                .handle_frame(now, ing.vid, from, typed, frame.len(), &mut targets);
+            (c.verdict == Verdict::Only, c.link_local)
+        } else {
+            (false, false)
+        };
+        if !self.storm.allow(now, from, class, link_local) {
+            let c = &mut self.ports[from.0 as usize].counters;
+            match class {
+                StormClass::Broadcast => c.storm_dropped_broadcast += 1,
+                StormClass::Multicast => c.storm_dropped_multicast += 1,
+                StormClass::UnknownUnicast => c.storm_dropped_unknown_unicast += 1,
+            }
+            self.targets = targets;
+            return Err(DropReason::StormControl);
+        }
+        match class {
+            StormClass::UnknownUnicast => self.forwarded.flooded_unicast += 1,
+            StormClass::Broadcast => self.forwarded.broadcast += 1,
+            StormClass::Multicast => self.forwarded.multicast += 1,
+        }
+        // Flood (every other node of the VLAN), or the snooper's receivers;
+        // never back to the sender.
+        let copies = self.fan_out(
+            now,
+            Some(from),
+            ing,
+            vnet,
+            frame,
+            only.then_some(&targets[..]),
+        );
+        self.forwarded.flood_copies += copies;
+        self.targets = targets;
+        if self.snoop.has_queries() {
+            self.send_queries(now);
+        }
+        Ok(())
+    }
+
+    /// Send a frame of VLAN `ing.vid` to the nodes in `only`, or to every
+    /// node of the VLAN, in the form each needs (tagged or not); never to
+    /// `from` or to a node that is not connected or not in the VLAN. Returns
+    /// the copies sent.
+    fn fan_out(
+        &mut self,
+        now: Instant,
+        from: Option<NodeId>,
+        ing: Ingress,
+        vnet: Option<VnetHdr>,
+        frame: &[u8],
+        only: Option<&[NodeId]>,
+    ) -> u64 {
+        // HOT PATH
+        let mut other = std::mem::take(&mut self.vlan_scratch);
+        let mut other_vnet = None;
+        let mut other_ready = false;
+        let mut copies = 0;
+        let count = only.map_or(self.ports.len(), <[NodeId]>::len);
+        for k in 0..count {
+            let to = only.map_or(NodeId(k as u32), |t| t[k]);
+            let Some(port) = self.ports.get(to.0 as usize) else {
+                continue;
+            };
+            if Some(to) == from || !port.is_connected() {
+                continue;
+            }
+            let Some(as_is) = port.spec.vlan.egress(ing.vid).keeps_form(ing) else {
+                continue;
+            };
+            copies += 1;
+            if as_is {
+                self.send_frame(now, to, vnet, frame);
+            } else {
+                if !other_ready {
+                    other_vnet = vlan::other_form(frame, ing, vnet, &mut other);
+                    other_ready = true;
+                }
+                self.send_frame(now, to, other_vnet, &other);
+            }
+        }
+        self.vlan_scratch = other;
+        copies
+    }
+
+    /// Send the queries the built-in querier made to every node of their VLAN.
+    pub(super) fn send_queries(&mut self, now: Instant) {
+        while let Some((vid, frame)) = self.snoop.poll_query() {
+            let ing = Ingress { vid, tagged: false };
+            self.fan_out(now, None, ing, None, &frame, None);
+        }
+    }
+}

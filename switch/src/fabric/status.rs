@@ -1,0 +1,83 @@
+//! The status snapshot of one network.
+
+use std::time::Instant;
+
+use super::Switch;
+use crate::NodeId;
+use crate::status::{MacStatus, NodeStatus, Status};
+use crate::vlan::PortVlan;
+
+impl Switch {
+    /// A snapshot for `status`. `with_macs` adds the MAC table.
+    pub fn status(&self, now: Instant, with_macs: bool) -> Status {
+        let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
+        let nodes = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.retired)
+            .map(|(i, p)| NodeStatus {
+                network: String::new(),
+                name: p.spec.name.clone(),
+                public_key: p.spec.public_key.to_base64(),
+                connected: p.is_connected(),
+                endpoint: p.endpoint.map(|e| e.to_string()),
+                session_age_secs: p.current.as_ref().map(|s| s.age(now).as_secs_f64()),
+                last_handshake_secs_ago: ago(p.last_handshake),
+                last_heard_secs_ago: ago(p.last_heard),
+                macs: self.macs.count_for(NodeId(i as u32)),
+                vlan: match &p.spec.vlan {
+                    PortVlan::Member { native, .. } => *native,
+                    PortVlan::Transparent => None,
+                },
+                trunk: match &p.spec.vlan {
+                    PortVlan::Member { tagged, .. } => tagged.clone(),
+                    PortVlan::Transparent => Vec::new(),
+                },
+                counters: p.counters.clone(),
+                impair: p.impair_status(),
+            })
+            .collect();
+        let macs = with_macs.then(|| {
+            let mut v: Vec<MacStatus> = self
+                .macs
+                .reader()
+                .iter()
+                .map(|e| MacStatus {
+                    network: String::new(),
+                    vlan: e.key().0,
+                    mac: crate::status::format_mac(&e.key().1),
+                    node: self.ports[e.value().node.0 as usize].spec.name.clone(),
+                    expires_in_secs: e
+                        .value()
+                        .expires_at
+                        .saturating_duration_since(now)
+                        .as_secs_f64(),
+                })
+                .collect();
+            v.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
+            v
+        });
+        Status {
+            uptime_secs: now.saturating_duration_since(self.started).as_secs_f64(),
+            nodes,
+            drops: self.drops.clone(),
+            forwarded: self.forwarded.clone(),
+            mac_table: crate::status::MacTableStatus {
+                entries: self.macs.len(),
+                limit: self.cfg.mac_table_limit,
+                limit_per_node: self.cfg.mac_limit_per_node,
+                aging_secs: self.cfg.mac_aging.as_secs(),
+                counters: self.mac_counters.clone(),
+            },
+            sessions: self.sessions.clone(),
+            handshake_guard: self.guard.status(now),
+            multicast: self
+                .snoop
+                .status(now, |id| self.ports[id.0 as usize].spec.name.clone()),
+            networks: Vec::new(),
+            reloads: Default::default(),
+            macs,
+        }
+    }
+}
