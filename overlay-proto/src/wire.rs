@@ -268,38 +268,6 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// The old Ethernet helpers, kept only while the switch moves to
-/// [`crate::ethernet`].
-pub mod ethernet {
-    use crate::ethernet::Frame;
-    pub use crate::ethernet::{HEADER_LEN, MacAddr as Mac};
-
-    /// Destination MAC, or `None` if the frame is refused by `Frame::new_checked`.
-    pub fn dst(frame: &[u8]) -> Option<Mac> {
-        Frame::new_checked(frame).ok().map(|f| f.dst())
-    }
-
-    /// Source MAC, or `None` if the frame is refused by `Frame::new_checked`.
-    pub fn src(frame: &[u8]) -> Option<Mac> {
-        Frame::new_checked(frame).ok().map(|f| f.src())
-    }
-
-    /// Group (multicast or broadcast) addresses have the I/G bit set.
-    pub fn is_group(mac: &Mac) -> bool {
-        mac.is_group()
-    }
-
-    /// ff:ff:ff:ff:ff:ff.
-    pub fn is_broadcast(mac: &Mac) -> bool {
-        mac.is_broadcast()
-    }
-
-    /// All zeros is never a valid source.
-    pub fn is_zero(mac: &Mac) -> bool {
-        mac.is_zero()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

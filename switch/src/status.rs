@@ -241,11 +241,6 @@ pub struct SourceStatus {
     pub expires_in_secs: f64,
 }
 
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(m: &overlay_proto::ethernet::MacAddr) -> String {
-    m.to_string()
-}
-
 /// Render a status JSON document as a human table (the JSON itself if it
 /// is not a status).
 pub fn render_table(json: &str) -> String {

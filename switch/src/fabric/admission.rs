@@ -213,7 +213,7 @@ impl Switch {
         port.previous = None;
         port.pending = None;
         port.endpoint = None;
-        self.mac_counters.flushed += self.macs.flush_node(id) as u64;
+        self.macs.flush_port(id);
         self.snoop.forget_node(id);
     }
 
