@@ -29,7 +29,7 @@ use overlay_proto::ethernet::MacAddr;
 use overlay_proto::frag;
 use overlay_proto::handshake_guard::{GuardConfig, HandshakeGuard};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
-use overlay_proto::mac_table::MacTable;
+use overlay_proto::mac_table::{MAC_AGING, MacTable};
 use overlay_proto::timers::PENDING_SESSION_TIMEOUT;
 pub use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
@@ -128,7 +128,7 @@ impl SwitchConfig {
             psk: Psk::default(),
             network_id: 0,
             nodes,
-            mac_aging: Duration::from_secs(300),
+            mac_aging: MAC_AGING,
             node_timeout: Duration::from_secs(30),
             mac_limit_per_node: 1024,
             mac_table_limit: 1 << 20,
