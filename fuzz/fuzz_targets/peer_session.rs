@@ -181,11 +181,13 @@ fuzz_target!(|data: &[u8]| {
                 )
             }
             3 => {
-                let s = p.mesh.send(H3, bytes);
+                p.mesh.send(H3, bytes);
+                let s = p.mesh.take_strays();
                 (Origin::H3, Some(bytes), p.settle_strays(s))
             }
             4 => {
-                let s = p.mesh.send(H1, bytes);
+                p.mesh.send(H1, bytes);
+                let s = p.mesh.take_strays();
                 (Origin::H1, bytes.get(VNET_HDR_LEN..), p.settle_strays(s))
             }
             5 => match last.clone() {
@@ -328,7 +330,8 @@ fuzz_target!(|data: &[u8]| {
             }
             f.extend_from_slice(&[0x88, 0xb5]);
             f.resize(VNET_HDR_LEN + 60, 0);
-            let s = p.mesh.send(H1, &f);
+            p.mesh.send(H1, &f);
+            let s = p.mesh.take_strays();
             let (_, opened) = p.settle_strays(s);
             for (from, fl, payload) in &opened {
                 assert!(

@@ -248,45 +248,25 @@ pub fn forwarding() -> &'static Forwarding {
             ..switch_config().clone()
         };
         let t = now();
-        let mut switch = tapmesh_switch::fabric::Switch::new(cfg, t, SWITCH_SEED);
-        let mut nodes: Vec<_> = [h1, h2, &h3]
+        let switch = tapmesh_switch::fabric::Switch::new(cfg, t, SWITCH_SEED);
+        let mut net = tapmesh_sim::Net::new(t, switch_addr(), Some(switch));
+        for (i, (k, addr)) in [h1, h2, &h3]
             .into_iter()
+            .zip(forwarding_addrs())
             .enumerate()
-            .map(|(i, k)| {
-                let cfg = NodeConfig {
-                    private_key: k.clone(),
-                    offload: forwarding_offload(i),
-                    ..node_config().clone()
-                };
-                tapmesh_node::core::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64)
-            })
-            .collect();
-        let addrs = forwarding_addrs();
-        for n in &mut nodes {
+        {
+            let cfg = NodeConfig {
+                private_key: k.clone(),
+                offload: forwarding_offload(i),
+                ..node_config().clone()
+            };
+            let mut n = tapmesh_node::core::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64);
             n.handle_timeout(t);
+            net.add_node(n, addr);
         }
         // Move datagrams until nobody has anything left to say.
-        for _ in 0..16 {
-            let mut moved = false;
-            for (i, n) in nodes.iter_mut().enumerate() {
-                while let Some(tx) = n.poll_transmit() {
-                    for d in tx.datagrams() {
-                        switch.handle_datagram(t, addrs[i], &mut d.to_vec());
-                    }
-                    moved = true;
-                }
-            }
-            while let Some(tx) = switch.poll_transmit() {
-                let i = addrs.iter().position(|a| *a == tx.destination).unwrap();
-                for d in tx.datagrams() {
-                    let _ = nodes[i].handle_datagram(t, switch_addr(), &mut d.to_vec());
-                }
-                moved = true;
-            }
-            if !moved {
-                break;
-            }
-        }
+        net.deliver();
+        let (mut switch, mut nodes) = (net.switch.expect("the switch is up"), net.nodes);
         for (i, n) in nodes.iter_mut().enumerate() {
             assert_eq!(
                 n.link_state(),
@@ -297,7 +277,7 @@ pub fn forwarding() -> &'static Forwarding {
             assert!(switch.is_connected(tapmesh_switch::NodeId(i as u32)));
             while n.poll_event().is_some() {}
         }
-        let rogue = rogue_session(&mut switch, &h4, addrs[3]);
+        let rogue = rogue_session(&mut switch, &h4, forwarding_addrs()[3]);
         assert!(switch.is_connected(tapmesh_switch::NodeId(3)));
         while switch.poll_event().is_some() {}
         Forwarding {
@@ -351,112 +331,11 @@ fn rogue_session(
 
 /// The `mesh_peer` target's network: a switch in mesh mode and nodes h1, h2
 /// and h3 (no offload) with direct sessions between every pair, each having
-/// learned the others' MACs (02:00:00:00:00:0n behind hn).
-#[derive(Debug)]
-#[cfg_attr(fuzzing, derive(Clone))]
-pub struct MeshNet {
-    /// Virtual time after the setup; targets use this as "now".
-    pub now: Instant,
-    /// The switch.
-    pub switch: tapmesh_switch::fabric::Switch,
-    /// h1, h2, h3.
-    pub nodes: Vec<tapmesh_node::core::Node>,
-    /// Their underlay addresses.
-    pub addrs: Vec<SocketAddr>,
-    /// Frames each node wrote to its TAP during the setup.
-    pub tap: Vec<Vec<Vec<u8>>>,
-}
-
-impl MeshNet {
-    /// Move datagrams until none is left (at most `rounds` hops deep), and
-    /// record TAP writes. Datagrams to addresses that are neither a node nor
-    /// the switch are returned, not delivered.
-    pub fn deliver(&mut self, rounds: usize) -> Vec<(usize, SocketAddr, Vec<u8>)> {
-        self.deliver_from(Vec::new(), rounds)
-    }
-
-    /// [`deliver`](Self::deliver), starting with `wire`: (from, to, datagram).
-    pub fn deliver_from(
-        &mut self,
-        mut wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
-        rounds: usize,
-    ) -> Vec<(usize, SocketAddr, Vec<u8>)> {
-        use tapmesh_node::core::TapWrite;
-        let mut stray = Vec::new();
-        for _ in 0..rounds {
-            for (i, n) in self.nodes.iter_mut().enumerate() {
-                while let Some(t) = n.poll_transmit() {
-                    for d in t.datagrams() {
-                        wire.push((self.addrs[i], t.destination, d.to_vec()));
-                    }
-                }
-            }
-            while let Some(t) = self.switch.poll_transmit() {
-                for d in t.datagrams() {
-                    wire.push((switch_addr(), t.destination, d.to_vec()));
-                }
-            }
-            if wire.is_empty() {
-                break;
-            }
-            for (from, to, mut d) in std::mem::take(&mut wire) {
-                if to == switch_addr() {
-                    self.switch.handle_datagram(self.now, from, &mut d);
-                } else if let Some(i) = self.addrs.iter().position(|a| *a == to) {
-                    let n = &mut self.nodes[i];
-                    match n.handle_datagram(self.now, from, &mut d) {
-                        Some(TapWrite::InPlace(r)) => self.tap[i].push(d[r].to_vec()),
-                        Some(TapWrite::Reassembled(r)) => {
-                            self.tap[i].push(n.reassembled()[r].to_vec())
-                        }
-                        None => {}
-                    }
-                } else {
-                    let i = self.addrs.iter().position(|a| *a == from);
-                    stray.push((i.unwrap_or(usize::MAX), to, d));
-                }
-            }
-        }
-        stray
-    }
-
-    /// Let `d` of virtual time pass in 10 ms steps, running due timers.
-    pub fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.tick(Duration::from_millis(10));
-        }
-    }
-
-    /// Let `d` of virtual time pass at once, run due timers and deliver
-    /// what they send; the strays are returned.
-    pub fn tick(&mut self, d: Duration) -> Vec<(usize, SocketAddr, Vec<u8>)> {
-        self.now += d;
-        let now = self.now;
-        if self.switch.poll_timeout().is_some_and(|t| t <= now) {
-            self.switch.handle_timeout(now);
-        }
-        for n in &mut self.nodes {
-            if n.poll_timeout().is_some_and(|t| t <= now) {
-                n.handle_timeout(now);
-            }
-        }
-        self.deliver(16)
-    }
-
-    /// Node `i` reads `bytes` from its TAP; the result is delivered as by
-    /// [`deliver`](Self::deliver), whose strays are returned.
-    pub fn send(&mut self, i: usize, bytes: &[u8]) -> Vec<(usize, SocketAddr, Vec<u8>)> {
-        use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
-        let mut buf = vec![0u8; DATA_HEADER_LEN + bytes.len() + DATA_OVERHEAD];
-        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + bytes.len()].copy_from_slice(bytes);
-        let mut wire = Vec::new();
-        if let Ok(Some(r)) = self.nodes[i].handle_tap_frame(self.now, &mut buf, bytes.len()) {
-            wire.push((self.addrs[i], self.nodes[i].destination(), buf[r].to_vec()));
-        }
-        self.deliver_from(wire, 16)
-    }
-}
+/// learned the others' MACs (02:00:00:00:00:0n behind hn). Chains of answers
+/// are cut after 16 hops ([`tapmesh_sim::Net::max_hops`]); datagrams to
+/// addresses that are neither a node nor the switch are strays
+/// ([`tapmesh_sim::Net::take_strays`]), not delivered.
+pub type MeshNet = tapmesh_sim::Net;
 
 /// A mesh switch with `specs` (mesh mode on) and nodes `(key, address,
 /// offload)`, no time passed yet.
@@ -468,27 +347,19 @@ fn new_mesh(specs: Vec<NodeSpec>, nodes: &[(StaticSecret, SocketAddr, bool)]) ->
     let t = now();
     let mut switch = tapmesh_switch::fabric::Switch::new(cfg, t, SWITCH_SEED);
     switch.enable_mesh();
-    let cores = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, (k, addr, offload))| {
-            let cfg = NodeConfig {
-                private_key: k.clone(),
-                offload: *offload,
-                ..node_config().clone()
-            };
-            let mut n = tapmesh_node::core::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64);
-            n.set_local_addrs(vec![*addr]);
-            n
-        })
-        .collect();
-    MeshNet {
-        now: t,
-        switch,
-        nodes: cores,
-        addrs: nodes.iter().map(|n| n.1).collect(),
-        tap: vec![Vec::new(); nodes.len()],
+    let mut m = MeshNet::new(t, switch_addr(), Some(switch));
+    m.max_hops = 16;
+    for (i, (k, addr, offload)) in nodes.iter().enumerate() {
+        let cfg = NodeConfig {
+            private_key: k.clone(),
+            offload: *offload,
+            ..node_config().clone()
+        };
+        let mut n = tapmesh_node::core::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64);
+        n.set_local_addrs(vec![*addr]);
+        m.add_node(n, *addr);
     }
+    m
 }
 
 /// Node h3's key in the mesh networks.
@@ -502,10 +373,8 @@ fn settle(m: &mut MeshNet) {
         while n.poll_event().is_some() {}
         while n.poll_path_event().is_some() {}
     }
-    while m.switch.poll_event().is_some() {}
-    for t in &mut m.tap {
-        t.clear();
-    }
+    while m.switch_mut().poll_event().is_some() {}
+    m.clear_tap();
 }
 
 /// The established mesh of the `mesh_peer` target (built once per process).
@@ -580,7 +449,7 @@ pub fn broadcast_from(n: u8, vid: Option<u16>) -> Vec<u8> {
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct PeerNet {
     /// The switch, h1 and h3 (h2's address is not one of theirs: what goes
-    /// there comes back from [`MeshNet::deliver`] as a stray).
+    /// there is a stray).
     pub mesh: MeshNet,
     /// h2.
     pub rogue: Rogue,
@@ -734,7 +603,11 @@ impl PeerNet {
                     replies.push((self.rogue.addr, back, r));
                 }
             }
-            stray = self.mesh.deliver_from(replies, 16);
+            for (from, to, d) in replies {
+                self.mesh.inject(from, to, d);
+            }
+            self.mesh.deliver();
+            stray = self.mesh.take_strays();
         }
         elsewhere.extend(stray);
         (elsewhere, opened)
@@ -775,7 +648,9 @@ impl PeerNet {
         } else {
             self.mesh.addrs[to]
         };
-        let stray = self.mesh.deliver_from(vec![(self.rogue.addr, dst, d)], 16);
+        self.mesh.inject(self.rogue.addr, dst, d);
+        self.mesh.deliver();
+        let stray = self.mesh.take_strays();
         self.settle_strays(stray)
     }
 
@@ -791,7 +666,8 @@ impl PeerNet {
         let (mut stray, mut opened) = (Vec::new(), Vec::new());
         let end = self.mesh.now + d;
         while self.mesh.now < end {
-            let s = self.mesh.tick(step.min(end - self.mesh.now));
+            self.mesh.tick(step.min(end - self.mesh.now));
+            let s = self.mesh.take_strays();
             let (s, o) = self.settle_strays(s);
             stray.extend(s);
             opened.extend(o);
@@ -823,7 +699,7 @@ pub fn peer_net() -> &'static PeerNet {
         let addr =
             |i: usize| -> SocketAddr { format!("198.18.0.{}:40000", 31 + i).parse().unwrap() };
         let mut mesh = new_mesh(specs, &[(h1.clone(), addr(0), true), (h3, addr(2), false)]);
-        let switch = rogue_session(&mut mesh.switch, h2, addr(1));
+        let switch = rogue_session(mesh.switch_mut(), h2, addr(1));
         let mut p = PeerNet {
             mesh,
             rogue: Rogue {
@@ -843,11 +719,13 @@ pub fn peer_net() -> &'static PeerNet {
         for vid in [None, Some(7), Some(8)] {
             let mut f = vnet0.to_vec();
             f.extend_from_slice(&broadcast_from(1, vid));
-            let s = p.mesh.send(0, &f);
+            p.mesh.send(0, &f);
+            let s = p.mesh.take_strays();
             p.settle_strays(s);
         }
         for vid in [None, Some(8)] {
-            let s = p.mesh.send(1, &broadcast_from(3, vid));
+            p.mesh.send(1, &broadcast_from(3, vid));
+            let s = p.mesh.take_strays();
             p.settle_strays(s);
         }
         for vid in [None, Some(8)] {

@@ -23,6 +23,7 @@ use std::time::Instant;
 use overlay_proto::ethernet::{self, Frame};
 use overlay_proto::mac_table::{MAC_AGING, MAC_LIMIT, MacTable};
 use overlay_proto::vlan::NO_VLAN;
+use overlay_proto::vnet::{self, VnetHdr};
 use serde::Serialize;
 
 use crate::stats::{DropReason, Drops};
@@ -214,7 +215,14 @@ impl LocalSwitch {
     /// Whether a payload in `format` fits the port: a GSO super-frame by its
     /// segment size, anything else by its length.
     pub fn fits(&self, port: PortId, format: Format, payload: &[u8]) -> bool {
-        format.fits(payload, self.mtu(port))
+        let hdr = match format {
+            Format::Plain => None,
+            Format::Vnet => match VnetHdr::parse(payload) {
+                Some(h) => Some(h),
+                None => return false,
+            },
+        };
+        vnet::fits_mtu(hdr.as_ref(), format.frame(payload), self.mtu(port))
     }
 
     /// Learn the source of a frame that came in on `ingress` and say where
@@ -347,7 +355,7 @@ pub struct PortStatus {
 
 #[cfg(test)]
 mod tests {
-    use overlay_proto::vnet::{self, VNET_HDR_LEN};
+    use overlay_proto::vnet::VNET_HDR_LEN;
 
     use super::*;
     use std::time::Duration;

@@ -1,56 +1,47 @@
-//! Mesh mode in the deterministic simulator: one switch core in mesh mode and
-//! several node cores, virtual time, and an underlay that can drop datagrams
-//! between chosen node pairs (a firewall between two hosts) or lose the
-//! switch entirely. Checks path selection, relay fallback, recovery, the
-//! simultaneous open, the loop guard, surviving a dead switch, revocation
-//! (the switch's list is authoritative), the vouch lifetime, the bounds on
-//! what a peer may claim, and VLANs on direct and relayed paths.
-use std::collections::{HashSet, VecDeque};
+//! Mesh mode in the deterministic simulator ([`tapmesh_sim::Net`]): one
+//! switch core in mesh mode and several node cores, virtual time, and an
+//! underlay that can drop datagrams between chosen node pairs (a firewall
+//! between two hosts) or lose the switch entirely. Checks path selection,
+//! relay fallback, recovery, the simultaneous open, the loop guard,
+//! surviving a dead switch, revocation (the switch's list is authoritative),
+//! the vouch lifetime, the bounds on what a peer may claim, and VLANs on
+//! direct and relayed paths.
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use overlay_proto::handshake::Timestamp;
-use overlay_proto::keys::{Psk, StaticSecret};
+use overlay_proto::keys::StaticSecret;
 use overlay_proto::vlan::PortVlan;
-use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD, HS_RESP_LEN};
-use tapmesh_node::core::{Node, NodeConfig, TapWrite};
+use overlay_proto::wire::{DATA_OVERHEAD, HS_RESP_LEN};
+use tapmesh_node::core::Node;
 use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, Path};
+use tapmesh_sim::frames::{frame, mac, tagged};
 use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
 
 const SWITCH: &str = "198.18.0.3:7777";
 
+/// The simulated network, with what it takes to restart or reload the
+/// switch.
 struct Net {
-    now: Instant,
-    switch: Option<Switch>,
-    nodes: Vec<Node>,
-    addrs: Vec<SocketAddr>,
-    wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
-    tap: Vec<Vec<Vec<u8>>>,
-    /// Node pairs whose direct datagrams are dropped (both directions).
-    blocked: HashSet<(usize, usize)>,
-    /// Data frames the switch received from each node (relayed traffic).
-    via_switch: Vec<u64>,
+    net: tapmesh_sim::Net,
     switch_key: StaticSecret,
     keys: Vec<StaticSecret>,
     /// Each node's port.
     vlans: Vec<PortVlan>,
-    /// An on-path attacker puts a forged handshake response (the genuine
-    /// one's header and indices, garbage after) ahead of every response.
-    forge_responses: bool,
 }
 
-fn mac(n: u8) -> [u8; 6] {
-    [2, 0, 0, 0, 0, n]
+impl Deref for Net {
+    type Target = tapmesh_sim::Net;
+    fn deref(&self) -> &tapmesh_sim::Net {
+        &self.net
+    }
 }
 
-fn frame(dst: [u8; 6], src: [u8; 6], tag: u32) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0x88, 0xb5]);
-    f.extend_from_slice(&tag.to_be_bytes());
-    f.resize(60, 0);
-    f
+impl DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut tapmesh_sim::Net {
+        &mut self.net
+    }
 }
 
 /// A mesh switch whose config holds `members`: node index, key, port.
@@ -83,6 +74,25 @@ fn mesh_config(
                 .collect(),
         )
     }
+}
+
+/// A frame (not a keepalive or control message) a node sends the switch
+/// to relay.
+fn is_frame(d: &[u8]) -> bool {
+    d.len() >= DATA_OVERHEAD + 60 && d[0] & 0x0f == 1
+}
+
+/// An on-path attacker's forgery of a handshake response: the genuine
+/// one's header and indices, garbage after.
+fn forged_response(d: &[u8]) -> Option<Vec<u8>> {
+    if d.len() != HS_RESP_LEN || d[0] & 0x0f != 3 {
+        return None;
+    }
+    let mut forged = d.to_vec();
+    for (k, b) in forged[16..].iter_mut().enumerate() {
+        *b = (k as u8).wrapping_mul(37) ^ 0xa5;
+    }
+    Some(forged)
 }
 
 impl Net {
@@ -125,44 +135,25 @@ impl Net {
             .enumerate()
             .map(|(i, (k, v))| (i, k, v.clone()))
             .collect();
+        let switch_addr: SocketAddr = SWITCH.parse().unwrap();
         let switch = mesh_switch(&switch_key, &members, t0);
-        let addrs: Vec<SocketAddr> = (0..n)
-            .map(|i| format!("198.18.0.{}:4000", 10 + i).parse().unwrap())
-            .collect();
-        let nodes = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let cfg = NodeConfig {
-                    private_key: k.clone(),
-                    switch_key: switch_key.public_key(),
-                    switch_addr: SWITCH.parse().unwrap(),
-                    psk: Psk::default(),
-                    network_id: 0,
-                    mtu: 1400,
-                    offload: false,
-                    underlay_mtu: 1500,
-                    rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
-                    vouch_lifetime,
-                };
-                let mut node = Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64);
-                node.set_local_addrs(vec![addrs[i]]);
-                node
-            })
-            .collect();
+        let mut net = tapmesh_sim::Net::new(t0, switch_addr, Some(switch));
+        net.observe = Some(is_frame);
+        for (i, k) in keys.iter().enumerate() {
+            let addr: SocketAddr = format!("198.18.0.{}:4000", 10 + i).parse().unwrap();
+            let cfg = tapmesh_node::core::NodeConfig {
+                vouch_lifetime,
+                ..tapmesh_sim::node_config(k.clone(), switch_key.public_key(), switch_addr)
+            };
+            let mut node = Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64);
+            node.set_local_addrs(vec![addr]);
+            net.add_node(node, addr);
+        }
         Net {
-            now: t0,
-            switch: Some(switch),
-            nodes,
-            addrs,
-            wire: VecDeque::new(),
-            tap: vec![Vec::new(); n],
-            blocked: HashSet::new(),
-            via_switch: vec![0; n],
+            net,
             switch_key,
             keys,
             vlans,
-            forge_responses: false,
         }
     }
 
@@ -170,7 +161,7 @@ impl Net {
     /// from the start.
     fn with_forged_responses(n: usize) -> Net {
         let mut net = Net::new_quiet(n);
-        net.forge_responses = true;
+        net.faults.forge = Some(forged_response);
         net.advance(Duration::from_secs(2));
         net
     }
@@ -194,6 +185,14 @@ impl Net {
         self.deliver();
     }
 
+    /// Data frames the switch received from each node (relayed traffic).
+    fn via_switch(&self) -> Vec<u64> {
+        self.addrs
+            .iter()
+            .map(|a| self.observed(*a, self.switch_addr))
+            .collect()
+    }
+
     fn peer_names(&self, i: usize) -> Vec<String> {
         self.nodes[i]
             .peers()
@@ -201,125 +200,6 @@ impl Net {
             .into_iter()
             .map(|p| p.name)
             .collect()
-    }
-
-    fn node_of(&self, a: &SocketAddr) -> Option<usize> {
-        self.addrs.iter().position(|x| x == a)
-    }
-
-    /// Node `i` reads `f` from its TAP; returns where the datagram went.
-    fn send(&mut self, i: usize, f: &[u8]) -> Option<SocketAddr> {
-        let mut buf = vec![0u8; DATA_HEADER_LEN + f.len() + DATA_OVERHEAD];
-        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + f.len()].copy_from_slice(f);
-        let r = self.nodes[i].handle_tap_frame(self.now, &mut buf, f.len());
-        let mut to = None;
-        if let Ok(Some(r)) = r {
-            let dest = self.nodes[i].destination();
-            to = Some(dest);
-            self.wire.push_back((self.addrs[i], dest, buf[r].to_vec()));
-        }
-        self.deliver();
-        to
-    }
-
-    fn deliver(&mut self) {
-        for i in 0..self.nodes.len() {
-            while let Some(t) = self.nodes[i].poll_transmit() {
-                for d in t.datagrams() {
-                    self.wire
-                        .push_back((self.addrs[i], t.destination, d.to_vec()));
-                }
-            }
-        }
-        self.drain_switch();
-        while let Some((from, to, d)) = self.wire.pop_front() {
-            if self.forge_responses && d.len() == HS_RESP_LEN && d[0] & 0x0f == 3 {
-                let mut forged = d.clone();
-                for (k, b) in forged[16..].iter_mut().enumerate() {
-                    *b = (k as u8).wrapping_mul(37) ^ 0xa5;
-                }
-                self.hand(from, to, forged);
-            }
-            self.hand(from, to, d);
-        }
-    }
-
-    /// Deliver one datagram on the underlay.
-    fn hand(&mut self, from: SocketAddr, to: SocketAddr, mut d: Vec<u8>) {
-        if let (Some(a), Some(b)) = (self.node_of(&from), self.node_of(&to))
-            && (self.blocked.contains(&(a, b)) || self.blocked.contains(&(b, a)))
-        {
-            return;
-        }
-        if to == SWITCH.parse().unwrap() {
-            if let Some(sw) = self.switch.as_mut() {
-                // Frames (not keepalives or control messages) the switch relays.
-                if d.len() >= DATA_OVERHEAD + 60
-                    && d[0] & 0x0f == 1
-                    && let Some(i) = self.addrs.iter().position(|a| *a == from)
-                {
-                    self.via_switch[i] += 1;
-                }
-                sw.handle_datagram(self.now, from, &mut d);
-            }
-            self.drain_switch();
-        } else if let Some(i) = self.node_of(&to) {
-            match self.nodes[i].handle_datagram(self.now, from, &mut d) {
-                Some(TapWrite::InPlace(r)) => self.tap[i].push(d[r].to_vec()),
-                Some(TapWrite::Reassembled(r)) => {
-                    self.tap[i].push(self.nodes[i].reassembled()[r].to_vec())
-                }
-                None => {}
-            }
-            while let Some(t) = self.nodes[i].poll_transmit() {
-                for d in t.datagrams() {
-                    self.wire
-                        .push_back((self.addrs[i], t.destination, d.to_vec()));
-                }
-            }
-        }
-    }
-
-    fn drain_switch(&mut self) {
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        while let Some(t) = sw.poll_transmit() {
-            for d in t.datagrams() {
-                self.wire
-                    .push_back((SWITCH.parse().unwrap(), t.destination, d.to_vec()));
-            }
-        }
-    }
-
-    fn step(&mut self) {
-        self.now += Duration::from_millis(10);
-        let now = self.now;
-        if let Some(sw) = self.switch.as_mut()
-            && sw.poll_timeout().is_some_and(|t| t <= now)
-        {
-            sw.handle_timeout(now);
-        }
-        for n in &mut self.nodes {
-            if n.poll_timeout().is_some_and(|t| t <= now) {
-                n.handle_timeout(now);
-            }
-        }
-        self.deliver();
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.step();
-        }
-    }
-
-    fn received(&self, i: usize, tag: u32) -> usize {
-        self.tap[i]
-            .iter()
-            .filter(|f| f.len() >= 18 && f[14..18] == tag.to_be_bytes())
-            .count()
     }
 
     fn path(&self, i: usize, peer: usize) -> Option<Path> {
@@ -356,7 +236,7 @@ fn all_pairs_go_direct_and_unicast_bypasses_the_switch() {
         }
     }
     n.announce_macs();
-    let before = n.via_switch.clone();
+    let before = n.via_switch();
     let relayed_before = n.nodes[1].counters().relayed_rx_frames;
     for t in 0..50 {
         let to = n.send(0, &frame(mac(2), mac(1), t));
@@ -367,7 +247,7 @@ fn all_pairs_go_direct_and_unicast_bypasses_the_switch() {
         assert_eq!(n.received(1, t), 1);
         assert_eq!(n.received(0, 100 + t), 1);
     }
-    assert_eq!(n.via_switch, before, "no unicast frame passed the switch");
+    assert_eq!(n.via_switch(), before, "no unicast frame passed the switch");
     assert_eq!(n.nodes[1].counters().relayed_rx_frames, relayed_before);
 }
 
@@ -375,9 +255,9 @@ fn all_pairs_go_direct_and_unicast_bypasses_the_switch() {
 fn broadcast_goes_via_the_switch_once_and_never_back() {
     let mut n = Net::new(3);
     n.announce_macs();
-    let before = n.via_switch[0];
+    let before = n.via_switch()[0];
     n.send(0, &frame([0xff; 6], mac(1), 7));
-    assert_eq!(n.via_switch[0], before + 1, "sent once, to the switch");
+    assert_eq!(n.via_switch()[0], before + 1, "sent once, to the switch");
     assert_eq!(n.received(0, 7), 0, "never back to its origin");
     assert_eq!(
         (n.received(1, 7), n.received(2, 7)),
@@ -396,7 +276,7 @@ fn broadcast_goes_via_the_switch_once_and_never_back() {
 fn blocked_direct_path_falls_back_to_the_relay_and_recovers() {
     let mut n = Net::new(3);
     n.announce_macs();
-    n.blocked.insert((0, 1));
+    n.set_blocked(0, 1, true);
     // A ping every 100 ms from h1 to h2 and back.
     let mut lost_at = None;
     let mut gap = Duration::ZERO;
@@ -422,7 +302,7 @@ fn blocked_direct_path_falls_back_to_the_relay_and_recovers() {
         "relayed frames carry the RELAYED flag"
     );
     // Unblock: direct again within 30 s (the retry cap is 5 s), no loss.
-    n.blocked.clear();
+    n.set_blocked(0, 1, false);
     let start = n.now;
     let mut back = None;
     while n.now < start + Duration::from_secs(30) {
@@ -610,7 +490,7 @@ fn both_directions_relay_within_a_second_of_the_first_loss() {
     let mut n = Net::new(3);
     n.announce_macs();
     n.advance(Duration::from_secs(5));
-    n.blocked.insert((0, 1));
+    n.set_blocked(0, 1, true);
     // Pings both ways every 50 ms for 5 s.
     let start = n.now;
     let mut gap = [Duration::ZERO; 2];
@@ -662,12 +542,6 @@ fn a_peer_cannot_take_a_mac_the_switch_placed_behind_another_member() {
     assert!(h3.is_some() && h3 != h2, "{h3:?} vs {h2:?}");
 }
 
-fn tagged(dst: [u8; 6], src: [u8; 6], vid: u16, tag: u32) -> Vec<u8> {
-    let mut f = frame(dst, src, tag);
-    f.splice(12..12, [0x81, 0x00, (vid >> 8) as u8, vid as u8]);
-    f
-}
-
 /// Frames on host `i`'s TAP carrying `tag`, as (VLAN tag if any, count).
 fn forms(n: &Net, i: usize, tag: u32) -> Vec<Option<u16>> {
     n.tap[i]
@@ -702,7 +576,7 @@ fn vlans_hold_on_direct_and_relayed_paths_with_tags_as_each_port_needs() {
     n.announce_macs();
     // h1 to h3 is relayed and dropped by the switch (another VLAN), even
     // with h3's MAC known on the switch; h1 to h4 goes direct.
-    let before = n.via_switch.clone();
+    let before = n.via_switch();
     assert_eq!(
         n.send(0, &frame(mac(3), mac(1), 2)),
         Some(SWITCH.parse().unwrap())
@@ -732,12 +606,12 @@ fn vlans_hold_on_direct_and_relayed_paths_with_tags_as_each_port_needs() {
     assert_eq!(forms(&n, 3, 8), vec![None]);
     assert_eq!(forms(&n, 2, 8), vec![]);
     assert_eq!(
-        n.via_switch[0] - before[0],
+        n.via_switch()[0] - before[0],
         2,
         "h1: one relayed unicast, one broadcast"
     );
     assert_eq!(
-        n.via_switch[1] - before[1],
+        n.via_switch()[1] - before[1],
         1,
         "only the trunk's VLAN 10 frame for h3's MAC was relayed"
     );
@@ -840,7 +714,7 @@ fn with_vlans_the_answering_side_relays_as_soon_as_a_relayed_frame_arrives() {
     assert_eq!(n.send(1, &tagged(mac(1), mac(2), 10, 1)), Some(n.addrs[0]));
     assert_eq!(n.send(0, &frame(mac(2), mac(1), 2)), Some(n.addrs[1]));
     n.advance(Duration::from_secs(5));
-    n.blocked.insert((0, 1));
+    n.set_blocked(0, 1, true);
     // h1 pings every 50 ms; h2 sends nothing but the answers, so only the
     // relayed pings can tell it the direct path is gone (its own probe
     // would start with its first lost answer, 0.7 s too late).

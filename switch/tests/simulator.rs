@@ -1,15 +1,17 @@
-//! A deterministic in-memory network: one switch core and several node cores,
-//! driven with virtual time. No sockets, no TAP, no sleeping: datagrams move
-//! through a queue and the clock jumps. It checks behaviour that namespace
-//! tests cannot pin down exactly (aging, timers, rekeys over hours).
-use std::collections::VecDeque;
+//! A deterministic in-memory network ([`tapmesh_sim::Net`]): one switch core
+//! and several node cores, driven with virtual time. It checks behaviour
+//! that namespace tests cannot pin down exactly (aging, timers, rekeys over
+//! hours).
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use overlay_proto::ethernet::MacAddr;
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
-use tapmesh_node::core::{LinkState, Node, NodeConfig, TapWrite};
+use tapmesh_node::core::{LinkState, Node, NodeConfig};
+use tapmesh_sim::Net;
+use tapmesh_sim::frames::{frame, mac, tagged};
 use tapmesh_switch::NodeId;
 use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
 use tapmesh_switch::stats::DropReason;
@@ -18,33 +20,25 @@ use tapmesh_switch::vlan::{NO_VLAN, PortVlan};
 
 const SWITCH: &str = "198.18.0.3:7777";
 
+/// The network, the switch's config (to restart or reload it) and every
+/// node's public key (admitted and extra).
 struct Sim {
-    now: Instant,
-    switch: Option<Switch>,
+    net: Net,
     switch_cfg: SwitchConfig,
-    nodes: Vec<Node>,
-    addrs: Vec<SocketAddr>,
-    wire: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
-    /// Frames each node wrote to its TAP.
-    tap: Vec<Vec<Vec<u8>>>,
-    /// Nodes cut off the network: their datagrams (both ways) are lost.
-    cut: Vec<bool>,
-    /// Every node's public key (admitted and extra).
     keys: Vec<PublicKey>,
 }
 
-fn mac(n: u8) -> [u8; 6] {
-    [2, 0, 0, 0, 0, n]
+impl Deref for Sim {
+    type Target = Net;
+    fn deref(&self) -> &Net {
+        &self.net
+    }
 }
 
-fn frame(dst: [u8; 6], src: [u8; 6], tag: u32) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0x88, 0xb5]); // local experimental ethertype
-    f.extend_from_slice(&tag.to_be_bytes());
-    f.resize(60, 0);
-    f
+impl DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut Net {
+        &mut self.net
+    }
 }
 
 impl Sim {
@@ -90,145 +84,29 @@ impl Sim {
         };
         let mut switch_cfg = switch_cfg;
         adjust_switch(&mut switch_cfg);
-        let addrs: Vec<SocketAddr> = (0..n + extra)
-            .map(|i| format!("198.18.0.{}:4000", 10 + i).parse().unwrap())
-            .collect();
-        let nodes = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let mut cfg = NodeConfig {
-                    private_key: k.clone(),
-                    switch_key: switch_key.public_key(),
-                    switch_addr: SWITCH.parse().unwrap(),
-                    psk: Psk::default(),
-                    network_id: 0,
-                    mtu: 1400,
-                    offload: false,
-                    underlay_mtu: 1500,
-                    rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
-                    vouch_lifetime: tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME,
-                };
-                adjust(i, &mut cfg);
-                Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64)
-            })
-            .collect();
+        let switch_addr: SocketAddr = SWITCH.parse().unwrap();
+        let mut net = Net::new(
+            t0,
+            switch_addr,
+            Some(Switch::new(switch_cfg.clone(), t0, 1)),
+        );
+        for (i, k) in keys.iter().enumerate() {
+            let mut cfg = tapmesh_sim::node_config(k.clone(), switch_key.public_key(), switch_addr);
+            adjust(i, &mut cfg);
+            let node = Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64);
+            net.add_node(node, format!("198.18.0.{}:4000", 10 + i).parse().unwrap());
+        }
         let mut sim = Sim {
-            now: t0,
-            switch: Some(Switch::new(switch_cfg.clone(), t0, 1)),
+            net,
             switch_cfg,
-            nodes,
-            addrs,
-            wire: VecDeque::new(),
-            tap: vec![Vec::new(); n + extra],
-            cut: vec![false; n + extra],
             keys: keys.iter().map(StaticSecret::public_key).collect(),
         };
         sim.advance(Duration::from_millis(100));
         sim
     }
 
-    fn switch(&self) -> &Switch {
-        self.switch.as_ref().unwrap()
-    }
-
-    /// Node `i` reads `f` from its TAP.
-    fn send(&mut self, i: usize, f: &[u8]) {
-        let mut buf = vec![0u8; DATA_HEADER_LEN + f.len() + DATA_OVERHEAD];
-        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + f.len()].copy_from_slice(f);
-        if let Ok(Some(r)) = self.nodes[i].handle_tap_frame(self.now, &mut buf, f.len()) {
-            self.wire
-                .push_back((self.addrs[i], SWITCH.parse().unwrap(), buf[r].to_vec()));
-        }
-        self.deliver();
-    }
-
-    fn drain_node(&mut self, i: usize) {
-        while let Some(t) = self.nodes[i].poll_transmit() {
-            for d in t.datagrams() {
-                self.wire
-                    .push_back((self.addrs[i], t.destination, d.to_vec()));
-            }
-        }
-    }
-
-    fn drain_switch(&mut self) {
-        let Some(sw) = self.switch.as_mut() else {
-            return;
-        };
-        while let Some(t) = sw.poll_transmit() {
-            for d in t.datagrams() {
-                self.wire
-                    .push_back((SWITCH.parse().unwrap(), t.destination, d.to_vec()));
-            }
-        }
-    }
-
-    /// Move datagrams until the wire is empty.
-    fn deliver(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.drain_node(i);
-        }
-        self.drain_switch();
-        while let Some((from, to, mut d)) = self.wire.pop_front() {
-            let is_cut = |a: &SocketAddr| {
-                self.addrs
-                    .iter()
-                    .position(|x| x == a)
-                    .is_some_and(|i| self.cut[i])
-            };
-            if is_cut(&from) || is_cut(&to) {
-                continue;
-            }
-            if to == SWITCH.parse().unwrap() {
-                if let Some(sw) = self.switch.as_mut() {
-                    sw.handle_datagram(self.now, from, &mut d);
-                }
-                self.drain_switch();
-            } else if let Some(i) = self.addrs.iter().position(|a| *a == to) {
-                match self.nodes[i].handle_datagram(self.now, from, &mut d) {
-                    Some(TapWrite::InPlace(r)) => self.tap[i].push(d[r].to_vec()),
-                    Some(TapWrite::Reassembled(r)) => {
-                        self.tap[i].push(self.nodes[i].reassembled()[r].to_vec())
-                    }
-                    None => {}
-                }
-                self.drain_node(i);
-            }
-        }
-    }
-
-    /// Let virtual time pass in 10 ms steps, running every due timer.
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.now += Duration::from_millis(10);
-            let now = self.now;
-            if let Some(sw) = self.switch.as_mut()
-                && sw.poll_timeout().is_some_and(|t| t <= now)
-            {
-                sw.handle_timeout(now);
-            }
-            for n in &mut self.nodes {
-                if n.poll_timeout().is_some_and(|t| t <= now) {
-                    n.handle_timeout(now);
-                }
-            }
-            self.deliver();
-        }
-    }
-
     fn clear(&mut self) {
-        for t in &mut self.tap {
-            t.clear();
-        }
-    }
-
-    fn received(&self, i: usize, tag: u32) -> usize {
-        self.tap[i]
-            .iter()
-            .filter(|f| f.len() >= 18 && f[14..18] == tag.to_be_bytes())
-            .count()
+        self.clear_tap();
     }
 }
 
@@ -322,7 +200,7 @@ fn silent_node_is_forgotten_and_its_macs_flushed() {
     s.send(1, &frame([0xff; 6], mac(2), 1));
     assert_eq!(s.switch().mac_table().count_for(NodeId(1)), 1);
     // h2 vanishes (its datagrams are lost from now on).
-    s.cut[1] = true;
+    s.set_cut(1, true);
     s.advance(Duration::from_secs(29));
     assert!(
         s.switch().is_connected(NodeId(1)),
@@ -447,10 +325,8 @@ fn garbage_and_replays_are_dropped_and_counted() {
         if len % 3 == 0 && !d.is_empty() {
             d[0] = 0x11; // looks like data
         }
-        s.switch
-            .as_mut()
-            .unwrap()
-            .handle_datagram(s.now, from, &mut d);
+        let now = s.now;
+        s.switch_mut().handle_datagram(now, from, &mut d);
         count += 1;
     }
     assert_eq!(s.switch().drops().total(), count);
@@ -459,21 +335,16 @@ fn garbage_and_replays_are_dropped_and_counted() {
     let f = frame([0xff; 6], mac(1), 1);
     let mut buf = vec![0u8; DATA_HEADER_LEN + f.len() + DATA_OVERHEAD];
     buf[DATA_HEADER_LEN..DATA_HEADER_LEN + f.len()].copy_from_slice(&f);
+    let (now, h1) = (s.now, s.addrs[0]);
     let r = s.nodes[0]
-        .handle_tap_frame(s.now, &mut buf, f.len())
+        .handle_tap_frame(now, &mut buf, f.len())
         .unwrap()
         .unwrap();
     let buf = buf[r].to_vec();
     let mut a = buf.clone();
-    s.switch
-        .as_mut()
-        .unwrap()
-        .handle_datagram(s.now, s.addrs[0], &mut a);
+    s.switch_mut().handle_datagram(now, h1, &mut a);
     let mut b = buf.clone();
-    s.switch
-        .as_mut()
-        .unwrap()
-        .handle_datagram(s.now, s.addrs[0], &mut b);
+    s.switch_mut().handle_datagram(now, h1, &mut b);
     assert_eq!(s.switch().drops().get(DropReason::Replay), 1);
 }
 
@@ -598,15 +469,6 @@ fn offloaded_superframes_pass_whole_to_offload_nodes_and_cut_for_others() {
     assert_eq!(payload, sf[54..].to_vec());
     assert!(segs.iter().all(|g| g.len() <= 1360 + 54));
     assert_eq!(s.switch().drops().total(), 0, "{:?}", s.switch().drops());
-}
-
-fn tagged(dst: [u8; 6], src: [u8; 6], vid: u16, tag: u32) -> Vec<u8> {
-    let f = frame(dst, src, tag);
-    let mut t = f[..12].to_vec();
-    t.extend_from_slice(&[0x81, 0x00]);
-    t.extend_from_slice(&vid.to_be_bytes());
-    t.extend_from_slice(&f[12..]);
-    t
 }
 
 /// The VLAN tag of a frame a node received, if any.

@@ -22,7 +22,6 @@
 //! and the switch's are both reported, and frames/s per switch core is frames/s
 //! divided by the switch's CPU use. Exits 1 if the switch did not come up,
 //! nodes did not connect, or no frame came back; 130 on Ctrl-C.
-use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,10 +32,11 @@ use integration::bench::histogram::Histogram;
 use integration::bench::stop;
 use integration::bench::udp_batch::{MsgBatch, set_buffers};
 use integration::{Netns, Process, bins, wait_until};
-use overlay_proto::keys::{Psk, StaticSecret};
-use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD, Header, MessageType};
+use overlay_proto::keys::StaticSecret;
+use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use serde_json::{Value, json};
-use tapmesh_node::core::{LinkState, Node, NodeConfig, TapWrite};
+use tapmesh_node::core::{LinkState, Node, NodeConfig};
+use tapmesh_sim::NodeSet;
 
 const USAGE: &str = "usage: tapmesh-loadgen [--quick] [--nodes N] [--secs S] [--threads W] [--window F]\n\
                      \x20                      [--mem-nodes M] [--macs-per-node K] [--json PATH]\n\
@@ -240,11 +240,9 @@ fn status(admin: &Path) -> Result<Value, String> {
 struct Worker {
     sock: UdpSocket,
     switch: SocketAddr,
-    /// Global node number of `nodes[0]`.
+    /// Global node number of `set.nodes[0]`.
     first: usize,
-    nodes: Vec<Node>,
-    /// Session (and handshake) index -> position in `nodes`.
-    by_index: HashMap<u32, usize>,
+    set: NodeSet,
     tx: MsgBatch,
     rx: MsgBatch,
     /// Authenticated frames received outside a measurement.
@@ -287,16 +285,8 @@ impl Worker {
             .map(|(i, k)| {
                 Node::new(
                     NodeConfig {
-                        private_key: k.clone(),
-                        switch_key: switch_pub,
-                        switch_addr: switch,
-                        psk: Psk::default(),
-                        network_id: 0,
                         mtu: 1500,
-                        offload: false,
-                        underlay_mtu: 1500,
-                        rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
-                        vouch_lifetime: tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME,
+                        ..tapmesh_sim::node_config(k.clone(), switch_pub, switch)
                     },
                     now,
                     unix_now,
@@ -308,30 +298,24 @@ impl Worker {
             sock,
             switch,
             first,
-            nodes,
-            by_index: HashMap::new(),
+            set: NodeSet::new(nodes),
             tx: MsgBatch::new(BATCH, STRIDE),
             rx: MsgBatch::new(BATCH, STRIDE),
             stray: 0,
         })
     }
 
-    /// Sends what node `i` queued (handshakes, keepalives), noting the index
-    /// each handshake initiation proposes.
+    /// Sends what node `i` queued (handshakes, keepalives, the keepalive
+    /// that confirms a new session).
     fn flush_control(&mut self, i: usize) {
-        while let Some(t) = self.nodes[i].poll_transmit() {
-            if let Ok(h) = Header::new_checked(t.contents)
-                && h.message_type() == MessageType::HandshakeInit
-            {
-                self.by_index.insert(h.sender_index(), i);
-            }
-            let _ = self.sock.send(t.contents);
-        }
-        while self.nodes[i].poll_event().is_some() {}
+        let sock = &self.sock;
+        self.set.flush(i, |d, _| {
+            let _ = sock.send(d);
+        });
     }
 
     /// Receives everything waiting and hands it to the addressed node.
-    /// `on_frame(now_ns_since_base, frame)` sees each authenticated frame.
+    /// `on_frame(frame)` sees each authenticated frame.
     fn receive(&mut self, mut on_frame: impl FnMut(&[u8])) -> usize {
         let mut total = 0;
         loop {
@@ -343,23 +327,8 @@ impl Worker {
             let now = Instant::now();
             for d in 0..n {
                 let dg = self.rx.datagram_mut(d);
-                let Some(&i) = Header::new_checked(&dg[..])
-                    .ok()
-                    .and_then(|h| self.by_index.get(&h.receiver_index()))
-                else {
-                    continue;
-                };
-                match self.nodes[i].handle_datagram(now, self.switch, dg) {
-                    Some(TapWrite::InPlace(range)) => on_frame(&dg[range]),
-                    Some(TapWrite::Reassembled(range)) => {
-                        on_frame(&self.nodes[i].reassembled()[range])
-                    }
-                    None => {}
-                }
-                // Inline flush: a handshake response makes the node send a
-                // keepalive that confirms the session.
-                while let Some(t) = self.nodes[i].poll_transmit() {
-                    let _ = self.sock.send(t.contents);
+                if let Some(i) = self.set.receive(now, self.switch, dg, &mut on_frame) {
+                    self.flush_control(i);
                 }
             }
         }
@@ -369,20 +338,20 @@ impl Worker {
     fn connect_all(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let mut next = 0;
-        let mut up = vec![false; self.nodes.len()];
+        let mut up = vec![false; self.set.nodes.len()];
         let mut n_up = 0;
         let mut last_timers = Instant::now();
-        while n_up < self.nodes.len() {
+        while n_up < self.set.nodes.len() {
             stop::check()?;
             let now = Instant::now();
             if now >= deadline {
                 return Err(format!(
                     "only {n_up} of {} nodes connected within {timeout:?}",
-                    self.nodes.len()
+                    self.set.nodes.len()
                 ));
             }
-            while next < self.nodes.len() && next - n_up.min(next) < HANDSHAKES_IN_FLIGHT {
-                self.nodes[next].handle_timeout(now);
+            while next < self.set.nodes.len() && next - n_up.min(next) < HANDSHAKES_IN_FLIGHT {
+                self.set.nodes[next].handle_timeout(now);
                 self.flush_control(next);
                 next += 1;
             }
@@ -395,11 +364,11 @@ impl Worker {
                 if *up {
                     continue;
                 }
-                if self.nodes[i].link_state() == LinkState::Established {
+                if self.set.nodes[i].link_state() == LinkState::Established {
                     *up = true;
                     n_up += 1;
-                } else if run_timers && self.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
-                    self.nodes[i].handle_timeout(now);
+                } else if run_timers && self.set.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
+                    self.set.nodes[i].handle_timeout(now);
                     self.flush_control(i);
                 }
             }
@@ -453,7 +422,7 @@ impl Worker {
                         frame[18..26].copy_from_slice(&now_ns.to_be_bytes());
                     }
                     // Frames fit one datagram here, sealed in place from offset 0.
-                    if let Ok(Some(r)) = self.nodes[node].handle_tap_frame(now, buf, len) {
+                    if let Ok(Some(r)) = self.set.nodes[node].handle_tap_frame(now, buf, len) {
                         debug_assert_eq!(r.start, 0);
                         self.tx.set_len(n, r.end);
                         n += 1;
@@ -605,7 +574,7 @@ fn learn(
         std::thread::scope(|s| {
             for w in workers.iter_mut() {
                 let first = w.first;
-                let n = w.nodes.len();
+                let n = w.set.nodes.len();
                 s.spawn(move || {
                     let mut hist = Histogram::new();
                     w.pump(
@@ -655,7 +624,7 @@ fn blast(
         let hs: Vec<_> = workers
             .iter_mut()
             .map(|w| {
-                let n = w.nodes.len();
+                let n = w.set.nodes.len();
                 let first = w.first;
                 s.spawn(move || {
                     if let Some(c) = switch_cpu {

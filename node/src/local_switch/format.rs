@@ -6,8 +6,9 @@
 //! TAP was opened with offloads, in which case every frame has a virtio-net
 //! header in front and may be a TCP super-frame of up to 64 KB or carry a
 //! partial checksum ([`overlay_proto::vnet`]). A frame crossing from one
-//! format to the other gets an all-zero header added (a complete frame) or
-//! is cut into plain frames.
+//! format to the other gets an all-zero header added (a complete frame,
+//! [`LocalSwitch::encode_local`](super::LocalSwitch::encode_local)) or is cut
+//! into plain frames ([`Format::plain_frames`]).
 use overlay_proto::ethernet;
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 
@@ -32,33 +33,6 @@ impl Format {
             Format::Plain => payload,
             Format::Vnet => payload.get(VNET_HDR_LEN..).unwrap_or(&[]),
         }
-    }
-
-    /// Whether `payload` fits a port of IP MTU `mtu`: a GSO super-frame by
-    /// its segment size, anything else by its length.
-    pub fn fits(self, payload: &[u8], mtu: usize) -> bool {
-        let hdr = match self {
-            Format::Plain => None,
-            Format::Vnet => match VnetHdr::parse(payload) {
-                Some(h) => Some(h),
-                None => return false,
-            },
-        };
-        vnet::fits_mtu(hdr.as_ref(), self.frame(payload), mtu)
-    }
-
-    /// Write the plain `frame` into `out` in this format (behind an all-zero
-    /// virtio header, which says "a complete frame"). Returns the length
-    /// written, or `None` if `out` is too short.
-    pub fn encode(self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
-        let hdr = match self {
-            Format::Plain => 0,
-            Format::Vnet => VNET_HDR_LEN,
-        };
-        let out = out.get_mut(..hdr + frame.len())?;
-        out[..hdr].fill(0);
-        out[hdr..].copy_from_slice(frame);
-        Some(out.len())
     }
 
     /// Turn `payload` into plain Ethernet frames of at most `max` bytes (by
@@ -153,24 +127,5 @@ mod tests {
             Format::Vnet.plain_frames(&v, |_| 1514, &mut scratch, |_| panic!()),
             Err(DropReason::Segment)
         );
-    }
-
-    #[test]
-    fn encode_adds_an_all_zero_header_only_in_the_vnet_format() {
-        let f = frame();
-        let mut out = [0xaau8; 100];
-        assert_eq!(Format::Plain.encode(&f, &mut out), Some(f.len()));
-        assert_eq!(&out[..f.len()], &f[..]);
-        let mut out = [0xaau8; 100];
-        let n = Format::Vnet.encode(&f, &mut out).unwrap();
-        assert_eq!(n, VNET_HDR_LEN + f.len());
-        assert_eq!(out[..VNET_HDR_LEN], [0; VNET_HDR_LEN]);
-        assert_eq!(&out[VNET_HDR_LEN..n], &f[..]);
-        // What the receiving side sees: a complete frame, the same frame.
-        assert!(VnetHdr::parse(&out).unwrap().is_plain());
-        assert_eq!(Format::Vnet.frame(&out[..n]), &f[..]);
-        // No room: refused, nothing written past the buffer.
-        assert_eq!(Format::Vnet.encode(&f, &mut out[..f.len()]), None);
-        assert_eq!(Format::Plain.encode(&f, &mut out[..f.len() - 1]), None);
     }
 }

@@ -5,6 +5,8 @@
 //! to the node core as the answer says.
 use std::time::Instant;
 
+use overlay_proto::vnet::VNET_HDR_LEN;
+
 use super::{Destination, Format, LocalSwitch, PortId, PortKind, UPLINK};
 use crate::stats::DropReason;
 
@@ -57,11 +59,18 @@ impl LocalSwitch {
     /// the TAP's), written to `out`: its length, or `None` if `out` is too
     /// short (counted).
     pub fn encode_local(&mut self, frame: &[u8], out: &mut [u8]) -> Option<usize> {
-        let n = self.format(UPLINK).encode(frame, out);
-        if n.is_none() {
+        let hdr = match self.format(UPLINK) {
+            Format::Plain => 0,
+            // All zero: a complete frame.
+            Format::Vnet => VNET_HDR_LEN,
+        };
+        let Some(out) = out.get_mut(..hdr + frame.len()) else {
             self.drops.add(DropReason::Oversize);
-        }
-        n
+            return None;
+        };
+        out[..hdr].fill(0);
+        out[hdr..].copy_from_slice(frame);
+        Some(out.len())
     }
 
     /// The format a port's frames have.
@@ -80,39 +89,28 @@ impl LocalSwitch {
         queue: &mut impl FnMut(PortId, &[u8]) -> bool,
         fwd: &mut Forward,
     ) {
+        let (mut sent, mut full, mut r) = (0, 0, Ok(()));
         match self.kind(port) {
-            Some(PortKind::Uplink) => fwd.uplink = true,
+            Some(PortKind::Uplink) => (fwd.uplink, sent) = (true, 1),
             // The TAP's own MTU (the core checks only the largest port's).
-            Some(PortKind::Tap) if self.fits(port, format, payload) => fwd.tap = true,
-            Some(PortKind::Tap) => return self.drops.add(DropReason::Oversize),
+            Some(PortKind::Tap) if self.fits(port, format, payload) => (fwd.tap, sent) = (true, 1),
+            Some(PortKind::Tap) => r = Err(DropReason::Oversize),
+            // VMs and hosts: plain frames, each queued.
             Some(PortKind::Vm | PortKind::Host) if self.is_up(port) => {
-                return self.queue_plain(port, format, payload, queue);
+                let mut scratch = std::mem::take(&mut self.scratch);
+                r = format.plain_frames(
+                    payload,
+                    |f| self.max_frame(port, f),
+                    &mut scratch,
+                    |f| match queue(port, f) {
+                        true => sent += 1,
+                        false => full += 1,
+                    },
+                );
+                self.scratch = scratch;
             }
-            _ => return,
+            _ => {}
         }
-        self.count_sent(port, 1);
-    }
-
-    /// Queue a payload for a VM or host as plain frames.
-    fn queue_plain(
-        &mut self,
-        port: PortId,
-        format: Format,
-        payload: &[u8],
-        queue: &mut impl FnMut(PortId, &[u8]) -> bool,
-    ) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let (mut sent, mut full) = (0, 0);
-        let r = format.plain_frames(
-            payload,
-            |f| self.max_frame(port, f),
-            &mut scratch,
-            |f| match queue(port, f) {
-                true => sent += 1,
-                false => full += 1,
-            },
-        );
-        self.scratch = scratch;
         self.count_sent(port, sent);
         self.drops.add_n(DropReason::PortQueueFull, full);
         if let Err(d) = r {
@@ -123,7 +121,7 @@ impl LocalSwitch {
 
 #[cfg(test)]
 mod tests {
-    use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
+    use overlay_proto::vnet::{self, VnetHdr};
 
     use super::*;
 
@@ -270,10 +268,14 @@ mod tests {
         let (fwd, got) = run(&mut s, UPLINK, &plain);
         assert!(fwd.tap);
         assert_eq!(got, vec![(2, f.clone()), (4, f.clone())]);
-        // A frame from a VM gets an all-zero header for the TAP and uplink.
+        // A frame from a VM gets an all-zero header for the TAP and uplink:
+        // a complete frame, the same frame.
         let mut out = [0xaa; 100];
         let n = s.encode_local(&f, &mut out).unwrap();
         assert_eq!(&out[..n], &plain[..]);
+        assert!(VnetHdr::parse(&out).unwrap().is_plain());
+        assert_eq!(Format::Vnet.frame(&out[..n]), &f[..]);
+        assert_eq!(s.encode_local(&f, &mut out[..69]), None);
         // Without offload nothing is added or stripped.
         let mut s = five_ports(false);
         assert_eq!(s.format(1), Format::Plain);
@@ -284,6 +286,7 @@ mod tests {
         // No room for the frame: dropped and counted.
         assert_eq!(s.encode_local(&f, &mut out[..59]), None);
         assert_eq!(s.drops().get(DropReason::Oversize), 1);
+        assert_eq!(s.encode_local(&f, &mut out[..60]), Some(60));
         // A TAP payload too short for its header is a runt.
         let mut s = five_ports(true);
         let (fwd, got) = run(&mut s, 1, &plain[..8]);

@@ -43,11 +43,6 @@ impl QueueDevice {
     pub fn pop_tx(&mut self) -> Option<Vec<u8>> {
         self.tx.pop_front()
     }
-
-    /// Frames waiting in `tx`.
-    pub fn tx_len(&self) -> usize {
-        self.tx.len()
-    }
 }
 
 impl phy::Device for QueueDevice {

@@ -17,11 +17,6 @@ impl Switch {
         self.mesh = Some(Mesh::new(self.ports.len()));
     }
 
-    /// Whether mesh mode is on.
-    pub fn is_mesh(&self) -> bool {
-        self.mesh.is_some()
-    }
-
     /// A control message from node `id`: only `LocalAddrs`, in mesh mode.
     /// The others hear of it at the next sweep, not now: however often a
     /// node announces, each other node gets at most one update per sweep.
