@@ -31,6 +31,8 @@
 //! - [`replay`]: the anti-replay sliding window (8128 packets).
 //! - [`session`]: one established session: indices, send counter, keys, window.
 //! - [`transmit`]: the outgoing datagram queue cores hand to their shells.
+//! - [`tunnel`]: one authenticated relationship with one remote key: session
+//!   slots, handshakes, rekey, backoff, liveness, reassembly; the index table.
 //! - [`timers`]: protocol constants (rekey, keepalive, limits), with their sources.
 //!
 //! The normative description is `docs/protocol.md` at the repository root.
@@ -52,6 +54,7 @@ pub mod replay;
 pub mod session;
 pub mod timers;
 pub mod transmit;
+pub mod tunnel;
 pub mod vlan;
 pub mod vnet;
 pub mod wire;

@@ -4,16 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use overlay_proto::frag::FragHeader;
-use overlay_proto::handshake::{self, CAP_VNET, Timestamp};
+use overlay_proto::handshake::{self, Timestamp};
 use overlay_proto::notice::NoticeKey;
-use overlay_proto::session::Session;
+use overlay_proto::tunnel::Ctx;
+use overlay_proto::wire::{FLAG_CONTROL, FLAG_FRAGMENT, Header, MessageType, RESTART_NOTICE_LEN};
 
-use overlay_proto::wire::{
-    FLAG_CONTROL, FLAG_FRAGMENT, HS_RESP_LEN, Header, MessageType, RESTART_NOTICE_LEN,
-};
-use rand::Rng;
-
+use super::port::drop_reason;
 use super::{Event, Switch};
 use crate::NodeId;
 use crate::stats::DropReason;
@@ -65,53 +61,21 @@ impl Switch {
             .by_key
             .get(&incoming.peer)
             .ok_or(DropReason::UnknownKey)?;
-        if incoming.timestamp <= self.ports[id.0 as usize].last_timestamp {
-            return Err(DropReason::HandshakeReplay);
-        }
-        if self.tx.is_full() {
-            return Err(DropReason::TxQueueFull);
-        }
-        let index = self.new_index();
-        let timestamp = incoming.timestamp;
-        let caps = incoming.caps;
-        let mut out = [0u8; HS_RESP_LEN];
-        let keys = incoming
-            .accept(self.cfg.network_id, index, &mut out)
-            .map_err(|_| DropReason::HandshakeFailed)?;
-        let remote_index = h.sender_index();
-        let session = Box::new(Session::new(
-            keys,
-            index,
-            remote_index,
-            self.cfg.network_id,
-            now,
-        ));
         let port = &mut self.ports[id.0 as usize];
-        port.last_timestamp = timestamp;
-        port.last_handshake = Some(now);
-        port.accepts_vnet = caps & CAP_VNET != 0;
-        port.counters.handshakes += 1;
+        let mut ctx = Ctx {
+            local: &self.local,
+            indices: &mut self.indices,
+            tx: &mut self.tx,
+        };
         // The new session waits for the node's first packet under it; until
         // then the current one keeps carrying traffic.
-        if let Some(old) = port.pending.replace(session) {
-            self.by_index.remove(&old.local_index());
-        }
-        self.by_index.insert(index, id);
+        port.tunnel
+            .handle_init(now, from, &mut ctx, incoming)
+            .map_err(drop_reason)?;
+        port.last_handshake = Some(now);
+        port.counters.handshakes += 1;
         self.sessions.handshakes += 1;
-        let mut b = self.tx.buffer(HS_RESP_LEN);
-        b[..HS_RESP_LEN].copy_from_slice(&out);
-        b.truncate(HS_RESP_LEN);
-        self.tx.push(from, b);
         Ok(())
-    }
-
-    fn new_index(&mut self) -> u32 {
-        loop {
-            let i: u32 = self.rng.random();
-            if !self.by_index.contains_key(&i) {
-                return i;
-            }
-        }
     }
 
     fn data(
@@ -122,40 +86,17 @@ impl Switch {
         buf: &mut [u8],
     ) -> Result<(), DropReason> {
         // HOT PATH
-        let id = *self
-            .by_index
-            .get(&index)
-            .ok_or(DropReason::UnknownSession)?;
+        let id = self.indices.get(index).ok_or(DropReason::UnknownSession)?;
         let port = &mut self.ports[id.0 as usize];
-        let (session, is_pending) = if port
-            .current
-            .as_ref()
-            .is_some_and(|s| s.local_index() == index)
-        {
-            (port.current.as_mut(), false)
-        } else if port
-            .pending
-            .as_ref()
-            .is_some_and(|s| s.local_index() == index)
-        {
-            (port.pending.as_mut(), true)
-        } else {
-            (port.previous.as_mut(), false)
-        };
-        let session = session.ok_or(DropReason::UnknownSession)?;
-        if session.is_expired(now) {
-            return Err(DropReason::Expired);
-        }
         let flags = Header::new_unchecked(&buf[..]).flags();
-        let range = session.open(buf)?;
-        if is_pending {
+        let was_connected = port.is_connected();
+        let endpoint = port.tunnel.endpoint();
+        let opened = port
+            .tunnel
+            .open(now, from, &mut self.indices, buf)
+            .map_err(drop_reason)?;
+        if opened.confirmed {
             // First packet under the new session: it is confirmed.
-            let new = port.pending.take();
-            if let Some(old) = port.previous.take() {
-                self.by_index.remove(&old.local_index());
-            }
-            let was_connected = port.is_connected();
-            port.previous = std::mem::replace(&mut port.current, new);
             self.sessions.confirmed += 1;
             let node = port.spec.name.clone();
             self.sessions.rekeys += u64::from(was_connected);
@@ -168,19 +109,16 @@ impl Switch {
                 }
             });
         }
-        port.last_heard = Some(now);
-        if port.endpoint != Some(from) {
-            if port.endpoint.is_some() && !is_pending {
-                self.events.push_back(Event::Roamed {
-                    node: port.spec.name.clone(),
-                    endpoint: from,
-                });
-            }
-            port.endpoint = Some(from);
+        if endpoint.is_some_and(|e| e != from) && !opened.confirmed {
+            self.events.push_back(Event::Roamed {
+                node: port.spec.name.clone(),
+                endpoint: from,
+            });
         }
+        let range = opened.range;
         if range.is_empty() {
             self.sessions.keepalives += 1;
-            self.send_keepalive(id);
+            self.send_keepalive(now, id);
             return Ok(());
         }
         if flags & FLAG_CONTROL != 0 {
@@ -189,9 +127,8 @@ impl Switch {
         if flags & FLAG_FRAGMENT == 0 {
             return self.switch_payload(now, id, flags, &buf[range]);
         }
-        let (fh, chunk) = FragHeader::parse(&buf[range]).ok_or(DropReason::Fragment)?;
         let mut scratch = std::mem::take(&mut self.scratch);
-        let r = match port.reassembly.push(now, fh, chunk) {
+        let r = match port.tunnel.reassemble(now, &buf[range]) {
             Err(_) => Err(DropReason::Fragment),
             Ok(None) => Ok(()),
             Ok(Some(whole)) => {
@@ -204,15 +141,11 @@ impl Switch {
         r
     }
 
-    pub(super) fn forget(&mut self, id: NodeId) {
+    /// Forget node `id`'s sessions and endpoint, its MACs and memberships.
+    pub(super) fn forget(&mut self, now: Instant, id: NodeId) {
         let port = &mut self.ports[id.0 as usize];
-        for i in port.indices().collect::<Vec<_>>() {
-            self.by_index.remove(&i);
-        }
-        port.current = None;
-        port.previous = None;
-        port.pending = None;
-        port.endpoint = None;
+        port.tunnel.close(now, &mut self.indices);
+        port.tunnel.set_endpoint(None);
         self.macs.flush_port(id);
         self.snoop.forget_node(id);
     }
@@ -256,7 +189,7 @@ impl Switch {
     pub fn endpoints(&self) -> Vec<(String, SocketAddr)> {
         self.ports
             .iter()
-            .filter_map(|p| p.endpoint.map(|e| (p.spec.name.clone(), e)))
+            .filter_map(|p| p.tunnel.endpoint().map(|e| (p.spec.name.clone(), e)))
             .collect()
     }
 }

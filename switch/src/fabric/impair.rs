@@ -108,7 +108,7 @@ impl Switch {
     /// A frame that passed node `node`'s impairment goes on its way.
     fn impaired_out(&mut self, now: Instant, node: NodeId, dir: Direction, frame: &[u8]) {
         match dir {
-            Direction::Egress => self.send_unimpaired(node, None, frame),
+            Direction::Egress => self.send_unimpaired(now, node, None, frame),
             Direction::Ingress => {
                 if let Err(r) = self.forward_frame(now, node, None, frame) {
                     self.drops.add(r);

@@ -32,7 +32,7 @@ impl Switch {
         let (Some(mesh), 0) = (self.mesh.as_mut(), flags & FLAG_FRAGMENT) else {
             return Err(DropReason::UnexpectedMessage);
         };
-        let Some(observed) = self.ports[id.0 as usize].endpoint else {
+        let Some(observed) = self.ports[id.0 as usize].tunnel.endpoint() else {
             return Err(DropReason::UnexpectedMessage);
         };
         match Control::parse(payload) {
@@ -68,9 +68,10 @@ impl Switch {
                 key: p.spec.public_key,
                 name: &p.spec.name,
                 endpoint: p
-                    .endpoint
+                    .tunnel
+                    .endpoint()
                     .filter(|_| p.is_connected() && !hidden.contains(&NodeId(i as u32))),
-                session: p.current.as_ref().map(|s| s.created()),
+                session: p.tunnel.current().map(|s| s.created()),
                 vlan: &p.spec.vlan,
             })
             .collect();
@@ -86,7 +87,7 @@ impl Switch {
         for (to, msg) in out {
             buf.clear();
             msg.emit(&mut buf);
-            self.send_control(to, &buf);
+            self.send_control(now, to, &buf);
         }
     }
 }

@@ -30,10 +30,9 @@ use overlay_proto::frag;
 use overlay_proto::handshake_guard::{GuardConfig, HandshakeGuard};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::mac_table::{MAC_AGING, MacTable};
-use overlay_proto::timers::PENDING_SESSION_TIMEOUT;
-pub use overlay_proto::transmit::Transmit;
+use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use overlay_proto::tunnel::{Ctx, IndexTable, Local};
 
 use crate::NodeId;
 use crate::mesh::Mesh;
@@ -182,10 +181,12 @@ pub struct Switch {
     cfg: SwitchConfig,
     ports: Vec<Port>,
     by_key: HashMap<PublicKey, NodeId>,
-    by_index: HashMap<u32, NodeId>,
+    /// The switch's side of every handshake.
+    local: Local,
+    /// Receiver indices, one table for every port's sessions.
+    indices: IndexTable<NodeId>,
     macs: MacTable<NodeId>,
     tx: TxQueue,
-    rng: StdRng,
     next_sweep: Instant,
     drops: Drops,
     forwarded: Forwarded,
@@ -223,7 +224,9 @@ impl Switch {
     /// (indices travel in clear; the cookie secret comes from the operating
     /// system, see [`HandshakeGuard`]).
     pub fn new(cfg: SwitchConfig, now: Instant, seed: u64) -> Switch {
-        let ports: Vec<Port> = cfg.nodes.iter().cloned().map(Port::new).collect();
+        let ports: Vec<Port> = (cfg.nodes.iter().cloned().enumerate())
+            .map(|(i, spec)| Port::new(now, NodeId(i as u32), spec))
+            .collect();
         let by_key = ports
             .iter()
             .enumerate()
@@ -239,10 +242,20 @@ impl Switch {
             &cfg.private_key.public_key(),
             now,
         );
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut indices = IndexTable::new(seed);
+        // The switch only answers handshakes: no capabilities of its own and
+        // no initiation timestamps, so no wall clock.
+        let local = Local::new(
+            cfg.private_key.clone(),
+            cfg.psk.clone(),
+            cfg.network_id,
+            0,
+            now,
+            Duration::ZERO,
+        );
         Switch {
             impaired: Vec::new(),
-            impair_seed: rng.random(),
+            impair_seed: indices.random(),
             impair_scratch: Vec::new(),
             timer_slack: Duration::ZERO,
             mesh: None,
@@ -250,10 +263,10 @@ impl Switch {
             cfg,
             ports,
             by_key,
-            by_index: HashMap::new(),
+            local,
+            indices,
             macs,
             tx: TxQueue::new(TX_QUEUE_LIMIT),
-            rng,
             next_sweep: now + SWEEP_INTERVAL,
             drops: Drops::default(),
             forwarded: Forwarded::default(),
@@ -283,33 +296,25 @@ impl Switch {
             let id = NodeId(i as u32);
             let port = &mut self.ports[i];
             let silent = port
-                .last_heard
+                .tunnel
+                .last_rx()
                 .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.node_timeout);
             if port.is_connected() && silent {
-                self.forget(id);
+                self.forget(now, id);
                 self.sessions.node_timeouts += 1;
                 let node = self.ports[i].spec.name.clone();
                 self.events.push_back(Event::TimedOut { node });
                 continue;
             }
-            let port = &mut self.ports[i];
-            let mut dead = Vec::new();
-            if port
-                .pending
-                .as_ref()
-                .is_some_and(|s| s.age(now) >= PENDING_SESSION_TIMEOUT)
-            {
-                dead.extend(port.pending.take().map(|s| s.local_index()));
-            }
-            if port.previous.as_ref().is_some_and(|s| s.is_expired(now)) {
-                dead.extend(port.previous.take().map(|s| s.local_index()));
-            }
-            if port.current.as_ref().is_some_and(|s| s.is_expired(now)) {
-                dead.extend(port.current.take().map(|s| s.local_index()));
-            }
-            for d in dead {
-                self.by_index.remove(&d);
-            }
+            // Stale sessions go (a responder has no timers of its own).
+            let mut ctx = Ctx {
+                local: &self.local,
+                indices: &mut self.indices,
+                tx: &mut self.tx,
+            };
+            let tunnel = &mut self.ports[i].tunnel;
+            tunnel.handle_timeout(now, &mut ctx, &[]);
+            while tunnel.poll_event().is_some() {}
         }
         self.macs.expire(now);
         self.guard.sweep(now);
@@ -390,11 +395,6 @@ impl Switch {
     /// ([`vlan::NO_VLAN`] on a VLAN-unaware switch).
     pub fn lookup_mac(&self, now: Instant, vlan: Vid, mac: &MacAddr) -> Option<NodeId> {
         self.macs.lookup(now, vlan, mac)
-    }
-
-    /// The multicast snooper (group table, queriers, counters).
-    pub fn snooping(&self) -> &Snooping {
-        &self.snoop
     }
 
     /// Count this network's multicast groups against `total`, shared by

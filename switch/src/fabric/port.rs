@@ -1,38 +1,28 @@
-//! What the switch keeps per admitted node: its sessions, endpoint,
-//! counters, reassembly and link impairment.
+//! What the switch keeps per admitted node: its tunnel (sessions, endpoint,
+//! reassembly), VLAN membership, counters and link impairment.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use overlay_proto::frag::Reassembler;
-use overlay_proto::handshake::Timestamp;
-use overlay_proto::session::Session;
+use overlay_proto::handshake::CAP_VNET;
+use overlay_proto::tunnel::{Role, Tunnel, TunnelConfig, TunnelError};
 
 use super::NodeSpec;
+use crate::NodeId;
 use crate::impair::{self, ImpairCounters, LinkImpair, PortImpair};
-use crate::stats::NodeCounters;
+use crate::stats::{DropReason, NodeCounters};
 
-/// An admitted node's port.
+/// An admitted node's port: the tunnel to the node (the switch answers its
+/// handshakes) and what is the port's own.
 #[derive(Debug)]
 #[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Port {
     pub(super) spec: NodeSpec,
-    pub(super) endpoint: Option<SocketAddr>,
-    // Boxed: a session (keys, replay window) is ~2.5 KB, and most of the
-    // three slots are empty; inline they cost every configured node 7.5 KB.
-    pub(super) current: Option<Box<Session>>,
-    pub(super) previous: Option<Box<Session>>,
-    pub(super) pending: Option<Box<Session>>,
-    pub(super) last_timestamp: Timestamp,
-    pub(super) last_heard: Option<Instant>,
+    /// Sessions, endpoint, reassembly: the switch takes the responder role.
+    pub(super) tunnel: Tunnel<NodeId>,
+    /// When the switch last answered the node's initiation (for status: the
+    /// tunnel's own time is when the node confirmed a session).
     pub(super) last_handshake: Option<Instant>,
     pub(super) counters: NodeCounters,
-    /// The node accepts frames with a virtio-net header (handshake capability).
-    pub(super) accepts_vnet: bool,
-    /// Fragments from the node being put back together.
-    pub(super) reassembly: Reassembler,
-    /// Fragment ids for frames sent to the node.
-    pub(super) next_frame_id: u32,
     /// Removed from the config by a reload: no sessions, not in status; the
     /// slot waits for the next added node (see `reload`).
     pub(super) retired: bool,
@@ -43,20 +33,13 @@ pub(super) struct Port {
 }
 
 impl Port {
-    pub(super) fn new(spec: NodeSpec) -> Port {
+    pub(super) fn new(now: Instant, id: NodeId, spec: NodeSpec) -> Port {
+        let cfg = TunnelConfig::new(Role::Responder);
         Port {
+            tunnel: Tunnel::new(now, id, spec.public_key, cfg),
             spec,
-            endpoint: None,
-            current: None,
-            previous: None,
-            pending: None,
-            last_timestamp: Timestamp::default(),
-            last_heard: None,
             last_handshake: None,
             counters: NodeCounters::default(),
-            accepts_vnet: false,
-            reassembly: Reassembler::default(),
-            next_frame_id: 0,
             retired: false,
             impair: None,
             impair_counters: Default::default(),
@@ -76,14 +59,29 @@ impl Port {
         Some(impair::ImpairStatus::new(&l, held, c))
     }
 
+    /// Has a confirmed session and a known endpoint.
     pub(super) fn is_connected(&self) -> bool {
-        self.current.is_some() && self.endpoint.is_some()
+        self.tunnel.current().is_some() && self.tunnel.endpoint().is_some()
     }
 
-    pub(super) fn indices(&self) -> impl Iterator<Item = u32> + '_ {
-        [&self.current, &self.previous, &self.pending]
-            .into_iter()
-            .flatten()
-            .map(|s| s.local_index())
+    /// The node accepts frames with a virtio-net header (handshake capability).
+    pub(super) fn accepts_vnet(&self) -> bool {
+        self.tunnel.remote_caps() & CAP_VNET != 0
+    }
+}
+
+/// Why the switch drops what the tunnel refused.
+pub(super) fn drop_reason(e: TunnelError) -> DropReason {
+    match e {
+        TunnelError::UnknownSession | TunnelError::NoSession => DropReason::UnknownSession,
+        TunnelError::Expired => DropReason::Expired,
+        TunnelError::Crypto(e) => DropReason::from(e),
+        TunnelError::StaleTimestamp => DropReason::HandshakeReplay,
+        TunnelError::TxQueueFull => DropReason::TxQueueFull,
+        // The switch answers handshakes only: it gets none of these.
+        TunnelError::Handshake
+        | TunnelError::NoInitiation
+        | TunnelError::ForgedResponse
+        | TunnelError::BadCookie => DropReason::HandshakeFailed,
     }
 }

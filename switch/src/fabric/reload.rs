@@ -107,7 +107,7 @@ impl Switch {
         // Departures first, so the members still hold sessions to hear them:
         // removed nodes leave for good, changed ones leave their old VLANs.
         for &id in &removed {
-            self.forget(id);
+            self.forget(now, id);
             let port = &mut self.ports[id.0 as usize];
             port.retired = true;
             // Frames its impaired link held go nowhere now.
@@ -129,17 +129,12 @@ impl Switch {
             changes.added.push(spec.name.clone());
             let key = spec.public_key;
             let slot = self.ports.iter().position(|p| p.retired);
-            let id = match slot {
-                Some(i) => {
-                    self.ports[i] = Port::new(spec);
-                    i
-                }
-                None => {
-                    self.ports.push(Port::new(spec));
-                    self.ports.len() - 1
-                }
-            };
-            let id = NodeId(id as u32);
+            let id = NodeId(slot.unwrap_or(self.ports.len()) as u32);
+            let port = Port::new(now, id, spec);
+            match slot {
+                Some(i) => self.ports[i] = port,
+                None => self.ports.push(port),
+            }
             self.by_key.insert(key, id);
             if let Some(mesh) = self.mesh.as_mut() {
                 mesh.reset(id);

@@ -21,10 +21,10 @@ impl Switch {
                 name: p.spec.name.clone(),
                 public_key: p.spec.public_key.to_base64(),
                 connected: p.is_connected(),
-                endpoint: p.endpoint.map(|e| e.to_string()),
-                session_age_secs: p.current.as_ref().map(|s| s.age(now).as_secs_f64()),
+                endpoint: p.tunnel.endpoint().map(|e| e.to_string()),
+                session_age_secs: p.tunnel.current().map(|s| s.age(now).as_secs_f64()),
                 last_handshake_secs_ago: ago(p.last_handshake),
-                last_heard_secs_ago: ago(p.last_heard),
+                last_heard_secs_ago: ago(p.tunnel.last_rx()),
                 macs: self.macs.count_for(NodeId(i as u32)),
                 vlan: match &p.spec.vlan {
                     PortVlan::Member { native, .. } => *native,
