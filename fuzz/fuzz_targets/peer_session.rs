@@ -49,6 +49,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use overlay_proto::control::{Control, check_local_addr};
+// The bound on h1's MACs behind all peers together.
+use overlay_proto::mac_table::MAC_LIMIT;
 use overlay_proto::vlan::tag_vid;
 use overlay_proto::vnet::VNET_HDR_LEN;
 use overlay_proto::wire::{
@@ -65,8 +67,6 @@ const H1: usize = 0;
 const H3: usize = 1;
 /// The rogue's destination index for the switch.
 const SWITCH: usize = usize::MAX;
-/// The bound on h1's MACs behind all peers together.
-const MAC_LIMIT: usize = 4096;
 
 /// Who made the record's frame, if anyone.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -217,7 +217,7 @@ fuzz_target!(|data: &[u8]| {
                     // The switch's own IGMP/MLD queries, sent on its timers
                     // into every VLAN of the node's port.
                     (Origin::Nobody, _, _)
-                        if frame.get(6..12) == Some(&DEFAULT_QUERIER_MAC[..]) =>
+                        if frame.get(6..12) == Some(&DEFAULT_QUERIER_MAC.0[..]) =>
                     {
                         match node {
                             H1 => matches!(vid, None | Some(7 | 8)),

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::handshake::SessionKeys;
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::session::Session;
@@ -733,8 +734,8 @@ pub fn peer_net() -> &'static PeerNet {
             assert!(d.is_some());
         }
         // h2's own MAC, then the prefill, to h1 directly.
-        let mut macs = vec![[2, 0, 0, 0, 0, 2]];
-        macs.extend((0..PEER_PREFILL).map(|i| [6, 0, 0, 0, (i >> 8) as u8, i as u8]));
+        let mut macs = vec![MacAddr([2, 0, 0, 0, 0, 2])];
+        macs.extend((0..PEER_PREFILL).map(|i| MacAddr([6, 0, 0, 0, (i >> 8) as u8, i as u8])));
         for chunk in macs.chunks(overlay_proto::control::MAX_MACS) {
             let mut b = Vec::new();
             Control::MacAnnounce {

@@ -69,13 +69,10 @@ impl Frame {
     }
 }
 
-/// Parses `aa:bb:cc:dd:ee:ff`.
+/// Parses `aa:bb:cc:dd:ee:ff` (by the daemons' rules).
 pub fn parse_mac(s: &str) -> [u8; 6] {
-    let parts: Vec<u8> = s
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16).unwrap_or_else(|_| panic!("bad MAC {s:?}")))
-        .collect();
-    parts.try_into().unwrap_or_else(|_| panic!("bad MAC {s:?}"))
+    let m: overlay_proto::ethernet::MacAddr = s.parse().unwrap_or_else(|e| panic!("{s:?} {e}"));
+    m.0
 }
 
 /// A running capture; collects every frame on the interface until

@@ -4,13 +4,14 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::timers::REKEY_AFTER_TIME;
 use serde::Deserialize;
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
 use crate::core::NodeConfig;
-use crate::iface::{IfAddr, mac_from_key, parse_ifaddr, parse_mac};
+use crate::iface::{IfAddr, mac_from_key, parse_ifaddr};
 use crate::userhost::config::{HostConfig, HostFile};
 use crate::vm_peer::PeerAllow;
 
@@ -326,12 +327,11 @@ fn tap_config(
         ));
     }
     let mac = match &t.mac {
-        Some(m) => parse_mac(m).ok_or_else(|| {
-            err(
-                "tap.mac",
-                format!("{m:?} is not a unicast MAC like 02:00:00:00:00:01"),
-            )
-        })?,
+        Some(m) => {
+            MacAddr::parse_unicast(m)
+                .map_err(|e| err("tap.mac", format!("{m:?} {e}")))?
+                .0
+        }
         None => mac_from_key(&private_key.public_key().0),
     };
     let mut addresses = Vec::new();

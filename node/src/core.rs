@@ -24,6 +24,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use overlay_proto::control::Control;
+use overlay_proto::ethernet::{self, Frame};
 use overlay_proto::handshake::Timestamp;
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::notice::NoticeKey;
@@ -35,7 +36,6 @@ use overlay_proto::vlan::{self, Ingress};
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{
     DATA_HEADER_LEN, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET, Header, MessageType,
-    ethernet,
 };
 use serde::Serialize;
 
@@ -285,8 +285,8 @@ impl Node {
         if self.peers.is_enabled() {
             // Mesh: known unicast to a peer with a direct path goes straight
             // there; everything else goes to the switch as in central mode.
-            if let Some(src) = ethernet::src(frame) {
-                self.peers.note_local_mac(now, src, &mut self.tx);
+            if let Ok(f) = Frame::new_checked(frame) {
+                self.peers.note_local_mac(now, f.src(), &mut self.tx);
             }
             if let Some(i) = self.peers.route(now, frame, flags & FLAG_VNET != 0) {
                 let r =
@@ -733,7 +733,7 @@ impl Node {
             counters: self.counters.clone(),
             mesh: self.peers.is_enabled(),
             peers: self.peers.status(now),
-            peer_macs: *self.peers.mac_counters(),
+            peer_macs: self.peers.mac_counters(),
             handshake_guard: self.peers.guard_status(now),
             local: None,
             hosts: Vec::new(),

@@ -276,7 +276,7 @@ pub async fn run<D: FrameDevice>(
             let (mac, from, to) = &r.latest;
             tracing::warn!(
                 moves = r.moves,
-                mac = %overlay_proto::wire::ethernet::format_mac(mac),
+                mac = %mac,
                 from = %from,
                 to = %to,
                 "MACs moved between mesh peers"

@@ -34,20 +34,3 @@ pub fn mac_from_key(public: &[u8; 32]) -> [u8; 6] {
     m[0] = (m[0] & 0xfc) | 0x02;
     m
 }
-
-/// `aa:bb:cc:dd:ee:ff`, a unicast MAC other than all zeros.
-pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut m = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        if p.len() != 2 {
-            return None;
-        }
-        m[i] = u8::from_str_radix(p, 16).ok()?;
-    }
-    // A TAP needs a unicast address; all zeros is invalid.
-    (m[0] & 1 == 0 && m != [0; 6]).then_some(m)
-}

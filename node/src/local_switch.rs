@@ -18,11 +18,12 @@
 //! on, possibly a TCP super-frame), VM ports and hosts plain Ethernet frames.
 //!
 //! [`Node`]: crate::core::Node
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use overlay_proto::ethernet::{self, Frame};
+use overlay_proto::mac_table::{MAC_AGING, MAC_LIMIT, MacTable};
+use overlay_proto::vlan::NO_VLAN;
 use overlay_proto::vnet::{self, VnetHdr};
-use overlay_proto::wire::ethernet;
 use serde::Serialize;
 
 use crate::stats::{DropReason, Drops};
@@ -38,14 +39,6 @@ pub type PortId = usize;
 
 /// The overlay uplink: the node core and, through it, the switch.
 pub const UPLINK: PortId = 0;
-
-/// How long a learned MAC stays without traffic from it (as a Linux bridge's
-/// default `ageing_time`, 300 s).
-pub const MAC_AGING: Duration = Duration::from_secs(300);
-
-/// The most MACs the local table holds; beyond it new sources are not
-/// learned (their frames still flow, flooded).
-pub const MAC_LIMIT: usize = 4096;
 
 /// What is behind a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -96,12 +89,6 @@ pub struct PortCounters {
     pub disconnects: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    port: PortId,
-    expires: Instant,
-}
-
 /// Where a frame goes, from [`LocalSwitch::handle_frame`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination {
@@ -122,9 +109,9 @@ pub enum Destination {
 #[derive(Debug)]
 pub struct LocalSwitch {
     ports: Vec<Port>,
-    macs: HashMap<[u8; 6], Entry>,
-    aging: Duration,
-    limit: usize,
+    /// The local ports behind each MAC ([`MAC_LIMIT`] at most, any number
+    /// per port); the local switch is VLAN-unaware, so all in [`NO_VLAN`].
+    macs: MacTable<PortId>,
     next_sweep: Instant,
     drops: Drops,
     /// Frames whose destination was behind their own ingress port.
@@ -141,9 +128,7 @@ impl LocalSwitch {
     pub fn new(now: Instant, uplink_mtu: usize, offload: bool) -> LocalSwitch {
         let mut s = LocalSwitch {
             ports: Vec::new(),
-            macs: HashMap::new(),
-            aging: MAC_AGING,
-            limit: MAC_LIMIT,
+            macs: MacTable::new(MAC_AGING, usize::MAX, MAC_LIMIT),
             next_sweep: now + MAC_AGING,
             drops: Drops::default(),
             filtered: 0,
@@ -179,7 +164,7 @@ impl LocalSwitch {
         };
         if p.up && !up {
             p.counters.disconnects += 1;
-            self.macs.retain(|_, e| e.port != port);
+            self.macs.flush_port(port);
         }
         p.up = up && !p.removed;
     }
@@ -250,7 +235,7 @@ impl LocalSwitch {
             return Destination::Nowhere;
         };
         p.counters.rx_frames += 1;
-        let (Some(src), Some(dst)) = (ethernet::src(frame), ethernet::dst(frame)) else {
+        let Ok(frame) = Frame::new_checked(frame) else {
             self.drops.add(DropReason::Runt);
             return Destination::Nowhere;
         };
@@ -258,30 +243,20 @@ impl LocalSwitch {
             // One local port and the uplink: nothing to learn or choose.
             return Destination::Port(1 - ingress);
         }
-        if src[0] & 1 == 0 {
-            self.learn(now, ingress, src);
-        }
-        if dst[0] & 1 != 0 {
+        // A move (a VM migrated, a host replugged) is taken at once; group
+        // and all-zero sources are never learned.
+        self.macs.learn(now, NO_VLAN, frame.src(), ingress);
+        let dst = frame.dst();
+        if dst.is_group() {
             return Destination::Flood { except: ingress };
         }
-        match self.macs.get(&dst) {
-            Some(e) if e.expires > now && e.port == ingress => {
+        match self.macs.lookup(now, NO_VLAN, &dst) {
+            Some(p) if p == ingress => {
                 self.filtered += 1;
                 Destination::Nowhere
             }
-            Some(e) if e.expires > now && self.ports[e.port].up => Destination::Port(e.port),
+            Some(p) if self.ports[p].up => Destination::Port(p),
             _ => Destination::Flood { except: ingress },
-        }
-    }
-
-    fn learn(&mut self, now: Instant, port: PortId, src: [u8; 6]) {
-        let expires = now + self.aging;
-        if let Some(e) = self.macs.get_mut(&src) {
-            // A move (a VM migrated, a host replugged) is taken at once.
-            e.port = port;
-            e.expires = expires;
-        } else if self.macs.len() < self.limit {
-            self.macs.insert(src, Entry { port, expires });
         }
     }
 
@@ -312,8 +287,8 @@ impl LocalSwitch {
         if now < self.next_sweep {
             return;
         }
-        self.macs.retain(|_, e| e.expires > now);
-        self.next_sweep = now + self.aging / 4;
+        self.macs.expire(now);
+        self.next_sweep = now + self.macs.aging() / 4;
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work.
@@ -337,7 +312,7 @@ impl LocalSwitch {
                 name: p.name.clone(),
                 kind: p.kind,
                 up: p.up,
-                macs: self.macs.values().filter(|e| e.port == i).count(),
+                macs: self.macs.count_for(i),
                 counters: p.counters,
             })
             .collect();
@@ -383,6 +358,7 @@ mod tests {
     use overlay_proto::vnet::VNET_HDR_LEN;
 
     use super::*;
+    use std::time::Duration;
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
@@ -469,6 +445,21 @@ mod tests {
         assert_eq!(s.status().macs, 1);
         assert_eq!(s.handle_frame(later, 2, &[0u8; 10]), Destination::Nowhere);
         assert_eq!(s.drops().get(DropReason::Runt), 1);
+    }
+
+    #[test]
+    fn group_and_zero_sources_are_not_learned() {
+        let t0 = Instant::now();
+        let mut s = four_ports(t0);
+        for src in [[0; 6], BCAST, [1, 0, 0x5e, 0, 0, 1]] {
+            s.handle_frame(t0, 2, &frame(A, src));
+        }
+        assert_eq!(s.status().macs, 0);
+        // So a frame to the all-zero MAC is flooded, not sent to port 2.
+        assert_eq!(
+            s.handle_frame(t0, 1, &frame([0; 6], B)),
+            Destination::Flood { except: 1 }
+        );
     }
 
     #[test]

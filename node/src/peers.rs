@@ -70,9 +70,11 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS, check_local_addr};
+use overlay_proto::ethernet::{Frame, MacAddr};
 use overlay_proto::handshake::{self, CAP_VNET};
 use overlay_proto::handshake_guard::{GuardConfig, GuardStatus, HandshakeGuard};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::mac_table::{Learned, MAC_AGING, MAC_LIMIT, MacTable};
 #[cfg(doc)]
 use overlay_proto::timers::REKEY_AFTER_TIME;
 use overlay_proto::transmit::TxQueue;
@@ -80,10 +82,7 @@ use overlay_proto::tunnel::{
     Ctx, IndexTable, Local, Role, Sealed, Tunnel, TunnelConfig, TunnelEvent,
 };
 use overlay_proto::vlan::{self, EgressForm, Ingress, PortVlan, Vid};
-use overlay_proto::wire::{
-    FLAG_CONTROL, Header,
-    ethernet::{self, Mac},
-};
+use overlay_proto::wire::{FLAG_CONTROL, Header};
 use serde::Serialize;
 
 use crate::stats::DropReason;
@@ -118,10 +117,6 @@ pub const PEER_RETRY_MAX: Duration = Duration::from_secs(5);
 /// The peer with the higher key rekeys only if the other has not this long
 /// after [`REKEY_AFTER_TIME`].
 const REKEY_GRACE: Duration = Duration::from_secs(30);
-/// Learned MACs (all peers together).
-const MAC_LIMIT: usize = 4096;
-/// A learned MAC not refreshed for this long is forgotten (Linux bridge default).
-const MAC_AGING: Duration = Duration::from_secs(300);
 /// Our own source MACs we keep announcing.
 const LOCAL_MAC_LIMIT: usize = 1024;
 /// A local MAC is announced again to all direct peers this often.
@@ -183,7 +178,7 @@ pub struct MoveReport {
     /// Moves since the last report.
     pub moves: u64,
     /// The latest: the MAC, the peer it left, the peer it went to.
-    pub latest: (Mac, String, String),
+    pub latest: (MacAddr, String, String),
 }
 
 /// MAC learning counters of a mesh node.
@@ -192,7 +187,7 @@ pub struct MoveReport {
 pub struct MacCounters {
     /// MACs that moved from one peer to another.
     pub moves: u64,
-    /// Claims refused: the peer owns its limit of MACs.
+    /// Claims refused: the peer owns its limit of MACs (or the table is full).
     pub refused_limit: u64,
     /// Claims refused: one of our own MACs.
     pub refused_local: u64,
@@ -241,8 +236,6 @@ struct Peer {
     suspect_until: Option<Instant>,
     /// When a suspicion was last disproved (hints wait [`HINT_HOLDOFF`]).
     hint_disproved: Option<Instant>,
-    /// MACs learned behind it.
-    mac_count: usize,
 }
 
 impl Peer {
@@ -286,8 +279,10 @@ pub struct Peers {
     /// Our own port, as the switch told us.
     vlan: PortVlan,
     peers: Vec<Option<Peer>>,
-    macs: HashMap<(Vid, Mac), (usize, Instant)>,
-    local_macs: HashMap<Mac, Instant>,
+    /// The peer (slot) behind each MAC, per VLAN: [`MAC_LIMIT`] in all,
+    /// [`MAC_LIMIT_PER_PEER`] per peer. Aged in `handle_timeout`.
+    macs: MacTable<usize>,
+    local_macs: HashMap<MacAddr, Instant>,
     events: Vec<PathEvent>,
     control: Vec<u8>,
     vouch_lifetime: Duration,
@@ -300,11 +295,12 @@ pub struct Peers {
     ends_seen: bool,
     /// The latest packet from the switch that renews vouches.
     renewed_at: Option<Instant>,
+    /// The counters the MAC table does not keep.
     mac_counters: MacCounters,
     /// Which member the switch last saw each MAC behind, and when it said so.
-    owners: HashMap<Mac, (PublicKey, Instant)>,
+    owners: HashMap<MacAddr, (PublicKey, Instant)>,
     /// Moves not yet reported, the latest, and when the last report went out.
-    moves_pending: (u64, Option<(Mac, usize, usize)>, Option<Instant>),
+    moves_pending: (u64, Option<(MacAddr, usize, usize)>, Option<Instant>),
 }
 
 impl Peers {
@@ -326,7 +322,7 @@ impl Peers {
             indices: IndexTable::new(seed),
             vlan: PortVlan::Transparent,
             peers: Vec::new(),
-            macs: HashMap::new(),
+            macs: MacTable::new(MAC_AGING, MAC_LIMIT_PER_PEER, MAC_LIMIT),
             local_macs: HashMap::new(),
             events: Vec::new(),
             control: Vec::new(),
@@ -411,8 +407,13 @@ impl Peers {
     }
 
     /// MAC learning counters.
-    pub fn mac_counters(&self) -> &MacCounters {
-        &self.mac_counters
+    pub fn mac_counters(&self) -> MacCounters {
+        let t = self.macs.counters();
+        MacCounters {
+            moves: t.moves,
+            refused_limit: t.port_limit_hits + t.table_limit_hits,
+            ..self.mac_counters
+        }
     }
 
     /// A summary of MAC moves since the last one, at most every
@@ -527,7 +528,6 @@ impl Peers {
                     vouched_until: now + self.vouch_lifetime,
                     suspect_until: None,
                     hint_disproved: None,
-                    mac_count: 0,
                 };
                 if i == self.peers.len() {
                     self.peers.push(Some(peer));
@@ -567,7 +567,7 @@ impl Peers {
         if let Some(mut p) = self.peers[i].take() {
             p.tunnel.close(&mut self.indices);
         }
-        self.macs.retain(|_, (p, _)| *p != i);
+        self.macs.flush_port(i);
     }
 
     /// Where to send `frame` (read from our TAP, starting at the Ethernet
@@ -580,12 +580,9 @@ impl Peers {
         if !self.enabled || vlan::is_truncated_tag(frame) {
             return None;
         }
-        let dst = ethernet::dst(frame)?;
+        let dst = Frame::new_checked(frame).ok()?.dst();
         let vid = self.vlan.ingress(frame)?.vid;
-        let (i, seen) = *self.macs.get(&(vid, dst))?;
-        if now.saturating_duration_since(seen) >= MAC_AGING {
-            return None;
-        }
+        let i = self.macs.lookup(now, vid, &dst)?;
         let p = self.peers.get(i)?.as_ref()?;
         let member = p.vlan.egress(vid) != EgressForm::NotMember;
         (member && p.is_direct(now) && p.suspect_until.is_none() && (!vnet || p.accepts_vnet()))
@@ -619,9 +616,9 @@ impl Peers {
 
     /// A source MAC read from our TAP: announce it to direct peers when it is
     /// new or its last announcement is [`ANNOUNCE_EVERY`] old.
-    pub fn note_local_mac(&mut self, now: Instant, src: Mac, tx: &mut TxQueue) {
+    pub fn note_local_mac(&mut self, now: Instant, src: MacAddr, tx: &mut TxQueue) {
         // HOT PATH (one lookup per frame)
-        if !self.enabled || src[0] & 1 != 0 {
+        if !self.enabled || !src.is_valid_source() {
             return;
         }
         if self
@@ -648,7 +645,7 @@ impl Peers {
 
     /// All our local MACs and capabilities, to one peer whose path just came up.
     fn announce_all(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
-        let macs: Vec<Mac> = self.local_macs.keys().copied().collect();
+        let macs: Vec<MacAddr> = self.local_macs.keys().copied().collect();
         let caps = self.local.caps;
         if macs.is_empty() {
             let msg = Control::MacAnnounce {
@@ -765,30 +762,21 @@ impl Peers {
             .keeps_form(ing)
             .ok_or(DropReason::VlanFiltered)?;
         p.rx_frames += 1;
-        if let Some(src) = ethernet::src(frame) {
-            self.learn_mac(now, i, ing.vid, src);
+        if let Ok(f) = Frame::new_checked(frame) {
+            self.learn_mac(now, i, ing.vid, f.src());
         }
         Ok((!as_is).then_some(ing))
     }
 
     /// Peer `i` claims `mac` in VLAN `vid`. Refused (and counted): one of
     /// our own MACs, one the switch placed behind another member (in any
-    /// VLAN: `MacOwners` carries none), and any past the peer's limit.
-    fn learn_mac(&mut self, now: Instant, i: usize, vid: Vid, mac: Mac) {
+    /// VLAN: `MacOwners` carries none), and any past the peer's limit or the
+    /// table's (aged entries make room at the next `handle_timeout`).
+    fn learn_mac(&mut self, now: Instant, i: usize, vid: Vid, mac: MacAddr) {
         // HOT PATH (a refresh is one lookup)
-        if mac[0] & 1 != 0 || mac == [0; 6] {
+        if !mac.is_valid_source() || self.macs.refresh(now, vid, mac, i) {
             return;
         }
-        let entry = (vid, mac);
-        let old = match self.macs.get_mut(&entry) {
-            Some((j, t)) if *j == i => {
-                *t = now;
-                return;
-            }
-            // An entry that aged out is not a move.
-            Some((j, t)) => Some((*j, now.saturating_duration_since(*t) < MAC_AGING)),
-            None => None,
-        };
         if self.local_macs.contains_key(&mac) {
             // A peer claiming one of our own hosts' MACs: never.
             self.mac_counters.refused_local += 1;
@@ -805,46 +793,10 @@ impl Peers {
             self.mac_counters.refused_owner += 1;
             return;
         }
-        if self.peers[i]
-            .as_ref()
-            .is_none_or(|p| p.mac_count >= MAC_LIMIT_PER_PEER)
-        {
-            self.mac_counters.refused_limit += 1;
-            return;
+        if let Learned::Moved { from } = self.macs.learn(now, vid, mac, i) {
+            self.moves_pending.0 += 1;
+            self.moves_pending.1 = Some((mac, from, i));
         }
-        if old.is_none() && self.macs.len() >= MAC_LIMIT {
-            self.expire_macs(now);
-            if self.macs.len() >= MAC_LIMIT {
-                self.mac_counters.refused_limit += 1;
-                return;
-            }
-        }
-        if let Some((j, live)) = old {
-            if let Some(p) = self.peers.get_mut(j).and_then(|p| p.as_mut()) {
-                p.mac_count -= 1;
-            }
-            if live {
-                self.mac_counters.moves += 1;
-                self.moves_pending.0 += 1;
-                self.moves_pending.1 = Some((mac, j, i));
-            }
-        }
-        if let Some(p) = self.peers[i].as_mut() {
-            p.mac_count += 1;
-        }
-        self.macs.insert(entry, (i, now));
-    }
-
-    /// Forget MACs not refreshed for [`MAC_AGING`], keeping per-peer counts.
-    fn expire_macs(&mut self, now: Instant) {
-        let peers = &mut self.peers;
-        self.macs.retain(|_, (j, t)| {
-            let keep = now.saturating_duration_since(*t) < MAC_AGING;
-            if !keep && let Some(p) = peers.get_mut(*j).and_then(|p| p.as_mut()) {
-                p.mac_count -= 1;
-            }
-            keep
-        });
     }
 
     /// The switch saw `macs` behind the member with `key`: no other peer may
@@ -852,7 +804,7 @@ impl Peers {
     /// (and the switch tells us only of MACs in VLANs we are a member of),
     /// so this holds in every VLAN: a MAC the switch placed behind one
     /// member is claimed by no other peer in any VLAN.
-    pub fn set_owners(&mut self, now: Instant, key: PublicKey, mut macs: Vec<Mac>) {
+    pub fn set_owners(&mut self, now: Instant, key: PublicKey, mut macs: Vec<MacAddr>) {
         if self.owners.len() + macs.len() > OWNER_LIMIT {
             self.owners
                 .retain(|_, (_, t)| now.saturating_duration_since(*t) < MAC_AGING);
@@ -870,16 +822,12 @@ impl Peers {
             return;
         }
         macs.sort_unstable();
-        let peers = &mut self.peers;
-        self.macs.retain(|(_, mac), (j, _)| {
-            let Some(p) = peers.get_mut(*j).and_then(|p| p.as_mut()) else {
+        let peers = &self.peers;
+        self.macs.retain(|_, mac, e| {
+            let Some(p) = peers.get(e.port).and_then(|p| p.as_ref()) else {
                 return true;
             };
-            if p.key() == key || macs.binary_search(mac).is_err() {
-                return true;
-            }
-            p.mac_count -= 1;
-            false
+            p.key() == key || macs.binary_search(&mac).is_err()
         });
     }
 
@@ -891,16 +839,16 @@ impl Peers {
     /// unless it answers within [`PEER_PROBE_TIMEOUT`].
     pub fn note_relayed(&mut self, now: Instant, frame: &[u8], tx: &mut TxQueue) {
         // HOT PATH (one lookup per relayed frame)
-        let (Some(src), Some(dst)) = (ethernet::src(frame), ethernet::dst(frame)) else {
+        let Ok(f) = Frame::new_checked(frame) else {
             return;
         };
-        if dst[0] & 1 != 0 {
+        if f.dst().is_group() {
             return; // group traffic always goes via the switch
         }
         let Some(ing) = self.vlan.ingress(frame) else {
             return;
         };
-        let Some(&(i, _)) = self.macs.get(&(ing.vid, src)) else {
+        let Some(i) = self.macs.lookup(now, ing.vid, &f.src()) else {
             return;
         };
         let timeout = self.probe_timeout(i);
@@ -1070,6 +1018,7 @@ impl Peers {
         }
         self.drop_unvouched(now);
         self.guard.sweep(now);
+        self.macs.expire(now);
         for i in 0..self.peers.len() {
             let Some(p) = self.peers[i].as_mut() else {
                 continue;
@@ -1128,6 +1077,9 @@ impl Peers {
         }
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(t) = self.macs.next_expiry() {
+            at(t);
+        }
         let renewed = self.renewed_at.map(|t| t + self.vouch_lifetime);
         for p in self.peers.iter().flatten() {
             // Renewals are applied lazily: wake at the later of the two.
@@ -1152,8 +1104,9 @@ impl Peers {
         let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
         self.peers
             .iter()
-            .flatten()
-            .map(|p| PeerStatus {
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, p.as_ref()?)))
+            .map(|(i, p)| PeerStatus {
                 name: p.name.clone(),
                 public_key: p.key().to_base64(),
                 path: if p.is_direct(now) {
@@ -1172,7 +1125,7 @@ impl Peers {
                 tx_frames: p.tx_frames,
                 rx_frames: p.rx_frames,
                 path_changes: p.path_changes,
-                macs: p.mac_count,
+                macs: self.macs.count_for(i),
                 vlans: match p.vlan {
                     PortVlan::Transparent => Vec::new(),
                     PortVlan::Member { .. } => p.vlan.vlans().collect(),

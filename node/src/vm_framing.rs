@@ -22,7 +22,7 @@ pub const MAX_SANE_LEN: usize = 4096 + 65536;
 /// Why a frame of `len` bytes from a VM is dropped at a port that takes
 /// frames of at most `max_frame` bytes, if it is.
 pub fn bad_len(len: usize, max_frame: usize) -> Option<DropReason> {
-    if len < overlay_proto::wire::ethernet::HEADER_LEN {
+    if len < overlay_proto::ethernet::HEADER_LEN {
         Some(DropReason::Runt)
     } else if len > max_frame {
         Some(DropReason::Oversize)

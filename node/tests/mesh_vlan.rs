@@ -9,6 +9,7 @@
 //! run the same rules on real TAPs.
 use std::time::{Duration, Instant};
 
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::vlan::{Ingress, PortVlan, Vid};
@@ -201,7 +202,7 @@ fn our_own_macs_are_refused_in_every_vlan() {
     let (mut p, t0) = node(trunk(&[10, 20]), trunk(&[10, 20]));
     let mut tx = TxQueue::new(16);
     let ours = [2, 0, 0, 0, 0, 0x77];
-    p.note_local_mac(t0, ours, &mut tx);
+    p.note_local_mac(t0, MacAddr(ours), &mut tx);
     for vid in [10, 20] {
         assert!(p.admit(t0, 0, &from(tagged(vid), ours)).is_ok());
     }
@@ -222,7 +223,7 @@ fn a_mac_the_switch_placed_behind_a_member_is_no_other_peers_in_any_vlan() {
     }
     assert_eq!(macs_of(&p, t0, "h3"), 2);
     // The switch saw x and y behind h2 (in one VLAN; it does not say which).
-    p.set_owners(t0, key(2), vec![x, y]);
+    p.set_owners(t0, key(2), vec![MacAddr(x), MacAddr(y)]);
     assert_eq!(macs_of(&p, t0, "h3"), 0, "h3 keeps no claim on y");
     // h3 claims them again, in either VLAN: refused. h2 may, in both.
     for vid in [10, 20] {
@@ -253,5 +254,70 @@ fn a_mac_moves_between_peers_within_a_vlan_not_across_vlans() {
     assert_eq!(p.mac_counters().moves, 1);
     assert_eq!((macs_of(&p, t0, "h2"), macs_of(&p, t0, "h3")), (0, 2));
     let r = p.poll_move_report(t0).expect("a report");
-    assert_eq!(r.latest, (m, "h2".to_string(), "h3".to_string()));
+    assert_eq!(r.latest, (MacAddr(m), "h2".to_string(), "h3".to_string()));
+}
+
+/// Peers `h{k}` for each `k`, beside `h2` (slot 0): trunks of VLANs 10 and 20.
+fn add_peers(p: &mut Peers, t0: Instant, ks: std::ops::Range<u64>) {
+    for k in ks {
+        let ep = vec![format!("198.18.0.{}:7000", 10 + k).parse().unwrap()];
+        p.update(t0, key(k), format!("h{k}"), ep, trunk(&[10, 20]));
+    }
+}
+
+#[test]
+fn learned_macs_age_out_in_handle_timeout() {
+    let (mut p, t0) = node(trunk(&[10, 20]), trunk(&[10, 20]));
+    let mut tx = TxQueue::new(64);
+    assert!(p.admit(t0, 0, &from(tagged(10), SRC)).is_ok());
+    assert!(p.admit(t0, 0, &from(tagged(20), SRC)).is_ok());
+    assert_eq!(macs(&p, t0), 2);
+    // Refreshed in VLAN 20 only: VLAN 10's entry ages out first.
+    let t1 = t0 + Duration::from_secs(100);
+    assert!(p.admit(t1, 0, &from(tagged(20), SRC)).is_ok());
+    let aged = t0 + Duration::from_secs(300);
+    assert!(p.poll_timeout().is_some_and(|t| t <= aged));
+    p.handle_timeout(aged, &mut tx);
+    assert_eq!(macs(&p, aged), 1, "the entry not refreshed is swept");
+    p.handle_timeout(t1 + Duration::from_secs(300), &mut tx);
+    assert_eq!(macs(&p, t1 + Duration::from_secs(300)), 0);
+}
+
+#[test]
+fn a_full_table_makes_room_in_handle_timeout_not_on_the_hot_path() {
+    // 4 peers of 1024 MACs fill the node's 4096.
+    let (mut p, t0) = node(trunk(&[10, 20]), trunk(&[10, 20]));
+    add_peers(&mut p, t0, 3..6);
+    for i in 0..4 {
+        for k in 0..MAC_LIMIT_PER_PEER as u32 {
+            let src = [2, 0x20, i as u8, (k >> 8) as u8, k as u8, 1];
+            assert!(p.admit(t0, i, &from(tagged(10), src)).is_ok());
+        }
+    }
+    let full = p.mac_counters().refused_limit;
+    assert_eq!(full, 0);
+    add_peers(&mut p, t0, 6..7);
+    let h6 = 4;
+    // Every entry has aged out, but a new MAC is refused until a sweep:
+    // learning never scans the table.
+    let later = t0 + Duration::from_secs(301);
+    let new = [2, 0x30, 0, 0, 0, 1];
+    assert!(p.admit(later, h6, &from(tagged(10), new)).is_ok());
+    assert_eq!(p.mac_counters().refused_limit, full + 1);
+    assert_eq!(macs_of(&p, later, "h6"), 0);
+    let mut tx = TxQueue::new(64);
+    p.handle_timeout(later, &mut tx);
+    assert!(p.admit(later, h6, &from(tagged(10), new)).is_ok());
+    assert_eq!(macs_of(&p, later, "h6"), 1);
+    assert_eq!(p.mac_counters().refused_limit, full + 1);
+    assert_eq!(macs(&p, later), 0, "h2's MACs were swept");
+}
+
+#[test]
+fn group_and_zero_sources_are_not_learned_behind_a_peer() {
+    let (mut p, t0) = node(trunk(&[10, 20]), trunk(&[10, 20]));
+    for src in [[0; 6], [0xff; 6], [1, 0, 0x5e, 0, 0, 1]] {
+        assert!(p.admit(t0, 0, &from(tagged(10), src)).is_ok());
+    }
+    assert_eq!(macs(&p, t0), 0);
 }

@@ -46,6 +46,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::Error;
+use crate::ethernet::MacAddr;
 use crate::keys::PublicKey;
 use crate::vlan::{PortVlan, Vid};
 
@@ -114,7 +115,7 @@ pub enum Control {
         /// Capability flags.
         caps: u32,
         /// Source MACs seen on the sender's TAP.
-        macs: Vec<[u8; 6]>,
+        macs: Vec<MacAddr>,
     },
     /// Node to node: please answer with a `Pong` carrying the same id.
     Ping(u64),
@@ -134,7 +135,7 @@ pub enum Control {
         /// The member's static public key.
         key: PublicKey,
         /// MACs behind it.
-        macs: Vec<[u8; 6]>,
+        macs: Vec<MacAddr>,
     },
     /// A type this version does not know: counted, otherwise ignored.
     Unknown(u8),
@@ -224,7 +225,7 @@ impl<'a> Reader<'a> {
         Ok(SocketAddr::new(ip, u16::from_be_bytes([p[0], p[1]])))
     }
 
-    fn macs(&mut self) -> Result<Vec<[u8; 6]>, Error> {
+    fn macs(&mut self) -> Result<Vec<MacAddr>, Error> {
         let n = self.u8()? as usize;
         if n > MAX_MACS {
             return Err(Error::BadFlags);
@@ -233,7 +234,7 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             let mut m = [0u8; 6];
             m.copy_from_slice(self.take(6)?);
-            macs.push(m);
+            macs.push(MacAddr(m));
         }
         Ok(macs)
     }
@@ -364,11 +365,11 @@ impl Control {
     /// VLAN ids outside 1..=4094 are left out, so what is emitted always
     /// parses.
     pub fn emit(&self, out: &mut Vec<u8>) {
-        fn emit_macs(out: &mut Vec<u8>, macs: &[[u8; 6]]) {
+        fn emit_macs(out: &mut Vec<u8>, macs: &[MacAddr]) {
             let m = &macs[..macs.len().min(MAX_MACS)];
             out.push(m.len() as u8);
             for mac in m {
-                out.extend_from_slice(mac);
+                out.extend_from_slice(&mac.0);
             }
         }
         fn endpoints(out: &mut Vec<u8>, e: &[SocketAddr]) {
@@ -505,14 +506,14 @@ mod tests {
         round_trip(Control::LocalAddrs(eps));
         round_trip(Control::MacAnnounce {
             caps: 1,
-            macs: vec![[2, 0, 0, 0, 0, 1]; 3],
+            macs: vec![MacAddr([2, 0, 0, 0, 0, 1]); 3],
         });
         round_trip(Control::Ping(u64::MAX));
         round_trip(Control::Pong(1));
         round_trip(Control::PeerListEnd { count: 300 });
         round_trip(Control::MacOwners {
             key: PublicKey([3; 32]),
-            macs: vec![[2, 0, 0, 0, 0, 9]; 64],
+            macs: vec![MacAddr([2, 0, 0, 0, 0, 9]); 64],
         });
     }
 
@@ -562,7 +563,7 @@ mod tests {
     fn limits_are_enforced_on_emit() {
         let m = Control::MacAnnounce {
             caps: 0,
-            macs: vec![[0; 6]; 100],
+            macs: vec![MacAddr::ZERO; 100],
         };
         let mut b = Vec::new();
         m.emit(&mut b);
@@ -570,7 +571,7 @@ mod tests {
             Control::parse(&b).unwrap(),
             Control::MacAnnounce {
                 caps: 0,
-                macs: vec![[0; 6]; 64]
+                macs: vec![MacAddr::ZERO; 64]
             }
         );
         let m = Control::PeerUpdate {

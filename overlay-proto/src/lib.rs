@@ -8,6 +8,10 @@
 //! - [`counters`]: drop counters by reason, plain integers.
 //! - [`wire`]: zero-copy views of the outer header (`Header::new_checked` is
 //!   the only door for untrusted bytes) and the message types.
+//! - [`ethernet`]: `MacAddr` and a zero-copy view of an Ethernet frame's
+//!   header with its 802.1Q tag (`Frame::new_checked`).
+//! - [`mac_table`]: the MAC table of every learning switch in tapmesh, keyed
+//!   by VLAN and MAC, with aging, limits and move counting.
 //! - [`keys`]: X25519 static keys, their base64 text form, the network PSK.
 //! - [`handshake`]: the 1-RTT `Noise_IKpsk2_25519_AESGCM_SHA256` handshake
 //!   (via `snow`), producing one AES-256-GCM key per direction.
@@ -38,11 +42,13 @@ pub mod control;
 pub mod cookie;
 pub mod counters;
 pub mod crypto;
+pub mod ethernet;
 pub mod frag;
 pub mod handshake;
 pub mod handshake_guard;
 pub mod keys;
 pub mod lru;
+pub mod mac_table;
 pub mod notice;
 pub mod replay;
 pub mod session;

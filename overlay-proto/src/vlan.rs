@@ -23,6 +23,8 @@
 //! without a native VLAN, are dropped. Tags carrying VLAN 0 (priority tags)
 //! are treated as a VLAN the node is not a member of, which keeps the rules
 //! simple and closes double-tagging tricks.
+use crate::ethernet::Frame;
+pub use crate::ethernet::{TPID_8021Q, VLAN_TAG_LEN};
 use crate::vnet::VnetHdr;
 
 /// A VLAN id (1..=4094), or [`NO_VLAN`] on a VLAN-unaware switch.
@@ -32,10 +34,6 @@ pub type Vid = u16;
 pub const NO_VLAN: Vid = 0;
 /// The access VLAN of nodes that do not say, on a VLAN-aware switch.
 pub const DEFAULT_VLAN: Vid = 1;
-/// The 802.1Q TPID.
-pub const TPID_8021Q: u16 = 0x8100;
-/// Bytes of one 802.1Q tag.
-pub const VLAN_TAG_LEN: usize = 4;
 
 /// A node's VLAN membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,10 +167,7 @@ impl PortVlan {
 /// The VLAN id of an 802.1Q-tagged frame (12 bits of the TCI), or `None` if
 /// the frame is untagged or too short to hold a tag and an ethertype.
 pub fn tag_vid(frame: &[u8]) -> Option<Vid> {
-    if frame.len() < 18 || u16::from_be_bytes([frame[12], frame[13]]) != TPID_8021Q {
-        return None;
-    }
-    Some(u16::from_be_bytes([frame[14], frame[15]]) & 0x0fff)
+    Some(Frame::new_checked(frame).ok()?.vlan()?.vid())
 }
 
 /// Whether `frame` says it is 802.1Q-tagged (once, or again inside its tag)

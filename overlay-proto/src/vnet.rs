@@ -16,7 +16,7 @@
 //! byte order on every Linux host we run on). A receiver that did not announce
 //! offload support in its handshake never gets such a frame: the switch cuts
 //! it into plain frames with [`segment`] first.
-use crate::wire::ethernet;
+use crate::ethernet::{self, Frame};
 
 /// Length of `struct virtio_net_hdr` (without `num_buffers`).
 pub const VNET_HDR_LEN: usize = 10;
@@ -293,14 +293,7 @@ pub fn segment(
 
 /// Ethernet header length, 4 more with one 802.1Q tag.
 fn l2_len(frame: &[u8]) -> Option<usize> {
-    if frame.len() < ethernet::HEADER_LEN {
-        return None;
-    }
-    if frame[12] == 0x81 && frame[13] == 0x00 {
-        (frame.len() >= ethernet::HEADER_LEN + 4).then_some(18)
-    } else {
-        Some(14)
-    }
+    Frame::new_checked(frame).ok().map(|f| f.payload_offset())
 }
 
 #[cfg(test)]

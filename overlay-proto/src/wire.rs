@@ -268,61 +268,6 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// Ethernet helpers the switch and node need on plaintext frames.
-pub mod ethernet {
-    /// Minimum Ethernet header length (dst, src, ethertype).
-    pub const HEADER_LEN: usize = 14;
-
-    /// A MAC address.
-    pub type Mac = [u8; 6];
-
-    /// Destination MAC, or `None` if the frame is shorter than a header.
-    pub fn dst(frame: &[u8]) -> Option<Mac> {
-        if frame.len() < HEADER_LEN {
-            return None;
-        }
-        Some([frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]])
-    }
-
-    /// Source MAC, or `None` if the frame is shorter than a header.
-    pub fn src(frame: &[u8]) -> Option<Mac> {
-        if frame.len() < HEADER_LEN {
-            return None;
-        }
-        Some([frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]])
-    }
-
-    /// `aa:bb:cc:dd:ee:ff`, for logs and status (never on the hot path).
-    pub fn format_mac(m: &Mac) -> String {
-        format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-
-    /// Group (multicast or broadcast) addresses have the I/G bit set.
-    pub fn is_group(mac: &Mac) -> bool {
-        mac[0] & 1 == 1
-    }
-
-    /// ff:ff:ff:ff:ff:ff.
-    pub fn is_broadcast(mac: &Mac) -> bool {
-        *mac == [0xff; 6]
-    }
-
-    /// All zeros is never a valid source.
-    pub fn is_zero(mac: &Mac) -> bool {
-        *mac == [0; 6]
-    }
-
-    /// The longest frame a link of `mtu` takes: the MTU plus the Ethernet
-    /// header, plus 4 if `frame` carries an 802.1Q tag.
-    pub fn max_len(mtu: usize, frame: &[u8]) -> usize {
-        let tagged = frame.len() >= HEADER_LEN && frame[12] == 0x81 && frame[13] == 0x00;
-        mtu + HEADER_LEN + if tagged { 4 } else { 0 }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,14 +365,5 @@ mod tests {
         for n in 0..36 {
             assert!(Header::new_checked(&b[..n]).is_err());
         }
-    }
-
-    #[test]
-    fn ethernet_helpers() {
-        let f = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 8, 6];
-        assert!(ethernet::is_broadcast(&ethernet::dst(&f).unwrap()));
-        assert!(ethernet::is_group(&ethernet::dst(&f).unwrap()));
-        assert!(!ethernet::is_group(&ethernet::src(&f).unwrap()));
-        assert_eq!(ethernet::src(&f[..13]), None);
     }
 }

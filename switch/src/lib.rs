@@ -10,7 +10,8 @@
 //!   and forwarding.
 //! - [`networks`]: several isolated networks in one process, one core each;
 //!   datagrams are dispatched by network id before any crypto.
-//! - [`mac_table`]: learning, aging, moves and limits, per VLAN.
+//!   Its MAC table is overlay-proto's `MacTable<NodeId>` (learning, aging,
+//!   moves and limits, per VLAN).
 //! - [`snooping`]: IGMP/MLD snooping (group table, router ports, the
 //!   built-in querier); [`snooping::wire`] parses IGMP/MLD and builds queries.
 //! - [`storm`]: per-node storm control (broadcast, multicast, unknown unicast).
@@ -31,7 +32,6 @@
 pub mod config;
 pub mod fabric;
 pub mod impair;
-pub mod mac_table;
 pub mod mesh;
 pub mod metrics;
 pub mod networks;
@@ -47,3 +47,9 @@ pub use overlay_proto::vlan;
 /// A node's position in the configured node list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub u32);
+
+impl overlay_proto::mac_table::PortIndex for NodeId {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}

@@ -47,9 +47,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use overlay_proto::control::{Control, MAX_ENDPOINTS, MAX_MACS, check_local_addr};
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::keys::PublicKey;
 use overlay_proto::vlan::{EgressForm, PortVlan, Vid};
-use overlay_proto::wire::ethernet::Mac;
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
@@ -120,7 +120,7 @@ struct Member {
 pub struct Mesh {
     members: Vec<Member>,
     /// MACs learned or moved since the last sync: (owner, VLAN, MAC).
-    learned: Vec<(NodeId, Vid, Mac)>,
+    learned: Vec<(NodeId, Vid, MacAddr)>,
     /// `learned` overflowed: every node gets the whole table.
     resync: bool,
     /// Nodes given the full list by the latest sync: they get the whole table.
@@ -151,7 +151,7 @@ impl Mesh {
 
     /// The switch learned `mac` in VLAN `vid` behind `node`, or saw it
     /// move there.
-    pub fn note_learned(&mut self, node: NodeId, vid: Vid, mac: Mac) {
+    pub fn note_learned(&mut self, node: NodeId, vid: Vid, mac: MacAddr) {
         if self.learned.len() < LEARNED_LIMIT {
             self.learned.push((node, vid, mac));
         } else {
@@ -166,7 +166,7 @@ impl Mesh {
     pub fn sync_owners(
         &mut self,
         ports: &[MemberView<'_>],
-        table: impl FnOnce() -> Vec<(NodeId, Vid, Mac)>,
+        table: impl FnOnce() -> Vec<(NodeId, Vid, MacAddr)>,
     ) -> Vec<(NodeId, Control)> {
         let n = ports.len().min(self.members.len());
         let learned = std::mem::take(&mut self.learned);
@@ -312,8 +312,8 @@ impl Mesh {
 }
 
 /// `(owner, VLAN, MAC)` entries grouped by owner, each group sorted by MAC.
-fn by_owner(entries: Vec<(NodeId, Vid, Mac)>) -> BTreeMap<u32, Vec<(Mac, Vid)>> {
-    let mut g: BTreeMap<u32, Vec<(Mac, Vid)>> = BTreeMap::new();
+fn by_owner(entries: Vec<(NodeId, Vid, MacAddr)>) -> BTreeMap<u32, Vec<(MacAddr, Vid)>> {
+    let mut g: BTreeMap<u32, Vec<(MacAddr, Vid)>> = BTreeMap::new();
     for (node, vid, mac) in entries {
         g.entry(node.0).or_default().push((mac, vid));
     }
@@ -330,7 +330,7 @@ fn by_owner(entries: Vec<(NodeId, Vid, Mac)>) -> BTreeMap<u32, Vec<(Mac, Vid)>> 
 fn owned(
     out: &mut Vec<(NodeId, Control)>,
     to: usize,
-    groups: &BTreeMap<u32, Vec<(Mac, Vid)>>,
+    groups: &BTreeMap<u32, Vec<(MacAddr, Vid)>>,
     ports: &[MemberView<'_>],
 ) {
     let Some(viewer) = ports.get(to).map(|p| p.vlan) else {
@@ -340,7 +340,7 @@ fn owned(
         let Some(p) = ports.get(owner as usize).filter(|_| owner as usize != to) else {
             continue;
         };
-        let mut macs: Vec<Mac> = entries
+        let mut macs: Vec<MacAddr> = entries
             .iter()
             .filter(|(_, vid)| viewer.egress(*vid) != EgressForm::NotMember)
             .map(|(mac, _)| *mac)
@@ -496,7 +496,7 @@ mod tests {
             view_in(&trunk, 3, Some("198.18.0.3:1"), Some(t0)),
         ];
         m.sync(&ports);
-        let mac = |n: u8| [2, 0, 0, 0, 0, n];
+        let mac = |n: u8| MacAddr([2, 0, 0, 0, 0, n]);
         // The trunk has mac 3 in VLAN 10 and mac 4 in VLAN 20, mac 5 in both.
         let table = vec![
             (NodeId(2), 10, mac(3)),
@@ -506,7 +506,7 @@ mod tests {
             (NodeId(0), 10, mac(1)),
         ];
         let out = m.sync_owners(&ports, || table.clone());
-        let told = |n: u32, about: u8| -> Vec<Mac> {
+        let told = |n: u32, about: u8| -> Vec<MacAddr> {
             out.iter()
                 .filter_map(|(t, c)| match c {
                     Control::MacOwners { key, macs } if t.0 == n && key.0[0] == about => {
@@ -529,7 +529,7 @@ mod tests {
         );
         assert_eq!(
             told(1, 1),
-            Vec::<Mac>::new(),
+            Vec::<MacAddr>::new(),
             "nothing of VLAN 10 to VLAN 20"
         );
         assert_eq!(told(2, 1), vec![mac(1)]);
@@ -611,7 +611,7 @@ mod tests {
             view(3, c, Some(t0)),
         ];
         m.sync(&ports);
-        let mac = |n: u8| [2, 0, 0, 0, 0, n];
+        let mac = |n: u8| MacAddr([2, 0, 0, 0, 0, n]);
         // New sessions everywhere: each node gets the whole table minus its own.
         let table = vec![
             (NodeId(0), NO_VLAN, mac(1)),

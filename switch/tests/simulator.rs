@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_node::core::{LinkState, Node, NodeConfig};
@@ -145,7 +146,7 @@ fn learned_unicast_goes_only_to_its_node_and_unknown_unicast_floods() {
     );
     assert_eq!(
         s.switch()
-            .lookup_mac(s.now, NO_VLAN, &[1, 0, 0x5e, 1, 2, 3]),
+            .lookup_mac(s.now, NO_VLAN, &MacAddr([1, 0, 0x5e, 1, 2, 3])),
         None
     );
 }
@@ -540,8 +541,14 @@ fn vlans_isolate_and_trunks_carry_tags() {
             .sum::<usize>(),
         0
     );
-    assert_eq!(s.switch().lookup_mac(s.now, 10, &mac(3)), Some(NodeId(2)));
-    assert_eq!(s.switch().lookup_mac(s.now, 20, &mac(3)), Some(NodeId(2)));
+    assert_eq!(
+        s.switch().lookup_mac(s.now, 10, &MacAddr(mac(3))),
+        Some(NodeId(2))
+    );
+    assert_eq!(
+        s.switch().lookup_mac(s.now, 20, &MacAddr(mac(3))),
+        Some(NodeId(2))
+    );
 }
 
 #[test]
@@ -720,7 +727,10 @@ fn reload_admits_and_removes_nodes_and_spares_the_others() {
     let st = s.switch().status(s.now, false);
     let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["h1", "h2", "h4"]);
-    assert_eq!(s.switch().lookup_mac(s.now, NO_VLAN, &mac(3)), None);
+    assert_eq!(
+        s.switch().lookup_mac(s.now, NO_VLAN, &MacAddr(mac(3))),
+        None
+    );
     s.clear();
     s.send(2, &frame([0xff; 6], mac(3), 2));
     assert_eq!(s.received(0, 2) + s.received(1, 2), 0, "h3 still forwarded");

@@ -9,8 +9,8 @@
 //! format to the other gets an all-zero header added (a complete frame,
 //! [`LocalSwitch::encode_local`](super::LocalSwitch::encode_local)) or is cut
 //! into plain frames ([`Format::plain_frames`]).
+use overlay_proto::ethernet;
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
-use overlay_proto::wire::ethernet;
 
 use crate::stats::DropReason;
 

@@ -5,10 +5,11 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use overlay_proto::ethernet::MacAddr;
 use serde::Deserialize;
 use tapmesh_shell::config::ConfigError;
 
-use crate::iface::{IfAddr, parse_ifaddr, parse_mac};
+use crate::iface::{IfAddr, parse_ifaddr};
 
 /// Addresses per host: smoltcp is built with room for 4
 /// (`iface-max-addr-count-4` in the workspace `Cargo.toml`).
@@ -123,12 +124,11 @@ pub fn validate(
             addresses.push(v);
         }
         let mac = match &h.mac {
-            Some(t) => parse_mac(t).ok_or_else(|| {
-                err(
-                    key("mac"),
-                    format!("{t:?} is not a unicast MAC like 02:00:00:00:00:01"),
-                )
-            })?,
+            Some(t) => {
+                MacAddr::parse_unicast(t)
+                    .map_err(|e| err(key("mac"), format!("{t:?} {e}")))?
+                    .0
+            }
             None => host_mac_from_key(public, i),
         };
         if macs.contains(&mac) {

@@ -70,7 +70,7 @@ struct File {
 
 mod defaults {
     pub fn mac_aging_secs() -> u64 {
-        300
+        overlay_proto::mac_table::MAC_AGING.as_secs()
     }
     pub fn node_timeout_secs() -> u64 {
         30

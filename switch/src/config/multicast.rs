@@ -2,6 +2,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use overlay_proto::ethernet::MacAddr;
 use serde::Deserialize;
 
 use super::KeyProblem;
@@ -53,19 +54,6 @@ impl Default for MulticastSection {
     }
 }
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut m = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut m {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(m)
-}
-
 pub(super) fn multicast(m: &MulticastSection) -> Result<SnoopConfig, KeyProblem> {
     for (key, v) in [
         ("membership-secs", m.membership_secs),
@@ -106,15 +94,7 @@ pub(super) fn multicast(m: &MulticastSection) -> Result<SnoopConfig, KeyProblem>
     }
     let querier_mac = match &m.querier_mac {
         None => crate::snooping::DEFAULT_QUERIER_MAC,
-        Some(s) => match parse_mac(s) {
-            Some(mac) if mac[0] & 1 == 0 && mac != [0; 6] => mac,
-            _ => {
-                return Err((
-                    "querier-mac",
-                    format!("{s:?} is not a unicast MAC (aa:bb:cc:dd:ee:ff)"),
-                ));
-            }
-        },
+        Some(s) => MacAddr::parse_unicast(s).map_err(|e| ("querier-mac", format!("{s:?} {e}")))?,
     };
     let querier_v4 = match &m.querier_address {
         None => Ipv4Addr::UNSPECIFIED,

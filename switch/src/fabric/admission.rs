@@ -146,7 +146,7 @@ impl Switch {
         let port = &mut self.ports[id.0 as usize];
         port.tunnel.close(&mut self.indices);
         port.tunnel.set_endpoint(None);
-        self.mac_counters.flushed += self.macs.flush_node(id) as u64;
+        self.macs.flush_port(id);
         self.snoop.forget_node(id);
     }
 

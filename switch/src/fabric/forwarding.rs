@@ -3,13 +3,14 @@
 
 use std::time::Instant;
 
+use overlay_proto::ethernet::Frame;
+use overlay_proto::mac_table::Learned;
 use overlay_proto::vnet::{VNET_HDR_LEN, VnetHdr};
-use overlay_proto::wire::{FLAG_VNET, ethernet};
+use overlay_proto::wire::FLAG_VNET;
 
 use super::{MAX_FRAME, Switch};
 use crate::NodeId;
 use crate::impair::Direction;
-use crate::mac_table::Learned;
 use crate::snooping::Verdict;
 use crate::stats::DropReason;
 use crate::storm::StormClass;
@@ -58,16 +59,17 @@ impl Switch {
         frame: &[u8],
     ) -> Result<(), DropReason> {
         // HOT PATH
-        let (Some(dst), Some(src)) = (ethernet::dst(frame), ethernet::src(frame)) else {
+        let Ok(eth) = Frame::new_checked(frame) else {
             return Err(DropReason::Runt);
         };
+        let (dst, src) = (eth.dst(), eth.src());
         if frame.len() > MAX_FRAME {
             return Err(DropReason::Oversize);
         }
         if vlan::is_truncated_tag(frame) {
             return Err(DropReason::Runt);
         }
-        if ethernet::is_group(&src) || ethernet::is_zero(&src) {
+        if !src.is_valid_source() {
             return Err(DropReason::InvalidSource);
         }
         let ing = self.ports[from.0 as usize]
@@ -75,25 +77,17 @@ impl Switch {
             .vlan
             .ingress(frame)
             .ok_or(DropReason::VlanFiltered)?;
+        // The table counts what it learned, moved and refused.
         match self.macs.learn(now, ing.vid, src, from) {
             Learned::Refreshed => {}
-            l @ (Learned::New | Learned::Moved { .. }) => {
-                match l {
-                    Learned::New => self.mac_counters.learned += 1,
-                    _ => self.mac_counters.moves += 1,
-                }
+            Learned::New | Learned::Moved { .. } => {
                 if let Some(mesh) = self.mesh.as_mut() {
                     mesh.note_learned(from, ing.vid, src);
                 }
             }
-            Learned::NodeLimit => {
-                self.mac_counters.node_limit_hits += 1;
-                return Err(DropReason::MacLimit);
-            }
-            Learned::TableFull => {
-                self.mac_counters.table_limit_hits += 1;
-                return Err(DropReason::TableFull);
-            }
+            Learned::Invalid => return Err(DropReason::InvalidSource),
+            Learned::PortLimit => return Err(DropReason::MacLimit),
+            Learned::TableFull => return Err(DropReason::TableFull),
         }
         let c = &mut self.ports[from.0 as usize].counters;
         c.rx_frames += 1;
@@ -101,7 +95,7 @@ impl Switch {
 
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();
-        let class = if !ethernet::is_group(&dst) {
+        let class = if !dst.is_group() {
             match self.macs.lookup(now, ing.vid, &dst) {
                 Some(to) if to == from => {
                     self.forwarded.filtered += 1;
@@ -117,7 +111,7 @@ impl Switch {
                 }
                 _ => StormClass::UnknownUnicast,
             }
-        } else if ethernet::is_broadcast(&dst) {
+        } else if dst.is_broadcast() {
             StormClass::Broadcast
         } else {
             StormClass::Multicast

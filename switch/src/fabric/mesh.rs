@@ -78,10 +78,9 @@ impl Switch {
         let mut out = mesh.sync(&views);
         let macs = &self.macs;
         out.extend(mesh.sync_owners(&views, || {
-            macs.reader()
-                .iter()
-                .filter(|e| e.value().expires_at > now)
-                .map(|e| (e.value().node, e.key().0, e.key().1))
+            macs.iter()
+                .filter(|(_, _, e)| e.expires_at > now)
+                .map(|(vid, mac, e)| (e.port, vid, mac))
                 .collect()
         }));
         let mut buf = Vec::new();

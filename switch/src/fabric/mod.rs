@@ -25,16 +25,16 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::frag;
 use overlay_proto::handshake_guard::{GuardConfig, HandshakeGuard};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::mac_table::{MAC_AGING, MacTable};
 use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::tunnel::{Ctx, IndexTable, Local};
-use overlay_proto::wire::ethernet;
 
 use crate::NodeId;
-use crate::mac_table::MacTable;
 use crate::mesh::Mesh;
 use crate::snooping::limits::GroupTotal;
 use crate::snooping::{SnoopConfig, Snooping};
@@ -127,7 +127,7 @@ impl SwitchConfig {
             psk: Psk::default(),
             network_id: 0,
             nodes,
-            mac_aging: Duration::from_secs(300),
+            mac_aging: MAC_AGING,
             node_timeout: Duration::from_secs(30),
             mac_limit_per_node: 1024,
             mac_table_limit: 1 << 20,
@@ -185,12 +185,11 @@ pub struct Switch {
     local: Local,
     /// Receiver indices, one table for every port's sessions.
     indices: IndexTable<NodeId>,
-    macs: MacTable,
+    macs: MacTable<NodeId>,
     tx: TxQueue,
     next_sweep: Instant,
     drops: Drops,
     forwarded: Forwarded,
-    mac_counters: MacCounters,
     sessions: SessionCounters,
     events: VecDeque<Event>,
     started: Instant,
@@ -233,12 +232,7 @@ impl Switch {
             .enumerate()
             .map(|(i, p)| (p.spec.public_key, NodeId(i as u32)))
             .collect();
-        let macs = MacTable::new(
-            ports.len(),
-            cfg.mac_aging,
-            cfg.mac_limit_per_node,
-            cfg.mac_table_limit,
-        );
+        let macs = MacTable::new(cfg.mac_aging, cfg.mac_limit_per_node, cfg.mac_table_limit);
         let vlans = member_vlans(&cfg.nodes);
         let fast_leave = cfg.nodes.iter().map(|n| n.fast_leave).collect();
         let snoop = Snooping::new(cfg.multicast.clone(), fast_leave, &vlans, now);
@@ -276,7 +270,6 @@ impl Switch {
             next_sweep: now + SWEEP_INTERVAL,
             drops: Drops::default(),
             forwarded: Forwarded::default(),
-            mac_counters: MacCounters::default(),
             sessions: SessionCounters::default(),
             events: VecDeque::new(),
             started: now,
@@ -323,7 +316,7 @@ impl Switch {
             tunnel.handle_timeout(now, &mut ctx, &[]);
             while tunnel.poll_event().is_some() {}
         }
-        self.mac_counters.aged_out += self.macs.expire(now) as u64;
+        self.macs.expire(now);
         self.guard.sweep(now);
         self.snoop.handle_timeout(now);
         self.send_queries(now);
@@ -374,12 +367,20 @@ impl Switch {
     }
 
     /// MAC table counters.
-    pub fn mac_counters(&self) -> &MacCounters {
-        &self.mac_counters
+    pub fn mac_counters(&self) -> MacCounters {
+        let t = self.macs.counters();
+        MacCounters {
+            learned: t.learned,
+            moves: t.moves,
+            aged_out: t.aged_out,
+            flushed: t.flushed,
+            node_limit_hits: t.port_limit_hits,
+            table_limit_hits: t.table_limit_hits,
+        }
     }
 
     /// The MAC table.
-    pub fn mac_table(&self) -> &MacTable {
+    pub fn mac_table(&self) -> &MacTable<NodeId> {
         &self.macs
     }
 
@@ -392,7 +393,7 @@ impl Switch {
 
     /// Where the MAC is learned in VLAN `vlan`, if anywhere
     /// ([`vlan::NO_VLAN`] on a VLAN-unaware switch).
-    pub fn lookup_mac(&self, now: Instant, vlan: Vid, mac: &ethernet::Mac) -> Option<NodeId> {
+    pub fn lookup_mac(&self, now: Instant, vlan: Vid, mac: &MacAddr) -> Option<NodeId> {
         self.macs.lookup(now, vlan, mac)
     }
 

@@ -120,7 +120,7 @@ impl Switch {
         let hidden: Vec<NodeId> = changed.iter().map(|(id, _)| *id).collect();
         self.mesh_sync_hiding(now, &hidden);
         for (id, spec) in changed {
-            self.mac_counters.flushed += self.macs.flush_node(id) as u64;
+            self.macs.flush_port(id);
             self.snoop.forget_node(id);
             changes.changed.push(spec.name.clone());
             self.ports[id.0 as usize].spec = spec;
@@ -150,12 +150,8 @@ impl Switch {
             || self.cfg.storm != new.storm
             || self.cfg.handshake_guard != new.handshake_guard;
         let n = self.ports.len();
-        self.macs.reconfigure(
-            n,
-            new.mac_aging,
-            new.mac_limit_per_node,
-            new.mac_table_limit,
-        );
+        self.macs
+            .reconfigure(new.mac_aging, new.mac_limit_per_node, new.mac_table_limit);
         self.storm.reconfigure(new.storm.clone(), n);
         self.guard.reconfigure(new.handshake_guard.clone());
         let vlans = super::member_vlans(self.ports.iter().filter(|p| !p.retired).map(|p| &p.spec));

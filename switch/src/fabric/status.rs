@@ -41,18 +41,13 @@ impl Switch {
         let macs = with_macs.then(|| {
             let mut v: Vec<MacStatus> = self
                 .macs
-                .reader()
                 .iter()
-                .map(|e| MacStatus {
+                .map(|(vlan, mac, e)| MacStatus {
                     network: String::new(),
-                    vlan: e.key().0,
-                    mac: crate::status::format_mac(&e.key().1),
-                    node: self.ports[e.value().node.0 as usize].spec.name.clone(),
-                    expires_in_secs: e
-                        .value()
-                        .expires_at
-                        .saturating_duration_since(now)
-                        .as_secs_f64(),
+                    vlan,
+                    mac: mac.to_string(),
+                    node: self.ports[e.port.0 as usize].spec.name.clone(),
+                    expires_in_secs: e.expires_at.saturating_duration_since(now).as_secs_f64(),
                 })
                 .collect();
             v.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
@@ -68,7 +63,7 @@ impl Switch {
                 limit: self.cfg.mac_table_limit,
                 limit_per_node: self.cfg.mac_limit_per_node,
                 aging_secs: self.cfg.mac_aging.as_secs(),
-                counters: self.mac_counters.clone(),
+                counters: self.mac_counters(),
             },
             sessions: self.sessions.clone(),
             handshake_guard: self.guard.status(now),

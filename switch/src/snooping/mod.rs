@@ -65,7 +65,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
-use overlay_proto::wire::ethernet::Mac;
+use overlay_proto::ethernet::MacAddr;
 
 use crate::NodeId;
 use crate::stats::SnoopCounters;
@@ -96,7 +96,7 @@ pub struct SnoopConfig {
     /// Source of its MLD queries (link-local).
     pub querier_v6: Ipv6Addr,
     /// Source MAC of its queries.
-    pub querier_mac: Mac,
+    pub querier_mac: MacAddr,
     /// Time between general queries.
     pub query_interval: Duration,
     /// Max response time in general queries.
@@ -120,7 +120,7 @@ pub struct SnoopConfig {
 }
 
 /// The querier's default MAC: locally administered, "tm" for tapmesh.
-pub const DEFAULT_QUERIER_MAC: Mac = [0x02, 0x74, 0x6d, 0x00, 0x00, 0x01];
+pub const DEFAULT_QUERIER_MAC: MacAddr = MacAddr([0x02, 0x74, 0x6d, 0x00, 0x00, 0x01]);
 
 impl Default for SnoopConfig {
     fn default() -> Self {
@@ -160,7 +160,8 @@ impl SnoopConfig {
 }
 
 /// The EUI-64 link-local address of a MAC (RFC 4291 appendix A).
-pub fn link_local_from_mac(m: &Mac) -> Ipv6Addr {
+pub fn link_local_from_mac(m: &MacAddr) -> Ipv6Addr {
+    let m = &m.0;
     Ipv6Addr::new(
         0xfe80,
         0,

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use overlay_proto::wire::ethernet::Mac;
+use overlay_proto::ethernet::MacAddr;
 
 /// IPv4 ethertype.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -421,15 +421,15 @@ fn encode_code(v: u32) -> u8 {
 }
 
 /// The Ethernet MAC of an IP group (RFC 1112 6.4, RFC 2464 7).
-pub fn group_mac(g: &IpAddr) -> Mac {
+pub fn group_mac(g: &IpAddr) -> MacAddr {
     match g {
         IpAddr::V4(a) => {
             let o = a.octets();
-            [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
+            MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
         }
         IpAddr::V6(a) => {
             let o = a.octets();
-            [0x33, 0x33, o[12], o[13], o[14], o[15]]
+            MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
         }
     }
 }
@@ -438,7 +438,7 @@ pub fn group_mac(g: &IpAddr) -> Mac {
 #[derive(Debug, Clone, Copy)]
 pub struct QuerySpec {
     /// Source MAC of the frame.
-    pub mac: Mac,
+    pub mac: MacAddr,
     /// The group for a group-specific query; `None` for a general query.
     pub group: Option<IpAddr>,
     /// Max response time.
@@ -456,8 +456,8 @@ pub fn igmp_query(spec: &QuerySpec, source: Ipv4Addr) -> Vec<u8> {
         _ => Ipv4Addr::new(224, 0, 0, 1),
     };
     let mut f = Vec::with_capacity(14 + 24 + 12);
-    f.extend_from_slice(&group_mac(&dst.into()));
-    f.extend_from_slice(&spec.mac);
+    f.extend_from_slice(&group_mac(&dst.into()).0);
+    f.extend_from_slice(&spec.mac.0);
     f.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
     let ip = 14;
     f.extend_from_slice(&[0x46, 0xc0, 0, 36, 0, 0, 0, 0, 1, PROTO_IGMP, 0, 0]);
@@ -489,8 +489,8 @@ pub fn mld_query(spec: &QuerySpec, source: Ipv6Addr) -> Vec<u8> {
         _ => Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
     };
     let mut f = Vec::with_capacity(14 + 40 + 8 + 28);
-    f.extend_from_slice(&group_mac(&dst.into()));
-    f.extend_from_slice(&spec.mac);
+    f.extend_from_slice(&group_mac(&dst.into()).0);
+    f.extend_from_slice(&spec.mac.0);
     f.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
     f.extend_from_slice(&[0x60, 0, 0, 0, 0, 36, NH_HOP_BY_HOP, 1]);
     f.extend_from_slice(&source.octets());
@@ -606,7 +606,7 @@ mod tests {
     #[test]
     fn built_queries_parse_back() {
         let spec = QuerySpec {
-            mac: [2, 0, 0, 0, 0, 0xfe],
+            mac: MacAddr([2, 0, 0, 0, 0, 0xfe]),
             group: None,
             max_response: Duration::from_secs(10),
             interval: Duration::from_secs(125),

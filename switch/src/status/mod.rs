@@ -241,13 +241,5 @@ pub struct SourceStatus {
     pub expires_in_secs: f64,
 }
 
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
-}
-
 mod table;
 pub use table::{human_bytes, render_table};
