@@ -292,7 +292,7 @@ fn node_seeds() {
     write(&d, "seed-cookie-reply-matching-index", &cookie_reply(&init));
     // Authentic and newer than the node's start: it must start a handshake.
     let valid = notice(60);
-    let mut n = tapmesh_node::core::Node::new(
+    let mut n = tapmesh_node::engine::Node::new(
         tapmesh_fuzz::node_config().clone(),
         now(),
         tapmesh_fuzz::UNIX_NOW,

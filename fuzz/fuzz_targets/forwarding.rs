@@ -31,7 +31,7 @@ use overlay_proto::wire::{
     DATA_HEADER_LEN, DATA_OVERHEAD, FLAG_CONTROL, FLAG_FRAGMENT, FLAG_VNET, Header,
 };
 use tapmesh_fuzz::{forwarding, forwarding_addrs, forwarding_offload, now, switch_addr};
-use tapmesh_node::core::TapWrite;
+use tapmesh_node::engine::TapWrite;
 
 const MTU: usize = 1400;
 

@@ -16,7 +16,7 @@ use overlay_proto::wire::{Header, MessageType};
 use tapmesh_fuzz::{
     NODE_SEED, UNIX_NOW, node_config, node_with_handshake_in_flight, now, switch_addr,
 };
-use tapmesh_node::core::Node;
+use tapmesh_node::engine::Node;
 
 fuzz_target!(|data: &[u8]| {
     let now = now();

@@ -16,7 +16,7 @@ use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::session::Session;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tapmesh_node::core::NodeConfig;
+use tapmesh_node::engine::NodeConfig;
 use tapmesh_switch::fabric::{NodeSpec, SwitchConfig};
 
 /// The network id. `Config::load` always produces 0, so that is what a real
@@ -106,8 +106,9 @@ pub fn node_config() -> &'static NodeConfig {
 
 /// A fresh node h1 that has just sent its first handshake initiation (the
 /// initiation is drained from its transmit queue and returned).
-pub fn node_with_handshake_in_flight() -> (tapmesh_node::core::Node, Vec<u8>) {
-    let mut node = tapmesh_node::core::Node::new(node_config().clone(), now(), UNIX_NOW, NODE_SEED);
+pub fn node_with_handshake_in_flight() -> (tapmesh_node::engine::Node, Vec<u8>) {
+    let mut node =
+        tapmesh_node::engine::Node::new(node_config().clone(), now(), UNIX_NOW, NODE_SEED);
     node.handle_timeout(now());
     let init = node
         .poll_transmit()
@@ -196,7 +197,7 @@ pub struct Forwarding {
     /// The switch.
     pub switch: tapmesh_switch::fabric::Switch,
     /// h1, h2, h3.
-    pub nodes: Vec<tapmesh_node::core::Node>,
+    pub nodes: Vec<tapmesh_node::engine::Node>,
     /// h4's session with the switch.
     pub rogue: Session,
 }
@@ -261,7 +262,7 @@ pub fn forwarding() -> &'static Forwarding {
                 offload: forwarding_offload(i),
                 ..node_config().clone()
             };
-            let mut n = tapmesh_node::core::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64);
+            let mut n = tapmesh_node::engine::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64);
             n.handle_timeout(t);
             net.add_node(n, addr);
         }
@@ -271,7 +272,7 @@ pub fn forwarding() -> &'static Forwarding {
         for (i, n) in nodes.iter_mut().enumerate() {
             assert_eq!(
                 n.link_state(),
-                tapmesh_node::core::LinkState::Established,
+                tapmesh_node::engine::LinkState::Established,
                 "h{} has no session",
                 i + 1
             );
@@ -356,7 +357,7 @@ fn new_mesh(specs: Vec<NodeSpec>, nodes: &[(StaticSecret, SocketAddr, bool)]) ->
             offload: *offload,
             ..node_config().clone()
         };
-        let mut n = tapmesh_node::core::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64);
+        let mut n = tapmesh_node::engine::Node::new(cfg, t, UNIX_NOW, NODE_SEED + i as u64);
         n.set_local_addrs(vec![*addr]);
         m.add_node(n, *addr);
     }

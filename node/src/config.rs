@@ -10,7 +10,7 @@ use overlay_proto::timers::REKEY_AFTER_TIME;
 use serde::Deserialize;
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
-use crate::core::NodeConfig;
+use crate::engine::NodeConfig;
 use crate::iface::{IfAddr, mac_from_key, parse_ifaddr};
 use crate::userhost::config::{HostConfig, HostFile};
 use crate::vm_peer::PeerAllow;

@@ -21,9 +21,9 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, VmPortConfig};
-use crate::core::Status;
-use crate::core::{Event, Node, TapWrite};
 use crate::device::FrameDevice;
+use crate::engine::Status;
+use crate::engine::{Event, Node, TapWrite};
 use crate::local_switch::{Forward, LocalSwitch, PortId, PortKind, UPLINK};
 use crate::stats::DropReason;
 use crate::userhost::{self, UserHost};

@@ -2,7 +2,7 @@
 //! carries their frames to and from the switch over one encrypted session.
 //!
 //! # Layout
-//! - [`core`]: the sans-IO state machine (`handle_tap_frame`,
+//! - [`engine`]: the sans-IO state machine (`handle_tap_frame`,
 //!   `handle_datagram`, `handle_timeout`, `poll_transmit`, `poll_timeout`):
 //!   handshake, rekey, keepalive, liveness, reconnect with backoff.
 //! - [`local_switch`]: the node's own learning switch between its local ports
@@ -28,9 +28,9 @@
 //!   socket, shutdown.
 
 pub mod config;
-pub mod core;
 pub mod daemon;
 pub mod device;
+pub mod engine;
 pub mod iface;
 pub mod local_switch;
 pub mod metrics;

@@ -17,7 +17,7 @@
 //! (a virtio-net header before the frame when the node core has `offload`
 //! on, possibly a TCP super-frame), VM ports and hosts plain Ethernet frames.
 //!
-//! [`Node`]: crate::core::Node
+//! [`Node`]: crate::engine::Node
 use std::time::Instant;
 
 use overlay_proto::ethernet::{self, Frame};

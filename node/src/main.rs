@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tapmesh_node::core::Status;
+use tapmesh_node::engine::Status;
 use tapmesh_node::local_switch::{LocalStatus, PortKind};
 use tapmesh_node::{config::Config, daemon, device::FrameDevice, tap};
 use tapmesh_shell::admin::{drops_line, variant_name};
@@ -304,7 +304,7 @@ mod tests {
         let mut s = Status {
             name: "h1".into(),
             switch: "198.18.0.1:7777".into(),
-            session: tapmesh_node::core::LinkState::Established,
+            session: tapmesh_node::engine::LinkState::Established,
             session_age_secs: Some(12.34),
             last_handshake_secs_ago: Some(2.0),
             last_rx_secs_ago: None,

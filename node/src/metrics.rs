@@ -7,7 +7,7 @@
 use overlay_proto::counters::Reason;
 use tapmesh_shell::metrics::{Def, Export, Exposition};
 
-use crate::core::{LinkState, Status};
+use crate::engine::{LinkState, Status};
 
 const SESSION_UP: Def = Def::gauge(
     "tapmesh_node_session_up",

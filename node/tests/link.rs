@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use overlay_proto::timers::{
     HANDSHAKE_RETRY_MAX, HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PROBE_AFTER, PROBE_TIMEOUT,
 };
-use tapmesh_node::core::LinkState;
+use tapmesh_node::engine::LinkState;
 use tapmesh_sim::LinkFaults;
 use tapmesh_sim::build::{network, switch};
 use tapmesh_sim::frames::{frame, mac};

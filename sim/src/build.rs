@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use overlay_proto::keys::StaticSecret;
-use tapmesh_node::core::Node;
+use tapmesh_node::engine::Node;
 use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
 
 use crate::Net;

@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
-use tapmesh_node::core::{Node, NodeConfig, TapWrite};
+use tapmesh_node::engine::{Node, NodeConfig, TapWrite};
 
 /// A node's config with the defaults every simulation starts from: no
 /// network secret, network 0, TAP MTU 1400 without offload, underlay MTU

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
-use tapmesh_node::core::Node;
+use tapmesh_node::engine::Node;
 use tapmesh_switch::fabric::Switch;
 use tapmesh_switch::networks::Networks;
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use overlay_proto::wire::{Header, MessageType};
-use tapmesh_node::core::Node;
+use tapmesh_node::engine::Node;
 
 /// Node cores sharing one endpoint: a datagram goes to the node whose
 /// session (or handshake) index it names, learned from each node's

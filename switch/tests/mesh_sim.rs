@@ -14,7 +14,7 @@ use overlay_proto::handshake::Timestamp;
 use overlay_proto::keys::StaticSecret;
 use overlay_proto::vlan::PortVlan;
 use overlay_proto::wire::{DATA_OVERHEAD, HS_RESP_LEN};
-use tapmesh_node::core::Node;
+use tapmesh_node::engine::Node;
 use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, Path};
 use tapmesh_sim::frames::{frame, mac, tagged};
 use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
@@ -141,7 +141,7 @@ impl Net {
         net.observe = Some(is_frame);
         for (i, k) in keys.iter().enumerate() {
             let addr: SocketAddr = format!("198.18.0.{}:4000", 10 + i).parse().unwrap();
-            let cfg = tapmesh_node::core::NodeConfig {
+            let cfg = tapmesh_node::engine::NodeConfig {
                 vouch_lifetime,
                 ..tapmesh_sim::node_config(k.clone(), switch_key.public_key(), switch_addr)
             };
@@ -762,7 +762,7 @@ fn forged_responses_ahead_of_every_response_stop_no_handshake() {
         let st = n.nodes[i].status(n.now, "x");
         assert_eq!(
             n.nodes[i].link_state(),
-            tapmesh_node::core::LinkState::Established,
+            tapmesh_node::engine::LinkState::Established,
             "h{} has no session with the switch",
             i + 1
         );

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use overlay_proto::ethernet::MacAddr;
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
-use tapmesh_node::core::{LinkState, Node, NodeConfig};
+use tapmesh_node::engine::{LinkState, Node, NodeConfig};
 use tapmesh_sim::Net;
 use tapmesh_sim::frames::{frame, mac, tagged};
 use tapmesh_switch::NodeId;

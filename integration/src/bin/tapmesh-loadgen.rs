@@ -1,7 +1,7 @@
 //! `tapmesh-loadgen`: the switch-only benchmark of issue #7. One real
 //! `tapmesh-switch` process in a namespace of its own, and N simulated nodes
 //! in this process speaking the real protocol over that namespace's loopback:
-//! each is a `tapmesh_node::core::Node` (real Noise handshakes, real AES-GCM
+//! each is a `tapmesh_node::engine::Node` (real Noise handshakes, real AES-GCM
 //! both ways), with only the TAP replaced by frames built here.
 //!
 //! Phase 1 (throughput): N nodes (default 1,000) connect and each learns one
@@ -35,7 +35,7 @@ use integration::{Netns, Process, bins, wait_until};
 use overlay_proto::keys::StaticSecret;
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use serde_json::{Value, json};
-use tapmesh_node::core::{LinkState, Node, NodeConfig};
+use tapmesh_node::engine::{LinkState, Node, NodeConfig};
 use tapmesh_sim::NodeSet;
 
 const USAGE: &str = "usage: tapmesh-loadgen [--quick] [--nodes N] [--secs S] [--threads W] [--window F]\n\
