@@ -35,10 +35,10 @@ use overlay_proto::transmit::TxQueue;
 use overlay_proto::tunnel::{Ctx, IndexTable, Local};
 
 use crate::NodeId;
+use crate::counters::{Drops, Forwarded, MacCounters, SessionCounters};
 use crate::mesh::Mesh;
 use crate::snooping::limits::GroupTotal;
 use crate::snooping::{SnoopConfig, Snooping};
-use crate::stats::{Drops, Forwarded, MacCounters, SessionCounters};
 use crate::storm::{StormConfig, StormControl};
 use crate::vlan::{PortVlan, Vid};
 
