@@ -19,9 +19,14 @@
 //! - the hasher is keyed per process (`foldhash` random state): tenants choose
 //!   MACs, so an attacker must not be able to aim them at one bucket.
 //!
-//! One owner, no locks: others read snapshots the owner builds.
+//! One owner: others read snapshots the owner builds. The entries live in a
+//! [`MacMap`] backend: a plain `HashMap` ([`MacHashMap`], the default) or a
+//! sharded concurrent `DashMap` ([`MacDashMap`]); the table's rules above are
+//! written once, over either.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
 
 use crate::ethernet::MacAddr;
 use crate::vlan::Vid;
@@ -92,10 +97,96 @@ pub struct MacTableCounters {
     pub table_limit_hits: u64,
 }
 
-/// A MAC table keyed by VLAN and MAC, with aging and limits.
+/// What a table is keyed by: the VLAN and the MAC.
+pub type MacKey = (Vid, MacAddr);
+
+/// The map a [`MacTable`] keeps its entries in: the few operations the
+/// table needs, so that its rules are written once over every backend.
+/// Methods that change the map take `&mut self`, so a concurrent backend
+/// holds no guard beyond one call.
+pub trait MacMap<P> {
+    /// An empty map hashing with a per-process random key.
+    fn empty() -> Self;
+    /// The entry for `key`.
+    fn get(&self, key: &MacKey) -> Option<MacEntry<P>>;
+    /// Run `f` on the entry for `key`, if there is one (one lookup).
+    fn update<R>(&mut self, key: &MacKey, f: impl FnOnce(&mut MacEntry<P>) -> R) -> Option<R>;
+    /// Add the entry for a `key` that has none.
+    fn insert(&mut self, key: MacKey, entry: MacEntry<P>);
+    /// Keep only the entries `keep` says yes to.
+    fn retain(&mut self, keep: impl FnMut(&MacKey, &mut MacEntry<P>) -> bool);
+    /// Every entry, in no particular order.
+    fn entries(&self) -> impl Iterator<Item = (MacKey, MacEntry<P>)> + '_;
+}
+
+/// The default backend: a `HashMap`, for tables with one owner.
+pub type MacHashMap<P> = HashMap<MacKey, MacEntry<P>, foldhash::fast::RandomState>;
+
+/// A sharded concurrent backend: a `DashMap`, for a table that several
+/// threads may come to share.
+pub type MacDashMap<P> = DashMap<MacKey, MacEntry<P>, foldhash::fast::RandomState>;
+
+impl<P: Copy> MacMap<P> for MacHashMap<P> {
+    fn empty() -> Self {
+        HashMap::with_hasher(foldhash::fast::RandomState::default())
+    }
+
+    fn get(&self, key: &MacKey) -> Option<MacEntry<P>> {
+        HashMap::get(self, key).copied()
+    }
+
+    fn update<R>(&mut self, key: &MacKey, f: impl FnOnce(&mut MacEntry<P>) -> R) -> Option<R> {
+        self.get_mut(key).map(f)
+    }
+
+    fn insert(&mut self, key: MacKey, entry: MacEntry<P>) {
+        HashMap::insert(self, key, entry);
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&MacKey, &mut MacEntry<P>) -> bool) {
+        HashMap::retain(self, |k, e| keep(k, e));
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (MacKey, MacEntry<P>)> + '_ {
+        self.iter().map(|(&k, &e)| (k, e))
+    }
+}
+
+impl<P: Copy> MacMap<P> for MacDashMap<P> {
+    fn empty() -> Self {
+        DashMap::with_hasher(foldhash::fast::RandomState::default())
+    }
+
+    fn get(&self, key: &MacKey) -> Option<MacEntry<P>> {
+        DashMap::get(self, key).map(|e| *e)
+    }
+
+    fn update<R>(&mut self, key: &MacKey, f: impl FnOnce(&mut MacEntry<P>) -> R) -> Option<R> {
+        // The shard's guard is dropped before this returns.
+        self.get_mut(key).map(|mut e| f(&mut e))
+    }
+
+    fn insert(&mut self, key: MacKey, entry: MacEntry<P>) {
+        DashMap::insert(self, key, entry);
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&MacKey, &mut MacEntry<P>) -> bool) {
+        DashMap::retain(self, |k, e| keep(k, e));
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (MacKey, MacEntry<P>)> + '_ {
+        self.iter().map(|r| (*r.key(), *r.value()))
+    }
+}
+
+/// A MAC table keyed by VLAN and MAC, with aging and limits, its entries in
+/// the backend `M`.
 #[derive(Debug, Clone)]
-pub struct MacTable<P> {
-    map: HashMap<(Vid, MacAddr), MacEntry<P>, foldhash::fast::RandomState>,
+pub struct MacTable<P, M = MacHashMap<P>> {
+    map: M,
+    /// Entries in `map`, kept here so that counting them is O(1) with every
+    /// backend (a `DashMap` counts shard by shard).
+    len: usize,
     per_port: Vec<usize>,
     aging: Duration,
     per_port_limit: usize,
@@ -103,19 +194,22 @@ pub struct MacTable<P> {
     /// No entry expires before this (a lower bound; `None` when empty).
     next_expiry: Option<Instant>,
     counters: MacTableCounters,
+    _port: std::marker::PhantomData<P>,
 }
 
-impl<P: PortIndex> MacTable<P> {
+impl<P: PortIndex, M: MacMap<P>> MacTable<P, M> {
     /// An empty table.
     pub fn new(aging: Duration, per_port_limit: usize, table_limit: usize) -> Self {
         MacTable {
-            map: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            map: M::empty(),
+            len: 0,
             per_port: Vec::new(),
             aging,
             per_port_limit,
             table_limit,
             next_expiry: None,
             counters: MacTableCounters::default(),
+            _port: std::marker::PhantomData,
         }
     }
 
@@ -131,12 +225,12 @@ impl<P: PortIndex> MacTable<P> {
     /// Entries in the table (including ones whose time is up but that the
     /// next [`expire`](Self::expire) has not removed yet).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// True if no MAC is known.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// MACs currently owned by `port`.
@@ -166,40 +260,45 @@ impl<P: PortIndex> MacTable<P> {
         if i >= self.per_port.len() {
             self.per_port.resize(i + 1, 0);
         }
-        let full = self.map.len() >= self.table_limit;
-        let learned = match self.map.get_mut(&(vlan, mac)) {
-            Some(e) if e.port == port => {
+        let per_port = &mut self.per_port;
+        let counters = &mut self.counters;
+        let limit = self.per_port_limit;
+        let known = self.map.update(&(vlan, mac), |e| {
+            if e.port == port {
                 e.expires_at = expires_at;
-                Learned::Refreshed
+                return Learned::Refreshed;
             }
-            Some(_) if self.per_port[i] >= self.per_port_limit => {
-                self.counters.port_limit_hits += 1;
+            if per_port[i] >= limit {
+                counters.port_limit_hits += 1;
                 return Learned::PortLimit;
             }
-            Some(e) => {
-                let from = e.port;
-                let live = e.expires_at > now;
-                *e = MacEntry { port, expires_at };
-                self.per_port[from.index()] -= 1;
-                self.per_port[i] += 1;
-                if live {
-                    self.counters.moves += 1;
-                    Learned::Moved { from }
-                } else {
-                    self.counters.learned += 1;
-                    Learned::New
-                }
+            let from = e.port;
+            let live = e.expires_at > now;
+            *e = MacEntry { port, expires_at };
+            per_port[from.index()] -= 1;
+            per_port[i] += 1;
+            if live {
+                counters.moves += 1;
+                Learned::Moved { from }
+            } else {
+                counters.learned += 1;
+                Learned::New
             }
+        });
+        let learned = match known {
+            Some(Learned::PortLimit) => return Learned::PortLimit,
+            Some(learned) => learned,
             None if self.per_port[i] >= self.per_port_limit => {
                 self.counters.port_limit_hits += 1;
                 return Learned::PortLimit;
             }
-            None if full => {
+            None if self.len >= self.table_limit => {
                 self.counters.table_limit_hits += 1;
                 return Learned::TableFull;
             }
             None => {
                 self.map.insert((vlan, mac), MacEntry { port, expires_at });
+                self.len += 1;
                 self.per_port[i] += 1;
                 self.counters.learned += 1;
                 Learned::New
@@ -215,15 +314,19 @@ impl<P: PortIndex> MacTable<P> {
     /// that check more than the table does before they learn.
     pub fn refresh(&mut self, now: Instant, vlan: Vid, mac: MacAddr, port: P) -> bool {
         // HOT PATH
-        match self.map.get_mut(&(vlan, mac)) {
-            Some(e) if e.port == port => {
-                e.expires_at = now + self.aging;
-                let t = e.expires_at;
-                self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
-                true
+        let t = now + self.aging;
+        let refreshed = self.map.update(&(vlan, mac), |e| {
+            let mine = e.port == port;
+            if mine {
+                e.expires_at = t;
             }
-            _ => false,
+            mine
+        });
+        if refreshed != Some(true) {
+            return false;
         }
+        self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
+        true
     }
 
     /// The port behind `mac` in VLAN `vlan`, if known and not aged out.
@@ -237,21 +340,23 @@ impl<P: PortIndex> MacTable<P> {
 
     /// Every entry, in no particular order (status snapshots, announcements).
     pub fn iter(&self) -> impl Iterator<Item = (Vid, MacAddr, MacEntry<P>)> + '_ {
-        self.map.iter().map(|(&(v, m), &e)| (v, m, e))
+        self.map.entries().map(|((v, m), e)| (v, m, e))
     }
 
     /// Keep only the entries `keep` says yes to. Returns how many went.
     pub fn retain(&mut self, mut keep: impl FnMut(Vid, MacAddr, &MacEntry<P>) -> bool) -> usize {
         let per_port = &mut self.per_port;
-        let before = self.map.len();
+        let mut gone = 0;
         self.map.retain(|&(v, m), e| {
             let k = keep(v, m, e);
             if !k {
                 per_port[e.port.index()] -= 1;
+                gone += 1;
             }
             k
         });
-        before - self.map.len()
+        self.len -= gone;
+        gone
     }
 
     /// Forget every MAC behind `port` (it left or went down). Returns how many.
@@ -272,7 +377,7 @@ impl<P: PortIndex> MacTable<P> {
         }
         let n = self.retain(|_, _, e| e.expires_at > now);
         self.counters.aged_out += n as u64;
-        self.next_expiry = self.map.values().map(|e| e.expires_at).min();
+        self.next_expiry = self.map.entries().map(|(_, e)| e.expires_at).min();
         n
     }
 
@@ -296,14 +401,45 @@ mod tests {
         MacAddr([2, 0, b[0], b[1], b[2], b[3]])
     }
 
-    fn table(per_port: usize, total: usize) -> MacTable<usize> {
+    fn table<M: MacMap<usize>>(per_port: usize, total: usize) -> MacTable<usize, M> {
         MacTable::new(Duration::from_secs(300), per_port, total)
     }
 
-    #[test]
-    fn learn_refresh_and_age_out() {
+    /// Every test below, run against each backend: the same assertions prove
+    /// both.
+    macro_rules! each_backend {
+        ($($name:ident),* $(,)?) => {
+            mod hash_map {
+                use super::super::MacHashMap;
+                $(#[test]
+                fn $name() {
+                    super::$name::<MacHashMap<usize>>();
+                })*
+            }
+            mod dash_map {
+                use super::super::MacDashMap;
+                $(#[test]
+                fn $name() {
+                    super::$name::<MacDashMap<usize>>();
+                })*
+            }
+        };
+    }
+
+    each_backend!(
+        learn_refresh_and_age_out,
+        next_expiry_follows_the_oldest_entry,
+        group_and_zero_sources_are_never_learned,
+        move_takes_effect_at_once,
+        an_aged_out_entry_is_not_a_move,
+        per_port_limit_and_table_limit,
+        vlans_are_separate_tables,
+        retain_keeps_per_port_counts,
+    );
+
+    fn learn_refresh_and_age_out<M: MacMap<usize>>() {
         let t0 = Instant::now();
-        let mut t = table(10, 100);
+        let mut t = table::<M>(10, 100);
         assert_eq!(t.learn(t0, V, mac(1), A), Learned::New);
         assert_eq!(t.lookup(t0, V, &mac(1)), Some(A));
         let t1 = t0 + Duration::from_secs(200);
@@ -319,10 +455,9 @@ mod tests {
         assert_eq!((t.counters().learned, t.counters().aged_out), (1, 1));
     }
 
-    #[test]
-    fn next_expiry_follows_the_oldest_entry() {
+    fn next_expiry_follows_the_oldest_entry<M: MacMap<usize>>() {
         let t0 = Instant::now();
-        let mut t = table(10, 100);
+        let mut t = table::<M>(10, 100);
         assert_eq!(t.next_expiry(), None);
         t.learn(t0, V, mac(1), A);
         let t1 = t0 + Duration::from_secs(100);
@@ -333,10 +468,9 @@ mod tests {
         assert_eq!(t.lookup(t1, V, &mac(2)), Some(A));
     }
 
-    #[test]
-    fn group_and_zero_sources_are_never_learned() {
+    fn group_and_zero_sources_are_never_learned<M: MacMap<usize>>() {
         let t0 = Instant::now();
-        let mut t = table(10, 100);
+        let mut t = table::<M>(10, 100);
         for m in [
             MacAddr::ZERO,
             MacAddr::BROADCAST,
@@ -349,10 +483,9 @@ mod tests {
         assert_eq!(t.counters().learned, 0);
     }
 
-    #[test]
-    fn move_takes_effect_at_once() {
+    fn move_takes_effect_at_once<M: MacMap<usize>>() {
         let t0 = Instant::now();
-        let mut t = table(10, 100);
+        let mut t = table::<M>(10, 100);
         t.learn(t0, V, mac(1), A);
         assert_eq!(t.learn(t0, V, mac(1), B), Learned::Moved { from: A });
         assert_eq!(t.lookup(t0, V, &mac(1)), Some(B));
@@ -360,10 +493,9 @@ mod tests {
         assert_eq!(t.counters().moves, 1);
     }
 
-    #[test]
-    fn an_aged_out_entry_is_not_a_move() {
+    fn an_aged_out_entry_is_not_a_move<M: MacMap<usize>>() {
         let t0 = Instant::now();
-        let mut t = table(10, 100);
+        let mut t = table::<M>(10, 100);
         t.learn(t0, V, mac(1), A);
         let later = t0 + t.aging();
         assert_eq!(t.learn(later, V, mac(1), B), Learned::New);
@@ -372,10 +504,9 @@ mod tests {
         assert_eq!(t.len(), 1);
     }
 
-    #[test]
-    fn per_port_limit_and_table_limit() {
+    fn per_port_limit_and_table_limit<M: MacMap<usize>>() {
         let t0 = Instant::now();
-        let mut t = table(3, 5);
+        let mut t = table::<M>(3, 5);
         for i in 0..3 {
             assert_eq!(t.learn(t0, V, mac(i), A), Learned::New);
         }
@@ -398,10 +529,9 @@ mod tests {
         assert_eq!(t.learn(t0, V, mac(12), B), Learned::New);
     }
 
-    #[test]
-    fn vlans_are_separate_tables() {
+    fn vlans_are_separate_tables<M: MacMap<usize>>() {
         let t0 = Instant::now();
-        let mut t = table(10, 100);
+        let mut t = table::<M>(10, 100);
         assert_eq!(t.learn(t0, 10, mac(1), A), Learned::New);
         assert_eq!(
             t.learn(t0, 20, mac(1), B),
@@ -413,15 +543,15 @@ mod tests {
         assert_eq!(t.lookup(t0, 30, &mac(1)), None);
     }
 
-    #[test]
-    fn retain_keeps_per_port_counts() {
+    fn retain_keeps_per_port_counts<M: MacMap<usize>>() {
         let t0 = Instant::now();
-        let mut t = table(10, 100);
+        let mut t = table::<M>(10, 100);
         t.learn(t0, V, mac(1), A);
         t.learn(t0, V, mac(2), A);
         t.learn(t0, V, mac(3), B);
         assert_eq!(t.retain(|_, m, _| m != mac(2)), 1);
         assert_eq!((t.count_for(A), t.count_for(B)), (1, 1));
         assert_eq!(t.iter().count(), 2);
+        assert_eq!(t.len(), 2);
     }
 }

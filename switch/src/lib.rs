@@ -19,8 +19,8 @@
 //!   reordering, duplication, corruption, rate, link down) for labs.
 //! - [`vlan`]: 802.1Q access and trunk ports, tagging and untagging.
 //! - [`metrics`]: the [`status::Status`] snapshot as Prometheus metrics (names, labels).
-//! - [`state`]: the state file (nodes' last endpoints) for restart notices.
-//! - [`stats`]: drop reasons and counters, plain integers.
+//! - [`counters`]: drop reasons and counters, plain integers.
+//! - [`endpoints_file`]: the state file (nodes' last endpoints) for restart notices.
 //! - [`status`]: the snapshot `tapmesh-switch status` prints ([`status::render_table`]
 //!   renders it as a table).
 //! - [`config`]: `switch.toml`, parsed and validated into a [`fabric::SwitchConfig`].
@@ -30,6 +30,8 @@
 //!   snapshots, shutdown.
 
 pub mod config;
+pub mod counters;
+pub mod endpoints_file;
 pub mod fabric;
 pub mod impair;
 pub mod mesh;
@@ -38,8 +40,6 @@ pub mod networks;
 pub mod reload;
 pub mod server;
 pub mod snooping;
-pub mod state;
-pub mod stats;
 pub mod status;
 pub mod storm;
 pub use overlay_proto::vlan;

@@ -6,7 +6,7 @@
 use overlay_proto::counters::Reason;
 use tapmesh_shell::metrics::{Def, Export, Exposition};
 
-use crate::stats::DropReason;
+use crate::counters::DropReason;
 use crate::status::Status;
 
 const NODES_CONFIGURED: Def = Def::gauge(

@@ -18,11 +18,11 @@ use overlay_proto::handshake::Timestamp;
 use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::Header;
 
+use crate::counters::{DropReason, Drops, ReloadCounters};
 use crate::fabric::{Changes, Event, Switch, SwitchConfig, Unchangeable};
 use crate::impair::LinkImpair;
 use crate::mesh::Mode;
 use crate::snooping::limits::GroupTotal;
-use crate::stats::{DropReason, Drops, ReloadCounters};
 use crate::status::{NetworkStatus, Status};
 
 /// One network's validated configuration.

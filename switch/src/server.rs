@@ -17,9 +17,9 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::endpoints_file;
 use crate::fabric::Event;
 use crate::networks::Networks;
-use crate::state;
 use crate::status::Status;
 
 /// How late tokio's timers fire, about: they round deadlines up to whole
@@ -54,7 +54,7 @@ pub async fn run(
     core.set_timer_slack(TIMER_SLACK);
     let state_file = running.state_file.clone();
     let mut hangup = tapmesh_shell::reload::hangups()?;
-    let known = state::load(&state_file);
+    let known = endpoints_file::load(&state_file);
     if !known.is_empty() {
         let n = core.announce_restart(wall_timestamp(), &known);
         tracing::info!(
@@ -140,7 +140,7 @@ pub async fn run(
         if state_dirty && now >= state_saved_at + STATE_SAVE_INTERVAL {
             state_dirty = false;
             state_saved_at = now;
-            if let Err(e) = state::save(&state_file, &core.endpoints())
+            if let Err(e) = endpoints_file::save(&state_file, &core.endpoints())
                 && !state_warned
             {
                 state_warned = true;

@@ -10,8 +10,8 @@ use overlay_proto::handshake_guard::GuardConfig;
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::wire::{COOKIE_REPLY_LEN, HS_INIT_LEN, HS_RESP_LEN};
 use tapmesh_node::engine::{LinkState, Node, NodeConfig};
+use tapmesh_switch::counters::DropReason;
 use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
-use tapmesh_switch::stats::DropReason;
 
 fn switch_config(sw: &StaticSecret, node: &StaticSecret, guard: GuardConfig) -> SwitchConfig {
     SwitchConfig {

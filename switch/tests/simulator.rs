@@ -13,8 +13,8 @@ use tapmesh_node::engine::{LinkState, Node, NodeConfig};
 use tapmesh_sim::Net;
 use tapmesh_sim::frames::{frame, mac, tagged};
 use tapmesh_switch::NodeId;
+use tapmesh_switch::counters::DropReason;
 use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
-use tapmesh_switch::stats::DropReason;
 use tapmesh_switch::storm::{Rate, StormConfig};
 use tapmesh_switch::vlan::{NO_VLAN, PortVlan};
 

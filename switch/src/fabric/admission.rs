@@ -12,7 +12,7 @@ use overlay_proto::wire::{FLAG_CONTROL, FLAG_FRAGMENT, Header, MessageType, REST
 use super::port::drop_reason;
 use super::{Event, Switch};
 use crate::NodeId;
-use crate::stats::DropReason;
+use crate::counters::DropReason;
 
 impl Switch {
     /// Process one received UDP datagram. `buf` is decrypted in place.

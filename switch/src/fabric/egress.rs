@@ -10,8 +10,8 @@ use overlay_proto::wire::{FLAG_CONTROL, FLAG_RELAYED, FLAG_VNET};
 use super::Switch;
 use super::port::drop_reason;
 use crate::NodeId;
+use crate::counters::DropReason;
 use crate::impair::Direction;
-use crate::stats::DropReason;
 
 impl Switch {
     /// Answer a keepalive.

@@ -10,9 +10,9 @@ use overlay_proto::wire::FLAG_VNET;
 
 use super::{MAX_FRAME, Switch};
 use crate::NodeId;
+use crate::counters::DropReason;
 use crate::impair::Direction;
 use crate::snooping::Verdict;
-use crate::stats::DropReason;
 use crate::storm::StormClass;
 use crate::vlan::{self, Ingress};
 

@@ -8,8 +8,8 @@ use overlay_proto::vnet::{self, VnetHdr};
 
 use super::Switch;
 use crate::NodeId;
+use crate::counters::DropReason;
 use crate::impair::{self, Direction, LinkImpair, PortImpair};
-use crate::stats::DropReason;
 
 /// Link impairment (see [`crate::impair`]): frames of an impaired node's
 /// link go through its [`PortImpair`]; held ones come back out in

@@ -7,8 +7,8 @@ use overlay_proto::wire::FLAG_FRAGMENT;
 
 use super::Switch;
 use crate::NodeId;
+use crate::counters::DropReason;
 use crate::mesh::{MemberView, Mesh};
-use crate::stats::DropReason;
 
 /// Mesh mode (see [`crate::mesh`]): control messages in and out.
 impl Switch {

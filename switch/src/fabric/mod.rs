@@ -29,16 +29,16 @@ use overlay_proto::ethernet::MacAddr;
 use overlay_proto::frag;
 use overlay_proto::handshake_guard::{GuardConfig, HandshakeGuard};
 use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
-use overlay_proto::mac_table::{MAC_AGING, MacTable};
+use overlay_proto::mac_table::{MAC_AGING, MacDashMap, MacTable};
 use overlay_proto::transmit::Transmit;
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::tunnel::{Ctx, IndexTable, Local};
 
 use crate::NodeId;
+use crate::counters::{Drops, Forwarded, MacCounters, SessionCounters};
 use crate::mesh::Mesh;
 use crate::snooping::limits::GroupTotal;
 use crate::snooping::{SnoopConfig, Snooping};
-use crate::stats::{Drops, Forwarded, MacCounters, SessionCounters};
 use crate::storm::{StormConfig, StormControl};
 use crate::vlan::{PortVlan, Vid};
 
@@ -174,6 +174,11 @@ pub enum Event {
     },
 }
 
+/// The switch's MAC table, its entries in a concurrent `DashMap`: the
+/// workers of a multi-core switch are to share one table. That sharing is
+/// not built yet; today one `Switch` owns the table alone.
+pub type SharedMacs = MacTable<NodeId, MacDashMap<NodeId>>;
+
 /// The switch state machine.
 #[derive(Debug)]
 #[cfg_attr(fuzzing, derive(Clone))]
@@ -185,7 +190,7 @@ pub struct Switch {
     local: Local,
     /// Receiver indices, one table for every port's sessions.
     indices: IndexTable<NodeId>,
-    macs: MacTable<NodeId>,
+    macs: SharedMacs,
     tx: TxQueue,
     next_sweep: Instant,
     drops: Drops,
@@ -380,7 +385,7 @@ impl Switch {
     }
 
     /// The MAC table.
-    pub fn mac_table(&self) -> &MacTable<NodeId> {
+    pub fn mac_table(&self) -> &SharedMacs {
         &self.macs
     }
 

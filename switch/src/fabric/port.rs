@@ -8,8 +8,8 @@ use overlay_proto::tunnel::{Role, Tunnel, TunnelConfig, TunnelError};
 
 use super::NodeSpec;
 use crate::NodeId;
+use crate::counters::{DropReason, NodeCounters};
 use crate::impair::{self, ImpairCounters, LinkImpair, PortImpair};
-use crate::stats::{DropReason, NodeCounters};
 
 /// An admitted node's port: the tunnel to the node (the switch answers its
 /// handshakes) and what is the port's own.

@@ -68,7 +68,7 @@ use foldhash::fast::RandomState;
 use overlay_proto::ethernet::MacAddr;
 
 use crate::NodeId;
-use crate::stats::SnoopCounters;
+use crate::counters::SnoopCounters;
 use crate::status::{
     GroupStatus, MemberStatus, MulticastStatus, QuerierStatus, RouterPortStatus, SnoopLimits,
     SourceStatus,

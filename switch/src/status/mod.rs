@@ -4,10 +4,10 @@
 //! (a daemon older than the command) read as zero or empty.
 use serde::{Deserialize, Serialize};
 
-use crate::impair::ImpairStatus;
-use crate::stats::{
+use crate::counters::{
     Drops, Forwarded, MacCounters, NodeCounters, ReloadCounters, SessionCounters, SnoopCounters,
 };
+use crate::impair::ImpairStatus;
 use crate::vlan::Vid;
 
 /// The whole switch.

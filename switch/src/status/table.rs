@@ -274,8 +274,8 @@ fn render_impair(out: &mut String, nodes: &[NodeStatus]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::{Drops, NodeCounters};
     use crate::impair::ImpairStatus;
-    use crate::stats::{Drops, NodeCounters};
     use crate::status::{
         GroupStatus, MacStatus, MemberStatus, NetworkStatus, QuerierStatus, RouterPortStatus,
         SourceStatus,
@@ -376,8 +376,8 @@ mod tests {
             ..Default::default()
         });
         let mut drops = Drops::default();
-        drops.add_n(crate::stats::DropReason::Replay, 3);
-        drops.add_n(crate::stats::DropReason::BadTag, 2);
+        drops.add_n(crate::counters::DropReason::Replay, 3);
+        drops.add_n(crate::counters::DropReason::BadTag, 2);
         let mut s = Status {
             uptime_secs: 100.0,
             nodes: vec![node("h1", true), h2],
