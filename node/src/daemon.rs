@@ -21,11 +21,11 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, VmPortConfig};
+use crate::counters::DropReason;
 use crate::device::FrameDevice;
 use crate::engine::Status;
 use crate::engine::{Event, Node, TapWrite};
 use crate::local_switch::{Forward, LocalSwitch, PortId, PortKind, UPLINK};
-use crate::stats::DropReason;
 use crate::userhost::{self, UserHost};
 use crate::vm_port::{self, HEADROOM, VmEvent};
 

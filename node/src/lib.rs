@@ -11,7 +11,7 @@
 //! - [`vm_framing`]: the length-prefixed framing of QEMU's `-netdev stream`.
 //! - [`peers`]: mesh mode: direct sessions with other nodes, path choice
 //!   (direct or relayed), MACs learned behind peers.
-//! - [`stats`]: drop reasons and counters.
+//! - [`counters`]: drop reasons and counters.
 //! - [`metrics`]: the status snapshot as Prometheus metrics (names, labels).
 //! - [`config`]: `node.toml`, parsed and validated ([`userhost::config`]
 //!   validates its `[[host]]` tables).
@@ -28,6 +28,7 @@
 //!   socket, shutdown.
 
 pub mod config;
+pub mod counters;
 pub mod daemon;
 pub mod device;
 pub mod engine;
@@ -36,7 +37,6 @@ pub mod local_switch;
 pub mod metrics;
 pub mod peers;
 pub mod reload;
-pub mod stats;
 pub mod tap;
 pub mod userhost;
 pub mod vm_framing;

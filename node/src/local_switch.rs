@@ -26,7 +26,7 @@ use overlay_proto::vlan::NO_VLAN;
 use overlay_proto::vnet::{self, VnetHdr};
 use serde::Serialize;
 
-use crate::stats::{DropReason, Drops};
+use crate::counters::{DropReason, Drops};
 
 mod format;
 mod forward;

@@ -294,9 +294,9 @@ fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapmesh_node::counters::DropReason;
     use tapmesh_node::local_switch::{PortCounters, PortStatus};
     use tapmesh_node::peers::{Path, PeerStatus};
-    use tapmesh_node::stats::DropReason;
     use tapmesh_node::userhost::{HostCounters, HostStatus};
 
     /// A status with every part filled in, as the node serializes it.

@@ -9,7 +9,7 @@
 //! consumed without being buffered) and reported, so the stream stays in
 //! step; a length no QEMU would send means the stream is garbage or out of
 //! step, and the shell closes that connection (the node itself carries on).
-use crate::stats::DropReason;
+use crate::counters::DropReason;
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;

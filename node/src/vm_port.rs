@@ -31,8 +31,8 @@ use tokio::net::{UnixDatagram, UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
 use crate::config::{VmPortConfig, VmSocket};
+use crate::counters::DropReason;
 use crate::local_switch::PortId;
-use crate::stats::DropReason;
 use crate::vm_framing::{Decoded, LEN_PREFIX, StreamDecoder, bad_len};
 use crate::vm_peer::{self, PeerAllow, PeerCred, Refusals};
 

@@ -15,8 +15,8 @@ use overlay_proto::transmit::TxQueue;
 use overlay_proto::vlan::{Ingress, PortVlan, Vid};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use tapmesh_node::counters::DropReason;
 use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, Peers};
-use tapmesh_node::stats::DropReason;
 
 const ZERO32: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 

@@ -2,8 +2,8 @@
 //! to datagrams reaches the cores as it would on a real network.
 use std::time::Duration;
 
+use tapmesh_node::counters::DropReason;
 use tapmesh_node::engine::LinkState;
-use tapmesh_node::stats::DropReason;
 use tapmesh_sim::build::{network, node_addr, switch_addr};
 use tapmesh_sim::faults::Fate;
 use tapmesh_sim::frames::{frame, mac};

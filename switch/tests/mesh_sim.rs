@@ -407,12 +407,12 @@ fn a_member_removed_from_the_config_loses_its_peers_when_the_switch_restarts() {
     assert_eq!(n.nodes[0].peers().status(n.now)[0].path_changes, 1);
     let before = n.nodes[0]
         .drops()
-        .get(tapmesh_node::stats::DropReason::HandshakeFailed);
+        .get(tapmesh_node::counters::DropReason::HandshakeFailed);
     n.advance(Duration::from_secs(10));
     assert!(
         n.nodes[0]
             .drops()
-            .get(tapmesh_node::stats::DropReason::HandshakeFailed)
+            .get(tapmesh_node::counters::DropReason::HandshakeFailed)
             > before,
         "h3's initiations are refused"
     );
@@ -777,7 +777,7 @@ fn forged_responses_ahead_of_every_response_stop_no_handshake() {
         }
         assert!(
             st.drops
-                .get(tapmesh_node::stats::DropReason::ForgedResponse)
+                .get(tapmesh_node::counters::DropReason::ForgedResponse)
                 >= 1,
             "h{}: forgeries not counted: {:?}",
             i + 1,

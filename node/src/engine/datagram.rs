@@ -7,8 +7,8 @@ use std::time::Instant;
 use overlay_proto::wire::{FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, Header, MessageType};
 
 use super::{Event, Node, TapWrite};
+use crate::counters::DropReason;
 use crate::peers::IndexOwner;
-use crate::stats::DropReason;
 
 impl Node {
     /// Process one received datagram, decrypting in place. Returns the range of

@@ -9,9 +9,9 @@ use overlay_proto::vnet::{VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET};
 
 use super::{Node, TapWrite};
+use crate::counters::DropReason;
 #[cfg(doc)]
 use crate::peers::Peers;
-use crate::stats::DropReason;
 
 impl Node {
     /// A decrypted payload (frame or fragment) from the switch (`peer` is

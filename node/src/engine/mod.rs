@@ -32,8 +32,8 @@ use overlay_proto::transmit::TxQueue;
 use overlay_proto::tunnel::{Role, Tunnel, TunnelConfig};
 use serde::Serialize;
 
+use crate::counters::{Counters, Drops, Rtt};
 use crate::peers::{IndexOwner, MoveReport, PathEvent, Peers};
-use crate::stats::{Counters, Drops, Rtt};
 
 mod datagram;
 mod deliver;

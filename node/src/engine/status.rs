@@ -5,8 +5,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{LinkState, Node};
+use crate::counters::{Counters, Drops};
 use crate::peers::{MacCounters, PeerStatus};
-use crate::stats::{Counters, Drops};
 
 impl Node {
     /// A snapshot for `status`.

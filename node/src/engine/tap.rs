@@ -9,7 +9,7 @@ use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{DATA_HEADER_LEN, FLAG_VNET};
 
 use super::Node;
-use crate::stats::DropReason;
+use crate::counters::DropReason;
 
 impl Node {
     /// Seal a frame read from the TAP for the switch. What the TAP gave (the

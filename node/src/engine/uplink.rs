@@ -9,8 +9,8 @@ use overlay_proto::tunnel::{Ctx, Tunnel, TunnelEvent};
 use overlay_proto::wire::FLAG_CONTROL;
 
 use super::{Event, Node};
+use crate::counters::DropReason;
 use crate::peers::IndexOwner;
-use crate::stats::DropReason;
 
 impl Node {
     /// A control message from the switch (mesh mode).

@@ -12,7 +12,7 @@
 use overlay_proto::ethernet;
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 
-use crate::stats::DropReason;
+use crate::counters::DropReason;
 
 /// How a port's frames look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

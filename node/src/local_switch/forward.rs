@@ -8,7 +8,7 @@ use std::time::Instant;
 use overlay_proto::vnet::VNET_HDR_LEN;
 
 use super::{Destination, Format, LocalSwitch, PortId, PortKind, UPLINK};
-use crate::stats::DropReason;
+use crate::counters::DropReason;
 
 /// Whether a frame goes to the two ports the shell serves itself, from
 /// [`LocalSwitch::forward`]. The frame goes to both in the ingress port's

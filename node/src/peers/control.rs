@@ -8,7 +8,7 @@ use overlay_proto::transmit::TxQueue;
 use overlay_proto::wire::FLAG_CONTROL;
 
 use super::{ANNOUNCE_EVERY, LOCAL_MAC_LIMIT, Peers};
-use crate::stats::DropReason;
+use crate::counters::DropReason;
 
 impl Peers {
     /// A source MAC read from our TAP: announce it to direct peers when it is

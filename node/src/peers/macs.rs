@@ -9,7 +9,7 @@ use overlay_proto::mac_table::{Learned, MAC_AGING};
 use overlay_proto::vlan::{self, Ingress, Vid};
 
 use super::{MOVE_LOG_EVERY, MacCounters, MoveReport, OWNER_LIMIT, Peer, Peers};
-use crate::stats::DropReason;
+use crate::counters::DropReason;
 
 impl Peers {
     /// MAC learning counters.

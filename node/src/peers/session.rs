@@ -11,7 +11,7 @@ use overlay_proto::tunnel::{Ctx, Sealed};
 use overlay_proto::wire::Header;
 
 use super::Peers;
-use crate::stats::DropReason;
+use crate::counters::DropReason;
 
 impl Peers {
     /// Seal a payload at `buf[DATA_HEADER_LEN..]` for peer `i`, in place if
