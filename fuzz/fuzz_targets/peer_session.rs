@@ -58,7 +58,7 @@ use overlay_proto::wire::{
 };
 use tapmesh_fuzz::{PeerNet, peer_net, tap::check_write};
 use tapmesh_node::peers::{MAC_LIMIT_PER_PEER, PeerStatus};
-use tapmesh_node::stats::DropReason;
+use tapmesh_node::counters::DropReason;
 use tapmesh_switch::snooping::DEFAULT_QUERIER_MAC;
 
 const MTU: usize = 1400;

@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapmesh_node::stats::DropReason;
+use tapmesh_node::counters::DropReason;
 use tapmesh_node::vm_framing::{Decoded, LEN_PREFIX, MAX_SANE_LEN, StreamDecoder};
 
 #[derive(Debug, PartialEq, Eq)]
