@@ -42,18 +42,7 @@ fn initiation(key: &StaticSecret, switch: &StaticSecret) -> [u8; HS_INIT_LEN] {
 
 /// The node `h1` of [`switch_config`], reaching the switch at [`SWITCH`].
 fn node_config(node: &StaticSecret, switch: &StaticSecret) -> NodeConfig {
-    NodeConfig {
-        private_key: node.clone(),
-        switch_key: switch.public_key(),
-        switch_addr: SWITCH.parse().unwrap(),
-        psk: Psk::default(),
-        network_id: 0,
-        mtu: 1400,
-        offload: false,
-        underlay_mtu: 1500,
-        rekey_after: overlay_proto::timers::REKEY_AFTER_TIME,
-        vouch_lifetime: tapmesh_node::peers::DEFAULT_VOUCH_LIFETIME,
-    }
+    tapmesh_sim::node_config(node.clone(), switch.public_key(), SWITCH.parse().unwrap())
 }
 
 const SWITCH: &str = "198.18.0.3:7777";
