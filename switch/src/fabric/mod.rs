@@ -19,6 +19,7 @@
 //! - `status`: the snapshot for `tapmesh-switch status`.
 //! - `mesh`: mesh mode's control messages.
 //! - `impair`: frames through an impaired node's link.
+//! - `mirror`: copies of a node's frames for a mirror port (SPAN).
 //! - `reload`: a new configuration applied to a running engine.
 
 use std::collections::{HashMap, VecDeque};
@@ -47,6 +48,7 @@ mod egress;
 mod forwarding;
 mod impair;
 mod mesh;
+mod mirror;
 mod port;
 mod reload;
 mod status;
@@ -222,6 +224,8 @@ pub struct Switch {
     /// Held frames are released this much before they are due (see
     /// `set_timer_slack`).
     timer_slack: Duration,
+    /// Port mirroring sessions (see `mirror`).
+    mirrors: crate::mirror::Mirrors,
 }
 
 impl Switch {
@@ -263,6 +267,7 @@ impl Switch {
             impair_seed: indices.random(),
             impair_scratch: Vec::new(),
             timer_slack: Duration::ZERO,
+            mirrors: Default::default(),
             mesh: None,
             guard,
             cfg,

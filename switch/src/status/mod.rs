@@ -34,6 +34,8 @@ pub struct Status {
     pub networks: Vec<NetworkStatus>,
     /// Config reloads applied and refused.
     pub reloads: ReloadCounters,
+    /// Port mirroring sessions and what they copied.
+    pub mirrors: Vec<crate::mirror::MirrorStatus>,
     /// The MAC table itself, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub macs: Option<Vec<MacStatus>>,

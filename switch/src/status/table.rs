@@ -106,6 +106,9 @@ fn render(v: &Status) -> String {
         let _ = writeln!(out, "storm control drops: {}", storm.join("; "));
     }
     render_impair(&mut out, &v.nodes);
+    for m in &v.mirrors {
+        let _ = writeln!(out, "mirror {m}");
+    }
     render_multicast(&mut out, &v.multicast);
     if let Some(macs) = &v.macs {
         let _ = writeln!(
