@@ -326,6 +326,22 @@ mod tests {
     }
 
     #[test]
+    fn table_shows_mirror_sessions() {
+        let t = render_table(
+            r#"{"nodes":[],"mirrors":[{"network":"default","name":"span","source":"h1","destination":"h3","direction":"both","rate":10000,"configured":true,"mirrored":42,"dropped_rate":0},{"network":"lab","name":"v20","source":"t1","destination":"t2","direction":"sent","vlan":20,"rate":5,"mirrored":5,"dropped_rate":7}]}"#,
+        );
+        let lines: Vec<&str> = t.lines().filter(|l| l.starts_with("mirror ")).collect();
+        assert_eq!(
+            lines,
+            [
+                "mirror span (network default): h1 -> h3, both, vlan any, rate 10000/s; mirrored 42, dropped by rate 0",
+                "mirror v20 (network lab): t1 -> t2, sent, vlan 20, rate 5/s; mirrored 5, dropped by rate 7",
+            ],
+            "{t}"
+        );
+    }
+
+    #[test]
     fn table_shows_the_snooping_limits_and_refusals() {
         let t = render_table(
             r#"{"nodes":[],"multicast":{"snooping":true,"groups":[],"limits":{"max_groups_per_node":1024,"max_groups":4096,"max_groups_total":16384,"max_sources_per_group":32,"leaves_per_sec":100,"groups_total":7},"counters":{"refused_node_limit":5,"refused_sources":9,"leaves_rate_limited":3}}}"#,
