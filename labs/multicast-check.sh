@@ -27,9 +27,9 @@ within_20s() {
 }
 
 for h in rx1 rx2 rx3; do
-    in_host "$h" tapmesh-lab mcast recv "$group" --seconds 20 >"$out/$h" &
+    in_host "$h" tapmesh-lab mcast recv "$group" --seconds 30 >"$out/$h" &
 done
-joined() { for h in rx1 rx2 rx3; do grep -q '^joined' "$out/$h" || return 1; done; }
+joined() { for h in rx1 rx2 rx3; do grep -qs '^joined' "$out/$h" || return 1; done; }
 within_20s joined || fail "the receivers did not join"
 in_group_table() {
     tapmesh-switch status --json --socket "$TAPMESH_LAB_SOCKET" | grep -q '"239.1.2.3"'
