@@ -48,7 +48,8 @@
 //! - [`capture`]: an `AF_PACKET` capture on an interface inside a namespace.
 //! - [`reload`]: `reload` over the admin socket or SIGHUP, for a running
 //!   switch or node, after rewriting its config.
-//! - [`signals`]: Ctrl-C and SIGTERM as a flag for the demo and the lab.
+//! - [`stop`]: Ctrl-C and SIGTERM as a flag for the demo, the lab and the
+//!   benchmarks, and waiting for a child while honouring it.
 //! - [`status`]: reading the `status --json` output (missing keys count as 0).
 //! - [`trunk`]: a raw socket on a TAP standing in for a VLAN trunk (tagged
 //!   ARP out, each frame's VLAN read back) where the 8021q module is missing.
@@ -73,8 +74,8 @@ pub mod process;
 pub mod prometheus;
 pub mod qemu;
 pub mod reload;
-pub mod signals;
 pub mod status;
+pub mod stop;
 pub mod tools;
 pub mod topology;
 pub mod traffic;

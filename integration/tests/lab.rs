@@ -124,6 +124,13 @@ fn lab(args: &[&str]) -> Command {
     c
 }
 
+/// Starts the launcher with its stdout piped.
+fn start(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped())
+        .spawn()
+        .expect("start tapmesh-lab")
+}
+
 /// Waits up to `timeout` for `child` to exit; kills it (by PID) if not.
 fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let mut status = None;
@@ -161,11 +168,8 @@ fn the_multicast_lab_passes_its_scripted_check_and_leaves_nothing_behind() {
     integration::require_root();
     let name = unique_name();
     let mut fp = Footprint::new(&name);
-    let mut child = lab(&["run", EXAMPLE, "--name", &name, "--", CHECK])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tapmesh-lab");
+    let mut child =
+        start(lab(&["run", EXAMPLE, "--name", &name, "--", CHECK]).stderr(Stdio::piped()));
     // The daemons, while the check runs: a switch and four nodes.
     let all_seen = wait_until(UP, || {
         fp.note_daemons() == 5 || child.try_wait().is_ok_and(|s| s.is_some())
@@ -202,11 +206,7 @@ fn sigint_to_the_launcher_tears_the_running_lab_down() {
     integration::require_root();
     let name = unique_name();
     let mut fp = Footprint::new(&name);
-    let mut child = lab(&["up", EXAMPLE, "--name", &name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tapmesh-lab");
+    let mut child = start(lab(&["up", EXAMPLE, "--name", &name]).stderr(Stdio::inherit()));
     let mut out = BufReader::new(child.stdout.take().expect("piped"));
     let printed = read_until(&mut out, "tears everything down");
     // It says how to enter each host, and the hosts are really there.
@@ -243,11 +243,7 @@ fn sigterm_halfway_up_tears_down_what_was_built() {
     integration::require_root();
     let name = unique_name();
     let mut fp = Footprint::new(&name);
-    let mut child = lab(&["up", EXAMPLE, "--name", &name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tapmesh-lab");
+    let mut child = start(lab(&["up", EXAMPLE, "--name", &name]).stderr(Stdio::piped()));
     // As soon as the switch runs: the nodes are still to come.
     let switch_seen = wait_until(UP, || {
         fp.note_daemons() >= 1 || child.try_wait().is_ok_and(|s| s.is_some())
@@ -287,12 +283,11 @@ fn a_node_failing_halfway_up_leaves_nothing_behind() {
     )
     .expect("write the fake node");
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let mut child = lab(&["up", EXAMPLE, "--name", &name])
-        .env("TAPMESH_BIN_DIR", &bins)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tapmesh-lab");
+    let mut child = start(
+        lab(&["up", EXAMPLE, "--name", &name])
+            .env("TAPMESH_BIN_DIR", &bins)
+            .stderr(Stdio::piped()),
+    );
     let status = wait_exit(&mut child, UP + DOWN);
     let text = output_of(&mut child);
     std::fs::remove_dir_all(&bins).expect("remove the bin dir");

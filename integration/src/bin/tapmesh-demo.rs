@@ -6,9 +6,8 @@
 //! anything. Finds the binaries beside itself (or in `TAPMESH_BIN_DIR`).
 use std::time::Duration;
 
-use integration::signals::{install_stop_handlers, stop_requested};
 use integration::topology::{overlay_v4, overlay_v6};
-use integration::{Topology, bins, tools};
+use integration::{Topology, bins, stop, tools};
 
 fn main() {
     let hosts: usize = match std::env::args().nth(1) {
@@ -31,7 +30,7 @@ fn main() {
         std::process::exit(1);
     }
     // Before anything is built, so an early Ctrl-C still cleans up.
-    install_stop_handlers();
+    stop::install_handlers();
 
     let mut topo = Topology::central(hosts);
     println!("built:\n{}", topo.describe());
@@ -48,7 +47,7 @@ fn main() {
     for a in 1..=hosts {
         for b in (1..=hosts).filter(|&b| b != a) {
             for ip in [overlay_v4(b).to_string(), overlay_v6(b).to_string()] {
-                if stop_requested() {
+                if stop::requested() {
                     break;
                 }
                 println!("$ ip netns exec {} ping -c 3 {ip}", topo.ns(a).name());
@@ -78,7 +77,7 @@ fn main() {
         topo.ns(1).name(),
         overlay_v4(2)
     );
-    while !stop_requested() {
+    while !stop::requested() {
         std::thread::sleep(Duration::from_millis(200));
         if !topo.switch_running() {
             eprintln!("the switch exited; tearing down");

@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use integration::lab::{self, Lab, launch, mcast};
-use integration::signals::{install_stop_handlers, stop_requested};
 use integration::topology::TAP;
-use integration::{Topology, bins, tools};
+use integration::{Topology, bins, stop, tools};
 
 const PROGRAM: &str = "tapmesh-lab";
 
@@ -163,7 +162,7 @@ fn launch_lab(
         return ExitCode::FAILURE;
     }
     // Before anything is built, so an early Ctrl-C still cleans up.
-    install_stop_handlers();
+    stop::install_handlers();
     // A failure halfway panics inside the topology, whose guards then tear
     // down what was built; say it in one message, not a backtrace hint.
     std::panic::set_hook(Box::new(|info| {
@@ -177,7 +176,7 @@ fn launch_lab(
     }));
     println!("bringing lab {} up ...", lab.name);
     let up = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        launch::bring_up(&lab, stop_requested)
+        launch::bring_up(&lab, stop::requested)
     }));
     let topo = match up {
         Ok(Ok(Some(topo))) => topo,
@@ -205,7 +204,7 @@ fn launch_lab(
 
 fn wait_for_stop(lab: &Lab, mut topo: Topology) -> ExitCode {
     println!("{}", launch::instructions(lab, &topo));
-    while !stop_requested() {
+    while !stop::requested() {
         std::thread::sleep(Duration::from_millis(200));
         if !topo.switch_running() {
             eprintln!("{PROGRAM}: the switch exited; tearing down");
@@ -236,7 +235,7 @@ fn run_command(lab: &Lab, topo: Topology, command: &[OsString]) -> ExitCode {
             Ok(None) => {}
             Err(_) => break None,
         }
-        if stop_requested() && !signalled {
+        if stop::requested() && !signalled {
             // Our own child, by PID: it may have had the Ctrl-C already.
             // SAFETY: kill has no memory-safety preconditions; the child
             // is not reaped yet, so its PID cannot have been reused.
