@@ -319,6 +319,7 @@ const BAD: &[(&str, &str)] = &[
     ("[[host]]\nname = \"a\"\nvlan = 5000\n", "host[0].vlan"),
     ("[[host]]\nname = \"A-1\"\n", "host[0].name"),
     ("name = \"x\"\n", "host"),
+    ("mode = \"ring\"\n[[host]]\nname = \"a\"\n", "mode"),
 ];
 
 #[test]

@@ -92,10 +92,19 @@ pub fn load(path: &Path, name: Option<&str>) -> Result<Lab, ConfigError> {
     let f: File = read_toml(path)?;
     let name = match (name, f.name.as_deref()) {
         (Some(n), _) | (None, Some(n)) => n.to_string(),
-        (None, None) => path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        (None, None) => {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            check_name(&stem).map_err(|p| {
+                err(
+                    "name",
+                    format!("not set, and the file's name will not do: {p}"),
+                )
+            })?;
+            stem
+        }
     };
     check_name(&name).map_err(|p| err("name", p))?;
     if f.host.is_empty() {
@@ -335,6 +344,21 @@ mod tests {
         assert_eq!(
             s,
             "impair.egress.delay-ms = 2.5\nimpair.egress.loss-percent = 5\nimpair.link = \"down\"\n"
+        );
+    }
+
+    #[test]
+    fn mode_multicast_and_mirrors_reach_switch_toml_as_written() {
+        let f: File = toml::from_str(
+            "mode = \"mesh\"\n[multicast]\nquerier = false\n\
+             [[mirror]]\nname = \"m\"\nsource = \"a\"\ndestination = \"b\"\n\
+             [[host]]\nname = \"a\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            switch_extra(&f),
+            "mode = \"mesh\"\n\n[[mirror]]\ndestination = \"b\"\nname = \"m\"\nsource = \"a\"\n\n\
+             [multicast]\nquerier = false\n"
         );
     }
 
