@@ -220,7 +220,40 @@ fn render_status(v: &Status) -> String {
         c.keepalives_sent,
         drops_line(&v.drops)
     );
-    table + &v.local.as_ref().map_or(String::new(), local_ports) + &peers
+    table + &homes(&v.homes) + &v.local.as_ref().map_or(String::new(), local_ports) + &peers
+}
+
+/// The configured switches and failovers (only with several switches).
+fn homes(h: &tapmesh_node::failover::HomeStatus) -> String {
+    if h.switches.len() < 2 {
+        return String::new();
+    }
+    let list: Vec<String> = h
+        .switches
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let home = if i == h.home { " (home)" } else { "" };
+            format!("{} {}{home}", s.name, s.endpoint)
+        })
+        .collect();
+    let last = match (h.last_failover_secs_ago, h.last_failover_cause) {
+        (Some(ago), Some(cause)) => format!(
+            ", last {} ago ({} from {})",
+            format!("{ago:.1}s"),
+            cause.name(),
+            h.last_failover_from.as_deref().unwrap_or("-")
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "switches: {}
+failovers {} (lost {}, no answer {}){last}\n",
+        list.join(", "),
+        h.failovers,
+        h.failovers_lost,
+        h.failovers_no_answer,
+    )
 }
 
 /// The local switch's ports, one line each (only if there is more than the
