@@ -73,6 +73,9 @@ pub struct Net<S = Switch> {
     pub switch: Option<S>,
     /// The switch's underlay address.
     pub switch_addr: SocketAddr,
+    /// More switches, each at its address (`None` while down), for nodes
+    /// with several switches: [`add_switch`](Self::add_switch).
+    pub more_switches: Vec<(SocketAddr, Option<S>)>,
     /// The node cores.
     pub nodes: Vec<Node>,
     /// Each node's underlay address.
@@ -101,6 +104,7 @@ impl<S: SwitchCore> Net<S> {
             now,
             switch,
             switch_addr,
+            more_switches: Vec::new(),
             nodes: Vec::new(),
             addrs: Vec::new(),
             tap: Vec::new(),
@@ -120,6 +124,13 @@ impl<S: SwitchCore> Net<S> {
         self.addrs.push(addr);
         self.tap.push(Vec::new());
         self.nodes.len() - 1
+    }
+
+    /// Add a further switch at `addr`; returns its index in
+    /// [`more_switches`](Self::more_switches).
+    pub fn add_switch(&mut self, addr: SocketAddr, switch: S) -> usize {
+        self.more_switches.push((addr, Some(switch)));
+        self.more_switches.len() - 1
     }
 
     /// The switch.
@@ -185,6 +196,9 @@ impl<S: SwitchCore> Net<S> {
             self.drain_node(i, 0);
         }
         self.drain_switch(0);
+        for k in 0..self.more_switches.len() {
+            self.drain_more(k, 0);
+        }
         let mut held = VecDeque::new();
         while let Some(d) = self.wire.pop_front() {
             if d.hops > self.max_hops {
@@ -232,6 +246,14 @@ impl<S: SwitchCore> Net<S> {
             let sw = self.switch.as_mut().expect("checked above");
             sw.handle_datagram(now, d.from, &mut d.bytes);
             self.drain_switch(d.hops + 1);
+        } else if let Some(k) = self.more_switches.iter().position(|(a, _)| *a == d.to) {
+            if self.more_switches[k].1.is_none() {
+                return;
+            }
+            self.count(&d);
+            let sw = self.more_switches[k].1.as_mut().expect("checked above");
+            sw.handle_datagram(now, d.from, &mut d.bytes);
+            self.drain_more(k, d.hops + 1);
         } else if let Some(i) = self.node_of(&d.to) {
             self.count(&d);
             if let Some(f) = crate::node_receive(&mut self.nodes[i], now, d.from, &mut d.bytes) {
@@ -265,13 +287,27 @@ impl<S: SwitchCore> Net<S> {
         }
     }
 
+    fn drain_more(&mut self, k: usize, hops: usize) {
+        let (addr, sw) = &mut self.more_switches[k];
+        let Some(sw) = sw.as_mut() else {
+            return;
+        };
+        while let Some(t) = sw.poll_transmit() {
+            queue(&mut self.wire, *addr, &t, hops);
+        }
+    }
+
     /// Run the timers that are due now and deliver what they send.
     pub fn fire_timers(&mut self) {
         let now = self.now;
-        if let Some(sw) = self.switch.as_mut()
-            && sw.poll_timeout().is_some_and(|t| t <= now)
-        {
-            sw.handle_timeout(now);
+        let more = self
+            .more_switches
+            .iter_mut()
+            .filter_map(|(_, s)| s.as_mut());
+        for sw in self.switch.iter_mut().chain(more) {
+            if sw.poll_timeout().is_some_and(|t| t <= now) {
+                sw.handle_timeout(now);
+            }
         }
         for n in &mut self.nodes {
             if n.poll_timeout().is_some_and(|t| t <= now) {
@@ -295,7 +331,7 @@ impl<S: SwitchCore> Net<S> {
         }
     }
 
-    /// Datagrams addressed to neither the switch nor a node since the last
+    /// Datagrams addressed to no switch and no node since the last
     /// call, as (sender's node index or [`FROM_SWITCH`], destination, bytes).
     pub fn take_strays(&mut self) -> Vec<(usize, SocketAddr, Vec<u8>)> {
         let strays = std::mem::take(&mut self.strays);
