@@ -160,3 +160,68 @@ fn all_switches_down_costs_few_handshakes() {
     );
     assert_eq!(net.nodes[0].link_state(), LinkState::Handshaking);
 }
+
+/// Whether mesh node `i` has a direct path to node `peer`.
+fn direct(net: &Net, i: usize, peer: usize) -> bool {
+    net.nodes[i]
+        .peers()
+        .path_of(net.now, &format!("h{}", peer + 1))
+        == Some(tapmesh_node::peers::Path::Direct)
+}
+
+#[test]
+fn in_mesh_mode_only_the_home_switch_vouches() {
+    let (mut net, _) = several_switches(3, 2, true);
+    net.advance(Duration::from_secs(2));
+    for i in 0..3u8 {
+        net.send(i.into(), &frame([0xff; 6], mac(i + 1), 1000 + u32::from(i)));
+    }
+    net.advance(Duration::from_millis(500));
+    assert!(
+        direct(&net, 0, 1) && direct(&net, 0, 2),
+        "a full mesh on sw1"
+    );
+    // h1 alone loses sw1: it fails over to sw2, which vouches for nobody
+    // else (the switches share nothing), and its complete list drops them.
+    let (sw1, h1) = (net.switch_addr, net.addrs[0]);
+    net.faults.set_blocked(sw1, h1, true);
+    net.advance(Duration::from_secs(15));
+    assert!(homed_on(&net, 0, "sw2"));
+    assert!(
+        !direct(&net, 0, 1) && !direct(&net, 0, 2),
+        "sw2 vouches for neither"
+    );
+    // sw1 is reachable again and still holds its session with h1: what it
+    // says about h2 and h3 is not taken (h1 left it).
+    let unknown = net.nodes[0]
+        .drops()
+        .get(tapmesh_node::counters::DropReason::UnknownSession);
+    net.faults.set_blocked(sw1, h1, false);
+    net.advance(Duration::from_secs(5));
+    assert!(homed_on(&net, 0, "sw2"), "no failback");
+    assert!(
+        !direct(&net, 0, 1) && !direct(&net, 0, 2),
+        "sw1's vouch taken"
+    );
+    let now_unknown = net.nodes[0]
+        .drops()
+        .get(tapmesh_node::counters::DropReason::UnknownSession);
+    assert!(
+        now_unknown > unknown,
+        "sw1's messages reached h1 and were dropped"
+    );
+    // sw1 dies: h2 and h3 follow h1 to sw2, which vouches for all three.
+    net.switch = None;
+    net.advance(Duration::from_secs(15));
+    for i in 1..3 {
+        assert!(homed_on(&net, i, "sw2"), "h{} on sw2", i + 1);
+    }
+    for i in 0..3u8 {
+        net.send(i.into(), &frame([0xff; 6], mac(i + 1), 2000 + u32::from(i)));
+    }
+    net.advance(Duration::from_millis(500));
+    assert!(
+        direct(&net, 0, 1) && direct(&net, 0, 2),
+        "a full mesh on sw2"
+    );
+}
