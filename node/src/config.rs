@@ -394,7 +394,7 @@ fn vm_ports(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn load(tap: &str) -> Result<Config, ConfigError> {
@@ -411,6 +411,16 @@ mod tests {
 
     /// A config with `tail` after the required top-level keys.
     fn load_raw(tail: &str) -> Result<Config, ConfigError> {
+        let k = StaticSecret::generate(&mut rand::rng());
+        load_switches(&format!(
+            "switch = \"198.18.0.3:7777\"\nswitch-public-key = \"{}\"\n{tail}",
+            k.public_key()
+        ))
+    }
+
+    /// A config with `rest` after `name` and `private-key-file` (so it
+    /// names its switches itself).
+    pub(crate) fn load_switches(rest: &str) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!(
             "tm-ncfg-{}-{}",
             std::process::id(),
@@ -422,10 +432,7 @@ mod tests {
         let p = dir.join("node.toml");
         std::fs::write(
             &p,
-            format!(
-                "name = \"h1\"\nprivate-key-file = \"h1.key\"\nswitch = \"198.18.0.3:7777\"\nswitch-public-key = \"{}\"\n{tail}",
-                k.public_key()
-            ),
+            format!("name = \"h1\"\nprivate-key-file = \"h1.key\"\n{rest}"),
         )
         .unwrap();
         let r = Config::load(&p);

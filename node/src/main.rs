@@ -434,4 +434,38 @@ userspace host 02:00:00:00:00:09 198.19.0.50/24 fd00::50/64: 1 connections open 
         assert_eq!(render(&json), expected);
         assert_eq!(render("not json"), "not json\n");
     }
+
+    /// With several switches, one line lists them and one the failovers.
+    #[test]
+    fn text_of_a_node_with_two_switches() {
+        use tapmesh_node::failover::{FailoverCause, HomeStatus, SwitchStatus};
+        let mut s = Status {
+            name: "h1".into(),
+            switch: "198.18.0.4:7777".into(),
+            ..Default::default()
+        };
+        s.homes = HomeStatus {
+            switches: vec![
+                SwitchStatus {
+                    name: "sw1".into(),
+                    endpoint: "198.18.0.3:7777".into(),
+                },
+                SwitchStatus {
+                    name: "sw2".into(),
+                    endpoint: "198.18.0.4:7777".into(),
+                },
+            ],
+            home: 1,
+            failovers: 1,
+            failovers_lost: 1,
+            failovers_no_answer: 0,
+            last_failover_secs_ago: Some(12.25),
+            last_failover_cause: Some(FailoverCause::Lost),
+            last_failover_from: Some("sw1".into()),
+        };
+        let text = render(&serde_json::to_string(&s).unwrap());
+        let want = "switches: sw1 198.18.0.3:7777, sw2 198.18.0.4:7777 (home)\n\
+                    failovers 1 (lost 1, no answer 0), last 12.2s ago (lost from sw1)\n";
+        assert!(text.contains(want), "{text}");
+    }
 }

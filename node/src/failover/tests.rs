@@ -66,25 +66,9 @@ fn announces_once_per_failover() {
     assert!(!h.take_announce());
 }
 
-/// Write `node.toml` with `switch` (the switch part) and a key, load it.
+/// Load `node.toml` with `switch` (the switch part) and a `[tap]`.
 fn load(switch: &str) -> Result<Config, ConfigError> {
-    let dir = std::env::temp_dir().join(format!(
-        "tm-nsw-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let k = StaticSecret::generate(&mut rand::rng());
-    std::fs::write(dir.join("h1.key"), k.to_base64()).unwrap();
-    let p = dir.join("node.toml");
-    std::fs::write(
-        &p,
-        format!("name = \"h1\"\nprivate-key-file = \"h1.key\"\n{switch}\n[tap]\n"),
-    )
-    .unwrap();
-    let r = Config::load(&p);
-    std::fs::remove_dir_all(&dir).unwrap();
-    r
+    crate::config::tests::load_switches(&format!("{switch}\n[tap]\n"))
 }
 
 fn key() -> String {
