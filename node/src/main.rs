@@ -239,8 +239,7 @@ fn homes(h: &tapmesh_node::failover::HomeStatus) -> String {
         .collect();
     let last = match (h.last_failover_secs_ago, h.last_failover_cause) {
         (Some(ago), Some(cause)) => format!(
-            ", last {} ago ({} from {})",
-            format!("{ago:.1}s"),
+            ", last {ago:.1}s ago ({} from {})",
             cause.name(),
             h.last_failover_from.as_deref().unwrap_or("-")
         ),

@@ -68,7 +68,7 @@ pub fn switches(
                         .split('`')
                         .nth(1)
                         .filter(|_| msg.contains("field"))
-                        .map_or(format!("switch[{i}]"), |k| at(k));
+                        .map_or(format!("switch[{i}]"), &at);
                     err(&key, msg)
                 })?;
                 let addr = resolve(&f.endpoint).ok_or_else(|| {
