@@ -93,6 +93,7 @@ pub fn node_config() -> &'static NodeConfig {
             private_key: h1.clone(),
             switch_key: sw.public_key(),
             switch_addr: switch_addr(),
+            switches: Vec::new(),
             psk: Psk::default(),
             network_id: NETWORK_ID,
             mtu: 1400,

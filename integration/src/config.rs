@@ -190,7 +190,8 @@ pub struct NodeConfig {
     pub name: String,
     /// `private-key-file`.
     pub private_key_file: PathBuf,
-    /// `switch`, the switch's UDP address.
+    /// `switch`, the switch's UDP address (empty: the switches are
+    /// `[[switch]]` tables in [`tables`](Self::tables)).
     pub switch: String,
     /// `switch-public-key`.
     pub switch_public_key: String,
@@ -236,12 +237,20 @@ impl NodeConfig {
 
     /// The top-level keys only (no `[tap]` table, no [`tables`](Self::tables)).
     pub fn render_without_tap(&self) -> String {
+        // No `switch`: the switches are `[[switch]]` tables.
+        let switch = if self.switch.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "switch = {}\nswitch-public-key = {}\n",
+                quote(&self.switch),
+                quote(&self.switch_public_key)
+            )
+        };
         let mut s = format!(
-            "name = {}\nprivate-key-file = {}\nswitch = {}\nswitch-public-key = {}\nadmin-socket = {}\n{}\n",
+            "name = {}\nprivate-key-file = {}\n{switch}admin-socket = {}\n{}\n",
             quote(&self.name),
             quote_path(&self.private_key_file),
-            quote(&self.switch),
-            quote(&self.switch_public_key),
             quote_path(&self.admin_socket),
             self.extra.trim_end(),
         );

@@ -25,6 +25,8 @@ use crate::process::tail;
 use crate::traffic::{TransferReport, tcp_transfer};
 use crate::{Netns, Process, bins, status, wait_until};
 
+mod second_switch;
+
 /// The switch's UDP port.
 pub const SWITCH_PORT: u16 = 7777;
 /// The TAP device name every node uses.
@@ -100,6 +102,8 @@ pub struct Topology {
     log_level: Option<String>,
     /// NAT router namespaces ([`Topology::mesh_behind_nats`]).
     routers: Vec<Netns>,
+    /// A second switch ([`Topology::start_second_switch`]).
+    second_switch: Option<second_switch::SecondSwitch>,
 }
 
 impl Topology {
@@ -159,6 +163,7 @@ impl Topology {
             tap_mtu: TAP_MTU,
             log_level: None,
             routers: Vec::new(),
+            second_switch: None,
         };
         topo.sw.ip(&[
             "link",
@@ -837,6 +842,7 @@ impl Topology {
                 .chain(std::iter::once(host.local.tables.clone()))
                 .collect(),
         };
+        let config = self.with_second_switch(config);
         let path = self.dir.join(format!("h{i}.toml"));
         write_file(&path, &config.render());
         path
@@ -1060,6 +1066,7 @@ impl Drop for Topology {
             drop(h.node.take());
         }
         drop(self.switch.take());
+        self.stop_second_switch();
         if failed {
             self.print_logs();
         }

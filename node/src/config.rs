@@ -1,11 +1,11 @@
 //! `node.toml`: parsed with serde (kebab-case keys, unknown keys refused),
 //! then validated. Every error names the file, the key and the problem.
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use overlay_proto::ethernet::MacAddr;
-use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
+use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::timers::REKEY_AFTER_TIME;
 use serde::Deserialize;
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
@@ -20,8 +20,9 @@ use crate::vm_peer::PeerAllow;
 struct File {
     name: String,
     private_key_file: PathBuf,
-    switch: String,
-    switch_public_key: String,
+    /// `"HOST:PORT"`, or `[[switch]]` tables ([`crate::failover::config`]).
+    switch: toml::Value,
+    switch_public_key: Option<String>,
     network_secret_file: Option<PathBuf>,
     #[serde(default)]
     network_id: u32,
@@ -186,27 +187,13 @@ impl Config {
         if f.name.is_empty() || f.name.len() > 64 {
             return Err(err("name", "must be 1 to 64 characters".into()));
         }
-        let switch_addr: SocketAddr = match f.switch.parse() {
-            Ok(a) => a,
-            Err(_) => f
-                .switch
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| {
-                    err(
-                        "switch",
-                        format!("cannot resolve {:?} (want HOST:PORT)", f.switch),
-                    )
-                })?,
-        };
         let private_key = read_secret(path, &f.private_key_file)
             .and_then(|t| {
                 StaticSecret::from_base64(&t).map_err(|_| "not a base64 32-byte key".into())
             })
             .map_err(|p| err("private-key-file", p))?;
-        let switch_key = PublicKey::from_base64(&f.switch_public_key)
-            .map_err(|_| err("switch-public-key", "not a base64 32-byte key".into()))?;
+        let switches =
+            crate::failover::config::switches(f.switch, f.switch_public_key.as_deref(), &err)?;
         let psk = match &f.network_secret_file {
             None => Psk::default(),
             Some(p) => read_secret(path, p)
@@ -289,8 +276,9 @@ impl Config {
             log_level,
             core: NodeConfig {
                 private_key,
-                switch_key,
-                switch_addr,
+                switch_key: switches[0].key,
+                switch_addr: switches[0].addr,
+                switches,
                 psk,
                 network_id: f.network_id,
                 mtu: mtu as usize,
@@ -406,7 +394,7 @@ fn vm_ports(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn load(tap: &str) -> Result<Config, ConfigError> {
@@ -423,6 +411,16 @@ mod tests {
 
     /// A config with `tail` after the required top-level keys.
     fn load_raw(tail: &str) -> Result<Config, ConfigError> {
+        let k = StaticSecret::generate(&mut rand::rng());
+        load_switches(&format!(
+            "switch = \"198.18.0.3:7777\"\nswitch-public-key = \"{}\"\n{tail}",
+            k.public_key()
+        ))
+    }
+
+    /// A config with `rest` after `name` and `private-key-file` (so it
+    /// names its switches itself).
+    pub(crate) fn load_switches(rest: &str) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!(
             "tm-ncfg-{}-{}",
             std::process::id(),
@@ -434,10 +432,7 @@ mod tests {
         let p = dir.join("node.toml");
         std::fs::write(
             &p,
-            format!(
-                "name = \"h1\"\nprivate-key-file = \"h1.key\"\nswitch = \"198.18.0.3:7777\"\nswitch-public-key = \"{}\"\n{tail}",
-                k.public_key()
-            ),
+            format!("name = \"h1\"\nprivate-key-file = \"h1.key\"\n{rest}"),
         )
         .unwrap();
         let r = Config::load(&p);

@@ -124,6 +124,8 @@ pub struct Counters {
     pub relayed_rx_frames: u64,
     /// Authentic cookie replies from the switch (it was under load).
     pub cookie_replies: u64,
+    /// Local MACs announced to a new home switch after a failover.
+    pub announcements: u64,
 }
 
 /// Round-trip times to the switch, from keepalive answers: the switch answers

@@ -119,8 +119,8 @@ pub async fn run<D: FrameDevice>(
     let mut reloads = tapmesh_shell::reload::ReloadCounters::default();
     let mut hangup = tapmesh_shell::reload::hangups()?;
     let mut core = Node::new(core_cfg, now, unix_now, rand::random());
-    let switch = core.switch_addr();
-    core.set_local_addrs(local_addrs(&udp, switch));
+    let first = core.switch_addr();
+    core.set_local_addrs(local_addrs(&udp, first));
     let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
     if let Some(l) = admin_listener {
         tokio::spawn(admin::serve(l, admin_tx));
@@ -258,6 +258,7 @@ pub async fn run<D: FrameDevice>(
         }
         ports.local.handle_timeout(now);
         while let Some(ev) = core.poll_event() {
+            let switch = core.home().name.as_str();
             match ev {
                 Event::Connected => tracing::info!(%switch, "session with the switch established"),
                 Event::Rekeyed => tracing::debug!("rekeyed"),
@@ -266,6 +267,12 @@ pub async fn run<D: FrameDevice>(
                 }
                 Event::SwitchRestarted => {
                     tracing::info!(%switch, "the switch restarted; reconnecting")
+                }
+                Event::FailedOver(cause) => {
+                    tracing::warn!(%switch, cause = cause.name(), "failing over to the next switch")
+                }
+                Event::Announced(macs) => {
+                    tracing::info!(%switch, macs, "announced the local MACs to the new home switch")
                 }
             }
         }

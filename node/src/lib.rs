@@ -5,6 +5,8 @@
 //! - [`engine`]: the sans-IO state machine (`handle_tap_frame`,
 //!   `handle_datagram`, `handle_timeout`, `poll_transmit`, `poll_timeout`):
 //!   handshake, rekey, keepalive, liveness, reconnect with backoff.
+//! - [`failover`]: nodes with several switches: which one is home, when to
+//!   turn to the next, announcing the local MACs to the new one.
 //! - [`local_switch`]: the node's own learning switch between its local ports
 //!   (TAP, VMs, userspace hosts) and the uplink (the core): where each frame
 //!   goes, in which format (virtio header or plain), what is dropped.
@@ -32,6 +34,7 @@ pub mod counters;
 pub mod daemon;
 pub mod device;
 pub mod engine;
+pub mod failover;
 pub mod iface;
 pub mod local_switch;
 pub mod metrics;

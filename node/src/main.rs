@@ -220,7 +220,39 @@ fn render_status(v: &Status) -> String {
         c.keepalives_sent,
         drops_line(&v.drops)
     );
-    table + &v.local.as_ref().map_or(String::new(), local_ports) + &peers
+    table + &homes(&v.homes) + &v.local.as_ref().map_or(String::new(), local_ports) + &peers
+}
+
+/// The configured switches and failovers (only with several switches).
+fn homes(h: &tapmesh_node::failover::HomeStatus) -> String {
+    if h.switches.len() < 2 {
+        return String::new();
+    }
+    let list: Vec<String> = h
+        .switches
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let home = if i == h.home { " (home)" } else { "" };
+            format!("{} {}{home}", s.name, s.endpoint)
+        })
+        .collect();
+    let last = match (h.last_failover_secs_ago, h.last_failover_cause) {
+        (Some(ago), Some(cause)) => format!(
+            ", last {ago:.1}s ago ({} from {})",
+            cause.name(),
+            h.last_failover_from.as_deref().unwrap_or("-")
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "switches: {}
+failovers {} (lost {}, no answer {}){last}\n",
+        list.join(", "),
+        h.failovers,
+        h.failovers_lost,
+        h.failovers_no_answer,
+    )
 }
 
 /// The local switch's ports, one line each (only if there is more than the
@@ -400,5 +432,39 @@ userspace host 02:00:00:00:00:09 198.19.0.50/24 fd00::50/64: 1 connections open 
 ";
         assert_eq!(render(&json), expected);
         assert_eq!(render("not json"), "not json\n");
+    }
+
+    /// With several switches, one line lists them and one the failovers.
+    #[test]
+    fn text_of_a_node_with_two_switches() {
+        use tapmesh_node::failover::{FailoverCause, HomeStatus, SwitchStatus};
+        let mut s = Status {
+            name: "h1".into(),
+            switch: "198.18.0.4:7777".into(),
+            ..Default::default()
+        };
+        s.homes = HomeStatus {
+            switches: vec![
+                SwitchStatus {
+                    name: "sw1".into(),
+                    endpoint: "198.18.0.3:7777".into(),
+                },
+                SwitchStatus {
+                    name: "sw2".into(),
+                    endpoint: "198.18.0.4:7777".into(),
+                },
+            ],
+            home: 1,
+            failovers: 1,
+            failovers_lost: 1,
+            failovers_no_answer: 0,
+            last_failover_secs_ago: Some(12.25),
+            last_failover_cause: Some(FailoverCause::Lost),
+            last_failover_from: Some("sw1".into()),
+        };
+        let text = render(&serde_json::to_string(&s).unwrap());
+        let want = "switches: sw1 198.18.0.3:7777, sw2 198.18.0.4:7777 (home)\n\
+                    failovers 1 (lost 1, no answer 0), last 12.2s ago (lost from sw1)\n";
+        assert!(text.contains(want), "{text}");
     }
 }

@@ -109,6 +109,26 @@ const RESTART_NOTICES: Def = Def::counter(
     &["node"],
     "Authentic restart notices from the switch.",
 );
+const SWITCH_HOME: Def = Def::gauge(
+    "tapmesh_node_switch_home",
+    &["node", "switch"],
+    "1 for the configured switch the node is homed on (or trying to be), 0 for the others.",
+);
+const FAILOVERS: Def = Def::counter(
+    "tapmesh_node_failovers_total",
+    &["node", "reason"],
+    "Times the node turned to the next switch (lost: its home stopped answering; no_answer: the switch it turned to gave no session in time).",
+);
+const LAST_FAILOVER: Def = Def::gauge(
+    "tapmesh_node_last_failover_seconds",
+    &["node"],
+    "Seconds since the last failover (absent if none).",
+);
+const ANNOUNCEMENTS: Def = Def::counter(
+    "tapmesh_node_announcements_total",
+    &["node"],
+    "Local MACs announced to a new home switch after a failover.",
+);
 const HOST_CONNECTIONS: Def = Def::gauge(
     "tapmesh_node_host_connections",
     &["node", "host"],
@@ -167,6 +187,10 @@ impl Export for Status {
         SESSIONS_LOST,
         KEEPALIVES,
         RESTART_NOTICES,
+        SWITCH_HOME,
+        FAILOVERS,
+        LAST_FAILOVER,
+        ANNOUNCEMENTS,
         HOST_CONNECTIONS,
         HOST_CONNECTIONS_TOTAL,
         HOST_FRAMES,
@@ -231,6 +255,21 @@ impl Export for Status {
         out.counter(&SESSIONS_LOST, &peer, c.sessions_lost);
         out.counter(&KEEPALIVES, &peer, c.keepalives_sent);
         out.counter(&RESTART_NOTICES, &[node], c.restart_notices);
+        let h = &self.homes;
+        for (i, s) in h.switches.iter().enumerate() {
+            let home = f64::from(u8::from(i == h.home));
+            out.gauge(&SWITCH_HOME, &[node, &s.name], home);
+        }
+        for (cause, n) in [
+            ("lost", h.failovers_lost),
+            ("no_answer", h.failovers_no_answer),
+        ] {
+            out.counter(&FAILOVERS, &[node, cause], n);
+        }
+        if let Some(s) = h.last_failover_secs_ago {
+            out.gauge(&LAST_FAILOVER, &[node], s);
+        }
+        out.counter(&ANNOUNCEMENTS, &[node], c.announcements);
         for (i, h) in self.hosts.iter().enumerate() {
             let host = i.to_string();
             let c = &h.counters;

@@ -95,7 +95,10 @@ pub fn plan(path: &Path, running: &Config, new: &Config) -> Result<Plan, ConfigE
             "private-key-file",
             a.private_key.public_key() != b.private_key.public_key(),
         ),
-        ("switch", a.switch_addr != b.switch_addr),
+        (
+            "switch",
+            a.switch_addr != b.switch_addr || a.switches != b.switches,
+        ),
         ("switch-public-key", a.switch_key != b.switch_key),
         ("network-secret-file", a.psk != b.psk),
         ("network-id", a.network_id != b.network_id),

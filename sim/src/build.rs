@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use overlay_proto::keys::StaticSecret;
 use tapmesh_node::engine::Node;
+use tapmesh_node::failover::SwitchTarget;
 use tapmesh_switch::cluster::{ClusterConfig, PeerSwitch};
 use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
 
@@ -45,6 +46,54 @@ pub fn network(n: usize, mesh: bool) -> (Net, SwitchConfig) {
     (net, cfg)
 }
 
+/// Switch `k`'s underlay address in [`several_switches`] and [`cluster`] (0 is
+/// [`switch_addr`]).
+pub fn nth_switch_addr(k: usize) -> SocketAddr {
+    SocketAddr::from(([198, 18, 0, 3 + k as u8], 7777))
+}
+
+/// `switches` independent switches (each in mesh mode if `mesh`), each
+/// admitting `h1`..`hn`, and `n` nodes listing all of them in order: the
+/// first is [`Net::switch`], the others are [`Net::others`] at
+/// [`nth_switch_addr`]. Also returns each switch's config.
+pub fn several_switches(n: usize, switches: usize, mesh: bool) -> (Net, Vec<SwitchConfig>) {
+    let t0 = Instant::now();
+    let mut rng = rand::rng();
+    let keys: Vec<StaticSecret> = (0..n).map(|_| StaticSecret::generate(&mut rng)).collect();
+    let cfgs: Vec<SwitchConfig> = (0..switches)
+        .map(|_| {
+            SwitchConfig::new(
+                StaticSecret::generate(&mut rng),
+                keys.iter()
+                    .enumerate()
+                    .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let targets: Vec<SwitchTarget> = cfgs
+        .iter()
+        .enumerate()
+        .map(|(k, c)| SwitchTarget {
+            name: format!("sw{}", k + 1),
+            key: c.private_key.public_key(),
+            addr: nth_switch_addr(k),
+        })
+        .collect();
+    let mut net = Net::new(t0, switch_addr(), Some(switch(&cfgs[0], t0, mesh)));
+    for (k, c) in cfgs.iter().enumerate().skip(1) {
+        net.add_switch(switch(c, t0, mesh), nth_switch_addr(k));
+    }
+    for (i, k) in keys.into_iter().enumerate() {
+        let mut cfg = crate::node_config(k, targets[0].key, targets[0].addr);
+        cfg.set_switches(targets.clone());
+        let mut node = Node::new(cfg, t0, Duration::from_secs(1_700_000_000), i as u64);
+        node.set_local_addrs(vec![node_addr(i)]);
+        net.add_node(node, node_addr(i));
+    }
+    (net, cfgs)
+}
+
 /// A fresh switch core with `cfg` (in mesh mode if `mesh`), as after a
 /// restart without a state file.
 pub fn switch(cfg: &SwitchConfig, now: Instant, mesh: bool) -> Switch {
@@ -53,12 +102,6 @@ pub fn switch(cfg: &SwitchConfig, now: Instant, mesh: bool) -> Switch {
         s.enable_mesh();
     }
     s
-}
-
-/// Switch `k`'s underlay address in a [`cluster`] (switch 0 is at
-/// [`switch_addr`]).
-pub fn cluster_switch_addr(k: usize) -> SocketAddr {
-    SocketAddr::from(([198, 18, 0, 3 + k as u8], 7777))
 }
 
 /// A cluster built by [`cluster`]: each switch's config and `[cluster]`.
@@ -73,7 +116,7 @@ pub struct ClusterSetup {
 /// A cluster of switches `s0`..: node `h{i+1}` is homed on switch
 /// `homes[i]` (every switch admits every node, all in network `default`).
 /// Switch 0 is the [`Net`]'s switch, the others are in [`Net::others`]
-/// (switch `k` at index `k - 1`), at [`cluster_switch_addr`]. With `store`,
+/// (switch `k` at index `k - 1`), at [`nth_switch_addr`]. With `store`,
 /// each switch publishes what it owns ([`ClusterConfig::etcd_endpoints`] is
 /// set, nothing connects to it).
 pub fn cluster(homes: &[usize], store: bool) -> (Net, ClusterSetup) {
@@ -112,7 +155,7 @@ pub fn cluster(homes: &[usize], store: bool) -> (Net, ClusterSetup) {
                 .map(|(j, s)| PeerSwitch {
                     name: format!("s{j}").into(),
                     public_key: s.public_key(),
-                    endpoint: cluster_switch_addr(j),
+                    endpoint: nth_switch_addr(j),
                 })
                 .collect(),
         });
@@ -122,17 +165,13 @@ pub fn cluster(homes: &[usize], store: bool) -> (Net, ClusterSetup) {
         s.join_cluster(t0, wall, "default", &setup.clusters[k]);
         s
     };
-    let mut net = Net::new(t0, cluster_switch_addr(0), Some(core(0)));
+    let mut net = Net::new(t0, nth_switch_addr(0), Some(core(0)));
     for k in 1..n_switches {
-        net.add_switch(core(k), cluster_switch_addr(k));
+        net.add_switch(core(k), nth_switch_addr(k));
     }
     for (i, key) in keys.into_iter().enumerate() {
         let home = homes[i];
-        let cfg = crate::node_config(
-            key,
-            switch_keys[home].public_key(),
-            cluster_switch_addr(home),
-        );
+        let cfg = crate::node_config(key, switch_keys[home].public_key(), nth_switch_addr(home));
         let node = Node::new(cfg, t0, wall, i as u64);
         net.add_node(node, node_addr(i));
     }

@@ -46,6 +46,7 @@ pub fn node_config(
         private_key,
         switch_key,
         switch_addr,
+        switches: Vec::new(),
         psk: Psk::default(),
         network_id: 0,
         mtu: 1400,

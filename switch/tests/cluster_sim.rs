@@ -8,7 +8,7 @@ use std::time::Duration;
 use overlay_proto::ethernet::MacAddr;
 use overlay_proto::wire::{DATA_OVERHEAD, Header, MessageType};
 use tapmesh_sim::Net;
-use tapmesh_sim::build::{ClusterSetup, cluster, cluster_switch_addr, node_addr};
+use tapmesh_sim::build::{ClusterSetup, cluster, node_addr, nth_switch_addr};
 use tapmesh_sim::frames::{frame, mac};
 use tapmesh_switch::cluster::{
     ClusterUpdate, GroupRef, LocalChange, MacRef, NodeRef, Snapshot, StoreState, SwitchFacts,
@@ -52,7 +52,7 @@ fn up(homes: &[usize], store: bool) -> (Net, ClusterSetup) {
 
 /// Datagrams carrying frames from switch `a` to switch `b`.
 fn between(net: &Net, a: usize, b: usize) -> u64 {
-    net.observed(cluster_switch_addr(a), cluster_switch_addr(b))
+    net.observed(nth_switch_addr(a), nth_switch_addr(b))
 }
 
 /// Every node sends one broadcast (tag 100 + i): each other node gets it

@@ -131,6 +131,7 @@ impl Node {
         // The switch has no session with us any more: start over at once.
         if self.uplink.close(self.peers.endpoint().1) {
             self.counters.sessions_lost += 1;
+            self.homes.lost(now);
         }
         self.with_uplink(now, |t, ctx, to| {
             let _ = t.start_handshake(now, ctx, to);

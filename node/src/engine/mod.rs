@@ -33,10 +33,13 @@ use overlay_proto::tunnel::{Role, Tunnel, TunnelConfig};
 use serde::Serialize;
 
 use crate::counters::{Counters, Drops, Rtt};
+use crate::failover::announce::LocalMacs;
+use crate::failover::{FailoverCause, Homes, SwitchTarget};
 use crate::peers::{IndexOwner, MoveReport, PathEvent, Peers};
 
 mod datagram;
 mod deliver;
+mod failover;
 mod status;
 mod tap;
 mod uplink;
@@ -56,6 +59,11 @@ pub struct NodeConfig {
     pub switch_key: PublicKey,
     /// The switch's underlay address.
     pub switch_addr: SocketAddr,
+    /// Every switch the node may be homed on, in order of preference
+    /// (`[[switch]]`; see [`crate::failover`]). Empty: only the one above.
+    /// When not empty its first entry is the one above
+    /// ([`NodeConfig::set_switches`]).
+    pub switches: Vec<SwitchTarget>,
     /// The network secret (all zeros if none).
     pub psk: Psk,
     /// The network id.
@@ -80,12 +88,35 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// Home the node on `switches` (at least one), in order of preference.
+    pub fn set_switches(&mut self, switches: Vec<SwitchTarget>) {
+        if let Some(first) = switches.first() {
+            self.switch_key = first.key;
+            self.switch_addr = first.addr;
+        }
+        self.switches = switches;
+    }
+
+    /// The switches as [`Homes`] takes them: the list, or the one switch.
+    fn targets(&self) -> Vec<SwitchTarget> {
+        if self.switches.is_empty() {
+            vec![SwitchTarget {
+                name: self.switch_addr.to_string(),
+                key: self.switch_key,
+                addr: self.switch_addr,
+            }]
+        } else {
+            self.switches.clone()
+        }
+    }
+
     /// When the session with the switch is due for a rekey, by age.
     fn rekey_age(&self) -> Duration {
         self.rekey_after.min(REKEY_AFTER_TIME)
     }
 
     fn max_datagram(&self) -> usize {
+        // Every switch has the first one's address family.
         let ip = if self.switch_addr.is_ipv4() { 20 } else { 40 };
         self.underlay_mtu.saturating_sub(ip + 8)
     }
@@ -122,6 +153,11 @@ pub enum Event {
     Lost,
     /// The switch announced a restart; reconnecting.
     SwitchRestarted,
+    /// The node gave up on its home switch and turned to the next
+    /// ([`Node::home`]).
+    FailedOver(FailoverCause),
+    /// The node announced this many local MACs to its new home switch.
+    Announced(usize),
 }
 
 /// The node state machine.
@@ -129,9 +165,13 @@ pub enum Event {
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct Node {
     cfg: NodeConfig,
-    /// The session with the switch (its identity and index table are the
-    /// mesh peers': [`Peers::endpoint`]).
+    /// The session with the home switch (its identity and index table are
+    /// the mesh peers': [`Peers::endpoint`]).
     uplink: Tunnel<IndexOwner>,
+    /// The switches the node may be homed on, and which one it is.
+    homes: Homes,
+    /// With several switches: the MACs to announce after a failover.
+    local_macs: LocalMacs,
     notice_key: Option<NoticeKey>,
     /// Reassembled frames, with room for a virtio header in front.
     scratch: Vec<u8>,
@@ -160,7 +200,8 @@ impl Node {
     /// from it so that they increase across restarts. `seed` feeds the
     /// session-index generator.
     pub fn new(cfg: NodeConfig, now: Instant, unix_now: Duration, seed: u64) -> Node {
-        let notice_key = NoticeKey::derive(&cfg.private_key, &cfg.switch_key).ok();
+        let homes = Homes::new(now, cfg.targets());
+        let notice_key = NoticeKey::derive(&cfg.private_key, &homes.home().key).ok();
         let started = Timestamp::from_unix(unix_now.as_secs(), unix_now.subsec_nanos());
         let mut peers = Peers::new(
             cfg.private_key.clone(),
@@ -171,20 +212,12 @@ impl Node {
             seed,
         );
         peers.set_vouch_lifetime(cfg.vouch_lifetime);
-        let mut uplink = Tunnel::new(
-            now,
-            IndexOwner::Uplink,
-            cfg.switch_key,
-            TunnelConfig {
-                rekey_after: cfg.rekey_age(),
-                roaming: false,
-                ..TunnelConfig::new(Role::Initiator)
-            },
-        );
-        uplink.set_endpoint(Some(cfg.switch_addr));
+        let uplink = uplink_tunnel(now, &cfg, &homes);
         Node {
             peers,
-            destination: cfg.switch_addr,
+            destination: homes.home().addr,
+            homes,
+            local_macs: LocalMacs::default(),
             local_addrs: Vec::new(),
             uplink,
             notice_key,
@@ -201,9 +234,14 @@ impl Node {
         }
     }
 
-    /// The switch's address: where [`handle_tap_frame`](Self::handle_tap_frame)'s datagrams go.
+    /// The home switch's address: where [`handle_tap_frame`](Self::handle_tap_frame)'s datagrams go.
     pub fn switch_addr(&self) -> SocketAddr {
-        self.cfg.switch_addr
+        self.homes.home().addr
+    }
+
+    /// The switch the node is homed on (or trying to be).
+    pub fn home(&self) -> &SwitchTarget {
+        self.homes.home()
     }
 
     /// Where the datagram the latest [`handle_tap_frame`](Self::handle_tap_frame)
@@ -243,18 +281,26 @@ impl Node {
         }
     }
 
-    /// Run timers: handshake retries, rekey, keepalives, liveness probes.
+    /// Run timers: handshake retries, rekey, keepalives, liveness probes,
+    /// failover to the next switch.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.homes.is_unanswered(now) {
+            self.fail_over(now, FailoverCause::NoAnswer);
+        }
         self.with_uplink(now, |t, ctx, to| t.handle_timeout(now, ctx, to));
         self.peers.handle_timeout(now, &mut self.tx);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.uplink.poll_timeout(), self.peers.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.uplink.poll_timeout(),
+            self.peers.poll_timeout(),
+            self.homes.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next control datagram to send, if any. Drain after every `handle_*`.
@@ -280,4 +326,28 @@ impl Node {
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
+}
+
+/// The uplink to the home switch. With several switches it probes sooner
+/// and gives up sooner ([`crate::failover`]), so that a failover fits its
+/// budget.
+fn uplink_tunnel(now: Instant, cfg: &NodeConfig, homes: &Homes) -> Tunnel<IndexOwner> {
+    let base = TunnelConfig {
+        rekey_after: cfg.rekey_age(),
+        roaming: false,
+        ..TunnelConfig::new(Role::Initiator)
+    };
+    let tcfg = if homes.is_several() {
+        TunnelConfig {
+            probe_after: crate::failover::PROBE_AFTER,
+            probe_timeout: crate::failover::PROBE_TIMEOUT,
+            ..base
+        }
+    } else {
+        base
+    };
+    let home = homes.home();
+    let mut uplink = Tunnel::new(now, IndexOwner::Uplink, home.key, tcfg);
+    uplink.set_endpoint(Some(home.addr));
+    uplink
 }

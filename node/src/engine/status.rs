@@ -14,7 +14,8 @@ impl Node {
         let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
         Status {
             name: name.to_owned(),
-            switch: self.cfg.switch_addr.to_string(),
+            switch: self.homes.home().addr.to_string(),
+            homes: self.homes.status(now),
             session: self.link_state(),
             session_age_secs: self.uplink.current().map(|s| s.age(now).as_secs_f64()),
             last_handshake_secs_ago: ago(self.uplink.last_handshake()),
@@ -41,8 +42,10 @@ impl Node {
 pub struct Status {
     /// The node's name.
     pub name: String,
-    /// The switch's address.
+    /// The home switch's address.
     pub switch: String,
+    /// The configured switches, which one is home, failovers.
+    pub homes: crate::failover::HomeStatus,
     /// The link state.
     pub session: LinkState,
     /// Age of the current session.

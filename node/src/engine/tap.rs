@@ -51,7 +51,10 @@ impl Node {
         };
         let plen = len - start;
         let max = self.cfg.max_datagram();
-        self.destination = self.cfg.switch_addr;
+        self.destination = self.homes.home().addr;
+        if self.homes.is_several() {
+            self.local_macs.note(now, frame);
+        }
         if self.peers.is_enabled() {
             // Mesh: known unicast to a peer with a direct path goes straight
             // there; everything else goes to the switch as in central mode.

@@ -78,13 +78,15 @@ impl Node {
             indices,
             tx: &mut self.tx,
         };
-        f(&mut self.uplink, &mut ctx, &[self.cfg.switch_addr]);
+        let home = self.homes.home().addr;
+        f(&mut self.uplink, &mut ctx, &[home]);
         self.uplink_events(now);
     }
 
     /// Count and act on what the uplink reports: sends keepalives and
     /// probes (empty packets the switch answers), confirms new sessions.
     pub(super) fn uplink_events(&mut self, now: Instant) {
+        let mut lost = false;
         while let Some(e) = self.uplink.poll_event() {
             match e {
                 TunnelEvent::InitiationSent(n) => {
@@ -103,15 +105,22 @@ impl Node {
                     // Confirm the session to the switch at once: it keeps
                     // using the old one until it sees a packet under the new one.
                     self.send_keepalive(now);
+                    if !rekey {
+                        self.homed(now);
+                    }
                 }
                 TunnelEvent::Lost => {
                     self.counters.sessions_lost += 1;
                     self.events.push(Event::Lost);
+                    lost = true;
                 }
                 TunnelEvent::CookieStored => self.counters.cookie_replies += 1,
                 TunnelEvent::ProbeDue | TunnelEvent::KeepaliveDue => self.send_keepalive(now),
                 TunnelEvent::FragmentsExpired(n) => self.drops.add_n(DropReason::Fragment, n),
             }
+        }
+        if lost {
+            self.home_lost(now);
         }
     }
 
