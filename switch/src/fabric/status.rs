@@ -15,7 +15,7 @@ impl Switch {
             .ports
             .iter()
             .enumerate()
-            .filter(|(_, p)| !p.retired)
+            .filter(|(_, p)| !p.retired && !p.is_trunk())
             .map(|(i, p)| NodeStatus {
                 network: String::new(),
                 name: p.spec.name.clone(),
@@ -72,6 +72,7 @@ impl Switch {
                 .status(now, |id| self.ports[id.0 as usize].spec.name.clone()),
             networks: Vec::new(),
             reloads: Default::default(),
+            switches: self.trunk_status(now),
             macs,
         }
     }
