@@ -4,12 +4,13 @@
 #   tapmesh-lab run labs/multicast.toml -- labs/multicast-check.sh
 #
 # rx1 and rx2 (VLAN 10, rx2 behind 5 % loss) and rx3 (VLAN 20) join
-# 239.1.2.3; once the switch's group table has the group, src (VLAN 10)
-# sends 200 datagrams to it. rx1 must get them all, rx2 most of them but
-# not all (its link loses 5 %), rx3 none: VLANs never share a group.
+# 239.1.2.3 (IGMP) and ff15::1234 (MLD); once the switch's group table has
+# both groups, src (VLAN 10) sends 200 datagrams to each. rx1 must get them
+# all, rx2 most of them but not all (its link loses 5 %), rx3 none: VLANs
+# never share a group.
 set -eu
 : "${TAPMESH_LAB_NAME:?run me with: tapmesh-lab run labs/multicast.toml -- $0}"
-group=239.1.2.3:5000
+groups="239.1.2.3:5000 [ff15::1234]:5000"
 count=200
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -25,25 +26,38 @@ within_20s() {
         sleep 0.2
     done
 }
+# The file a receiver writes: host and IP version.
+file() { case "$2" in \[*) echo "$out/$1.v6" ;; *) echo "$out/$1.v4" ;; esac; }
 
-for h in rx1 rx2 rx3; do
-    in_host "$h" tapmesh-lab mcast recv "$group" --seconds 30 >"$out/$h" &
+for g in $groups; do
+    for h in rx1 rx2 rx3; do
+        in_host "$h" tapmesh-lab mcast recv "$g" --seconds 40 >"$(file "$h" "$g")" &
+    done
 done
-joined() { for h in rx1 rx2 rx3; do grep -qs '^joined' "$out/$h" || return 1; done; }
+joined() {
+    for g in $groups; do
+        for h in rx1 rx2 rx3; do grep -qs '^joined' "$(file "$h" "$g")" || return 1; done
+    done
+}
 within_20s joined || fail "the receivers did not join"
 in_group_table() {
-    tapmesh-switch status --json --socket "$TAPMESH_LAB_SOCKET" | grep -q '"239.1.2.3"'
+    s=$(tapmesh-switch status --json --socket "$TAPMESH_LAB_SOCKET")
+    echo "$s" | grep -q '"239.1.2.3"' && echo "$s" | grep -q '"ff15::1234"'
 }
-within_20s in_group_table || fail "239.1.2.3 never reached the switch's group table"
-echo "receivers joined; the switch has the group; src sends $count datagrams"
-in_host src tapmesh-lab mcast send "$group" --count "$count" --interval-ms 20
+within_20s in_group_table || fail "the groups never reached the switch's group table"
+echo "receivers joined; the switch has both groups; src sends $count datagrams to each"
+for g in $groups; do
+    in_host src tapmesh-lab mcast send "$g" --count "$count" --interval-ms 20
+done
 wait
 
-got() { sed -n 's/^received //p' "$out/$1"; }
-rx1=$(got rx1) rx2=$(got rx2) rx3=$(got rx3)
-echo "received: rx1 $rx1, rx2 $rx2 (lossy link), rx3 $rx3 (VLAN 20)"
-[ "$rx1" -eq "$count" ] || fail "rx1 got $rx1 of $count"
-[ "$rx2" -ge $((count * 80 / 100)) ] && [ "$rx2" -lt "$count" ] ||
-    fail "rx2 got $rx2 of $count behind 5 % loss"
-[ "$rx3" -eq 0 ] || fail "rx3, on VLAN 20, got $rx3 datagrams of VLAN 10's group"
+got() { sed -n 's/^received //p' "$(file "$1" "$2")"; }
+for g in $groups; do
+    rx1=$(got rx1 "$g") rx2=$(got rx2 "$g") rx3=$(got rx3 "$g")
+    echo "$g received: rx1 $rx1, rx2 $rx2 (lossy link), rx3 $rx3 (VLAN 20)"
+    [ "$rx1" -eq "$count" ] || fail "rx1 got $rx1 of $count to $g"
+    [ "$rx2" -ge $((count * 80 / 100)) ] && [ "$rx2" -lt "$count" ] ||
+        fail "rx2 got $rx2 of $count to $g behind 5 % loss"
+    [ "$rx3" -eq 0 ] || fail "rx3, on VLAN 20, got $rx3 datagrams of VLAN 10's group $g"
+done
 echo "multicast check passed"

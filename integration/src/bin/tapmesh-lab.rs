@@ -66,9 +66,9 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum McastCmd {
-    /// Send numbered datagrams to GROUP:PORT (239.0.0.0/8) out of a device.
+    /// Send numbered datagrams to GROUP:PORT (239.0.0.0/8, [ff1x::]) out of a device.
     Send {
-        /// e.g. 239.1.2.3:5000.
+        /// e.g. 239.1.2.3:5000 or [ff15::1234]:5000.
         group: String,
         #[arg(long, default_value = TAP)]
         dev: String,
@@ -80,7 +80,7 @@ enum McastCmd {
     /// Join GROUP:PORT on a device, print `joined ...`, and after SECONDS
     /// print `received N`: how many of the lab's datagrams arrived.
     Recv {
-        /// e.g. 239.1.2.3:5000.
+        /// e.g. 239.1.2.3:5000 or [ff15::1234]:5000.
         group: String,
         #[arg(long, default_value = TAP)]
         dev: String,
