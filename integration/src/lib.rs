@@ -30,6 +30,8 @@
 //! - [`monitoring`]: metrics addresses, scraping and process CPU for monitoring tests.
 //! - [`on_path`]: an attacker on a host's link (a userspace wire in its own
 //!   namespace) that forges a handshake response ahead of every genuine one.
+//! - [`multicast`]: joining groups and sending to them from a host
+//!   namespace, and counting group frames and IGMP queries in a capture.
 //! - [`netns`]: the [`Netns`] guard, running commands in a namespace, and
 //!   running Rust code in one ([`Netns::enter`]: sockets made there stay there).
 //! - [`process`]: the [`Process`] guard.
@@ -68,6 +70,7 @@ pub mod http;
 pub mod impair;
 pub mod lab;
 pub mod monitoring;
+pub mod multicast;
 pub mod netns;
 pub mod on_path;
 pub mod process;

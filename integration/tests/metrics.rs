@@ -13,6 +13,7 @@ use integration::http;
 use integration::monitoring::{
     node_metrics_addr, scrape, switch_metrics_addr, topology_with_metrics,
 };
+use integration::multicast::{join_v4, send, sender};
 use integration::prometheus::{self, Job, Prometheus};
 use integration::topology::overlay_v4;
 use integration::traffic::udp_spray;
@@ -20,6 +21,8 @@ use integration::{Topology, bins, wait_until};
 
 const UP: Duration = Duration::from_secs(20);
 const HOSTS: usize = 3;
+/// The group h2 joins, for the per-group counters.
+const GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(239, 1, 2, 3);
 /// Pings h1 → h2 in the measured window.
 const PINGS: u64 = 20;
 /// What the test gives `$__rate_interval` (Grafana computes it from the
@@ -238,12 +241,31 @@ fn prometheus_scrapes_switch_and_nodes_and_every_dashboard_panel_has_data() {
         prom.query("up"),
         prom.log_tail()
     );
-    // Traffic while Prometheus watches, so rates have something to show.
+    // Traffic while Prometheus watches, so rates have something to show:
+    // pings, and a multicast group h2 joined (the busiest-groups panel).
+    let _member = join_v4(&topo, 2, GROUP, None);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            topo.switch_status()["multicast"]["groups"]
+                .as_array()
+                .is_some_and(|g| !g.is_empty())
+        }),
+        "h2's join never reached the switch"
+    );
+    let to_group = sender(&topo, 1, false);
     for _ in 0..5 {
         assert!(topo.ping(2, overlay_v4(3)));
         assert!(topo.ping(3, overlay_v4(1)));
+        send(&to_group, GROUP.into(), "panel", 10);
     }
     // Enough scrapes in the window for every rate().
+    assert!(
+        prom.wait_for(
+            "count_over_time(tapmesh_switch_multicast_group_bytes_total[1m]) >= 2",
+            Duration::from_secs(20)
+        ),
+        "the group's counters were not scraped"
+    );
     assert!(
         prom.wait_for(
             "count_over_time(tapmesh_switch_nodes_connected[1m]) >= 5",

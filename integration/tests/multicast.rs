@@ -4,44 +4,25 @@
 //! kernel's own IGMP/MLD, and `AF_PACKET` captures on the TAPs to see what
 //! the switch delivered (the kernel filters unjoined groups before a socket
 //! could tell).
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use integration::multicast::{PORT, group_frames, join_v4, send, sender};
 use integration::status::counter;
 use integration::topology::{TAP, overlay_v4};
 use integration::trunk::{TrunkPort, tap_index};
-use integration::{Capture, Frame, Topology, wait_until};
+use integration::{Capture, Topology, wait_until};
 use overlay_proto::vnet::internet_checksum;
 use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const UP: Duration = Duration::from_secs(20);
-const PORT: u16 = 5001;
 const G4: Ipv4Addr = Ipv4Addr::new(239, 1, 2, 3);
 const G6: Ipv6Addr = Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0, 0x1234);
 /// How long the switch gets to learn a join or a leave.
 const LEARN: Duration = Duration::from_secs(10);
-
-/// A UDP socket in host `i` bound to `PORT`, joined to `group` on its TAP
-/// (source-specific if `source` is given).
-fn join_v4(topo: &Topology, i: usize, group: Ipv4Addr, source: Option<Ipv4Addr>) -> Socket {
-    topo.ns(i).enter(move || {
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
-        s.set_reuse_address(true).expect("SO_REUSEADDR");
-        s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT).into())
-            .expect("bind");
-        match source {
-            None => s.join_multicast_v4(&group, &overlay_v4(i)),
-            Some(src) => s.join_ssm_v4(&src, &group, &overlay_v4(i)),
-        }
-        .expect("join");
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        s
-    })
-}
 
 fn join_v6(topo: &Topology, i: usize, group: Ipv6Addr) -> Socket {
     topo.ns(i).enter(move || {
@@ -55,36 +36,6 @@ fn join_v6(topo: &Topology, i: usize, group: Ipv6Addr) -> Socket {
             .expect("timeout");
         s
     })
-}
-
-/// A socket in host `i` that sends multicast out of its TAP, hop limit 1.
-fn sender(topo: &Topology, i: usize, v6: bool) -> Socket {
-    topo.ns(i).enter(move || {
-        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
-        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
-        if v6 {
-            s.set_multicast_if_v6(tap_index())
-                .expect("IPV6_MULTICAST_IF");
-            s.set_multicast_hops_v6(1).expect("hops");
-            s.set_multicast_loop_v6(false).expect("loop");
-        } else {
-            s.set_multicast_if_v4(&overlay_v4(i))
-                .expect("IP_MULTICAST_IF");
-            s.set_multicast_ttl_v4(1).expect("ttl");
-            s.set_multicast_loop_v4(false).expect("loop");
-        }
-        s
-    })
-}
-
-/// Sends `n` datagrams `"{tag} {seq}"` to `to`, 5 ms apart.
-fn send(s: &Socket, to: IpAddr, tag: &str, n: usize) {
-    let to: SockAddr = SocketAddr::new(to, PORT).into();
-    for k in 0..n {
-        s.send_to(format!("{tag} {k}").as_bytes(), &to)
-            .unwrap_or_else(|e| panic!("send {tag} {k}: {e}"));
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Datagrams `s` holds whose text starts with `tag `, reading until it has
@@ -107,28 +58,6 @@ fn received(s: &Socket, tag: &str) -> usize {
         }
     }
     n
-}
-
-/// Frames in `frames` that the TAP received (not sent) for the group's MAC.
-fn group_frames(frames: &[Frame], group: IpAddr) -> usize {
-    let mac = match group {
-        IpAddr::V4(g) => {
-            let o = g.octets();
-            [1, 0, 0x5e, o[1] & 0x7f, o[2], o[3]]
-        }
-        IpAddr::V6(g) => {
-            let o = g.octets();
-            [0x33, 0x33, o[12], o[13], o[14], o[15]]
-        }
-    };
-    let udp = |f: &Frame| match group {
-        IpAddr::V4(_) => f.data.get(23) == Some(&17),
-        IpAddr::V6(_) => f.data.get(20) == Some(&17),
-    };
-    frames
-        .iter()
-        .filter(|f| !f.outgoing && f.dst_mac() == Some(mac) && udp(f))
-        .count()
 }
 
 /// The switch's members of `group` (node names), from `status --json`.

@@ -1,4 +1,5 @@
-//! `tapmesh-switch`: keygen, pubkey, check, run, status, reload.
+//! `tapmesh-switch`: keygen, pubkey, check, run, status, reload, impair,
+//! link, groups, querier.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -87,6 +88,32 @@ enum Cmd {
     Mirror {
         #[command(subcommand)]
         cmd: MirrorCmd,
+    },
+    /// Show the multicast group table of a running switch, per network and
+    /// VLAN: groups, members with their filter mode, sources and timers,
+    /// router ports (learned and static) and who is querier.
+    Groups {
+        /// Only this network.
+        #[arg(long)]
+        network: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Change the built-in IGMP/MLD querier of a running switch (see the
+    /// README's "Lab: snooping controls"); without arguments, show it.
+    Querier {
+        /// Only this network (default: every network).
+        #[arg(long)]
+        network: Option<String>,
+        /// `on` or `off`, then KEY=VALUE: version=2|3 (IGMPv2+MLDv1 or
+        /// IGMPv3+MLDv2) igmp-version=2|3 mld-version=1|2 interval=125s
+        /// response=10s last-member-interval=1s last-member-count=2.
+        settings: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Take a node's link down (every frame both ways dropped) or up again.
     Link {
@@ -179,6 +206,26 @@ fn main() -> ExitCode {
         }
         Cmd::Link { node, state, admin } => impair(admin, format!("link {node} {state}")),
         Cmd::Mirror { cmd } => mirror(cmd),
+        Cmd::Groups {
+            network,
+            json,
+            admin,
+        } => groups(admin, network.as_deref(), json),
+        Cmd::Querier {
+            network,
+            settings,
+            admin,
+        } => {
+            let mut request = String::from("querier");
+            if let Some(n) = network {
+                request.push_str(&format!(" network={n}"));
+            }
+            for s in settings {
+                request.push(' ');
+                request.push_str(&s);
+            }
+            querier(admin, &request)
+        }
         Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-switch"),
         Cmd::Check { config } => tapmesh_shell::check_config(PROGRAM, &config, Config::load),
         Cmd::Run { config } => {
@@ -323,6 +370,69 @@ fn mirror(cmd: MirrorCmd) -> ExitCode {
         println!("mirror {m}");
     }
     ExitCode::SUCCESS
+}
+
+/// Print the group table (or its JSON), only `network`'s if given.
+fn groups(admin: AdminArgs, network: Option<&str>, json: bool) -> ExitCode {
+    let path = match admin.path() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match admin::request(&path, "groups") {
+        Ok(reply) => match tapmesh_switch::status::groups::only_network(&reply, network) {
+            Ok(m) if json => {
+                println!("{}", serde_json::to_string(&m).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Ok(m) => {
+                print!("{}", tapmesh_switch::status::groups::render(&m));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{PROGRAM}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => unreachable_switch(&path, e),
+    }
+}
+
+/// Send a querier request; print each network's querier as set now.
+fn querier(admin: AdminArgs, request: &str) -> ExitCode {
+    // Check it here first: a bad value is a usage error (exit 2).
+    if let Err(e) = tapmesh_switch::snooping::controls::QuerierRequest::parse(request) {
+        eprintln!("{PROGRAM}: {e}");
+        return ExitCode::from(2);
+    }
+    let path = match admin.path() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match admin::request(&path, request) {
+        Ok(reply) => {
+            let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
+            if let Some(e) = v["error"].as_str() {
+                eprintln!("{PROGRAM}: {e}");
+                return ExitCode::FAILURE;
+            }
+            let nets: Vec<tapmesh_switch::snooping::controls::QuerierSettings> =
+                serde_json::from_value(v["networks"].clone()).unwrap_or_default();
+            for n in nets {
+                println!("network {}: querier {}", n.network, n.describe());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => unreachable_switch(&path, e),
+    }
+}
+
+/// The admin socket did not answer.
+fn unreachable_switch(path: &std::path::Path, e: std::io::Error) -> ExitCode {
+    eprintln!(
+        "{PROGRAM}: cannot reach the switch at {}: {e}",
+        path.display()
+    );
+    ExitCode::FAILURE
 }
 
 fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {

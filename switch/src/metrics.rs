@@ -2,7 +2,9 @@
 //! families at scrape time (see `tapmesh_shell::metrics`). The names and
 //! labels below are a stable interface (the Grafana dashboard in `grafana/`
 //! uses them); labels are bounded: node and network names from the config, drop reasons,
-//! frame kinds, directions, never a MAC or an IP.
+//! frame kinds, directions, never a MAC or a host's IP. The one address label
+//! is `group` on the per-group counters: a multicast group address (not a
+//! host), exported for the busiest `metrics-top-groups` groups only.
 use overlay_proto::counters::Reason;
 use tapmesh_shell::metrics::{Def, Export, Exposition};
 
@@ -145,6 +147,16 @@ const MCAST_SUPPRESSED: Def = Def::counter(
     &["kind"],
     "Leaves ignored over a node's rate (leave), and leaves whose group-specific query waited for the group's running one (group_query).",
 );
+const MCAST_GROUP_FRAMES: Def = Def::counter(
+    "tapmesh_switch_multicast_group_frames_total",
+    &["network", "vlan", "group"],
+    "Data frames forwarded to a registered multicast group, for the busiest groups by bytes only ([multicast] metrics-top-groups, default 20). The group label is a multicast group address, never a host's, and at most that many are exported.",
+);
+const MCAST_GROUP_BYTES: Def = Def::counter(
+    "tapmesh_switch_multicast_group_bytes_total",
+    &["network", "vlan", "group"],
+    "Bytes of those frames, for the same groups.",
+);
 const RELOADS: Def = Def::counter(
     "tapmesh_switch_reloads_total",
     &["result"],
@@ -211,6 +223,8 @@ impl Export for Status {
         MCAST_LIMIT,
         MCAST_REFUSED,
         MCAST_SUPPRESSED,
+        MCAST_GROUP_FRAMES,
+        MCAST_GROUP_BYTES,
         RELOADS,
         IMPAIR_LINK_UP,
         IMPAIR_DROPPED,
@@ -324,6 +338,12 @@ impl Export for Status {
             &["group_query"],
             c.group_queries_deferred,
         );
+        for g in crate::status::groups::busiest(&mc.groups, mc.metrics_top_groups) {
+            let vlan = g.vlan.to_string();
+            let labels = [g.network.as_str(), &vlan, &g.group];
+            out.counter(&MCAST_GROUP_FRAMES, &labels, g.frames);
+            out.counter(&MCAST_GROUP_BYTES, &labels, g.bytes);
+        }
         out.counter(&RELOADS, &["ok"], self.reloads.ok);
         out.counter(&RELOADS, &["refused"], self.reloads.refused);
         for m in &self.mirrors {

@@ -365,6 +365,36 @@ impl Networks {
         self.nets.iter_mut().map(|n| (n.name.as_str(), &mut n.core))
     }
 
+    /// Answer an admin request line `querier …` (see
+    /// [`crate::snooping::controls::QuerierRequest`]): change the querier
+    /// of one network or all, and reply with each one's settings as JSON.
+    pub fn querier_request(&mut self, now: Instant, line: &str) -> String {
+        crate::snooping::controls::reply(self.querier_change(now, line))
+    }
+
+    fn querier_change(
+        &mut self,
+        now: Instant,
+        line: &str,
+    ) -> Result<Vec<crate::snooping::controls::QuerierSettings>, String> {
+        let r = crate::snooping::controls::QuerierRequest::parse(line)?;
+        let chosen = |n: &Network| r.network.is_none_or(|want| want == n.name);
+        if !self.nets.iter().any(chosen) {
+            return Err(format!("no network {:?}", r.network.unwrap_or_default()));
+        }
+        // All or nothing: check every chosen network before changing one.
+        for n in self.nets.iter().filter(|n| chosen(n)) {
+            n.core.check_querier(&r.change)?;
+        }
+        let mut out = Vec::new();
+        for n in self.nets.iter_mut().filter(|n| chosen(n)) {
+            let mut s = n.core.set_querier(now, &r.change)?;
+            s.network = n.name.clone();
+            out.push(s);
+        }
+        Ok(out)
+    }
+
     /// The networks' cores, for tests and tools.
     pub fn cores(&self) -> impl Iterator<Item = (&str, &Switch)> {
         self.nets.iter().map(|n| (n.name.as_str(), &n.core))
@@ -431,6 +461,9 @@ fn mark(s: &mut Status, name: &str) {
     for q in &mut m.queriers {
         q.network = name.to_string();
     }
+    for q in &mut m.querier_settings {
+        q.network = name.to_string();
+    }
     for r in &mut m.router_ports {
         r.network = name.to_string();
     }
@@ -462,6 +495,7 @@ fn absorb(t: &mut Status, s: Status) {
     t.handshake_guard.counters += &s.handshake_guard.counters;
     let (tm, sm) = (&mut t.multicast, s.multicast);
     tm.queriers.extend(sm.queriers);
+    tm.querier_settings.extend(sm.querier_settings);
     tm.router_ports.extend(sm.router_ports);
     tm.groups.extend(sm.groups);
     tm.counters += &sm.counters;
@@ -548,5 +582,40 @@ mod tests {
             .collect();
         assert_eq!(nets, [("red", 1, 2), ("blue", 2, 1)]);
         assert_eq!(s.mac_table.limit, 2 << 20);
+    }
+
+    #[test]
+    fn querier_requests_reach_the_network_named_or_all_and_all_or_nothing() {
+        let key = StaticSecret::generate(&mut rand::rng());
+        let now = Instant::now();
+        let mut n = Networks::new(
+            vec![net("a", 1, &key, &["h1"]), net("b", 2, &key, &["h2"])],
+            now,
+            1,
+        );
+        let enabled = |n: &Networks| -> Vec<(String, bool)> {
+            n.status(now, false)
+                .multicast
+                .querier_settings
+                .into_iter()
+                .map(|q| (q.network, q.enabled))
+                .collect()
+        };
+        let r: serde_json::Value =
+            serde_json::from_str(&n.querier_request(now, "querier network=b off")).unwrap();
+        assert_eq!(r["networks"][0]["network"], "b");
+        assert_eq!(r["networks"].as_array().map(Vec::len), Some(1));
+        assert_eq!(enabled(&n), [("a".into(), true), ("b".into(), false)]);
+        let r: serde_json::Value =
+            serde_json::from_str(&n.querier_request(now, "querier network=c off")).unwrap();
+        assert_eq!(r["error"], "no network \"c\"");
+        let r: serde_json::Value =
+            serde_json::from_str(&n.querier_request(now, "querier off response=999s")).unwrap();
+        assert!(r["error"].as_str().unwrap().contains("response"), "{r}");
+        assert_eq!(enabled(&n), [("a".into(), true), ("b".into(), false)]);
+        let r: serde_json::Value =
+            serde_json::from_str(&n.querier_request(now, "querier on")).unwrap();
+        assert_eq!(r["networks"].as_array().map(Vec::len), Some(2));
+        assert_eq!(enabled(&n), [("a".into(), true), ("b".into(), true)]);
     }
 }

@@ -104,6 +104,12 @@ pub async fn run(
                     "status" => serde_json::to_string(&core.status(Instant::now(), false)),
                     "status macs" => serde_json::to_string(&core.status(Instant::now(), true)),
                     "reload" => Ok(reload(&config_path, &mut running, &mut core, &mut metrics)),
+                    "groups" => serde_json::to_string(&core.status(Instant::now(), false).multicast),
+                    l if l == "querier" || l.starts_with("querier ") => {
+                        let reply = core.querier_request(Instant::now(), l);
+                        tracing::info!(request = %l, "querier request");
+                        Ok(reply)
+                    }
                     l if l.starts_with("impair ") || l.starts_with("link ") => {
                         let reply = core.impair_request(l);
                         tracing::info!(request = %l, "link impairment request");

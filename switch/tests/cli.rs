@@ -39,6 +39,11 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
             Some(KEY),
             "listen",
         ),
+        (
+            format!("{base}[multicast]\nigmp-version = 4\n"),
+            Some(KEY),
+            "multicast.igmp-version",
+        ),
     ];
     check_config_errors(Path::new(BIN), "switch.toml", "switch.key", &cases);
 }

@@ -6,7 +6,11 @@ use overlay_proto::ethernet::MacAddr;
 use serde::Deserialize;
 
 use super::KeyProblem;
+use crate::snooping::controls::TimingProblem;
 use crate::snooping::{SnoopConfig, link_local_from_mac};
+
+/// The most groups `metrics-top-groups` may ask for: the label count stays bounded.
+pub const MAX_METRICS_TOP_GROUPS: usize = 1000;
 
 /// `[multicast]`: IGMP/MLD snooping and the built-in querier.
 #[derive(Debug, Deserialize)]
@@ -28,6 +32,9 @@ pub(super) struct MulticastSection {
     max_groups_total: usize,
     max_sources_per_group: usize,
     leaves_per_sec: u32,
+    igmp_version: u8,
+    mld_version: u8,
+    metrics_top_groups: usize,
 }
 
 impl Default for MulticastSection {
@@ -50,6 +57,9 @@ impl Default for MulticastSection {
             max_groups_total: d.max_groups_total,
             max_sources_per_group: d.max_sources_per_group,
             leaves_per_sec: d.leaves_per_sec,
+            igmp_version: d.igmp_version,
+            mld_version: d.mld_version,
+            metrics_top_groups: d.metrics_top_groups,
         }
     }
 }
@@ -74,21 +84,18 @@ pub(super) fn multicast(m: &MulticastSection) -> Result<SnoopConfig, KeyProblem>
             return Err((key, "must be greater than 0".into()));
         }
     }
-    if m.query_response_secs >= m.query_interval_secs {
-        return Err((
-            "query-response-secs",
-            format!(
-                "must be less than query-interval-secs ({})",
-                m.query_interval_secs
-            ),
-        ));
+    if ![2, 3].contains(&m.igmp_version) {
+        return Err(("igmp-version", format!("{} is not 2 or 3", m.igmp_version)));
     }
-    if m.query_interval_secs >= m.membership_secs {
+    if ![1, 2].contains(&m.mld_version) {
+        return Err(("mld-version", format!("{} is not 1 or 2", m.mld_version)));
+    }
+    if m.metrics_top_groups > MAX_METRICS_TOP_GROUPS {
         return Err((
-            "query-interval-secs",
+            "metrics-top-groups",
             format!(
-                "must be less than membership-secs ({}), or memberships lapse between queries",
-                m.membership_secs
+                "{} is more than {MAX_METRICS_TOP_GROUPS} (each group is a label set in every scrape)",
+                m.metrics_top_groups
             ),
         ));
     }
@@ -116,7 +123,7 @@ pub(super) fn multicast(m: &MulticastSection) -> Result<SnoopConfig, KeyProblem>
             }
         },
     };
-    Ok(SnoopConfig {
+    let cfg = SnoopConfig {
         enabled: m.snooping,
         flood_unregistered: m.flood_unregistered,
         membership: Duration::from_secs(m.membership_secs),
@@ -133,5 +140,25 @@ pub(super) fn multicast(m: &MulticastSection) -> Result<SnoopConfig, KeyProblem>
         max_groups_total: m.max_groups_total,
         max_sources_per_group: m.max_sources_per_group,
         leaves_per_sec: m.leaves_per_sec,
-    })
+        igmp_version: m.igmp_version,
+        mld_version: m.mld_version,
+        metrics_top_groups: m.metrics_top_groups,
+    };
+    match cfg.timing_problem() {
+        None => Ok(cfg),
+        Some(TimingProblem::ResponseNotBelowInterval) => Err((
+            "query-response-secs",
+            format!(
+                "must be less than query-interval-secs ({})",
+                m.query_interval_secs
+            ),
+        )),
+        Some(TimingProblem::IntervalNotBelowMembership) => Err((
+            "query-interval-secs",
+            format!(
+                "must be less than membership-secs ({}), or memberships lapse between queries",
+                m.membership_secs
+            ),
+        )),
+    }
 }

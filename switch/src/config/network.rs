@@ -37,6 +37,8 @@ pub(super) struct NodeEntry {
     pub(super) trunk: Option<Vec<u16>>,
     #[serde(default)]
     pub(super) fast_leave: bool,
+    #[serde(default)]
+    pub(super) multicast_router: bool,
     pub(super) impair: Option<ImpairSection>,
 }
 
@@ -170,6 +172,7 @@ pub(super) fn nodes<'a>(
             public_key,
             vlan,
             fast_leave: n.fast_leave,
+            multicast_router: n.multicast_router,
         });
     }
     let mut impair = Vec::new();

@@ -203,6 +203,40 @@ fn multicast_and_storm_sections() {
     }
 }
 
+#[test]
+fn snooping_control_keys() {
+    let c =
+        setup("[multicast]\nigmp-version = 2\nmld-version = 1\nmetrics-top-groups = 5\n").unwrap();
+    let m = &c.networks[0].core.multicast;
+    assert_eq!(
+        (m.igmp_version, m.mld_version, m.metrics_top_groups),
+        (2, 1, 5)
+    );
+    let d = setup("").unwrap();
+    let m = &d.networks[0].core.multicast;
+    assert_eq!(
+        (m.igmp_version, m.mld_version, m.metrics_top_groups),
+        (3, 2, 20)
+    );
+    for (extra, key) in [
+        ("[multicast]\nigmp-version = 1\n", "multicast.igmp-version"),
+        ("[multicast]\nmld-version = 3\n", "multicast.mld-version"),
+        (
+            "[multicast]\nmetrics-top-groups = 100000\n",
+            "multicast.metrics-top-groups",
+        ),
+    ] {
+        let e = setup(extra).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+    let r = setup_node("multicast-router = true").unwrap();
+    assert!(r.networks[0].core.nodes[0].multicast_router);
+    assert!(!d.networks[0].core.nodes[0].multicast_router);
+    let e = setup_node("multicast-router = \"yes\"").unwrap_err();
+    assert!(e.to_string().contains("multicast-router"), "{e}");
+}
+
 /// A config with node h1 followed by `node_extra` (its sub-tables).
 fn setup_node(node_extra: &str) -> Result<Config, ConfigError> {
     let dir = std::env::temp_dir().join(format!(
@@ -282,6 +316,7 @@ fn node_vlans() {
         vlan,
         trunk,
         fast_leave: false,
+        multicast_router: false,
         impair: None,
     };
     assert_eq!(

@@ -23,6 +23,7 @@
 //! - `reload`: a new configuration applied to a running engine.
 //! - `trunk`: ports to the other switches of a cluster (split horizon,
 //!   liveness, what this switch publishes).
+//! - `snoop_controls`: static multicast router ports, the querier changed live.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -53,6 +54,7 @@ mod mesh;
 mod mirror;
 mod port;
 mod reload;
+mod snoop_controls;
 mod status;
 mod trunk;
 use port::Port;
@@ -79,6 +81,9 @@ pub struct NodeSpec {
     /// Prune its multicast memberships at once on a leave (no last-member
     /// query): for nodes with a single listener, such as a VM.
     pub fast_leave: bool,
+    /// A static multicast router port: gets every multicast frame of its
+    /// VLANs, joined or not (see `snooping::controls`).
+    pub multicast_router: bool,
 }
 
 impl NodeSpec {
@@ -89,6 +94,7 @@ impl NodeSpec {
             public_key,
             vlan: PortVlan::Transparent,
             fast_leave: false,
+            multicast_router: false,
         }
     }
 }
@@ -263,7 +269,8 @@ impl Switch {
         let macs = MacTable::new(cfg.mac_aging, cfg.mac_limit_per_node, cfg.mac_table_limit);
         let vlans = member_vlans(&cfg.nodes);
         let fast_leave = cfg.nodes.iter().map(|n| n.fast_leave).collect();
-        let snoop = Snooping::new(cfg.multicast.clone(), fast_leave, &vlans, now);
+        let mut snoop = Snooping::new(cfg.multicast.clone(), fast_leave, &vlans, now);
+        snoop.set_static_routers(snoop_controls::static_router_ports(&ports));
         let storm = StormControl::new(cfg.storm.clone(), ports.len());
         let guard = HandshakeGuard::new(
             cfg.handshake_guard.clone(),

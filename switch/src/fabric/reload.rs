@@ -10,7 +10,9 @@
 //! setting changed keeps its session; its MACs and memberships are flushed
 //! (they were learned in the old VLANs), and in mesh mode its old VLANs'
 //! members hear it left, the new ones hear of it, and it gets `mesh` with
-//! its new port and the full member list again.
+//! its new port and the full member list again. A node whose
+//! `multicast-router` setting alone changed keeps everything: only its
+//! static router port comes or goes.
 //!
 //! A retired port keeps its slot ([`NodeId`]s index the MAC table, the
 //! snooper and the mesh bookkeeping) until a later reload adds a node; then
@@ -22,7 +24,9 @@
 //! Everything else (limits, aging, timeouts, MTU, `[multicast]`,
 //! `[storm-control]`, the handshake guard) takes effect at once: new limits
 //! apply to what is learned from now on, and changed `[multicast]` settings
-//! keep the group table (snooping switched off forgets it).
+//! keep the group table (snooping switched off forgets it). What
+//! `tapmesh-switch querier` changed stays until the file's `[multicast]`
+//! section changes.
 use std::time::Instant;
 
 use super::{NodeSpec, Port, Switch, SwitchConfig};
@@ -35,7 +39,7 @@ pub struct Changes {
     pub added: Vec<String>,
     /// Nodes no longer admitted: their sessions ended.
     pub removed: Vec<String>,
-    /// Nodes whose VLANs or fast-leave setting changed.
+    /// Nodes whose VLANs, fast-leave or multicast-router setting changed.
     pub changed: Vec<String>,
     /// Whether a setting of the whole network changed (limits, aging,
     /// timeouts, MTU, multicast, storm control, handshake guard).
@@ -98,6 +102,17 @@ impl Switch {
                 Some(_) => {}
             }
         }
+        // A node whose `multicast-router` alone changed keeps everything it
+        // learned: only its router port comes or goes.
+        let mut router_changed = Vec::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            if let Some(n) = new.nodes.iter().find(|n| !p.retired && same(n, &p.spec))
+                && n.multicast_router != p.spec.multicast_router
+                && !changed.iter().any(|(id, _)| id.0 as usize == i)
+            {
+                router_changed.push((i, n.multicast_router));
+            }
+        }
         let added: Vec<NodeSpec> = new
             .nodes
             .iter()
@@ -127,6 +142,11 @@ impl Switch {
             self.snoop.forget_node(id);
             changes.changed.push(spec.name.clone());
             self.ports[id.0 as usize].spec = spec;
+        }
+        for (i, router) in router_changed {
+            let spec = &mut self.ports[i].spec;
+            spec.multicast_router = router;
+            changes.changed.push(spec.name.clone());
         }
         for spec in added {
             changes.added.push(spec.name.clone());
@@ -164,10 +184,17 @@ impl Switch {
             .iter()
             .map(|p| !p.retired && p.spec.fast_leave)
             .collect();
-        self.snoop
-            .reconfigure(now, new.multicast.clone(), fast_leave, &vlans);
+        // The querier as `tapmesh-switch querier` set it stays until the
+        // file's `[multicast]` changes.
+        let multicast = if new.multicast == self.cfg.multicast {
+            self.snoop.config().clone()
+        } else {
+            new.multicast.clone()
+        };
+        self.snoop.reconfigure(now, multicast, fast_leave, &vlans);
         self.cfg = new;
         self.retrunk();
+        self.sync_static_routers();
         self.mesh_sync(now);
         Ok(changes)
     }

@@ -643,6 +643,7 @@ fn trunk_port(now: Instant, id: NodeId, peer: &PeerSwitch, vlan: PortVlan) -> Po
             public_key: peer.public_key,
             vlan,
             fast_leave: false,
+            multicast_router: false,
         },
     );
     let cfg = TunnelConfig {

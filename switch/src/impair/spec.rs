@@ -202,7 +202,7 @@ fn percent(v: &str) -> Result<f64, String> {
 }
 
 /// `20ms`, `500us`, `1.5s` (a bare number is milliseconds).
-fn duration(v: &str) -> Result<Duration, String> {
+pub(crate) fn duration(v: &str) -> Result<Duration, String> {
     let (n, unit) = if let Some(n) = v.strip_suffix("us") {
         (n, 1e-6)
     } else if let Some(n) = v.strip_suffix("ms") {

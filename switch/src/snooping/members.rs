@@ -32,6 +32,11 @@ impl Member {
         self.any_source_until.is_some_and(|t| t > now) || self.sources.any_live(now)
     }
 
+    /// When the membership ends unless refreshed: its latest timer.
+    pub(super) fn until(&self) -> Option<Instant> {
+        self.any_source_until.max(self.sources.latest())
+    }
+
     pub(super) fn expire(&mut self, now: Instant) {
         if self.any_source_until.is_some_and(|t| t <= now) {
             self.any_source_until = None;

@@ -28,7 +28,11 @@
 //! while no other querier is heard, and goes silent for the other-querier-
 //! present interval (255 s) when a query comes from a lower address (any
 //! address beats an unspecified 0.0.0.0 source). Its queries are IGMPv3/MLDv2
-//! so hosts stay in v3/v2 mode. They are frames the switch originates:
+//! so hosts stay in v3/v2 mode, or IGMPv2/MLDv1 if set so (`igmp-version`,
+//! `mld-version`; see [`v2_queries`]). Other queriers are tracked per VLAN
+//! and family even while the built-in one is off, so `groups` shows who
+//! queries. The querier's settings can change while running ([`controls`]:
+//! `tapmesh-switch querier`, or a reload). They are frames the switch originates:
 //! [`Snooping::poll_query`] hands them to the switch, which sends them to
 //! every node of the VLAN.
 //!
@@ -57,12 +61,14 @@
 //! last-member time from the next query. Fast-leave nodes send no queries
 //! and are not limited.
 mod cluster;
+pub mod controls;
 mod frame;
 pub mod limits;
 mod members;
 mod querier;
 mod sources;
 mod status;
+pub mod v2_queries;
 pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
@@ -119,6 +125,13 @@ pub struct SnoopConfig {
     pub max_sources_per_group: usize,
     /// Leaves per second each node may send (and as many back to back).
     pub leaves_per_sec: u32,
+    /// The IGMP version of the built-in querier's queries: 2 or 3.
+    pub igmp_version: u8,
+    /// The MLD version of the built-in querier's queries: 1 or 2.
+    pub mld_version: u8,
+    /// Groups with their own frame and byte counters in the metrics (the
+    /// busiest by bytes, over all networks).
+    pub metrics_top_groups: usize,
 }
 
 /// The querier's default MAC: locally administered, "tm" for tapmesh.
@@ -143,6 +156,9 @@ impl Default for SnoopConfig {
             max_groups_total: 16384,
             max_sources_per_group: 32,
             leaves_per_sec: 100,
+            igmp_version: 3,
+            mld_version: 2,
+            metrics_top_groups: 20,
         }
     }
 }
@@ -217,6 +233,8 @@ pub struct Snooping {
     fast_leave: Vec<bool>,
     groups: HashMap<(Vid, IpAddr), Group, RandomState>,
     routers: Vec<RouterPort>,
+    /// Static router ports (`multicast-router = true`): per VLAN, the node.
+    static_routers: Vec<(Vid, NodeId)>,
     queriers: Vec<Querier>,
     budget: Budget,
     /// Leaves per node (indexed by `NodeId`).
@@ -228,18 +246,10 @@ pub struct Snooping {
 impl Snooping {
     /// Snooping for nodes with these fast-leave settings, on these VLANs.
     pub fn new(cfg: SnoopConfig, fast_leave: Vec<bool>, vlans: &[Vid], now: Instant) -> Snooping {
-        let queriers = if cfg.enabled && cfg.querier {
+        let queriers = if cfg.enabled {
             vlans
                 .iter()
-                .flat_map(|&vid| {
-                    [Family::V4, Family::V6].map(|family| Querier {
-                        vid,
-                        family,
-                        other: None,
-                        next_query: now,
-                        startup_left: 1,
-                    })
-                })
+                .flat_map(|&vid| [Family::V4, Family::V6].map(|f| Querier::new(vid, f, now)))
                 .collect()
         } else {
             Vec::new()
@@ -250,6 +260,7 @@ impl Snooping {
             fast_leave,
             groups: HashMap::default(),
             routers: Vec::new(),
+            static_routers: Vec::new(),
             queriers,
             budget: Budget::new(nodes),
             leave_buckets: vec![Bucket::default(); nodes],
@@ -285,7 +296,7 @@ impl Snooping {
                 self.budget.forget(NodeId(n as u32));
             }
         }
-        if cfg.enabled && cfg.querier {
+        if cfg.enabled {
             let mut queriers = Vec::with_capacity(vlans.len() * 2);
             for &vid in vlans {
                 for family in [Family::V4, Family::V6] {
@@ -293,13 +304,7 @@ impl Snooping {
                         .queriers
                         .iter()
                         .find(|q| q.vid == vid && q.family == family);
-                    queriers.push(kept.cloned().unwrap_or(Querier {
-                        vid,
-                        family,
-                        other: None,
-                        next_query: now,
-                        startup_left: 1,
-                    }));
+                    queriers.push(kept.cloned().unwrap_or(Querier::new(vid, family, now)));
                 }
             }
             self.queriers = queriers;
@@ -307,7 +312,8 @@ impl Snooping {
             self.queriers.clear();
         }
         self.routers.retain(|r| vlans.contains(&r.vid));
-        self.cfg = cfg;
+        let old = std::mem::replace(&mut self.cfg, cfg);
+        self.retime_queriers(now, &old);
     }
 
     /// Count this network's groups against `total` (shared by every network

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::wire::{self, Family, QuerySpec};
-use super::{SnoopConfig, Snooping};
+use super::{SnoopConfig, Snooping, v2_queries};
 use crate::NodeId;
 use crate::vlan::Vid;
 
@@ -21,8 +21,24 @@ pub(super) struct Querier {
     pub(super) family: Family,
     /// Another querier with a lower address, and until when it counts as present.
     pub(super) other: Option<(IpAddr, Instant)>,
+    /// The version of the other querier's last query.
+    pub(super) other_version: u8,
     pub(super) next_query: Instant,
     pub(super) startup_left: u32,
+}
+
+impl Querier {
+    /// A querier for VLAN `vid` and `family` whose startup queries begin now.
+    pub(super) fn new(vid: Vid, family: Family, now: Instant) -> Querier {
+        Querier {
+            vid,
+            family,
+            other: None,
+            other_version: 0,
+            next_query: now,
+            startup_left: 1,
+        }
+    }
 }
 
 impl Snooping {
@@ -37,6 +53,7 @@ impl Snooping {
             && (ours.is_unspecified() || q.source < ours)
         {
             qr.other = Some((q.source, present));
+            qr.other_version = q.version;
         }
         // A group-specific query from another querier: listeners have
         // `last_member_count` x its response time to answer (RFC 4541 2.1.1).
@@ -64,9 +81,15 @@ impl Snooping {
     }
 
     pub(super) fn add_routers(&self, now: Instant, vid: Vid, targets: &mut Vec<NodeId>) {
+        // HOT PATH (multicast frames only): a few entries each.
         for r in &self.routers {
             if r.vid == vid && r.until > now && !targets.contains(&r.node) {
                 targets.push(r.node);
+            }
+        }
+        for &(v, node) in &self.static_routers {
+            if v == vid && !targets.contains(&node) {
+                targets.push(node);
             }
         }
     }
@@ -79,9 +102,10 @@ impl Snooping {
     }
 
     pub(super) fn is_querier_active(&self, now: Instant, vid: Vid, family: Family) -> bool {
-        self.queriers.iter().any(|q| {
-            q.vid == vid && q.family == family && q.other.is_none_or(|(_, until)| until <= now)
-        })
+        self.cfg.querier
+            && self.queriers.iter().any(|q| {
+                q.vid == vid && q.family == family && q.other.is_none_or(|(_, until)| until <= now)
+            })
     }
 
     /// Run timers: age memberships and router ports, send due queries.
@@ -128,7 +152,7 @@ impl Snooping {
                 q.other = None;
                 q.next_query = now;
             }
-            if q.other.is_some() || now < q.next_query {
+            if !self.cfg.querier || q.other.is_some() || now < q.next_query {
                 continue;
             }
             q.next_query = if q.startup_left > 0 {
@@ -176,7 +200,9 @@ pub(super) fn query_frame(
         interval: cfg.query_interval,
     };
     let frame = match family {
+        Family::V4 if cfg.igmp_version == 2 => v2_queries::igmp_v2_query(&spec, cfg.querier_v4),
         Family::V4 => wire::igmp_query(&spec, cfg.querier_v4),
+        Family::V6 if cfg.mld_version == 1 => v2_queries::mld_v1_query(&spec, cfg.querier_v6),
         Family::V6 => wire::mld_query(&spec, cfg.querier_v6),
     };
     (vid, frame)

@@ -41,6 +41,11 @@ impl Sources {
         self.by_deadline.last().is_some_and(|(t, _)| *t > now)
     }
 
+    /// The latest deadline of any source.
+    pub(super) fn latest(&self) -> Option<Instant> {
+        self.by_deadline.last().map(|(t, _)| *t)
+    }
+
     /// Lists `s` until `until` (a report refreshed it).
     pub(super) fn set(&mut self, s: IpAddr, until: Instant) {
         if let Some(old) = self.timers.insert(s, until) {

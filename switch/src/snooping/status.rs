@@ -3,6 +3,8 @@
 use std::time::Instant;
 
 use super::Snooping;
+use super::controls::QuerierSettings;
+use super::wire::Family;
 use crate::NodeId;
 use crate::status::{
     GroupStatus, MemberStatus, MulticastStatus, QuerierStatus, RouterPortStatus, SnoopLimits,
@@ -22,12 +24,25 @@ impl Snooping {
                 group: group.to_string(),
                 frames: g.frames,
                 bytes: g.bytes,
+                expires_in_secs: g
+                    .members
+                    .iter()
+                    .filter_map(|m| m.until())
+                    .max()
+                    .map_or(0.0, secs),
+                group_queries_left: g.queries_left,
                 members: g
                     .members
                     .iter()
                     .filter(|m| m.is_live(now))
                     .map(|m| MemberStatus {
                         node: name(m.node),
+                        mode: if m.any_source_until.is_some_and(|t| t > now) {
+                            "exclude"
+                        } else {
+                            "include"
+                        }
+                        .into(),
                         any_source_expires_in_secs: m
                             .any_source_until
                             .filter(|t| *t > now)
@@ -51,16 +66,32 @@ impl Snooping {
             snooping: self.cfg.enabled,
             flood_unregistered: self.cfg.flood_unregistered,
             membership_secs: self.cfg.membership.as_secs_f64(),
+            querier_settings: vec![QuerierSettings::of(&self.cfg)],
+            metrics_top_groups: self.cfg.metrics_top_groups,
             queriers: self
                 .queriers
                 .iter()
                 .map(|q| {
                     let other = q.other.filter(|(_, t)| *t > now);
+                    let ours = self.cfg.querier && other.is_none();
                     QuerierStatus {
                         network: String::new(),
                         vlan: q.vid,
                         family: q.family.name().into(),
-                        active: other.is_none(),
+                        querier: match (ours, other) {
+                            (true, _) => "us",
+                            (false, Some(_)) => "other",
+                            (false, None) => "none",
+                        }
+                        .into(),
+                        active: ours,
+                        version: match (ours, q.family) {
+                            (false, _) if other.is_some() => q.other_version,
+                            (false, _) => 0,
+                            (true, Family::V4) => self.cfg.igmp_version,
+                            (true, Family::V6) => self.cfg.mld_version,
+                        },
+                        next_query_in_secs: ours.then(|| secs(q.next_query)),
                         address: self.our_address(q.family).to_string(),
                         other_querier: other.map(|(a, _)| a.to_string()),
                         other_querier_expires_in_secs: other.map(|(_, t)| secs(t)),
@@ -68,15 +99,27 @@ impl Snooping {
                 })
                 .collect(),
             router_ports: self
-                .routers
+                .static_routers
                 .iter()
-                .filter(|r| r.until > now)
-                .map(|r| RouterPortStatus {
+                .map(|&(vlan, node)| RouterPortStatus {
                     network: String::new(),
-                    vlan: r.vid,
-                    node: name(r.node),
-                    expires_in_secs: secs(r.until),
+                    vlan,
+                    node: name(node),
+                    kind: "static".into(),
+                    expires_in_secs: 0.0,
                 })
+                .chain(
+                    self.routers
+                        .iter()
+                        .filter(|r| r.until > now)
+                        .map(|r| RouterPortStatus {
+                            network: String::new(),
+                            vlan: r.vid,
+                            node: name(r.node),
+                            kind: "learned".into(),
+                            expires_in_secs: secs(r.until),
+                        }),
+                )
                 .collect(),
             groups,
             limits: SnoopLimits {

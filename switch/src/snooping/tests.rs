@@ -96,6 +96,9 @@ fn udp6_to(group: &str) -> Vec<u8> {
     p
 }
 
+#[path = "controls_tests.rs"]
+mod controls;
+
 struct T {
     s: Snooping,
     t0: Instant,

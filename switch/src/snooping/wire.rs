@@ -92,6 +92,8 @@ pub struct Query {
     pub group: Option<IpAddr>,
     /// How long members have to answer.
     pub max_response: Duration,
+    /// The query's version, from its length: IGMP 1, 2 or 3; MLD 1 or 2.
+    pub version: u8,
 }
 
 /// The group records of an IGMPv3 or MLDv2 report, iterated without copying.
@@ -260,18 +262,19 @@ fn igmp(source: IpAddr, m: &[u8]) -> Parsed<'_> {
         0x11 => {
             // v1 queries have code 0 (10 s); v3 codes use a float format.
             let code = m[1];
-            let tenths = if m.len() >= 12 {
-                decode_code(code)
+            let (tenths, version) = if m.len() >= 12 {
+                (decode_code(code), 3)
             } else if code == 0 {
-                100
+                (100, 1)
             } else {
-                u32::from(code)
+                (u32::from(code), 2)
             };
             Parsed::Query(Query {
                 family: Family::V4,
                 source,
                 group: (!group.is_unspecified()).then_some(group),
                 max_response: Duration::from_millis(u64::from(tenths) * 100),
+                version,
             })
         }
         0x12 | 0x16 => Parsed::Join { group },
@@ -346,6 +349,7 @@ fn mld<'a>(ip: &[u8], m: &'a [u8], source: IpAddr, data: Parsed<'a>) -> Parsed<'
     match m[0] {
         130 if m.len() >= 24 => {
             let code = u16::from_be_bytes([m[4], m[5]]);
+            let version = if m.len() >= 28 { 2 } else { 1 };
             let ms = if m.len() >= 28 && code >= 0x8000 {
                 (u32::from(code & 0x0fff) | 0x1000) << (((code >> 12) & 0x7) + 3)
             } else {
@@ -357,6 +361,7 @@ fn mld<'a>(ip: &[u8], m: &'a [u8], source: IpAddr, data: Parsed<'a>) -> Parsed<'
                 source,
                 group: (!g.is_unspecified()).then_some(g),
                 max_response: Duration::from_millis(u64::from(ms)),
+                version,
             })
         }
         131 if m.len() >= 24 => Parsed::Join { group: group() },
@@ -447,70 +452,110 @@ pub struct QuerySpec {
     pub interval: Duration,
 }
 
-/// An IGMPv3 query frame from `source` (RFC 3376 4.1): Ethernet, IPv4 with
-/// Router Alert, TTL 1, to 224.0.0.1 or the group. IGMPv3 queries keep
-/// IGMPv3 hosts in v3 mode; v1/v2 hosts answer them as v2 queries.
-pub fn igmp_query(spec: &QuerySpec, source: Ipv4Addr) -> Vec<u8> {
+/// Where IGMP starts in a query frame: after Ethernet (14) and IPv4 with
+/// Router Alert (24).
+const IGMP_AT: usize = 14 + 24;
+/// Where ICMPv6 starts in a query frame: after Ethernet (14), IPv6 (40) and
+/// the Hop-by-Hop header (8).
+const MLD_AT: usize = 14 + 40 + 8;
+
+/// The Ethernet and IPv4 headers of an IGMP query of `igmp_len` bytes from
+/// `source`: Router Alert, TTL 1, to 224.0.0.1 or the group. The IGMP
+/// message goes after them; [`seal_igmp`] fills in its checksum.
+pub(super) fn igmp_headers(spec: &QuerySpec, source: Ipv4Addr, igmp_len: u8) -> Vec<u8> {
     let dst = match spec.group {
         Some(IpAddr::V4(g)) => g,
         _ => Ipv4Addr::new(224, 0, 0, 1),
     };
-    let mut f = Vec::with_capacity(14 + 24 + 12);
+    let mut f = Vec::with_capacity(IGMP_AT + usize::from(igmp_len));
     f.extend_from_slice(&group_mac(&dst.into()).0);
     f.extend_from_slice(&spec.mac.0);
     f.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
     let ip = 14;
-    f.extend_from_slice(&[0x46, 0xc0, 0, 36, 0, 0, 0, 0, 1, PROTO_IGMP, 0, 0]);
+    let total = 24 + igmp_len;
+    f.extend_from_slice(&[0x46, 0xc0, 0, total, 0, 0, 0, 0, 1, PROTO_IGMP, 0, 0]);
     f.extend_from_slice(&source.octets());
     f.extend_from_slice(&dst.octets());
     f.extend_from_slice(&[0x94, 0x04, 0, 0]); // Router Alert
     let c = checksum(0, &f[ip..ip + 24]);
     f[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
-    let igmp = f.len();
+    f
+}
+
+/// The group an IGMP query asks about (0.0.0.0 for a general query).
+pub(super) fn igmp_group(spec: &QuerySpec) -> [u8; 4] {
+    match spec.group {
+        Some(IpAddr::V4(g)) => g.octets(),
+        _ => [0; 4],
+    }
+}
+
+/// Writes the IGMP checksum of a query frame made on [`igmp_headers`].
+pub(super) fn seal_igmp(f: &mut [u8]) {
+    let c = checksum(0, &f[IGMP_AT..]);
+    f[IGMP_AT + 2..IGMP_AT + 4].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The Ethernet, IPv6 and Hop-by-Hop (Router Alert) headers of an MLD
+/// query of `mld_len` bytes from link-local `source`: hop limit 1, to
+/// ff02::1 or the group. [`seal_mld`] fills in the checksum.
+pub(super) fn mld_headers(spec: &QuerySpec, source: Ipv6Addr, mld_len: u8) -> Vec<u8> {
+    let dst = match spec.group {
+        Some(IpAddr::V6(g)) => g,
+        _ => Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+    };
+    let mut f = Vec::with_capacity(MLD_AT + usize::from(mld_len));
+    f.extend_from_slice(&group_mac(&dst.into()).0);
+    f.extend_from_slice(&spec.mac.0);
+    f.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 8 + mld_len, NH_HOP_BY_HOP, 1]);
+    f.extend_from_slice(&source.octets());
+    f.extend_from_slice(&dst.octets());
+    // Hop-by-Hop: next ICMPv6, Router Alert (MLD), PadN.
+    f.extend_from_slice(&[NH_ICMPV6, 0, 5, 2, 0, 0, 1, 0]);
+    f
+}
+
+/// The group an MLD query asks about (:: for a general query).
+pub(super) fn mld_group(spec: &QuerySpec) -> [u8; 16] {
+    match spec.group {
+        Some(IpAddr::V6(g)) => g.octets(),
+        _ => [0; 16],
+    }
+}
+
+/// Writes the ICMPv6 checksum of a query frame made on [`mld_headers`].
+pub(super) fn seal_mld(f: &mut [u8]) {
+    let c = icmpv6_checksum(&f[14 + 8..14 + 40], &f[MLD_AT..]);
+    f[MLD_AT + 2..MLD_AT + 4].copy_from_slice(&c.to_be_bytes());
+}
+
+/// An IGMPv3 query frame from `source` (RFC 3376 4.1): Ethernet, IPv4 with
+/// Router Alert, TTL 1, to 224.0.0.1 or the group. IGMPv3 queries keep
+/// IGMPv3 hosts in v3 mode; v1/v2 hosts answer them as v2 queries.
+pub fn igmp_query(spec: &QuerySpec, source: Ipv4Addr) -> Vec<u8> {
+    let mut f = igmp_headers(spec, source, 12);
     let tenths = (spec.max_response.as_millis() / 100).min(31744) as u32;
-    let group = spec.group.map_or([0; 4], |g| match g {
-        IpAddr::V4(g) => g.octets(),
-        IpAddr::V6(_) => [0; 4],
-    });
     f.extend_from_slice(&[0x11, encode_code(tenths), 0, 0]);
-    f.extend_from_slice(&group);
+    f.extend_from_slice(&igmp_group(spec));
     let qqic = encode_code(spec.interval.as_secs().min(31744) as u32);
     f.extend_from_slice(&[0x02, qqic, 0, 0]); // S=0, QRV=2, no sources
-    let c = checksum(0, &f[igmp..]);
-    f[igmp + 2..igmp + 4].copy_from_slice(&c.to_be_bytes());
+    seal_igmp(&mut f);
     f
 }
 
 /// An MLDv2 query frame from link-local `source` (RFC 3810 5.1): Ethernet,
 /// IPv6 with a Hop-by-Hop Router Alert, hop limit 1, to ff02::1 or the group.
 pub fn mld_query(spec: &QuerySpec, source: Ipv6Addr) -> Vec<u8> {
-    let dst = match spec.group {
-        Some(IpAddr::V6(g)) => g,
-        _ => Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
-    };
-    let mut f = Vec::with_capacity(14 + 40 + 8 + 28);
-    f.extend_from_slice(&group_mac(&dst.into()).0);
-    f.extend_from_slice(&spec.mac.0);
-    f.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 36, NH_HOP_BY_HOP, 1]);
-    f.extend_from_slice(&source.octets());
-    f.extend_from_slice(&dst.octets());
-    // Hop-by-Hop: next ICMPv6, Router Alert (MLD), PadN.
-    f.extend_from_slice(&[NH_ICMPV6, 0, 5, 2, 0, 0, 1, 0]);
-    let icmp = f.len();
+    let mut f = mld_headers(spec, source, 28);
     let ms = spec.max_response.as_millis().min(32767) as u16;
-    let group = spec.group.map_or([0; 16], |g| match g {
-        IpAddr::V6(g) => g.octets(),
-        IpAddr::V4(_) => [0; 16],
-    });
     f.extend_from_slice(&[130, 0, 0, 0]);
     f.extend_from_slice(&ms.to_be_bytes());
     f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(&group);
+    f.extend_from_slice(&mld_group(spec));
     let qqic = encode_code(spec.interval.as_secs().min(31744) as u32);
     f.extend_from_slice(&[0x02, qqic, 0, 0]);
-    let c = icmpv6_checksum(&f[14 + 8..14 + 40], &f[icmp..]);
-    f[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
+    seal_mld(&mut f);
     f
 }
 
@@ -619,6 +664,7 @@ mod tests {
         };
         assert_eq!(q.source, IpAddr::from([198, 19, 0, 254]));
         assert_eq!((q.group, q.max_response), (None, Duration::from_secs(10)));
+        assert_eq!(q.version, 3);
         let g: IpAddr = "ff15::1234".parse().unwrap();
         let spec = QuerySpec {
             group: Some(g),
@@ -631,7 +677,7 @@ mod tests {
         let Parsed::Query(q) = parse(ETHERTYPE_IPV6, &f[14..]) else {
             panic!("{:?}", parse(ETHERTYPE_IPV6, &f[14..]))
         };
-        assert_eq!(q.family, Family::V6);
+        assert_eq!((q.family, q.version), (Family::V6, 2));
         assert_eq!((q.group, q.max_response), (Some(g), Duration::from_secs(1)));
     }
 

@@ -187,7 +187,12 @@ pub struct MulticastStatus {
     pub flood_unregistered: bool,
     /// Group membership interval.
     pub membership_secs: f64,
-    /// The built-in querier, per VLAN and family.
+    /// The built-in querier's settings per network (as the file or
+    /// `tapmesh-switch querier` set them).
+    pub querier_settings: Vec<crate::snooping::controls::QuerierSettings>,
+    /// Groups with their own counters in the metrics (the busiest by bytes).
+    pub metrics_top_groups: usize,
+    /// Who queries, per VLAN and family: the built-in querier or another.
     pub queriers: Vec<QuerierStatus>,
     /// Nodes behind which a multicast router or querier was heard.
     pub router_ports: Vec<RouterPortStatus>,
@@ -228,8 +233,16 @@ pub struct QuerierStatus {
     pub vlan: Vid,
     /// `ipv4` (IGMP) or `ipv6` (MLD).
     pub family: String,
-    /// Sending queries now (no other querier with a lower address heard).
+    /// Who is the querier: `us` (the built-in one), `other` (a querier
+    /// heard with a lower address), or `none` (ours is off, nobody heard).
+    pub querier: String,
+    /// The built-in querier sends queries now (on, and no other querier
+    /// with a lower address heard).
     pub active: bool,
+    /// The version of the queries: ours when we query, else the other's.
+    pub version: u8,
+    /// Seconds until our next general query (absent unless we query).
+    pub next_query_in_secs: Option<f64>,
     /// Its source address.
     pub address: String,
     /// The other querier it yields to, if any.
@@ -248,7 +261,10 @@ pub struct RouterPortStatus {
     pub vlan: Vid,
     /// The node.
     pub node: String,
-    /// Seconds until it ages out.
+    /// `learned` (a query or PIM was heard from it) or `static`
+    /// (`multicast-router = true`).
+    pub kind: String,
+    /// Seconds until it ages out (0 for a static port, which does not age).
     pub expires_in_secs: f64,
 }
 
@@ -266,6 +282,11 @@ pub struct GroupStatus {
     pub frames: u64,
     /// Bytes of those frames.
     pub bytes: u64,
+    /// The group timer: seconds until the last membership ends unless
+    /// refreshed.
+    pub expires_in_secs: f64,
+    /// Group-specific queries still to send (after a leave).
+    pub group_queries_left: u32,
     /// Nodes with members.
     pub members: Vec<MemberStatus>,
 }
@@ -276,6 +297,9 @@ pub struct GroupStatus {
 pub struct MemberStatus {
     /// The node.
     pub node: String,
+    /// Its filter mode: `exclude` (takes every source: v1/v2 or an
+    /// EXCLUDE-mode record) or `include` (only the sources listed).
+    pub mode: String,
     /// Seconds until its any-source membership (v1/v2, EXCLUDE mode) ends;
     /// absent if it has only source-specific ones.
     pub any_source_expires_in_secs: Option<f64>,
@@ -293,5 +317,6 @@ pub struct SourceStatus {
     pub expires_in_secs: f64,
 }
 
+pub mod groups;
 mod table;
 pub use table::{human_bytes, render_table};

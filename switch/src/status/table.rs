@@ -171,7 +171,8 @@ fn render_multicast(out: &mut String, m: &MulticastStatus) {
     for q in &m.queriers {
         let state = match &q.other_querier {
             Some(o) => format!("silent, other querier {o}"),
-            None => "active".into(),
+            None if q.active => "active".into(),
+            None => "off".into(),
         };
         let _ = writeln!(
             out,
@@ -180,11 +181,14 @@ fn render_multicast(out: &mut String, m: &MulticastStatus) {
         );
     }
     for r in &m.router_ports {
-        let _ = writeln!(
-            out,
-            "router port vlan {}: {} ({:.0}s)",
-            r.vlan, r.node, r.expires_in_secs
-        );
+        let _ = match r.kind.as_str() {
+            "static" => writeln!(out, "router port vlan {}: {} (static)", r.vlan, r.node),
+            _ => writeln!(
+                out,
+                "router port vlan {}: {} ({:.0}s)",
+                r.vlan, r.node, r.expires_in_secs
+            ),
+        };
     }
     if m.groups.is_empty() {
         return;
@@ -440,6 +444,7 @@ mod tests {
                 address: "198.19.0.254".into(),
                 other_querier: None,
                 other_querier_expires_in_secs: None,
+                ..Default::default()
             },
             QuerierStatus {
                 network: "default".into(),
@@ -449,6 +454,7 @@ mod tests {
                 address: "fe80::1".into(),
                 other_querier: Some("fe80::0".into()),
                 other_querier_expires_in_secs: Some(3.0),
+                ..Default::default()
             },
         ];
         m.router_ports = vec![RouterPortStatus {
@@ -456,6 +462,7 @@ mod tests {
             vlan: 10,
             node: "h1".into(),
             expires_in_secs: 40.2,
+            ..Default::default()
         }];
         let source = |a: &str| SourceStatus {
             source: a.into(),
@@ -472,18 +479,22 @@ mod tests {
                     node: "h1".into(),
                     any_source_expires_in_secs: Some(200.0),
                     sources: vec![],
+                    ..Default::default()
                 },
                 MemberStatus {
                     node: "h2".into(),
                     any_source_expires_in_secs: Some(100.0),
                     sources: vec![source("198.19.0.1")],
+                    ..Default::default()
                 },
                 MemberStatus {
                     node: "h3".into(),
                     any_source_expires_in_secs: None,
                     sources: vec![source("198.19.0.1"), source("198.19.0.2")],
+                    ..Default::default()
                 },
             ],
+            ..Default::default()
         }];
         s.macs = Some(vec![MacStatus {
             network: "default".into(),
