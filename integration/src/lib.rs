@@ -25,6 +25,8 @@
 //!   beside the running executable).
 //! - [`impair`]: a UDP relay that loses, delays, reorders and duplicates
 //!   (an impaired underlay where `sch_netem` is missing).
+//! - [`live_capture`]: the daemons' `capture` command, a reader that never
+//!   reads, the pcapng read back, `tcpdump -r`.
 //! - [`monitoring`]: metrics addresses, scraping and process CPU for monitoring tests.
 //! - [`on_path`]: an attacker on a host's link (a userspace wire in its own
 //!   namespace) that forges a handshake response ahead of every genuine one.
@@ -62,6 +64,7 @@ pub mod capture;
 pub mod config;
 pub mod http;
 pub mod impair;
+pub mod live_capture;
 pub mod monitoring;
 pub mod netns;
 pub mod on_path;

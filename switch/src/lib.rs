@@ -17,6 +17,8 @@
 //! - [`storm`]: per-node storm control (broadcast, multicast, unknown unicast).
 //! - [`impair`]: link impairment per node and direction (loss, delay, jitter,
 //!   reordering, duplication, corruption, rate, link down) for labs.
+//! - [`capture`]: live capture (`tapmesh-switch capture`): which frames go
+//!   to which capture; pcapng and the stream are the shell crate's.
 //! - [`vlan`]: 802.1Q access and trunk ports, tagging and untagging.
 //! - [`metrics`]: the [`status::Status`] snapshot as Prometheus metrics (names, labels).
 //! - [`counters`]: drop reasons and counters, plain integers.
@@ -29,6 +31,7 @@
 //! - [`server`]: the tokio shell: UDP socket, timers, admin socket, metrics
 //!   snapshots, shutdown.
 
+pub mod capture;
 pub mod config;
 pub mod counters;
 pub mod endpoints_file;

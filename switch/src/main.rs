@@ -1,4 +1,5 @@
-//! `tapmesh-switch`: keygen, pubkey, check, run, status, reload.
+//! `tapmesh-switch`: keygen, pubkey, check, run, status, reload, impair,
+//! link, capture.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -82,6 +83,27 @@ enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Capture the frames the switch forwards, in clear, as pcapng on
+    /// stdout (or --write FILE): one interface per node, with directions
+    /// (see the README's "Lab: capture"). Runs until interrupted.
+    Capture {
+        /// Only this network.
+        #[arg(long)]
+        network: Option<String>,
+        /// Only frames from or to this node (repeatable).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// Only frames of this VLAN.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4094))]
+        vlan: Option<u16>,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        write: Option<PathBuf>,
+        /// A filter in libpcap's language, as for tcpdump (e.g. `icmp`).
+        filter: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Take a node's link down (every frame both ways dropped) or up again.
     Link {
         /// The node.
@@ -140,6 +162,27 @@ fn main() -> ExitCode {
                 format!("impair {node} {dir} {}", settings.join(" "))
             };
             impair(admin, request)
+        }
+        Cmd::Capture {
+            network,
+            nodes,
+            vlan,
+            write,
+            filter,
+            admin,
+        } => {
+            let spec = tapmesh_shell::capture::CaptureSpec {
+                network,
+                nodes,
+                vlan,
+                filter: (!filter.is_empty()).then(|| filter.join(" ")),
+            };
+            match admin.path() {
+                Ok(path) => {
+                    tapmesh_shell::capture::client::run(PROGRAM, &path, &spec, write.as_deref())
+                }
+                Err(code) => code,
+            }
         }
         Cmd::Link { node, state, admin } => impair(admin, format!("link {node} {state}")),
         Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-switch"),

@@ -170,6 +170,16 @@ const IMPAIR_HELD: Def = Def::gauge(
     &["node", "direction"],
     "Frames held now by link impairment (delay or rate limit).",
 );
+const CAPTURES_ACTIVE: Def = Def::gauge(
+    "tapmesh_switch_captures_active",
+    &[],
+    "Live captures (tapmesh-switch capture) running now.",
+);
+const CAPTURE_FRAMES: Def = Def::counter(
+    "tapmesh_switch_capture_frames_total",
+    &["result"],
+    "Frames offered to live captures, by result: captured, dropped (the capture's reader was behind).",
+);
 const DROPS: Def = Def::counter(
     "tapmesh_switch_drops_total",
     &["reason"],
@@ -211,6 +221,8 @@ impl Export for Status {
         IMPAIR_DROPPED,
         IMPAIR_FRAMES,
         IMPAIR_HELD,
+        CAPTURES_ACTIVE,
+        CAPTURE_FRAMES,
         DROPS,
     ];
 
@@ -318,6 +330,9 @@ impl Export for Status {
             &["group_query"],
             c.group_queries_deferred,
         );
+        out.gauge(&CAPTURES_ACTIVE, &[], self.capture.active as f64);
+        out.counter(&CAPTURE_FRAMES, &["captured"], self.capture.captured);
+        out.counter(&CAPTURE_FRAMES, &["dropped"], self.capture.dropped);
         out.counter(&RELOADS, &["ok"], self.reloads.ok);
         out.counter(&RELOADS, &["refused"], self.reloads.refused);
         for (reason, count) in self.drops.iter() {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tapmesh_shell::admin::{self, AdminRequest};
+use tapmesh_shell::capture;
 use tapmesh_shell::config::ConfigError;
 use tapmesh_shell::metrics::Exporter;
 use tapmesh_shell::udp::{RecvBuffers, UdpLink};
@@ -102,6 +103,9 @@ pub async fn run(
                         let reply = core.impair_request(l);
                         tracing::info!(request = %l, "link impairment request");
                         Ok(reply)
+                    }
+                    l if l.split(' ').next() == Some(capture::REQUEST) => {
+                        Ok(crate::capture::answer(&mut core, l, req.capture.clone()))
                     }
                     _ => Ok(admin::unknown_request(&req.line)),
                 };

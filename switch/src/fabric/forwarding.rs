@@ -15,6 +15,7 @@ use crate::impair::Direction;
 use crate::snooping::Verdict;
 use crate::storm::StormClass;
 use crate::vlan::{self, Ingress};
+use tapmesh_shell::capture::Direction as Seen;
 
 impl Switch {
     /// A complete payload from a node: a frame, or a virtio header and a frame.
@@ -92,6 +93,7 @@ impl Switch {
         let c = &mut self.ports[from.0 as usize].counters;
         c.rx_frames += 1;
         c.rx_bytes += frame.len() as u64;
+        self.capture(now, from, Seen::Inbound, frame);
 
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();

@@ -19,6 +19,7 @@
 //! - `status`: the snapshot for `tapmesh-switch status`.
 //! - `mesh`: mesh mode's control messages.
 //! - `impair`: frames through an impaired node's link.
+//! - `capture`: the live capture hook (`crate::capture`).
 //! - `reload`: a new configuration applied to a running engine.
 
 use std::collections::{HashMap, VecDeque};
@@ -43,6 +44,7 @@ use crate::storm::{StormConfig, StormControl};
 use crate::vlan::{PortVlan, Vid};
 
 mod admission;
+mod capture;
 mod egress;
 mod forwarding;
 mod impair;
@@ -222,6 +224,8 @@ pub struct Switch {
     /// Held frames are released this much before they are due (see
     /// `set_timer_slack`).
     timer_slack: Duration,
+    /// Live captures of this network's frames (empty: none running).
+    captures: crate::capture::Captures,
 }
 
 impl Switch {
@@ -263,6 +267,7 @@ impl Switch {
             impair_seed: indices.random(),
             impair_scratch: Vec::new(),
             timer_slack: Duration::ZERO,
+            captures: Default::default(),
             mesh: None,
             guard,
             cfg,
@@ -322,6 +327,7 @@ impl Switch {
             while tunnel.poll_event().is_some() {}
         }
         self.macs.expire(now);
+        self.captures.sweep();
         self.guard.sweep(now);
         self.snoop.handle_timeout(now);
         self.send_queries(now);

@@ -34,6 +34,8 @@ pub struct Status {
     pub networks: Vec<NetworkStatus>,
     /// Config reloads applied and refused.
     pub reloads: ReloadCounters,
+    /// Live captures: running, frames captured and lost to slow readers.
+    pub capture: crate::capture::CaptureCounters,
     /// The MAC table itself, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub macs: Option<Vec<MacStatus>>,
