@@ -303,3 +303,59 @@ fn a_bad_capture_request_is_refused_with_one_line() {
     );
     assert_eq!(counter(&topo.switch_status(), &["capture", "active"]), 0);
 }
+
+#[test]
+fn a_mesh_node_captures_its_direct_paths_per_peer() {
+    let mut topo = Topology::mesh(3);
+    topo.start_all(UP);
+    let direct = |a: usize, b: &str| {
+        topo.node_status(a)["peers"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == b && p["path"] == "direct"))
+    };
+    assert!(
+        wait_until(UP, || direct(1, "h2") && direct(1, "h3")),
+        "h1 has no direct paths: {}",
+        topo.node_status(1)["peers"]
+    );
+    let socket = topo.node_admin_socket_path(1);
+    let cap = CaptureCommand::start(
+        bins::NODE,
+        &socket,
+        topo.dir().join("h1.pcapng"),
+        &["--node", "h2", "icmp"],
+    );
+    let running = wait_until(Duration::from_secs(10), || {
+        counter(&topo.node_status(1), &["capture", "active"]) == 1
+    });
+    assert!(running, "no capture running: {}", topo.node_status(1));
+    for to in [2, 3] {
+        assert!(topo.ping(1, overlay_v4(to)), "h1 cannot ping h{to}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            counter(&topo.node_status(1), &["capture", "captured"]) >= 2
+        }),
+        "nothing captured: {}",
+        topo.node_status(1)["capture"]
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let file = cap.finish();
+    let p = packets(&file);
+    assert!(!p.is_empty(), "empty capture");
+    // Only the selected peer, one interface named after it, both ways.
+    assert!(p.iter().all(|p| p.interface == "h2"), "{p:?}");
+    assert!(p.iter().all(|p| p.ip_protocol() == Some(ICMP)));
+    assert!(p.iter().any(|p| on(p, "h2", false)), "no ICMP out to h2");
+    assert!(p.iter().any(|p| on(p, "h2", true)), "no ICMP in from h2");
+    let lines = tcpdump(&file, &[]);
+    assert!(
+        lines.iter().any(|l| l.contains("ICMP echo reply")),
+        "{lines:#?}"
+    );
+    let gone = wait_until(Duration::from_secs(10), || {
+        counter(&topo.node_status(1), &["capture", "active"]) == 0
+    });
+    assert!(gone, "the capture outlived its reader");
+    topo.assert_all_running();
+}

@@ -1,4 +1,4 @@
-//! `tapmesh-node`: keygen, pubkey, check, run, status, reload.
+//! `tapmesh-node`: keygen, pubkey, check, run, status, reload, capture.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -66,6 +66,28 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Mesh mode: capture the frames on this node's direct paths, in clear,
+    /// as pcapng on stdout (or --write FILE): one interface per peer, with
+    /// directions (see the README's "Lab: capture"). Runs until interrupted.
+    Capture {
+        /// Only frames from or to this peer (repeatable).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// Only frames of this VLAN.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4094))]
+        vlan: Option<u16>,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        write: Option<PathBuf>,
+        /// A filter in libpcap's language, as for tcpdump (e.g. `icmp`).
+        filter: Vec<String>,
+        /// The admin socket (default: from --config).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Read the admin socket path from this config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 const PROGRAM: &str = "tapmesh-node";
@@ -95,6 +117,27 @@ fn main() -> ExitCode {
             Ok(path) => tapmesh_shell::reload::command(PROGRAM, &path),
             Err(code) => code,
         },
+        Cmd::Capture {
+            nodes,
+            vlan,
+            write,
+            filter,
+            socket,
+            config,
+        } => {
+            let spec = tapmesh_shell::capture::CaptureSpec {
+                network: None,
+                nodes,
+                vlan,
+                filter: (!filter.is_empty()).then(|| filter.join(" ")),
+            };
+            match admin_path("capture", socket, config) {
+                Ok(path) => {
+                    tapmesh_shell::capture::client::run(PROGRAM, &path, &spec, write.as_deref())
+                }
+                Err(code) => code,
+            }
+        }
         Cmd::Status {
             json,
             socket,
@@ -220,7 +263,10 @@ fn render_status(v: &Status) -> String {
         c.keepalives_sent,
         drops_line(&v.drops)
     );
-    table + &v.local.as_ref().map_or(String::new(), local_ports) + &peers
+    table
+        + &v.capture.status_line().unwrap_or_default()
+        + &v.local.as_ref().map_or(String::new(), local_ports)
+        + &peers
 }
 
 /// The local switch's ports, one line each (only if there is more than the

@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::counters::{Counters, Drops, Rtt};
 use crate::peers::{IndexOwner, MoveReport, PathEvent, Peers};
 
+mod capture;
 mod datagram;
 mod deliver;
 mod status;
@@ -152,6 +153,8 @@ pub struct Node {
     destination: SocketAddr,
     /// Our underlay addresses, announced to the switch in mesh mode.
     local_addrs: Vec<SocketAddr>,
+    /// Live captures of the direct paths (empty: none running).
+    captures: crate::capture::Captures,
 }
 
 impl Node {
@@ -186,6 +189,7 @@ impl Node {
             peers,
             destination: cfg.switch_addr,
             local_addrs: Vec::new(),
+            captures: Default::default(),
             uplink,
             notice_key,
             scratch: Vec::new(),
@@ -247,6 +251,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.with_uplink(now, |t, ctx, to| t.handle_timeout(now, ctx, to));
         self.peers.handle_timeout(now, &mut self.tx);
+        self.sweep_captures();
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work.

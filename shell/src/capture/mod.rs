@@ -14,12 +14,14 @@
 //! - [`spec`]: the `capture` request (network, nodes, VLAN, filter).
 //! - [`client`]: the `capture` command: request, then copy the stream out.
 //! - [`filter`]: libpcap's filter language, compiled by libpcap.
+//! - [`taps`]: the captures a core feeds, their selections and counters.
 //! - [`pcapng`]: the pcapng writer (one interface per port, directions).
 //! - this file: the producer and reader ends and the stream.
 pub mod client;
 pub mod filter;
 pub mod pcapng;
 pub mod spec;
+pub mod taps;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
@@ -30,6 +32,7 @@ use tokio::sync::Notify;
 pub use filter::Filter;
 pub use pcapng::Direction;
 pub use spec::{CaptureSpec, REQUEST};
+pub use taps::{CaptureCounters, Taps};
 
 /// Bytes of pcapng one capture holds for a reader that has not taken them
 /// yet; past that, frames are dropped (interface descriptions never are).

@@ -18,7 +18,11 @@ impl Switch {
         // HOT PATH: one branch when nothing captures.
         if self.captures.is_active() {
             let spec = &self.ports[id.0 as usize].spec;
-            self.captures.offer(now, id, spec, dir, frame);
+            let key = (u64::from(self.cfg.network_id) << 32) | u64::from(id.0);
+            self.captures
+                .offer(now, key, &spec.name, dir, frame, |want| {
+                    want.selects(id, spec, frame)
+                });
         }
     }
 
@@ -38,9 +42,12 @@ impl Switch {
                 .filter_map(|name| self.node_id(name))
                 .collect::<Vec<_>>()
         });
-        let want = Selection { nodes, vlan };
-        self.captures
-            .add(capture, self.cfg.network_id, network, want);
+        let want = Selection {
+            nodes,
+            vlan,
+            network: network.to_owned(),
+        };
+        self.captures.add(capture, want);
     }
 
     /// The node called `name`, if this network admits it.

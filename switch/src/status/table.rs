@@ -106,14 +106,7 @@ fn render(v: &Status) -> String {
         let _ = writeln!(out, "storm control drops: {}", storm.join("; "));
     }
     render_impair(&mut out, &v.nodes);
-    let c = &v.capture;
-    if *c != Default::default() {
-        let _ = writeln!(
-            out,
-            "capture: {} running, frames captured {}, lost to slow readers {}",
-            c.active, c.captured, c.dropped
-        );
-    }
+    out.push_str(&v.capture.status_line().unwrap_or_default());
     render_multicast(&mut out, &v.multicast);
     if let Some(macs) = &v.macs {
         let _ = writeln!(
