@@ -70,17 +70,8 @@ enum Cmd {
     /// as pcapng on stdout (or --write FILE): one interface per peer, with
     /// directions (see the README's "Lab: capture"). Runs until interrupted.
     Capture {
-        /// Only frames from or to this peer (repeatable).
-        #[arg(long = "node")]
-        nodes: Vec<String>,
-        /// Only frames of this VLAN.
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4094))]
-        vlan: Option<u16>,
-        /// Write to this file instead of stdout.
-        #[arg(long)]
-        write: Option<PathBuf>,
-        /// A filter in libpcap's language, as for tcpdump (e.g. `icmp`).
-        filter: Vec<String>,
+        #[command(flatten)]
+        args: tapmesh_shell::capture::client::CaptureArgs,
         /// The admin socket (default: from --config).
         #[arg(long)]
         socket: Option<PathBuf>,
@@ -118,26 +109,13 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Cmd::Capture {
-            nodes,
-            vlan,
-            write,
-            filter,
+            args,
             socket,
             config,
-        } => {
-            let spec = tapmesh_shell::capture::CaptureSpec {
-                network: None,
-                nodes,
-                vlan,
-                filter: (!filter.is_empty()).then(|| filter.join(" ")),
-            };
-            match admin_path("capture", socket, config) {
-                Ok(path) => {
-                    tapmesh_shell::capture::client::run(PROGRAM, &path, &spec, write.as_deref())
-                }
-                Err(code) => code,
-            }
-        }
+        } => match admin_path("capture", socket, config) {
+            Ok(path) => args.run(PROGRAM, &path, None),
+            Err(code) => code,
+        },
         Cmd::Status {
             json,
             socket,

@@ -90,17 +90,8 @@ enum Cmd {
         /// Only this network.
         #[arg(long)]
         network: Option<String>,
-        /// Only frames from or to this node (repeatable).
-        #[arg(long = "node")]
-        nodes: Vec<String>,
-        /// Only frames of this VLAN.
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4094))]
-        vlan: Option<u16>,
-        /// Write to this file instead of stdout.
-        #[arg(long)]
-        write: Option<PathBuf>,
-        /// A filter in libpcap's language, as for tcpdump (e.g. `icmp`).
-        filter: Vec<String>,
+        #[command(flatten)]
+        args: tapmesh_shell::capture::client::CaptureArgs,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -165,25 +156,12 @@ fn main() -> ExitCode {
         }
         Cmd::Capture {
             network,
-            nodes,
-            vlan,
-            write,
-            filter,
+            args,
             admin,
-        } => {
-            let spec = tapmesh_shell::capture::CaptureSpec {
-                network,
-                nodes,
-                vlan,
-                filter: (!filter.is_empty()).then(|| filter.join(" ")),
-            };
-            match admin.path() {
-                Ok(path) => {
-                    tapmesh_shell::capture::client::run(PROGRAM, &path, &spec, write.as_deref())
-                }
-                Err(code) => code,
-            }
-        }
+        } => match admin.path() {
+            Ok(path) => args.run(PROGRAM, &path, network),
+            Err(code) => code,
+        },
         Cmd::Link { node, state, admin } => impair(admin, format!("link {node} {state}")),
         Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-switch"),
         Cmd::Check { config } => tapmesh_shell::check_config(PROGRAM, &config, Config::load),

@@ -2,10 +2,40 @@
 //! pcapng stream to stdout or a file until the daemon or the reader stops
 //! (Ctrl-C, or the program reading stdout exits).
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::{CaptureSpec, Filter};
+
+/// The `capture` command's options both daemons share.
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    /// Only frames from or to this node (at a node: this peer); repeatable.
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// Only frames of this VLAN.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4094))]
+    pub vlan: Option<u16>,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    pub write: Option<PathBuf>,
+    /// A filter in libpcap's language, as for tcpdump (e.g. `icmp`).
+    pub filter: Vec<String>,
+}
+
+impl CaptureArgs {
+    /// Run the capture (see [`run`]) on the daemon at `socket`, in
+    /// `network` if given.
+    pub fn run(self, program: &str, socket: &Path, network: Option<String>) -> ExitCode {
+        let spec = CaptureSpec {
+            network,
+            nodes: self.nodes,
+            vlan: self.vlan,
+            filter: (!self.filter.is_empty()).then(|| self.filter.join(" ")),
+        };
+        run(program, socket, &spec, self.write.as_deref())
+    }
+}
 
 /// Run the capture `spec` against the daemon whose admin socket is at
 /// `socket`, writing pcapng to `write` (stdout if `None`). A bad filter is
