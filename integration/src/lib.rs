@@ -25,6 +25,8 @@
 //!   beside the running executable).
 //! - [`impair`]: a UDP relay that loses, delays, reorders and duplicates
 //!   (an impaired underlay where `sch_netem` is missing).
+//! - [`live_capture`]: the daemons' `capture` command, a reader that never
+//!   reads, the pcapng read back, `tcpdump -r`.
 //! - [`lab`]: the lab launcher's topology file, bring-up and multicast
 //!   helpers (`tapmesh-lab`).
 //! - [`monitoring`]: metrics addresses, scraping and process CPU for monitoring tests.
@@ -69,6 +71,7 @@ pub mod config;
 pub mod http;
 pub mod impair;
 pub mod lab;
+pub mod live_capture;
 pub mod monitoring;
 pub mod multicast;
 pub mod netns;

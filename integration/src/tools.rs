@@ -38,6 +38,8 @@ pub const SETPRIV: Tool = tool("setpriv", "util-linux");
 pub const CURL: Tool = tool("curl", "curl");
 /// `iperf3`: the benchmarks' TCP and UDP load.
 pub const IPERF3: Tool = tool("iperf3", "iperf3");
+/// `tcpdump`: reads the daemons' live captures back (`tcpdump -r`).
+pub const TCPDUMP: Tool = tool("tcpdump", "tcpdump");
 /// The Prometheus server, at the path Debian's package installs it.
 pub const PROMETHEUS: Tool = tool(crate::prometheus::PROMETHEUS, "prometheus");
 /// `promtool` (same package).
@@ -48,7 +50,9 @@ pub const DEMO: &[Tool] = &[IP, PING];
 
 /// What the namespace tests run, all of them: one run of the suite names
 /// everything a fresh machine lacks at once.
-pub const TESTS: &[Tool] = &[IP, PING, NFT, SYSCTL, SETPRIV, CURL, PROMETHEUS, PROMTOOL];
+pub const TESTS: &[Tool] = &[
+    IP, PING, NFT, SYSCTL, SETPRIV, CURL, PROMETHEUS, PROMTOOL, TCPDUMP,
+];
 
 /// Where `program` is: itself if it contains a `/`, else the first
 /// executable of that name in `path` (a `PATH`-style list).

@@ -242,6 +242,9 @@ pub async fn run<D: FrameDevice>(
                         reloads.count(r.is_ok());
                         tapmesh_shell::reload::reply(&r)
                     }
+                    l if l.split(' ').next() == Some(tapmesh_shell::capture::REQUEST) => {
+                        crate::capture::answer(&mut core, l, req.capture.clone())
+                    }
                     _ => admin::unknown_request(&req.line),
                 };
                 let _ = req.reply.send(reply);

@@ -13,6 +13,7 @@
 //! - [`vm_framing`]: the length-prefixed framing of QEMU's `-netdev stream`.
 //! - [`peers`]: mesh mode: direct sessions with other nodes, path choice
 //!   (direct or relayed), MACs learned behind peers.
+//! - [`capture`]: live capture of the direct paths (`tapmesh-node capture`).
 //! - [`counters`]: drop reasons and counters.
 //! - [`metrics`]: the status snapshot as Prometheus metrics (names, labels).
 //! - [`config`]: `node.toml`, parsed and validated ([`userhost::config`]
@@ -29,6 +30,7 @@
 //! - [`daemon`]: the tokio shell: TAP, VM ports, UDP socket, timers, admin
 //!   socket, shutdown.
 
+pub mod capture;
 pub mod config;
 pub mod counters;
 pub mod daemon;

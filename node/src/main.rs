@@ -1,4 +1,4 @@
-//! `tapmesh-node`: keygen, pubkey, check, run, status, reload.
+//! `tapmesh-node`: keygen, pubkey, check, run, status, reload, capture.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -66,6 +66,19 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Mesh mode: capture the frames on this node's direct paths, in clear,
+    /// as pcapng on stdout (or --write FILE): one interface per peer, with
+    /// directions (see the README's "Lab: capture"). Runs until interrupted.
+    Capture {
+        #[command(flatten)]
+        args: tapmesh_shell::capture::client::CaptureArgs,
+        /// The admin socket (default: from --config).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Read the admin socket path from this config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 const PROGRAM: &str = "tapmesh-node";
@@ -93,6 +106,14 @@ fn main() -> ExitCode {
         }
         Cmd::Reload { socket, config } => match admin_path("reload", socket, config) {
             Ok(path) => tapmesh_shell::reload::command(PROGRAM, &path),
+            Err(code) => code,
+        },
+        Cmd::Capture {
+            args,
+            socket,
+            config,
+        } => match admin_path("capture", socket, config) {
+            Ok(path) => args.run(PROGRAM, &path, None),
             Err(code) => code,
         },
         Cmd::Status {
@@ -220,7 +241,11 @@ fn render_status(v: &Status) -> String {
         c.keepalives_sent,
         drops_line(&v.drops)
     );
-    table + &homes(&v.homes) + &v.local.as_ref().map_or(String::new(), local_ports) + &peers
+    table
+        + &homes(&v.homes)
+        + &v.capture.status_line().unwrap_or_default()
+        + &v.local.as_ref().map_or(String::new(), local_ports)
+        + &peers
 }
 
 /// The configured switches and failovers (only with several switches).

@@ -159,6 +159,16 @@ const RELOADS: Def = Def::counter(
     &["node", "result"],
     "Config reloads (reload command, SIGHUP): ok = applied, refused = invalid or not changeable live.",
 );
+const CAPTURES_ACTIVE: Def = Def::gauge(
+    "tapmesh_node_captures_active",
+    &["node"],
+    "Live captures of the direct paths (tapmesh-node capture) running now.",
+);
+const CAPTURE_FRAMES: Def = Def::counter(
+    "tapmesh_node_capture_frames_total",
+    &["node", "result"],
+    "Frames offered to live captures, by result: captured, dropped (the capture's reader was behind).",
+);
 const DROPS: Def = Def::counter(
     "tapmesh_node_drops_total",
     &["node", "reason"],
@@ -196,6 +206,8 @@ impl Export for Status {
         HOST_FRAMES,
         PORT_UP,
         RELOADS,
+        CAPTURES_ACTIVE,
+        CAPTURE_FRAMES,
         PORT_FRAMES,
         DROPS,
     ];
@@ -295,6 +307,10 @@ impl Export for Status {
         }
         out.counter(&RELOADS, &[node, "ok"], self.reloads.ok);
         out.counter(&RELOADS, &[node, "refused"], self.reloads.refused);
+        let c = &self.capture;
+        out.gauge(&CAPTURES_ACTIVE, &[node], c.active as f64);
+        out.counter(&CAPTURE_FRAMES, &[node, "captured"], c.captured);
+        out.counter(&CAPTURE_FRAMES, &[node, "dropped"], c.dropped);
         for (reason, count) in self.drops.iter() {
             out.counter(&DROPS, &[node, reason.name()], count);
         }

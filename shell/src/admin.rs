@@ -3,7 +3,9 @@
 //! request line and reads one JSON document until EOF.
 //!
 //! Each daemon decides which request lines it answers (`status`, `status
-//! macs`, `reload`).
+//! macs`, `reload`). One request keeps its connection: `capture SPEC`
+//! (see [`crate::capture`]) is answered with a stream of pcapng bytes until
+//! the client closes, or with one JSON error.
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -42,6 +44,10 @@ pub struct AdminRequest {
     pub line: String,
     /// Where the answer goes.
     pub reply: oneshot::Sender<String>,
+    /// For a `capture` request: the producer end of the capture (its filter
+    /// compiled). The owner keeps it and answers `{"ok":...}`, or answers
+    /// `{"error":...}`; this connection then streams the capture.
+    pub capture: Option<crate::capture::Capture>,
 }
 
 /// The JSON answer to a request the daemon does not know.
@@ -61,7 +67,7 @@ pub async fn serve(listener: UnixListener, to_owner: mpsc::Sender<AdminRequest>)
         };
         let to_owner = to_owner.clone();
         tokio::spawn(async move {
-            let mut req = [0u8; 256];
+            let mut req = [0u8; 1024];
             let mut n = 0;
             // One short line; give up on slow or chatty clients.
             let read = tokio::time::timeout(Duration::from_secs(2), async {
@@ -79,19 +85,40 @@ pub async fn serve(listener: UnixListener, to_owner: mpsc::Sender<AdminRequest>)
             });
             let _ = read.await;
             let line = String::from_utf8_lossy(&req[..n]).trim().to_owned();
+            let (capture, reader) = match crate::capture::start(&line) {
+                Some(Ok((c, r))) => (Some(c), Some(r)),
+                Some(Err(e)) => {
+                    let _ = stream.write_all(error_reply(&e).as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+                None => (None, None),
+            };
             let (tx, rx) = oneshot::channel();
-            if to_owner
-                .send(AdminRequest { line, reply: tx })
-                .await
-                .is_err()
-            {
+            let request = AdminRequest {
+                line,
+                reply: tx,
+                capture,
+            };
+            if to_owner.send(request).await.is_err() {
                 return;
             }
             let reply = rx.await.unwrap_or_default();
+            if let Some(reader) = reader
+                && !reply.contains("\"error\"")
+            {
+                reader.stream(stream).await;
+                return;
+            }
             let _ = stream.write_all(reply.as_bytes()).await;
             let _ = stream.shutdown().await;
         });
     }
+}
+
+/// The JSON answer refusing a request, with a one-line reason.
+pub fn error_reply(reason: &str) -> String {
+    serde_json::json!({ "error": reason }).to_string()
 }
 
 /// The name a unit enum variant has in an admin reply (its serde name), for

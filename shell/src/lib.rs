@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`admin`]: the local admin socket (bind with safe permissions, request).
+//! - [`capture`]: live capture: the bounded pcapng buffer, filters, the stream.
 //! - [`config`]: config-file errors naming file, key and problem; key files.
 //! - [`dumpable`]: no core dumps or same-user ptrace of the daemons (keys).
 //! - [`log_level`]: logging to stderr, its filter changed by `reload`.
@@ -18,6 +19,7 @@
 //! - `build.rs`: the git commit for `--version`.
 
 pub mod admin;
+pub mod capture;
 pub mod config;
 pub mod dumpable;
 pub mod log_level;

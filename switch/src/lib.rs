@@ -21,6 +21,8 @@
 //!   reordering, duplication, corruption, rate, link down) for labs.
 //! - [`mirror`]: port mirroring (SPAN): copies of a node's frames on another
 //!   node's TAP, per session, rate-bounded.
+//! - [`capture`]: live capture (`tapmesh-switch capture`): which frames go
+//!   to which capture; pcapng and the stream are the shell crate's.
 //! - [`vlan`]: 802.1Q access and trunk ports, tagging and untagging.
 //! - [`metrics`]: the [`status::Status`] snapshot as Prometheus metrics (names, labels).
 //! - [`counters`]: drop reasons and counters, plain integers.
@@ -33,6 +35,7 @@
 //! - [`server`]: the tokio shell: UDP socket, timers, admin socket, metrics
 //!   snapshots, shutdown.
 
+pub mod capture;
 pub mod cluster;
 pub mod config;
 pub mod counters;

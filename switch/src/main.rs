@@ -1,5 +1,5 @@
 //! `tapmesh-switch`: keygen, pubkey, check, run, status, reload, impair,
-//! link, groups, querier.
+//! link, mirror, groups, querier, capture.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -115,6 +115,18 @@ enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Capture the frames the switch forwards, in clear, as pcapng on
+    /// stdout (or --write FILE): one interface per node, with directions
+    /// (see the README's "Lab: capture"). Runs until interrupted.
+    Capture {
+        /// Only this network.
+        #[arg(long)]
+        network: Option<String>,
+        #[command(flatten)]
+        args: tapmesh_shell::capture::client::CaptureArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Take a node's link down (every frame both ways dropped) or up again.
     Link {
         /// The node.
@@ -204,6 +216,14 @@ fn main() -> ExitCode {
             };
             impair(admin, request)
         }
+        Cmd::Capture {
+            network,
+            args,
+            admin,
+        } => match admin.path() {
+            Ok(path) => args.run(PROGRAM, &path, network),
+            Err(code) => code,
+        },
         Cmd::Link { node, state, admin } => impair(admin, format!("link {node} {state}")),
         Cmd::Mirror { cmd } => mirror(cmd),
         Cmd::Groups {

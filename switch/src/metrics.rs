@@ -187,6 +187,16 @@ const MIRROR_FRAMES: Def = Def::counter(
     &["mirror", "result"],
     "Copies of port mirroring sessions (named in the config or added at runtime): mirrored (sent to the destination), dropped_rate (over the session's rate).",
 );
+const CAPTURES_ACTIVE: Def = Def::gauge(
+    "tapmesh_switch_captures_active",
+    &[],
+    "Live captures (tapmesh-switch capture) running now.",
+);
+const CAPTURE_FRAMES: Def = Def::counter(
+    "tapmesh_switch_capture_frames_total",
+    &["result"],
+    "Frames offered to live captures, by result: captured, dropped (the capture's reader was behind).",
+);
 const DROPS: Def = Def::counter(
     "tapmesh_switch_drops_total",
     &["reason"],
@@ -231,6 +241,8 @@ impl Export for Status {
         IMPAIR_FRAMES,
         IMPAIR_HELD,
         MIRROR_FRAMES,
+        CAPTURES_ACTIVE,
+        CAPTURE_FRAMES,
         DROPS,
     ];
 
@@ -344,6 +356,9 @@ impl Export for Status {
             out.counter(&MCAST_GROUP_FRAMES, &labels, g.frames);
             out.counter(&MCAST_GROUP_BYTES, &labels, g.bytes);
         }
+        out.gauge(&CAPTURES_ACTIVE, &[], self.capture.active as f64);
+        out.counter(&CAPTURE_FRAMES, &["captured"], self.capture.captured);
+        out.counter(&CAPTURE_FRAMES, &["dropped"], self.capture.dropped);
         out.counter(&RELOADS, &["ok"], self.reloads.ok);
         out.counter(&RELOADS, &["refused"], self.reloads.refused);
         for m in &self.mirrors {

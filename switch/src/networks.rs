@@ -18,6 +18,8 @@ use overlay_proto::handshake::Timestamp;
 use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::Header;
 
+use tapmesh_shell::capture::{Capture, CaptureSpec};
+
 use crate::cluster::{ClusterConfig, ClusterUpdate, LocalChange, SwitchFacts};
 use crate::counters::{DropReason, Drops, ReloadCounters};
 use crate::fabric::{Changes, Event, Switch, SwitchConfig, Unchangeable};
@@ -61,6 +63,8 @@ pub struct Networks {
     reloads: ReloadCounters,
     /// For cores a reload adds (see [`set_timer_slack`](Self::set_timer_slack)).
     timer_slack: std::time::Duration,
+    /// Live captures started (see [`add_capture`](Self::add_capture)).
+    captures: Vec<Capture>,
     /// The cluster every core joined, with the wall-clock time matching an
     /// instant (for cores a reload adds).
     cluster: Option<(ClusterConfig, Instant, std::time::Duration)>,
@@ -102,8 +106,54 @@ impl Networks {
             seed,
             reloads: ReloadCounters::default(),
             timer_slack: std::time::Duration::ZERO,
+            captures: Vec::new(),
             cluster: None,
         }
+    }
+
+    /// Start a live capture of the frames `spec` selects (see
+    /// [`crate::capture`]); the reply names how many networks it watches.
+    /// Refused with one line if it names a network, node or VLAN the
+    /// switch does not have.
+    pub fn add_capture(&mut self, spec: &CaptureSpec, capture: Capture) -> Result<usize, String> {
+        self.captures.retain(|c| !c.is_closed());
+        let nets: Vec<usize> = (0..self.nets.len())
+            .filter(|&i| {
+                spec.network
+                    .as_ref()
+                    .is_none_or(|n| *n == self.nets[i].name)
+            })
+            .collect();
+        if let Some(n) = &spec.network
+            && nets.is_empty()
+        {
+            return Err(format!("no network {n:?}"));
+        }
+        if let Some(v) = spec.vlan
+            && !(1..=4094).contains(&v)
+        {
+            return Err(format!("bad VLAN {v}: must be 1 to 4094"));
+        }
+        if let Some(missing) = (spec.nodes.iter()).find(|name| {
+            !nets
+                .iter()
+                .any(|&i| self.nets[i].core.node_id(name).is_some())
+        }) {
+            return Err(format!("no node {missing:?}"));
+        }
+        let mut watched = 0;
+        for i in nets {
+            let n = &mut self.nets[i];
+            let has = |name: &String| n.core.node_id(name).is_some();
+            if !spec.nodes.is_empty() && !spec.nodes.iter().any(has) {
+                continue;
+            }
+            n.core
+                .add_capture(capture.clone(), &n.name, &spec.nodes, spec.vlan);
+            watched += 1;
+        }
+        self.captures.push(capture);
+        Ok(watched)
     }
 
     /// Apply a reloaded configuration: networks matched by name keep their
@@ -424,6 +474,7 @@ impl Networks {
         t.drops += &self.drops;
         t.networks = networks;
         t.reloads = self.reloads;
+        t.capture.active = self.captures.iter().filter(|c| !c.is_closed()).count() as u64;
         t
     }
 }
@@ -491,6 +542,7 @@ fn absorb(t: &mut Status, s: Status) {
     t.mac_table.limit += s.mac_table.limit;
     t.mac_table.counters += &s.mac_table.counters;
     t.sessions += &s.sessions;
+    t.capture += &s.capture;
     t.handshake_guard.under_load |= s.handshake_guard.under_load;
     t.handshake_guard.counters += &s.handshake_guard.counters;
     let (tm, sm) = (&mut t.multicast, s.multicast);

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tapmesh_shell::admin::{self, AdminRequest};
+use tapmesh_shell::capture;
 use tapmesh_shell::config::ConfigError;
 use tapmesh_shell::metrics::Exporter;
 use tapmesh_shell::udp::{RecvBuffers, UdpLink};
@@ -116,6 +117,9 @@ pub async fn run(
                         Ok(reply)
                     }
                     l if l.starts_with("mirror ") => Ok(crate::mirror::admin_request(&mut core, l)),
+                    l if l.split(' ').next() == Some(capture::REQUEST) => {
+                        Ok(crate::capture::answer(&mut core, l, req.capture.clone()))
+                    }
                     _ => Ok(admin::unknown_request(&req.line)),
                 };
                 let _ = req.reply.send(reply.unwrap_or_default());

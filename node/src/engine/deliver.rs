@@ -8,6 +8,8 @@ use overlay_proto::vlan::{self, Ingress};
 use overlay_proto::vnet::{VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{FLAG_FRAGMENT, FLAG_RELAYED, FLAG_VNET};
 
+use tapmesh_shell::capture::Direction as Seen;
+
 use super::{Node, TapWrite};
 use crate::counters::DropReason;
 #[cfg(doc)]
@@ -98,7 +100,11 @@ impl Node {
     ) -> Result<Option<Ingress>, DropReason> {
         let (_, frame) = self.split_checked(vnet, payload)?;
         let retag = match peer {
-            Some(p) => self.peers.admit(now, p, frame)?,
+            Some(p) => {
+                let r = self.peers.admit(now, p, frame)?;
+                self.capture(now, p, Seen::Inbound, frame);
+                r
+            }
             None => None,
         };
         self.counters.tap_tx_frames += 1;

@@ -37,6 +37,7 @@ use crate::failover::announce::LocalMacs;
 use crate::failover::{FailoverCause, Homes, SwitchTarget};
 use crate::peers::{IndexOwner, MoveReport, PathEvent, Peers};
 
+mod capture;
 mod datagram;
 mod deliver;
 mod failover;
@@ -192,6 +193,8 @@ pub struct Node {
     destination: SocketAddr,
     /// Our underlay addresses, announced to the switch in mesh mode.
     local_addrs: Vec<SocketAddr>,
+    /// Live captures of the direct paths (empty: none running).
+    captures: crate::capture::Captures,
 }
 
 impl Node {
@@ -219,6 +222,7 @@ impl Node {
             homes,
             local_macs: LocalMacs::default(),
             local_addrs: Vec::new(),
+            captures: Default::default(),
             uplink,
             notice_key,
             scratch: Vec::new(),
@@ -289,6 +293,7 @@ impl Node {
         }
         self.with_uplink(now, |t, ctx, to| t.handle_timeout(now, ctx, to));
         self.peers.handle_timeout(now, &mut self.tx);
+        self.sweep_captures();
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work.

@@ -32,6 +32,7 @@ impl Node {
             local: None,
             hosts: Vec::new(),
             reloads: Default::default(),
+            capture: self.capture_counters(),
         }
     }
 }
@@ -83,4 +84,7 @@ pub struct Status {
     pub hosts: Vec<crate::userhost::HostStatus>,
     /// Config reloads applied and refused (the shell fills it in).
     pub reloads: tapmesh_shell::reload::ReloadCounters,
+    /// Live captures of the direct paths: running, captured, lost to slow
+    /// readers.
+    pub capture: tapmesh_shell::capture::CaptureCounters,
 }

@@ -8,6 +8,8 @@ use overlay_proto::tunnel::Sealed;
 use overlay_proto::vnet::{self, VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::{DATA_HEADER_LEN, FLAG_VNET};
 
+use tapmesh_shell::capture::Direction as Seen;
+
 use super::Node;
 use crate::counters::DropReason;
 
@@ -62,6 +64,7 @@ impl Node {
                 self.peers.note_local_mac(now, f.src(), &mut self.tx);
             }
             if let Some(i) = self.peers.route(now, frame, flags & FLAG_VNET != 0) {
+                self.capture(now, i, Seen::Outbound, frame);
                 let r =
                     self.peers
                         .seal(now, i, flags, &mut buf[start..], plen, max, &mut self.tx)?;

@@ -390,6 +390,22 @@ impl Peers {
         }
     }
 
+    /// Peer `i`'s name and port (restricted to the VLANs we share), for
+    /// live capture.
+    pub fn port(&self, i: usize) -> Option<(&str, &PortVlan)> {
+        let p = self.peers.get(i)?.as_ref()?;
+        Some((&p.name, &p.vlan))
+    }
+
+    /// Every peer's name.
+    pub fn names(&self) -> Vec<String> {
+        self.peers
+            .iter()
+            .flatten()
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
     /// The next path change for the log.
     pub fn poll_event(&mut self) -> Option<PathEvent> {
         if self.events.is_empty() {

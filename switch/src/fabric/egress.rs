@@ -12,6 +12,7 @@ use super::port::drop_reason;
 use crate::NodeId;
 use crate::counters::DropReason;
 use crate::impair::Direction;
+use tapmesh_shell::capture::Direction as Seen;
 
 impl Switch {
     /// Answer a keepalive.
@@ -49,6 +50,7 @@ impl Switch {
         frame: &[u8],
     ) {
         // HOT PATH
+        self.capture(now, to, Seen::Outbound, frame);
         match vnet {
             Some(h) if !self.ports[to.0 as usize].accepts_vnet() => {
                 if h.is_plain() {

@@ -15,6 +15,7 @@ use crate::impair::Direction;
 use crate::snooping::Verdict;
 use crate::storm::StormClass;
 use crate::vlan::{self, Ingress};
+use tapmesh_shell::capture::Direction as Seen;
 
 /// Who gets a frame.
 #[derive(Clone, Copy)]
@@ -108,6 +109,7 @@ impl Switch {
         c.rx_frames += 1;
         c.rx_bytes += frame.len() as u64;
         self.mirror_received(now, from, ing, vnet, frame);
+        self.capture(now, from, Seen::Inbound, frame);
 
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();

@@ -20,6 +20,7 @@
 //! - `mesh`: mesh mode's control messages.
 //! - `impair`: frames through an impaired node's link.
 //! - `mirror`: copies of a node's frames for a mirror port (SPAN).
+//! - `capture`: the live capture hook (`crate::capture`).
 //! - `reload`: a new configuration applied to a running engine.
 //! - `trunk`: ports to the other switches of a cluster (split horizon,
 //!   liveness, what this switch publishes).
@@ -47,6 +48,7 @@ use crate::storm::{StormConfig, StormControl};
 use crate::vlan::{PortVlan, Vid};
 
 mod admission;
+mod capture;
 mod egress;
 mod forwarding;
 mod impair;
@@ -249,6 +251,8 @@ pub struct Switch {
     timer_slack: Duration,
     /// Port mirroring sessions (see `mirror`).
     mirrors: crate::mirror::Mirrors,
+    /// Live captures of this network's frames (empty: none running).
+    captures: crate::capture::Captures,
     /// Trunks to the other switches of a cluster (`None` alone).
     cluster: Option<Box<trunk::Cluster>>,
 }
@@ -294,6 +298,7 @@ impl Switch {
             impair_scratch: Vec::new(),
             timer_slack: Duration::ZERO,
             mirrors: Default::default(),
+            captures: Default::default(),
             cluster: None,
             mesh: None,
             guard,
@@ -357,6 +362,7 @@ impl Switch {
             while tunnel.poll_event().is_some() {}
         }
         self.macs.expire(now);
+        self.captures.sweep();
         self.guard.sweep(now);
         self.snoop.handle_timeout(now);
         self.send_queries(now);

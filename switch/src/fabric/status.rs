@@ -73,6 +73,7 @@ impl Switch {
             networks: Vec::new(),
             reloads: Default::default(),
             mirrors: self.mirror_status(),
+            capture: self.capture_counters(),
             switches: self.trunk_status(now),
             macs,
         }

@@ -36,6 +36,8 @@ pub struct Status {
     pub reloads: ReloadCounters,
     /// Port mirroring sessions and what they copied.
     pub mirrors: Vec<crate::mirror::MirrorStatus>,
+    /// Live captures: running, frames captured and lost to slow readers.
+    pub capture: crate::capture::CaptureCounters,
     /// The other switches of the cluster, per network (empty alone).
     pub switches: Vec<PeerSwitchStatus>,
     /// The MAC table itself, when asked for.

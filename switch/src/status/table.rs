@@ -109,6 +109,7 @@ fn render(v: &Status) -> String {
     for m in &v.mirrors {
         let _ = writeln!(out, "mirror {m}");
     }
+    out.push_str(&v.capture.status_line().unwrap_or_default());
     render_multicast(&mut out, &v.multicast);
     if let Some(macs) = &v.macs {
         let _ = writeln!(
@@ -311,6 +312,17 @@ mod tests {
         );
         assert!(t.contains("drops: bad_tag 2\n"), "{t}");
         assert_eq!(render_table("not json"), "not json\n");
+    }
+
+    #[test]
+    fn table_shows_captures_once_there_were_any() {
+        let t = render_table(r#"{"nodes":[],"capture":{"active":2,"captured":40,"dropped":3}}"#);
+        assert!(
+            t.contains("capture: 2 running, frames captured 40, lost to slow readers 3\n"),
+            "{t}"
+        );
+        let t = render_table(r#"{"nodes":[]}"#);
+        assert!(!t.contains("capture:"), "{t}");
     }
 
     #[test]
