@@ -1,11 +1,12 @@
 //! The switch's Prometheus metrics: the [`Status`] snapshot mapped to metric
 //! families at scrape time (see `tapmesh_shell::metrics`). The names and
 //! labels below are a stable interface (the Grafana dashboard in `grafana/`
-//! uses them); labels are bounded: node and network names from the config, drop reasons,
+//! uses them); labels are bounded: node, network and switch names from the config, drop reasons,
 //! frame kinds, directions, never a MAC or an IP.
 use overlay_proto::counters::Reason;
 use tapmesh_shell::metrics::{Def, Export, Exposition};
 
+use crate::cluster::metrics as cluster;
 use crate::counters::DropReason;
 use crate::status::Status;
 
@@ -212,9 +213,17 @@ impl Export for Status {
         IMPAIR_FRAMES,
         IMPAIR_HELD,
         DROPS,
+        cluster::PEER_UP,
+        cluster::PEER_LAST_HEARD,
+        cluster::PEER_FRAMES,
+        cluster::PEER_BYTES,
+        cluster::PEER_DOWNS,
+        cluster::PEER_HANDSHAKES,
+        cluster::PEER_MACS,
     ];
 
     fn export(&self, out: &mut Exposition) {
+        cluster::export(self, out);
         out.gauge(&NODES_CONFIGURED, &[], self.nodes.len() as f64);
         let connected = self.nodes.iter().filter(|n| n.connected).count();
         out.gauge(&NODES_CONNECTED, &[], connected as f64);

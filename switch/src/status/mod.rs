@@ -291,5 +291,6 @@ pub struct SourceStatus {
     pub expires_in_secs: f64,
 }
 
+mod switches;
 mod table;
 pub use table::{human_bytes, render_table};
