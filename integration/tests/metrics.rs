@@ -94,6 +94,11 @@ fn dashboard_exprs() -> Vec<(String, String)> {
 fn prometheus_scrapes_switch_and_nodes_and_every_dashboard_panel_has_data() {
     prometheus::require_installed();
     let mut topo = topology_with_metrics(HOSTS);
+    // A mirror session h1 -> h3, so that the port mirroring panel has data.
+    topo.set_switch_config_extra(&format!(
+        "metrics-listen = \"{}\"\n[[mirror]]\nname = \"span\"\nsource = \"h1\"\ndestination = \"h3\"\n",
+        switch_metrics_addr()
+    ));
     topo.start_all(UP);
     let sw = topo.switch_ns();
 

@@ -104,6 +104,7 @@ fn a_multi_network_switch_runs_under_the_same_pump() {
             mode: Mode::Central,
             core: cfg,
             impair: Vec::new(),
+            mirrors: Vec::new(),
         }],
         net.now,
         1,

@@ -19,6 +19,8 @@
 //! - [`storm`]: per-node storm control (broadcast, multicast, unknown unicast).
 //! - [`impair`]: link impairment per node and direction (loss, delay, jitter,
 //!   reordering, duplication, corruption, rate, link down) for labs.
+//! - [`mirror`]: port mirroring (SPAN): copies of a node's frames on another
+//!   node's TAP, per session, rate-bounded.
 //! - [`vlan`]: 802.1Q access and trunk ports, tagging and untagging.
 //! - [`metrics`]: the [`status::Status`] snapshot as Prometheus metrics (names, labels).
 //! - [`counters`]: drop reasons and counters, plain integers.
@@ -39,6 +41,7 @@ pub mod fabric;
 pub mod impair;
 pub mod mesh;
 pub mod metrics;
+pub mod mirror;
 pub mod networks;
 pub mod reload;
 pub mod server;

@@ -82,6 +82,12 @@ enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Port mirroring (SPAN) on a running switch: copies of a node's frames
+    /// on another node's TAP (see the README's "Lab: port mirroring").
+    Mirror {
+        #[command(subcommand)]
+        cmd: MirrorCmd,
+    },
     /// Take a node's link down (every frame both ways dropped) or up again.
     Link {
         /// The node.
@@ -89,6 +95,36 @@ enum Cmd {
         /// `down` or `up`.
         #[arg(value_parser = ["down", "up"])]
         state: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// `tapmesh-switch mirror …`.
+#[derive(Subcommand)]
+enum MirrorCmd {
+    /// Add a session, or replace the one of that name.
+    Add {
+        /// The session's name (letters, digits, '-', '_', '.').
+        name: String,
+        /// KEY=VALUE: source=NODE destination=NODE (required),
+        /// direction=both|received|sent, vlan=VID, rate=FRAMES_PER_SEC.
+        settings: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// End a session.
+    Remove {
+        /// The session's name.
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Every session with what it copied.
+    List {
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -142,6 +178,7 @@ fn main() -> ExitCode {
             impair(admin, request)
         }
         Cmd::Link { node, state, admin } => impair(admin, format!("link {node} {state}")),
+        Cmd::Mirror { cmd } => mirror(cmd),
         Cmd::Pubkey => tapmesh_shell::pubkey("tapmesh-switch"),
         Cmd::Check { config } => tapmesh_shell::check_config(PROGRAM, &config, Config::load),
         Cmd::Run { config } => {
@@ -230,6 +267,62 @@ fn impair(admin: AdminArgs, request: String) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Send a mirror request; print the session set, the one removed, or the list.
+fn mirror(cmd: MirrorCmd) -> ExitCode {
+    use tapmesh_switch::mirror::MirrorStatus;
+    let (request, admin, json) = match cmd {
+        MirrorCmd::Add {
+            name,
+            settings,
+            admin,
+        } => (
+            format!("mirror add {name} {}", settings.join(" ")),
+            admin,
+            false,
+        ),
+        MirrorCmd::Remove { name, admin } => (format!("mirror remove {name}"), admin, false),
+        MirrorCmd::List { json, admin } => ("mirror list".to_string(), admin, json),
+    };
+    // Check it here first: a bad value is a usage error (exit 2).
+    if let Err(e) = tapmesh_switch::mirror::Request::parse(&request) {
+        eprintln!("{PROGRAM}: {e}");
+        return ExitCode::from(2);
+    }
+    let path = match admin.path() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let reply = match admin::request(&path, &request) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "{PROGRAM}: cannot reach the switch at {}: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
+    if let Some(e) = v["error"].as_str() {
+        eprintln!("{PROGRAM}: {e}");
+        return ExitCode::FAILURE;
+    }
+    if json {
+        println!("{reply}");
+    } else if let Some(name) = v["removed"].as_str() {
+        println!("mirror {name} removed");
+    } else if let Some(list) = v.get("mirrors") {
+        let list: Vec<MirrorStatus> = serde_json::from_value(list.clone()).unwrap_or_default();
+        for m in list {
+            println!("mirror {m}");
+        }
+    } else {
+        let m: MirrorStatus = serde_json::from_value(v).unwrap_or_default();
+        println!("mirror {m}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {

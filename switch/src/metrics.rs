@@ -171,6 +171,11 @@ const IMPAIR_HELD: Def = Def::gauge(
     &["node", "direction"],
     "Frames held now by link impairment (delay or rate limit).",
 );
+const MIRROR_FRAMES: Def = Def::counter(
+    "tapmesh_switch_mirror_frames_total",
+    &["mirror", "result"],
+    "Copies of port mirroring sessions (named in the config or added at runtime): mirrored (sent to the destination), dropped_rate (over the session's rate).",
+);
 const DROPS: Def = Def::counter(
     "tapmesh_switch_drops_total",
     &["reason"],
@@ -212,6 +217,7 @@ impl Export for Status {
         IMPAIR_DROPPED,
         IMPAIR_FRAMES,
         IMPAIR_HELD,
+        MIRROR_FRAMES,
         DROPS,
         cluster::PEER_UP,
         cluster::PEER_LAST_HEARD,
@@ -329,6 +335,11 @@ impl Export for Status {
         );
         out.counter(&RELOADS, &["ok"], self.reloads.ok);
         out.counter(&RELOADS, &["refused"], self.reloads.refused);
+        for m in &self.mirrors {
+            let c = &m.counters;
+            out.counter(&MIRROR_FRAMES, &[&m.name, "mirrored"], c.mirrored);
+            out.counter(&MIRROR_FRAMES, &[&m.name, "dropped_rate"], c.dropped_rate);
+        }
         for (reason, count) in self.drops.iter() {
             out.counter(&DROPS, &[reason.name()], count);
         }

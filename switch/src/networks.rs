@@ -23,6 +23,7 @@ use crate::counters::{DropReason, Drops, ReloadCounters};
 use crate::fabric::{Changes, Event, Switch, SwitchConfig, Unchangeable};
 use crate::impair::LinkImpair;
 use crate::mesh::Mode;
+use crate::mirror::MirrorSpec;
 use crate::snooping::limits::GroupTotal;
 use crate::status::{NetworkStatus, Status};
 
@@ -37,6 +38,8 @@ pub struct NetworkConfig {
     pub core: SwitchConfig,
     /// Links impaired from the start, by node name (see [`crate::impair`]).
     pub impair: Vec<(String, LinkImpair)>,
+    /// Mirror sessions (see [`crate::mirror`]), checked against the nodes.
+    pub mirrors: Vec<MirrorSpec>,
 }
 
 struct Network {
@@ -134,12 +137,13 @@ impl Networks {
                     let mut n = old.swap_remove(i);
                     // Checked above, so this applies; a refusal would leave
                     // the core as it was.
-                    let changes = n.core.apply_config(now, c.core).unwrap_or_default();
+                    let mut changes = n.core.apply_config(now, c.core).unwrap_or_default();
                     // Links impaired in the file: from the start, so for
                     // added nodes; a running node keeps what it has.
                     for (node, l) in c.impair.iter().filter(|x| changes.added.contains(&x.0)) {
                         n.core.set_impair(node, l);
                     }
+                    changes.settings |= n.core.set_configured_mirrors(&c.mirrors);
                     self.nets.push(n);
                     changes
                 }
@@ -344,6 +348,23 @@ impl Networks {
         }
     }
 
+    /// Every network's mirror sessions, each marked with its network.
+    pub fn status_mirrors(&self) -> Vec<crate::mirror::MirrorStatus> {
+        let mut all = Vec::new();
+        for n in &self.nets {
+            all.extend(n.core.mirror_status().into_iter().map(|mut s| {
+                s.network = n.name.clone();
+                s
+            }));
+        }
+        all
+    }
+
+    /// The networks' cores, mutable, with their names.
+    pub(crate) fn cores_mut(&mut self) -> impl Iterator<Item = (&str, &mut Switch)> {
+        self.nets.iter_mut().map(|n| (n.name.as_str(), &mut n.core))
+    }
+
     /// The networks' cores, for tests and tools.
     pub fn cores(&self) -> impl Iterator<Item = (&str, &Switch)> {
         self.nets.iter().map(|n| (n.name.as_str(), &n.core))
@@ -386,6 +407,7 @@ fn network(c: NetworkConfig, now: Instant, seed: u64, i: usize, groups: &GroupTo
     for (node, l) in &c.impair {
         core.set_impair(node, l);
     }
+    core.set_configured_mirrors(&c.mirrors);
     if c.mode == Mode::Mesh {
         core.enable_mesh();
     }
@@ -415,6 +437,9 @@ fn mark(s: &mut Status, name: &str) {
     for x in s.macs.iter_mut().flatten() {
         x.network = name.to_string();
     }
+    for x in &mut s.mirrors {
+        x.network = name.to_string();
+    }
     for x in &mut s.switches {
         x.network = name.to_string();
     }
@@ -425,6 +450,7 @@ fn mark(s: &mut Status, name: &str) {
 fn absorb(t: &mut Status, s: Status) {
     t.uptime_secs = t.uptime_secs.max(s.uptime_secs);
     t.nodes.extend(s.nodes);
+    t.mirrors.extend(s.mirrors);
     t.switches.extend(s.switches);
     t.drops += &s.drops;
     t.forwarded += &s.forwarded;
@@ -458,6 +484,7 @@ mod tests {
             name: name.into(),
             mode: Mode::Central,
             impair: Vec::new(),
+            mirrors: Vec::new(),
             core: SwitchConfig {
                 network_id: id,
                 ..SwitchConfig::new(

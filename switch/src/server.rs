@@ -109,6 +109,7 @@ pub async fn run(
                         tracing::info!(request = %l, "link impairment request");
                         Ok(reply)
                     }
+                    l if l.starts_with("mirror ") => Ok(crate::mirror::admin_request(&mut core, l)),
                     _ => Ok(admin::unknown_request(&req.line)),
                 };
                 let _ = req.reply.send(reply.unwrap_or_default());

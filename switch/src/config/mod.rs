@@ -6,7 +6,8 @@
 //! This file holds the top-level keys; each section is validated in its own
 //! module: [`network`] (`[[network]]` and `[[node]]`), [`impair`]
 //! (`[node.impair]`), [`multicast`] (`[multicast]`), [`storm`]
-//! (`[storm-control]`), [`cluster`] (`[cluster]`).
+//! (`[storm-control]`), [`mirror`] (`[[mirror]]`, `[[network.mirror]]`),
+//! [`cluster`] (`[cluster]`).
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::networks::NetworkConfig;
 
 mod cluster;
 mod impair;
+mod mirror;
 mod multicast;
 mod network;
 mod storm;
@@ -69,6 +71,8 @@ struct File {
     node: Vec<NodeEntry>,
     #[serde(default)]
     network: Vec<NetworkEntry>,
+    #[serde(default)]
+    mirror: Vec<mirror::MirrorEntry>,
 }
 
 mod defaults {
@@ -148,15 +152,18 @@ impl Config {
         f.check_limits().map_err(|(k, p)| err(k, p))?;
         let own_key = private_key.public_key();
         let template = f.core_template(path, private_key)?;
-        let drafts = network::drafts(path, &f.node, f.mode, &psk, &f.network)?;
+        let drafts = network::drafts(path, &f.node, &f.mirror, f.mode, &psk, &f.network)?;
         let mut seen = network::Seen::default();
+        let mut mirror_names = Vec::new();
         let mut networks = Vec::with_capacity(drafts.len());
         for draft in drafts {
             let (nodes, impair) = network::nodes(path, &draft, &mut seen)?;
+            let mirrors = mirror::mirrors(path, &draft, &nodes, &mut mirror_names)?;
             networks.push(NetworkConfig {
                 name: draft.name,
                 mode: draft.mode,
                 impair,
+                mirrors,
                 core: SwitchConfig {
                     psk: draft.psk,
                     network_id: draft.id,

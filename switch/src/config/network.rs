@@ -7,6 +7,7 @@ use serde::Deserialize;
 use tapmesh_shell::config::ConfigError;
 
 use super::impair::{ImpairSection, link_impair};
+use super::mirror::MirrorEntry;
 use super::{DEFAULT_NETWORK, KeyProblem, network_secret};
 use crate::fabric::NodeSpec;
 use crate::impair::LinkImpair;
@@ -23,6 +24,8 @@ pub(super) struct NetworkEntry {
     pub(super) network_secret_file: Option<PathBuf>,
     #[serde(default)]
     pub(super) node: Vec<NodeEntry>,
+    #[serde(default)]
+    pub(super) mirror: Vec<MirrorEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,15 +49,17 @@ pub(super) struct NetworkDraft<'a> {
     pub(super) mode: crate::mesh::Mode,
     pub(super) psk: Psk,
     pub(super) nodes: &'a [NodeEntry],
+    pub(super) mirrors: &'a [MirrorEntry],
 }
 
 /// The networks in the order their cores are built: the top-level nodes
 /// (network 0, "default", which exists unless the file lists only
 /// `[[network]]`s), then each `[[network]]`, with its secret (the top-level
-/// one unless it names its own).
+/// one unless it names its own). Top-level `[[mirror]]`s belong to network 0.
 pub(super) fn drafts<'a>(
     path: &Path,
     top_nodes: &'a [NodeEntry],
+    top_mirrors: &'a [MirrorEntry],
     top_mode: crate::mesh::Mode,
     psk: &Psk,
     networks: &'a [NetworkEntry],
@@ -69,7 +74,13 @@ pub(super) fn drafts<'a>(
             mode: top_mode,
             psk: psk.clone(),
             nodes: top_nodes,
+            mirrors: top_mirrors,
         });
+    } else if !top_mirrors.is_empty() {
+        return Err(err(
+            "mirror",
+            "needs top-level nodes (a [[network]]'s sessions go in its [[network.mirror]])".into(),
+        ));
     }
     for (i, n) in networks.iter().enumerate() {
         let key = |k: &str| format!("network[{i}].{k}");
@@ -101,6 +112,7 @@ pub(super) fn drafts<'a>(
             mode: n.mode,
             psk,
             nodes: &n.node,
+            mirrors: &n.mirror,
         });
     }
     Ok(entries)

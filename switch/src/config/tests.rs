@@ -313,6 +313,105 @@ fn node_vlans() {
     );
 }
 
+/// h1, h2 and h3 (with keys of their own), then `extra`.
+fn setup_three(extra: &str) -> Result<Config, ConfigError> {
+    let key = || {
+        StaticSecret::generate(&mut rand::rng())
+            .public_key()
+            .to_base64()
+    };
+    setup_node(&format!(
+        "[[node]]\nname = \"h2\"\npublic-key = \"{}\"\n[[node]]\nname = \"h3\"\npublic-key = \"{}\"\n{extra}",
+        key(),
+        key()
+    ))
+}
+
+#[test]
+fn mirror_sessions() {
+    use crate::mirror::{DEFAULT_RATE, MirrorDirection, MirrorSpec};
+    assert!(setup_three("").unwrap().networks[0].mirrors.is_empty());
+    let c = setup_three(
+        "[[mirror]]\nname = \"m1\"\nsource = \"h1\"\ndestination = \"h3\"\n[[mirror]]\nname = \"m2\"\nsource = \"h2\"\ndestination = \"h3\"\ndirection = \"sent\"\nrate = 5\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.networks[0].mirrors,
+        [
+            MirrorSpec::new("m1", "h1", "h3"),
+            MirrorSpec {
+                direction: MirrorDirection::Sent,
+                rate: 5,
+                ..MirrorSpec::new("m2", "h2", "h3")
+            }
+        ]
+    );
+    assert_eq!(c.networks[0].mirrors[0].rate, DEFAULT_RATE);
+    // A VLAN filter on a VLAN-aware network, for a VLAN the source is in.
+    let c = setup_three(
+        "[[node]]\nname = \"t\"\npublic-key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\ntrunk = [10]\n[[mirror]]\nname = \"m1\"\nsource = \"t\"\ndestination = \"h3\"\nvlan = 10\n",
+    )
+    .unwrap();
+    assert_eq!(c.networks[0].mirrors[0].vlan, Some(10));
+    let m = |body: &str| format!("[[mirror]]\nname = \"m1\"\n{body}\n");
+    for (extra, key) in [
+        (
+            m("source = \"h9\"\ndestination = \"h3\""),
+            "mirror[0].source",
+        ),
+        (
+            m("source = \"h1\"\ndestination = \"h9\""),
+            "mirror[0].destination",
+        ),
+        (
+            m("source = \"h1\"\ndestination = \"h1\""),
+            "mirror[0].destination",
+        ),
+        (
+            m("source = \"h1\"\ndestination = \"h3\"\nrate = 0"),
+            "mirror[0].rate",
+        ),
+        (
+            m("source = \"h1\"\ndestination = \"h3\"\nvlan = 10"),
+            "mirror[0].vlan",
+        ),
+        (
+            m("source = \"h1\"\ndestination = \"h3\"\ndirection = \"sideways\""),
+            "direction",
+        ),
+        (
+            m("source = \"h1\"\ndestination = \"h3\"\ncolour = \"red\""),
+            "colour",
+        ),
+        (
+            "[[mirror]]\nname = \"m 1\"\nsource = \"h1\"\ndestination = \"h3\"\n".into(),
+            "mirror[0].name",
+        ),
+        (
+            m("source = \"h1\"\ndestination = \"h3\"")
+                + &m("source = \"h2\"\ndestination = \"h3\""),
+            "mirror[1].name",
+        ),
+    ] {
+        let e = setup_three(&extra).unwrap_err();
+        assert!(e.key.ends_with(key), "{extra}: {e}");
+        assert!(!e.to_string().contains('\n'), "{e}");
+    }
+    // The source of a [[network]]'s session must be one of its nodes.
+    let other = StaticSecret::generate(&mut rand::rng())
+        .public_key()
+        .to_base64();
+    let e = setup_three(&format!(
+        "[[network]]\nname = \"blue\"\nid = 2\n[[network.node]]\nname = \"b1\"\npublic-key = \"{other}\"\n[[network.mirror]]\nname = \"m1\"\nsource = \"h1\"\ndestination = \"b1\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "network[0].mirror[0].source", "{e}");
+    assert!(
+        e.to_string().contains("no node \"h1\" in network \"blue\""),
+        "{e}"
+    );
+}
+
 #[test]
 fn cluster_section() {
     let c = setup("").unwrap();

@@ -107,6 +107,7 @@ impl Switch {
         let c = &mut self.ports[from.0 as usize].counters;
         c.rx_frames += 1;
         c.rx_bytes += frame.len() as u64;
+        self.mirror_received(now, from, ing, vnet, frame);
 
         let mut targets = std::mem::take(&mut self.targets);
         targets.clear();
@@ -256,6 +257,7 @@ impl Switch {
                 continue;
             };
             copies += 1;
+            self.mirror_sent(now, from, to, ing, vnet, frame);
             if as_is {
                 self.send_frame(now, to, vnet, frame);
             } else {

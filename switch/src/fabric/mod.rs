@@ -19,6 +19,7 @@
 //! - `status`: the snapshot for `tapmesh-switch status`.
 //! - `mesh`: mesh mode's control messages.
 //! - `impair`: frames through an impaired node's link.
+//! - `mirror`: copies of a node's frames for a mirror port (SPAN).
 //! - `reload`: a new configuration applied to a running engine.
 //! - `trunk`: ports to the other switches of a cluster (split horizon,
 //!   liveness, what this switch publishes).
@@ -49,6 +50,7 @@ mod egress;
 mod forwarding;
 mod impair;
 mod mesh;
+mod mirror;
 mod port;
 mod reload;
 mod status;
@@ -239,6 +241,8 @@ pub struct Switch {
     /// Held frames are released this much before they are due (see
     /// `set_timer_slack`).
     timer_slack: Duration,
+    /// Port mirroring sessions (see `mirror`).
+    mirrors: crate::mirror::Mirrors,
     /// Trunks to the other switches of a cluster (`None` alone).
     cluster: Option<Box<trunk::Cluster>>,
 }
@@ -282,6 +286,7 @@ impl Switch {
             impair_seed: indices.random(),
             impair_scratch: Vec::new(),
             timer_slack: Duration::ZERO,
+            mirrors: Default::default(),
             cluster: None,
             mesh: None,
             guard,

@@ -34,6 +34,8 @@ pub struct Status {
     pub networks: Vec<NetworkStatus>,
     /// Config reloads applied and refused.
     pub reloads: ReloadCounters,
+    /// Port mirroring sessions and what they copied.
+    pub mirrors: Vec<crate::mirror::MirrorStatus>,
     /// The other switches of the cluster, per network (empty alone).
     pub switches: Vec<PeerSwitchStatus>,
     /// The MAC table itself, when asked for.

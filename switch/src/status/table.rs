@@ -107,6 +107,9 @@ fn render(v: &Status) -> String {
     }
     render_impair(&mut out, &v.nodes);
     super::switches::render_switches(&mut out, &v.switches);
+    for m in &v.mirrors {
+        let _ = writeln!(out, "mirror {m}");
+    }
     render_multicast(&mut out, &v.multicast);
     if let Some(macs) = &v.macs {
         let _ = writeln!(
@@ -321,6 +324,22 @@ mod tests {
             "impairment h2: link down; egress loss=5% delay=20ms (100 frames: lost 5, link_down 2); ingress none (7 frames)"
         );
         assert_eq!(t.matches("impairment ").count(), 1, "{t}");
+    }
+
+    #[test]
+    fn table_shows_mirror_sessions() {
+        let t = render_table(
+            r#"{"nodes":[],"mirrors":[{"network":"default","name":"span","source":"h1","destination":"h3","direction":"both","rate":10000,"configured":true,"mirrored":42,"dropped_rate":0},{"network":"lab","name":"v20","source":"t1","destination":"t2","direction":"sent","vlan":20,"rate":5,"mirrored":5,"dropped_rate":7}]}"#,
+        );
+        let lines: Vec<&str> = t.lines().filter(|l| l.starts_with("mirror ")).collect();
+        assert_eq!(
+            lines,
+            [
+                "mirror span (network default): h1 -> h3, both, vlan any, rate 10000/s; mirrored 42, dropped by rate 0",
+                "mirror v20 (network lab): t1 -> t2, sent, vlan 20, rate 5/s; mirrored 5, dropped by rate 7",
+            ],
+            "{t}"
+        );
     }
 
     #[test]
