@@ -74,6 +74,8 @@ struct Host {
     runs: u32,
     /// Where its node sends to instead of the switch (e.g. an impairing relay).
     switch_addr_override: Option<SocketAddr>,
+    /// The key its node expects instead of the switch's (another switch).
+    switch_key_override: Option<String>,
     /// The `[[network]]` it belongs to; `None`: the top-level nodes.
     network: Option<NetworkRef>,
     /// Its node's VM ports and user ([`Topology::set_node_vm_ports`]).
@@ -231,6 +233,7 @@ impl Topology {
             node: None,
             runs: 0,
             switch_addr_override: None,
+            switch_key_override: None,
             network: None,
             tap_identity: None,
             tap_addresses: None,
@@ -509,6 +512,7 @@ impl Topology {
                 node: None,
                 runs: 0,
                 switch_addr_override: None,
+                switch_key_override: None,
                 network: None,
                 tap_identity: None,
                 tap_addresses: None,
@@ -593,6 +597,14 @@ impl Topology {
     /// on; `None` restores the switch.
     pub fn set_node_switch_addr(&mut self, i: usize, addr: Option<SocketAddr>) {
         self.host_mut(i).switch_addr_override = addr;
+    }
+
+    /// Homes host `i`'s node on another switch (of a cluster): its address
+    /// and public key, from the next [`start_node`](Self::start_node) on.
+    pub fn set_node_switch(&mut self, i: usize, addr: SocketAddr, public_key: &str) {
+        let h = self.host_mut(i);
+        h.switch_addr_override = Some(addr);
+        h.switch_key_override = Some(public_key.to_string());
     }
 
     /// Admits host `i` in `switch.toml` or not, from the next
@@ -796,6 +808,10 @@ impl Topology {
             .public_key
             .clone();
         let host = self.host(i);
+        let switch_public_key = host
+            .switch_key_override
+            .clone()
+            .unwrap_or(switch_public_key);
         let config = NodeConfig {
             name: host.name.clone(),
             private_key_file: host
@@ -1079,7 +1095,7 @@ impl Drop for Topology {
 }
 
 /// Runs `binary status --json --socket PATH` and parses its output.
-fn status_json(binary: &Path, socket: &Path) -> Result<Value, String> {
+pub fn status_json(binary: &Path, socket: &Path) -> Result<Value, String> {
     let out = Command::new(binary)
         .args(["status", "--json", "--socket"])
         .arg(socket)

@@ -1,13 +1,15 @@
 //! The switch's Prometheus metrics: the [`Status`] snapshot mapped to metric
 //! families at scrape time (see `tapmesh_shell::metrics`). The names and
 //! labels below are a stable interface (the Grafana dashboard in `grafana/`
-//! uses them); labels are bounded: node and network names from the config, drop reasons,
-//! frame kinds, directions, never a MAC or a host's IP. The one address label
-//! is `group` on the per-group counters: a multicast group address (not a
-//! host), exported for the busiest `metrics-top-groups` groups only.
+//! uses them); labels are bounded: node, network and switch names from the
+//! config, drop reasons, frame kinds, directions, never a MAC or a host's IP.
+//! The one address label is `group` on the per-group counters: a multicast
+//! group address (not a host), exported for the busiest `metrics-top-groups`
+//! groups only.
 use overlay_proto::counters::Reason;
 use tapmesh_shell::metrics::{Def, Export, Exposition};
 
+use crate::cluster::metrics as cluster;
 use crate::counters::DropReason;
 use crate::status::Status;
 
@@ -244,9 +246,17 @@ impl Export for Status {
         CAPTURES_ACTIVE,
         CAPTURE_FRAMES,
         DROPS,
+        cluster::PEER_UP,
+        cluster::PEER_LAST_HEARD,
+        cluster::PEER_FRAMES,
+        cluster::PEER_BYTES,
+        cluster::PEER_DOWNS,
+        cluster::PEER_HANDSHAKES,
+        cluster::PEER_MACS,
     ];
 
     fn export(&self, out: &mut Exposition) {
+        cluster::export(self, out);
         out.gauge(&NODES_CONFIGURED, &[], self.nodes.len() as f64);
         let connected = self.nodes.iter().filter(|n| n.connected).count();
         out.gauge(&NODES_CONNECTED, &[], connected as f64);

@@ -59,6 +59,7 @@ use overlay_proto::keys::PublicKey;
 
 use crate::vlan::Vid;
 
+pub(crate) mod metrics;
 pub mod view;
 pub use view::ClusterView;
 

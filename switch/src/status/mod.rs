@@ -320,5 +320,6 @@ pub struct SourceStatus {
 }
 
 pub mod groups;
+mod switches;
 mod table;
 pub use table::{human_bytes, render_table};

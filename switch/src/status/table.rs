@@ -106,6 +106,7 @@ fn render(v: &Status) -> String {
         let _ = writeln!(out, "storm control drops: {}", storm.join("; "));
     }
     render_impair(&mut out, &v.nodes);
+    super::switches::render_switches(&mut out, &v.switches);
     for m in &v.mirrors {
         let _ = writeln!(out, "mirror {m}");
     }
