@@ -7,6 +7,7 @@ use overlay_proto::counters::Reason;
 use tapmesh_shell::metrics::{Def, Export, Exposition};
 
 use crate::counters::DropReason;
+use crate::etcd::metrics as etcd;
 use crate::status::Status;
 
 const NODES_CONFIGURED: Def = Def::gauge(
@@ -212,6 +213,16 @@ impl Export for Status {
         IMPAIR_FRAMES,
         IMPAIR_HELD,
         DROPS,
+        etcd::CONNECTION,
+        etcd::REVISION,
+        etcd::LEASE_TTL,
+        etcd::LEASES,
+        etcd::KEYS,
+        etcd::TXNS,
+        etcd::WRITES,
+        etcd::WATCH_EVENTS,
+        etcd::RESYNCS,
+        etcd::IGNORED,
     ];
 
     fn export(&self, out: &mut Exposition) {
@@ -322,6 +333,9 @@ impl Export for Status {
         out.counter(&RELOADS, &["refused"], self.reloads.refused);
         for (reason, count) in self.drops.iter() {
             out.counter(&DROPS, &[reason.name()], count);
+        }
+        if let Some(e) = &self.etcd {
+            etcd::export(e, out);
         }
     }
 }

@@ -72,6 +72,7 @@ impl Switch {
                 .status(now, |id| self.ports[id.0 as usize].spec.name.clone()),
             networks: Vec::new(),
             reloads: Default::default(),
+            etcd: None,
             macs,
         }
     }

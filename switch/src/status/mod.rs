@@ -34,6 +34,9 @@ pub struct Status {
     pub networks: Vec<NetworkStatus>,
     /// Config reloads applied and refused.
     pub reloads: ReloadCounters,
+    /// The etcd store, when the switch is one of a cluster (`[cluster]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<crate::etcd::status::EtcdStatus>,
     /// The MAC table itself, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub macs: Option<Vec<MacStatus>>,

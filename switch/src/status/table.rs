@@ -107,6 +107,9 @@ fn render(v: &Status) -> String {
     }
     render_impair(&mut out, &v.nodes);
     render_multicast(&mut out, &v.multicast);
+    if let Some(e) = &v.etcd {
+        crate::etcd::status::render(&mut out, e);
+    }
     if let Some(macs) = &v.macs {
         let _ = writeln!(
             out,
