@@ -8,6 +8,8 @@
 //! - [`fabric`]: the per-network switching engine, sans-IO (`handle_datagram`,
 //!   `handle_timeout`, `poll_transmit`, `poll_timeout`): sessions per node
 //!   and forwarding.
+//! - [`cluster`]: several switches serving the same networks: the config,
+//!   what the engine learns from the shared store and reports to it.
 //! - [`networks`]: several isolated networks in one process, one core each;
 //!   datagrams are dispatched by network id before any crypto.
 //!   Its MAC table is overlay-proto's `MacTable<NodeId>` (learning, aging,
@@ -31,6 +33,7 @@
 //! - [`server`]: the tokio shell: UDP socket, timers, admin socket, metrics
 //!   snapshots, shutdown.
 
+pub mod cluster;
 pub mod config;
 pub mod counters;
 pub mod endpoints_file;

@@ -6,7 +6,7 @@
 //! This file holds the top-level keys; each section is validated in its own
 //! module: [`network`] (`[[network]]` and `[[node]]`), [`impair`]
 //! (`[node.impair]`), [`multicast`] (`[multicast]`), [`storm`]
-//! (`[storm-control]`).
+//! (`[storm-control]`), [`cluster`] (`[cluster]`).
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,9 +16,11 @@ use serde::Deserialize;
 
 use tapmesh_shell::config::{ConfigError, read_secret, read_toml};
 
+use crate::cluster::ClusterConfig;
 use crate::fabric::SwitchConfig;
 use crate::networks::NetworkConfig;
 
+mod cluster;
 mod impair;
 mod multicast;
 mod network;
@@ -62,6 +64,7 @@ struct File {
     multicast: MulticastSection,
     #[serde(default)]
     storm_control: StormSection,
+    cluster: Option<cluster::ClusterSection>,
     #[serde(default)]
     node: Vec<NodeEntry>,
     #[serde(default)]
@@ -115,6 +118,8 @@ pub struct Config {
     /// nodes (network `default`, id 0) unless only `[[network]]`s are given,
     /// then each `[[network]]`.
     pub networks: Vec<NetworkConfig>,
+    /// `[cluster]`: the other switches serving these networks, if any.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -141,6 +146,7 @@ impl Config {
             tapmesh_shell::log_level::check(l).map_err(|p| err("log-level", p))?;
         }
         f.check_limits().map_err(|(k, p)| err(k, p))?;
+        let own_key = private_key.public_key();
         let template = f.core_template(path, private_key)?;
         let drafts = network::drafts(path, &f.node, f.mode, &psk, &f.network)?;
         let mut seen = network::Seen::default();
@@ -159,7 +165,19 @@ impl Config {
                 },
             });
         }
+        let cluster = match &f.cluster {
+            None => None,
+            Some(c) => {
+                let node_keys: Vec<_> = (networks.iter())
+                    .flat_map(|n| n.core.nodes.iter().map(|s| s.public_key))
+                    .collect();
+                let c = cluster::cluster(c, &own_key, &node_keys)
+                    .map_err(|(k, p)| err(&format!("cluster.{k}"), p))?;
+                Some(c)
+            }
+        };
         Ok(Config {
+            cluster,
             listen,
             admin_socket: f.admin_socket,
             state_file: f.state_file,

@@ -312,3 +312,103 @@ fn node_vlans() {
         "trunk"
     );
 }
+
+#[test]
+fn cluster_section() {
+    let c = setup("").unwrap();
+    assert_eq!(c.cluster, None, "no [cluster]: a switch alone");
+    let other = StaticSecret::generate(&mut rand::rng())
+        .public_key()
+        .to_base64();
+    let peer = |name: &str, key: &str, endpoint: &str| {
+        format!(
+            "[[cluster.switch]]\nname = \"{name}\"\npublic-key = \"{key}\"\nendpoint = \"{endpoint}\"\n"
+        )
+    };
+    let c = setup(&format!(
+        "[cluster]\nname = \"sw1\"\n{}",
+        peer("sw2", &other, "198.18.0.4:7777")
+    ))
+    .unwrap();
+    let cl = c.cluster.unwrap();
+    assert_eq!(&*cl.name, "sw1");
+    assert!(cl.etcd_endpoints.is_empty());
+    assert_eq!(cl.lease_ttl, Duration::from_secs(5));
+    assert_eq!(cl.prefix, "/tapmesh");
+    assert_eq!(cl.switches.len(), 1);
+    assert_eq!(&*cl.switches[0].name, "sw2");
+    assert_eq!(cl.switches[0].endpoint, "198.18.0.4:7777".parse().unwrap());
+    let c = setup(
+        "[cluster]\nname = \"sw1\"\netcd-endpoints = [\"http://198.18.0.9:2379\", \"https://198.18.0.10:2379\"]\nlease-ttl-secs = 10\nprefix = \"/lab/ha\"\n",
+    )
+    .unwrap();
+    let cl = c.cluster.unwrap();
+    assert_eq!(cl.etcd_endpoints.len(), 2);
+    assert_eq!(cl.lease_ttl, Duration::from_secs(10));
+    assert_eq!(cl.prefix, "/lab/ha");
+
+    // Each bad value names its key.
+    let bad = |extra: String, key: &str| {
+        let e = setup(&extra).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.to_string().contains("switch.toml"), "{e}");
+    };
+    bad("[cluster]\nname = \"\"\n".into(), "cluster.name");
+    bad("[cluster]\nname = \"a/b\"\n".into(), "cluster.name");
+    bad(
+        "[cluster]\nname = \"a\"\netcd-endpoints = [\"198.18.0.9:2379\"]\n".into(),
+        "cluster.etcd-endpoints[0]",
+    );
+    bad(
+        "[cluster]\nname = \"a\"\nlease-ttl-secs = 1\n".into(),
+        "cluster.lease-ttl-secs",
+    );
+    bad(
+        "[cluster]\nname = \"a\"\nlease-ttl-secs = 61\n".into(),
+        "cluster.lease-ttl-secs",
+    );
+    bad(
+        "[cluster]\nname = \"a\"\nprefix = \"tapmesh\"\n".into(),
+        "cluster.prefix",
+    );
+    bad(
+        format!(
+            "[cluster]\nname = \"a\"\n{}",
+            peer("a", &other, "198.18.0.4:1")
+        ),
+        "cluster.switch[0].name",
+    );
+    bad(
+        format!(
+            "[cluster]\nname = \"a\"\n{}{}",
+            peer("b", &other, "198.18.0.4:1"),
+            peer("c", &other, "198.18.0.5:1")
+        ),
+        "cluster.switch[1].public-key",
+    );
+    bad(
+        format!(
+            "[cluster]\nname = \"a\"\n{}",
+            peer("b", "nope", "198.18.0.4:1")
+        ),
+        "cluster.switch[0].public-key",
+    );
+    bad(
+        format!("[cluster]\nname = \"a\"\n{}", peer("b", &other, "sw2:7777")),
+        "cluster.switch[0].endpoint",
+    );
+    bad(
+        format!(
+            "[cluster]\nname = \"a\"\n{}",
+            peer("b", &other, "0.0.0.0:7777")
+        ),
+        "cluster.switch[0].endpoint",
+    );
+    // A node's key (h1's) cannot be a switch's.
+    let e = setup_with(|pk| format!("[cluster]\nname = \"a\"\n{}", peer("b", pk, "198.18.0.4:1")))
+        .unwrap_err();
+    assert_eq!(e.key, "cluster.switch[0].public-key", "{e}");
+    // Unknown keys are refused (named as the TOML reader names them).
+    let e = setup("[cluster]\nname = \"a\"\nbogus = 1\n").unwrap_err();
+    assert!(e.to_string().contains("bogus"), "{e}");
+}
