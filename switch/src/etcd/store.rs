@@ -233,17 +233,12 @@ impl Store {
         // The lease: the old one if it still lives, else a new one.
         let ttl = self.settings.lease_ttl.as_secs().max(1) as i64;
         let (mut keeper, mut alive) = match self.lease {
-            Some(id) => {
-                let (mut k, mut a) = deadline("keep-alive", client.lease_keep_alive(id)).await?;
-                deadline("keep-alive", k.keep_alive()).await?;
-                let left = match deadline("keep-alive", a.message()).await? {
-                    Some(r) => r.ttl(),
-                    None => 0,
-                };
-                if left > 0 {
-                    self.set(|s| s.lease_ttl_left_secs = left);
-                    (k, a)
-                } else {
+            // etcd-client's keep_alive sends the first keep-alive and reads
+            // its answer: a lease that expired meanwhile is an error of its
+            // own kind ("lease not found").
+            Some(id) => match timeout(CALL_TIMEOUT, client.lease_keep_alive(id)).await {
+                Ok(Ok(kept)) => kept,
+                Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => {
                     tracing::info!(
                         lease = id,
                         "the etcd lease expired during the outage; writing everything again"
@@ -251,7 +246,13 @@ impl Store {
                     self.lease = None;
                     self.grant(&mut client, ttl).await?
                 }
-            }
+                Ok(Err(e)) => return Err(End::Lost(format!("keep-alive: {e}"))),
+                Err(_) => {
+                    return Err(End::Lost(format!(
+                        "keep-alive: no answer in {CALL_TIMEOUT:?}"
+                    )));
+                }
+            },
             None => self.grant(&mut client, ttl).await?,
         };
         let lease = self.lease.expect("granted or kept");
@@ -296,10 +297,8 @@ impl Store {
                         watcher = self.watch(&mut client, &prefix, rev).await?;
                         continue;
                     }
-                    if let Some(h) = resp.header() {
-                        rev = rev.max(h.revision());
-                    }
-                    self.saw(rev);
+                    // Only events move the revision seen: a catching-up
+                    // watch's header is already at the store's head.
                     for ev in resp.events() {
                         self.set(|s| s.watch_events += 1);
                         let Some(kv) = ev.kv() else { continue };
