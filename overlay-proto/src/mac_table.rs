@@ -188,6 +188,9 @@ pub struct MacTable<P, M = MacHashMap<P>> {
     /// backend (a `DashMap` counts shard by shard).
     len: usize,
     per_port: Vec<usize>,
+    /// Ports `per_port_limit` does not apply to (by index): a switch's
+    /// trunk to another switch carries that switch's every MAC.
+    exempt: Vec<bool>,
     aging: Duration,
     per_port_limit: usize,
     table_limit: usize,
@@ -204,6 +207,7 @@ impl<P: PortIndex, M: MacMap<P>> MacTable<P, M> {
             map: M::empty(),
             len: 0,
             per_port: Vec::new(),
+            exempt: Vec::new(),
             aging,
             per_port_limit,
             table_limit,
@@ -231,6 +235,15 @@ impl<P: PortIndex, M: MacMap<P>> MacTable<P, M> {
     /// True if no MAC is known.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Let `port` own any number of MACs (the table limit still holds).
+    pub fn exempt_port(&mut self, port: P) {
+        let i = port.index();
+        if i >= self.exempt.len() {
+            self.exempt.resize(i + 1, false);
+        }
+        self.exempt[i] = true;
     }
 
     /// MACs currently owned by `port`.
@@ -262,7 +275,11 @@ impl<P: PortIndex, M: MacMap<P>> MacTable<P, M> {
         }
         let per_port = &mut self.per_port;
         let counters = &mut self.counters;
-        let limit = self.per_port_limit;
+        let limit = if self.exempt.get(i).copied().unwrap_or(false) {
+            usize::MAX
+        } else {
+            self.per_port_limit
+        };
         let known = self.map.update(&(vlan, mac), |e| {
             if e.port == port {
                 e.expires_at = expires_at;
@@ -288,7 +305,7 @@ impl<P: PortIndex, M: MacMap<P>> MacTable<P, M> {
         let learned = match known {
             Some(Learned::PortLimit) => return Learned::PortLimit,
             Some(learned) => learned,
-            None if self.per_port[i] >= self.per_port_limit => {
+            None if self.per_port[i] >= limit => {
                 self.counters.port_limit_hits += 1;
                 return Learned::PortLimit;
             }
@@ -326,6 +343,24 @@ impl<P: PortIndex, M: MacMap<P>> MacTable<P, M> {
             return false;
         }
         self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
+        true
+    }
+
+    /// Age `mac` in VLAN `vlan` out now if it is behind `port` (someone
+    /// said it left): lookups miss it at once, the next
+    /// [`expire`](Self::expire) removes it. Whether it was behind `port`.
+    pub fn release(&mut self, now: Instant, vlan: Vid, mac: MacAddr, port: P) -> bool {
+        let released = self.map.update(&(vlan, mac), |e| {
+            let mine = e.port == port && e.expires_at > now;
+            if mine {
+                e.expires_at = now;
+            }
+            mine
+        });
+        if released != Some(true) {
+            return false;
+        }
+        self.next_expiry = Some(self.next_expiry.map_or(now, |n| n.min(now)));
         true
     }
 
@@ -435,7 +470,28 @@ mod tests {
         per_port_limit_and_table_limit,
         vlans_are_separate_tables,
         retain_keeps_per_port_counts,
+        exempt_ports_and_release,
     );
+
+    fn exempt_ports_and_release<M: MacMap<usize>>() {
+        let t0 = Instant::now();
+        let mut t = table::<M>(2, 100);
+        t.exempt_port(B);
+        for i in 0..10 {
+            assert_eq!(t.learn(t0, V, mac(i), B), Learned::New);
+        }
+        assert_eq!(t.learn(t0, V, mac(20), A), Learned::New);
+        assert_eq!(t.learn(t0, V, mac(21), A), Learned::New);
+        assert_eq!(t.learn(t0, V, mac(22), A), Learned::PortLimit);
+        // Released by another port: nothing; by its own: gone at once.
+        assert!(!t.release(t0, V, mac(1), A));
+        assert_eq!(t.lookup(t0, V, &mac(1)), Some(B));
+        assert!(t.release(t0, V, mac(1), B));
+        assert!(!t.release(t0, V, mac(1), B), "already released");
+        assert_eq!(t.lookup(t0, V, &mac(1)), None);
+        assert_eq!(t.expire(t0), 1);
+        assert_eq!(t.count_for(B), 9);
+    }
 
     fn learn_refresh_and_age_out<M: MacMap<usize>>() {
         let t0 = Instant::now();

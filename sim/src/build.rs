@@ -1,9 +1,11 @@
-//! A ready-made network: a switch admitting `h1`..`hn` and their nodes.
+//! Ready-made networks: a switch admitting `h1`..`hn` and their nodes, or a
+//! cluster of switches with nodes homed on each.
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use overlay_proto::keys::StaticSecret;
 use tapmesh_node::engine::Node;
+use tapmesh_switch::cluster::{ClusterConfig, PeerSwitch};
 use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
 
 use crate::Net;
@@ -51,4 +53,88 @@ pub fn switch(cfg: &SwitchConfig, now: Instant, mesh: bool) -> Switch {
         s.enable_mesh();
     }
     s
+}
+
+/// Switch `k`'s underlay address in a [`cluster`] (switch 0 is at
+/// [`switch_addr`]).
+pub fn cluster_switch_addr(k: usize) -> SocketAddr {
+    SocketAddr::from(([198, 18, 0, 3 + k as u8], 7777))
+}
+
+/// A cluster built by [`cluster`]: each switch's config and `[cluster]`.
+#[derive(Debug, Clone)]
+pub struct ClusterSetup {
+    /// Switch `k`'s core config (every switch admits every node).
+    pub switches: Vec<SwitchConfig>,
+    /// Switch `k`'s `[cluster]`: named `s{k}`, listing every other switch.
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// A cluster of switches `s0`..: node `h{i+1}` is homed on switch
+/// `homes[i]` (every switch admits every node, all in network `default`).
+/// Switch 0 is the [`Net`]'s switch, the others are in [`Net::others`]
+/// (switch `k` at index `k - 1`), at [`cluster_switch_addr`]. With `store`,
+/// each switch publishes what it owns ([`ClusterConfig::etcd_endpoints`] is
+/// set, nothing connects to it).
+pub fn cluster(homes: &[usize], store: bool) -> (Net, ClusterSetup) {
+    let t0 = Instant::now();
+    let wall = Duration::from_secs(1_700_000_000);
+    let mut rng = rand::rng();
+    let n_switches = homes.iter().max().map_or(1, |m| m + 1);
+    let switch_keys: Vec<StaticSecret> = (0..n_switches)
+        .map(|_| StaticSecret::generate(&mut rng))
+        .collect();
+    let keys: Vec<StaticSecret> = (0..homes.len())
+        .map(|_| StaticSecret::generate(&mut rng))
+        .collect();
+    let nodes: Vec<NodeSpec> = (keys.iter().enumerate())
+        .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
+        .collect();
+    let mut setup = ClusterSetup {
+        switches: Vec::new(),
+        clusters: Vec::new(),
+    };
+    for (k, key) in switch_keys.iter().enumerate() {
+        setup
+            .switches
+            .push(SwitchConfig::new(key.clone(), nodes.clone()));
+        setup.clusters.push(ClusterConfig {
+            name: format!("s{k}").into(),
+            etcd_endpoints: if store {
+                vec!["http://198.18.0.100:2379".into()]
+            } else {
+                Vec::new()
+            },
+            lease_ttl: Duration::from_secs(5),
+            prefix: "/tapmesh".into(),
+            switches: (switch_keys.iter().enumerate())
+                .filter(|(j, _)| *j != k)
+                .map(|(j, s)| PeerSwitch {
+                    name: format!("s{j}").into(),
+                    public_key: s.public_key(),
+                    endpoint: cluster_switch_addr(j),
+                })
+                .collect(),
+        });
+    }
+    let core = |k: usize| {
+        let mut s = Switch::new(setup.switches[k].clone(), t0, k as u64 + 1);
+        s.join_cluster(t0, wall, "default", &setup.clusters[k]);
+        s
+    };
+    let mut net = Net::new(t0, cluster_switch_addr(0), Some(core(0)));
+    for k in 1..n_switches {
+        net.add_switch(core(k), cluster_switch_addr(k));
+    }
+    for (i, key) in keys.into_iter().enumerate() {
+        let home = homes[i];
+        let cfg = crate::node_config(
+            key,
+            switch_keys[home].public_key(),
+            cluster_switch_addr(home),
+        );
+        let node = Node::new(cfg, t0, wall, i as u64);
+        net.add_node(node, node_addr(i));
+    }
+    (net, setup)
 }

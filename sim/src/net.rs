@@ -73,6 +73,8 @@ pub struct Net<S = Switch> {
     pub switch: Option<S>,
     /// The switch's underlay address.
     pub switch_addr: SocketAddr,
+    /// More switches (a cluster), each at its address (`None` while down).
+    pub others: Vec<(SocketAddr, Option<S>)>,
     /// The node cores.
     pub nodes: Vec<Node>,
     /// Each node's underlay address.
@@ -101,6 +103,7 @@ impl<S: SwitchCore> Net<S> {
             now,
             switch,
             switch_addr,
+            others: Vec::new(),
             nodes: Vec::new(),
             addrs: Vec::new(),
             tap: Vec::new(),
@@ -136,6 +139,21 @@ impl<S: SwitchCore> Net<S> {
     /// If it is down.
     pub fn switch_mut(&mut self) -> &mut S {
         self.switch.as_mut().expect("the switch is up")
+    }
+
+    /// Add another switch at `addr` (a cluster); returns its index in
+    /// [`others`](Self::others).
+    pub fn add_switch(&mut self, core: S, addr: SocketAddr) -> usize {
+        self.others.push((addr, Some(core)));
+        self.others.len() - 1
+    }
+
+    /// Other switch `k`.
+    ///
+    /// # Panics
+    /// If it is down.
+    pub fn other(&mut self, k: usize) -> &mut S {
+        self.others[k].1.as_mut().expect("the switch is up")
     }
 
     /// The node at `addr`.
@@ -185,6 +203,9 @@ impl<S: SwitchCore> Net<S> {
             self.drain_node(i, 0);
         }
         self.drain_switch(0);
+        for k in 0..self.others.len() {
+            self.drain_other(k, 0);
+        }
         let mut held = VecDeque::new();
         while let Some(d) = self.wire.pop_front() {
             if d.hops > self.max_hops {
@@ -232,6 +253,12 @@ impl<S: SwitchCore> Net<S> {
             let sw = self.switch.as_mut().expect("checked above");
             sw.handle_datagram(now, d.from, &mut d.bytes);
             self.drain_switch(d.hops + 1);
+        } else if let Some(k) = self.others.iter().position(|(a, _)| *a == d.to) {
+            self.count(&d);
+            if let Some(sw) = self.others[k].1.as_mut() {
+                sw.handle_datagram(now, d.from, &mut d.bytes);
+                self.drain_other(k, d.hops + 1);
+            }
         } else if let Some(i) = self.node_of(&d.to) {
             self.count(&d);
             if let Some(f) = crate::node_receive(&mut self.nodes[i], now, d.from, &mut d.bytes) {
@@ -265,6 +292,16 @@ impl<S: SwitchCore> Net<S> {
         }
     }
 
+    fn drain_other(&mut self, k: usize, hops: usize) {
+        let (addr, sw) = &mut self.others[k];
+        let Some(sw) = sw.as_mut() else {
+            return;
+        };
+        while let Some(t) = sw.poll_transmit() {
+            queue(&mut self.wire, *addr, &t, hops);
+        }
+    }
+
     /// Run the timers that are due now and deliver what they send.
     pub fn fire_timers(&mut self) {
         let now = self.now;
@@ -272,6 +309,11 @@ impl<S: SwitchCore> Net<S> {
             && sw.poll_timeout().is_some_and(|t| t <= now)
         {
             sw.handle_timeout(now);
+        }
+        for sw in self.others.iter_mut().filter_map(|(_, s)| s.as_mut()) {
+            if sw.poll_timeout().is_some_and(|t| t <= now) {
+                sw.handle_timeout(now);
+            }
         }
         for n in &mut self.nodes {
             if n.poll_timeout().is_some_and(|t| t <= now) {
@@ -295,7 +337,7 @@ impl<S: SwitchCore> Net<S> {
         }
     }
 
-    /// Datagrams addressed to neither the switch nor a node since the last
+    /// Datagrams addressed to no switch and no node since the last
     /// call, as (sender's node index or [`FROM_SWITCH`], destination, bytes).
     pub fn take_strays(&mut self) -> Vec<(usize, SocketAddr, Vec<u8>)> {
         let strays = std::mem::take(&mut self.strays);

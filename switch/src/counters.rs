@@ -32,7 +32,8 @@ overlay_proto::drop_reasons! {
         UnknownKey = "unknown_key",
         /// A handshake initiation not newer than the last one from that key.
         HandshakeReplay = "handshake_replay",
-        /// A handshake response or restart notice: the switch never gets these.
+        /// A restart notice, or a handshake response or cookie reply that
+        /// answers no trunk's initiation: nodes never initiate to nodes.
         UnexpectedMessage = "unexpected_message",
         /// Data for a session index the switch does not have.
         UnknownSession = "unknown_session",
@@ -74,6 +75,9 @@ overlay_proto::drop_reasons! {
         MeshAddress = "mesh_address",
         /// Mesh mode: a `local-addrs` announcement over the node's rate.
         MeshRateLimited = "mesh_rate_limited",
+        /// IGMP/MLD or PIM from another switch: each switch snoops its own
+        /// nodes, snooping control never crosses between switches.
+        TrunkControl = "trunk_control",
     }
 }
 
@@ -270,7 +274,7 @@ mod tests {
     /// rename or a reorder must fail here, and no two reasons share a name.
     #[test]
     fn drop_reason_names_are_unique_and_stable() {
-        const LABELS: [&str; 28] = [
+        const LABELS: [&str; 29] = [
             "truncated",
             "bad_version",
             "unknown_type",
@@ -299,6 +303,7 @@ mod tests {
             "storm_control",
             "mesh_address",
             "mesh_rate_limited",
+            "trunk_control",
         ];
         let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names, LABELS);

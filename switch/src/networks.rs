@@ -18,6 +18,7 @@ use overlay_proto::handshake::Timestamp;
 use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::Header;
 
+use crate::cluster::{ClusterConfig, ClusterUpdate, LocalChange, SwitchFacts};
 use crate::counters::{DropReason, Drops, ReloadCounters};
 use crate::fabric::{Changes, Event, Switch, SwitchConfig, Unchangeable};
 use crate::impair::LinkImpair;
@@ -57,6 +58,9 @@ pub struct Networks {
     reloads: ReloadCounters,
     /// For cores a reload adds (see [`set_timer_slack`](Self::set_timer_slack)).
     timer_slack: std::time::Duration,
+    /// The cluster every core joined, with the wall-clock time matching an
+    /// instant (for cores a reload adds).
+    cluster: Option<(ClusterConfig, Instant, std::time::Duration)>,
 }
 
 /// What a reload changed, network by network (only networks with changes).
@@ -95,6 +99,7 @@ impl Networks {
             seed,
             reloads: ReloadCounters::default(),
             timer_slack: std::time::Duration::ZERO,
+            cluster: None,
         }
     }
 
@@ -143,6 +148,10 @@ impl Networks {
                     let seed_index = first_new + k;
                     let mut n = network(c, now, self.seed, seed_index, &self.groups);
                     n.core.set_timer_slack(self.timer_slack);
+                    if let Some((cfg, t0, wall)) = &self.cluster {
+                        let wall = *wall + now.saturating_duration_since(*t0);
+                        n.core.join_cluster(now, wall, &n.name, cfg);
+                    }
                     self.nets.push(n);
                     Changes {
                         added,
@@ -169,6 +178,51 @@ impl Networks {
             ));
         }
         Ok(out)
+    }
+
+    /// Join a cluster (`[cluster]`): every network's core gets a trunk to
+    /// each other switch. `wall` is the wall-clock time (since the Unix
+    /// epoch) matching `now`. See [`crate::cluster`].
+    pub fn join_cluster(&mut self, now: Instant, wall: std::time::Duration, cfg: ClusterConfig) {
+        for n in &mut self.nets {
+            n.core.join_cluster(now, wall, &n.name, &cfg);
+        }
+        self.cluster = Some((cfg, now, wall));
+    }
+
+    /// The cluster this switch is in, if any.
+    pub fn cluster(&self) -> Option<&ClusterConfig> {
+        self.cluster.as_ref().map(|c| &c.0)
+    }
+
+    /// One update from the cluster's store, for every network's view (each
+    /// keeps its own network's facts). See [`crate::cluster`].
+    pub fn handle_cluster_update(&mut self, now: Instant, u: &ClusterUpdate) {
+        for n in &mut self.nets {
+            n.core.handle_cluster_update(now, u);
+        }
+    }
+
+    /// The next change of what this switch owns, over all networks, for
+    /// the store to write (collected on each sweep; only with etcd
+    /// endpoints configured).
+    pub fn poll_local_change(&mut self) -> Option<LocalChange> {
+        self.nets
+            .iter_mut()
+            .find_map(|n| n.core.poll_local_change())
+    }
+
+    /// Everything this switch owns, over all networks, as of the last
+    /// sweep: for a store that must write it all again (a new lease).
+    pub fn local_snapshot(&self) -> SwitchFacts {
+        let mut all = SwitchFacts::default();
+        for n in &self.nets {
+            let f = n.core.local_facts();
+            all.macs.extend(f.macs);
+            all.groups.extend(f.groups);
+            all.nodes.extend(f.nodes);
+        }
+        all
     }
 
     /// Count a reload, applied or refused (for `status` and `/metrics`).
@@ -361,6 +415,9 @@ fn mark(s: &mut Status, name: &str) {
     for x in s.macs.iter_mut().flatten() {
         x.network = name.to_string();
     }
+    for x in &mut s.switches {
+        x.network = name.to_string();
+    }
 }
 
 /// Adds another network's snapshot to `t`: lists appended, counters summed.
@@ -368,6 +425,7 @@ fn mark(s: &mut Status, name: &str) {
 fn absorb(t: &mut Status, s: Status) {
     t.uptime_secs = t.uptime_secs.max(s.uptime_secs);
     t.nodes.extend(s.nodes);
+    t.switches.extend(s.switches);
     t.drops += &s.drops;
     t.forwarded += &s.forwarded;
     t.mac_table.entries += s.mac_table.entries;

@@ -15,7 +15,9 @@
 //! - `private-key-file`, `network-secret-file`: sessions and handshakes in
 //!   flight are bound to them, and every node would have to change too;
 //! - a network's `id` and `mode`: each node's sessions carry the id, and
-//!   mesh nodes hold direct sessions the switch cannot take back.
+//!   mesh nodes hold direct sessions the switch cannot take back;
+//! - `[cluster]`: the trunks to the other switches and the store's lease
+//!   are set up once, at start.
 //!
 //! Networks may be added (a new core) or removed (its sessions end).
 //! `log-level` may change (unless `--log-level` was given; see
@@ -44,6 +46,7 @@ pub fn apply(
         ("listen", running.listen != new.listen),
         ("admin-socket", running.admin_socket != new.admin_socket),
         ("state-file", running.state_file != new.state_file),
+        ("cluster", running.cluster != new.cluster),
     ]
     .into_iter()
     .filter(|(_, differs)| *differs)

@@ -57,6 +57,12 @@ pub async fn run(
     });
     let mut core = Networks::new(networks, Instant::now(), seed);
     core.set_timer_slack(TIMER_SLACK);
+    if let Some(c) = running.cluster.clone() {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        core.join_cluster(Instant::now(), wall, c);
+    }
     let state_file = running.state_file.clone();
     let mut hangup = tapmesh_shell::reload::hangups()?;
     let known = endpoints_file::load(&state_file);
@@ -145,6 +151,14 @@ pub async fn run(
                     state_dirty = true;
                     tracing::info!(network, %node, "node timed out; its MACs are flushed")
                 }
+                Event::SwitchUp { switch, endpoint } => {
+                    tracing::info!(network, %switch, %endpoint, "switch trunk up")
+                }
+                Event::SwitchDown { switch } => tracing::warn!(
+                    network,
+                    %switch,
+                    "switch trunk down; the MACs behind it are flushed"
+                ),
             }
         }
         while let Some(t) = core.poll_transmit() {

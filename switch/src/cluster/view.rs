@@ -307,6 +307,11 @@ impl ClusterView {
         self.resynced = true;
     }
 
+    /// Every MAC the store places behind another switch.
+    pub fn macs(&self) -> impl Iterator<Item = (Vid, MacAddr, &Name)> + '_ {
+        self.macs.iter().map(|(&(v, m), s)| (v, m, s))
+    }
+
     /// The switches the store says are up.
     pub fn switches_up(&self) -> impl Iterator<Item = &Name> + '_ {
         self.switches.keys()

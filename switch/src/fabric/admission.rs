@@ -39,9 +39,11 @@ impl Switch {
                 self.data(now, from, index, buf)
             }
             MessageType::HandshakeInit => self.handshake_init(now, from, &h),
-            MessageType::HandshakeResp | MessageType::RestartNotice | MessageType::CookieReply => {
-                Err(DropReason::UnexpectedMessage)
+            // Only trunks to other switches initiate.
+            MessageType::HandshakeResp | MessageType::CookieReply => {
+                self.trunk_handshake(now, from, &h)
             }
+            MessageType::RestartNotice => Err(DropReason::UnexpectedMessage),
             MessageType::Unknown(_) => Err(DropReason::UnknownType),
         }
     }
@@ -95,7 +97,10 @@ impl Switch {
             .tunnel
             .open(now, from, &mut self.indices, buf)
             .map_err(drop_reason)?;
-        if opened.confirmed {
+        if opened.confirmed && port.is_trunk() {
+            self.sessions.confirmed += 1;
+            self.trunk_confirmed(now, id, was_connected);
+        } else if opened.confirmed {
             // First packet under the new session: it is confirmed.
             self.sessions.confirmed += 1;
             let node = port.spec.name.clone();
@@ -109,7 +114,8 @@ impl Switch {
                 }
             });
         }
-        if endpoint.is_some_and(|e| e != from) && !opened.confirmed {
+        let port = &self.ports[id.0 as usize];
+        if endpoint.is_some_and(|e| e != from) && !opened.confirmed && !port.is_trunk() {
             self.events.push_back(Event::Roamed {
                 node: port.spec.name.clone(),
                 endpoint: from,
@@ -118,7 +124,10 @@ impl Switch {
         let range = opened.range;
         if range.is_empty() {
             self.sessions.keepalives += 1;
-            self.send_keepalive(now, id);
+            // Switches send their own keepalives: answering would ping-pong.
+            if !self.is_trunk(id) {
+                self.send_keepalive(now, id);
+            }
             return Ok(());
         }
         if flags & FLAG_CONTROL != 0 {
@@ -128,7 +137,10 @@ impl Switch {
             return self.switch_payload(now, id, flags, &buf[range]);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
-        let r = match port.tunnel.reassemble(now, &buf[range]) {
+        let r = match self.ports[id.0 as usize]
+            .tunnel
+            .reassemble(now, &buf[range])
+        {
             Err(_) => Err(DropReason::Fragment),
             Ok(None) => Ok(()),
             Ok(Some(whole)) => {
@@ -164,7 +176,7 @@ impl Switch {
             let Some(port) = self
                 .ports
                 .iter()
-                .find(|p| !p.retired && p.spec.name == name)
+                .find(|p| !p.retired && !p.is_trunk() && p.spec.name == name)
             else {
                 continue;
             };
@@ -189,6 +201,7 @@ impl Switch {
     pub fn endpoints(&self) -> Vec<(String, SocketAddr)> {
         self.ports
             .iter()
+            .filter(|p| !p.is_trunk())
             .filter_map(|p| p.tunnel.endpoint().map(|e| (p.spec.name.clone(), e)))
             .collect()
     }

@@ -8,13 +8,25 @@ use overlay_proto::mac_table::Learned;
 use overlay_proto::vnet::{VNET_HDR_LEN, VnetHdr};
 use overlay_proto::wire::FLAG_VNET;
 
-use super::{MAX_FRAME, Switch};
+use super::{MAX_FRAME, Switch, trunk};
 use crate::NodeId;
 use crate::counters::DropReason;
 use crate::impair::Direction;
 use crate::snooping::Verdict;
 use crate::storm::StormClass;
 use crate::vlan::{self, Ingress};
+
+/// Who gets a frame.
+#[derive(Clone, Copy)]
+enum To<'a> {
+    /// These ports.
+    Only(&'a [NodeId]),
+    /// Every node of the VLAN, and every trunk if `trunks`.
+    Flood {
+        /// Trunks too.
+        trunks: bool,
+    },
+}
 
 impl Switch {
     /// A complete payload from a node: a frame, or a virtio header and a frame.
@@ -77,13 +89,16 @@ impl Switch {
             .vlan
             .ingress(frame)
             .ok_or(DropReason::VlanFiltered)?;
+        let trunk = self.ports[from.0 as usize].is_trunk();
         // The table counts what it learned, moved and refused.
         match self.macs.learn(now, ing.vid, src, from) {
             Learned::Refreshed => {}
+            Learned::New | Learned::Moved { .. } if trunk => {}
             Learned::New | Learned::Moved { .. } => {
                 if let Some(mesh) = self.mesh.as_mut() {
                     mesh.note_learned(from, ing.vid, src);
                 }
+                self.note_local_mac(ing.vid, src);
             }
             Learned::Invalid => return Err(DropReason::InvalidSource),
             Learned::PortLimit => return Err(DropReason::MacLimit),
@@ -102,10 +117,24 @@ impl Switch {
                     self.targets = targets;
                     return Ok(());
                 }
+                // Split horizon: from one switch never to another.
+                Some(to) if trunk && self.is_trunk(to) => {
+                    self.forwarded.filtered += 1;
+                    self.targets = targets;
+                    return Ok(());
+                }
                 Some(to) if self.ports[to.0 as usize].is_connected() => {
                     self.forwarded.unicast += 1;
                     targets.push(to);
-                    self.fan_out(now, Some(from), ing, vnet, frame, Some(&targets));
+                    self.fan_out(now, Some(from), ing, vnet, frame, To::Only(&targets));
+                    self.targets = targets;
+                    return Ok(());
+                }
+                // Not learned from traffic: the cluster may know its switch.
+                None if !trunk && let Some(to) = self.view_owner(ing.vid, &dst) => {
+                    self.forwarded.unicast += 1;
+                    targets.push(to);
+                    self.fan_out(now, Some(from), ing, vnet, frame, To::Only(&targets));
                     self.targets = targets;
                     return Ok(());
                 }
@@ -116,9 +145,14 @@ impl Switch {
         } else {
             StormClass::Multicast
         };
-        // Multicast: snooping decides (and learns from IGMP/MLD).
+        // Multicast: snooping decides (and learns from IGMP/MLD). Snooping
+        // control from another switch is not ours to learn from.
+        let typed = frame.get(ing.ethertype_offset()..).unwrap_or(&[]);
+        if trunk && class == StormClass::Multicast && trunk::is_snoop_control(typed) {
+            self.targets = targets;
+            return Err(DropReason::TrunkControl);
+        }
         let (only, link_local) = if class == StormClass::Multicast {
-            let typed = frame.get(ing.ethertype_offset()..).unwrap_or(&[]);
             let c = self
                 .snoop
                 .handle_frame(now, ing.vid, from, typed, frame.len(), &mut targets);
@@ -126,7 +160,9 @@ impl Switch {
         } else {
             (false, false)
         };
-        if !self.storm.allow(now, from, class, link_local) {
+        // Only a node's frames count against storm control: another switch
+        // applied its own to its nodes.
+        if !trunk && !self.storm.allow(now, from, class, link_local) {
             let c = &mut self.ports[from.0 as usize].counters;
             match class {
                 StormClass::Broadcast => c.storm_dropped_broadcast += 1,
@@ -141,16 +177,39 @@ impl Switch {
             StormClass::Broadcast => self.forwarded.broadcast += 1,
             StormClass::Multicast => self.forwarded.multicast += 1,
         }
+        // A node's frames go to the other switches too (group traffic only
+        // to those that want it, or all without a cluster view), but never
+        // a frame from a switch (split horizon) or snooping control.
+        let control =
+            class == StormClass::Multicast && link_local && trunk::is_snoop_control(typed);
+        let to_trunks = !trunk && !control;
+        let by_view = to_trunks && class == StormClass::Multicast && self.cluster.is_some();
+        if only && by_view {
+            self.add_trunk_targets(ing.vid, typed, &mut targets);
+        }
         // Flood (every other node of the VLAN), or the snooper's receivers;
         // never back to the sender.
-        let copies = self.fan_out(
+        let mut copies = self.fan_out(
             now,
             Some(from),
             ing,
             vnet,
             frame,
-            only.then_some(&targets[..]),
+            if only {
+                To::Only(&targets)
+            } else {
+                To::Flood {
+                    trunks: to_trunks && !by_view,
+                }
+            },
         );
+        // Group traffic flooded here still goes only to the switches that
+        // want it.
+        if !only && by_view {
+            targets.clear();
+            self.add_trunk_targets(ing.vid, typed, &mut targets);
+            copies += self.fan_out(now, Some(from), ing, vnet, frame, To::Only(&targets));
+        }
         self.forwarded.flood_copies += copies;
         self.targets = targets;
         if self.snoop.has_queries() {
@@ -159,10 +218,9 @@ impl Switch {
         Ok(())
     }
 
-    /// Send a frame of VLAN `ing.vid` to the nodes in `only`, or to every
-    /// node of the VLAN, in the form each needs (tagged or not); never to
-    /// `from` or to a node that is not connected or not in the VLAN. Returns
-    /// the copies sent.
+    /// Send a frame of VLAN `ing.vid` to the ports `to` names, in the form
+    /// each needs (tagged or not); never to `from` or to a node that is not
+    /// connected or not in the VLAN. Returns the copies sent.
     fn fan_out(
         &mut self,
         now: Instant,
@@ -170,13 +228,17 @@ impl Switch {
         ing: Ingress,
         vnet: Option<VnetHdr>,
         frame: &[u8],
-        only: Option<&[NodeId]>,
+        to: To<'_>,
     ) -> u64 {
         // HOT PATH
         let mut other = std::mem::take(&mut self.vlan_scratch);
         let mut other_vnet = None;
         let mut other_ready = false;
         let mut copies = 0;
+        let (only, trunks) = match to {
+            To::Only(t) => (Some(t), true),
+            To::Flood { trunks } => (None, trunks),
+        };
         let count = only.map_or(self.ports.len(), <[NodeId]>::len);
         for k in 0..count {
             let to = only.map_or(NodeId(k as u32), |t| t[k]);
@@ -184,6 +246,10 @@ impl Switch {
                 continue;
             };
             if Some(to) == from || !port.is_connected() {
+                continue;
+            }
+            // Split horizon, and frames that stay on this switch.
+            if !trunks && port.is_trunk() {
                 continue;
             }
             let Some(as_is) = port.spec.vlan.egress(ing.vid).keeps_form(ing) else {
@@ -208,7 +274,7 @@ impl Switch {
     pub(super) fn send_queries(&mut self, now: Instant) {
         while let Some((vid, frame)) = self.snoop.poll_query() {
             let ing = Ingress { vid, tagged: false };
-            self.fan_out(now, None, ing, None, &frame, None);
+            self.fan_out(now, None, ing, None, &frame, To::Flood { trunks: false });
         }
     }
 }

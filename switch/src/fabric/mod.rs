@@ -20,6 +20,8 @@
 //! - `mesh`: mesh mode's control messages.
 //! - `impair`: frames through an impaired node's link.
 //! - `reload`: a new configuration applied to a running engine.
+//! - `trunk`: ports to the other switches of a cluster (split horizon,
+//!   liveness, what this switch publishes).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -50,8 +52,10 @@ mod mesh;
 mod port;
 mod reload;
 mod status;
+mod trunk;
 use port::Port;
 pub use reload::{Changes, Unchangeable};
+pub use trunk::{TRUNK_PROBE_AFTER, TRUNK_PROBE_TIMEOUT, TRUNK_RETRY_MAX};
 
 /// How often [`Switch::handle_timeout`] sweeps timers and ages MACs.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -172,6 +176,19 @@ pub enum Event {
         /// Its name.
         node: String,
     },
+    /// The trunk to another switch of the cluster came up.
+    SwitchUp {
+        /// Its name.
+        switch: String,
+        /// Its underlay address.
+        endpoint: SocketAddr,
+    },
+    /// The trunk to another switch went down (it stopped answering): the
+    /// MACs behind it are forgotten.
+    SwitchDown {
+        /// Its name.
+        switch: String,
+    },
 }
 
 /// The switch's MAC table, its entries in a concurrent `DashMap`: the
@@ -222,6 +239,8 @@ pub struct Switch {
     /// Held frames are released this much before they are due (see
     /// `set_timer_slack`).
     timer_slack: Duration,
+    /// Trunks to the other switches of a cluster (`None` alone).
+    cluster: Option<Box<trunk::Cluster>>,
 }
 
 impl Switch {
@@ -263,6 +282,7 @@ impl Switch {
             impair_seed: indices.random(),
             impair_scratch: Vec::new(),
             timer_slack: Duration::ZERO,
+            cluster: None,
             mesh: None,
             guard,
             cfg,
@@ -300,6 +320,9 @@ impl Switch {
         for i in 0..self.ports.len() {
             let id = NodeId(i as u32);
             let port = &mut self.ports[i];
+            if port.is_trunk() {
+                continue;
+            }
             let silent = port
                 .tunnel
                 .last_rx()
@@ -326,6 +349,7 @@ impl Switch {
         self.snoop.handle_timeout(now);
         self.send_queries(now);
         self.mesh_sync(now);
+        self.trunk_sweep(now);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) wants to run next: the

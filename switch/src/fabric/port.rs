@@ -30,6 +30,8 @@ pub(super) struct Port {
     pub(super) impair: Option<Box<PortImpair>>,
     /// What impairment did, egress and ingress (kept when it is cleared).
     pub(super) impair_counters: [ImpairCounters; 2],
+    /// Set if this port is a trunk to another switch (see `trunk`).
+    pub(super) trunk: Option<Box<super::trunk::TrunkState>>,
 }
 
 impl Port {
@@ -43,7 +45,13 @@ impl Port {
             retired: false,
             impair: None,
             impair_counters: Default::default(),
+            trunk: None,
         }
+    }
+
+    /// A port that is a trunk to another switch.
+    pub(super) fn is_trunk(&self) -> bool {
+        self.trunk.is_some()
     }
 
     /// Its link's impairment for status, if any was ever set.
@@ -66,7 +74,8 @@ impl Port {
 
     /// The node accepts frames with a virtio-net header (handshake capability).
     pub(super) fn accepts_vnet(&self) -> bool {
-        self.tunnel.remote_caps() & CAP_VNET != 0
+        // Every switch takes offloaded super-frames.
+        self.tunnel.remote_caps() & CAP_VNET != 0 || self.is_trunk()
     }
 }
 

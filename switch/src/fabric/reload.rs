@@ -86,7 +86,8 @@ impl Switch {
         let mut removed = Vec::new();
         let mut changed = Vec::new();
         for (i, p) in self.ports.iter().enumerate() {
-            if p.retired {
+            // Trunks to other switches come from `[cluster]`, not the nodes.
+            if p.retired || p.is_trunk() {
                 continue;
             }
             match new.nodes.iter().find(|n| same(n, &p.spec)) {
@@ -100,7 +101,9 @@ impl Switch {
         let added: Vec<NodeSpec> = new
             .nodes
             .iter()
-            .filter(|n| !self.ports.iter().any(|p| !p.retired && same(n, &p.spec)))
+            .filter(|n| {
+                !(self.ports.iter()).any(|p| !p.retired && !p.is_trunk() && same(n, &p.spec))
+            })
             .cloned()
             .collect();
 
@@ -154,7 +157,8 @@ impl Switch {
             .reconfigure(new.mac_aging, new.mac_limit_per_node, new.mac_table_limit);
         self.storm.reconfigure(new.storm.clone(), n);
         self.guard.reconfigure(new.handshake_guard.clone());
-        let vlans = super::member_vlans(self.ports.iter().filter(|p| !p.retired).map(|p| &p.spec));
+        let nodes = self.ports.iter().filter(|p| !p.retired && !p.is_trunk());
+        let vlans = super::member_vlans(nodes.map(|p| &p.spec));
         let fast_leave = self
             .ports
             .iter()
@@ -163,6 +167,7 @@ impl Switch {
         self.snoop
             .reconfigure(now, new.multicast.clone(), fast_leave, &vlans);
         self.cfg = new;
+        self.retrunk();
         self.mesh_sync(now);
         Ok(changes)
     }

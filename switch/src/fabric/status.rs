@@ -15,7 +15,7 @@ impl Switch {
             .ports
             .iter()
             .enumerate()
-            .filter(|(_, p)| !p.retired)
+            .filter(|(_, p)| !p.retired && !p.is_trunk())
             .map(|(i, p)| NodeStatus {
                 network: String::new(),
                 name: p.spec.name.clone(),
@@ -73,6 +73,7 @@ impl Switch {
             networks: Vec::new(),
             reloads: Default::default(),
             etcd: None,
+            switches: self.trunk_status(now),
             macs,
         }
     }

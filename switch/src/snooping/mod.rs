@@ -56,6 +56,7 @@
 //! another at once (counted as deferred), and the leaving member waits the
 //! last-member time from the next query. Fast-leave nodes send no queries
 //! and are not limited.
+mod cluster;
 mod frame;
 pub mod limits;
 mod members;

@@ -37,6 +37,8 @@ pub struct Status {
     /// The etcd store, when the switch is one of a cluster (`[cluster]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etcd: Option<crate::etcd::status::EtcdStatus>,
+    /// The other switches of the cluster, per network (empty alone).
+    pub switches: Vec<PeerSwitchStatus>,
     /// The MAC table itself, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub macs: Option<Vec<MacStatus>>,
@@ -56,6 +58,54 @@ pub struct NetworkStatus {
     pub nodes: usize,
     /// Of those, nodes with a confirmed session now.
     pub connected: usize,
+}
+
+/// The trunk to another switch of the cluster, in one network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerSwitchStatus {
+    /// The network.
+    pub network: String,
+    /// The other switch's name.
+    pub name: String,
+    /// Its public key.
+    pub public_key: String,
+    /// The session is up (keepalives answered).
+    pub up: bool,
+    /// A handshake with it is in flight.
+    pub handshaking: bool,
+    /// Its underlay address.
+    pub endpoint: Option<String>,
+    /// Seconds since the trunk came up (absent while down).
+    pub up_secs: Option<f64>,
+    /// Seconds since the last handshake completed.
+    pub last_handshake_secs_ago: Option<f64>,
+    /// Seconds since anything authentic arrived from it.
+    pub last_heard_secs_ago: Option<f64>,
+    /// Times the trunk came up.
+    pub ups: u64,
+    /// Times it went down (the other switch stopped answering).
+    pub downs: u64,
+    /// MACs learned behind it (from its frames and the cluster view).
+    pub macs: usize,
+    /// The store says it is up (holds its lease).
+    pub store_up: bool,
+    /// MACs it owns, per the store.
+    pub store_macs: usize,
+    /// Groups with members behind it, per the store.
+    pub store_groups: usize,
+    /// Nodes homed on it, per the store.
+    pub store_nodes: usize,
+    /// Frames received from it.
+    pub rx_frames: u64,
+    /// Bytes of frames received from it.
+    pub rx_bytes: u64,
+    /// Frames sent to it.
+    pub tx_frames: u64,
+    /// Bytes of frames sent to it.
+    pub tx_bytes: u64,
+    /// Handshakes completed with it.
+    pub handshakes: u64,
 }
 
 /// One configured node.
