@@ -67,7 +67,7 @@ fn wait_connection(t: &Topology, state: &str, timeout: Duration) {
 }
 
 #[test]
-fn switch_writes_under_its_lease_and_its_keys_vanish_after_kill9() {
+fn switch_writes_its_nodes_and_macs_under_its_lease_and_they_vanish_after_kill9() {
     let mut etcd = EtcdCluster::three();
     let mut t = switch_on(&mut etcd);
     wait_connection(&t, "connected", HEALTHY_TIMEOUT);
@@ -77,6 +77,24 @@ fn switch_writes_under_its_lease_and_its_keys_vanish_after_kill9() {
             .contains(&SWITCH_KEY.to_string())),
         "{SWITCH_KEY} not written: {:?}",
         etcd.keys("/tapmesh/")
+    );
+    // What the engine owns goes to etcd: the nodes homed here (with their
+    // endpoints) and the MACs learned behind them, owned by this switch.
+    let node_keys = ["/tapmesh/default/node/h1", "/tapmesh/default/node/h2"];
+    let mac_prefix = "/tapmesh/default/mac/";
+    assert!(
+        wait_until(HEALTHY_TIMEOUT, || {
+            let keys = etcd.keys("/tapmesh/");
+            node_keys.iter().all(|k| keys.contains(&k.to_string()))
+                && keys.iter().filter(|k| k.starts_with(mac_prefix)).count() >= 2
+        }),
+        "nodes and MACs not written: {:?}",
+        etcd.keys("/tapmesh/")
+    );
+    let h1 = etcd.etcdctl(&["get", "--print-value-only", node_keys[0]]);
+    assert!(
+        h1.contains(&format!("\"switch\":\"{NAME}\"")) && h1.contains("198.18.0.11:"),
+        "{h1}"
     );
     let s = etcd_status(&t);
     assert!(counter(&s, &["lease_id"]) > 0, "no lease: {s}");
@@ -105,13 +123,14 @@ fn switch_writes_under_its_lease_and_its_keys_vanish_after_kill9() {
     let killed = Instant::now();
     t.kill9_switch();
     assert!(
-        wait_until(Duration::from_secs(TTL_SECS) + MARGIN, || !etcd
+        wait_until(Duration::from_secs(TTL_SECS) + MARGIN, || etcd
             .keys("/tapmesh/")
-            .contains(&SWITCH_KEY.to_string())),
-        "{SWITCH_KEY} outlived the switch by more than its TTL + margin"
+            .is_empty()),
+        "keys outlived the switch by more than its TTL + margin: {:?}",
+        etcd.keys("/tapmesh/")
     );
     eprintln!(
-        "switch key gone {:.1}s after kill -9 (TTL {TTL_SECS}s)",
+        "the switch's keys gone {:.1}s after kill -9 (TTL {TTL_SECS}s)",
         killed.elapsed().as_secs_f64()
     );
 }

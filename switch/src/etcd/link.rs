@@ -152,13 +152,14 @@ pub fn take_reports(link: &mut EtcdLink, first: Report, now: Instant) {
 }
 
 /// One exchange between the engine and the store, after the engine's
-/// timers: a due batch to the store, the store's updates drained.
-///
-/// The engine does not take cluster updates yet (switch-to-switch
-/// forwarding brings `Networks::handle_cluster_update` and
-/// `poll_local_change`); until then this switch writes its `switch` keys
-/// and the updates are dropped here, so that nothing queues up.
-pub fn exchange(link: &mut EtcdLink, _core: &mut Networks, now: Instant) {
+/// timers: its local changes into the outbox, a due batch to the store,
+/// the store's updates into the engine.
+pub fn exchange(link: &mut EtcdLink, core: &mut Networks, now: Instant) {
+    while let Some(c) = core.poll_local_change() {
+        link.handle_local_change(now, &c);
+    }
     link.handle_timeout(now);
-    while link.poll_update().is_some() {}
+    while let Some(u) = link.poll_update() {
+        core.handle_cluster_update(now, &u);
+    }
 }
