@@ -27,6 +27,19 @@ impl KeyPair {
     }
 }
 
+impl KeyPair {
+    /// A fresh key pair made in this process, the private key written to
+    /// `file` (for configs that are only checked, never run).
+    pub fn random(file: &Path) -> KeyPair {
+        let secret = overlay_proto::keys::StaticSecret::generate(&mut rand::rng());
+        write_private(file, &secret.to_base64());
+        KeyPair {
+            private_key_file: file.to_path_buf(),
+            public_key: secret.public_key().to_base64(),
+        }
+    }
+}
+
 fn write_private(path: &Path, key: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::File::options()

@@ -28,6 +28,8 @@
 //!   compaction.
 //! - [`impair`]: a UDP relay that loses, delays, reorders and duplicates
 //!   (an impaired underlay where `sch_netem` is missing).
+//! - [`lab`]: the lab launcher's topology file, bring-up and multicast
+//!   helpers (`tapmesh-lab`).
 //! - [`monitoring`]: metrics addresses, scraping and process CPU for monitoring tests.
 //! - [`on_path`]: an attacker on a host's link (a userspace wire in its own
 //!   namespace) that forges a handshake response ahead of every genuine one.
@@ -49,6 +51,8 @@
 //! - [`capture`]: an `AF_PACKET` capture on an interface inside a namespace.
 //! - [`reload`]: `reload` over the admin socket or SIGHUP, for a running
 //!   switch or node, after rewriting its config.
+//! - [`stop`]: Ctrl-C and SIGTERM as a flag for the demo, the lab and the
+//!   benchmarks, and waiting for a child while honouring it.
 //! - [`status`]: reading the `status --json` output (missing keys count as 0).
 //! - [`trunk`]: a raw socket on a TAP standing in for a VLAN trunk (tagged
 //!   ARP out, each frame's VLAN read back) where the 8021q module is missing.
@@ -66,6 +70,7 @@ pub mod config;
 pub mod etcd;
 pub mod http;
 pub mod impair;
+pub mod lab;
 pub mod monitoring;
 pub mod netns;
 pub mod on_path;
@@ -74,6 +79,7 @@ pub mod prometheus;
 pub mod qemu;
 pub mod reload;
 pub mod status;
+pub mod stop;
 pub mod tools;
 pub mod topology;
 pub mod traffic;

@@ -78,6 +78,8 @@ struct Host {
     local: LocalPorts,
     /// Its TAP takes host `.0`'s overlay addresses and the MAC `.1`.
     tap_identity: Option<(usize, String)>,
+    /// Its TAP's addresses (CIDR) instead of the numbered ones.
+    tap_addresses: Option<Vec<String>>,
 }
 
 /// A switch and hosts in namespaces. Hosts are numbered from 1 (`h1`).
@@ -114,14 +116,36 @@ impl Topology {
 
     /// Like [`Topology::central`], choosing the underlay address family.
     pub fn central_with(n_hosts: usize, underlay: Underlay) -> Topology {
-        crate::require_root();
         let prefix = crate::netns::unique_prefix();
         let dir = std::env::temp_dir().join(&prefix);
+        let mut topo = Self::switch_only(prefix, dir, underlay);
+        for _ in 0..n_hosts {
+            topo.add_host(true);
+        }
+        topo
+    }
+
+    /// A switch and one admitted host per name in `hosts`, in namespaces
+    /// `{prefix}-sw` and `{prefix}-{name}`, the host's node also called
+    /// `name`; keys, configs and logs in `dir` (emptied first). IPv4
+    /// underlay. Starts nothing. For the lab launcher, whose users type
+    /// these names.
+    pub fn named(prefix: &str, dir: PathBuf, hosts: &[&str]) -> Topology {
+        let mut topo = Self::switch_only(prefix.to_string(), dir, Underlay::V4);
+        for name in hosts {
+            topo.add_named_host(name, true);
+        }
+        topo
+    }
+
+    /// The switch namespace with its bridge, and no hosts.
+    fn switch_only(prefix: String, dir: PathBuf, underlay: Underlay) -> Topology {
+        crate::require_root();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let sw = Netns::new(&format!("{prefix}-sw"));
-        let mut topo = Topology {
+        let topo = Topology {
             prefix,
             dir,
             underlay,
@@ -149,15 +173,17 @@ impl Topology {
         topo.sw
             .ip(&["addr", "add", "fd00:18::3/64", "dev", "br0", "nodad"]);
         topo.sw.ip(&["link", "set", "br0", "up"]);
-        for _ in 0..n_hosts {
-            topo.add_host(true);
-        }
         topo
     }
 
     fn add_host(&mut self, admitted: bool) -> usize {
+        let name = format!("h{}", self.hosts.len() + 1);
+        self.add_named_host(&name, admitted)
+    }
+
+    fn add_named_host(&mut self, name: &str, admitted: bool) -> usize {
         let i = self.hosts.len() + 1;
-        let name = format!("h{i}");
+        let name = name.to_string();
         let ns = Netns::new(&format!("{}-{name}", self.prefix));
         let port = format!("vh{i}");
         self.sw.ip(&[
@@ -202,6 +228,7 @@ impl Topology {
             switch_addr_override: None,
             network: None,
             tap_identity: None,
+            tap_addresses: None,
             local: LocalPorts::default(),
         });
         i
@@ -479,6 +506,7 @@ impl Topology {
                 switch_addr_override: None,
                 network: None,
                 tap_identity: None,
+                tap_addresses: None,
                 local: LocalPorts::default(),
             });
         }
@@ -546,6 +574,13 @@ impl Topology {
     /// on: for hosts in different networks that look the same.
     pub fn set_tap_identity(&mut self, i: usize, as_host: usize, mac: &str) {
         self.host_mut(i).tap_identity = Some((as_host, mac.to_string()));
+    }
+
+    /// Gives host `i`'s TAP these addresses (CIDR, e.g. `198.19.10.1/24`)
+    /// instead of [`overlay_v4`] and [`overlay_v6`], from the next
+    /// [`start_node`](Self::start_node) on.
+    pub fn set_tap_addresses(&mut self, i: usize, addresses: Vec<String>) {
+        self.host_mut(i).tap_addresses = Some(addresses);
     }
 
     /// Points host `i`'s node at `addr` instead of the switch (e.g. a relay
@@ -772,13 +807,13 @@ impl Topology {
             admin_socket: self.node_admin_socket(i),
             tap_name: TAP.to_string(),
             tap_mtu: self.tap_mtu,
-            tap_addresses: {
+            tap_addresses: host.tap_addresses.clone().unwrap_or_else(|| {
                 let j = host.tap_identity.as_ref().map_or(i, |t| t.0);
                 vec![
                     format!("{}/24", overlay_v4(j)),
                     format!("{}/64", overlay_v6(j)),
                 ]
-            },
+            }),
             tap_mac: host.tap_identity.as_ref().map(|t| t.1.clone()),
             network_id: host.network.as_ref().map_or(0, |n| n.id),
             extra: host.config_extra.clone(),

@@ -100,7 +100,7 @@ pub fn run(
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start iperf3 client: {e}"))?;
-    let status = super::stop::wait_child(
+    let status = crate::stop::wait_child(
         &mut child,
         Duration::from_secs(u64::from(secs) + 30),
         "iperf3 client",

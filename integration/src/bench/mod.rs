@@ -3,14 +3,12 @@
 //! `tapmesh-loadgen` (one switch process against many simulated nodes).
 //!
 //! Why here and not in the binaries: both need the same CPU accounting from
-//! `/proc`, the same Ctrl-C handling and the same child-process discipline
+//! `/proc`, the same Ctrl-C handling ([`crate::stop`]) and the same child-process discipline
 //! (every child started by PID in its own process group, stopped by PID).
 //! Numbers are printed, never asserted: the binaries exit non-zero only when a
 //! topology did not come up or nothing was measured.
 //!
 //! # Layout
-//! - [`stop`]: the SIGINT/SIGTERM flag and running a child to its end while
-//!   honouring it.
 //! - [`cpu`]: per-process and whole-machine CPU time, resident memory.
 //! - [`iperf`]: `iperf3` server and client runs, their JSON parsed.
 //! - [`ping`]: `ping` runs with per-packet times, average and p99.
@@ -21,7 +19,6 @@ pub mod cpu;
 pub mod histogram;
 pub mod iperf;
 pub mod ping;
-pub mod stop;
 pub mod udp_batch;
 
 /// The `p`-th percentile (0..=100) of `sorted` by nearest rank.

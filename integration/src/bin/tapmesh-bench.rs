@@ -26,7 +26,7 @@ use std::time::Duration;
 use integration::bench::cpu::CpuSample;
 use integration::bench::iperf::{self, IperfResult, Load};
 use integration::bench::ping::{self, PingResult};
-use integration::bench::stop;
+use integration::stop;
 use integration::topology::{overlay_v4, underlay_v4};
 use integration::{Netns, Process, Topology, wait_until};
 use serde_json::{Value, json};

@@ -4,30 +4,10 @@
 //! everything it made. Needs root, `ip` and `ping`: without one it stops
 //! with one line naming what to install, before it builds or creates
 //! anything. Finds the binaries beside itself (or in `TAPMESH_BIN_DIR`).
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use integration::topology::{overlay_v4, overlay_v6};
-use integration::{Topology, bins, tools};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe; the sigaction struct is fully initialised.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
-}
+use integration::{Topology, bins, stop, tools};
 
 fn main() {
     let hosts: usize = match std::env::args().nth(1) {
@@ -50,7 +30,7 @@ fn main() {
         std::process::exit(1);
     }
     // Before anything is built, so an early Ctrl-C still cleans up.
-    install_handlers();
+    stop::install_handlers();
 
     let mut topo = Topology::central(hosts);
     println!("built:\n{}", topo.describe());
@@ -67,7 +47,7 @@ fn main() {
     for a in 1..=hosts {
         for b in (1..=hosts).filter(|&b| b != a) {
             for ip in [overlay_v4(b).to_string(), overlay_v6(b).to_string()] {
-                if STOP.load(Ordering::SeqCst) {
+                if stop::requested() {
                     break;
                 }
                 println!("$ ip netns exec {} ping -c 3 {ip}", topo.ns(a).name());
@@ -97,7 +77,7 @@ fn main() {
         topo.ns(1).name(),
         overlay_v4(2)
     );
-    while !STOP.load(Ordering::SeqCst) {
+    while !stop::requested() {
         std::thread::sleep(Duration::from_millis(200));
         if !topo.switch_running() {
             eprintln!("the switch exited; tearing down");

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use integration::bench::cpu::{CpuSample, resident_memory};
 use integration::bench::histogram::Histogram;
-use integration::bench::stop;
 use integration::bench::udp_batch::{MsgBatch, set_buffers};
+use integration::stop;
 use integration::{Netns, Process, bins, wait_until};
 use overlay_proto::keys::StaticSecret;
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};

@@ -21,26 +21,7 @@ use std::time::{Duration, Instant};
 use integration::attack::fds_and_rss;
 use integration::status::counter;
 use integration::topology::overlay_v4;
-use integration::{Process, Topology};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe; the sigaction struct is fully initialised.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
-}
+use integration::{Process, Topology, stop};
 
 const HOSTS: usize = 4;
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 1, 2, 3);
@@ -146,7 +127,7 @@ fn main() {
     let args = parse_args();
     use integration::tools;
     tools::preflight("tapmesh-soak", &[tools::IP, tools::PING, tools::SYSCTL]);
-    install_handlers();
+    stop::install_handlers();
     let mut topo = Topology::central(HOSTS);
     topo.start_all(Duration::from_secs(60));
     println!(
@@ -249,10 +230,10 @@ fn main() {
         let mut last_bcast = counter(&topo.switch_status(), &["forwarded", "broadcast"]);
         for minute in 1..=args.minutes {
             let due = start + Duration::from_secs(60 * minute);
-            while Instant::now() < due && !STOP.load(Ordering::SeqCst) {
+            while Instant::now() < due && !stop::requested() {
                 std::thread::sleep(Duration::from_millis(200));
             }
-            if STOP.load(Ordering::SeqCst) {
+            if stop::requested() {
                 break;
             }
             let mut procs = vec![fds_and_rss(topo.switch_pid())];

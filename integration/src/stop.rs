@@ -1,6 +1,7 @@
-//! Ctrl-C handling for the benchmarks: a signal only sets a flag; the
-//! benchmark checks it between steps and while waiting for children, and then
-//! unwinds normally so every guard (namespaces, processes) is dropped.
+//! Ctrl-C handling for the long-running binaries (the demo, the lab, the
+//! benchmarks): a signal only sets a flag; the program checks it between
+//! steps and while waiting for children, and then unwinds normally so every
+//! guard (namespaces, processes) is dropped.
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
