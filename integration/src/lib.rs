@@ -23,6 +23,9 @@
 //! - [`bench`]: helpers of the `tapmesh-bench` and `tapmesh-loadgen` binaries.
 //! - [`bins`]: where the `tapmesh-*` binaries are (`TAPMESH_BIN_DIR`, else
 //!   beside the running executable).
+//! - [`etcd`]: a real etcd cluster (members in namespaces, data in a
+//!   temporary directory): health, leader, kill -9, restart, partitions,
+//!   compaction.
 //! - [`impair`]: a UDP relay that loses, delays, reorders and duplicates
 //!   (an impaired underlay where `sch_netem` is missing).
 //! - [`live_capture`]: the daemons' `capture` command, a reader that never
@@ -68,6 +71,7 @@ pub mod bench;
 pub mod bins;
 pub mod capture;
 pub mod config;
+pub mod etcd;
 pub mod http;
 pub mod impair;
 pub mod lab;

@@ -45,13 +45,18 @@ pub const PROMETHEUS: Tool = tool(crate::prometheus::PROMETHEUS, "prometheus");
 /// `promtool` (same package).
 pub const PROMTOOL: Tool = tool(crate::prometheus::PROMTOOL, "prometheus");
 
+/// `etcd`: the members of the HA tests' etcd cluster.
+pub const ETCD: Tool = tool(crate::etcd::ETCD, "etcd-server");
+/// `etcdctl`: health, leader, compaction in the HA tests.
+pub const ETCDCTL: Tool = tool(crate::etcd::ETCDCTL, "etcd-client");
+
 /// What the demo runs.
 pub const DEMO: &[Tool] = &[IP, PING];
 
 /// What the namespace tests run, all of them: one run of the suite names
 /// everything a fresh machine lacks at once.
 pub const TESTS: &[Tool] = &[
-    IP, PING, NFT, SYSCTL, SETPRIV, CURL, PROMETHEUS, PROMTOOL, TCPDUMP,
+    IP, PING, NFT, SYSCTL, SETPRIV, CURL, PROMETHEUS, PROMTOOL, TCPDUMP, ETCD, ETCDCTL,
 ];
 
 /// Where `program` is: itself if it contains a `/`, else the first

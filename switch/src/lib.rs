@@ -26,6 +26,8 @@
 //! - [`vlan`]: 802.1Q access and trunk ports, tagging and untagging.
 //! - [`metrics`]: the [`status::Status`] snapshot as Prometheus metrics (names, labels).
 //! - [`counters`]: drop reasons and counters, plain integers.
+//! - [`etcd`]: shared state of several switches in etcd: the key space,
+//!   the outbox of local changes, the store task (lease, writes, watch).
 //! - [`endpoints_file`]: the state file (nodes' last endpoints) for restart notices.
 //! - [`status`]: the snapshot `tapmesh-switch status` prints ([`status::render_table`]
 //!   renders it as a table).
@@ -40,6 +42,7 @@ pub mod cluster;
 pub mod config;
 pub mod counters;
 pub mod endpoints_file;
+pub mod etcd;
 pub mod fabric;
 pub mod impair;
 pub mod mesh;

@@ -11,6 +11,7 @@ use tapmesh_shell::metrics::{Def, Export, Exposition};
 
 use crate::cluster::metrics as cluster;
 use crate::counters::DropReason;
+use crate::etcd::metrics as etcd;
 use crate::status::Status;
 
 const NODES_CONFIGURED: Def = Def::gauge(
@@ -253,6 +254,16 @@ impl Export for Status {
         cluster::PEER_DOWNS,
         cluster::PEER_HANDSHAKES,
         cluster::PEER_MACS,
+        etcd::CONNECTION,
+        etcd::REVISION,
+        etcd::LEASE_TTL,
+        etcd::LEASES,
+        etcd::KEYS,
+        etcd::TXNS,
+        etcd::WRITES,
+        etcd::WATCH_EVENTS,
+        etcd::RESYNCS,
+        etcd::IGNORED,
     ];
 
     fn export(&self, out: &mut Exposition) {
@@ -378,6 +389,9 @@ impl Export for Status {
         }
         for (reason, count) in self.drops.iter() {
             out.counter(&DROPS, &[reason.name()], count);
+        }
+        if let Some(e) = &self.etcd {
+            etcd::export(e, out);
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::endpoints_file;
+use crate::etcd::link::EtcdLink;
 use crate::fabric::Event;
 use crate::networks::Networks;
 use crate::status::Status;
@@ -51,6 +52,10 @@ pub async fn run(
     let mut metrics = Exporter::<Status>::start(cfg.metrics_listen, "tapmesh-switch")?;
     let mut running = cfg;
     let networks = std::mem::take(&mut running.networks);
+    let mut etcd = running.cluster.as_ref().and_then(|c| {
+        let names = networks.iter().map(|n| n.name.as_str());
+        EtcdLink::start(Instant::now(), c, names, running.listen)
+    });
     let mut core = Networks::new(networks, Instant::now(), seed);
     core.set_timer_slack(TIMER_SLACK);
     if let Some(c) = running.cluster.clone() {
@@ -83,6 +88,10 @@ pub async fn run(
         let deadline = core
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let deadline = etcd
+            .as_ref()
+            .and_then(EtcdLink::poll_timeout)
+            .map_or(deadline, |d| d.min(deadline));
         tokio::select! {
             _ = &mut shutdown => break,
             // One recvmmsg/GRO batch per wakeup; then transmits and timers.
@@ -100,10 +109,14 @@ pub async fn run(
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {}
+            Some(r) = etcd_report(&mut etcd) => {
+                let link = etcd.as_mut().expect("a report came from it");
+                crate::etcd::link::take_reports(link, r, Instant::now());
+            }
             Some(req) = admin_rx.recv() => {
                 let reply = match req.line.as_str() {
-                    "status" => serde_json::to_string(&core.status(Instant::now(), false)),
-                    "status macs" => serde_json::to_string(&core.status(Instant::now(), true)),
+                    "status" => serde_json::to_string(&status(&core, &etcd, false)),
+                    "status macs" => serde_json::to_string(&status(&core, &etcd, true)),
                     "reload" => Ok(reload(&config_path, &mut running, &mut core, &mut metrics)),
                     "groups" => serde_json::to_string(&core.status(Instant::now(), false).multicast),
                     l if l == "querier" || l.starts_with("querier ") => {
@@ -124,13 +137,16 @@ pub async fn run(
                 };
                 let _ = req.reply.send(reply.unwrap_or_default());
             }
-            req = metrics.request() => req.answer(core.status(Instant::now(), false)),
+            req = metrics.request() => req.answer(status(&core, &etcd, false)),
             Some(()) = hangup.recv() => {
                 reload(&config_path, &mut running, &mut core, &mut metrics);
             }
         }
         let now = Instant::now();
         core.handle_timeout(now);
+        if let Some(link) = etcd.as_mut() {
+            crate::etcd::link::exchange(link, &mut core, now);
+        }
         while let Some((network, ev)) = core.poll_event() {
             match ev {
                 Event::Roamed { node, endpoint } => {
@@ -174,6 +190,21 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The status snapshot, with the etcd store's part when there is one.
+fn status(core: &Networks, etcd: &Option<EtcdLink>, with_macs: bool) -> Status {
+    let mut s = core.status(Instant::now(), with_macs);
+    s.etcd = etcd.as_ref().map(EtcdLink::status);
+    s
+}
+
+/// The etcd store's next report, or never without a store.
+async fn etcd_report(etcd: &mut Option<EtcdLink>) -> Option<crate::etcd::store::Report> {
+    match etcd {
+        Some(link) => link.report().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Re-read the config and apply it; logs one line either way and returns

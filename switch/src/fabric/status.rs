@@ -74,6 +74,7 @@ impl Switch {
             reloads: Default::default(),
             mirrors: self.mirror_status(),
             capture: self.capture_counters(),
+            etcd: None,
             switches: self.trunk_status(now),
             macs,
         }

@@ -38,6 +38,9 @@ pub struct Status {
     pub mirrors: Vec<crate::mirror::MirrorStatus>,
     /// Live captures: running, frames captured and lost to slow readers.
     pub capture: crate::capture::CaptureCounters,
+    /// The etcd store, when the switch is one of a cluster (`[cluster]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<crate::etcd::status::EtcdStatus>,
     /// The other switches of the cluster, per network (empty alone).
     pub switches: Vec<PeerSwitchStatus>,
     /// The MAC table itself, when asked for.

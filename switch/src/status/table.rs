@@ -112,6 +112,9 @@ fn render(v: &Status) -> String {
     }
     out.push_str(&v.capture.status_line().unwrap_or_default());
     render_multicast(&mut out, &v.multicast);
+    if let Some(e) = &v.etcd {
+        crate::etcd::status::render(&mut out, e);
+    }
     if let Some(macs) = &v.macs {
         let _ = writeln!(
             out,
