@@ -307,14 +307,7 @@ impl EtcdCluster {
     /// fails. Returns stdout.
     pub fn etcdctl(&self, args: &[&str]) -> String {
         let out = self.etcdctl_at(&self.endpoints(), args);
-        assert!(
-            out.status.success(),
-            "`etcdctl {}` failed ({}):\n{}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::netns::assert_succeeded("etcdctl", args, &out);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

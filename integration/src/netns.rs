@@ -219,6 +219,13 @@ pub fn run_ok(program: &str, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run `{program}`: {e}"));
+    assert_succeeded(program, args, &out);
+    out
+}
+
+/// Panics with the command line, its exit status and its output unless
+/// `out` is a success.
+pub fn assert_succeeded(program: &str, args: &[&str], out: &Output) {
     assert!(
         out.status.success(),
         "`{program} {}` failed ({}):\n{}{}",
@@ -227,7 +234,6 @@ pub fn run_ok(program: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    out
 }
 
 /// Deletes namespaces left behind by earlier test processes of this crate that
