@@ -407,6 +407,11 @@ impl EtcdCluster {
         }
     }
 
+    /// Member `i`'s process id, while it runs (for its CPU time).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.member(i).process.as_ref().map(Process::pid)
+    }
+
     /// Whether member `i`'s process runs.
     pub fn is_running(&mut self, i: usize) -> bool {
         self.member_mut(i)

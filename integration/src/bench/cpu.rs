@@ -112,6 +112,23 @@ impl CpuSample {
     }
 }
 
+impl CpuUsage {
+    /// Cores process `pid` used on average over the interval (CPU-seconds
+    /// per wall second; 0 if it was not watched).
+    pub fn cores(&self, pid: u32) -> f64 {
+        let secs = self
+            .per_process
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map_or(0.0, |(_, s)| *s);
+        if self.wall_secs > 0.0 {
+            secs / self.wall_secs
+        } else {
+            0.0
+        }
+    }
+}
+
 /// `VmRSS` and `VmHWM` of process `pid` in bytes, from `/proc/PID/status`.
 pub fn resident_memory(pid: u32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -126,6 +143,19 @@ pub fn resident_memory(pid: u32) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cores_are_cpu_seconds_per_wall_second() {
+        let u = CpuUsage {
+            wall_secs: 2.0,
+            per_process: vec![(7, 1.0), (9, 3.0)],
+            ..CpuUsage::default()
+        };
+        assert_eq!(u.cores(7), 0.5);
+        assert_eq!(u.cores(9), 1.5);
+        assert_eq!(u.cores(8), 0.0, "not watched");
+        assert_eq!(CpuUsage::default().cores(7), 0.0, "no interval");
+    }
 
     #[test]
     fn own_process_is_readable() {

@@ -38,15 +38,25 @@ use serde_json::{Value, json};
 use tapmesh_node::engine::{LinkState, Node, NodeConfig};
 use tapmesh_sim::NodeSet;
 
+mod cluster;
+mod mac_churn;
+
 const USAGE: &str = "usage: tapmesh-loadgen [--quick] [--nodes N] [--secs S] [--threads W] [--window F]\n\
-                     \x20                      [--mem-nodes M] [--macs-per-node K] [--json PATH]\n\
+                     \x20                      [--mem-nodes M] [--macs-per-node K] [--switches 1|2]\n\
+                     \x20                      [--mac-churn R[,R...]] [--json PATH]\n\
   --nodes N          simulated nodes in the throughput phase (default 1000)\n\
   --secs S           seconds per frame size (default 5)\n\
   --threads W        generator threads, one socket each (default 1)\n\
   --window F         frames in flight per socket (default 512)\n\
   --mem-nodes M      nodes in the memory phase (default 10000; 0 skips it)\n\
   --macs-per-node K  MACs learned per node in the memory phase (default 10)\n\
-  --quick            CI smoke: 100 nodes, 1 s, memory phase with 1000 nodes\n\
+  --switches 2       also run the throughput phase with two peered switches, half the\n\
+                     nodes on each, every frame crossing the trunk once (default 1)\n\
+  --mac-churn R,..   MAC churn phase: one switch on a real etcd; per rate R, R new source\n\
+                     MACs/s (aging 1 s); then the highest R in moves/s between two nodes\n\
+                     (default: skip)\n\
+  --quick            CI smoke: 100 nodes, 1 s, memory phase with 1000 nodes, two switches,\n\
+                     MAC churn at 500/s\n\
   --no-pin           do not pin the switch to the last CPU and the generator to the others\n\
   --json PATH        default target/bench/loadgen.json";
 
@@ -73,6 +83,8 @@ struct Args {
     macs_per_node: usize,
     json: PathBuf,
     pin: bool,
+    switches: usize,
+    mac_churn: Vec<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -85,6 +97,8 @@ fn parse_args() -> Result<Args, String> {
         macs_per_node: 10,
         json: PathBuf::from("target/bench/loadgen.json"),
         pin: true,
+        switches: 1,
+        mac_churn: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -95,6 +109,8 @@ fn parse_args() -> Result<Args, String> {
                 a.nodes = 100;
                 a.secs = 1.0;
                 a.mem_nodes = 1000;
+                a.switches = 2;
+                a.mac_churn = vec![500];
             }
             "--nodes" => a.nodes = value(&arg)?.parse().map_err(|_| bad(&arg))?,
             "--secs" => a.secs = value(&arg)?.parse().map_err(|_| bad(&arg))?,
@@ -102,6 +118,14 @@ fn parse_args() -> Result<Args, String> {
             "--window" => a.window = value(&arg)?.parse().map_err(|_| bad(&arg))?,
             "--mem-nodes" => a.mem_nodes = value(&arg)?.parse().map_err(|_| bad(&arg))?,
             "--macs-per-node" => a.macs_per_node = value(&arg)?.parse().map_err(|_| bad(&arg))?,
+            "--switches" => a.switches = value(&arg)?.parse().map_err(|_| bad(&arg))?,
+            "--mac-churn" => {
+                a.mac_churn = value(&arg)?
+                    .split(',')
+                    .map(|r| r.parse().ok().filter(|&r: &u64| r > 0))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad(&arg))?;
+            }
             "--json" => a.json = value(&arg)?.into(),
             "--no-pin" => a.pin = false,
             "-h" | "--help" => return Err(String::new()),
@@ -113,6 +137,12 @@ fn parse_args() -> Result<Args, String> {
             "need --nodes >= 2, --threads >= 1, --secs > 0, --window >= 1, --macs-per-node >= 1"
                 .into(),
         );
+    }
+    if !(1..=2).contains(&a.switches) {
+        return Err("--switches must be 1 or 2".into());
+    }
+    if a.switches == 2 && !a.nodes.is_multiple_of(2 * a.threads) {
+        return Err("with --switches 2, --nodes must be a multiple of 2 x --threads".into());
     }
     if a.mem_nodes == 1 {
         return Err("--mem-nodes must be 0 (skip) or >= 2".into());
@@ -132,6 +162,46 @@ fn mac(k: usize, j: usize) -> [u8; 6] {
     ]
 }
 
+/// What a switch under test is started with.
+#[derive(Debug)]
+struct SwitchConfig<'a> {
+    /// Names its files.
+    tag: &'a str,
+    /// Its UDP port on the namespace's loopback.
+    port: u16,
+    key: &'a StaticSecret,
+    /// The nodes it admits.
+    nodes: &'a [StaticSecret],
+    mac_limit_per_node: usize,
+    mac_aging_secs: u64,
+    /// Appended after the `[[node]]` tables (a `[cluster]` section).
+    tail: String,
+}
+
+impl<'a> SwitchConfig<'a> {
+    /// A lone switch on [`SWITCH_PORT`] whose MACs do not age during a run.
+    fn new(
+        tag: &'a str,
+        key: &'a StaticSecret,
+        nodes: &'a [StaticSecret],
+        mac_limit_per_node: usize,
+    ) -> SwitchConfig<'a> {
+        SwitchConfig {
+            tag,
+            port: SWITCH_PORT,
+            key,
+            nodes,
+            mac_limit_per_node,
+            mac_aging_secs: 3600,
+            tail: String::new(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+}
+
 /// One running switch and the files it uses.
 #[derive(Debug)]
 struct SwitchUnderTest {
@@ -141,37 +211,34 @@ struct SwitchUnderTest {
 }
 
 impl SwitchUnderTest {
-    /// Writes the switch's key and a config admitting `keys`, starts the switch
-    /// in `ns` and waits until it answers `status`.
-    fn start(
-        ns: &Netns,
-        dir: &Path,
-        tag: &str,
-        switch_key: &StaticSecret,
-        keys: &[StaticSecret],
-        mac_limit_per_node: usize,
-    ) -> Result<SwitchUnderTest, String> {
+    /// Writes the switch's key and its config, starts the switch in `ns` and
+    /// waits until it answers `status`.
+    fn start(ns: &Netns, dir: &Path, c: &SwitchConfig) -> Result<SwitchUnderTest, String> {
         use std::fmt::Write;
-        let key_file = dir.join("switch.key");
-        write_private(&key_file, &switch_key.to_base64())?;
+        let tag = c.tag;
+        let key_file = dir.join(format!("switch-{tag}.key"));
+        write_private(&key_file, &c.key.to_base64())?;
         let admin = dir.join(format!("switch-{tag}.sock"));
-        let addr: SocketAddr = ([127, 0, 0, 1], SWITCH_PORT).into();
+        let addr = c.addr();
         let mut cfg = format!(
             "listen = \"{addr}\"\nprivate-key-file = \"{}\"\nadmin-socket = \"{}\"\n\
-             state-file = \"{}\"\nmac-aging-secs = 3600\nnode-timeout-secs = 3600\n\
-             mac-limit-per-node = {mac_limit_per_node}\nmac-table-limit = {}\n",
+             state-file = \"{}\"\nmac-aging-secs = {}\nnode-timeout-secs = 3600\n\
+             mac-limit-per-node = {}\nmac-table-limit = {}\n",
             key_file.display(),
             admin.display(),
             dir.join(format!("switch-{tag}.state")).display(),
-            keys.len() * mac_limit_per_node + 1024,
+            c.mac_aging_secs,
+            c.mac_limit_per_node,
+            c.nodes.len() * c.mac_limit_per_node + 1024,
         );
-        for (i, k) in keys.iter().enumerate() {
+        for (i, k) in c.nodes.iter().enumerate() {
             let _ = write!(
                 cfg,
                 "\n[[node]]\nname = \"n{i}\"\npublic-key = \"{}\"\n",
                 k.public_key().to_base64()
             );
         }
+        cfg += &c.tail;
         let cfg_file = dir.join(format!("switch-{tag}.toml"));
         std::fs::write(&cfg_file, cfg).map_err(|e| format!("{}: {e}", cfg_file.display()))?;
         let cfg_s = cfg_file.to_string_lossy().into_owned();
@@ -242,11 +309,59 @@ struct Worker {
     switch: SocketAddr,
     /// Global node number of `set.nodes[0]`.
     first: usize,
+    /// Whom its nodes send to.
+    pairing: Pairing,
     set: NodeSet,
     tx: MsgBatch,
     rx: MsgBatch,
     /// Authenticated frames received outside a measurement.
     stray: u64,
+}
+
+/// Whom a worker's nodes send to: each other in pairs (`k` and `k ^ 1`, one
+/// switch), or the same slot of the partner worker, whose nodes are homed on
+/// the other switch (so every frame crosses the trunk once).
+#[derive(Debug, Clone, Copy)]
+struct Pairing {
+    /// Global number of the worker's first node.
+    first: usize,
+    /// The worker's nodes.
+    n: usize,
+    /// Global number of the partner worker's first node (`first` if none).
+    partner_first: usize,
+    /// The partner worker is on another switch.
+    cross: bool,
+}
+
+impl Pairing {
+    /// The global node that node `local` of this worker sends frames to.
+    fn peer(&self, local: usize) -> usize {
+        if self.cross {
+            self.partner_first + local
+        } else {
+            self.first + (local ^ 1).min(self.n - 1)
+        }
+    }
+
+    /// The global node whose MAC node `k` sends its learning frames to: on
+    /// the other switch if there is one, so that both switches learn `k`.
+    fn sink(&self, k: usize) -> usize {
+        match (self.cross, k) {
+            (true, _) => self.partner_first,
+            (false, 0) => 1,
+            (false, _) => 0,
+        }
+    }
+
+    /// The sinks among this worker's own nodes, which broadcast once first
+    /// so that every switch knows where they are.
+    fn own_sinks(&self) -> &'static [usize] {
+        match (self.cross, self.first) {
+            (true, _) => &[0],
+            (false, 0) => &[0, 1],
+            (false, _) => &[],
+        }
+    }
 }
 
 /// What one pump run moved.
@@ -298,6 +413,12 @@ impl Worker {
             sock,
             switch,
             first,
+            pairing: Pairing {
+                first,
+                n: keys.len(),
+                partner_first: first,
+                cross: false,
+            },
             set: NodeSet::new(nodes),
             tx: MsgBatch::new(BATCH, STRIDE),
             rx: MsgBatch::new(BATCH, STRIDE),
@@ -512,18 +633,32 @@ fn gen_keys(n: usize) -> Vec<StaticSecret> {
     (0..n).map(|_| StaticSecret::generate(&mut rng)).collect()
 }
 
-/// Makes `threads` workers over `keys` (each an even share).
+/// Makes the workers over `keys`. One switch: `threads` workers, each an
+/// even share. Two switches: `2 x threads` workers of equal size, worker `w`
+/// homed on switch `w % 2` and paired with worker `w ^ 1` on the other.
 fn make_workers(
     ns: &Netns,
-    sw: &SwitchUnderTest,
-    switch_key: &StaticSecret,
+    switches: &[(&SwitchUnderTest, &StaticSecret)],
     keys: &[StaticSecret],
     threads: usize,
 ) -> Result<Vec<Worker>, String> {
-    let per = keys.len().div_ceil(threads).next_multiple_of(2);
+    let cross = switches.len() > 1;
+    let per = if cross {
+        keys.len() / (switches.len() * threads)
+    } else {
+        keys.len().div_ceil(threads).next_multiple_of(2)
+    };
     keys.chunks(per)
         .enumerate()
-        .map(|(w, chunk)| Worker::new(ns, sw.addr, w * per, chunk, switch_key))
+        .map(|(w, chunk)| {
+            let (sw, key) = switches[w % switches.len()];
+            let mut worker = Worker::new(ns, sw.addr, w * per, chunk, key)?;
+            if cross {
+                worker.pairing.partner_first = (w ^ 1) * per;
+                worker.pairing.cross = true;
+            }
+            Ok(worker)
+        })
         .collect()
 }
 
@@ -542,30 +677,33 @@ fn connect(workers: &mut [Worker]) -> Result<Duration, String> {
     Ok(t0.elapsed())
 }
 
-/// Every node's MACs learned: first node 0 and 1 broadcast (so the sink MACs
-/// are known), then each node sends one unicast frame per MAC to a sink
-/// (node 0's first MAC; node 0 itself uses node 1's). Unicast to a known MAC
-/// is forwarded to one node only; a broadcast from each would make the switch
-/// send N^2 copies. Repeats until the switch's table holds them all.
+/// Every node's MACs learned: first the sink nodes broadcast (so their MACs
+/// are known everywhere), then each node sends one unicast frame per MAC to
+/// its sink ([`Pairing::sink`]: node 0's first MAC, node 1's for node 0
+/// itself; with two switches a node on the other switch, so that both learn
+/// it). Unicast to a known MAC is forwarded to one node only; a broadcast
+/// from each would make the switch send N^2 copies. Repeats until every
+/// switch's table holds them all.
 fn learn(
     workers: &mut [Worker],
-    sw: &SwitchUnderTest,
+    switches: &[&SwitchUnderTest],
     macs_per_node: usize,
     total_nodes: usize,
 ) -> Result<u64, String> {
     let mut hist = Histogram::new();
     let base = Instant::now();
-    // Node 0 and 1 are in worker 0 (even shares).
-    let w0 = &mut workers[0];
-    for k in 0..2usize {
-        w0.pump(
-            |_, buf| (k, ether(buf, [0xff; 6], mac(k, 0), 64, false)),
-            None,
-            Some(1),
-            1,
-            base,
-            &mut hist,
-        );
+    for w in workers.iter_mut() {
+        for &local in w.pairing.own_sinks() {
+            let k = w.first + local;
+            w.pump(
+                |_, buf| (local, ether(buf, [0xff; 6], mac(k, 0), 64, false)),
+                None,
+                Some(1),
+                1,
+                base,
+                &mut hist,
+            );
+        }
     }
     let expected = (total_nodes * macs_per_node) as u64;
     let mut entries = 0;
@@ -575,6 +713,7 @@ fn learn(
             for w in workers.iter_mut() {
                 let first = w.first;
                 let n = w.set.nodes.len();
+                let pairing = w.pairing;
                 s.spawn(move || {
                     let mut hist = Histogram::new();
                     w.pump(
@@ -582,7 +721,7 @@ fn learn(
                             let local = (seq as usize) % n;
                             let j = (seq as usize) / n;
                             let k = first + local;
-                            let sink = if k == 0 { mac(1, 0) } else { mac(0, 0) };
+                            let sink = mac(pairing.sink(k), 0);
                             (local, ether(buf, sink, mac(k, j), 64, false))
                         },
                         None,
@@ -594,14 +733,17 @@ fn learn(
                 });
             }
         });
-        entries = sw.status()?["mac_table"]["entries"].as_u64().unwrap_or(0);
+        entries = u64::MAX;
+        for sw in switches {
+            entries = entries.min(sw.status()?["mac_table"]["entries"].as_u64().unwrap_or(0));
+        }
         if entries >= expected {
             break;
         }
     }
     if entries < expected {
         return Err(format!(
-            "the switch learned {entries} MACs, expected {expected}"
+            "a switch learned {entries} MACs, expected {expected}"
         ));
     }
     Ok(entries)
@@ -613,33 +755,36 @@ fn blast(
     frame_len: usize,
     secs: f64,
     window: u64,
-    switch_pid: u32,
+    switch_pids: &[u32],
     switch_cpu: Option<usize>,
 ) -> Value {
     let base = Instant::now();
     let until = base + Duration::from_secs_f64(secs);
     let me = std::process::id();
-    let sample = CpuSample::start(&[switch_pid, me]);
+    let mut pids = switch_pids.to_vec();
+    pids.push(me);
+    let sample = CpuSample::start(&pids);
     let results: Vec<(PumpStats, Histogram)> = std::thread::scope(|s| {
         let hs: Vec<_> = workers
             .iter_mut()
-            .map(|w| {
+            .enumerate()
+            .map(|(i, w)| {
                 let n = w.set.nodes.len();
                 let first = w.first;
+                let pairing = w.pairing;
                 s.spawn(move || {
                     if let Some(c) = switch_cpu {
-                        pin(0, (first / n.max(1)) % c.max(1));
+                        pin(0, i % c.max(1));
                     }
                     let mut hist = Histogram::new();
                     let st = w.pump(
                         |seq, buf| {
                             let local = (seq as usize) % n;
-                            let peer = (local ^ 1).min(n - 1);
                             (
                                 local,
                                 ether(
                                     buf,
-                                    mac(first + peer, 0),
+                                    mac(pairing.peer(local), 0),
                                     mac(first + local, 0),
                                     frame_len,
                                     true,
@@ -671,15 +816,9 @@ fn blast(
         st.stalls += s.stalls;
     }
     let wall = usage.wall_secs;
-    let cpu_of = |pid: u32| {
-        usage
-            .per_process
-            .iter()
-            .find(|(p, _)| *p == pid)
-            .map_or(0.0, |(_, s)| *s)
-    };
-    let switch_cores = cpu_of(switch_pid) / wall;
-    let gen_cores = cpu_of(me) / wall;
+    let each: Vec<f64> = switch_pids.iter().map(|&p| usage.cores(p)).collect();
+    let switch_cores: f64 = each.iter().sum();
+    let gen_cores = usage.cores(me);
     let fps = st.received as f64 / wall;
     let us = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e6);
     json!({
@@ -692,6 +831,7 @@ fn blast(
         "frames_per_sec": fps,
         "gbit_per_sec_frames": fps * frame_len as f64 * 8.0 / 1e9,
         "switch_cpu_cores": switch_cores,
+        "switch_cpu_cores_each": each,
         "frames_per_sec_per_switch_core": if switch_cores > 0.0 { fps / switch_cores } else { 0.0 },
         "generator_cpu_cores": gen_cores,
         "machine_busy_fraction": usage.machine_busy_frac,
@@ -715,30 +855,53 @@ fn rss_json(pid: u32) -> Value {
     }
 }
 
-fn throughput_phase(ns: &Netns, dir: &Path, args: &Args) -> Result<Value, String> {
+/// The throughput phase with `n_switches` switches (1, or 2 peered with a
+/// static `[cluster]`): nodes connect, the switches learn one MAC per node,
+/// then one timed run per frame size.
+fn throughput_phase(
+    ns: &Netns,
+    dir: &Path,
+    args: &Args,
+    n_switches: usize,
+) -> Result<Value, String> {
     println!(
-        "== throughput: {} nodes, {} generator thread(s)",
+        "== throughput: {} nodes, {n_switches} switch(es), {} generator thread(s) per switch",
         args.nodes, args.threads
     );
-    let switch_key = gen_keys(1).pop().expect("one key");
+    let switch_keys = gen_keys(n_switches);
     let keys = gen_keys(args.nodes);
-    let sw = SwitchUnderTest::start(ns, dir, "tput", &switch_key, &keys, 16)?;
+    let switches: Vec<SwitchUnderTest> = if n_switches == 1 {
+        let c = SwitchConfig::new("tput", &switch_keys[0], &keys, 16);
+        vec![SwitchUnderTest::start(ns, dir, &c)?]
+    } else {
+        cluster::start_peered(ns, dir, &switch_keys, &keys, 16)?
+    };
     if let Some(c) = switch_cpu(args) {
-        pin(sw.pid(), c);
-        println!("   switch pinned to CPU {c}, generator threads to CPUs 0..{c}");
+        for sw in &switches {
+            pin(sw.pid(), c);
+        }
+        println!("   switch(es) pinned to CPU {c}, generator threads to CPUs 0..{c}");
     }
-    let mut workers = make_workers(ns, &sw, &switch_key, &keys, args.threads)?;
+    let pairs: Vec<(&SwitchUnderTest, &StaticSecret)> = switches.iter().zip(&switch_keys).collect();
+    let mut workers = make_workers(ns, &pairs, &keys, args.threads)?;
     let t = connect(&mut workers)?;
     println!(
         "   {} nodes connected in {:.2} s",
         args.nodes,
         t.as_secs_f64()
     );
-    let macs = learn(&mut workers, &sw, 1, args.nodes)?;
-    println!("   switch learned {macs} MACs");
-    let connected = sw.status()?["nodes"]
-        .as_array()
-        .map_or(0, |a| a.iter().filter(|n| n["connected"] == true).count());
+    let refs: Vec<&SwitchUnderTest> = switches.iter().collect();
+    let macs = learn(&mut workers, &refs, 1, args.nodes)?;
+    println!("   every switch learned {macs} MACs");
+    let mut connected = Vec::new();
+    for sw in &switches {
+        connected.push(
+            sw.status()?["nodes"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|n| n["connected"] == true).count()),
+        );
+    }
+    let pids: Vec<u32> = switches.iter().map(SwitchUnderTest::pid).collect();
     let mut runs = Vec::new();
     for frame in [64usize, 1400] {
         stop::check()?;
@@ -747,11 +910,11 @@ fn throughput_phase(ns: &Netns, dir: &Path, args: &Args) -> Result<Value, String
             frame,
             args.secs,
             args.window,
-            sw.pid(),
+            &pids,
             switch_cpu(args),
         );
         println!(
-            "   {frame:>4}-byte frames: {:>9.0} frames/s through the switch ({:.0} per switch core; switch {:.0} % CPU, generator {:.0} % CPU), \
+            "   {frame:>4}-byte frames: {:>9.0} frames/s end to end ({:.0} per switch core; switch(es) {:.0} % CPU, generator {:.0} % CPU), \
              latency p50 {:.0} µs p99 {:.0} µs, sent {} received {}",
             r["frames_per_sec"].as_f64().unwrap_or(0.0),
             r["frames_per_sec_per_switch_core"].as_f64().unwrap_or(0.0),
@@ -764,20 +927,37 @@ fn throughput_phase(ns: &Netns, dir: &Path, args: &Args) -> Result<Value, String
         );
         runs.push(r);
     }
-    let status = sw.status()?;
-    let drops = status["drops"].clone();
-    let rss = rss_json(sw.pid());
-    Ok(json!({
+    let mut drops = Vec::new();
+    let mut trunks = Vec::new();
+    for sw in &switches {
+        let status = sw.status()?;
+        drops.push(status["drops"].clone());
+        trunks.push(status["switches"].clone());
+    }
+    let one = |v: Vec<Value>| {
+        if n_switches == 1 {
+            v.into_iter().next().unwrap_or(Value::Null)
+        } else {
+            Value::Array(v)
+        }
+    };
+    let rss = one(switches.iter().map(|sw| rss_json(sw.pid())).collect());
+    let mut doc = json!({
+        "switches": n_switches,
         "nodes": args.nodes,
-        "nodes_connected_per_switch": connected,
-        "generator_threads": args.threads,
+        "nodes_connected_per_switch": one(connected.into_iter().map(Value::from).collect()),
+        "generator_threads": workers.len(),
         "switch_pinned_to_cpu": switch_cpu(args),
         "window_per_socket": args.window,
         "connect_seconds": t.as_secs_f64(),
         "runs": runs,
-        "switch_drops": drops,
+        "switch_drops": one(drops),
         "switch_memory_after": rss,
-    }))
+    });
+    if n_switches > 1 {
+        doc["trunks"] = Value::Array(trunks);
+    }
+    Ok(doc)
 }
 
 fn memory_phase(ns: &Netns, dir: &Path, args: &Args) -> Result<Value, String> {
@@ -786,13 +966,13 @@ fn memory_phase(ns: &Netns, dir: &Path, args: &Args) -> Result<Value, String> {
     println!("== memory: {m} nodes, {k} MACs each");
     let switch_key = gen_keys(1).pop().expect("one key");
     let keys = gen_keys(m);
-    let sw = SwitchUnderTest::start(ns, dir, "mem", &switch_key, &keys, k)?;
+    let sw = SwitchUnderTest::start(ns, dir, &SwitchConfig::new("mem", &switch_key, &keys, k))?;
     let idle = resident_memory(sw.pid()).unwrap_or((0, 0)).0;
-    let mut workers = make_workers(ns, &sw, &switch_key, &keys, 1)?;
+    let mut workers = make_workers(ns, &[(&sw, &switch_key)], &keys, 1)?;
     let t = connect(&mut workers)?;
     let connected = resident_memory(sw.pid()).unwrap_or((0, 0)).0;
     println!("   {m} nodes connected in {:.2} s", t.as_secs_f64());
-    let entries = learn(&mut workers, &sw, k, m)?;
+    let entries = learn(&mut workers, &[&sw], k, m)?;
     let (rss, hwm) = resident_memory(sw.pid()).unwrap_or((0, 0));
     println!(
         "   switch VmRSS: {:.1} MiB with the config loaded, {:.1} MiB with {m} sessions, \
@@ -823,13 +1003,35 @@ fn run(args: &Args) -> Result<Value, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _dir_guard = DirGuard(dir.clone());
     println!("namespace {}; files in {}", ns.name(), dir.display());
-    let tput = throughput_phase(&ns, &dir, args)?;
+    let tput = throughput_phase(&ns, &dir, args, 1)?;
+    let two = if args.switches == 2 {
+        let mut two = throughput_phase(&ns, &dir, args, 2)?;
+        two["vs_one_switch"] = cluster::compare(&tput, &two);
+        for c in two["vs_one_switch"].as_array().into_iter().flatten() {
+            println!(
+                "   two switches vs one, {:>4}-byte frames: {:.2}x frames/s end to end, {:.2}x per switch core",
+                c["frame_bytes"],
+                c["frames_per_sec_ratio"].as_f64().unwrap_or(0.0),
+                c["frames_per_sec_per_switch_core_ratio"]
+                    .as_f64()
+                    .unwrap_or(0.0),
+            );
+        }
+        two
+    } else {
+        Value::Null
+    };
     let mem = if args.mem_nodes > 0 {
         memory_phase(&ns, &dir, args)?
     } else {
         Value::Null
     };
-    Ok(json!({ "throughput": tput, "memory": mem }))
+    let churn = if !args.mac_churn.is_empty() {
+        mac_churn::phase(&ns, &dir, args)?
+    } else {
+        Value::Null
+    };
+    Ok(json!({ "throughput": tput, "two_switches": two, "memory": mem, "mac_churn": churn }))
 }
 
 /// Removes the temporary directory on drop (unless `TAPMESH_KEEP_DIR`).
@@ -938,4 +1140,53 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_switch_pairs_neighbours_and_learns_through_node_0() {
+        let p = Pairing {
+            first: 4,
+            n: 4,
+            partner_first: 4,
+            cross: false,
+        };
+        let peers: Vec<usize> = (0..4).map(|i| p.peer(i)).collect();
+        assert_eq!(peers, [5, 4, 7, 6]);
+        assert_eq!(p.sink(5), 0);
+        assert_eq!(p.own_sinks(), &[] as &[usize]);
+        let p0 = Pairing { first: 0, ..p };
+        assert_eq!(p0.sink(0), 1);
+        assert_eq!(p0.own_sinks(), &[0, 1]);
+        // An odd last worker: its last node is paired with itself.
+        let odd = Pairing { n: 3, ..p };
+        assert_eq!(odd.peer(2), 6);
+    }
+
+    #[test]
+    fn two_switches_pair_each_node_with_one_behind_the_other_switch() {
+        // Worker 0 (switch 0) and worker 1 (switch 1), 3 nodes each.
+        let w0 = Pairing {
+            first: 0,
+            n: 3,
+            partner_first: 3,
+            cross: true,
+        };
+        let w1 = Pairing {
+            first: 3,
+            n: 3,
+            partner_first: 0,
+            cross: true,
+        };
+        for i in 0..3 {
+            assert_eq!(w0.peer(i), 3 + i);
+            assert_eq!(w1.peer(i), i, "the pair answers back");
+        }
+        assert_eq!(w0.sink(1), 3, "learned through the other switch");
+        assert_eq!(w1.sink(4), 0);
+        assert_eq!(w0.own_sinks(), &[0]);
+    }
 }
