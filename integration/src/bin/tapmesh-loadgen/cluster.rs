@@ -88,6 +88,21 @@ pub fn start_peered(
     Ok(switches)
 }
 
+/// Frames the switches sent on their trunks so far (all of them summed).
+pub fn trunk_tx_frames(switches: &[SwitchUnderTest]) -> Result<u64, String> {
+    let mut sum = 0;
+    for sw in switches {
+        let st = sw.status()?;
+        sum += st["switches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t["tx_frames"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+    }
+    Ok(sum)
+}
+
 /// Two switches against one, run by run (same frame size): the ratio of
 /// frames/s end to end and of frames/s per switch core.
 pub fn compare(one: &Value, two: &Value) -> Value {

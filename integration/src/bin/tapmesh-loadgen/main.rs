@@ -905,7 +905,8 @@ fn throughput_phase(
     let mut runs = Vec::new();
     for frame in [64usize, 1400] {
         stop::check()?;
-        let r = blast(
+        let trunk_before = cluster::trunk_tx_frames(&switches)?;
+        let mut r = blast(
             &mut workers,
             frame,
             args.secs,
@@ -913,6 +914,13 @@ fn throughput_phase(
             &pids,
             switch_cpu(args),
         );
+        if n_switches > 1 {
+            // Every frame crosses the trunk once (keepalives add a few).
+            let crossed = cluster::trunk_tx_frames(&switches)? - trunk_before;
+            r["trunk_frames"] = json!(crossed);
+            r["trunk_frames_per_frame_sent"] =
+                json!(crossed as f64 / r["sent"].as_f64().unwrap_or(1.0).max(1.0));
+        }
         println!(
             "   {frame:>4}-byte frames: {:>9.0} frames/s end to end ({:.0} per switch core; switch(es) {:.0} % CPU, generator {:.0} % CPU), \
              latency p50 {:.0} µs p99 {:.0} µs, sent {} received {}",
@@ -925,6 +933,12 @@ fn throughput_phase(
             r["sent"],
             r["received_authenticated"],
         );
+        if let Some(crossed) = r["trunk_frames"].as_u64() {
+            println!(
+                "          the trunks carried {crossed} frames, {:.3} per frame sent",
+                r["trunk_frames_per_frame_sent"].as_f64().unwrap_or(0.0)
+            );
+        }
         runs.push(r);
     }
     let mut drops = Vec::new();
