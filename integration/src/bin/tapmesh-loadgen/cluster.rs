@@ -88,19 +88,18 @@ pub fn start_peered(
     Ok(switches)
 }
 
-/// Frames the switches sent on their trunks so far (all of them summed).
-pub fn trunk_tx_frames(switches: &[SwitchUnderTest]) -> Result<u64, String> {
-    let mut sum = 0;
+/// Frames the switches sent and received on their trunks so far (all of
+/// them summed).
+pub fn trunk_frames(switches: &[SwitchUnderTest]) -> Result<(u64, u64), String> {
+    let (mut tx, mut rx) = (0, 0);
     for sw in switches {
         let st = sw.status()?;
-        sum += st["switches"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|t| t["tx_frames"].as_u64().unwrap_or(0))
-            .sum::<u64>();
+        for t in st["switches"].as_array().into_iter().flatten() {
+            tx += t["tx_frames"].as_u64().unwrap_or(0);
+            rx += t["rx_frames"].as_u64().unwrap_or(0);
+        }
     }
-    Ok(sum)
+    Ok((tx, rx))
 }
 
 /// Two switches against one, run by run (same frame size): the ratio of
