@@ -39,6 +39,8 @@
 //!   namespace, and counting group frames and IGMP queries in a capture.
 //! - [`netns`]: the [`Netns`] guard, running commands in a namespace, and
 //!   running Rust code in one ([`Netns::enter`]: sockets made there stay there).
+//! - [`peer_switch`]: another switch of a cluster in a host's namespace
+//!   (its key, config, admin socket), and `[cluster]` sections.
 //! - [`process`]: the [`Process`] guard.
 //! - [`http`]: a minimal HTTP GET from inside a namespace (`/metrics`, APIs).
 //! - [`prometheus`]: a real Prometheus server in a namespace, and PromQL queries.
@@ -80,6 +82,7 @@ pub mod monitoring;
 pub mod multicast;
 pub mod netns;
 pub mod on_path;
+pub mod peer_switch;
 pub mod process;
 pub mod prometheus;
 pub mod qemu;
