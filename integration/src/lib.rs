@@ -23,6 +23,8 @@
 //! - [`bench`]: helpers of the `tapmesh-bench` and `tapmesh-loadgen` binaries.
 //! - [`bins`]: where the `tapmesh-*` binaries are (`TAPMESH_BIN_DIR`, else
 //!   beside the running executable).
+//! - [`dashboard`]: the Grafana dashboard's queries by row and panel, and
+//!   the check that each returns data from a real Prometheus.
 //! - [`etcd`]: a real etcd cluster (members in namespaces, data in a
 //!   temporary directory): health, leader, kill -9, restart, partitions,
 //!   compaction.
@@ -73,6 +75,7 @@ pub mod bench;
 pub mod bins;
 pub mod capture;
 pub mod config;
+pub mod dashboard;
 pub mod etcd;
 pub mod http;
 pub mod impair;
