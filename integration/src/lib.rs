@@ -23,6 +23,8 @@
 //! - [`bench`]: helpers of the `tapmesh-bench` and `tapmesh-loadgen` binaries.
 //! - [`bins`]: where the `tapmesh-*` binaries are (`TAPMESH_BIN_DIR`, else
 //!   beside the running executable).
+//! - [`dashboard`]: the Grafana dashboard's queries by row and panel, and
+//!   the check that each returns data from a real Prometheus.
 //! - [`etcd`]: a real etcd cluster (members in namespaces, data in a
 //!   temporary directory): health, leader, kill -9, restart, partitions,
 //!   compaction.
@@ -39,6 +41,8 @@
 //!   namespace, and counting group frames and IGMP queries in a capture.
 //! - [`netns`]: the [`Netns`] guard, running commands in a namespace, and
 //!   running Rust code in one ([`Netns::enter`]: sockets made there stay there).
+//! - [`peer_switch`]: another switch of a cluster in a host's namespace
+//!   (its key, config, admin socket), and `[cluster]` sections.
 //! - [`process`]: the [`Process`] guard.
 //! - [`http`]: a minimal HTTP GET from inside a namespace (`/metrics`, APIs).
 //! - [`prometheus`]: a real Prometheus server in a namespace, and PromQL queries.
@@ -71,6 +75,7 @@ pub mod bench;
 pub mod bins;
 pub mod capture;
 pub mod config;
+pub mod dashboard;
 pub mod etcd;
 pub mod http;
 pub mod impair;
@@ -80,6 +85,7 @@ pub mod monitoring;
 pub mod multicast;
 pub mod netns;
 pub mod on_path;
+pub mod peer_switch;
 pub mod process;
 pub mod prometheus;
 pub mod qemu;

@@ -4,13 +4,13 @@
 //! pair pings over IPv4 and IPv6, a TCP transfer between nodes on different
 //! switches arrives byte-identical, status shows the trunk with traffic on
 //! it, and a killed switch is noticed by the other within seconds.
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use integration::config::{KeyPair, write_file};
-use integration::topology::{SWITCH_PORT, overlay_v4, status_json, underlay_v4};
+use integration::peer_switch::{PeerSwitch, cluster_section};
+use integration::topology::overlay_v4;
 use integration::traffic::tcp_transfer;
-use integration::{Process, Topology, bins, wait_until};
+use integration::{Topology, wait_until};
 use serde_json::Value;
 
 const UP: Duration = Duration::from_secs(60);
@@ -23,59 +23,28 @@ fn trunk<'a>(status: &'a Value, peer: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no trunk to {peer} in {status}"))
 }
 
-fn cluster_section(own: &str, peer: &str, key: &str, endpoint: SocketAddr) -> String {
-    format!(
-        "[cluster]\nname = \"{own}\"\n\n[[cluster.switch]]\nname = \"{peer}\"\npublic-key = \"{key}\"\nendpoint = \"{endpoint}\"\n"
-    )
-}
-
 #[test]
 fn two_switches_carry_traffic_between_their_nodes() {
     let mut topo = Topology::central(5);
     // h5's namespace runs sw2; it is no node.
-    topo.set_admitted(5, false);
-    let sw2_addr = SocketAddr::new(IpAddr::from(underlay_v4(5)), SWITCH_PORT);
-    let switch_bin = bins::bin(bins::SWITCH);
-    let sw2_key = KeyPair::generate(&switch_bin, &topo.dir().join("sw2.key"));
+    let mut sw2 = PeerSwitch::new(&mut topo, 5, "sw2");
     let sw1_key = topo.switch_public_key();
     let sw1_addr = topo.switch_addr();
     topo.set_switch_config_extra(&cluster_section(
         "sw1",
-        "sw2",
-        &sw2_key.public_key,
-        sw2_addr,
+        "",
+        &[("sw2", sw2.public_key(), sw2.addr())],
     ));
     for i in [3, 4] {
-        topo.set_node_switch(i, sw2_addr, &sw2_key.public_key);
+        topo.set_node_switch(i, sw2.addr(), sw2.public_key());
     }
     // sw2 admits the same nodes.
-    let sw2_socket = topo.dir().join("sw2.sock");
-    let mut sw2_toml = format!(
-        "listen = \"{sw2_addr}\"\nprivate-key-file = \"{}\"\nadmin-socket = \"{}\"\nstate-file = \"{}\"\n{}",
-        sw2_key.private_key_file.display(),
-        sw2_socket.display(),
-        topo.dir().join("sw2.state").display(),
-        cluster_section("sw2", "sw1", &sw1_key, sw1_addr),
+    sw2.start(
+        &mut topo,
+        &[1, 2, 3, 4],
+        &cluster_section("sw2", "", &[("sw1", &sw1_key, sw1_addr)]),
     );
-    for i in 1..=4 {
-        let key = topo.node_public_key(i);
-        sw2_toml += &format!("\n[[node]]\nname = \"h{i}\"\npublic-key = \"{key}\"\n");
-    }
-    let sw2_config = topo.dir().join("sw2.toml");
-    write_file(&sw2_config, &sw2_toml);
-    let config = sw2_config.to_string_lossy().into_owned();
-    let mut sw2 = Process::spawn(
-        "sw2",
-        topo.ns(5),
-        &switch_bin,
-        &["run", "--config", &config],
-        topo.dir().join("sw2.log"),
-    );
-    let sw2_status = || status_json(&switch_bin, &sw2_socket);
-    assert!(
-        wait_until(Duration::from_secs(10), || sw2_status().is_ok()),
-        "sw2 did not answer status"
-    );
+    let sw2_status = || sw2.status();
 
     topo.start_all(UP);
 

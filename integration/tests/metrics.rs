@@ -1,23 +1,24 @@
 //! Monitoring, end to end: the switch and the nodes serve `/metrics`, a real
 //! Prometheus (Debian's package) scrapes them inside the test's namespaces,
 //! and every PromQL expression of the shipped Grafana dashboard returns data.
+//! The cluster row has its own test: two switches, etcd, a node on each.
 //! Also: `promtool check metrics` on each exposition, counters that match the
 //! pings sent, a bad datagram counted under its reason, `status --json`, and
 //! the admin socket closed to non-root users.
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use integration::http;
+use integration::etcd::{EtcdCluster, HEALTHY_TIMEOUT};
 use integration::monitoring::{
     node_metrics_addr, scrape, switch_metrics_addr, topology_with_metrics,
 };
 use integration::multicast::{join_v4, send, sender};
+use integration::peer_switch::{PeerSwitch, cluster_section};
 use integration::prometheus::{self, Job, Prometheus};
 use integration::topology::overlay_v4;
 use integration::traffic::udp_spray;
-use integration::{Topology, bins, wait_until};
+use integration::{Topology, bins, dashboard, http, wait_until};
 
 const UP: Duration = Duration::from_secs(20);
 const HOSTS: usize = 3;
@@ -25,9 +26,6 @@ const HOSTS: usize = 3;
 const GROUP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(239, 1, 2, 3);
 /// Pings h1 → h2 in the measured window.
 const PINGS: u64 = 20;
-/// What the test gives `$__rate_interval` (Grafana computes it from the
-/// scrape interval; here scrapes are 1 s apart).
-const RATE_INTERVAL: &str = "30s";
 
 /// The value of the sample `name{labels}` (labels exactly as exposed, e.g.
 /// `node="h1",direction="rx"`), 0 if absent.
@@ -67,30 +65,6 @@ fn promtool_check(what: &str, text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Every PromQL expression in the dashboard, with its panel's title.
-fn dashboard_exprs() -> Vec<(String, String)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana/dashboards/tapmesh.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let dash: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-    let mut out = Vec::new();
-    let mut stack: Vec<&serde_json::Value> =
-        dash["panels"].as_array().into_iter().flatten().collect();
-    while let Some(p) = stack.pop() {
-        stack.extend(p["panels"].as_array().into_iter().flatten());
-        for t in p["targets"].as_array().into_iter().flatten() {
-            if let Some(e) = t["expr"].as_str() {
-                out.push((
-                    p["title"].as_str().unwrap_or("?").to_string(),
-                    e.to_string(),
-                ));
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -282,29 +256,123 @@ fn prometheus_scrapes_switch_and_nodes_and_every_dashboard_panel_has_data() {
         Some(1.0)
     );
 
-    let exprs = dashboard_exprs();
+    // Every panel outside the cluster row (which needs several switches
+    // and etcd: see the next test).
+    let exprs: Vec<_> = dashboard::exprs()
+        .into_iter()
+        .filter(|e| e.row != dashboard::CLUSTER_ROW)
+        .collect();
     assert!(
         exprs.len() >= 20,
         "only {} expressions in the dashboard",
         exprs.len()
     );
-    let mut empty = Vec::new();
-    for (title, expr) in &exprs {
-        let q = expr.replace("$__rate_interval", RATE_INTERVAL);
-        match prom.query(&q) {
-            Ok(r) if !r.is_empty() => {}
-            Ok(_) => empty.push(format!("{title}: {q} (no data)")),
-            Err(e) => empty.push(format!("{title}: {e}")),
-        }
-    }
-    assert!(
-        empty.is_empty(),
-        "dashboard expressions without data:\n{}",
-        empty.join("\n")
-    );
+    dashboard::assert_have_data(&prom, &exprs);
     eprintln!("{} dashboard expressions return data", exprs.len());
     drop(prom);
     topo.assert_all_running();
+}
+
+/// The cluster row, from two switches with static peering that share state
+/// through etcd (one member: the panels need data, not fault tolerance), a
+/// node homed on each (h1 on sw1, h2 on sw2, which runs in h3's namespace),
+/// and one Prometheus scraping both switches.
+#[test]
+fn prometheus_scrapes_two_switches_with_etcd_and_every_cluster_panel_has_data() {
+    prometheus::require_installed();
+    let started = Instant::now();
+    // etcd comes up while the rest is set up.
+    let mut etcd = EtcdCluster::start(1);
+    let mut topo = Topology::central(3);
+    let mut sw2 = PeerSwitch::new(&mut topo, 3, "sw2");
+    let sw2_metrics = node_metrics_addr(sw2.host());
+    etcd.attach(topo.switch_ns(), "etcd0");
+    etcd.attach(topo.ns(sw2.host()), "etcd0");
+    let store = format!(
+        "etcd-endpoints = [\"{}\"]\nlease-ttl-secs = 3\n",
+        etcd.client_url(1)
+    );
+    let sw1_key = topo.switch_public_key();
+    let sw1_addr = topo.switch_addr();
+    topo.set_switch_config_extra(&format!(
+        "metrics-listen = \"{}\"\n{}",
+        switch_metrics_addr(),
+        cluster_section("sw1", &store, &[("sw2", sw2.public_key(), sw2.addr())])
+    ));
+    topo.set_node_switch(2, sw2.addr(), sw2.public_key());
+    etcd.wait_healthy(HEALTHY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("etcd: {e}"));
+    sw2.start(
+        &mut topo,
+        &[1, 2],
+        &format!(
+            "metrics-listen = \"{sw2_metrics}\"\n{}",
+            cluster_section("sw2", &store, &[("sw1", &sw1_key, sw1_addr)])
+        ),
+    );
+    // h1 and h2 ping each other across the trunk.
+    topo.start_all(UP);
+
+    let prom = Prometheus::start(
+        topo.switch_ns(),
+        &topo.dir().join("prometheus"),
+        &[Job {
+            name: "tapmesh-switch".into(),
+            targets: vec![switch_metrics_addr(), sw2_metrics],
+        }],
+    );
+    // Both trunks up, both switches connected to etcd, and each knows from
+    // etcd the node homed on the other.
+    for (what, expr) in [
+        ("trunk up", "count(tapmesh_switch_peer_up == 1) == 2"),
+        (
+            "etcd connected",
+            "count(tapmesh_switch_etcd_connection{state=\"connected\"} == 1) == 2",
+        ),
+        (
+            "the other switch's node in etcd",
+            "count(tapmesh_switch_peer_owned{kind=\"nodes\"} == 1) == 2",
+        ),
+        // Enough scrapes of each switch for every rate().
+        (
+            "scrapes",
+            "count(count_over_time(tapmesh_switch_etcd_writes_total[1m]) >= 3) == 2",
+        ),
+    ] {
+        assert!(
+            prom.wait_for(expr, Duration::from_secs(30)),
+            "{what}: {expr} not true\n{:?}",
+            prom.query("{__name__=~\"tapmesh_switch_(peer|etcd)_.*\"}")
+        );
+    }
+    // Frames crossed the trunk both ways, as each switch counts them.
+    let trunk_frames = prom
+        .query("tapmesh_switch_peer_frames_total > 0")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        trunk_frames.len(),
+        4,
+        "frames rx and tx on both switches: {trunk_frames:?}"
+    );
+
+    let exprs: Vec<_> = dashboard::exprs()
+        .into_iter()
+        .filter(|e| e.row == dashboard::CLUSTER_ROW)
+        .collect();
+    assert!(
+        exprs.len() >= 10,
+        "only {} expressions in the cluster row",
+        exprs.len()
+    );
+    dashboard::assert_have_data(&prom, &exprs);
+    eprintln!(
+        "{} cluster row expressions return data; test took {:.1}s",
+        exprs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(prom);
+    topo.assert_all_running();
+    assert!(sw2.status().is_ok(), "sw2 stopped answering");
 }
 
 #[test]

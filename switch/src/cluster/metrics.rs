@@ -1,6 +1,7 @@
 //! The metrics of the trunks to the other switches (from
 //! [`Status::switches`]); labels: the network and the other switch's name,
-//! both bounded by the config.
+//! both bounded by the config. With etcd, also what the store says each
+//! other switch owns (`kind`: macs, nodes, groups).
 use tapmesh_shell::metrics::{Def, Exposition};
 
 use crate::status::Status;
@@ -41,6 +42,17 @@ pub(crate) const PEER_MACS: Def = Def::gauge(
     "MAC table entries behind the other switch.",
 );
 
+pub(crate) const PEER_STORE_UP: Def = Def::gauge(
+    "tapmesh_switch_peer_store_up",
+    &["network", "switch"],
+    "1 if etcd says the other switch is up (it holds its lease), else 0 (only with etcd).",
+);
+pub(crate) const PEER_OWNED: Def = Def::gauge(
+    "tapmesh_switch_peer_owned",
+    &["network", "switch", "kind"],
+    "What the other switch owns per etcd: MACs (macs), nodes homed on it (nodes), groups with members or routers behind it (groups) (only with etcd).",
+);
+
 /// The trunks' metrics.
 pub(crate) fn export(s: &Status, out: &mut Exposition) {
     for t in &s.switches {
@@ -59,5 +71,15 @@ pub(crate) fn export(s: &Status, out: &mut Exposition) {
         out.counter(&PEER_DOWNS, &l, t.downs);
         out.counter(&PEER_HANDSHAKES, &l, t.handshakes);
         out.gauge(&PEER_MACS, &l, t.macs as f64);
+        if s.etcd.is_some() {
+            out.gauge(&PEER_STORE_UP, &l, f64::from(u8::from(t.store_up)));
+            for (kind, n) in [
+                ("macs", t.store_macs),
+                ("nodes", t.store_nodes),
+                ("groups", t.store_groups),
+            ] {
+                out.gauge(&PEER_OWNED, &[l[0], l[1], kind], n as f64);
+            }
+        }
     }
 }
