@@ -254,6 +254,8 @@ impl Export for Status {
         cluster::PEER_DOWNS,
         cluster::PEER_HANDSHAKES,
         cluster::PEER_MACS,
+        cluster::PEER_ANNOUNCED,
+        cluster::PEER_PRUNED,
         etcd::CONNECTION,
         etcd::REVISION,
         etcd::LEASE_TTL,

@@ -41,6 +41,17 @@ pub(crate) const PEER_MACS: Def = Def::gauge(
     "MAC table entries behind the other switch.",
 );
 
+pub(crate) const PEER_ANNOUNCED: Def = Def::gauge(
+    "tapmesh_switch_peer_announced",
+    &["network", "switch", "what"],
+    "What the other switch announced over the trunk: VLANs it serves (vlans), groups it wants (groups), the generation (absent until it announced).",
+);
+pub(crate) const PEER_PRUNED: Def = Def::counter(
+    "tapmesh_switch_peer_pruned_frames_total",
+    &["network", "switch"],
+    "Frames not sent to the other switch: floods of VLANs it does not serve, groups it does not want.",
+);
+
 /// The trunks' metrics.
 pub(crate) fn export(s: &Status, out: &mut Exposition) {
     for t in &s.switches {
@@ -59,5 +70,15 @@ pub(crate) fn export(s: &Status, out: &mut Exposition) {
         out.counter(&PEER_DOWNS, &l, t.downs);
         out.counter(&PEER_HANDSHAKES, &l, t.handshakes);
         out.gauge(&PEER_MACS, &l, t.macs as f64);
+        if let Some(a) = &t.announced {
+            for (what, v) in [
+                ("vlans", a.vlans as f64),
+                ("groups", a.groups as f64),
+                ("generation", a.generation as f64),
+            ] {
+                out.gauge(&PEER_ANNOUNCED, &[l[0], l[1], what], v);
+            }
+        }
+        out.counter(&PEER_PRUNED, &l, t.pruned_frames);
     }
 }
