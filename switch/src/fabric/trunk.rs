@@ -12,13 +12,15 @@
 //!
 //! Forwarding (in `forwarding`), with split horizon:
 //! - a frame from a node for a MAC behind another switch goes to that
-//!   switch's trunk once; a flood goes once to every trunk;
+//!   switch's trunk once; a flood goes once to every trunk whose switch
+//!   serves the VLAN (per its announcement, see `announce`);
 //! - a frame from a trunk goes to local nodes only, never to another trunk;
 //! - MACs seen in frames from a trunk are learned behind it (trunks have no
 //!   per-port MAC limit; the table limit holds), and the cluster view fills
 //!   and cleans the table ahead of traffic;
 //! - multicast from a node goes to the trunks whose switch wants the group
-//!   per the cluster view, or to every trunk while there is no view;
+//!   per its announcement or the cluster view, or to every trunk while
+//!   neither is fresh (the rule is in `announce`);
 //! - IGMP/MLD (queries, reports, leaves) and PIM hellos never cross a trunk:
 //!   each switch snoops its own nodes and runs its own querier and storm
 //!   control; frames from a trunk are not rate-limited again.
