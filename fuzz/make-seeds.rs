@@ -450,6 +450,14 @@ fn control_seeds() {
         write(&d, &format!("seed-{name}"), &b);
     }
     write(&d, "seed-unknown-type-99", &[99, 1, 2, 3]);
+    let mut parts = Vec::new();
+    let groups = [
+        (10, "239.1.2.3".parse().unwrap()),
+        (10, "0.0.0.0".parse().unwrap()),
+        (20, "ff0e::1".parse().unwrap()),
+    ];
+    overlay_proto::announce::emit(7, 3, &[10, 20], &groups, false, &mut parts);
+    write(&d, "seed-trunk-announce", &parts[0]);
     write(
         &d,
         "seed-local-addrs-bad-family",

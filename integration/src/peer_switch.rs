@@ -88,7 +88,7 @@ impl PeerSwitch {
     /// Writes its config (`listen`, key, admin socket, state file, the
     /// defaults' aging and timeout, top-level `extra` such as its
     /// `[cluster]` section, and a `[[node]]` for each of `nodes` with the
-    /// topology's keys) and starts it; waits until its admin socket answers.
+    /// topology's keys and entry lines, as the topology's switch has them) and starts it; waits until its admin socket answers.
     pub fn start(&mut self, topo: &mut Topology, nodes: &[usize], extra: &str) {
         assert!(self.process.is_none(), "{} already running", self.name);
         let cfg = SwitchConfig {
@@ -104,7 +104,7 @@ impl PeerSwitch {
                 .map(|&i| AdmittedNode {
                     name: topo.host_name(i).to_string(),
                     public_key: topo.node_public_key(i),
-                    entry_extra: String::new(),
+                    entry_extra: topo.switch_node_entry_extra(i).to_string(),
                     network: None,
                 })
                 .collect(),

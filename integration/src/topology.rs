@@ -566,6 +566,13 @@ impl Topology {
         self.host_mut(i).switch_entry_extra = toml.to_string();
     }
 
+    /// Host `i`'s extra `[[node]]` lines (see
+    /// [`set_switch_node_entry_extra`](Self::set_switch_node_entry_extra)),
+    /// for other switches admitting the same node.
+    pub fn switch_node_entry_extra(&self, i: usize) -> &str {
+        &self.host(i).switch_entry_extra
+    }
+
     /// Extra top-level lines for host `i`'s `h{i}.toml`, used from the next
     /// [`start_node`](Self::start_node) on.
     pub fn set_node_config_extra(&mut self, i: usize, toml: &str) {

@@ -3,12 +3,14 @@
 //! topology's switch), h3 and h4 on sw2, which runs in h5's namespace. Every
 //! pair pings over IPv4 and IPv6, a TCP transfer between nodes on different
 //! switches arrives byte-identical, status shows the trunk with traffic on
-//! it, and a killed switch is noticed by the other within seconds.
-use std::net::IpAddr;
+//! it, and a killed switch is noticed by the other within seconds. Without
+//! etcd, trunk announcements keep floods of a VLAN and a group's traffic
+//! off the trunk to a switch that does not serve or want them.
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use integration::peer_switch::{PeerSwitch, cluster_section};
-use integration::topology::overlay_v4;
+use integration::topology::{SWITCH_PORT, overlay_v4};
 use integration::traffic::tcp_transfer;
 use integration::{Topology, wait_until};
 use serde_json::Value;
@@ -23,10 +25,16 @@ fn trunk<'a>(status: &'a Value, peer: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no trunk to {peer} in {status}"))
 }
 
-#[test]
-fn two_switches_carry_traffic_between_their_nodes() {
+/// sw1 (the topology's switch) and sw2 (in h5's namespace, which is no
+/// node) with static peering, both admitting h1..h4: the nodes in `on_sw2`
+/// homed on sw2, the others on sw1, with `node_extra(i)` in node `hi`'s
+/// entry on both switches. sw2 is running and answers status; the nodes
+/// are not started. Declared after the topology, sw2 stops first.
+fn two_switches(
+    on_sw2: &[usize],
+    node_extra: impl Fn(usize) -> &'static str,
+) -> (Topology, PeerSwitch) {
     let mut topo = Topology::central(5);
-    // h5's namespace runs sw2; it is no node.
     let mut sw2 = PeerSwitch::new(&mut topo, 5, "sw2");
     let sw1_key = topo.switch_public_key();
     let sw1_addr = topo.switch_addr();
@@ -35,8 +43,11 @@ fn two_switches_carry_traffic_between_their_nodes() {
         "",
         &[("sw2", sw2.public_key(), sw2.addr())],
     ));
-    for i in [3, 4] {
+    for &i in on_sw2 {
         topo.set_node_switch(i, sw2.addr(), sw2.public_key());
+    }
+    for i in 1..=4 {
+        topo.set_switch_node_entry_extra(i, node_extra(i));
     }
     // sw2 admits the same nodes.
     sw2.start(
@@ -44,8 +55,14 @@ fn two_switches_carry_traffic_between_their_nodes() {
         &[1, 2, 3, 4],
         &cluster_section("sw2", "", &[("sw1", &sw1_key, sw1_addr)]),
     );
-    let sw2_status = || sw2.status();
+    (topo, sw2)
+}
 
+#[test]
+fn two_switches_carry_traffic_between_their_nodes() {
+    // h1 and h2 on sw1, h3 and h4 on sw2.
+    let (mut topo, mut sw2) = two_switches(&[3, 4], |_| "");
+    let sw2_status = || sw2.status();
     topo.start_all(UP);
 
     // Both see the trunk up, with frames both ways.
@@ -103,4 +120,150 @@ fn two_switches_carry_traffic_between_their_nodes() {
     // h1 and h2 still reach each other.
     topo.wait_mesh(&[1, 2], Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Datagrams over 900 bytes sw1 sent to sw2 since the counter was made
+/// (the nft table `tm_trunk` in sw1's namespace): only frames as large as
+/// the test's, never keepalives, announcements or the nodes' own chatter.
+fn big_to_sw2(topo: &Topology) -> u64 {
+    let out = topo
+        .switch_ns()
+        .exec_ok("nft", &["list", "table", "inet", "tm_trunk"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let n = text
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok());
+    n.unwrap_or_else(|| panic!("no counter in {text}"))
+}
+
+/// `read` once two reads 200 ms apart agree (what was sent has arrived).
+fn settled(read: impl Fn() -> u64) -> u64 {
+    let mut last = read();
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("still changing: {last}");
+}
+
+/// `n` UDP datagrams of 1000 bytes from host `i` to `to`, port 5001.
+fn send_big(topo: &Topology, i: usize, to: std::net::Ipv4Addr, n: usize) {
+    let s = integration::multicast::sender(topo, i, false);
+    let to: socket2::SockAddr = SocketAddr::from((to, integration::multicast::PORT)).into();
+    for _ in 0..n {
+        s.send_to(&[0x5a; 1000], &to).expect("send");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn without_etcd_a_switch_gets_only_the_vlans_it_serves_and_the_groups_it_wants() {
+    use integration::multicast::join_v4;
+    use integration::topology::TAP;
+    use std::net::Ipv4Addr;
+    // h1 alone in VLAN 10 (on sw1); h2 and h4 on sw1, h3 on sw2, all three
+    // in VLAN 20. sw2 serves VLAN 20 only.
+    let vlan = |i: usize| if i == 1 { "vlan = 10" } else { "vlan = 20" };
+    let (mut topo, sw2) = two_switches(&[3], vlan);
+    topo.start_switch();
+    for i in 1..=4 {
+        topo.start_node(i);
+    }
+    // h1 is alone in its VLAN: the others ping each other.
+    topo.wait_mesh(&[2, 3, 4], UP)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(wait_until(UP, || topo.is_connected(1)), "h1 connected");
+    let sw2_addr = sw2.addr().ip();
+    topo.switch_ns().nft(&format!(
+        "table inet tm_trunk {{\n\
+           chain out {{ type filter hook output priority 0; ip daddr {sw2_addr} udp dport {SWITCH_PORT} meta length > 900 counter; }}\n\
+         }}\n"
+    ));
+    // sw1 holds what sw2 announced: one VLAN, no group.
+    let announced = || trunk(&topo.switch_status(), "sw2")["announced"].clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || announced()["vlans"] == 1),
+        "sw2's announcement: {}",
+        announced()
+    );
+    assert_eq!(announced()["groups"], 0);
+
+    // Unknown unicast in VLAN 10 (to a neighbour nobody has): flooded on
+    // sw1, never to sw2.
+    let fake = Ipv4Addr::new(198, 19, 0, 99);
+    for i in [1, 2] {
+        topo.ns(i).exec_ok(
+            "ip",
+            &[
+                "neigh",
+                "replace",
+                "198.19.0.99",
+                "lladdr",
+                "02:00:00:00:00:99",
+                "dev",
+                TAP,
+            ],
+        );
+    }
+    let pruned = |topo: &Topology| {
+        trunk(&topo.switch_status(), "sw2")["pruned_frames"]
+            .as_u64()
+            .unwrap()
+    };
+    let pruned0 = pruned(&topo);
+    send_big(&topo, 1, fake, 20);
+    assert!(
+        wait_until(Duration::from_secs(5), || pruned(&topo) >= pruned0 + 20),
+        "{}",
+        pruned(&topo)
+    );
+    assert_eq!(big_to_sw2(&topo), 0, "VLAN 10 crossed the trunk");
+    // The same in VLAN 20, which sw2 serves, does cross: the count sees it.
+    send_big(&topo, 2, fake, 20);
+    assert!(
+        wait_until(Duration::from_secs(5), || big_to_sw2(&topo) > 0),
+        "VLAN 20 floods reach sw2"
+    );
+
+    // A group with a member behind sw1 only (h4): nothing to sw2.
+    let group = Ipv4Addr::new(239, 7, 7, 7);
+    let r4 = join_v4(&topo, 4, group, None);
+    let groups = |s: &Value| s["multicast"]["groups"].as_array().map_or(0, Vec::len);
+    assert!(
+        wait_until(Duration::from_secs(10), || groups(&topo.switch_status())
+            > 0),
+        "sw1 snooped h4's join"
+    );
+    let before = settled(|| big_to_sw2(&topo));
+    let pruned0 = pruned(&topo);
+    send_big(&topo, 2, group, 20);
+    let mut buf = [std::mem::MaybeUninit::new(0u8); 1500];
+    assert!(r4.recv(&mut buf).is_ok(), "h4 gets the group");
+    assert!(
+        wait_until(Duration::from_secs(5), || pruned(&topo) >= pruned0 + 20),
+        "{}",
+        pruned(&topo)
+    );
+    assert_eq!(big_to_sw2(&topo), before, "the group crossed the trunk");
+    // h3 joins behind sw2: sw2 announces it, the group flows to it.
+    let r3 = join_v4(&topo, 3, group, None);
+    let sw2_groups = || groups(&sw2.status().unwrap());
+    assert!(
+        wait_until(Duration::from_secs(10), || sw2_groups() > 0),
+        "sw2 snooped h3's join"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || announced()["groups"] == 1),
+        "{}",
+        announced()
+    );
+    send_big(&topo, 2, group, 20);
+    assert!(r3.recv(&mut buf).is_ok(), "h3 gets the group now");
+    assert!(big_to_sw2(&topo) > before, "the group crossed the trunk");
 }

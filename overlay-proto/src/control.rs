@@ -19,6 +19,7 @@
 //! pong          | 7 | id:64 |
 //! peer-list-end | 8 | count:16 |
 //! mac-owners    | 9 | public key:32 | n:1 | n MACs (6 bytes each) |
+//! (type 10 is a trunk announcement between switches: see `announce`)
 //! endpoint      | family:1 (4 or 6) | address (4 or 16) | port:16 |
 //! vlans         | 1 | native:16 (0: none) | tagged: 512-byte bitmap, bit v for VLAN v |
 //! ```

@@ -22,6 +22,8 @@
 //! - [`lru`]: a bounded map that forgets the least recently used entry.
 //! - [`control`]: control messages (mesh membership, MAC announcements,
 //!   peer pings) carried as sealed data packets with flag `CONTROL`.
+//! - [`announce`]: trunk announcements, the VLANs and multicast groups one
+//!   switch of a cluster tells another it wants (a control message).
 //! - [`notice`]: the switch's authenticated restart notice.
 //! - [`crypto`]: AES-256-GCM sealing and opening in place, in caller-owned buffers.
 //! - [`frag`]: splitting frames too large for one datagram, bounded reassembly.
@@ -38,6 +40,7 @@
 //! The normative description is `docs/protocol.md` at the repository root.
 #![forbid(unsafe_code)]
 
+pub mod announce;
 pub mod control;
 pub mod cookie;
 pub mod counters;

@@ -8,6 +8,7 @@ use tapmesh_node::engine::Node;
 use tapmesh_node::failover::SwitchTarget;
 use tapmesh_switch::cluster::{ClusterConfig, PeerSwitch};
 use tapmesh_switch::fabric::{NodeSpec, Switch, SwitchConfig};
+use tapmesh_switch::vlan::PortVlan;
 
 use crate::Net;
 
@@ -120,6 +121,15 @@ pub struct ClusterSetup {
 /// each switch publishes what it owns ([`ClusterConfig::etcd_endpoints`] is
 /// set, nothing connects to it).
 pub fn cluster(homes: &[usize], store: bool) -> (Net, ClusterSetup) {
+    cluster_with_vlans(homes, store, |_| PortVlan::Transparent)
+}
+
+/// [`cluster`], node `h{i+1}`'s port in VLANs `vlan(i)` on every switch.
+pub fn cluster_with_vlans(
+    homes: &[usize],
+    store: bool,
+    vlan: impl Fn(usize) -> PortVlan,
+) -> (Net, ClusterSetup) {
     let t0 = Instant::now();
     let wall = Duration::from_secs(1_700_000_000);
     let mut rng = rand::rng();
@@ -131,7 +141,10 @@ pub fn cluster(homes: &[usize], store: bool) -> (Net, ClusterSetup) {
         .map(|_| StaticSecret::generate(&mut rng))
         .collect();
     let nodes: Vec<NodeSpec> = (keys.iter().enumerate())
-        .map(|(i, k)| NodeSpec::new(format!("h{}", i + 1), k.public_key()))
+        .map(|(i, k)| NodeSpec {
+            vlan: vlan(i),
+            ..NodeSpec::new(format!("h{}", i + 1), k.public_key())
+        })
         .collect();
     let mut setup = ClusterSetup {
         switches: Vec::new(),

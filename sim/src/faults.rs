@@ -44,6 +44,9 @@ pub struct Faults {
     /// returns is delivered (on the same link) just ahead of it, as an
     /// on-path attacker racing the genuine one would.
     pub forge: Option<Forger>,
+    /// Datagrams this predicate accepts are lost (chosen by what is in
+    /// clear, such as the header's flags).
+    pub lose: Option<fn(&[u8]) -> bool>,
 }
 
 impl Default for Faults {
@@ -61,6 +64,7 @@ impl Faults {
             links: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
             forge: None,
+            lose: None,
         }
     }
 

@@ -156,6 +156,19 @@ impl<S: SwitchCore> Net<S> {
         self.others[k].1.as_mut().expect("the switch is up")
     }
 
+    /// Switch `k` of a cluster: 0 is [`switch_mut`](Self::switch_mut),
+    /// the others [`other`](Self::other)`(k - 1)`.
+    ///
+    /// # Panics
+    /// If it is down.
+    pub fn nth_switch(&mut self, k: usize) -> &mut S {
+        if k == 0 {
+            self.switch_mut()
+        } else {
+            self.other(k - 1)
+        }
+    }
+
     /// The node at `addr`.
     pub fn node_of(&self, addr: &SocketAddr) -> Option<usize> {
         self.addrs.iter().position(|a| a == addr)
@@ -229,6 +242,9 @@ impl<S: SwitchCore> Net<S> {
 
     /// Deliver one datagram, as the underlay's faults allow.
     fn hand(&mut self, mut d: Datagram) {
+        if self.faults.lose.is_some_and(|f| f(&d.bytes)) {
+            return;
+        }
         match self.faults.judge(d.from, d.to) {
             Fate::Drop => return,
             // A held-back datagram or a copy is not held back or copied again.

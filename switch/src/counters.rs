@@ -78,6 +78,10 @@ overlay_proto::drop_reasons! {
         /// IGMP/MLD or PIM from another switch: each switch snoops its own
         /// nodes, snooping control never crosses between switches.
         TrunkControl = "trunk_control",
+        /// A trunk announcement from another switch that is malformed,
+        /// oversized, or would take what it announced past its bounds (see
+        /// `overlay_proto::announce`).
+        TrunkAnnounce = "trunk_announce",
     }
 }
 
@@ -274,7 +278,7 @@ mod tests {
     /// rename or a reorder must fail here, and no two reasons share a name.
     #[test]
     fn drop_reason_names_are_unique_and_stable() {
-        const LABELS: [&str; 29] = [
+        const LABELS: [&str; 30] = [
             "truncated",
             "bad_version",
             "unknown_type",
@@ -304,6 +308,7 @@ mod tests {
             "mesh_address",
             "mesh_rate_limited",
             "trunk_control",
+            "trunk_announce",
         ];
         let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names, LABELS);

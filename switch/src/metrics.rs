@@ -256,6 +256,8 @@ impl Export for Status {
         cluster::PEER_MACS,
         cluster::PEER_STORE_UP,
         cluster::PEER_OWNED,
+        cluster::PEER_ANNOUNCED,
+        cluster::PEER_PRUNED,
         etcd::CONNECTION,
         etcd::REVISION,
         etcd::LEASE_TTL,

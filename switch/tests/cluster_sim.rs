@@ -1,15 +1,15 @@
 //! Several switch cores wired in memory ([`tapmesh_sim::build::cluster`]):
 //! trunks come up, frames cross between switches once, never from one
-//! switch to another (split horizon), multicast follows the cluster view,
+//! switch to another (split horizon), multicast follows the cluster view
+//! (with trunk announcements lost),
 //! and a dead switch takes the MACs behind it along.
 use std::net::IpAddr;
 use std::time::Duration;
 
 use overlay_proto::ethernet::MacAddr;
-use overlay_proto::wire::{DATA_OVERHEAD, Header, MessageType};
 use tapmesh_sim::Net;
 use tapmesh_sim::build::{ClusterSetup, cluster, node_addr, nth_switch_addr};
-use tapmesh_sim::frames::{frame, mac};
+use tapmesh_sim::frames::{carries_frame, frame, group_frame, igmp_join, is_control, mac};
 use tapmesh_switch::cluster::{
     ClusterUpdate, GroupRef, LocalChange, MacRef, NodeRef, Snapshot, StoreState, SwitchFacts,
 };
@@ -18,25 +18,24 @@ use tapmesh_switch::vlan::NO_VLAN;
 
 const BROADCAST: [u8; 6] = [0xff; 6];
 
-/// Datagrams that carry a frame (not handshakes, not keepalives).
-fn carries_frame(b: &[u8]) -> bool {
-    Header::new_checked(b).is_ok_and(|h| h.message_type() == MessageType::Data)
-        && b.len() > DATA_OVERHEAD
-}
-
 /// Switch `k` of the cluster.
 fn sw(net: &mut Net, k: usize) -> &mut Switch {
-    if k == 0 {
-        net.switch_mut()
-    } else {
-        net.other(k - 1)
-    }
+    net.nth_switch(k)
 }
 
 /// A cluster with every node and trunk connected, frames counted.
 fn up(homes: &[usize], store: bool) -> (Net, ClusterSetup) {
+    up_with(homes, store, false)
+}
+
+/// [`up`]; with `silent`, trunk announcements are lost on the way, so
+/// switches only have the cluster view to go by.
+fn up_with(homes: &[usize], store: bool, silent: bool) -> (Net, ClusterSetup) {
     let (mut net, setup) = cluster(homes, store);
     net.observe = Some(carries_frame);
+    if silent {
+        net.faults.lose = Some(is_control);
+    }
     net.advance(Duration::from_secs(3));
     let n = setup.switches.len();
     for k in 0..n {
@@ -187,30 +186,10 @@ fn a_restarted_switch_comes_back() {
     broadcast_from_each(&mut net, 2);
 }
 
-fn group_frame(src: u8, group: [u8; 4], tag: u32) -> Vec<u8> {
-    // IPv4 UDP to a group: 01:00:5e + low 23 bits.
-    let dst = [0x01, 0x00, 0x5e, group[1] & 0x7f, group[2], group[3]];
-    let mut f = Vec::new();
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&mac(src));
-    f.extend_from_slice(&[0x08, 0x00]);
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&(20u16 + 12).to_be_bytes());
-    ip[8] = 8;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&[198, 19, 0, src]);
-    ip[16..20].copy_from_slice(&group);
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&[0x13, 0x88, 0x13, 0x88, 0, 12, 0, 0]);
-    f.extend_from_slice(&tag.to_be_bytes());
-    f.resize(60, 0);
-    f
-}
-
 #[test]
 fn multicast_goes_to_every_switch_without_a_view_and_only_where_wanted_with_one() {
-    let (mut net, _) = up(&[0, 1, 2], false);
+    // No announcements either (see trunk_announce_sim.rs for those).
+    let (mut net, _) = up_with(&[0, 1, 2], false, true);
     let g = [239, 1, 2, 3];
     // No view: every switch gets the group.
     net.send(0, &group_frame(1, g, 1));
@@ -272,36 +251,7 @@ fn multicast_goes_to_every_switch_without_a_view_and_only_where_wanted_with_one(
 fn snooping_control_never_crosses_a_trunk() {
     let (mut net, _) = up(&[0, 1], false);
     // An IGMPv2 report from h1 for 239.1.2.3.
-    let mut f = Vec::new();
-    f.extend_from_slice(&[0x01, 0x00, 0x5e, 0x01, 0x02, 0x03]);
-    f.extend_from_slice(&mac(1));
-    f.extend_from_slice(&[0x08, 0x00]);
-    let mut ip = [0u8; 24];
-    ip[0] = 0x46;
-    ip[2..4].copy_from_slice(&(24u16 + 8).to_be_bytes());
-    ip[8] = 1;
-    ip[9] = 2;
-    ip[12..16].copy_from_slice(&[198, 19, 0, 1]);
-    ip[16..20].copy_from_slice(&[239, 1, 2, 3]);
-    ip[20..24].copy_from_slice(&[0x94, 0x04, 0, 0]);
-    let ck = |b: &[u8]| {
-        let mut s: u32 = b
-            .chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum();
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        !(s as u16)
-    };
-    let c = ck(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    let mut igmp = [0x16, 0, 0, 0, 239, 1, 2, 3];
-    let c = ck(&igmp);
-    igmp[2..4].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&igmp);
-    f.resize(60, 0);
+    let f = igmp_join(1, [239, 1, 2, 3]);
     net.send(0, &f);
     assert_eq!(between(&net, 0, 1), 0, "the report stays on s0");
     let now = net.now;

@@ -52,6 +52,16 @@ pub(crate) const PEER_OWNED: Def = Def::gauge(
     &["network", "switch", "kind"],
     "What the other switch owns per etcd: MACs (macs), nodes homed on it (nodes), groups with members or routers behind it (groups) (only with etcd).",
 );
+pub(crate) const PEER_ANNOUNCED: Def = Def::gauge(
+    "tapmesh_switch_peer_announced",
+    &["network", "switch", "what"],
+    "What the other switch announced over the trunk: VLANs it serves (vlans), groups it wants (groups), the generation (absent until it announced).",
+);
+pub(crate) const PEER_PRUNED: Def = Def::counter(
+    "tapmesh_switch_peer_pruned_frames_total",
+    &["network", "switch"],
+    "Frames not sent to the other switch: floods of VLANs it does not serve, groups it does not want.",
+);
 
 /// The trunks' metrics.
 pub(crate) fn export(s: &Status, out: &mut Exposition) {
@@ -81,5 +91,15 @@ pub(crate) fn export(s: &Status, out: &mut Exposition) {
                 out.gauge(&PEER_OWNED, &[l[0], l[1], kind], n as f64);
             }
         }
+        if let Some(a) = &t.announced {
+            for (what, v) in [
+                ("vlans", a.vlans as f64),
+                ("groups", a.groups as f64),
+                ("generation", a.generation as f64),
+            ] {
+                out.gauge(&PEER_ANNOUNCED, &[l[0], l[1], what], v);
+            }
+        }
+        out.counter(&PEER_PRUNED, &l, t.pruned_frames);
     }
 }

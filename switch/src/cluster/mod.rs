@@ -45,8 +45,9 @@
 //! # Without a store
 //! With no etcd endpoints (static peering only) nothing calls
 //! `handle_cluster_update`; the view stays unknown and the engine is safe
-//! without it: it learns MACs behind other switches from their frames and
-//! sends multicast to every other switch.
+//! without it: it learns MACs behind other switches from their frames, and
+//! what each other switch wants (VLANs, groups) from the announcements they
+//! send over the trunks (`fabric::announce`).
 //!
 //! Names are `Arc<str>` ([`Name`]): switch names come from the config and
 //! label metrics (bounded), network names are the config's.

@@ -109,6 +109,14 @@ impl ClusterView {
         Some(members.chain(routers))
     }
 
+    /// Whether switch `switch` wants group `group` in VLAN `vlan` (members
+    /// or a router of the family), per [`group_switches`](Self::group_switches);
+    /// `None` if the view is not known.
+    pub fn switch_wants(&self, vlan: Vid, group: &IpAddr, switch: &str) -> Option<bool> {
+        let mut wanted = self.group_switches(vlan, group)?;
+        Some(wanted.any(|s| **s == *switch))
+    }
+
     /// Where node `node` is homed, per the store: its switch and endpoint.
     pub fn node_home(&self, node: &str) -> Option<(&Name, SocketAddr)> {
         self.switches

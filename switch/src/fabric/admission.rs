@@ -105,6 +105,9 @@ impl Switch {
             self.sessions.confirmed += 1;
             let node = port.spec.name.clone();
             self.sessions.rekeys += u64::from(was_connected);
+            if !was_connected {
+                self.note_announce_change(now);
+            }
             self.events.push_back(if was_connected {
                 Event::Rekeyed { node }
             } else {
@@ -129,6 +132,9 @@ impl Switch {
                 self.send_keepalive(now, id);
             }
             return Ok(());
+        }
+        if flags & FLAG_CONTROL != 0 && self.is_trunk(id) && flags & FLAG_FRAGMENT == 0 {
+            return self.handle_trunk_control(id, &buf[range]);
         }
         if flags & FLAG_CONTROL != 0 {
             return self.handle_control(now, id, flags, &buf[range]);

@@ -185,6 +185,9 @@ impl Switch {
         // a frame from a switch (split horizon) or snooping control.
         let control =
             class == StormClass::Multicast && link_local && trunk::is_snoop_control(typed);
+        if control {
+            self.note_announce_change(now);
+        }
         let to_trunks = !trunk && !control;
         let by_view = to_trunks && class == StormClass::Multicast && self.cluster.is_some();
         if only && by_view {
@@ -251,8 +254,13 @@ impl Switch {
             if Some(to) == from || !port.is_connected() {
                 continue;
             }
-            // Split horizon, and frames that stay on this switch.
-            if !trunks && port.is_trunk() {
+            // Split horizon, frames that stay on this switch, and floods
+            // of a VLAN the other switch does not serve.
+            if port.is_trunk() && !trunks {
+                continue;
+            }
+            if only.is_none() && !port.serves(ing.vid) {
+                self.note_pruned(to);
                 continue;
             }
             let Some(as_is) = port.spec.vlan.egress(ing.vid).keeps_form(ing) else {

@@ -25,6 +25,8 @@
 //! - `trunk`: ports to the other switches of a cluster (split horizon,
 //!   liveness, what this switch publishes).
 //! - `snoop_controls`: static multicast router ports, the querier changed live.
+//! - `announce`: what each switch tells the others over the trunks (VLANs
+//!   served, groups wanted) and how floods and group traffic use it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -48,6 +50,7 @@ use crate::storm::{StormConfig, StormControl};
 use crate::vlan::{PortVlan, Vid};
 
 mod admission;
+mod announce;
 mod capture;
 mod egress;
 mod forwarding;
@@ -59,6 +62,7 @@ mod reload;
 mod snoop_controls;
 mod status;
 mod trunk;
+pub use announce::{ANNOUNCE_GAP, ANNOUNCE_REFRESH};
 use port::Port;
 pub use reload::{Changes, Unchangeable};
 pub use trunk::{TRUNK_PROBE_AFTER, TRUNK_PROBE_TIMEOUT, TRUNK_RETRY_MAX};
@@ -330,6 +334,7 @@ impl Switch {
         if !self.impaired.is_empty() {
             self.release_impaired(now);
         }
+        self.announce_due(now);
         if now < self.next_sweep {
             return;
         }
@@ -379,7 +384,9 @@ impl Switch {
             .filter_map(|id| self.ports[id.0 as usize].impair.as_ref()?.poll_timeout())
             .min()
             .map(|t| t.checked_sub(self.timer_slack).unwrap_or(t));
-        Some(held.map_or(self.next_sweep, |t| t.min(self.next_sweep)))
+        let announce = (self.cluster.as_ref()).and_then(|c| c.announcer.poll_timeout());
+        let sooner = held.into_iter().chain(announce).min();
+        Some(sooner.map_or(self.next_sweep, |t| t.min(self.next_sweep)))
     }
 
     /// The next datagram to send, if any. Call until it returns `None` after

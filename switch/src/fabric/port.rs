@@ -54,6 +54,13 @@ impl Port {
         self.trunk.is_some()
     }
 
+    /// Whether floods of VLAN `vid` go to this port: every node's do (its
+    /// VLANs are checked on egress), a trunk's only if the other switch
+    /// serves the VLAN or announced nothing yet (see `announce`).
+    pub(super) fn serves(&self, vid: crate::vlan::Vid) -> bool {
+        self.trunk.as_ref().is_none_or(|t| t.peer.serves(vid))
+    }
+
     /// Its link's impairment for status, if any was ever set.
     pub(super) fn impair_status(&self) -> Option<impair::ImpairStatus> {
         let c = &self.impair_counters;

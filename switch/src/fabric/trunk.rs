@@ -12,13 +12,15 @@
 //!
 //! Forwarding (in `forwarding`), with split horizon:
 //! - a frame from a node for a MAC behind another switch goes to that
-//!   switch's trunk once; a flood goes once to every trunk;
+//!   switch's trunk once; a flood goes once to every trunk whose switch
+//!   serves the VLAN (per its announcement, see `announce`);
 //! - a frame from a trunk goes to local nodes only, never to another trunk;
 //! - MACs seen in frames from a trunk are learned behind it (trunks have no
 //!   per-port MAC limit; the table limit holds), and the cluster view fills
 //!   and cleans the table ahead of traffic;
 //! - multicast from a node goes to the trunks whose switch wants the group
-//!   per the cluster view, or to every trunk while there is no view;
+//!   per its announcement or the cluster view, or to every trunk while
+//!   neither is fresh (the rule is in `announce`);
 //! - IGMP/MLD (queries, reports, leaves) and PIM hellos never cross a trunk:
 //!   each switch snoops its own nodes and runs its own querier and storm
 //!   control; frames from a trunk are not rate-limited again.
@@ -36,6 +38,7 @@ use overlay_proto::ethernet::MacAddr;
 use overlay_proto::tunnel::{Ctx, Local, Role, Tunnel, TunnelConfig, TunnelEvent};
 use overlay_proto::wire::{Header, MessageType};
 
+use super::announce::{Announcer, PeerAnnounced};
 use super::port::drop_reason;
 use super::{Event, NodeSpec, Port, Switch};
 use crate::NodeId;
@@ -46,7 +49,7 @@ use crate::cluster::{
 };
 use crate::counters::DropReason;
 use crate::snooping::wire::{self, Parsed};
-use crate::status::PeerSwitchStatus;
+use crate::status::{PeerAnnouncedStatus, PeerSwitchStatus};
 use crate::vlan::{PortVlan, Vid};
 
 /// A trunk that sent and heard nothing this long sends a probe.
@@ -69,6 +72,8 @@ pub(crate) struct TrunkState {
     pub(super) downs: u64,
     /// Up since (`None` while down).
     pub(super) up_since: Option<Instant>,
+    /// What the other switch announced (see `announce`).
+    pub(super) peer: PeerAnnounced,
 }
 
 /// The cluster part of one network's engine: its trunks, its view of the
@@ -93,6 +98,8 @@ pub(super) struct Cluster {
     changes: VecDeque<LocalChange>,
     /// Scratch for the groups wanted here.
     groups_scratch: BTreeSet<(Vid, IpAddr)>,
+    /// What this switch announces to the others over the trunks.
+    pub(super) announcer: Announcer,
 }
 
 impl Switch {
@@ -132,6 +139,8 @@ impl Switch {
         }
         self.storm
             .reconfigure(self.cfg.storm.clone(), self.ports.len());
+        // A restarted switch announces under a new epoch.
+        let epoch = self.indices.random() ^ wall.as_nanos() as u64;
         self.cluster = Some(Box::new(Cluster {
             network: network.into(),
             trunks,
@@ -145,6 +154,7 @@ impl Switch {
             mac_churn: 0,
             changes: VecDeque::new(),
             groups_scratch: BTreeSet::new(),
+            announcer: Announcer::new(epoch),
         }));
     }
 
@@ -288,17 +298,18 @@ impl Switch {
     }
 
     /// Add to `targets` the trunks that get a multicast frame of VLAN `vid`
-    /// (`typed`: from its ethertype on) from a local node: those whose
-    /// switch wants the group per the view, or every trunk without a view
-    /// (or for a frame that is not IP multicast data). Returns whether any
-    /// was added.
-    pub(super) fn add_trunk_targets(&self, vid: Vid, typed: &[u8], targets: &mut Vec<NodeId>) {
+    /// (`typed`: from its ethertype on) from a local node. Group data goes
+    /// to a trunk unless the fresh sources (its announcement, the cluster
+    /// view) all say its switch does not want the group, or to every trunk
+    /// if neither is fresh (see `announce`); any other multicast to the
+    /// trunks whose switch serves the VLAN.
+    pub(super) fn add_trunk_targets(&mut self, vid: Vid, typed: &[u8], targets: &mut Vec<NodeId>) {
         let Some(c) = self.cluster.as_ref() else {
             return;
         };
         let group = match parse(typed) {
             Parsed::Data { dst, .. } if dst.is_multicast() && !wire::is_link_local_group(&dst) => {
-                dst
+                Some(dst)
             }
             // Snooping control stays on this switch.
             Parsed::Query(_)
@@ -306,24 +317,28 @@ impl Switch {
             | Parsed::Join { .. }
             | Parsed::Leave { .. }
             | Parsed::Report(_) => return,
-            _ => {
-                add_all(&c.trunks, targets);
-                return;
-            }
+            _ => None,
         };
-        match c.view.group_switches(vid, &group) {
-            None => add_all(&c.trunks, targets),
-            Some(wanted) => {
-                for s in wanted {
-                    let id = c
-                        .trunks
-                        .iter()
-                        .copied()
-                        .find(|id| *self.ports[id.0 as usize].spec.name == **s);
-                    if let Some(id) = id.filter(|id| !targets.contains(id)) {
-                        targets.push(id);
+        for &id in &c.trunks {
+            let port = &mut self.ports[id.0 as usize];
+            let Some(t) = port.trunk.as_mut() else {
+                continue;
+            };
+            let send = match group {
+                None => t.peer.serves(vid),
+                Some(g) => {
+                    let view = c.view.switch_wants(vid, &g, &port.spec.name);
+                    match (t.peer.wants(vid, &g), view) {
+                        (None, None) => true,
+                        (Some(a), None) | (None, Some(a)) => a,
+                        (Some(a), Some(b)) => a || b,
                     }
                 }
+            };
+            if !send {
+                t.peer.pruned += 1;
+            } else if !targets.contains(&id) {
+                targets.push(id);
             }
         }
     }
@@ -377,6 +392,7 @@ impl Switch {
             switch: port.spec.name.clone(),
             endpoint,
         });
+        self.announce_to(now, id);
     }
 
     fn trunk_down(&mut self, id: NodeId) {
@@ -388,6 +404,8 @@ impl Switch {
             return;
         }
         t.downs += 1;
+        // What it announced is void: send it everything until it says again.
+        t.peer.forget();
         // It is gone with everything behind it.
         self.events.push_back(Event::SwitchDown {
             switch: port.spec.name.clone(),
@@ -435,6 +453,7 @@ impl Switch {
             }
             self.trunk_events(now, id);
         }
+        self.announce_sweep(now);
         self.publish(now);
     }
 
@@ -572,6 +591,16 @@ impl Switch {
                     tx_frames: p.counters.tx_frames,
                     tx_bytes: p.counters.tx_bytes,
                     handshakes: p.counters.handshakes,
+                    announced: t.and_then(|t| t.peer.summary()).map(
+                        |(generation, vlans, groups, all_groups)| PeerAnnouncedStatus {
+                            generation,
+                            vlans,
+                            groups,
+                            all_groups,
+                        },
+                    ),
+                    announce_parts: t.map_or(0, |t| t.peer.parts),
+                    pruned_frames: t.map_or(0, |t| t.peer.pruned),
                 }
             })
             .collect()
@@ -599,15 +628,6 @@ impl Cluster {
         NodeRef {
             network: self.network.clone(),
             node: node.clone(),
-        }
-    }
-}
-
-/// Add every trunk to `targets` (once).
-fn add_all(trunks: &[NodeId], targets: &mut Vec<NodeId>) {
-    for &t in trunks {
-        if !targets.contains(&t) {
-            targets.push(t);
         }
     }
 }
@@ -659,6 +679,7 @@ fn trunk_port(now: Instant, id: NodeId, peer: &PeerSwitch, vlan: PortVlan) -> Po
         ups: 0,
         downs: 0,
         up_since: None,
+        peer: PeerAnnounced::default(),
     }));
     p
 }

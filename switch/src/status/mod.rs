@@ -110,6 +110,29 @@ pub struct PeerSwitchStatus {
     pub tx_bytes: u64,
     /// Handshakes completed with it.
     pub handshakes: u64,
+    /// What it announced over the trunk (absent until its first complete
+    /// announcement since the trunk came up: it is sent everything).
+    pub announced: Option<PeerAnnouncedStatus>,
+    /// Announcement parts taken from it.
+    pub announce_parts: u64,
+    /// Frames not sent to it: floods of VLANs it does not serve, groups it
+    /// does not want.
+    pub pruned_frames: u64,
+}
+
+/// What another switch announced over the trunk, in one network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerAnnouncedStatus {
+    /// The generation held.
+    pub generation: u64,
+    /// VLANs it serves.
+    pub vlans: usize,
+    /// Groups (and router entries) it wants.
+    pub groups: usize,
+    /// It wants every group of the VLANs it serves (no snooping, or too
+    /// many groups to list).
+    pub all_groups: bool,
 }
 
 /// One configured node.

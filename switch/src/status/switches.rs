@@ -11,7 +11,7 @@ pub(super) fn render_switches(out: &mut String, switches: &[PeerSwitchStatus]) {
     }
     let _ = writeln!(
         out,
-        "\n{:<16} {:<10} {:<4} {:<28} {:>9} {:>7} {:>5} {:>11} {:>9} {:>11} {:>9} {:>6}",
+        "\n{:<16} {:<10} {:<4} {:<28} {:>9} {:>7} {:>5} {:>11} {:>9} {:>11} {:>9} {:>6} {:>6} {:>6} {:>8}",
         "SWITCH",
         "NETWORK",
         "UP",
@@ -23,13 +23,22 @@ pub(super) fn render_switches(out: &mut String, switches: &[PeerSwitchStatus]) {
         "RX BYTES",
         "TX FRAMES",
         "TX BYTES",
-        "MACS"
+        "MACS",
+        "VLANS",
+        "GROUPS",
+        "PRUNED"
     );
     let ago = |s: Option<f64>| s.map_or_else(|| "-".into(), |s| format!("{s:.0}s ago"));
     for t in switches {
+        // "-": nothing announced yet, it gets everything.
+        let announced = match &t.announced {
+            None => ("-".to_string(), "-".to_string()),
+            Some(a) if a.all_groups => (a.vlans.to_string(), "all".to_string()),
+            Some(a) => (a.vlans.to_string(), a.groups.to_string()),
+        };
         let _ = writeln!(
             out,
-            "{:<16} {:<10} {:<4} {:<28} {:>9} {:>7} {:>5} {:>11} {:>9} {:>11} {:>9} {:>6}",
+            "{:<16} {:<10} {:<4} {:<28} {:>9} {:>7} {:>5} {:>11} {:>9} {:>11} {:>9} {:>6} {:>6} {:>6} {:>8}",
             t.name,
             t.network,
             if t.up { "yes" } else { "no" },
@@ -41,7 +50,10 @@ pub(super) fn render_switches(out: &mut String, switches: &[PeerSwitchStatus]) {
             human_bytes(t.rx_bytes),
             t.tx_frames,
             human_bytes(t.tx_bytes),
-            t.macs
+            t.macs,
+            announced.0,
+            announced.1,
+            t.pruned_frames
         );
     }
 }
