@@ -1129,7 +1129,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    integration::tools::preflight("tapmesh-loadgen", &[integration::tools::IP]);
+    let mut tools = vec![integration::tools::IP];
+    if !args.mac_churn.is_empty() {
+        // The churn phase runs a real etcd and checks its health.
+        tools.extend([integration::tools::ETCD, integration::tools::ETCDCTL]);
+    }
+    integration::tools::preflight("tapmesh-loadgen", &tools);
     if let Err(e) = integration::bins::build_if_run_by_cargo(&["tapmesh-switch"]) {
         eprintln!("tapmesh-loadgen: {e}");
         return ExitCode::from(1);
