@@ -1,4 +1,4 @@
-//! `tapmesh-loadgen`: the switch-only benchmark of issue #7. One real
+//! `tapmesh-loadgen`: the switch-only benchmark of issues #7 and #16. One real
 //! `tapmesh-switch` process in a namespace of its own, and N simulated nodes
 //! in this process speaking the real protocol over that namespace's loopback:
 //! each is a `tapmesh_node::engine::Node` (real Noise handshakes, real AES-GCM
@@ -13,15 +13,22 @@
 //! `--window` frames in flight per socket, so the switch's socket does not
 //! overflow and the latency is that of a saturated but not overrun switch.
 //!
+//! With `--switches 2`, phase 1 runs again with two switches peered by a
+//! static `[cluster]`, every frame crossing the trunk once ([`cluster`]).
+//!
 //! Phase 2 (memory): a fresh switch admits M nodes (default 10,000); all
 //! connect and learn K MACs each (default 10, so 100,000 MACs; the switch's
 //! `mac-limit-per-node` is K); the switch's VmRSS is read from /proc.
+//!
+//! With `--mac-churn`, phase 3: what MAC churn costs a real etcd
+//! ([`mac_churn`]).
 //!
 //! The generator sends with `sendmmsg` and receives with `recvmmsg` (batches of
 //! 64), so its syscall cost per frame is a fraction of the switch's; its CPU
 //! and the switch's are both reported, and frames/s per switch core is frames/s
 //! divided by the switch's CPU use. Exits 1 if the switch did not come up,
-//! nodes did not connect, or no frame came back; 130 on Ctrl-C.
+//! nodes did not connect, no frame came back, or churn wrote nothing to etcd;
+//! 130 on Ctrl-C.
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
