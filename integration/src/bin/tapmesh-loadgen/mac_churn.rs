@@ -144,11 +144,13 @@ impl Churn<'_> {
     fn run(
         &self,
         worker: &mut Worker,
-        name: &str,
+        kind: &str,
         rate: u64,
         secs: f64,
         mut frame: impl FnMut(usize, &mut [u8]) -> (usize, usize),
     ) -> Result<Value, String> {
+        let what = if kind == "new_macs" { "new MACs" } else { kind };
+        let name = format!("{what} at {rate}/s");
         let etcd_pid = self.etcd.pid(1).unwrap_or(0);
         let before = self.counts()?;
         let sample = CpuSample::start(&[etcd_pid, self.sw.pid()]);
@@ -205,6 +207,7 @@ impl Churn<'_> {
         let limit_hits = d(["mac_table", "node_limit_hits"]) + d(["mac_table", "table_limit_hits"]);
         let r = json!({
             "run": name,
+            "kind": kind,
             "seconds": wall,
             "frames_sent": sent,
             "offered_per_sec": rate,
@@ -294,25 +297,22 @@ pub fn phase(ns: &Netns, dir: &Path, args: &crate::Args) -> Result<Value, String
     let churners = NODES - 2;
     let mut runs = Vec::new();
     for (n, &r) in args.mac_churn.iter().enumerate() {
-        // Each run's MACs are new (a MAC seen before would not be a change
-        // once it aged out: it would, but keep the runs apart anyway).
+        // Each run has MACs of its own, never seen before.
         let offset = n << 20;
         churn.settle(NODES)?;
-        runs.push(
-            churn.run(w, &format!("new MACs at {r}/s"), r, args.secs, |i, buf| {
-                let k = 2 + i % churners;
-                (
-                    k,
-                    ether(
-                        buf,
-                        mac(0, 0),
-                        churn_mac(k, offset + i / churners),
-                        64,
-                        false,
-                    ),
-                )
-            })?,
-        );
+        runs.push(churn.run(w, "new_macs", r, args.secs, |i, buf| {
+            let k = 2 + i % churners;
+            (
+                k,
+                ether(
+                    buf,
+                    mac(0, 0),
+                    churn_mac(k, offset + i / churners),
+                    64,
+                    false,
+                ),
+            )
+        })?);
     }
     // The flapping MACs are learned and written before the run (the switch
     // hands what it learned to the store at its next sweep, so wait until
@@ -332,19 +332,13 @@ pub fn phase(ns: &Netns, dir: &Path, args: &crate::Args) -> Result<Value, String
         s["etcd"]["owned"].as_u64() >= Some(owned + FLAP_MACS as u64)
     })?;
     let moves = rate.max(FLAP_MACS as u64);
-    runs.push(churn.run(
-        w,
-        &format!("moves at {moves}/s"),
-        moves,
-        args.secs,
-        |i, buf| {
-            let node = 2 + (i / FLAP_MACS + 1) % 2;
-            (
-                node,
-                ether(buf, mac(0, 0), flap_mac(i % FLAP_MACS), 64, false),
-            )
-        },
-    )?);
+    runs.push(churn.run(w, "moves", moves, args.secs, |i, buf| {
+        let node = 2 + (i / FLAP_MACS + 1) % 2;
+        (
+            node,
+            ether(buf, mac(0, 0), flap_mac(i % FLAP_MACS), 64, false),
+        )
+    })?);
     let st = sw.status()?;
     Ok(json!({
         "nodes": NODES,

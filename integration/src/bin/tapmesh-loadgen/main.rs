@@ -1,4 +1,4 @@
-//! `tapmesh-loadgen`: the switch-only benchmark of issue #7. One real
+//! `tapmesh-loadgen`: the switch-only benchmark of issues #7 and #16. One real
 //! `tapmesh-switch` process in a namespace of its own, and N simulated nodes
 //! in this process speaking the real protocol over that namespace's loopback:
 //! each is a `tapmesh_node::engine::Node` (real Noise handshakes, real AES-GCM
@@ -13,15 +13,22 @@
 //! `--window` frames in flight per socket, so the switch's socket does not
 //! overflow and the latency is that of a saturated but not overrun switch.
 //!
+//! With `--switches 2`, phase 1 runs again with two switches peered by a
+//! static `[cluster]`, every frame crossing the trunk once ([`cluster`]).
+//!
 //! Phase 2 (memory): a fresh switch admits M nodes (default 10,000); all
 //! connect and learn K MACs each (default 10, so 100,000 MACs; the switch's
 //! `mac-limit-per-node` is K); the switch's VmRSS is read from /proc.
+//!
+//! With `--mac-churn`, phase 3: what MAC churn costs a real etcd
+//! ([`mac_churn`]).
 //!
 //! The generator sends with `sendmmsg` and receives with `recvmmsg` (batches of
 //! 64), so its syscall cost per frame is a fraction of the switch's; its CPU
 //! and the switch's are both reported, and frames/s per switch core is frames/s
 //! divided by the switch's CPU use. Exits 1 if the switch did not come up,
-//! nodes did not connect, or no frame came back; 130 on Ctrl-C.
+//! nodes did not connect, no frame came back, or churn wrote nothing to etcd;
+//! 130 on Ctrl-C.
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -1129,7 +1136,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    integration::tools::preflight("tapmesh-loadgen", &[integration::tools::IP]);
+    let mut tools = vec![integration::tools::IP];
+    if !args.mac_churn.is_empty() {
+        // The churn phase runs a real etcd and checks its health.
+        tools.extend([integration::tools::ETCD, integration::tools::ETCDCTL]);
+    }
+    integration::tools::preflight("tapmesh-loadgen", &tools);
     if let Err(e) = integration::bins::build_if_run_by_cargo(&["tapmesh-switch"]) {
         eprintln!("tapmesh-loadgen: {e}");
         return ExitCode::from(1);
@@ -1174,21 +1186,73 @@ fn main() -> ExitCode {
         Ok(()) => println!("wrote {}", args.json.display()),
         Err(e) => eprintln!("tapmesh-loadgen: cannot write {}: {e}", args.json.display()),
     }
-    let moved = doc["throughput"]["runs"].as_array().is_some_and(|a| {
-        !a.is_empty()
-            && a.iter()
-                .all(|r| r["received_authenticated"].as_u64() > Some(0))
-    });
-    if !moved {
-        eprintln!("tapmesh-loadgen: no frames came back through the switch");
+    if let Some(e) = nothing_measured(&doc) {
+        eprintln!("tapmesh-loadgen: {e}");
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
 }
 
+/// Why the run measured nothing, if it did not: a throughput phase in which
+/// some run got no frame back, or a MAC churn run of new MACs that wrote no
+/// key to etcd (moves should write none).
+fn nothing_measured(doc: &Value) -> Option<String> {
+    let moved = |phase: &Value| {
+        phase["runs"].as_array().is_some_and(|a| {
+            !a.is_empty()
+                && a.iter()
+                    .all(|r| r["received_authenticated"].as_u64() > Some(0))
+        })
+    };
+    if !moved(&doc["throughput"]) {
+        return Some("no frames came back through the switch".into());
+    }
+    if !doc["two_switches"].is_null() && !moved(&doc["two_switches"]) {
+        return Some("no frames came back through the two switches".into());
+    }
+    let churn = doc["mac_churn"]["runs"].as_array().into_iter().flatten();
+    for r in churn.filter(|r| r["kind"] == "new_macs") {
+        if r["switch_keys_written_per_sec"].as_f64() <= Some(0.0) {
+            return Some(format!("{}: the switch wrote nothing to etcd", r["run"]));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_that_moved_nothing_is_named() {
+        let run = |received: u64| json!({"runs": [{"received_authenticated": received}]});
+        let churn = |kind: &str, keys: f64| json!({"runs": [{"run": "r", "kind": kind, "switch_keys_written_per_sec": keys}]});
+        let doc =
+            |one, two, churn| json!({"throughput": one, "two_switches": two, "mac_churn": churn});
+        assert_eq!(
+            nothing_measured(&doc(run(5), Value::Null, Value::Null)),
+            None
+        );
+        assert_eq!(
+            nothing_measured(&doc(run(5), run(3), churn("new_macs", 300.0))),
+            None
+        );
+        assert!(nothing_measured(&doc(run(0), Value::Null, Value::Null)).is_some());
+        assert!(nothing_measured(&doc(json!({"runs": []}), Value::Null, Value::Null)).is_some());
+        assert!(
+            nothing_measured(&doc(run(5), run(0), Value::Null))
+                .is_some_and(|e| e.contains("two switches"))
+        );
+        assert!(
+            nothing_measured(&doc(run(5), Value::Null, churn("new_macs", 0.0)))
+                .is_some_and(|e| e.contains("etcd"))
+        );
+        // A moves run should write nothing.
+        assert_eq!(
+            nothing_measured(&doc(run(5), Value::Null, churn("moves", 0.0))),
+            None
+        );
+    }
 
     #[test]
     fn one_switch_pairs_neighbours_and_learns_through_node_0() {
