@@ -148,6 +148,7 @@ pub fn cluster(homes: &[usize], store: bool) -> (Net, ClusterSetup) {
             } else {
                 Vec::new()
             },
+            etcd_credentials: Default::default(),
             lease_ttl: Duration::from_secs(5),
             prefix: "/tapmesh".into(),
             switches: (switch_keys.iter().enumerate())

@@ -33,6 +33,7 @@ use etcd_client::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, timeout};
 
+use super::credentials::Credentials;
 use super::keys::{self, Key, Value};
 use super::outbox::Op;
 use super::status::{Connection, EtcdStatus};
@@ -50,8 +51,10 @@ pub const LIVENESS: Duration = Duration::from_secs(3);
 /// Where and how the store works.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// etcd client URLs (`http://host:2379`).
+    /// etcd client URLs (`http://host:2379` or all `https://`).
     pub endpoints: Vec<String>,
+    /// TLS and the user, as configured.
+    pub credentials: Credentials,
     /// The key prefix of this cluster.
     pub prefix: String,
     /// TTL of this switch's lease.
@@ -219,10 +222,12 @@ impl Store {
     }
 
     async fn session_inner(&mut self) -> Result<(), End> {
-        let opts = ConnectOptions::new()
-            .with_connect_timeout(CALL_TIMEOUT)
-            .with_timeout(CALL_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(1), CALL_TIMEOUT);
+        let opts = self.settings.credentials.connect_options(
+            ConnectOptions::new()
+                .with_connect_timeout(CALL_TIMEOUT)
+                .with_timeout(CALL_TIMEOUT)
+                .with_keep_alive(Duration::from_secs(1), CALL_TIMEOUT),
+        );
         let mut client = deadline(
             "connect",
             Client::connect(&self.settings.endpoints, Some(opts)),
