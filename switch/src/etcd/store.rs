@@ -168,6 +168,9 @@ impl Store {
             match self.session().await {
                 End::Shutdown => return,
                 End::Lost(why) => {
+                    if self.status.borrow().connection != Connection::Connected {
+                        self.set(|s| s.connect_failures += 1);
+                    }
                     if !logged_down {
                         tracing::warn!(error = %why, "etcd unreachable; forwarding goes on with the known state, local changes are queued");
                         logged_down = true;
@@ -233,7 +236,6 @@ impl Store {
             Client::connect(&self.settings.endpoints, Some(opts)),
         )
         .await?;
-        self.set(|s| s.connects += 1);
 
         // The lease: the old one if it still lives, else a new one.
         let ttl = self.settings.lease_ttl.as_secs().max(1) as i64;
@@ -268,7 +270,10 @@ impl Store {
             None => self.resync(&mut client, &prefix).await?,
         };
         let mut watcher = self.watch(&mut client, &prefix, rev).await?;
-        self.set(|s| s.connection = Connection::Connected);
+        self.set(|s| {
+            s.connection = Connection::Connected;
+            s.connects += 1;
+        });
         tracing::info!(lease, revision = rev, "etcd connected");
 
         let tick = (self.settings.lease_ttl / 3).max(Duration::from_millis(500));
