@@ -39,6 +39,7 @@
 //!   namespace, and counting group frames and IGMP queries in a capture.
 //! - [`netns`]: the [`Netns`] guard, running commands in a namespace, and
 //!   running Rust code in one ([`Netns::enter`]: sockets made there stay there).
+//! - [`pki`]: a test CA and the certificates it issues (`openssl`).
 //! - [`process`]: the [`Process`] guard.
 //! - [`http`]: a minimal HTTP GET from inside a namespace (`/metrics`, APIs).
 //! - [`prometheus`]: a real Prometheus server in a namespace, and PromQL queries.
@@ -80,6 +81,7 @@ pub mod monitoring;
 pub mod multicast;
 pub mod netns;
 pub mod on_path;
+pub mod pki;
 pub mod process;
 pub mod prometheus;
 pub mod qemu;
