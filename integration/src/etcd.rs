@@ -19,6 +19,12 @@
 //! [`EtcdCluster::partition`] / [`EtcdCluster::heal`] (an nft drop in the
 //! member's namespace; [`partition_ns`] / [`heal_ns`] for a switch's link
 //! to etcd), and [`EtcdCluster::compact`].
+//!
+//! [`EtcdCluster::start_tls`] starts the members with TLS for clients and
+//! peers and client-certificate authentication, certificates from a test
+//! CA ([`crate::pki`]) in the same directory; `etcdctl` then presents the
+//! client certificate [`EtcdTls::client`] (CN `root`), and
+//! [`EtcdCluster::enable_auth`] turns on etcd's users.
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -26,6 +32,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::pki::{CertFiles, TestCa};
 use crate::process::tail;
 use crate::{Netns, Process, wait_until};
 
@@ -82,6 +89,19 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     clients: usize,
     logs: Vec<PathBuf>,
+    tls: Option<EtcdTls>,
+}
+
+/// The certificates of a cluster started with [`EtcdCluster::start_tls`].
+#[derive(Debug)]
+pub struct EtcdTls {
+    /// The CA that signed the members' and the client's certificates.
+    pub ca: TestCa,
+    /// The client certificate `etcdctl` presents. Its CN is `root`: with
+    /// etcd's auth on, a client that presents a certificate and no password
+    /// is the user its CN names.
+    pub client: CertFiles,
+    members: Vec<CertFiles>,
 }
 
 impl EtcdCluster {
@@ -89,6 +109,18 @@ impl EtcdCluster {
     /// cluster, token = the prefix). Does not wait: see
     /// [`wait_healthy`](Self::wait_healthy).
     pub fn start(n: usize) -> EtcdCluster {
+        Self::start_with(n, false)
+    }
+
+    /// Like [`start`](Self::start), with TLS: `https://` for clients and
+    /// peers, each member's certificate with its address in
+    /// subjectAltName, and client certificates required (signed by the
+    /// cluster's CA, [`EtcdTls::ca`]).
+    pub fn start_tls(n: usize) -> EtcdCluster {
+        Self::start_with(n, true)
+    }
+
+    fn start_with(n: usize, tls: bool) -> EtcdCluster {
         assert!((1..=7).contains(&n), "1..=7 etcd members, not {n}");
         let prefix = crate::netns::unique_prefix();
         let dir = std::env::temp_dir().join(format!("{prefix}-etcd"));
@@ -107,6 +139,18 @@ impl EtcdCluster {
         ]);
         hub.ip(&["addr", "add", "198.18.50.1/24", "dev", "br0"]);
         hub.ip(&["link", "set", "br0", "up"]);
+        let tls = tls.then(|| {
+            let ca = TestCa::new(&dir, "etcd-ca");
+            let members = (1..=n)
+                .map(|i| ca.issue(&format!("e{i}"), &[member_v4(i).into()]))
+                .collect();
+            let client = ca.issue("root", &[]);
+            EtcdTls {
+                ca,
+                client,
+                members,
+            }
+        });
         let mut cluster = EtcdCluster {
             prefix,
             dir,
@@ -114,6 +158,7 @@ impl EtcdCluster {
             members: Vec::new(),
             clients: 0,
             logs: Vec::new(),
+            tls,
         };
         for i in 1..=n {
             let name = format!("e{i}");
@@ -208,13 +253,63 @@ impl EtcdCluster {
             .collect()
     }
 
-    /// Member `i`'s client URL, `http://198.18.50.(10+i):2379`.
+    /// Member `i`'s client URL, `http://198.18.50.(10+i):2379`
+    /// (`https://` with TLS).
     pub fn client_url(&self, i: usize) -> String {
-        format!("http://{}:{CLIENT_PORT}", member_v4(i))
+        format!("{}://{}:{CLIENT_PORT}", self.scheme(), member_v4(i))
     }
 
-    fn peer_url(i: usize) -> String {
-        format!("http://{}:{PEER_PORT}", member_v4(i))
+    fn peer_url(&self, i: usize) -> String {
+        format!("{}://{}:{PEER_PORT}", self.scheme(), member_v4(i))
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The certificates, if the cluster was started with
+    /// [`start_tls`](Self::start_tls).
+    pub fn tls(&self) -> Option<&EtcdTls> {
+        self.tls.as_ref()
+    }
+
+    /// Turns on etcd's authentication (TLS clusters only): a `root` user
+    /// (which `etcdctl`'s client certificate stands for), and `user` with
+    /// `password`, allowed to read and write the keys under `prefix`.
+    pub fn enable_auth(&self, user: &str, password: &str, prefix: &str) {
+        assert!(self.tls.is_some(), "auth needs a TLS cluster (start_tls)");
+        let root_password = format!("root-{}", self.prefix);
+        for args in [
+            vec![
+                "user",
+                "add",
+                "root",
+                "--interactive=false",
+                "--new-user-password",
+                &root_password,
+            ],
+            vec!["role", "add", "tapmesh"],
+            vec![
+                "role",
+                "grant-permission",
+                "tapmesh",
+                "--prefix=true",
+                "readwrite",
+                prefix,
+            ],
+            vec![
+                "user",
+                "add",
+                user,
+                "--interactive=false",
+                "--new-user-password",
+                password,
+            ],
+            vec!["user", "grant-role", user, "tapmesh"],
+            vec!["auth", "enable"],
+        ] {
+            self.etcdctl(&args);
+        }
     }
 
     fn member(&self, i: usize) -> &Member {
@@ -243,11 +338,11 @@ impl EtcdCluster {
     /// a restart rejoins with its state).
     fn spawn(&mut self, i: usize) {
         let initial_cluster = (1..=self.members.len())
-            .map(|j| format!("e{j}={}", Self::peer_url(j)))
+            .map(|j| format!("e{j}={}", self.peer_url(j)))
             .collect::<Vec<_>>()
             .join(",");
         let client = self.client_url(i);
-        let peer = Self::peer_url(i);
+        let peer = self.peer_url(i);
         let data = self.data_dir(i);
         let m = self.member(i);
         let log = self.dir.join(format!("{}.{}.log", m.name, m.runs + 1));
@@ -277,6 +372,29 @@ impl EtcdCluster {
             "--logger".into(),
             "zap".into(),
         ];
+        let mut args = args;
+        if let Some(tls) = &self.tls {
+            let own = &tls.members[i - 1];
+            let (cert, key, ca) = (
+                own.cert.display().to_string(),
+                own.key.display().to_string(),
+                tls.ca.cert.display().to_string(),
+            );
+            for (flag, v) in [
+                ("--cert-file", &cert),
+                ("--key-file", &key),
+                ("--trusted-ca-file", &ca),
+                ("--peer-cert-file", &cert),
+                ("--peer-key-file", &key),
+                ("--peer-trusted-ca-file", &ca),
+            ] {
+                args.extend([flag.to_string(), v.clone()]);
+            }
+            args.extend([
+                "--client-cert-auth".to_string(),
+                "--peer-client-cert-auth".to_string(),
+            ]);
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let p = Process::spawn(&m.name, &m.ns, Path::new(ETCD), &args, &log);
         self.logs.push(log);
@@ -293,6 +411,18 @@ impl EtcdCluster {
             "--dial-timeout=2s",
             "--command-timeout=5s",
         ];
+        let tls_args: Vec<String> = self
+            .tls
+            .iter()
+            .flat_map(|t| {
+                [
+                    format!("--cacert={}", t.ca.cert.display()),
+                    format!("--cert={}", t.client.cert.display()),
+                    format!("--key={}", t.client.key.display()),
+                ]
+            })
+            .collect();
+        full.extend(tls_args.iter().map(String::as_str));
         full.extend_from_slice(args);
         self.hub
             .command(ETCDCTL)

@@ -43,6 +43,7 @@
 //!   running Rust code in one ([`Netns::enter`]: sockets made there stay there).
 //! - [`peer_switch`]: another switch of a cluster in a host's namespace
 //!   (its key, config, admin socket), and `[cluster]` sections.
+//! - [`pki`]: a test CA and the certificates it issues (`openssl`).
 //! - [`process`]: the [`Process`] guard.
 //! - [`http`]: a minimal HTTP GET from inside a namespace (`/metrics`, APIs).
 //! - [`prometheus`]: a real Prometheus server in a namespace, and PromQL queries.
@@ -86,6 +87,7 @@ pub mod multicast;
 pub mod netns;
 pub mod on_path;
 pub mod peer_switch;
+pub mod pki;
 pub mod process;
 pub mod prometheus;
 pub mod qemu;

@@ -49,6 +49,8 @@ pub const PROMTOOL: Tool = tool(crate::prometheus::PROMTOOL, "prometheus");
 pub const ETCD: Tool = tool(crate::etcd::ETCD, "etcd-server");
 /// `etcdctl`: health, leader, compaction in the HA tests.
 pub const ETCDCTL: Tool = tool(crate::etcd::ETCDCTL, "etcd-client");
+/// `openssl`: the certificates of the etcd TLS tests.
+pub const OPENSSL: Tool = tool(crate::pki::OPENSSL, "openssl");
 
 /// What the demo runs.
 pub const DEMO: &[Tool] = &[IP, PING];
@@ -56,7 +58,7 @@ pub const DEMO: &[Tool] = &[IP, PING];
 /// What the namespace tests run, all of them: one run of the suite names
 /// everything a fresh machine lacks at once.
 pub const TESTS: &[Tool] = &[
-    IP, PING, NFT, SYSCTL, SETPRIV, CURL, PROMETHEUS, PROMTOOL, TCPDUMP, ETCD, ETCDCTL,
+    IP, PING, NFT, SYSCTL, SETPRIV, CURL, PROMETHEUS, PROMTOOL, TCPDUMP, ETCD, ETCDCTL, OPENSSL,
 ];
 
 /// Where `program` is: itself if it contains a `/`, else the first

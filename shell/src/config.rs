@@ -48,12 +48,7 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Confi
 /// The text comes back in a buffer that is wiped when dropped, and the
 /// untrimmed copy read from the file is wiped at once.
 pub fn read_secret(config: &Path, p: &Path) -> Result<Zeroizing<String>, String> {
-    let base = config.parent().unwrap_or(Path::new("."));
-    let full = if p.is_absolute() {
-        p.to_owned()
-    } else {
-        base.join(p)
-    };
+    let full = relative_to_config(config, p);
     let text = std::fs::read_to_string(&full)
         .map(Zeroizing::new)
         .map(|s| Zeroizing::new(s.trim().to_owned()))
@@ -70,6 +65,17 @@ pub fn read_secret(config: &Path, p: &Path) -> Result<Zeroizing<String>, String>
         eprintln!("{program}: warning: {w}");
     }
     Ok(text)
+}
+
+/// `p` as a file named in the config file `config`: a relative path is
+/// relative to the config file's directory.
+pub fn relative_to_config(config: &Path, p: &Path) -> PathBuf {
+    let base = config.parent().unwrap_or(Path::new("."));
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
 }
 
 /// Permission bits for anyone but the file's owner.

@@ -161,6 +161,7 @@ pub fn cluster_with_vlans(
             } else {
                 Vec::new()
             },
+            etcd_credentials: Default::default(),
             lease_ttl: Duration::from_secs(5),
             prefix: "/tapmesh".into(),
             switches: (switch_keys.iter().enumerate())

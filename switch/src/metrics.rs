@@ -262,6 +262,7 @@ impl Export for Status {
         etcd::REVISION,
         etcd::LEASE_TTL,
         etcd::LEASES,
+        etcd::CONNECT_FAILURES,
         etcd::KEYS,
         etcd::TXNS,
         etcd::WRITES,

@@ -74,6 +74,9 @@ pub struct ClusterConfig {
     pub name: Name,
     /// etcd client URLs; empty: no store, static peering only.
     pub etcd_endpoints: Vec<String>,
+    /// TLS and user towards etcd (checked when loaded; secrets redacted
+    /// from `Debug`).
+    pub etcd_credentials: crate::etcd::credentials::Credentials,
     /// The TTL of this switch's etcd lease.
     pub lease_ttl: Duration,
     /// The etcd key prefix (absolute, no trailing `/`).

@@ -1,6 +1,7 @@
 //! `[cluster]` and `[[cluster.switch]]`: several switches serving the same
 //! networks. Optional: without the section the switch runs alone, as before.
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use overlay_proto::keys::PublicKey;
 use serde::Deserialize;
 
 use crate::cluster::{ClusterConfig, PeerSwitch};
+
+mod etcd_credentials;
 
 /// `[cluster]`: this switch's name, the etcd store (if any) and the other
 /// switches it peers with.
@@ -17,6 +20,11 @@ pub(super) struct ClusterSection {
     name: String,
     #[serde(default)]
     etcd_endpoints: Vec<String>,
+    etcd_ca_file: Option<PathBuf>,
+    etcd_cert_file: Option<PathBuf>,
+    etcd_key_file: Option<PathBuf>,
+    etcd_username: Option<String>,
+    etcd_password_file: Option<PathBuf>,
     #[serde(default = "default_lease_ttl_secs")]
     lease_ttl_secs: u64,
     #[serde(default = "default_prefix")]
@@ -48,9 +56,11 @@ const LEASE_TTL_SECS: std::ops::RangeInclusive<u64> = 2..=60;
 /// A key of `[cluster]` (relative to the section) and what is wrong with it.
 type Problem = (String, String);
 
-/// Validate `[cluster]`. `own_key` is this switch's public key and
-/// `node_keys` every admitted node's: a switch's key must be neither.
+/// Validate `[cluster]` of the config file `config` (files it names are
+/// relative to it). `own_key` is this switch's public key and `node_keys`
+/// every admitted node's: a switch's key must be neither.
 pub(super) fn cluster(
+    config: &Path,
     s: &ClusterSection,
     own_key: &PublicKey,
     node_keys: &[PublicKey],
@@ -68,6 +78,7 @@ pub(super) fn cluster(
         }
         etcd_endpoints.push(u.clone());
     }
+    let etcd_credentials = etcd_credentials::credentials(config, s)?;
     if !LEASE_TTL_SECS.contains(&s.lease_ttl_secs) {
         return Err(p(
             "lease-ttl-secs",
@@ -131,6 +142,7 @@ pub(super) fn cluster(
     Ok(ClusterConfig {
         name: Arc::from(s.name.as_str()),
         etcd_endpoints,
+        etcd_credentials,
         lease_ttl: Duration::from_secs(s.lease_ttl_secs),
         prefix: s.prefix.clone(),
         switches,

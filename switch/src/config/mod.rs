@@ -178,7 +178,7 @@ impl Config {
                 let node_keys: Vec<_> = (networks.iter())
                     .flat_map(|n| n.core.nodes.iter().map(|s| s.public_key))
                     .collect();
-                let c = cluster::cluster(c, &own_key, &node_keys)
+                let c = cluster::cluster(path, c, &own_key, &node_keys)
                     .map_err(|(k, p)| err(&format!("cluster.{k}"), p))?;
                 Some(c)
             }

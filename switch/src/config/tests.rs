@@ -13,6 +13,8 @@ use crate::snooping::SnoopConfig;
 use crate::storm::{Rate, StormConfig};
 use crate::vlan::PortVlan;
 
+mod etcd_credentials;
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -25,6 +27,16 @@ fn setup(extra: &str) -> Result<Config, ConfigError> {
 
 /// Like `setup`; `extra` gets h1's public key.
 fn setup_with(extra: impl Fn(&str) -> String) -> Result<Config, ConfigError> {
+    setup_files(&[], extra)
+}
+
+/// Like `setup_with`, with more files (name, contents, mode) beside the
+/// config.
+fn setup_files(
+    files: &[(&str, &str, u32)],
+    extra: impl Fn(&str) -> String,
+) -> Result<Config, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!(
         "tm-cfg-{}-{}",
         std::process::id(),
@@ -33,6 +45,10 @@ fn setup_with(extra: impl Fn(&str) -> String) -> Result<Config, ConfigError> {
     std::fs::create_dir_all(&dir).unwrap();
     let k = StaticSecret::generate(&mut rand::rng());
     write(&dir, "s.key", &k.to_base64());
+    for (name, text, mode) in files {
+        let f = write(&dir, name, text);
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
     let pk = k.public_key().to_base64();
     let extra = extra(&pk);
     let p = write(
@@ -473,7 +489,7 @@ fn cluster_section() {
     assert_eq!(&*cl.switches[0].name, "sw2");
     assert_eq!(cl.switches[0].endpoint, "198.18.0.4:7777".parse().unwrap());
     let c = setup(
-        "[cluster]\nname = \"sw1\"\netcd-endpoints = [\"http://198.18.0.9:2379\", \"https://198.18.0.10:2379\"]\nlease-ttl-secs = 10\nprefix = \"/lab/ha\"\n",
+        "[cluster]\nname = \"sw1\"\netcd-endpoints = [\"http://198.18.0.9:2379\", \"http://198.18.0.10:2379\"]\nlease-ttl-secs = 10\nprefix = \"/lab/ha\"\n",
     )
     .unwrap();
     let cl = c.cluster.unwrap();

@@ -44,6 +44,7 @@ impl EtcdLink {
         }
         let store = store::spawn(Settings {
             endpoints: cluster.etcd_endpoints.clone(),
+            credentials: cluster.etcd_credentials.clone(),
             prefix: cluster.prefix.clone(),
             lease_ttl: cluster.lease_ttl,
         });

@@ -30,6 +30,11 @@ pub const KEYS: Def = Def::gauge(
     &["state"],
     "Keys this switch owns (owned), and of those not yet written (pending).",
 );
+pub const CONNECT_FAILURES: Def = Def::counter(
+    "tapmesh_switch_etcd_connect_failures_total",
+    &[],
+    "Connection attempts to etcd that failed (unreachable, TLS refused, authentication failed); the reason is logged once per outage.",
+);
 pub const TXNS: Def = Def::counter(
     "tapmesh_switch_etcd_txns_total",
     &["result"],
@@ -72,6 +77,7 @@ pub fn export(e: &EtcdStatus, out: &mut Exposition) {
     out.gauge(&REVISION, &[], e.revision as f64);
     out.gauge(&LEASE_TTL, &[], e.lease_ttl_left_secs as f64);
     out.counter(&LEASES, &[], e.leases_granted);
+    out.counter(&CONNECT_FAILURES, &[], e.connect_failures);
     out.gauge(&KEYS, &["owned"], e.owned as f64);
     out.gauge(&KEYS, &["pending"], e.pending as f64);
     out.counter(&TXNS, &["ok"], e.txns);

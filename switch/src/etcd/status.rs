@@ -45,6 +45,9 @@ pub struct EtcdStatus {
     pub leases_granted: u64,
     /// Connections made (the first, and one after each outage).
     pub connects: u64,
+    /// Connection attempts that failed before the store was connected
+    /// (etcd unreachable, TLS refused either way, authentication failed).
+    pub connect_failures: u64,
     /// Transactions written.
     pub txns: u64,
     /// Keys written or deleted in them.
@@ -72,14 +75,15 @@ pub fn render(out: &mut String, e: &EtcdStatus) {
     use std::fmt::Write;
     let _ = writeln!(
         out,
-        "\netcd: {} revision {} lease {:x} ({}s left of {}s, {} granted), connects {}",
+        "\netcd: {} revision {} lease {:x} ({}s left of {}s, {} granted), connects {} ({} failed)",
         e.connection.as_str(),
         e.revision,
         e.lease_id,
         e.lease_ttl_left_secs,
         e.lease_ttl_secs,
         e.leases_granted,
-        e.connects
+        e.connects,
+        e.connect_failures
     );
     let _ = writeln!(
         out,
@@ -110,6 +114,7 @@ mod tests {
             lease_ttl_left_secs: 3,
             leases_granted: 2,
             connects: 3,
+            connect_failures: 5,
             txns: 7,
             writes: 90,
             write_failures: 1,
@@ -131,5 +136,6 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("resyncs 4 (1 after compaction)"), "{out}");
+        assert!(out.contains("connects 3 (5 failed)"), "{out}");
     }
 }

@@ -33,6 +33,7 @@ use etcd_client::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, timeout};
 
+use super::credentials::Credentials;
 use super::keys::{self, Key, Value};
 use super::outbox::Op;
 use super::status::{Connection, EtcdStatus};
@@ -50,8 +51,10 @@ pub const LIVENESS: Duration = Duration::from_secs(3);
 /// Where and how the store works.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// etcd client URLs (`http://host:2379`).
+    /// etcd client URLs (`http://host:2379` or all `https://`).
     pub endpoints: Vec<String>,
+    /// TLS and the user, as configured.
+    pub credentials: Credentials,
     /// The key prefix of this cluster.
     pub prefix: String,
     /// TTL of this switch's lease.
@@ -165,6 +168,9 @@ impl Store {
             match self.session().await {
                 End::Shutdown => return,
                 End::Lost(why) => {
+                    if self.status.borrow().connection != Connection::Connected {
+                        self.set(|s| s.connect_failures += 1);
+                    }
                     if !logged_down {
                         tracing::warn!(error = %why, "etcd unreachable; forwarding goes on with the known state, local changes are queued");
                         logged_down = true;
@@ -219,16 +225,17 @@ impl Store {
     }
 
     async fn session_inner(&mut self) -> Result<(), End> {
-        let opts = ConnectOptions::new()
-            .with_connect_timeout(CALL_TIMEOUT)
-            .with_timeout(CALL_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(1), CALL_TIMEOUT);
+        let opts = self.settings.credentials.connect_options(
+            ConnectOptions::new()
+                .with_connect_timeout(CALL_TIMEOUT)
+                .with_timeout(CALL_TIMEOUT)
+                .with_keep_alive(Duration::from_secs(1), CALL_TIMEOUT),
+        );
         let mut client = deadline(
             "connect",
             Client::connect(&self.settings.endpoints, Some(opts)),
         )
         .await?;
-        self.set(|s| s.connects += 1);
 
         // The lease: the old one if it still lives, else a new one.
         let ttl = self.settings.lease_ttl.as_secs().max(1) as i64;
@@ -263,7 +270,10 @@ impl Store {
             None => self.resync(&mut client, &prefix).await?,
         };
         let mut watcher = self.watch(&mut client, &prefix, rev).await?;
-        self.set(|s| s.connection = Connection::Connected);
+        self.set(|s| {
+            s.connection = Connection::Connected;
+            s.connects += 1;
+        });
         tracing::info!(lease, revision = rev, "etcd connected");
 
         let tick = (self.settings.lease_ttl / 3).max(Duration::from_millis(500));
