@@ -192,9 +192,11 @@ impl VnetTap {
         }
     }
 
-    /// Read without waiting.
+    /// Read without waiting. A `WouldBlock` clears the descriptor's
+    /// readiness, so the next [`recv`](Self::recv) waits for the runtime
+    /// instead of trying a read that would fail again.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        read(self.fd.get_ref(), buf)
+        self.fd.try_io(Interest::READABLE, |fd| read(fd, buf))
     }
 
     /// Write one virtio header + frame.
@@ -290,3 +292,6 @@ pub fn open(cfg: &TapConfig) -> Result<Tap, TapError> {
         mtu: cfg.mtu as usize,
     })
 }
+
+#[cfg(test)]
+mod tests;
