@@ -104,6 +104,13 @@ impl FrameDevice for Tap {
             TapIo::Offload(t) => t.send(frame).await,
         }
     }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        match &self.io {
+            TapIo::Plain(t) => t.as_raw_fd(),
+            TapIo::Offload(t) => t.fd.get_ref().as_raw_fd(),
+        }
+    }
 }
 
 /// A TAP opened with `IFF_VNET_HDR` and offloads.
