@@ -31,6 +31,7 @@ struct File {
     admin_socket: Option<PathBuf>,
     metrics_listen: Option<String>,
     log_level: Option<String>,
+    busy_poll_us: Option<u64>,
     rekey_after_secs: Option<u64>,
     vouch_lifetime_secs: Option<u64>,
     tap: Option<TapFile>,
@@ -169,6 +170,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The log filter (`log-level`), if set; see `tapmesh_shell::log_level`.
     pub log_level: Option<String>,
+    /// `busy-poll-us`: how long to keep polling the socket and the TAP after
+    /// the last datagram or frame before parking
+    /// (`tapmesh_shell::busy_poll`); `None`: off.
+    pub busy_poll: Option<Duration>,
     /// The TAP, if the node has one.
     pub tap: Option<TapConfig>,
     /// Sockets VMs connect to.
@@ -232,6 +237,8 @@ impl Config {
         if let Some(l) = &log_level {
             tapmesh_shell::log_level::check(l).map_err(|p| err("log-level", p))?;
         }
+        let busy_poll =
+            tapmesh_shell::busy_poll::parse(f.busy_poll_us).map_err(|p| err("busy-poll-us", p))?;
         let max_rekey = REKEY_AFTER_TIME.as_secs();
         let rekey_after = match f.rekey_after_secs {
             None => REKEY_AFTER_TIME,
@@ -274,6 +281,7 @@ impl Config {
             admin_socket,
             metrics_listen,
             log_level,
+            busy_poll,
             core: NodeConfig {
                 private_key,
                 switch_key: switches[0].key,
@@ -522,6 +530,25 @@ pub(crate) mod tests {
             assert_eq!(e.key, "rekey-after-secs");
             assert_eq!(e.problem, format!("{bad} is out of range 10..=120"));
         }
+    }
+
+    #[test]
+    fn busy_poll_is_off_by_default_and_bounded() {
+        assert_eq!(load("").unwrap().busy_poll, None);
+        assert_eq!(load_top("busy-poll-us = 0").unwrap().busy_poll, None);
+        let c = load_top("busy-poll-us = 50").unwrap();
+        assert_eq!(c.busy_poll, Some(Duration::from_micros(50)));
+        let e = load_top("busy-poll-us = 1001").unwrap_err();
+        assert_eq!(e.key, "busy-poll-us");
+        assert!(e.problem.contains("out of range 0..=1000"), "{e}");
+        assert_eq!(
+            load_top("busy-poll-us = -1").unwrap_err().key,
+            "busy-poll-us"
+        );
+        assert_eq!(
+            load_top("busy-poll-us = \"fast\"").unwrap_err().key,
+            "busy-poll-us"
+        );
     }
 
     #[test]

@@ -132,6 +132,10 @@ pub async fn run<D: FrameDevice>(
     let mut rx = RecvBuffers::default();
     let mut batch = TxQueue::new(BATCH);
     let mut drop_log = tapmesh_shell::DropLog::new(now, "tapmesh-node status");
+    let mut busy = tapmesh_shell::busy_poll::BusyPoll::new(running.busy_poll);
+    let busy_fds: Vec<_> = std::iter::once(udp.raw_fd())
+        .chain(tap.as_ref().map(FrameDevice::raw_fd))
+        .collect();
     core.handle_timeout(now);
     loop {
         flush(&mut core, &udp).await;
@@ -139,6 +143,7 @@ pub async fn run<D: FrameDevice>(
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
             .min(ports.local.poll_timeout());
+        busy.spin(&busy_fds, deadline);
         tokio::select! {
             _ = &mut shutdown => break,
             r = tap_recv(tap.as_ref(), &mut tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_READ]) => {
@@ -155,6 +160,7 @@ pub async fn run<D: FrameDevice>(
                     if ports.forward(now, tap_port, payload).uplink {
                         uplink(&mut core, now, &mut tap_buf, n, &mut batch, &udp).await;
                     }
+                    busy.note_activity(now);
                     // Read the next frame only if this wakeup will handle it.
                     if round == BATCH {
                         break;
@@ -175,6 +181,7 @@ pub async fn run<D: FrameDevice>(
                         Err(e) => return Err(e),
                     };
                     let now = Instant::now();
+                    busy.note_activity(now);
                     for (from, d) in rx.datagrams(n) {
                         let Some(w) = core.handle_datagram(now, from, d) else { continue };
                         let frame = match &w {

@@ -4,6 +4,7 @@
 //! ([`crate::tap::Tap`]) implements it.
 use std::future::Future;
 use std::io;
+use std::os::fd::RawFd;
 
 /// A device that exchanges Ethernet frames with the kernel, one per read or
 /// write.
@@ -27,4 +28,8 @@ pub trait FrameDevice {
 
     /// Write one frame.
     fn send(&self, frame: &[u8]) -> impl Future<Output = io::Result<usize>>;
+
+    /// The descriptor to poll for readability (busy-polling,
+    /// `tapmesh_shell::busy_poll`).
+    fn raw_fd(&self) -> RawFd;
 }

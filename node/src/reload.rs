@@ -10,7 +10,7 @@
 //! the TAP, the session or a socket the node holds, and is refused by key
 //! (the running config stays): `name`, `private-key-file`, `switch`,
 //! `switch-public-key`, `network-secret-file`, `network-id`, `underlay-mtu`,
-//! `rekey-after-secs`, `admin-socket` and `[tap]`; and an
+//! `rekey-after-secs`, `admin-socket`, `busy-poll-us` and `[tap]`; and an
 //! added port or host whose `mtu` is above the largest the node started
 //! with (the core holds every frame to that).
 use std::path::Path;
@@ -106,6 +106,7 @@ pub fn plan(path: &Path, running: &Config, new: &Config) -> Result<Plan, ConfigE
         ("rekey-after-secs", a.rekey_after != b.rekey_after),
         ("admin-socket", running.admin_socket != new.admin_socket),
         ("tap", running.tap != new.tap),
+        ("busy-poll-us", running.busy_poll != new.busy_poll),
     ]
     .into_iter()
     .filter_map(|(key, differs)| differs.then_some(key.to_owned()))

@@ -104,6 +104,13 @@ impl FrameDevice for Tap {
             TapIo::Offload(t) => t.send(frame).await,
         }
     }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        match &self.io {
+            TapIo::Plain(t) => t.as_raw_fd(),
+            TapIo::Offload(t) => t.fd.get_ref().as_raw_fd(),
+        }
+    }
 }
 
 /// A TAP opened with `IFF_VNET_HDR` and offloads.
@@ -192,9 +199,11 @@ impl VnetTap {
         }
     }
 
-    /// Read without waiting.
+    /// Read without waiting. A `WouldBlock` clears the descriptor's
+    /// readiness, so the next [`recv`](Self::recv) waits for the runtime
+    /// instead of trying a read that would fail again.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        read(self.fd.get_ref(), buf)
+        self.fd.try_io(Interest::READABLE, |fd| read(fd, buf))
     }
 
     /// Write one virtio header + frame.
@@ -290,3 +299,6 @@ pub fn open(cfg: &TapConfig) -> Result<Tap, TapError> {
         mtu: cfg.mtu as usize,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -37,6 +37,11 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
         (format!("{base}[tap]\n"), None, "private-key-file"),
         (format!("{base}extra = 1\n[tap]\n"), Some(KEY), "extra"),
         (
+            format!("{base}busy-poll-us = 2000\n[tap]\n"),
+            Some(KEY),
+            "busy-poll-us",
+        ),
+        (
             format!("{base}[tap]\n").replace(KEY, "AAAA"),
             Some(KEY),
             "switch-public-key",

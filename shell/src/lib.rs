@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`admin`]: the local admin socket (bind with safe permissions, request).
+//! - [`busy_poll`]: `busy-poll-us`, polling a little before parking (latency).
 //! - [`capture`]: live capture: the bounded pcapng buffer, filters, the stream.
 //! - [`config`]: config-file errors naming file, key and problem; key files.
 //! - [`dumpable`]: no core dumps or same-user ptrace of the daemons (keys).
@@ -19,6 +20,7 @@
 //! - `build.rs`: the git commit for `--version`.
 
 pub mod admin;
+pub mod busy_poll;
 pub mod capture;
 pub mod config;
 pub mod dumpable;

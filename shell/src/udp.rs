@@ -41,6 +41,12 @@ impl UdpLink {
         })
     }
 
+    /// The socket's descriptor (to poll it, `crate::busy_poll`).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.io.as_raw_fd()
+    }
+
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.io.local_addr()

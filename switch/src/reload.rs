@@ -17,7 +17,8 @@
 //! - a network's `id` and `mode`: each node's sessions carry the id, and
 //!   mesh nodes hold direct sessions the switch cannot take back;
 //! - `[cluster]`: the trunks to the other switches and the store's lease
-//!   are set up once, at start.
+//!   are set up once, at start;
+//! - `busy-poll-us`: read once by the shell's loop.
 //!
 //! Networks may be added (a new core) or removed (its sessions end).
 //! `log-level` may change (unless `--log-level` was given; see
@@ -47,6 +48,7 @@ pub fn apply(
         ("admin-socket", running.admin_socket != new.admin_socket),
         ("state-file", running.state_file != new.state_file),
         ("cluster", running.cluster != new.cluster),
+        ("busy-poll-us", running.busy_poll != new.busy_poll),
     ]
     .into_iter()
     .filter(|(_, differs)| *differs)

@@ -83,6 +83,7 @@ pub async fn run(
     }
     tokio::pin!(shutdown);
     let mut rx = RecvBuffers::default();
+    let mut busy = tapmesh_shell::busy_poll::BusyPoll::new(running.busy_poll);
     let mut drop_log = tapmesh_shell::DropLog::new(Instant::now(), "tapmesh-switch status");
     loop {
         let deadline = core
@@ -92,6 +93,7 @@ pub async fn run(
             .as_ref()
             .and_then(EtcdLink::poll_timeout)
             .map_or(deadline, |d| d.min(deadline));
+        busy.spin(&[socket.raw_fd()], deadline);
         tokio::select! {
             _ = &mut shutdown => break,
             // One recvmmsg/GRO batch per wakeup; then transmits and timers.
@@ -102,6 +104,7 @@ pub async fn run(
                         for (from, d) in rx.datagrams(n) {
                             core.handle_datagram(now, from, d);
                         }
+                        busy.note_activity(now);
                     }
                     // ICMP errors from earlier sends surface here on some kernels; ignore.
                     Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}

@@ -44,6 +44,11 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
             Some(KEY),
             "multicast.igmp-version",
         ),
+        (
+            format!("{base}busy-poll-us = 2000\n"),
+            Some(KEY),
+            "busy-poll-us",
+        ),
     ];
     check_config_errors(Path::new(BIN), "switch.toml", "switch.key", &cases);
 }

@@ -12,14 +12,29 @@
 //! - [`cpu`]: per-process and whole-machine CPU time, resident memory.
 //! - [`iperf`]: `iperf3` server and client runs, their JSON parsed.
 //! - [`ping`]: `ping` runs with per-packet times, average and p99.
+//! - [`hops`]: where a ping's round trip spends its time, per hop (tcpdump).
 //! - [`histogram`]: a fixed-size latency histogram (1 µs buckets).
 //! - [`udp_batch`]: `sendmmsg` / `recvmmsg` on a connected UDP socket.
+//! - [`vxlan`]: the kernel VXLAN overlay the benchmarks compare with.
 
 pub mod cpu;
 pub mod histogram;
+pub mod hops;
 pub mod iperf;
 pub mod ping;
 pub mod udp_batch;
+pub mod vxlan;
+
+/// Pings h1 -> h2 until h1's status shows its mesh path to h2 as `want`
+/// ("direct" or "relayed"); false after 15 s.
+pub fn wait_for_path(topo: &crate::Topology, want: &str) -> bool {
+    crate::wait_until(std::time::Duration::from_secs(15), || {
+        topo.ping(1, crate::topology::overlay_v4(2));
+        topo.node_status(1)["peers"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["path"] == want))
+    })
+}
 
 /// The `p`-th percentile (0..=100) of `sorted` by nearest rank.
 pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {

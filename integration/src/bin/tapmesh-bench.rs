@@ -26,6 +26,7 @@ use std::time::Duration;
 use integration::bench::cpu::CpuSample;
 use integration::bench::iperf::{self, IperfResult, Load};
 use integration::bench::ping::{self, PingResult};
+use integration::bench::vxlan;
 use integration::stop;
 use integration::topology::{overlay_v4, underlay_v4};
 use integration::{Netns, Process, Topology, wait_until};
@@ -226,51 +227,6 @@ fn report_iperf(what: &str, r: &Result<IperfResult, String>) {
         ),
         Err(e) => println!("   {what}: FAILED: {e}"),
     }
-}
-
-/// Adds the kernel VXLAN overlay to hosts 1 and 2: `vx0` (VNI 42, UDP 4789,
-/// unicast flooding to the other host) in bridge `brov` with 198.19.1.i/24.
-fn add_vxlan(topo: &Topology) {
-    for (i, peer) in [(1usize, 2usize), (2, 1)] {
-        let ns = topo.ns(i);
-        let local = underlay_v4(i).to_string();
-        let remote = underlay_v4(peer).to_string();
-        ns.ip(&[
-            "link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", "4789", "local", &local,
-            "dev", "eth0",
-        ]);
-        ns.exec_ok(
-            "bridge",
-            &[
-                "fdb",
-                "append",
-                "00:00:00:00:00:00",
-                "dev",
-                "vx0",
-                "dst",
-                &remote,
-            ],
-        );
-        ns.ip(&["link", "add", "brov", "type", "bridge"]);
-        ns.ip(&["link", "set", "vx0", "master", "brov"]);
-        ns.ip(&["link", "set", "vx0", "mtu", "1450"]);
-        ns.ip(&["link", "set", "brov", "mtu", "1450"]);
-        ns.ip(&["addr", "add", &format!("{}/24", vxlan_v4(i)), "dev", "brov"]);
-        ns.ip(&["link", "set", "vx0", "up"]);
-        ns.ip(&["link", "set", "brov", "up"]);
-    }
-}
-
-fn remove_vxlan(topo: &Topology) {
-    for i in [1, 2] {
-        topo.ns(i).ip(&["link", "del", "brov"]);
-        topo.ns(i).ip(&["link", "del", "vx0"]);
-    }
-}
-
-/// Host `i`'s address on the kernel VXLAN overlay, 198.19.1.i.
-fn vxlan_v4(i: usize) -> std::net::Ipv4Addr {
-    std::net::Ipv4Addr::new(198, 19, 1, i as u8)
 }
 
 fn ping_once(ns: &Netns, to: IpAddr) -> bool {
@@ -537,8 +493,8 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
     )?);
 
     // (b) kernel VXLAN + bridge.
-    add_vxlan(&topo);
-    let to: IpAddr = vxlan_v4(2).into();
+    vxlan::add(&topo);
+    let to: IpAddr = vxlan::v4(2).into();
     if !wait_until(Duration::from_secs(10), || ping_once(topo.ns(1), to)) {
         return Err("kernel VXLAN: h1 cannot ping h2 over vx0".into());
     }
@@ -553,7 +509,7 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
         args,
         &dir,
     )?);
-    remove_vxlan(&topo);
+    vxlan::remove(&topo);
 
     // (c) tapmesh central.
     stop::check()?;
@@ -591,7 +547,7 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
         topo.prefix()
     );
     topo.start_all(Duration::from_secs(30));
-    if !wait_for_path(&topo, "direct") {
+    if !integration::bench::wait_for_path(&topo, "direct") {
         return Err("mesh: h1's path to h2 never became direct".into());
     }
     let pids = [topo.switch_pid(), topo.node_pid(1), topo.node_pid(2)];
@@ -613,7 +569,7 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
     // h2 blocked, so their frames go through the switch.
     stop::check()?;
     topo.ns(1).block_udp_with(underlay_v4(2));
-    if !wait_for_path(&topo, "relayed") {
+    if !integration::bench::wait_for_path(&topo, "relayed") {
         return Err("mesh: h1's path to h2 never fell back to the relay".into());
     }
     paths.push(measure(
@@ -634,17 +590,6 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
     topo.assert_all_running();
     println!("tearing down {} ...", topo.prefix());
     Ok(paths)
-}
-
-/// Pings h1 -> h2 until h1's status shows its path to h2 as `want`
-/// ("direct" or "relayed"); false after 15 s.
-fn wait_for_path(topo: &Topology, want: &str) -> bool {
-    wait_until(Duration::from_secs(15), || {
-        ping_once(topo.ns(1), overlay_v4(2).into());
-        topo.node_status(1)["peers"]
-            .as_array()
-            .is_some_and(|ps| ps.iter().any(|p| p["path"] == want))
-    })
 }
 
 fn main() -> ExitCode {

@@ -60,6 +60,7 @@ struct File {
     cookie_replies_per_sec: u32,
     metrics_listen: Option<String>,
     log_level: Option<String>,
+    busy_poll_us: Option<u64>,
     #[serde(default)]
     mode: crate::mesh::Mode,
     #[serde(default)]
@@ -118,6 +119,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The log filter (`log-level`), if set; see `tapmesh_shell::log_level`.
     pub log_level: Option<String>,
+    /// `busy-poll-us`: how long to keep polling the socket after the last
+    /// datagram before parking (`tapmesh_shell::busy_poll`); `None`: off.
+    pub busy_poll: Option<Duration>,
     /// The networks, each with its core's configuration: the top-level
     /// nodes (network `default`, id 0) unless only `[[network]]`s are given,
     /// then each `[[network]]`.
@@ -150,6 +154,8 @@ impl Config {
             tapmesh_shell::log_level::check(l).map_err(|p| err("log-level", p))?;
         }
         f.check_limits().map_err(|(k, p)| err(k, p))?;
+        let busy_poll =
+            tapmesh_shell::busy_poll::parse(f.busy_poll_us).map_err(|p| err("busy-poll-us", p))?;
         let own_key = private_key.public_key();
         let template = f.core_template(path, private_key)?;
         let drafts = network::drafts(path, &f.node, &f.mirror, f.mode, &psk, &f.network)?;
@@ -190,6 +196,7 @@ impl Config {
             state_file: f.state_file,
             metrics_listen,
             log_level: f.log_level,
+            busy_poll,
             networks,
         })
     }

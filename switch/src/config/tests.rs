@@ -562,3 +562,15 @@ fn cluster_section() {
     let e = setup("[cluster]\nname = \"a\"\nbogus = 1\n").unwrap_err();
     assert!(e.to_string().contains("bogus"), "{e}");
 }
+
+#[test]
+fn busy_poll_is_off_by_default_and_bounded() {
+    assert_eq!(setup("").unwrap().busy_poll, None);
+    assert_eq!(setup("busy-poll-us = 0").unwrap().busy_poll, None);
+    let c = setup("busy-poll-us = 1000").unwrap();
+    assert_eq!(c.busy_poll, Some(Duration::from_millis(1)));
+    let e = setup("busy-poll-us = 5000").unwrap_err();
+    assert_eq!(e.key, "busy-poll-us", "{e}");
+    assert!(e.problem.contains("5000 is out of range 0..=1000"), "{e}");
+    assert_eq!(setup("busy-poll-us = -3").unwrap_err().key, "busy-poll-us");
+}
