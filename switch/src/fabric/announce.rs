@@ -470,6 +470,7 @@ mod tests {
             etcd_endpoints: vec![],
             lease_ttl: Duration::from_secs(5),
             prefix: "/tapmesh".into(),
+            etcd_credentials: Default::default(),
             switches: vec![crate::cluster::PeerSwitch {
                 name: "s1".into(),
                 public_key: peer.public_key(),
