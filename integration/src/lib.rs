@@ -23,6 +23,9 @@
 //! - [`bench`]: helpers of the `tapmesh-bench` and `tapmesh-loadgen` binaries.
 //! - [`bins`]: where the `tapmesh-*` binaries are (`TAPMESH_BIN_DIR`, else
 //!   beside the running executable).
+//! - [`cluster`]: [`cluster::Cluster`], three switches on a real etcd
+//!   cluster with nodes spread over them (every node lists every switch),
+//!   partitions of one switch.
 //! - [`etcd`]: a real etcd cluster (members in namespaces, data in a
 //!   temporary directory): health, leader, kill -9, restart, partitions,
 //!   compaction.
@@ -70,6 +73,7 @@ pub mod attack;
 pub mod bench;
 pub mod bins;
 pub mod capture;
+pub mod cluster;
 pub mod config;
 pub mod etcd;
 pub mod http;

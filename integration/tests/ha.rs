@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use integration::config::{KeyPair, write_file};
+use integration::config::{self, KeyPair, SwitchRef, write_file};
 use integration::topology::{SWITCH_PORT, overlay_v4, status_json, underlay_v4};
 use integration::traffic::tcp_transfer;
 use integration::{Process, Topology, bins, wait_until};
@@ -23,10 +23,14 @@ fn trunk<'a>(status: &'a Value, peer: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no trunk to {peer} in {status}"))
 }
 
+/// `own`'s `[cluster]`, statically peered with `peer` (no etcd).
 fn cluster_section(own: &str, peer: &str, key: &str, endpoint: SocketAddr) -> String {
-    format!(
-        "[cluster]\nname = \"{own}\"\n\n[[cluster.switch]]\nname = \"{peer}\"\npublic-key = \"{key}\"\nendpoint = \"{endpoint}\"\n"
-    )
+    let peer = SwitchRef {
+        name: peer.into(),
+        public_key: key.into(),
+        endpoint,
+    };
+    config::cluster_section(own, None, &[peer])
 }
 
 #[test]
