@@ -29,9 +29,15 @@ within_20s() {
 # The file a receiver writes: host and IP version.
 file() { case "$2" in \[*) echo "$out/$1.v6" ;; *) echo "$out/$1.v4" ;; esac; }
 
+# Receivers listen for at most 60 s; they are stopped (SIGTERM: each prints
+# its count) as soon as the senders are done and late frames have landed.
+receivers=""
 for g in $groups; do
     for h in rx1 rx2 rx3; do
-        in_host "$h" tapmesh-lab mcast recv "$g" --seconds 40 >"$(file "$h" "$g")" &
+        # Not through in_host: $! must be the receiver itself, not a subshell.
+        ip netns exec "$TAPMESH_LAB_NAME-$h" tapmesh-lab mcast recv "$g" --seconds 60 \
+            >"$(file "$h" "$g")" &
+        receivers="$receivers $!"
     done
 done
 joined() {
@@ -49,6 +55,9 @@ echo "receivers joined; the switch has both groups; src sends $count datagrams t
 for g in $groups; do
     in_host src tapmesh-lab mcast send "$g" --count "$count" --interval-ms 20
 done
+sleep 1
+# shellcheck disable=SC2086 # one PID per word
+kill -TERM $receivers
 wait
 
 got() { sed -n 's/^received //p' "$(file "$1" "$2")"; }

@@ -78,7 +78,8 @@ enum McastCmd {
         interval_ms: u64,
     },
     /// Join GROUP:PORT on a device, print `joined ...`, and after SECONDS
-    /// print `received N`: how many of the lab's datagrams arrived.
+    /// (or on SIGINT/SIGTERM, whichever comes first) print `received N`:
+    /// how many of the lab's datagrams arrived.
     Recv {
         /// e.g. 239.1.2.3:5000 or [ff15::1234]:5000.
         group: String,
@@ -119,6 +120,7 @@ fn run_mcast(cmd: McastCmd) -> ExitCode {
             seconds,
         } => mcast::parse_group(&group)
             .and_then(|g| {
+                stop::install_handlers();
                 // A line a script can wait for before it starts the sender.
                 let joined = || {
                     println!("joined {g} on {dev}");

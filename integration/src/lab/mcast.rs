@@ -40,8 +40,12 @@ fn ifindex(dev: &str) -> Result<u32, String> {
     }
 }
 
+/// How often a receiver looks at the stop flag while no datagram arrives.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
 /// Joins `group` on `dev`, calls `on_joined`, counts the lab's datagrams to
-/// it for `wait`, and returns the count.
+/// it for `wait` or until SIGINT/SIGTERM (so a script can end it as soon as
+/// its senders are done, see [`crate::stop`]), and returns the count.
 pub fn receive(
     group: SocketAddr,
     dev: &str,
@@ -73,11 +77,11 @@ pub fn receive(
     let mut count = 0;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if left.is_zero() || crate::stop::requested() {
             return Ok(count);
         }
         socket
-            .set_read_timeout(Some(left))
+            .set_read_timeout(Some(left.min(STOP_POLL)))
             .map_err(e("SO_RCVTIMEO"))?;
         match socket.recv(&mut buf) {
             Ok(n) if buf[..n].starts_with(MAGIC) => count += 1,
@@ -85,7 +89,9 @@ pub fn receive(
             Err(err)
                 if matches!(
                     err.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
             Err(err) => return Err(format!("recv: {err}")),
         }
