@@ -210,12 +210,14 @@ fn kill_9_of_the_senders_switch_mid_transfer_homes_it_elsewhere_and_the_transfer
         "no ping lost: did sw1 die?"
     );
     assert!(outage < RESUME_BUDGET, "the path was down for {outage:?}");
-    // TCP retransmits with a doubling timeout (Linux: 200 ms, then 400,
-    // 800, 1600 ms...), so the stream resumes at the first retransmission
-    // after the path is back: no later than about twice the outage.
+    // The stream itself resumes at TCP's first retransmission after the
+    // path is back, and Linux doubles its timeout from 200 ms (retries at
+    // about 0.2, 0.6, 1.4, 3.0, 6.2 s): a path back at 1.2-1.5 s resumes at
+    // 1.4 s or at 3.0 s. Measured: 1.5 s and 3.2 s in different runs. So
+    // the bound is the retry after the budget, not the budget itself.
     assert!(
-        r.longest_stall < outage * 2 + Duration::from_millis(500),
-        "the transfer stalled for {:?}, the path only {outage:?}",
+        r.longest_stall < RESUME_BUDGET * 2,
+        "the transfer stalled for {:?}, the path {outage:?}",
         r.longest_stall
     );
     // h1 and h2 lived on sw1: both homed on sw2 now (the next they list).
