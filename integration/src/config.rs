@@ -275,3 +275,60 @@ fn quote_path(p: &Path) -> String {
 pub fn write_file(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
+
+/// A switch as another one or a node names it: `[[cluster.switch]]` in a
+/// switch's config, `[[switch]]` in a node's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchRef {
+    /// `name`.
+    pub name: String,
+    /// `public-key`, base64.
+    pub public_key: String,
+    /// `endpoint`, the switch's `listen` address.
+    pub endpoint: std::net::SocketAddr,
+}
+
+impl SwitchRef {
+    /// The node's `[[switch]]` table for this switch.
+    pub fn node_table(&self) -> String {
+        self.table("switch")
+    }
+
+    fn table(&self, header: &str) -> String {
+        format!(
+            "[[{header}]]\nname = {}\nendpoint = {}\npublic-key = {}\n",
+            quote(&self.name),
+            quote(&self.endpoint.to_string()),
+            quote(&self.public_key)
+        )
+    }
+}
+
+/// etcd settings of a switch's `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// `etcd-endpoints`, e.g. `http://198.18.50.11:2379`.
+    pub endpoints: Vec<String>,
+    /// `lease-ttl-secs`.
+    pub lease_ttl_secs: u64,
+}
+
+/// A switch's `[cluster]` table named `own`, with etcd if given, and one
+/// `[[cluster.switch]]` per other switch (for a switch config's extra
+/// lines: it ends with a table, so top-level keys must come before it).
+pub fn cluster_section(own: &str, etcd: Option<&EtcdSettings>, others: &[SwitchRef]) -> String {
+    let mut s = format!("[cluster]\nname = {}\n", quote(own));
+    if let Some(e) = etcd {
+        let endpoints: Vec<String> = e.endpoints.iter().map(|e| quote(e)).collect();
+        s += &format!(
+            "etcd-endpoints = [{}]\nlease-ttl-secs = {}\n",
+            endpoints.join(", "),
+            e.lease_ttl_secs
+        );
+    }
+    for o in others {
+        s += "\n";
+        s += &o.table("cluster.switch");
+    }
+    s
+}

@@ -25,6 +25,9 @@
 //!   beside the running executable).
 //! - [`dashboard`]: the Grafana dashboard's queries by row and panel, and
 //!   the check that each returns data from a real Prometheus.
+//! - [`cluster`]: [`cluster::Cluster`], three switches on a real etcd
+//!   cluster with nodes spread over them (every node lists every switch),
+//!   partitions of one switch.
 //! - [`etcd`]: a real etcd cluster (members in namespaces, data in a
 //!   temporary directory): health, leader, kill -9, restart, partitions,
 //!   compaction.
@@ -75,6 +78,7 @@ pub mod attack;
 pub mod bench;
 pub mod bins;
 pub mod capture;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod etcd;

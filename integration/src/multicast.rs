@@ -1,8 +1,9 @@
 //! Multicast from inside the host namespaces: UDP sockets that join groups
-//! on a host's TAP through the kernel's own IGMP/MLD, senders, and counting
-//! what a capture on a TAP saw of a group or of the querier.
+//! on a host's TAP through the kernel's own IGMP/MLD, senders, counting what
+//! a receiving socket got, and what a capture on a TAP saw of a group or of
+//! the querier.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -61,6 +62,28 @@ pub fn send(s: &Socket, to: IpAddr, tag: &str, n: usize) {
             .unwrap_or_else(|e| panic!("send {tag} {k}: {e}"));
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Datagrams `s` holds whose text starts with `tag `, reading until it has
+/// been quiet for 300 ms.
+pub fn received(s: &Socket, tag: &str) -> usize {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+    let mut n = 0;
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_millis(300) {
+        if let Ok(len) = s.recv(&mut buf) {
+            // SAFETY: recv initialised the first `len` bytes.
+            let data: Vec<u8> = buf[..len]
+                .iter()
+                .map(|b| unsafe { b.assume_init() })
+                .collect();
+            if data.starts_with(format!("{tag} ").as_bytes()) {
+                n += 1;
+            }
+            quiet_since = Instant::now();
+        }
+    }
+    n
 }
 
 /// Frames in `frames` that the TAP received (not sent) for the group's MAC.

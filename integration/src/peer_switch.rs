@@ -2,7 +2,9 @@
 //! `tapmesh-switch` in one host's namespace (that host is then no node),
 //! listening on the host's underlay address at [`SWITCH_PORT`], with its own
 //! key, config, state file and admin socket in the topology's directory.
-//! The two switches peer through `[cluster]` sections ([`cluster_section`]);
+//! The two switches peer through `[cluster]` sections
+//! ([`cluster_section`](crate::config::cluster_section), naming each other
+//! with [`PeerSwitch::switch_ref`]);
 //! nodes are homed on it with [`Topology::set_node_switch`].
 //!
 //! The [`PeerSwitch`] guard stops the process (by PID) on drop: declare it
@@ -13,29 +15,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{AdmittedNode, KeyPair, SwitchConfig, write_file};
+use crate::config::{AdmittedNode, KeyPair, SwitchConfig, SwitchRef, write_file};
 use crate::topology::{SWITCH_PORT, status_json, underlay_v4};
 use crate::{Process, Topology, bins, wait_until};
 
 /// How long a started switch gets to answer `status`.
 const READY: Duration = Duration::from_secs(10);
-
-/// A `[cluster]` section naming this switch `own`, with `keys` (more
-/// `key = value` lines of the section, e.g. `etcd-endpoints`; may be empty),
-/// and a `[[cluster.switch]]` for each of `peers`: (name, public key,
-/// endpoint).
-pub fn cluster_section(own: &str, keys: &str, peers: &[(&str, &str, SocketAddr)]) -> String {
-    let mut s = format!("[cluster]\nname = \"{own}\"\n{keys}");
-    if !s.ends_with('\n') {
-        s.push('\n');
-    }
-    for (name, key, endpoint) in peers {
-        s += &format!(
-            "\n[[cluster.switch]]\nname = \"{name}\"\npublic-key = \"{key}\"\nendpoint = \"{endpoint}\"\n"
-        );
-    }
-    s
-}
 
 /// Another switch in host `host`'s namespace (see the module doc).
 #[derive(Debug)]
@@ -74,6 +59,16 @@ impl PeerSwitch {
     /// Its public key.
     pub fn public_key(&self) -> &str {
         &self.key.public_key
+    }
+
+    /// How the other switches list it (`[[cluster.switch]]`) and nodes
+    /// name it (`[[switch]]`).
+    pub fn switch_ref(&self) -> SwitchRef {
+        SwitchRef {
+            name: self.name.clone(),
+            public_key: self.key.public_key.clone(),
+            endpoint: self.addr(),
+        }
     }
 
     /// The host whose namespace it runs in.

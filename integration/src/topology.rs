@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{AdmittedNode, KeyPair, NetworkRef, NodeConfig, SwitchConfig, write_file};
+use crate::config::{
+    AdmittedNode, KeyPair, NetworkRef, NodeConfig, SwitchConfig, SwitchRef, write_file,
+};
 use crate::process::tail;
 use crate::traffic::{TransferReport, tcp_transfer};
 use crate::{Netns, Process, bins, status, wait_until};
@@ -76,6 +78,9 @@ struct Host {
     switch_addr_override: Option<SocketAddr>,
     /// The key its node expects instead of the switch's (another switch).
     switch_key_override: Option<String>,
+    /// The switches its node lists as `[[switch]]` tables instead (empty:
+    /// the topology's).
+    switch_list: Vec<SwitchRef>,
     /// The `[[network]]` it belongs to; `None`: the top-level nodes.
     network: Option<NetworkRef>,
     /// Its node's VM ports and user ([`Topology::set_node_vm_ports`]).
@@ -192,37 +197,7 @@ impl Topology {
         let i = self.hosts.len() + 1;
         let name = name.to_string();
         let ns = Netns::new(&format!("{}-{name}", self.prefix));
-        let port = format!("vh{i}");
-        self.sw.ip(&[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ]);
-        self.sw.ip(&["link", "set", &port, "master", "br0"]);
-        self.sw.ip(&["link", "set", &port, "up"]);
-        ns.ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", underlay_v4(i)),
-            "dev",
-            "eth0",
-        ]);
-        ns.ip(&[
-            "addr",
-            "add",
-            &format!("{}/64", underlay_v6(i)),
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-        ns.ip(&["link", "set", "eth0", "up"]);
+        self.plug_into_underlay(&ns, &format!("vh{i}"), underlay_v4(i), underlay_v6(i));
         self.hosts.push(Host {
             name,
             ns,
@@ -234,12 +209,36 @@ impl Topology {
             runs: 0,
             switch_addr_override: None,
             switch_key_override: None,
+            switch_list: Vec::new(),
             network: None,
             tap_identity: None,
             tap_addresses: None,
             local: LocalPorts::default(),
         });
         i
+    }
+
+    /// Connects namespace `ns` to the underlay: a veth from the switch
+    /// namespace's bridge (port `port` there) to `eth0` in `ns`, with `v4/24`
+    /// and `v6/64`, up.
+    pub fn plug_into_underlay(&self, ns: &Netns, port: &str, v4: Ipv4Addr, v6: Ipv6Addr) {
+        self.sw.ip(&[
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns.name(),
+        ]);
+        self.sw.ip(&["link", "set", port, "master", "br0"]);
+        self.sw.ip(&["link", "set", port, "up"]);
+        ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", "eth0"]);
+        ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", "eth0", "nodad"]);
+        ns.ip(&["link", "set", "eth0", "up"]);
     }
 
     /// Adds a host whose key is *not* in the switch's config (a switch started
@@ -393,7 +392,9 @@ impl Topology {
         }
     }
 
-    fn switch_config(&self) -> SwitchConfig {
+    /// `switch.toml` as the settings are now: the topology's switch
+    /// admitting every admitted host.
+    pub(crate) fn switch_config(&self) -> SwitchConfig {
         SwitchConfig {
             listen: self.switch_addr().to_string(),
             private_key_file: self.dir.join("switch.key"),
@@ -513,6 +514,7 @@ impl Topology {
                 runs: 0,
                 switch_addr_override: None,
                 switch_key_override: None,
+                switch_list: Vec::new(),
                 network: None,
                 tap_identity: None,
                 tap_addresses: None,
@@ -612,6 +614,13 @@ impl Topology {
         let h = self.host_mut(i);
         h.switch_addr_override = Some(addr);
         h.switch_key_override = Some(public_key.to_string());
+    }
+
+    /// Has host `i`'s node list `switches` as `[[switch]]` tables, in order
+    /// of preference, instead of the topology's switch, from the next
+    /// [`start_node`](Self::start_node) on.
+    pub fn set_node_switches(&mut self, i: usize, switches: Vec<SwitchRef>) {
+        self.host_mut(i).switch_list = switches;
     }
 
     /// Admits host `i` in `switch.toml` or not, from the next
@@ -866,6 +875,7 @@ impl Topology {
                 .collect(),
         };
         let config = self.with_second_switch(config);
+        let config = with_switch_list(config, &self.host(i).switch_list);
         let path = self.dir.join(format!("h{i}.toml"));
         write_file(&path, &config.render());
         path
@@ -1099,6 +1109,19 @@ impl Drop for Topology {
         // The Netns fields drop after this, deleting the namespaces (and with
         // them the veths, the bridge and any TAP left behind).
     }
+}
+
+/// `cfg` listing `switches` as `[[switch]]` tables instead of its one
+/// `switch`, unless `switches` is empty.
+fn with_switch_list(mut cfg: NodeConfig, switches: &[SwitchRef]) -> NodeConfig {
+    if switches.is_empty() {
+        return cfg;
+    }
+    let tables: String = switches.iter().map(SwitchRef::node_table).collect();
+    cfg.tables = format!("{tables}{}", cfg.tables);
+    cfg.switch.clear();
+    cfg.switch_public_key.clear();
+    cfg
 }
 
 /// Runs `binary status --json --socket PATH` and parses its output.

@@ -1,8 +1,11 @@
-//! Traffic made in Rust inside namespaces: TCP transfers checked byte for byte,
-//! UDP sprays of arbitrary datagrams, and pings running in the background.
+//! Traffic made in Rust inside namespaces: TCP transfers checked byte for byte
+//! (with their longest stall, watched from another thread if need be), UDP
+//! sprays of arbitrary datagrams, and pings running in the background.
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Netns;
@@ -79,6 +82,21 @@ pub struct TransferReport {
     pub bytes: u64,
     /// From connect to the receiver seeing end of stream.
     pub elapsed: Duration,
+    /// The longest time the receiver waited between two reads that
+    /// returned data (from its first byte on): how long the stream stalled.
+    pub longest_stall: Duration,
+}
+
+/// How many bytes a transfer's receiver has verified so far, for a watcher
+/// on another thread ([`tcp_transfer_watched`]).
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    /// Bytes received and verified so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl TransferReport {
@@ -98,12 +116,26 @@ pub fn tcp_transfer(
     bytes: u64,
     idle: Duration,
 ) -> Result<TransferReport, String> {
+    tcp_transfer_watched(from, to, to_ip, bytes, idle, &Progress::default())
+}
+
+/// [`tcp_transfer`], the receiver counting what it verified in `progress`
+/// as it goes (so another thread can act mid-transfer).
+pub fn tcp_transfer_watched(
+    from: &Netns,
+    to: &Netns,
+    to_ip: IpAddr,
+    bytes: u64,
+    idle: Duration,
+    progress: &Progress,
+) -> Result<TransferReport, String> {
     let pattern = Pattern::new(0x7a9_3e5b ^ bytes);
     let listener = to
         .enter(|| TcpListener::bind(SocketAddr::new(to_ip, 0)))
         .map_err(|e| format!("bind {to_ip} in {}: {e}", to.name()))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let receiver = std::thread::spawn(move || receive(listener, pattern, bytes, idle));
+    let progress = progress.clone();
+    let receiver = std::thread::spawn(move || receive(listener, pattern, bytes, idle, progress));
 
     let start = Instant::now();
     let sent = from
@@ -115,12 +147,13 @@ pub fn tcp_transfer(
         let _ = receiver.join();
         return Err(e);
     }
-    let received = receiver
+    let (received, longest_stall) = receiver
         .join()
         .map_err(|_| "receiver thread panicked".to_string())??;
     Ok(TransferReport {
         bytes: received,
         elapsed: start.elapsed(),
+        longest_stall,
     })
 }
 
@@ -148,7 +181,8 @@ fn receive(
     pattern: Pattern,
     bytes: u64,
     idle: Duration,
-) -> Result<u64, String> {
+    progress: Progress,
+) -> Result<(u64, Duration), String> {
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + idle;
     let mut stream = loop {
@@ -170,6 +204,8 @@ fn receive(
     let mut buf = vec![0u8; 64 * 1024];
     let mut expected = vec![0u8; 64 * 1024];
     let mut offset = 0u64;
+    let mut last_data: Option<Instant> = None;
+    let mut longest_stall = Duration::ZERO;
     loop {
         let n = stream
             .read(&mut buf)
@@ -177,6 +213,11 @@ fn receive(
         if n == 0 {
             break;
         }
+        let now = Instant::now();
+        if let Some(last) = last_data {
+            longest_stall = longest_stall.max(now - last);
+        }
+        last_data = Some(now);
         if offset + n as u64 > bytes {
             return Err(format!("received more than {bytes} bytes"));
         }
@@ -185,11 +226,12 @@ fn receive(
             return Err(format!("byte {} differs", offset + i as u64));
         }
         offset += n as u64;
+        progress.0.store(offset, Ordering::Relaxed);
     }
     if offset != bytes {
         return Err(format!("stream ended after {offset} of {bytes} bytes"));
     }
-    Ok(offset)
+    Ok((offset, longest_stall))
 }
 
 /// Sends each datagram from a UDP socket made in `from` to `target`, pausing
@@ -284,9 +326,27 @@ pub fn ping_in_background(ns: &Netns, to: IpAddr, interval: &str, count: u32) ->
     BackgroundPing(Some(child))
 }
 
+/// What a finished [`BackgroundPing`] counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingSummary {
+    /// Echo requests sent.
+    pub transmitted: u32,
+    /// Distinct replies received.
+    pub received: u32,
+    /// Replies received more than once (ping's `DUP!`).
+    pub duplicates: u32,
+}
+
 impl BackgroundPing {
     /// Waits for it to finish: (transmitted, received) from its summary.
-    pub fn result(mut self) -> (u32, u32) {
+    pub fn result(self) -> (u32, u32) {
+        let s = self.summary();
+        (s.transmitted, s.received)
+    }
+
+    /// Waits for it to finish and reads its summary line, e.g. `20 packets
+    /// transmitted, 20 received, +2 duplicates, 0% packet loss`.
+    pub fn summary(mut self) -> PingSummary {
         let child = self.0.take().expect("ping child");
         let out = child.wait_with_output().expect("ping output");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -294,11 +354,17 @@ impl BackgroundPing {
             .lines()
             .find(|l| l.contains("transmitted"))
             .unwrap_or_else(|| panic!("no ping summary in {text}"));
-        let nums: Vec<u32> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        (nums[0], nums[1])
+        let number = |part: &str| -> Option<u32> {
+            line.split(',')
+                .find(|p| p.contains(part))?
+                .split(|c: char| !c.is_ascii_digit())
+                .find_map(|w| w.parse().ok())
+        };
+        PingSummary {
+            transmitted: number("transmitted").unwrap_or(0),
+            received: number("received").unwrap_or(0),
+            duplicates: number("duplicates").unwrap_or(0),
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use integration::peer_switch::{PeerSwitch, cluster_section};
+use integration::config::{SwitchRef, cluster_section};
+use integration::peer_switch::PeerSwitch;
 use integration::topology::{SWITCH_PORT, overlay_v4};
 use integration::traffic::tcp_transfer;
 use integration::{Topology, wait_until};
@@ -36,13 +37,12 @@ fn two_switches(
 ) -> (Topology, PeerSwitch) {
     let mut topo = Topology::central(5);
     let mut sw2 = PeerSwitch::new(&mut topo, 5, "sw2");
-    let sw1_key = topo.switch_public_key();
-    let sw1_addr = topo.switch_addr();
-    topo.set_switch_config_extra(&cluster_section(
-        "sw1",
-        "",
-        &[("sw2", sw2.public_key(), sw2.addr())],
-    ));
+    let sw1 = SwitchRef {
+        name: "sw1".into(),
+        public_key: topo.switch_public_key(),
+        endpoint: topo.switch_addr(),
+    };
+    topo.set_switch_config_extra(&cluster_section("sw1", None, &[sw2.switch_ref()]));
     for &i in on_sw2 {
         topo.set_node_switch(i, sw2.addr(), sw2.public_key());
     }
@@ -53,7 +53,7 @@ fn two_switches(
     sw2.start(
         &mut topo,
         &[1, 2, 3, 4],
-        &cluster_section("sw2", "", &[("sw1", &sw1_key, sw1_addr)]),
+        &cluster_section("sw2", None, &[sw1]),
     );
     (topo, sw2)
 }

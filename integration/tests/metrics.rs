@@ -9,12 +9,13 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use integration::config::{EtcdSettings, SwitchRef, cluster_section};
 use integration::etcd::{EtcdCluster, HEALTHY_TIMEOUT};
 use integration::monitoring::{
     node_metrics_addr, scrape, switch_metrics_addr, topology_with_metrics,
 };
 use integration::multicast::{join_v4, send, sender};
-use integration::peer_switch::{PeerSwitch, cluster_section};
+use integration::peer_switch::PeerSwitch;
 use integration::prometheus::{self, Job, Prometheus};
 use integration::topology::overlay_v4;
 use integration::traffic::udp_spray;
@@ -288,16 +289,19 @@ fn prometheus_scrapes_two_switches_with_etcd_and_every_cluster_panel_has_data() 
     let sw2_metrics = node_metrics_addr(sw2.host());
     etcd.attach(topo.switch_ns(), "etcd0");
     etcd.attach(topo.ns(sw2.host()), "etcd0");
-    let store = format!(
-        "etcd-endpoints = [\"{}\"]\nlease-ttl-secs = 3\n",
-        etcd.client_url(1)
-    );
-    let sw1_key = topo.switch_public_key();
-    let sw1_addr = topo.switch_addr();
+    let store = EtcdSettings {
+        endpoints: vec![etcd.client_url(1)],
+        lease_ttl_secs: 3,
+    };
+    let sw1 = SwitchRef {
+        name: "sw1".into(),
+        public_key: topo.switch_public_key(),
+        endpoint: topo.switch_addr(),
+    };
     topo.set_switch_config_extra(&format!(
         "metrics-listen = \"{}\"\n{}",
         switch_metrics_addr(),
-        cluster_section("sw1", &store, &[("sw2", sw2.public_key(), sw2.addr())])
+        cluster_section("sw1", Some(&store), &[sw2.switch_ref()])
     ));
     topo.set_node_switch(2, sw2.addr(), sw2.public_key());
     etcd.wait_healthy(HEALTHY_TIMEOUT)
@@ -307,7 +311,7 @@ fn prometheus_scrapes_two_switches_with_etcd_and_every_cluster_panel_has_data() 
         &[1, 2],
         &format!(
             "metrics-listen = \"{sw2_metrics}\"\n{}",
-            cluster_section("sw2", &store, &[("sw1", &sw1_key, sw1_addr)])
+            cluster_section("sw2", Some(&store), &[sw1])
         ),
     );
     // h1 and h2 ping each other across the trunk.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use integration::multicast::{PORT, group_frames, join_v4, send, sender};
+use integration::multicast::{PORT, group_frames, join_v4, received, send, sender};
 use integration::status::counter;
 use integration::topology::{TAP, overlay_v4};
 use integration::trunk::{TrunkPort, tap_index};
@@ -36,28 +36,6 @@ fn join_v6(topo: &Topology, i: usize, group: Ipv6Addr) -> Socket {
             .expect("timeout");
         s
     })
-}
-
-/// Datagrams `s` holds whose text starts with `tag `, reading until it has
-/// been quiet for 300 ms.
-fn received(s: &Socket, tag: &str) -> usize {
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
-    let mut n = 0;
-    let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_millis(300) {
-        if let Ok(len) = s.recv(&mut buf) {
-            // SAFETY: recv initialised the first `len` bytes.
-            let data: Vec<u8> = buf[..len]
-                .iter()
-                .map(|b| unsafe { b.assume_init() })
-                .collect();
-            if data.starts_with(format!("{tag} ").as_bytes()) {
-                n += 1;
-            }
-            quiet_since = Instant::now();
-        }
-    }
-    n
 }
 
 /// The switch's members of `group` (node names), from `status --json`.

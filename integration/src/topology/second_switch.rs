@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::{READY_TIMEOUT, SWITCH_PORT, Topology, Underlay, status_json};
-use crate::config::{KeyPair, NodeConfig, write_file};
+use crate::config::{KeyPair, NodeConfig, SwitchRef, write_file};
 use crate::{Process, bins, wait_until};
 
 /// The second switch: its key and, while it runs, its process.
@@ -87,21 +87,21 @@ impl Topology {
 
     /// With a second switch, `cfg` lists both switches as `[[switch]]`
     /// tables instead of the one `switch`.
-    pub(super) fn with_second_switch(&self, mut cfg: NodeConfig) -> NodeConfig {
+    pub(super) fn with_second_switch(&self, cfg: NodeConfig) -> NodeConfig {
         let Some(second) = &self.second_switch else {
             return cfg;
         };
-        let entry = |name: &str, addr: SocketAddr, key: &str| {
-            format!(
-                "[[switch]]\nname = \"{name}\"\nendpoint = \"{addr}\"\npublic-key = \"{key}\"\n"
-            )
+        let first = SwitchRef {
+            name: "sw1".into(),
+            endpoint: self.switch_addr(),
+            public_key: cfg.switch_public_key.clone(),
         };
-        let first = entry("sw1", self.switch_addr(), &cfg.switch_public_key);
-        let other = entry("sw2", self.second_switch_addr(), &second.key.public_key);
-        cfg.tables = format!("{first}{other}{}", cfg.tables);
-        cfg.switch.clear();
-        cfg.switch_public_key.clear();
-        cfg
+        let other = SwitchRef {
+            name: "sw2".into(),
+            endpoint: self.second_switch_addr(),
+            public_key: second.key.public_key.clone(),
+        };
+        super::with_switch_list(cfg, &[first, other])
     }
 
     /// Stops the second switch (SIGTERM by PID, then SIGKILL).

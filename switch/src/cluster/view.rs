@@ -141,7 +141,11 @@ impl ClusterView {
     pub fn apply(&mut self, u: &ClusterUpdate) -> ViewChange {
         match u {
             ClusterUpdate::Store(s) => {
-                if !s.connected {
+                // Losing the store voids the snapshot. A report that it is
+                // not connected yet does not: the store reads the snapshot
+                // before it says it is connected, so that report (its
+                // revision moved by the read) may come after the snapshot.
+                if self.store.connected && !s.connected {
                     self.resynced = false;
                 }
                 self.store = *s;
@@ -450,6 +454,34 @@ mod tests {
             revision: 9,
         }));
         assert_eq!(names(v.group_switches(1, &g)), None);
+    }
+
+    #[test]
+    fn a_snapshot_read_while_connecting_makes_the_view_known_once_connected() {
+        let mut v = ClusterView::new(n("lan"), n("a"));
+        let store = |connected, revision| {
+            ClusterUpdate::Store(StoreState {
+                connected,
+                revision,
+            })
+        };
+        let g: IpAddr = "239.1.1.1".parse().unwrap();
+        v.apply(&store(false, 0));
+        // The store reads the snapshot, then the engine hears of the
+        // revision it read (still connecting), then of the connection.
+        v.apply(&ClusterUpdate::Resync(Snapshot {
+            revision: 9,
+            switches: vec![(
+                n("b"),
+                SwitchFacts {
+                    groups: vec![group("239.1.1.1")],
+                    ..Default::default()
+                },
+            )],
+        }));
+        v.apply(&store(false, 9));
+        v.apply(&store(true, 9));
+        assert_eq!(names(v.group_switches(1, &g)), Some(vec!["b".into()]));
     }
 
     #[test]
