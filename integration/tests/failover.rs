@@ -12,8 +12,8 @@ use integration::traffic::ping_in_background;
 /// How long a fresh overlay gets to pass pings between every pair.
 const UP: Duration = Duration::from_secs(20);
 /// The budget, from the first lost keepalive to traffic flowing
-/// again. The design needs 1.5 s plus a round trip (see the node's
-/// `failover` module), so the assertion leaves 1.4 s of margin for two
+/// again. The design needs 0.9 s plus a round trip (see the node's
+/// `failover` module), so the assertion leaves 2 s of margin for two
 /// busy cores.
 const BUDGET: Duration = Duration::from_secs(3);
 /// One ping every 50 ms: the gap is measured to that resolution.

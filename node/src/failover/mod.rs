@@ -13,13 +13,15 @@
 //! frame: the tunnel's "awaiting" instant). With several switches the
 //! uplink probes after [`PROBE_AFTER`] of silence since then and declares
 //! the switch lost when the probe stays unanswered for [`PROBE_TIMEOUT`]
-//! (or four round trips, if longer): 1.5 s. The node then starts a
+//! (or four round trips, if longer): 0.9 s. The node then starts a
 //! handshake with the next switch at once (retried after 250 ms and 500 ms
 //! if unanswered) and gives up on that one too after [`HANDSHAKE_TIMEOUT`]
-//! without a session. So the node is homed on the next switch 1.5 s plus
-//! one round trip after the first lost keepalive, within 3 s even if one
-//! initiation is lost; a third switch is reached within 2.5 s if the
-//! second is down too.
+//! without a session. So the node is homed on the next switch 0.9 s plus
+//! one round trip after the first lost keepalive, within 1.5 s even if one
+//! initiation is lost; a third switch is reached within 2 s if the
+//! second is down too. The path is back before TCP's third
+//! retransmission (about 1.4 s after the loss, Linux's timeouts doubling
+//! from 200 ms), so a stream stalls about 1.4 s, not 3 s.
 //!
 //! # Failback
 //! None: the node stays on the switch it failed over to while that switch
@@ -47,9 +49,9 @@ pub mod announce;
 pub mod config;
 
 /// With several switches: probe after this long without an answer.
-pub const PROBE_AFTER: Duration = Duration::from_secs(1);
+pub const PROBE_AFTER: Duration = Duration::from_millis(500);
 /// With several switches: a probe unanswered this long loses the switch.
-pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 /// A switch the node turned to that gives no session within this long is
 /// given up for the next (in the first round through the list).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
