@@ -113,8 +113,6 @@ impl Announcer {
 pub(crate) struct PeerAnnounced {
     held: Option<Box<State>>,
     assembling: Option<Box<State>>,
-    /// Parts received and taken.
-    pub(super) parts: u64,
     /// Frames not sent to it because it does not want them.
     pub(super) pruned: u64,
 }
@@ -215,7 +213,6 @@ impl PeerAnnounced {
             }
             s.groups.insert(g);
         }
-        self.parts += 1;
         if s.got.count_ones() == u32::from(s.parts) {
             self.held = self.assembling.take();
         }

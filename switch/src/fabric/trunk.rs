@@ -599,7 +599,6 @@ impl Switch {
                             all_groups,
                         },
                     ),
-                    announce_parts: t.map_or(0, |t| t.peer.parts),
                     pruned_frames: t.map_or(0, |t| t.peer.pruned),
                 }
             })

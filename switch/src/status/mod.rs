@@ -113,8 +113,6 @@ pub struct PeerSwitchStatus {
     /// What it announced over the trunk (absent until its first complete
     /// announcement since the trunk came up: it is sent everything).
     pub announced: Option<PeerAnnouncedStatus>,
-    /// Announcement parts taken from it.
-    pub announce_parts: u64,
     /// Frames not sent to it: floods of VLANs it does not serve, groups it
     /// does not want.
     pub pruned_frames: u64,

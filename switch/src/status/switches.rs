@@ -75,4 +75,26 @@ mod tests {
         // Without a cluster: no such section.
         assert!(!render_table(r#"{"nodes":[]}"#).contains("SWITCH"));
     }
+
+    #[test]
+    fn table_shows_what_each_switch_announced() {
+        let t = render_table(
+            r#"{"nodes":[],"switches":[{"network":"default","name":"sw2","up":true,"announced":{"generation":4,"vlans":3,"groups":7},"pruned_frames":12},{"network":"default","name":"sw3","announced":{"vlans":1,"all_groups":true}},{"network":"default","name":"sw4"}]}"#,
+        );
+        let cols = |name: &str| -> Vec<String> {
+            let line = t.lines().find(|l| l.starts_with(name)).expect(&t);
+            line.split_whitespace()
+                .rev()
+                .take(3)
+                .map(String::from)
+                .collect()
+        };
+        assert!(
+            t.contains("VLANS") && t.contains("GROUPS") && t.contains("PRUNED"),
+            "{t}"
+        );
+        assert_eq!(cols("sw2"), ["12", "7", "3"]);
+        assert_eq!(cols("sw3"), ["0", "all", "1"]);
+        assert_eq!(cols("sw4"), ["0", "-", "-"], "nothing announced yet");
+    }
 }
