@@ -100,10 +100,9 @@ fn only_the_switch_with_the_clusters_client_certificate_reaches_tls_etcd() {
     let value = etcd.etcdctl(&["get", "--print-value-only", &good_key]);
     assert!(value.contains("\"endpoint\""), "{value}");
 
-    // The two others keep failing, never connect, write nothing; etcd
-    // refused the foreign certificate.
-    let log = std::fs::read_to_string(foreign.dir().join("switch.1.log")).unwrap();
-    assert!(log.contains("BadCertificate"), "sw-foreign:\n{log}");
+    // The two others keep failing, never connect, write nothing. (Which
+    // error the client sees first varies: with TLS 1.3 etcd refuses a
+    // client certificate after the client has sent its first request.)
     for (t, name) in [(&foreign, "sw-foreign"), (&none, "sw-none")] {
         assert!(
             wait_until(HEALTHY_TIMEOUT, || counter(
