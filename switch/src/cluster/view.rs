@@ -73,8 +73,11 @@ impl ClusterView {
     }
 
     /// Whether the view can be trusted to prune: the store is connected and
-    /// a full snapshot arrived since. Until then multicast goes to every
-    /// switch.
+    /// a full snapshot arrived once. A store that reconnects watches on from
+    /// the last revision it saw (so it replays what it missed), or reads a
+    /// new snapshot if that history was compacted: either way the view
+    /// catches up, and it is trusted again as soon as the store is
+    /// connected. Until then multicast goes to every switch.
     pub fn is_known(&self) -> bool {
         self.store.connected && self.resynced
     }
@@ -141,13 +144,11 @@ impl ClusterView {
     pub fn apply(&mut self, u: &ClusterUpdate) -> ViewChange {
         match u {
             ClusterUpdate::Store(s) => {
-                // Losing the store voids the snapshot. A report that it is
-                // not connected yet does not: the store reads the snapshot
-                // before it says it is connected, so that report (its
-                // revision moved by the read) may come after the snapshot.
-                if self.store.connected && !s.connected {
-                    self.resynced = false;
-                }
+                // Losing the store does not void the snapshot: the view is
+                // untrusted while disconnected (`is_known`), and on
+                // reconnection the watch replays what was missed. (The store
+                // also reads the snapshot before it says it is connected, so
+                // a "not connected yet" report may come after the snapshot.)
                 self.store = *s;
                 ViewChange::None
             }
@@ -448,7 +449,7 @@ mod tests {
             group: group("239.1.1.1"),
         });
         assert_eq!(names(v.group_switches(1, &g)), Some(vec!["c".into()]));
-        // The store lost: unknown again until the next snapshot.
+        // The store lost: unknown while it is gone.
         v.apply(&ClusterUpdate::Store(StoreState {
             connected: false,
             revision: 9,
@@ -457,14 +458,37 @@ mod tests {
     }
 
     #[test]
+    fn a_reconnected_store_is_trusted_again_without_a_new_snapshot() {
+        let mut v = ClusterView::new(n("lan"), n("a"));
+        let g: IpAddr = "239.1.1.1".parse().unwrap();
+        v.apply(&connected());
+        v.apply(&ClusterUpdate::Resync(Snapshot {
+            revision: 9,
+            switches: vec![(n("b"), SwitchFacts::default())],
+        }));
+        assert_eq!(names(v.group_switches(1, &g)), Some(vec![]));
+        v.apply(&store(false, 9));
+        assert_eq!(names(v.group_switches(1, &g)), None, "untrusted while gone");
+        // Back: the watch resumes from revision 9 and replays a join that
+        // happened meanwhile; the view prunes again at once.
+        v.apply(&store(true, 9));
+        v.apply(&ClusterUpdate::GroupJoined {
+            switch: n("b"),
+            group: group("239.1.1.1"),
+        });
+        assert_eq!(names(v.group_switches(1, &g)), Some(vec!["b".into()]));
+    }
+
+    fn store(connected: bool, revision: i64) -> ClusterUpdate {
+        ClusterUpdate::Store(StoreState {
+            connected,
+            revision,
+        })
+    }
+
+    #[test]
     fn a_snapshot_read_while_connecting_makes_the_view_known_once_connected() {
         let mut v = ClusterView::new(n("lan"), n("a"));
-        let store = |connected, revision| {
-            ClusterUpdate::Store(StoreState {
-                connected,
-                revision,
-            })
-        };
         let g: IpAddr = "239.1.1.1".parse().unwrap();
         v.apply(&store(false, 0));
         // The store reads the snapshot, then the engine hears of the
