@@ -313,21 +313,12 @@ impl EtcdCluster {
     }
 
     fn member(&self, i: usize) -> &Member {
-        assert!(
-            (1..=self.members.len()).contains(&i),
-            "no etcd member e{i} (have {})",
-            self.members.len()
-        );
-        &self.members[i - 1]
+        &self.members[crate::one_based(self.members.len(), i, "etcd member e")]
     }
 
     fn member_mut(&mut self, i: usize) -> &mut Member {
-        assert!(
-            (1..=self.members.len()).contains(&i),
-            "no etcd member e{i} (have {})",
-            self.members.len()
-        );
-        &mut self.members[i - 1]
+        let k = crate::one_based(self.members.len(), i, "etcd member e");
+        &mut self.members[k]
     }
 
     fn data_dir(&self, i: usize) -> PathBuf {

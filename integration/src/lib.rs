@@ -125,3 +125,11 @@ pub fn require_root() {
          `sudo -E cargo test --release -p integration`."
     );
 }
+
+/// The index of the `i`-th (1-based) of `len` things named `{what}{i}` in
+/// tests (host h1, etcd member e1); panics naming the thing and how many
+/// there are if there is no such one.
+pub(crate) fn one_based(len: usize, i: usize, what: &str) -> usize {
+    assert!((1..=len).contains(&i), "no {what}{i} (have {len})");
+    i - 1
+}

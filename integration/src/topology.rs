@@ -284,21 +284,12 @@ impl Topology {
     }
 
     fn host(&self, i: usize) -> &Host {
-        assert!(
-            (1..=self.hosts.len()).contains(&i),
-            "no host h{i} (have {})",
-            self.hosts.len()
-        );
-        &self.hosts[i - 1]
+        &self.hosts[crate::one_based(self.hosts.len(), i, "host h")]
     }
 
     fn host_mut(&mut self, i: usize) -> &mut Host {
-        assert!(
-            (1..=self.hosts.len()).contains(&i),
-            "no host h{i} (have {})",
-            self.hosts.len()
-        );
-        &mut self.hosts[i - 1]
+        let k = crate::one_based(self.hosts.len(), i, "host h");
+        &mut self.hosts[k]
     }
 
     /// The switch's UDP address for the chosen underlay.
