@@ -45,6 +45,22 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
+/// Writes a benchmark's JSON document `doc` to `path` (making its directory)
+/// and says so on stdout, or why not on stderr as `tool: ...`. A failed
+/// write does not end the run: the figures were printed already.
+pub fn write_json(tool: &str, path: &std::path::Path, doc: &serde_json::Value) {
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    match std::fs::write(
+        path,
+        serde_json::to_string_pretty(doc).unwrap_or_default() + "\n",
+    ) {
+        Ok(()) => println!("wrote {}", path.display()),
+        Err(e) => eprintln!("{tool}: cannot write {}: {e}", path.display()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

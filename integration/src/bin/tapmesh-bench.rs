@@ -656,16 +656,8 @@ fn main() -> ExitCode {
         "paths": path_values,
         "targets": targets,
     });
-    if let Some(parent) = args.json.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    match std::fs::write(
-        &args.json,
-        serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n",
-    ) {
-        Ok(()) => println!("\nwrote {}", args.json.display()),
-        Err(e) => eprintln!("tapmesh-bench: cannot write {}: {e}", args.json.display()),
-    }
+    println!();
+    integration::bench::write_json("tapmesh-bench", &args.json, &doc);
     let errors: Vec<String> = paths.iter().flat_map(PathResult::errors).collect();
     let tapmesh_moved = paths
         .iter()

@@ -428,15 +428,7 @@ fn main() -> ExitCode {
         "busy_poll_us": args.busy_poll_us,
         "paths": results.iter().map(breakdown_json).collect::<Vec<_>>(),
     });
-    if let Some(parent) = args.json.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    match std::fs::write(
-        &args.json,
-        serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n",
-    ) {
-        Ok(()) => println!("\nwrote {}", args.json.display()),
-        Err(e) => eprintln!("tapmesh-hops: cannot write {}: {e}", args.json.display()),
-    }
+    println!();
+    integration::bench::write_json("tapmesh-hops", &args.json, &doc);
     ExitCode::SUCCESS
 }

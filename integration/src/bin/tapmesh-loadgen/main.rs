@@ -1176,16 +1176,7 @@ fn main() -> ExitCode {
         "results": doc,
         "targets": targets,
     });
-    if let Some(parent) = args.json.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    match std::fs::write(
-        &args.json,
-        serde_json::to_string_pretty(&out).unwrap_or_default() + "\n",
-    ) {
-        Ok(()) => println!("wrote {}", args.json.display()),
-        Err(e) => eprintln!("tapmesh-loadgen: cannot write {}: {e}", args.json.display()),
-    }
+    integration::bench::write_json("tapmesh-loadgen", &args.json, &out);
     if let Some(e) = nothing_measured(&doc) {
         eprintln!("tapmesh-loadgen: {e}");
         return ExitCode::from(1);
