@@ -31,6 +31,8 @@
 //!   untagging frames (the switch, and mesh nodes on direct paths).
 //! - [`vnet`]: the TAP's virtio-net header (offloads) and software segmentation.
 //! - [`replay`]: the anti-replay sliding window (8128 packets).
+//! - [`receiver`]: a session's receive key and replay window, shareable
+//!   with other threads (a multi-core switch's workers).
 //! - [`session`]: one established session: indices, send counter, keys, window.
 //! - [`transmit`]: the outgoing datagram queue cores hand to their shells.
 //! - [`tunnel`]: one authenticated relationship with one remote key: session
@@ -53,6 +55,7 @@ pub mod keys;
 pub mod lru;
 pub mod mac_table;
 pub mod notice;
+pub mod receiver;
 pub mod replay;
 pub mod session;
 pub mod timers;

@@ -7,13 +7,14 @@
 //! and the tag behind. To receive, [`Session::open`] decrypts in place and
 //! returns where the frame is.
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::crypto::DataCipher;
 use crate::frag::{FRAG_HEADER_LEN, FragHeader, MAX_FRAGMENTS, MAX_TOTAL};
 use crate::handshake::SessionKeys;
-use crate::replay::ReplayWindow;
+use crate::receiver::Receiver;
 use crate::timers::{
     REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME,
 };
@@ -21,16 +22,31 @@ use crate::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN, FLAG_FRAGMENT, Header, MessageT
 
 /// A live session with one peer.
 #[derive(Debug)]
-#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Session {
     local_index: u32,
     remote_index: u32,
     network_id: u32,
     send: DataCipher,
-    recv: DataCipher,
+    /// Shared with the switch's workers (see [`crate::receiver`]).
+    recv: Arc<Receiver>,
     send_counter: u64,
-    replay: ReplayWindow,
     created: Instant,
+}
+
+#[cfg(fuzzing)]
+impl Clone for Session {
+    /// A deep copy: cloned cores do not share receive windows.
+    fn clone(&self) -> Session {
+        Session {
+            local_index: self.local_index,
+            remote_index: self.remote_index,
+            network_id: self.network_id,
+            send: self.send.clone(),
+            recv: Arc::new((*self.recv).clone()),
+            send_counter: self.send_counter,
+            created: self.created,
+        }
+    }
 }
 
 impl Session {
@@ -47,9 +63,8 @@ impl Session {
             remote_index,
             network_id,
             send: DataCipher::new(&keys.send),
-            recv: DataCipher::new(&keys.recv),
+            recv: Arc::new(Receiver::new(&keys.recv, local_index, now)),
             send_counter: 0,
-            replay: ReplayWindow::default(),
             created: now,
         }
     }
@@ -62,6 +77,12 @@ impl Session {
     /// The index the peer chose (we put it in packets we send).
     pub fn remote_index(&self) -> u32 {
         self.remote_index
+    }
+
+    /// The receive half, for opening on other threads (see
+    /// [`crate::receiver`]); it lives as long as the session holds it.
+    pub fn receiver(&self) -> &Arc<Receiver> {
+        &self.recv
     }
 
     /// When the handshake finished.
@@ -192,24 +213,7 @@ impl Session {
     /// range of `buf` holding the plaintext frame (empty for a keepalive).
     pub fn open(&mut self, buf: &mut [u8]) -> Result<Range<usize>, Error> {
         // HOT PATH
-        if buf.len() < DATA_HEADER_LEN + AEAD_TAG_LEN {
-            return Err(Error::Truncated);
-        }
-        let counter = Header::new_unchecked(&buf[..]).counter();
-        if !self.replay.check(counter) {
-            return Err(Error::Replay);
-        }
-        let end = buf.len() - AEAD_TAG_LEN;
-        let mut tag = [0u8; AEAD_TAG_LEN];
-        tag.copy_from_slice(&buf[end..]);
-        let (head, rest) = buf.split_at_mut(DATA_HEADER_LEN);
-        self.recv
-            .open(counter, head, &mut rest[..end - DATA_HEADER_LEN], &tag)?;
-        // Only an authentic packet moves the window.
-        if !self.replay.update(counter) {
-            return Err(Error::Replay);
-        }
-        Ok(DATA_HEADER_LEN..end)
+        self.recv.open(buf)
     }
 }
 

@@ -34,6 +34,8 @@
 //! - [`config`]: `switch.toml`, parsed and validated into a [`fabric::SwitchConfig`].
 //! - [`reload`]: `tapmesh-switch reload` and SIGHUP: what may change live,
 //!   the summary line; each core applies its part (`Switch::apply_config`).
+//! - [`workers`]: `workers = N`: receive sockets on other threads that open
+//!   data datagrams under the sessions the core publishes.
 //! - [`server`]: the tokio shell: UDP socket, timers, admin socket, metrics
 //!   snapshots, shutdown.
 
@@ -54,6 +56,7 @@ pub mod server;
 pub mod snooping;
 pub mod status;
 pub mod storm;
+pub mod workers;
 pub use overlay_proto::vlan;
 
 /// A node's position in the configured node list.

@@ -461,7 +461,7 @@ fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let std_sock = std::net::UdpSocket::bind(cfg.listen)
+        let std_sock = tapmesh_switch::workers::bind(cfg.listen, cfg.workers > 1)
             .with_context(|| format!("binding UDP {}", cfg.listen))?;
         let socket = tapmesh_shell::udp::UdpLink::new(std_sock).context("setting up the UDP socket")?;
         let admin = admin::bind(&cfg.admin_socket)

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use overlay_proto::handshake::Timestamp;
+use overlay_proto::receiver::Receiver;
 use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::Header;
 
@@ -295,6 +296,30 @@ impl Networks {
             Some(n) => n.core.handle_datagram(now, from, buf),
             None => self.drops.add(DropReason::UnknownNetwork),
         }
+    }
+
+    /// A data datagram a worker opened in place with `result`
+    /// ([`crate::workers`]): to its network's core.
+    pub fn handle_opened(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut [u8],
+        result: Result<std::ops::Range<usize>, overlay_proto::Error>,
+    ) {
+        // HOT PATH: the worker checked the header.
+        let id = Header::new_unchecked(&buf[..]).network_id();
+        match self.nets.iter_mut().find(|n| n.id == id) {
+            Some(n) => n.core.handle_opened(now, from, buf, result),
+            None => self.drops.add(DropReason::UnknownNetwork),
+        }
+    }
+
+    /// Every current session's receive half, with its network id.
+    pub fn receivers(&self) -> impl Iterator<Item = (u32, &std::sync::Arc<Receiver>)> {
+        self.nets
+            .iter()
+            .flat_map(|n| n.core.receivers().map(move |r| (n.id, r)))
     }
 
     /// Let every core run its timers (each does only what is due).

@@ -18,7 +18,8 @@
 //!   mesh nodes hold direct sessions the switch cannot take back;
 //! - `[cluster]`: the trunks to the other switches and the store's lease
 //!   are set up once, at start;
-//! - `busy-poll-us`: read once by the shell's loop.
+//! - `busy-poll-us`: read once by the shell's loop;
+//! - `workers`: the worker sockets and threads are started once.
 //!
 //! Networks may be added (a new core) or removed (its sessions end).
 //! `log-level` may change (unless `--log-level` was given; see
@@ -49,6 +50,7 @@ pub fn apply(
         ("state-file", running.state_file != new.state_file),
         ("cluster", running.cluster != new.cluster),
         ("busy-poll-us", running.busy_poll != new.busy_poll),
+        ("workers", running.workers != new.workers),
     ]
     .into_iter()
     .filter(|(_, differs)| *differs)

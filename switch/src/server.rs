@@ -23,11 +23,18 @@ use crate::etcd::link::EtcdLink;
 use crate::fabric::Event;
 use crate::networks::Networks;
 use crate::status::Status;
+use crate::workers::Workers;
+use crate::workers::batch::Opening;
 
 /// How late tokio's timers fire, about: they round deadlines up to whole
 /// milliseconds. Frames held by link impairment are released this early so
 /// an added delay is right on average.
 const TIMER_SLACK: Duration = Duration::from_millis(1);
+
+/// With workers, the sessions they open under are published again (and
+/// dropped ones reclaimed) at least this often, besides after each connect
+/// or rekey.
+const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The state file is rewritten at most this often.
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -84,6 +91,8 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut rx = RecvBuffers::default();
     let mut busy = tapmesh_shell::busy_poll::BusyPoll::new(running.busy_poll);
+    let mut workers = Workers::start(running.workers, socket.local_addr()?)?;
+    let mut published_at = Instant::now();
     let mut drop_log = tapmesh_shell::DropLog::new(Instant::now(), "tapmesh-switch status");
     loop {
         let deadline = core
@@ -109,6 +118,18 @@ pub async fn run(
                     // ICMP errors from earlier sends surface here on some kernels; ignore.
                     Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
                     Err(e) => return Err(e),
+                }
+            }
+            Some(mut batch) = Workers::next(&mut workers) => {
+                let now = Instant::now();
+                for (from, d, opening) in batch.datagrams() {
+                    match opening {
+                        Opening::Sealed => core.handle_datagram(now, from, d),
+                        Opening::Opened(r) => core.handle_opened(now, from, d, r),
+                    }
+                }
+                if let Some(w) = &workers {
+                    w.recycle(batch);
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {}
@@ -150,7 +171,12 @@ pub async fn run(
         if let Some(link) = etcd.as_mut() {
             crate::etcd::link::exchange(link, &mut core, now);
         }
+        let mut sessions_changed = false;
         while let Some((network, ev)) = core.poll_event() {
+            sessions_changed |= matches!(
+                ev,
+                Event::Connected { .. } | Event::Rekeyed { .. } | Event::SwitchUp { .. }
+            );
             match ev {
                 Event::Roamed { node, endpoint } => {
                     state_dirty = true;
@@ -174,6 +200,12 @@ pub async fn run(
                     "switch trunk down; the MACs behind it are flushed"
                 ),
             }
+        }
+        if let Some(w) = &workers
+            && (sessions_changed || now >= published_at + PUBLISH_INTERVAL)
+        {
+            w.publish(&core);
+            published_at = now;
         }
         while let Some(t) = core.poll_transmit() {
             if let Err(e) = socket.send(t.destination, t.contents, t.segment_size).await {

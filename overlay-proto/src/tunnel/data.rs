@@ -1,5 +1,6 @@
 //! A tunnel's data path: opening, reassembling, sealing and sending.
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Instant;
 
 use super::{IndexTable, Opened, Sealed, Tunnel, TunnelError};
@@ -45,13 +46,47 @@ impl<T: Copy> Tunnel<T> {
         if confirmed && let Some(s) = self.pending.take() {
             self.make_current(now, indices, *s);
         }
+        self.note_received(now, from);
+        Ok(Opened { range, confirmed })
+    }
+
+    /// A data datagram under session `index` was opened on another thread
+    /// (a multi-core switch's worker, under the session's shared
+    /// [`Receiver`](crate::receiver::Receiver)) with `result`: what
+    /// [`open`](Self::open) does besides opening. Only a current or previous
+    /// session is opened elsewhere, so this confirms nothing; a session
+    /// dropped meanwhile makes the datagram unknown.
+    pub fn opened_elsewhere(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        index: u32,
+        result: Result<Range<usize>, Error>,
+    ) -> Result<Opened, TunnelError> {
+        // HOT PATH
+        let known = [self.current.as_deref(), self.previous.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|s| s.local_index() == index);
+        if !known {
+            return Err(TunnelError::UnknownSession);
+        }
+        let range = result?;
+        self.note_received(now, from);
+        Ok(Opened {
+            range,
+            confirmed: false,
+        })
+    }
+
+    /// An authentic datagram came from `from`.
+    fn note_received(&mut self, now: Instant, from: SocketAddr) {
         self.last_rx = Some(now);
         self.awaiting_since = None;
         self.probe_sent = false;
         if self.cfg.roaming {
             self.endpoint = Some(from);
         }
-        Ok(Opened { range, confirmed })
     }
 
     /// Add a decrypted fragment; returns the whole payload once complete

@@ -2,6 +2,7 @@
 //! session confirmation and roaming, forgetting a node, restart notices.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Instant;
 
 use overlay_proto::handshake::{self, Timestamp};
@@ -36,7 +37,7 @@ impl Switch {
         match h.message_type() {
             MessageType::Data => {
                 let index = h.receiver_index();
-                self.data(now, from, index, buf)
+                self.data(now, from, index, buf, None)
             }
             MessageType::HandshakeInit => self.handshake_init(now, from, &h),
             // Only trunks to other switches initiate.
@@ -80,12 +81,32 @@ impl Switch {
         Ok(())
     }
 
+    /// Process a data datagram a worker opened in place (with `result`)
+    /// under a session this core published: everything
+    /// [`handle_datagram`](Self::handle_datagram) does after opening.
+    pub fn handle_opened(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut [u8],
+        result: Result<Range<usize>, overlay_proto::Error>,
+    ) {
+        // HOT PATH
+        let index = Header::new_unchecked(&buf[..]).receiver_index();
+        if let Err(r) = self.data(now, from, index, buf, Some(result)) {
+            self.drops.add(r);
+        }
+    }
+
+    /// A data datagram to session `index`; `elsewhere` is the result of
+    /// opening it on a worker, `None` to open it here.
     fn data(
         &mut self,
         now: Instant,
         from: SocketAddr,
         index: u32,
         buf: &mut [u8],
+        elsewhere: Option<Result<Range<usize>, overlay_proto::Error>>,
     ) -> Result<(), DropReason> {
         // HOT PATH
         let id = self.indices.get(index).ok_or(DropReason::UnknownSession)?;
@@ -93,10 +114,11 @@ impl Switch {
         let flags = Header::new_unchecked(&buf[..]).flags();
         let was_connected = port.is_connected();
         let endpoint = port.tunnel.endpoint();
-        let opened = port
-            .tunnel
-            .open(now, from, &mut self.indices, buf)
-            .map_err(drop_reason)?;
+        let opened = match elsewhere {
+            None => port.tunnel.open(now, from, &mut self.indices, buf),
+            Some(r) => port.tunnel.opened_elsewhere(now, from, index, r),
+        }
+        .map_err(drop_reason)?;
         if opened.confirmed && port.is_trunk() {
             self.sessions.confirmed += 1;
             self.trunk_confirmed(now, id, was_connected);

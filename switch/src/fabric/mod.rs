@@ -28,8 +28,10 @@
 //! - `announce`: what each switch tells the others over the trunks (VLANs
 //!   served, groups wanted) and how floods and group traffic use it.
 
+use overlay_proto::receiver::Receiver;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use overlay_proto::ethernet::MacAddr;
@@ -449,6 +451,14 @@ impl Switch {
     /// ([`vlan::NO_VLAN`] on a VLAN-unaware switch).
     pub fn lookup_mac(&self, now: Instant, vlan: Vid, mac: &MacAddr) -> Option<NodeId> {
         self.macs.lookup(now, vlan, mac)
+    }
+
+    /// Every port's current session's receive half, for the workers
+    /// ([`crate::workers`]).
+    pub fn receivers(&self) -> impl Iterator<Item = &Arc<Receiver>> {
+        self.ports
+            .iter()
+            .filter_map(|p| p.tunnel.current().map(|s| s.receiver()))
     }
 
     /// Count this network's multicast groups against `total`, shared by

@@ -1,0 +1,66 @@
+//! The switch on several cores: `workers = N` receive sockets, one per
+//! thread, that open data datagrams before the core sees them.
+//!
+//! The expensive part of switching a datagram is AES-GCM: opening what a node
+//! sent and sealing each copy for its receivers. With `workers = N` (N > 1)
+//! the switch binds N UDP sockets to its `listen` address with
+//! `SO_REUSEPORT`: the core's own and one per worker thread. The kernel hashes
+//! each sender's address to one of them, so one node's datagrams always reach
+//! the same socket, in order. A worker checks each datagram's header and, for
+//! a data datagram under a session the core published ([`OpenTable`]), opens
+//! it in place with that session's shared receive half
+//! ([`overlay_proto::receiver::Receiver`]: the read-only key and the replay
+//! window, shared under a mutex never held across the cipher); then it hands
+//! its whole batch, in order, to the core over a bounded channel. Everything
+//! else (handshakes, sessions not yet confirmed, trunk control) travels the
+//! same channel unopened. The core takes each datagram through the same code
+//! as one it received itself (`Switch::handle_opened`): learning, forwarding,
+//! snooping, counters and drops by reason are the core's, unchanged.
+//!
+//! The core stays the sessions' owner: it publishes each port's current
+//! session after a connect or a rekey (a weak reference), and dropping a
+//! session is what revokes it: a worker that cannot upgrade the reference
+//! hands the datagram on unopened, and the core drops it as today.
+//!
+//! # Layout
+//! - [`table`]: the published sessions, by network and index.
+//! - [`batch`]: one worker batch: datagrams back to back, each with whether
+//!   and how it was opened.
+//! - [`thread`]: a worker's socket and loop.
+//! - [`pool`]: the workers the shell owns: start, next batch, publish.
+pub mod batch;
+pub mod pool;
+pub mod table;
+pub mod thread;
+
+pub use batch::Batch;
+pub use pool::Workers;
+pub use table::OpenTable;
+
+/// The most `workers` a switch takes: beyond this, receive queues and
+/// the core's own share of the work (sealing, switching) bound it anyway.
+pub const MAX_WORKERS: usize = 64;
+
+/// Validate the `workers` key: `None` is one (the core's task alone).
+pub fn parse(workers: Option<u64>) -> Result<usize, String> {
+    match workers {
+        None => Ok(1),
+        Some(n) if (1..=MAX_WORKERS as u64).contains(&n) => Ok(n as usize),
+        Some(n) => Err(format!("{n} is not between 1 and {MAX_WORKERS}")),
+    }
+}
+
+/// A UDP socket bound to `addr`, with `SO_REUSEPORT` when `shared` (so the
+/// workers' sockets can bind the same address).
+pub fn bind(addr: std::net::SocketAddr, shared: bool) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if shared {
+        s.set_reuse_port(true)?;
+    }
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,108 @@
+//! The workers as the shell sees them: started with the switch's socket
+//! address, drained one batch at a time, told which sessions to open under.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use tapmesh_shell::udp::UdpLink;
+use tokio::sync::mpsc;
+
+use super::batch::Batch;
+use super::thread::{self, Shared};
+use crate::networks::Networks;
+
+/// Batches in flight from the workers to the core.
+const CHANNEL: usize = 32;
+
+/// The worker threads and the core's end of their channel.
+#[derive(Debug)]
+pub struct Workers {
+    shared: Arc<Shared>,
+    from: mpsc::Receiver<Batch>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// With `workers` > 1, start `workers - 1` threads, each with a socket
+    /// bound to `addr` (the core's socket, bound with `SO_REUSEPORT`, is
+    /// the first of the group). `None` for one worker: the core alone.
+    pub fn start(workers: usize, addr: SocketAddr) -> std::io::Result<Option<Workers>> {
+        if workers <= 1 {
+            return Ok(None);
+        }
+        let shared = Arc::new(Shared::default());
+        let (tx, from) = mpsc::channel(CHANNEL);
+        let mut threads = Vec::with_capacity(workers - 1);
+        for i in 1..workers {
+            // Bound here, so a failure is the caller's error at start.
+            let socket = super::bind(addr, true)?;
+            let (shared, tx) = (shared.clone(), tx.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => return tracing::warn!(error = %e, "worker cannot start"),
+                    };
+                    rt.block_on(async move {
+                        match UdpLink::new(socket) {
+                            Ok(link) => thread::run(link, shared, tx).await,
+                            Err(e) => tracing::warn!(error = %e, "worker cannot use its socket"),
+                        }
+                    });
+                })?;
+            threads.push(t);
+        }
+        Ok(Some(Workers {
+            shared,
+            from,
+            threads,
+        }))
+    }
+
+    /// The next batch from any worker; never without workers.
+    pub async fn next(workers: &mut Option<Workers>) -> Option<Batch> {
+        match workers {
+            Some(w) => w.from.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Give back a batch the core has taken in.
+    pub fn recycle(&self, b: Batch) {
+        self.shared.recycle(b);
+    }
+
+    /// Publish every port's current session to the workers and reclaim the
+    /// entries of sessions the core dropped. Call after a session was
+    /// established or rekeyed, and now and then.
+    pub fn publish(&self, core: &Networks) {
+        let table = &self.shared.table;
+        table.prune();
+        for (network, r) in core.receivers() {
+            table.publish(network, r);
+        }
+    }
+
+    /// Datagrams the workers opened, and those they handed on unopened.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.shared.opened.load(Ordering::Relaxed),
+            self.shared.passed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // The workers see the channel closed and return.
+        self.from.close();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
