@@ -13,6 +13,7 @@ use crate::cluster::metrics as cluster;
 use crate::counters::DropReason;
 use crate::etcd::metrics as etcd;
 use crate::status::Status;
+use crate::workers::status as workers;
 
 const NODES_CONFIGURED: Def = Def::gauge(
     "tapmesh_switch_nodes_configured",
@@ -269,6 +270,8 @@ impl Export for Status {
         etcd::WATCH_EVENTS,
         etcd::RESYNCS,
         etcd::IGNORED,
+        workers::WORKERS,
+        workers::DATAGRAMS,
     ];
 
     fn export(&self, out: &mut Exposition) {
@@ -397,6 +400,9 @@ impl Export for Status {
         }
         if let Some(e) = &self.etcd {
             etcd::export(e, out);
+        }
+        if let Some(w) = &self.workers {
+            workers::export(w, out);
         }
     }
 }

@@ -91,7 +91,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut rx = RecvBuffers::default();
     let mut busy = tapmesh_shell::busy_poll::BusyPoll::new(running.busy_poll);
-    let mut workers = Workers::start(running.workers, socket.local_addr()?)?;
+    let mut workers = Workers::start(running.workers, &socket)?;
     let mut published_at = Instant::now();
     let mut drop_log = tapmesh_shell::DropLog::new(Instant::now(), "tapmesh-switch status");
     loop {
@@ -139,8 +139,8 @@ pub async fn run(
             }
             Some(req) = admin_rx.recv() => {
                 let reply = match req.line.as_str() {
-                    "status" => serde_json::to_string(&status(&core, &etcd, false)),
-                    "status macs" => serde_json::to_string(&status(&core, &etcd, true)),
+                    "status" => serde_json::to_string(&status(&core, &etcd, &workers, false)),
+                    "status macs" => serde_json::to_string(&status(&core, &etcd, &workers, true)),
                     "reload" => Ok(reload(&config_path, &mut running, &mut core, &mut metrics)),
                     "groups" => serde_json::to_string(&core.status(Instant::now(), false).multicast),
                     l if l == "querier" || l.starts_with("querier ") => {
@@ -161,7 +161,7 @@ pub async fn run(
                 };
                 let _ = req.reply.send(reply.unwrap_or_default());
             }
-            req = metrics.request() => req.answer(status(&core, &etcd, false)),
+            req = metrics.request() => req.answer(status(&core, &etcd, &workers, false)),
             Some(()) = hangup.recv() => {
                 reload(&config_path, &mut running, &mut core, &mut metrics);
             }
@@ -227,10 +227,17 @@ pub async fn run(
     Ok(())
 }
 
-/// The status snapshot, with the etcd store's part when there is one.
-fn status(core: &Networks, etcd: &Option<EtcdLink>, with_macs: bool) -> Status {
+/// The status snapshot, with the etcd store's and the workers' parts when
+/// there are.
+fn status(
+    core: &Networks,
+    etcd: &Option<EtcdLink>,
+    workers: &Option<Workers>,
+    with_macs: bool,
+) -> Status {
     let mut s = core.status(Instant::now(), with_macs);
     s.etcd = etcd.as_ref().map(EtcdLink::status);
+    s.workers = workers.as_ref().map(Workers::status);
     s
 }
 

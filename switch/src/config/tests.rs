@@ -574,3 +574,16 @@ fn busy_poll_is_off_by_default_and_bounded() {
     assert!(e.problem.contains("5000 is out of range 0..=1000"), "{e}");
     assert_eq!(setup("busy-poll-us = -3").unwrap_err().key, "busy-poll-us");
 }
+
+#[test]
+fn workers_are_one_by_default_and_bounded() {
+    assert_eq!(setup("").unwrap().workers, 1);
+    assert_eq!(setup("workers = 2").unwrap().workers, 2);
+    for bad in ["workers = 0", "workers = 65"] {
+        let e = setup(bad).unwrap_err();
+        assert_eq!(e.key, "workers", "{e}");
+        assert!(e.problem.contains("is not between 1 and 64"), "{e}");
+        assert_eq!(e.to_string().lines().count(), 1, "{e}");
+    }
+    assert_eq!(setup("workers = -1").unwrap_err().key, "workers");
+}

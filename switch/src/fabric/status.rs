@@ -75,6 +75,7 @@ impl Switch {
             mirrors: self.mirror_status(),
             capture: self.capture_counters(),
             etcd: None,
+            workers: None,
             switches: self.trunk_status(now),
             macs,
         }

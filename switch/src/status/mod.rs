@@ -41,6 +41,9 @@ pub struct Status {
     /// The etcd store, when the switch is one of a cluster (`[cluster]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etcd: Option<crate::etcd::status::EtcdStatus>,
+    /// The worker threads (`workers` above one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<crate::workers::status::WorkersStatus>,
     /// The other switches of the cluster, per network (empty alone).
     pub switches: Vec<PeerSwitchStatus>,
     /// The MAC table itself, when asked for.

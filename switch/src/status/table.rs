@@ -115,6 +115,9 @@ fn render(v: &Status) -> String {
     if let Some(e) = &v.etcd {
         crate::etcd::status::render(&mut out, e);
     }
+    if let Some(w) = &v.workers {
+        crate::workers::status::render(&mut out, w);
+    }
     if let Some(macs) = &v.macs {
         let _ = writeln!(
             out,

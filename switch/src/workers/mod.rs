@@ -4,9 +4,10 @@
 //! The expensive part of switching a datagram is AES-GCM: opening what a node
 //! sent and sealing each copy for its receivers. With `workers = N` (N > 1)
 //! the switch binds N UDP sockets to its `listen` address with
-//! `SO_REUSEPORT`: the core's own and one per worker thread. The kernel hashes
-//! each sender's address to one of them, so one node's datagrams always reach
-//! the same socket, in order. A worker checks each datagram's header and, for
+//! `SO_REUSEPORT`: the core's own and one per worker thread. A BPF program on
+//! the group ([`steering`]) sends handshakes to the core's socket and each
+//! session's data datagrams to one worker, by receiver index, so one node's
+//! datagrams reach one socket, in order. A worker checks each datagram's header and, for
 //! a data datagram under a session the core published ([`OpenTable`]), opens
 //! it in place with that session's shared receive half
 //! ([`overlay_proto::receiver::Receiver`]: the read-only key and the replay
@@ -23,13 +24,17 @@
 //! hands the datagram on unopened, and the core drops it as today.
 //!
 //! # Layout
+//! - [`steering`]: which socket of the group gets a datagram.
 //! - [`table`]: the published sessions, by network and index.
 //! - [`batch`]: one worker batch: datagrams back to back, each with whether
 //!   and how it was opened.
 //! - [`thread`]: a worker's socket and loop.
 //! - [`pool`]: the workers the shell owns: start, next batch, publish.
+//! - [`status`]: their part of `status` and `/metrics`.
 pub mod batch;
 pub mod pool;
+pub mod status;
+pub mod steering;
 pub mod table;
 pub mod thread;
 

@@ -1,6 +1,5 @@
 //! The workers as the shell sees them: started with the switch's socket
 //! address, drained one batch at a time, told which sessions to open under.
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -9,6 +8,7 @@ use tapmesh_shell::udp::UdpLink;
 use tokio::sync::mpsc;
 
 use super::batch::Batch;
+use super::status::WorkersStatus;
 use super::thread::{self, Shared};
 use crate::networks::Networks;
 
@@ -25,12 +25,15 @@ pub struct Workers {
 
 impl Workers {
     /// With `workers` > 1, start `workers - 1` threads, each with a socket
-    /// bound to `addr` (the core's socket, bound with `SO_REUSEPORT`, is
-    /// the first of the group). `None` for one worker: the core alone.
-    pub fn start(workers: usize, addr: SocketAddr) -> std::io::Result<Option<Workers>> {
+    /// bound to the address of `core` (the core's socket, bound with
+    /// `SO_REUSEPORT`, the first of the group; see [`super::steering`]).
+    /// `None` for one worker: the core alone.
+    pub fn start(workers: usize, core: &UdpLink) -> std::io::Result<Option<Workers>> {
         if workers <= 1 {
             return Ok(None);
         }
+        let addr = core.local_addr()?;
+        super::steering::attach(core.raw_fd(), workers)?;
         let shared = Arc::new(Shared::default());
         let (tx, from) = mpsc::channel(CHANNEL);
         let mut threads = Vec::with_capacity(workers - 1);
@@ -88,12 +91,13 @@ impl Workers {
         }
     }
 
-    /// Datagrams the workers opened, and those they handed on unopened.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.shared.opened.load(Ordering::Relaxed),
-            self.shared.passed.load(Ordering::Relaxed),
-        )
+    /// Their part of `status`.
+    pub fn status(&self) -> WorkersStatus {
+        WorkersStatus {
+            count: self.threads.len() + 1,
+            opened: self.shared.opened.load(Ordering::Relaxed),
+            passed: self.shared.passed.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -173,3 +173,69 @@ fn workers_are_one_to_the_cap() {
     assert!(super::parse(Some(0)).is_err());
     assert!(super::parse(Some(super::MAX_WORKERS as u64 + 1)).is_err());
 }
+
+/// Runs a classic BPF program over `packet` as the kernel does for the
+/// instructions [`super::steering::program`] uses (a load past the end
+/// returns 0).
+fn run_cbpf(prog: &[libc::sock_filter], packet: &[u8]) -> u32 {
+    let (mut a, mut pc) = (0u32, 0usize);
+    loop {
+        let i = &prog[pc];
+        pc += 1;
+        let code = u32::from(i.code);
+        match code {
+            c if c == libc::BPF_LD | libc::BPF_B | libc::BPF_ABS => {
+                let Some(b) = packet.get(i.k as usize) else {
+                    return 0;
+                };
+                a = u32::from(*b);
+            }
+            c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
+                let at = i.k as usize;
+                let Some(b) = packet.get(at..at + 4) else {
+                    return 0;
+                };
+                a = u32::from_be_bytes(b.try_into().unwrap());
+            }
+            c if c == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => a &= i.k,
+            c if c == libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K => a %= i.k,
+            c if c == libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K => a += i.k,
+            c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
+                pc += usize::from(if a == i.k { i.jt } else { i.jf });
+            }
+            c if c == libc::BPF_RET | libc::BPF_K => return i.k,
+            c if c == libc::BPF_RET | libc::BPF_A => return a,
+            c => panic!("instruction {c:#x} not modelled"),
+        }
+    }
+}
+
+#[test]
+fn steering_sends_a_sessions_data_to_one_worker_and_the_rest_to_the_core() {
+    let t0 = Instant::now();
+    for workers in [2usize, 3, 5] {
+        let prog = super::steering::program(workers);
+        let mut seen = std::collections::BTreeSet::new();
+        for remote in 0..64u32 {
+            let keys = SessionKeys {
+                send: [1; 32],
+                recv: [2; 32],
+            };
+            let mut s = Session::new(keys, 1, remote, NETWORK, t0);
+            let d = datagram(&mut s, b"frame");
+            let keepalive = datagram(&mut s, b"");
+            let to = run_cbpf(&prog, &d);
+            assert_eq!(to, 1 + remote % (workers as u32 - 1), "{workers} workers");
+            assert_eq!(run_cbpf(&prog, &keepalive), to, "same session, same worker");
+            assert_eq!(super::steering::select(workers, &d), to);
+            seen.insert(to);
+        }
+        assert_eq!(seen.len(), workers - 1, "every worker gets sessions");
+        // Not data: the core.
+        let mut init = vec![0u8; 148];
+        init[0] = 0x12; // version 1, type 2: a handshake initiation
+        assert_eq!(run_cbpf(&prog, &init), 0);
+        assert_eq!(run_cbpf(&prog, &[0x01, 0, 0]), 0, "a data runt");
+        assert_eq!(run_cbpf(&prog, &[]), 0);
+    }
+}

@@ -1,0 +1,47 @@
+//! The workers' part of `status` and `/metrics`: how many, and what they
+//! did with the datagrams they received (their drops are the core's, counted
+//! by reason with everyone else's).
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+use tapmesh_shell::metrics::{Def, Exposition};
+
+/// `workers` in `status` (absent with one worker).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkersStatus {
+    /// Receive sockets and threads, the core's own included (`workers`).
+    pub count: usize,
+    /// Datagrams the worker threads opened (authentic or not).
+    pub opened: u64,
+    /// Datagrams they handed to the core unopened (handshakes, sessions not
+    /// yet published, bad headers).
+    pub passed: u64,
+}
+
+pub const WORKERS: Def = Def::gauge(
+    "tapmesh_switch_workers",
+    &[],
+    "Receive sockets and threads (the workers setting); absent with one.",
+);
+pub const DATAGRAMS: Def = Def::counter(
+    "tapmesh_switch_worker_datagrams_total",
+    &["result"],
+    "Datagrams the worker threads received: opened there (opened), or handed to the core unopened (passed).",
+);
+
+/// Writes the workers' metrics.
+pub fn export(w: &WorkersStatus, out: &mut Exposition) {
+    out.gauge(&WORKERS, &[], w.count as f64);
+    out.counter(&DATAGRAMS, &["opened"], w.opened);
+    out.counter(&DATAGRAMS, &["passed"], w.passed);
+}
+
+/// The status table's line.
+pub fn render(out: &mut String, w: &WorkersStatus) {
+    let _ = writeln!(
+        out,
+        "workers {}: opened {}, passed to the core {}",
+        w.count, w.opened, w.passed
+    );
+}
