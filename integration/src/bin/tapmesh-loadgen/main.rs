@@ -64,6 +64,8 @@ const USAGE: &str = "usage: tapmesh-loadgen [--quick] [--nodes N] [--secs S] [--
                      (default: skip)\n\
   --quick            CI smoke: 100 nodes, 1 s, memory phase with 1000 nodes, two switches,\n\
                      MAC churn at 500/s\n\
+  --switch-workers N the switch's workers setting in the throughput phase with one switch
+                     (default 1; see ARCHITECTURE.md); use with --no-pin to let it use every CPU\n\
   --no-pin           do not pin the switch to the last CPU and the generator to the others\n\
   --json PATH        default target/bench/loadgen.json";
 
@@ -93,6 +95,7 @@ struct Args {
     json: PathBuf,
     pin: bool,
     switches: usize,
+    switch_workers: usize,
     mac_churn: Vec<u64>,
 }
 
@@ -107,6 +110,7 @@ fn parse_args() -> Result<Args, String> {
         json: PathBuf::from("target/bench/loadgen.json"),
         pin: true,
         switches: 1,
+        switch_workers: 1,
         mac_churn: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -128,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
             "--mem-nodes" => a.mem_nodes = value(&arg)?.parse().map_err(|_| bad(&arg))?,
             "--macs-per-node" => a.macs_per_node = value(&arg)?.parse().map_err(|_| bad(&arg))?,
             "--switches" => a.switches = value(&arg)?.parse().map_err(|_| bad(&arg))?,
+            "--switch-workers" => a.switch_workers = value(&arg)?.parse().map_err(|_| bad(&arg))?,
             "--mac-churn" => {
                 a.mac_churn = value(&arg)?
                     .split(',')
@@ -184,6 +189,8 @@ struct SwitchConfig<'a> {
     mac_limit_per_node: usize,
     mac_aging_secs: u64,
     /// Appended after the `[[node]]` tables (a `[cluster]` section).
+    /// The switch's `workers`.
+    workers: usize,
     tail: String,
 }
 
@@ -202,6 +209,7 @@ impl<'a> SwitchConfig<'a> {
             nodes,
             mac_limit_per_node,
             mac_aging_secs: 3600,
+            workers: 1,
             tail: String::new(),
         }
     }
@@ -231,12 +239,13 @@ impl SwitchUnderTest {
         let addr = c.addr();
         let mut cfg = format!(
             "listen = \"{addr}\"\nprivate-key-file = \"{}\"\nadmin-socket = \"{}\"\n\
-             state-file = \"{}\"\nmac-aging-secs = {}\nnode-timeout-secs = 3600\n\
+             state-file = \"{}\"\nmac-aging-secs = {}\nnode-timeout-secs = 3600\nworkers = {}\n\
              mac-limit-per-node = {}\nmac-table-limit = {}\n",
             key_file.display(),
             admin.display(),
             dir.join(format!("switch-{tag}.state")).display(),
             c.mac_aging_secs,
+            c.workers,
             c.mac_limit_per_node,
             c.nodes.len() * c.mac_limit_per_node + 1024,
         );
@@ -901,7 +910,10 @@ fn throughput_phase(
     let switch_keys = gen_keys(n_switches);
     let keys = gen_keys(args.nodes);
     let switches: Vec<SwitchUnderTest> = if n_switches == 1 {
-        let c = SwitchConfig::new("tput", &switch_keys[0], &keys, 16);
+        let c = SwitchConfig {
+            workers: args.switch_workers,
+            ..SwitchConfig::new("tput", &switch_keys[0], &keys, 16)
+        };
         vec![SwitchUnderTest::start(ns, dir, &c)?]
     } else {
         cluster::start_peered(ns, dir, &switch_keys, &keys, 16)?
@@ -995,6 +1007,7 @@ fn throughput_phase(
     let rss = one(switches.iter().map(|sw| rss_json(sw.pid())).collect());
     let mut doc = json!({
         "switches": n_switches,
+        "switch_workers": args.switch_workers,
         "nodes": args.nodes,
         "nodes_connected_per_switch": one(connected.into_iter().map(Value::from).collect()),
         "generator_threads": workers.len(),
