@@ -49,6 +49,7 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
             Some(KEY),
             "busy-poll-us",
         ),
+        (format!("{base}workers = 0\n"), Some(KEY), "workers"),
     ];
     check_config_errors(Path::new(BIN), "switch.toml", "switch.key", &cases);
 }
