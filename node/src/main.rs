@@ -319,7 +319,11 @@ fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
         let std_sock = std::net::UdpSocket::bind(bind).context("binding the UDP socket")?;
         let socket =
             tapmesh_shell::udp::UdpLink::new(std_sock).context("setting up the UDP socket")?;
-        let tap = cfg.tap.as_ref().map(tap::open).transpose()?;
+        let tap = cfg
+            .tap
+            .as_ref()
+            .map(|t| tap::open(t, cfg.workers))
+            .transpose()?;
         let admin_listener = admin::bind(&cfg.admin_socket)
             .with_context(|| format!("admin socket {}", cfg.admin_socket.display()))?;
         tracing::info!(
@@ -327,6 +331,7 @@ fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
             tap = %cfg.tap.as_ref().map_or("none", |t| t.name.as_str()),
             mtu = cfg.core.mtu,
             offload = tap.as_ref().is_some_and(|t| t.has_vnet()),
+            workers = cfg.workers,
             vm_ports = cfg.vm_ports.len(),
             hosts = cfg.hosts.len(),
             switch = %cfg.core.switch_addr,

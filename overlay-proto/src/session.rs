@@ -290,7 +290,6 @@ impl Sender {
         }
         Ok(Some(max_datagram))
     }
-
 }
 
 #[cfg(test)]
