@@ -241,7 +241,16 @@ fn render_status(v: &Status) -> String {
         c.keepalives_sent,
         drops_line(&v.drops)
     );
+    let workers = if c.worker_sealed_frames > 0 {
+        format!(
+            "tap rx sealed by workers {} frames\n",
+            c.worker_sealed_frames
+        )
+    } else {
+        String::new()
+    };
     table
+        + &workers
         + &homes(&v.homes)
         + &v.capture.status_line().unwrap_or_default()
         + &v.local.as_ref().map_or(String::new(), local_ports)

@@ -141,6 +141,15 @@ impl Workers {
             return;
         }
         self.published = key;
+        tracing::debug!(
+            sealing = key.is_some(),
+            "sealing workers: {}",
+            if key.is_some() {
+                "sealing under the session with the switch"
+            } else {
+                "leaving frames to the node task"
+            }
+        );
         let path = session.map(|s| {
             Arc::new(FastPath {
                 sender: s.sender(),

@@ -34,7 +34,9 @@ impl Stats {
     /// Add these counts to a status.
     pub fn add_to(&self, s: &mut Status) {
         let c = &mut s.counters;
-        c.tap_rx_frames += self.tap_rx_frames.load(Ordering::Relaxed);
+        let sealed = self.tap_rx_frames.load(Ordering::Relaxed);
+        c.tap_rx_frames += sealed;
+        c.worker_sealed_frames += sealed;
         c.tap_rx_bytes += self.tap_rx_bytes.load(Ordering::Relaxed);
         c.udp_tx_datagrams += self.udp_tx_datagrams.load(Ordering::Relaxed);
         for &r in DropReason::ALL {
