@@ -473,6 +473,23 @@ userspace host 02:00:00:00:00:09 198.19.0.50/24 fd00::50/64: 1 connections open 
         assert_eq!(render("not json"), "not json\n");
     }
 
+    /// Frames sealed by workers get a line of their own, only when there are
+    /// some.
+    #[test]
+    fn text_of_a_node_with_workers() {
+        let mut s = Status {
+            name: "h1".into(),
+            ..Default::default()
+        };
+        assert!(!render_status(&s).contains("workers"));
+        s.counters.worker_sealed_frames = 42;
+        let text = render_status(&s);
+        assert!(
+            text.contains("tap rx sealed by workers 42 frames\n"),
+            "{text}"
+        );
+    }
+
     /// With several switches, one line lists them and one the failovers.
     #[test]
     fn text_of_a_node_with_two_switches() {
