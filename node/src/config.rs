@@ -32,6 +32,7 @@ struct File {
     metrics_listen: Option<String>,
     log_level: Option<String>,
     busy_poll_us: Option<u64>,
+    workers: Option<u64>,
     rekey_after_secs: Option<u64>,
     vouch_lifetime_secs: Option<u64>,
     tap: Option<TapFile>,
@@ -174,6 +175,9 @@ pub struct Config {
     /// the last datagram or frame before parking
     /// (`tapmesh_shell::busy_poll`); `None`: off.
     pub busy_poll: Option<Duration>,
+    /// `workers`: threads that seal frames from the TAP, one TAP queue
+    /// each ([`crate::workers`]); 1 (the default): the node task alone.
+    pub workers: usize,
     /// The TAP, if the node has one.
     pub tap: Option<TapConfig>,
     /// Sockets VMs connect to.
@@ -239,6 +243,8 @@ impl Config {
         }
         let busy_poll =
             tapmesh_shell::busy_poll::parse(f.busy_poll_us).map_err(|p| err("busy-poll-us", p))?;
+        let workers = crate::workers::config::parse(f.workers, tap.is_some())
+            .map_err(|p| err("workers", p))?;
         let max_rekey = REKEY_AFTER_TIME.as_secs();
         let rekey_after = match f.rekey_after_secs {
             None => REKEY_AFTER_TIME,
@@ -282,6 +288,7 @@ impl Config {
             metrics_listen,
             log_level,
             busy_poll,
+            workers,
             core: NodeConfig {
                 private_key,
                 switch_key: switches[0].key,
@@ -530,6 +537,18 @@ pub(crate) mod tests {
             assert_eq!(e.key, "rekey-after-secs");
             assert_eq!(e.problem, format!("{bad} is out of range 10..=120"));
         }
+    }
+
+    #[test]
+    fn workers_default_to_one_and_are_bounded() {
+        assert_eq!(load("").unwrap().workers, 1);
+        assert_eq!(load_top("workers = 4").unwrap().workers, 4);
+        for bad in ["0", "17"] {
+            let e = load_top(&format!("workers = {bad}")).unwrap_err();
+            assert_eq!(e.key, "workers");
+            assert_eq!(e.problem, format!("{bad} is out of range 1..=16"));
+        }
+        assert_eq!(load_top("workers = -2").unwrap_err().key, "workers");
     }
 
     #[test]

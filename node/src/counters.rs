@@ -126,6 +126,9 @@ pub struct Counters {
     pub cookie_replies: u64,
     /// Local MACs announced to a new home switch after a failover.
     pub announcements: u64,
+    /// Frames from the TAP sealed by a worker thread (`workers`), not the
+    /// node task; part of `tap_rx_frames`.
+    pub worker_sealed_frames: u64,
 }
 
 /// Round-trip times to the switch, from keepalive answers: the switch answers

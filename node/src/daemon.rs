@@ -28,6 +28,7 @@ use crate::engine::{Event, Node, TapWrite};
 use crate::local_switch::{Forward, LocalSwitch, PortId, PortKind, UPLINK};
 use crate::userhost::{self, UserHost};
 use crate::vm_port::{self, HEADROOM, VmEvent};
+use crate::workers::Workers;
 
 /// Frames read from the TAP per wakeup before the socket gets a turn.
 const BATCH: usize = 64;
@@ -35,7 +36,7 @@ const BATCH: usize = 64;
 const RX_BATCHES: usize = 4;
 /// The largest read from the TAP: a 64 KiB super-frame plus virtio header
 /// (oversize frames are counted and dropped by the core).
-const MAX_READ: usize = 65536 + 64;
+pub(crate) const MAX_READ: usize = 65536 + 64;
 
 /// The node's local ports as the shell sees them: the local switch and the
 /// queues towards VM ports and userspace hosts.
@@ -118,6 +119,7 @@ pub async fn run<D: FrameDevice>(
     let mut running = cfg;
     let mut reloads = tapmesh_shell::reload::ReloadCounters::default();
     let mut hangup = tapmesh_shell::reload::hangups()?;
+    let core_cfg_vnet = core_cfg.offload;
     let mut core = Node::new(core_cfg, now, unix_now, rand::random());
     let first = core.switch_addr();
     core.set_local_addrs(local_addrs(&udp, first));
@@ -136,6 +138,10 @@ pub async fn run<D: FrameDevice>(
     let busy_fds: Vec<_> = std::iter::once(udp.raw_fd())
         .chain(tap.as_ref().map(FrameDevice::raw_fd))
         .collect();
+    let mut workers = match tap.as_ref().map(FrameDevice::extra_queues) {
+        Some(q) if !q.is_empty() => Some(Workers::start(q, core_cfg_vnet, &udp)?),
+        _ => None,
+    };
     core.handle_timeout(now);
     loop {
         flush(&mut core, &udp).await;
@@ -188,8 +194,15 @@ pub async fn run<D: FrameDevice>(
                             TapWrite::InPlace(r) => &d[r.clone()],
                             TapWrite::Reassembled(r) => &core.reassembled()[r.clone()],
                         };
-                        if ports.forward(now, UPLINK, frame).tap && let Some(tap) = tap.as_ref() {
-                            write_tap(tap, frame, &mut ports.local).await;
+                        if !ports.forward(now, UPLINK, frame).tap {
+                            continue;
+                        }
+                        match (workers.as_ref().filter(|w| w.is_fast()), tap.as_ref()) {
+                            (Some(w), _) => if !w.write_tap(frame) {
+                                ports.local.note_drop(DropReason::TapWrite);
+                            },
+                            (None, Some(tap)) => write_tap(tap, frame, &mut ports.local).await,
+                            (None, None) => {}
                         }
                     }
                     if round == RX_BATCHES {
@@ -197,6 +210,16 @@ pub async fn run<D: FrameDevice>(
                     }
                     r = rx.recv(&udp, false).await;
                 }
+            }
+            // Frames a sealing worker read but left to this task.
+            Some(frame) = crate::workers::fallback(workers.as_mut()) => {
+                let (Some(tap_port), n) = (tap_port, frame.len().min(MAX_READ)) else { continue };
+                let now = Instant::now();
+                tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n].copy_from_slice(&frame[..n]);
+                if ports.forward(now, tap_port, &tap_buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n]).uplink {
+                    uplink(&mut core, now, &mut tap_buf, n, &mut batch, &udp).await;
+                }
+                send_all(&mut batch, &udp).await;
             }
             // Never closed: `vm_tx` is kept for ports a reload opens.
             Some(ev) = vm_rx.recv() => {
@@ -243,7 +266,7 @@ pub async fn run<D: FrameDevice>(
             _ = tokio::time::sleep_until(deadline.into()) => {}
             Some(req) = admin_rx.recv() => {
                 let reply = match req.line.as_str() {
-                    "status" => serde_json::to_string(&status(&core, &ports.local, &locals, reloads, &name)).unwrap_or_default(),
+                    "status" => serde_json::to_string(&status(&core, &ports.local, &locals, reloads, &name, workers.as_ref())).unwrap_or_default(),
                     "reload" => {
                         let r = reload(path, &mut running, &mut locals, &mut ports, &vm_tx, &mut metrics);
                         reloads.count(r.is_ok());
@@ -256,7 +279,7 @@ pub async fn run<D: FrameDevice>(
                 };
                 let _ = req.reply.send(reply);
             }
-            req = metrics.request() => req.answer(status(&core, &ports.local, &locals, reloads, &name)),
+            req = metrics.request() => req.answer(status(&core, &ports.local, &locals, reloads, &name, workers.as_ref())),
             Some(()) = hangup.recv() => {
                 let r = reload(path, &mut running, &mut locals, &mut ports, &vm_tx, &mut metrics);
                 reloads.count(r.is_ok());
@@ -267,6 +290,13 @@ pub async fn run<D: FrameDevice>(
             core.handle_timeout(now);
         }
         ports.local.handle_timeout(now);
+        if let Some(w) = workers.as_mut() {
+            w.refresh(
+                &core,
+                locals.vm_ports.is_empty() && locals.hosts.is_empty(),
+                now,
+            );
+        }
         while let Some(ev) = core.poll_event() {
             let switch = core.home().name.as_str();
             match ev {
@@ -456,8 +486,12 @@ fn status(
     locals: &Locals,
     reloads: tapmesh_shell::reload::ReloadCounters,
     name: &str,
+    workers: Option<&Workers>,
 ) -> Status {
     let mut s = core.status(Instant::now(), name);
+    if let Some(w) = workers {
+        w.add_to(&mut s);
+    }
     for (reason, n) in local.drops().iter() {
         s.drops.add_n(reason, n);
     }

@@ -4,7 +4,8 @@
 //! ([`crate::tap::Tap`]) implements it.
 use std::future::Future;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::Arc;
 
 /// A device that exchanges Ethernet frames with the kernel, one per read or
 /// write.
@@ -32,4 +33,10 @@ pub trait FrameDevice {
     /// The descriptor to poll for readability (busy-polling,
     /// `tapmesh_shell::busy_poll`).
     fn raw_fd(&self) -> RawFd;
+
+    /// The device's other queues, for sealing workers (`crate::workers`);
+    /// none unless it was opened with several.
+    fn extra_queues(&self) -> &[Arc<OwnedFd>] {
+        &[]
+    }
 }

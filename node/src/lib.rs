@@ -47,3 +47,4 @@ pub mod userhost;
 pub mod vm_framing;
 pub mod vm_peer;
 pub mod vm_port;
+pub mod workers;

@@ -241,7 +241,16 @@ fn render_status(v: &Status) -> String {
         c.keepalives_sent,
         drops_line(&v.drops)
     );
+    let workers = if c.worker_sealed_frames > 0 {
+        format!(
+            "tap rx sealed by workers {} frames\n",
+            c.worker_sealed_frames
+        )
+    } else {
+        String::new()
+    };
     table
+        + &workers
         + &homes(&v.homes)
         + &v.capture.status_line().unwrap_or_default()
         + &v.local.as_ref().map_or(String::new(), local_ports)
@@ -319,7 +328,11 @@ fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
         let std_sock = std::net::UdpSocket::bind(bind).context("binding the UDP socket")?;
         let socket =
             tapmesh_shell::udp::UdpLink::new(std_sock).context("setting up the UDP socket")?;
-        let tap = cfg.tap.as_ref().map(tap::open).transpose()?;
+        let tap = cfg
+            .tap
+            .as_ref()
+            .map(|t| tap::open(t, cfg.workers))
+            .transpose()?;
         let admin_listener = admin::bind(&cfg.admin_socket)
             .with_context(|| format!("admin socket {}", cfg.admin_socket.display()))?;
         tracing::info!(
@@ -327,6 +340,7 @@ fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
             tap = %cfg.tap.as_ref().map_or("none", |t| t.name.as_str()),
             mtu = cfg.core.mtu,
             offload = tap.as_ref().is_some_and(|t| t.has_vnet()),
+            workers = cfg.workers,
             vm_ports = cfg.vm_ports.len(),
             hosts = cfg.hosts.len(),
             switch = %cfg.core.switch_addr,
@@ -457,6 +471,23 @@ userspace host 02:00:00:00:00:09 198.19.0.50/24 fd00::50/64: 1 connections open 
 ";
         assert_eq!(render(&json), expected);
         assert_eq!(render("not json"), "not json\n");
+    }
+
+    /// Frames sealed by workers get a line of their own, only when there are
+    /// some.
+    #[test]
+    fn text_of_a_node_with_workers() {
+        let mut s = Status {
+            name: "h1".into(),
+            ..Default::default()
+        };
+        assert!(!render_status(&s).contains("workers"));
+        s.counters.worker_sealed_frames = 42;
+        let text = render_status(&s);
+        assert!(
+            text.contains("tap rx sealed by workers 42 frames\n"),
+            "{text}"
+        );
     }
 
     /// With several switches, one line lists them and one the failovers.

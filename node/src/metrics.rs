@@ -129,6 +129,11 @@ const ANNOUNCEMENTS: Def = Def::counter(
     &["node"],
     "Local MACs announced to a new home switch after a failover.",
 );
+const WORKER_SEALED: Def = Def::counter(
+    "tapmesh_node_worker_sealed_frames_total",
+    &["node"],
+    "Frames from the TAP sealed by a worker thread (workers > 1) rather than the node task; part of the TAP rx frames.",
+);
 const HOST_CONNECTIONS: Def = Def::gauge(
     "tapmesh_node_host_connections",
     &["node", "host"],
@@ -201,6 +206,7 @@ impl Export for Status {
         FAILOVERS,
         LAST_FAILOVER,
         ANNOUNCEMENTS,
+        WORKER_SEALED,
         HOST_CONNECTIONS,
         HOST_CONNECTIONS_TOTAL,
         HOST_FRAMES,
@@ -282,6 +288,7 @@ impl Export for Status {
             out.gauge(&LAST_FAILOVER, &[node], s);
         }
         out.counter(&ANNOUNCEMENTS, &[node], c.announcements);
+        out.counter(&WORKER_SEALED, &[node], c.worker_sealed_frames);
         for (i, h) in self.hosts.iter().enumerate() {
             let host = i.to_string();
             let c = &h.counters;

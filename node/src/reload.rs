@@ -10,7 +10,8 @@
 //! the TAP, the session or a socket the node holds, and is refused by key
 //! (the running config stays): `name`, `private-key-file`, `switch`,
 //! `switch-public-key`, `network-secret-file`, `network-id`, `underlay-mtu`,
-//! `rekey-after-secs`, `admin-socket`, `busy-poll-us` and `[tap]`; and an
+//! `rekey-after-secs`, `admin-socket`, `busy-poll-us`, `workers` (the TAP's
+//! queues) and `[tap]`; and an
 //! added port or host whose `mtu` is above the largest the node started
 //! with (the core holds every frame to that).
 use std::path::Path;
@@ -107,6 +108,7 @@ pub fn plan(path: &Path, running: &Config, new: &Config) -> Result<Plan, ConfigE
         ("admin-socket", running.admin_socket != new.admin_socket),
         ("tap", running.tap != new.tap),
         ("busy-poll-us", running.busy_poll != new.busy_poll),
+        ("workers", running.workers != new.workers),
     ]
     .into_iter()
     .filter_map(|(key, differs)| differs.then_some(key.to_owned()))
@@ -228,5 +230,13 @@ mod tests {
         let e = plan(&p, &old, &new.unwrap()).unwrap_err();
         assert_eq!(e.key, "network-id, underlay-mtu, tap", "{e}");
         assert!(e.to_string().contains("cannot change while the node runs"));
+    }
+
+    #[test]
+    fn workers_cannot_change_live() {
+        let (p, old) = config("[tap]\n");
+        let (_, new) = config("workers = 2\n[tap]\n");
+        let e = plan(&p, &old.unwrap(), &new.unwrap()).unwrap_err();
+        assert_eq!(e.key, "workers", "{e}");
     }
 }

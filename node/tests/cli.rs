@@ -41,6 +41,7 @@ fn bad_configs_exit_2_with_one_line_naming_file_and_key() {
             Some(KEY),
             "busy-poll-us",
         ),
+        (format!("{base}workers = 0\n[tap]\n"), Some(KEY), "workers"),
         (
             format!("{base}[tap]\n").replace(KEY, "AAAA"),
             Some(KEY),

@@ -6,8 +6,14 @@
 //! room after it, and calls [`Session::seal`]; the header is written in front
 //! and the tag behind. To receive, [`Session::open`] decrypts in place and
 //! returns where the frame is.
+//!
+//! The sending half ([`Sender`]) can be shared: [`Session::sender`] hands out
+//! a handle with the same read-only key and the same atomic send counter, so
+//! several threads seal under one session and every counter (the AES-GCM
+//! nonce) is still used once.
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -24,27 +30,45 @@ use crate::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN, FLAG_FRAGMENT, Header, MessageT
 #[derive(Debug)]
 pub struct Session {
     local_index: u32,
-    remote_index: u32,
-    network_id: u32,
-    send: DataCipher,
+    send: Sender,
     /// Shared with the switch's workers (see [`crate::receiver`]).
     recv: Arc<Receiver>,
-    send_counter: u64,
-    created: Instant,
 }
 
 #[cfg(fuzzing)]
 impl Clone for Session {
-    /// A deep copy: cloned cores do not share receive windows.
+    /// A deep copy: cloned cores share neither receive windows nor counters.
     fn clone(&self) -> Session {
         Session {
             local_index: self.local_index,
-            remote_index: self.remote_index,
-            network_id: self.network_id,
             send: self.send.clone(),
             recv: Arc::new((*self.recv).clone()),
-            send_counter: self.send_counter,
-            created: self.created,
+        }
+    }
+}
+
+/// The sending half of a [`Session`]: its key, read-only after the
+/// handshake, and its send counter, shared by every handle
+/// ([`Session::sender`]) and advanced atomically, so no counter is used twice
+/// whichever thread seals.
+#[derive(Debug)]
+pub struct Sender {
+    remote_index: u32,
+    network_id: u32,
+    cipher: Arc<DataCipher>,
+    counter: Arc<AtomicU64>,
+    created: Instant,
+}
+
+/// Cloned cores (fuzzing) get their own counter, as they got their own
+/// session before the counter could be shared.
+#[cfg(fuzzing)]
+impl Clone for Sender {
+    fn clone(&self) -> Sender {
+        Sender {
+            cipher: Arc::new((*self.cipher).clone()),
+            counter: Arc::new(AtomicU64::new(self.counter.load(Ordering::Relaxed))),
+            ..*self
         }
     }
 }
@@ -60,12 +84,24 @@ impl Session {
     ) -> Session {
         Session {
             local_index,
-            remote_index,
-            network_id,
-            send: DataCipher::new(&keys.send),
+            send: Sender {
+                remote_index,
+                network_id,
+                cipher: Arc::new(DataCipher::new(&keys.send)),
+                counter: Arc::new(AtomicU64::new(0)),
+                created: now,
+            },
             recv: Arc::new(Receiver::new(&keys.recv, local_index, now)),
-            send_counter: 0,
-            created: now,
+        }
+    }
+
+    /// A handle on this session's sending half, for another thread: same
+    /// key, same counter.
+    pub fn sender(&self) -> Sender {
+        Sender {
+            cipher: Arc::clone(&self.send.cipher),
+            counter: Arc::clone(&self.send.counter),
+            ..self.send
         }
     }
 
@@ -76,7 +112,7 @@ impl Session {
 
     /// The index the peer chose (we put it in packets we send).
     pub fn remote_index(&self) -> u32 {
-        self.remote_index
+        self.send.remote_index
     }
 
     /// The receive half, for opening on other threads (see
@@ -87,48 +123,94 @@ impl Session {
 
     /// When the handshake finished.
     pub fn created(&self) -> Instant {
-        self.created
+        self.send.created
     }
 
+    /// How long ago the handshake finished.
+    pub fn age(&self, now: Instant) -> Duration {
+        self.send.age(now)
+    }
+
+    /// Packets sent so far (by every handle on the sending half).
+    pub fn sent(&self) -> u64 {
+        self.send.sent()
+    }
+
+    /// Too old or too used to send or receive on.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.send.is_expired(now)
+    }
+
+    /// The initiator should start a new handshake.
+    pub fn needs_rekey(&self, now: Instant) -> bool {
+        self.age(now) >= REKEY_AFTER_TIME || self.sent() >= REKEY_AFTER_MESSAGES
+    }
+
+    /// Seal the `payload_len` bytes at `buf[DATA_HEADER_LEN..]`
+    /// ([`Sender::seal`]).
+    pub fn seal(&mut self, flags: u8, buf: &mut [u8], payload_len: usize) -> Result<usize, Error> {
+        // HOT PATH
+        self.send.seal(flags, buf, payload_len)
+    }
+
+    /// Seal a payload as one datagram or fragments ([`Sender::seal_frame`]).
+    pub fn seal_frame(
+        &mut self,
+        flags: u8,
+        parts: &[&[u8]],
+        max_datagram: usize,
+        frame_id: &mut u32,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<usize>, Error> {
+        // HOT PATH
+        self.send
+            .seal_frame(flags, parts, max_datagram, frame_id, out)
+    }
+
+    /// Verify and decrypt a data datagram in place. The caller has checked the
+    /// header and picked this session by its receiver index. Returns the
+    /// range of `buf` holding the plaintext frame (empty for a keepalive).
+    pub fn open(&mut self, buf: &mut [u8]) -> Result<Range<usize>, Error> {
+        // HOT PATH
+        self.recv.open(buf)
+    }
+}
+
+impl Sender {
     /// How long ago the handshake finished.
     pub fn age(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.created)
     }
 
-    /// Packets sent so far.
+    /// Packets sent so far (by every handle).
     pub fn sent(&self) -> u64 {
-        self.send_counter
+        self.counter.load(Ordering::Relaxed)
     }
 
-    /// Too old or too used to send or receive on.
+    /// Too old or too used to send on.
     pub fn is_expired(&self, now: Instant) -> bool {
-        self.age(now) >= REJECT_AFTER_TIME || self.send_counter >= REJECT_AFTER_MESSAGES
-    }
-
-    /// The initiator should start a new handshake.
-    pub fn needs_rekey(&self, now: Instant) -> bool {
-        self.age(now) >= REKEY_AFTER_TIME || self.send_counter >= REKEY_AFTER_MESSAGES
+        self.age(now) >= REJECT_AFTER_TIME || self.sent() >= REJECT_AFTER_MESSAGES
     }
 
     /// Seal the `payload_len` bytes at `buf[DATA_HEADER_LEN..]`: write the
     /// header, encrypt in place, append the tag. Returns the datagram length.
-    pub fn seal(&mut self, flags: u8, buf: &mut [u8], payload_len: usize) -> Result<usize, Error> {
+    pub fn seal(&self, flags: u8, buf: &mut [u8], payload_len: usize) -> Result<usize, Error> {
         // HOT PATH
         let total = DATA_HEADER_LEN + payload_len + AEAD_TAG_LEN;
         if buf.len() < total {
             return Err(Error::BufferTooSmall);
         }
-        if self.send_counter >= REJECT_AFTER_MESSAGES {
+        // Each caller takes its own counter; one past the limit stays past it.
+        let counter = self.counter.fetch_add(1, Ordering::Relaxed);
+        if counter >= REJECT_AFTER_MESSAGES {
             return Err(Error::CounterExhausted);
         }
-        let counter = self.send_counter;
-        self.send_counter += 1;
         let (head, rest) = buf.split_at_mut(DATA_HEADER_LEN);
         let mut h = Header::new_unchecked(&mut head[..]);
         h.set_common(MessageType::Data, flags, 0, self.network_id);
         h.set_data_fields(self.remote_index, counter);
         let (payload, tail) = rest.split_at_mut(payload_len);
-        let tag = self.send.seal(counter, head, payload);
+        let tag = self.cipher.seal(counter, head, payload);
         tail[..AEAD_TAG_LEN].copy_from_slice(&tag);
         Ok(total)
     }
@@ -142,7 +224,7 @@ impl Session {
     /// sender's fragment id counter for this peer. `flags` may include
     /// `FLAG_VNET`; `FLAG_FRAGMENT` is added as needed.
     pub fn seal_frame(
-        &mut self,
+        &self,
         flags: u8,
         parts: &[&[u8]],
         max_datagram: usize,
@@ -206,14 +288,6 @@ impl Session {
             self.seal(flags | FLAG_FRAGMENT, d, n + FRAG_HEADER_LEN)?;
         }
         Ok(Some(max_datagram))
-    }
-
-    /// Verify and decrypt a data datagram in place. The caller has checked the
-    /// header and picked this session by its receiver index. Returns the
-    /// range of `buf` holding the plaintext frame (empty for a keepalive).
-    pub fn open(&mut self, buf: &mut [u8]) -> Result<Range<usize>, Error> {
-        // HOT PATH
-        self.recv.open(buf)
     }
 }
 
@@ -331,6 +405,49 @@ mod tests {
         let whole = whole.expect("reassembled");
         assert_eq!(&whole[..10], &hdr);
         assert_eq!(&whole[10..], &frame[..]);
+    }
+
+    #[test]
+    fn senders_on_several_threads_never_reuse_a_counter() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(t0);
+        let per_thread = 2000;
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let s = a.sender();
+                std::thread::spawn(move || {
+                    (0..per_thread)
+                        .map(|i: u32| {
+                            let frame = i.to_be_bytes();
+                            let mut buf = vec![0u8; DATA_HEADER_LEN + 4 + AEAD_TAG_LEN];
+                            buf[DATA_HEADER_LEN..DATA_HEADER_LEN + 4].copy_from_slice(&frame);
+                            s.seal(0, &mut buf, 4).unwrap();
+                            buf
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // The session itself seals too, at the same time.
+        let own: Vec<_> = (0..per_thread).map(|_| packet(&mut a, b"core")).collect();
+        let mut all: Vec<Vec<u8>> = own;
+        for t in threads {
+            all.extend(t.join().unwrap());
+        }
+        let mut counters: Vec<u64> = all
+            .iter()
+            .map(|p| Header::new_checked(&p[..]).unwrap().counter())
+            .collect();
+        counters.sort_unstable();
+        counters.dedup();
+        assert_eq!(counters.len(), all.len(), "a counter was used twice");
+        assert_eq!(a.sent(), all.len() as u64);
+        // Every packet opens once (in counter order: the threads' packets
+        // are further apart than the replay window would take).
+        all.sort_by_key(|p| Header::new_checked(&p[..]).unwrap().counter());
+        for mut p in all {
+            assert!(b.open(&mut p).is_ok());
+        }
     }
 
     #[test]

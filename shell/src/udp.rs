@@ -9,6 +9,78 @@ use std::net::SocketAddr;
 use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use tokio::io::Interest;
 
+/// `contents` cut into the GSO sends it takes, each with its segment size:
+/// one send carries at most 64 KiB in all (the kernel builds it as one UDP
+/// datagram before cutting it), and at most what the kernel supports in
+/// segments.
+fn gso_batches<'c>(
+    state: &UdpSocketState,
+    contents: &'c [u8],
+    segment_size: Option<usize>,
+) -> impl Iterator<Item = (&'c [u8], Option<usize>)> {
+    let (chunk, seg) = match segment_size {
+        Some(s) if s > 0 && contents.len() > s => {
+            let max_segments = state
+                .max_gso_segments()
+                .clamp(1, (GSO_MAX_BYTES / s).max(1));
+            (s * max_segments, Some(s))
+        }
+        _ => (contents.len().max(1), None),
+    };
+    contents
+        .chunks(chunk)
+        .map(move |b| (b, seg.filter(|&s| b.len() > s)))
+        // An empty datagram is still one send.
+        .chain(contents.is_empty().then_some((contents, None)))
+}
+
+/// Sends on a [`UdpLink`]'s socket from a thread of its own (a sealing
+/// worker); the descriptor stays non-blocking, a full socket buffer is
+/// waited out with `poll(2)`.
+#[derive(Debug)]
+pub struct ThreadSender {
+    socket: std::net::UdpSocket,
+    state: UdpSocketState,
+}
+
+impl ThreadSender {
+    /// As [`UdpLink::send`], blocking this thread.
+    pub fn send(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment_size: Option<usize>,
+    ) -> io::Result<()> {
+        // HOT PATH
+        for (batch, seg) in gso_batches(&self.state, contents, segment_size) {
+            let t = quinn_udp::Transmit {
+                destination: to,
+                ecn: None,
+                contents: batch,
+                segment_size: seg,
+                src_ip: None,
+            };
+            loop {
+                match self.state.try_send(UdpSockRef::from(&self.socket), &t) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        use std::os::fd::AsRawFd;
+                        let mut p = libc::pollfd {
+                            fd: self.socket.as_raw_fd(),
+                            events: libc::POLLOUT,
+                            revents: 0,
+                        };
+                        // SAFETY: one live pollfd, count 1.
+                        unsafe { libc::poll(&mut p, 1, 100) };
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Receive buffers per `recv` call (quinn-udp's batch size on this platform).
 pub const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
 /// Size of one receive buffer: room for a full GRO batch of 64 segments of
@@ -61,23 +133,19 @@ impl UdpLink {
         segment_size: Option<usize>,
     ) -> io::Result<()> {
         // HOT PATH
-        match segment_size {
-            Some(s) if s > 0 && contents.len() > s => {
-                // One GSO send carries at most 64 KiB in all (the kernel builds
-                // it as one UDP datagram before cutting it), and at most what
-                // the kernel supports in segments.
-                let max_segments = self
-                    .state
-                    .max_gso_segments()
-                    .clamp(1, (GSO_MAX_BYTES / s).max(1));
-                for batch in contents.chunks(s * max_segments) {
-                    let seg = (batch.len() > s).then_some(s);
-                    self.send_one(to, batch, seg).await?;
-                }
-                Ok(())
-            }
-            _ => self.send_one(to, contents, None).await,
+        for (batch, seg) in gso_batches(&self.state, contents, segment_size) {
+            self.send_one(to, batch, seg).await?;
         }
+        Ok(())
+    }
+
+    /// A sender on the same socket (same local port) for a thread outside
+    /// the runtime: [`ThreadSender::send`] waits with `poll(2)`.
+    pub fn thread_sender(&self) -> io::Result<ThreadSender> {
+        use std::os::fd::AsFd;
+        let socket = std::net::UdpSocket::from(self.io.as_fd().try_clone_to_owned()?);
+        let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+        Ok(ThreadSender { socket, state })
     }
 
     async fn send_one(

@@ -1,4 +1,4 @@
-//! `tapmesh-bench [--quick] [--secs N] [--json PATH] [--profile DIR]`: issue
+//! `tapmesh-bench [--quick] [--secs N] [--json PATH] [--profile DIR] [--workers N]`: issue
 //! #7's side-by-side benchmark. In ONE run, on one namespace topology (a
 //! switch namespace with a bridge, hosts h1 and h2 on veths), it measures:
 //!
@@ -32,13 +32,14 @@ use integration::topology::{overlay_v4, underlay_v4};
 use integration::{Netns, Process, Topology, wait_until};
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: tapmesh-bench [--quick] [--secs N] [--pings N] [--json PATH] [--profile DIR]\n\
+const USAGE: &str = "usage: tapmesh-bench [--quick] [--secs N] [--pings N] [--json PATH] [--profile DIR] [--workers N]\n\
   --quick        2 s per iperf3 run (CI smoke); default 10 s\n\
   --secs N       seconds per iperf3 run\n\
   --pings N      pings per path, 10 ms apart (default 200)\n\
   --json PATH    where to write the results (default target/bench/bench.json)\n\
   --profile DIR  after the runs, record `perf record -e cpu-clock -g` of the tapmesh\n\
-                 processes during an extra TCP 1-stream run into DIR/perf.data";
+                 processes during an extra TCP 1-stream run into DIR/perf.data\n\
+  --workers N    `workers = N` in both nodes' configs (default: the node's default)";
 
 #[derive(Debug)]
 struct Args {
@@ -47,6 +48,7 @@ struct Args {
     json: PathBuf,
     profile: Option<PathBuf>,
     quick: bool,
+    workers: Option<u32>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         json: PathBuf::from("target/bench/bench.json"),
         profile: None,
         quick: false,
+        workers: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -69,6 +72,9 @@ fn parse_args() -> Result<Args, String> {
             "--pings" => a.pings = value("--pings")?.parse().map_err(|_| "bad --pings")?,
             "--json" => a.json = value("--json")?.into(),
             "--profile" => a.profile = Some(value("--profile")?.into()),
+            "--workers" => {
+                a.workers = Some(value("--workers")?.parse().map_err(|_| "bad --workers")?)
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -465,6 +471,15 @@ fn machine_json() -> Value {
     })
 }
 
+/// `workers = N` in both nodes' configs, if `--workers` was given.
+fn set_workers(topo: &mut Topology, args: &Args) {
+    if let Some(w) = args.workers {
+        for i in 1..=2 {
+            topo.set_node_config_extra(i, &format!("workers = {w}"));
+        }
+    }
+}
+
 fn run(args: &Args) -> Result<Vec<PathResult>, String> {
     let mut topo = Topology::central(2);
     let dir = topo.dir().to_path_buf();
@@ -514,6 +529,7 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
     // (c) tapmesh central.
     stop::check()?;
     println!("starting tapmesh-switch and 2 tapmesh-node processes ...");
+    set_workers(&mut topo, args);
     topo.start_all(Duration::from_secs(30));
     let to: IpAddr = overlay_v4(2).into();
     let pids = [topo.switch_pid(), topo.node_pid(1), topo.node_pid(2)];
@@ -541,6 +557,7 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
     // (d) tapmesh mesh: direct node-to-node sessions.
     stop::check()?;
     let mut topo = Topology::mesh(2);
+    set_workers(&mut topo, args);
     let dir = topo.dir().to_path_buf();
     println!(
         "starting a mesh-mode switch and 2 nodes in {}-{{sw,h1,h2}} ...",
@@ -653,6 +670,7 @@ fn main() -> ExitCode {
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "iperf3_seconds": args.secs,
         "pings": args.pings,
+        "workers": args.workers,
         "paths": path_values,
         "targets": targets,
     });

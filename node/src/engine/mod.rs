@@ -42,8 +42,9 @@ mod datagram;
 mod deliver;
 mod failover;
 mod status;
-mod tap;
+pub(crate) mod tap;
 mod uplink;
+mod workers;
 
 pub use status::Status;
 

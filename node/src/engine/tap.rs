@@ -45,12 +45,7 @@ impl Node {
         self.counters.tap_rx_bytes += len as u64;
         let payload = &buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len];
         let (vnet, frame) = self.split_checked(self.cfg.offload, payload)?;
-        // A complete ordinary frame travels without its virtio header.
-        let (flags, start) = match vnet {
-            Some(h) if !h.is_plain() => (FLAG_VNET, 0),
-            Some(_) => (0, VNET_HDR_LEN),
-            None => (0, 0),
-        };
+        let (flags, start) = travel_form(vnet);
         let plen = len - start;
         let max = self.cfg.max_datagram();
         self.destination = self.homes.home().addr;
@@ -103,21 +98,44 @@ impl Node {
         vnet: bool,
         payload: &'p [u8],
     ) -> Result<(Option<VnetHdr>, &'p [u8]), DropReason> {
-        let (hdr, frame) = if vnet {
-            let h = VnetHdr::parse(payload).ok_or(DropReason::Runt)?;
-            (Some(h), &payload[VNET_HDR_LEN..])
-        } else {
-            (None, payload)
-        };
-        if frame.len() < ethernet::HEADER_LEN {
-            return Err(DropReason::Runt);
-        }
-        if !vnet::fits_mtu(hdr.as_ref(), frame, self.cfg.mtu) {
-            return Err(DropReason::Oversize);
-        }
-        if hdr.is_some_and(|h| !h.fits(frame)) {
-            return Err(DropReason::Offload);
-        }
-        Ok((hdr, frame))
+        split_checked(vnet, self.cfg.mtu, payload)
+    }
+}
+
+/// Split a payload into its virtio header (if `vnet`) and frame, refusing
+/// runts and frames over `mtu` ([`Node::split_checked`]).
+pub fn split_checked(
+    vnet: bool,
+    mtu: usize,
+    payload: &[u8],
+) -> Result<(Option<VnetHdr>, &[u8]), DropReason> {
+    // HOT PATH
+    let (hdr, frame) = if vnet {
+        let h = VnetHdr::parse(payload).ok_or(DropReason::Runt)?;
+        (Some(h), &payload[VNET_HDR_LEN..])
+    } else {
+        (None, payload)
+    };
+    if frame.len() < ethernet::HEADER_LEN {
+        return Err(DropReason::Runt);
+    }
+    if !vnet::fits_mtu(hdr.as_ref(), frame, mtu) {
+        return Err(DropReason::Oversize);
+    }
+    if hdr.is_some_and(|h| !h.fits(frame)) {
+        return Err(DropReason::Offload);
+    }
+    Ok((hdr, frame))
+}
+
+/// How a payload read from the TAP travels: its data flags and where in
+/// it the sealed payload starts. A complete ordinary frame travels without
+/// its virtio header; a super-frame or one needing a checksum with it
+/// (flag `VNET`).
+pub fn travel_form(vnet: Option<VnetHdr>) -> (u8, usize) {
+    match vnet {
+        Some(h) if !h.is_plain() => (FLAG_VNET, 0),
+        Some(_) => (0, VNET_HDR_LEN),
+        None => (0, 0),
     }
 }

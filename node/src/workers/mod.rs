@@ -1,0 +1,210 @@
+//! Sealing on several cores: a multi-queue TAP with one worker thread per
+//! extra queue (`workers` in node.toml).
+//!
+//! The TAP is opened with `IFF_MULTI_QUEUE` and `workers` queues
+//! ([`crate::tap`]). Queue 0 stays with the node task, which does
+//! everything it did before: it reads that queue, receives and opens every
+//! datagram, writes the TAP, and runs handshakes, control, mesh, timers.
+//! Each other queue has a thread that reads frames and seals them under the
+//! uplink's current session, through a [`Sender`] (the session's read-only
+//! key and its shared atomic counter), and sends them on the node's UDP
+//! socket
+//! ([`ThreadSender`](tapmesh_shell::udp::ThreadSender)) to the switch.
+//!
+//! Which frames a worker reads is the kernel's choice: it sends a flow out
+//! of the queue its frames were last written to. The node task writes every
+//! frame of a flow to one worker queue ([`flow::queue_for`], a symmetric
+//! flow hash), so each flow's outgoing direction is read and sealed by one
+//! worker, in order, while its incoming direction is opened by the node
+//! task, in order: no flow is reordered by the split. Queue 0 then only
+//! sees a flow's first frames, before anything was written for it.
+//!
+//! Workers seal only while the node task has published a [`FastPath`]:
+//! central mode, one switch, a TAP as the only local port, a live session.
+//! Otherwise (mesh mode routes frames to peers, VM ports and userspace
+//! hosts need the local switch, several switches learn local MACs, no
+//! session yet) a worker hands each frame to the node task as if read from
+//! queue 0 (a copy per frame, over a bounded channel), and the node task
+//! writes the TAP through queue 0 only, so flows move back to it. A flow
+//! moving between queues (when the fast path is published or withdrawn)
+//! may see the frames in flight at that moment reordered once.
+//!
+//! Liveness is unchanged: the node task keeps its keepalives and probes
+//! (it does not see the workers' sends, so an idle-looking uplink gets a
+//! keepalive every 10 s even under load), and rekeys by age and by the
+//! shared counter. Fragmented frames carry frame ids from a range of the
+//! worker's own (top bit set, worker index in bits 24..31), apart from the
+//! node task's, which counts up from 0.
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use overlay_proto::session::Sender;
+use tapmesh_shell::udp::UdpLink;
+use tokio::sync::mpsc;
+
+use crate::engine::{Node, Status};
+
+pub mod config;
+pub mod flow;
+mod seal;
+mod stats;
+
+use stats::Stats;
+
+/// Frames a worker hands to the node task that it could not seal itself,
+/// queued before more are dropped (`tx_queue_full`).
+const FALLBACK_QUEUE: usize = 1024;
+
+/// What a worker needs to seal a frame from the TAP for the switch.
+#[derive(Debug)]
+pub struct FastPath {
+    sender: Sender,
+    to: SocketAddr,
+    max_datagram: usize,
+    mtu: usize,
+    vnet: bool,
+}
+
+/// State shared by the node task and the workers.
+#[derive(Debug, Default)]
+struct Shared {
+    path: RwLock<Option<Arc<FastPath>>>,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn path(&self) -> Option<Arc<FastPath>> {
+        self.path.read().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+/// The sealing workers, as the node task holds them.
+#[derive(Debug)]
+pub struct Workers {
+    shared: Arc<Shared>,
+    /// The workers' TAP queues, for the node task's writes.
+    queues: Vec<Arc<OwnedFd>>,
+    stats: Vec<Arc<Stats>>,
+    threads: Vec<JoinHandle<()>>,
+    /// The session published (local index and creation), if any.
+    published: Option<(u32, Instant)>,
+    vnet: bool,
+    fallback: mpsc::Receiver<Vec<u8>>,
+}
+
+impl Workers {
+    /// Start one worker per queue in `queues` (a multi-queue TAP's queues
+    /// besides the node task's), sending on `udp`'s socket.
+    pub fn start(queues: &[Arc<OwnedFd>], vnet: bool, udp: &UdpLink) -> io::Result<Workers> {
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel(FALLBACK_QUEUE);
+        let mut w = Workers {
+            shared,
+            queues: queues.to_vec(),
+            stats: Vec::new(),
+            threads: Vec::new(),
+            published: None,
+            vnet,
+            fallback: rx,
+        };
+        for (i, q) in queues.iter().enumerate() {
+            let stats = Arc::new(Stats::default());
+            let worker = seal::Worker::new(
+                i + 1,
+                Arc::clone(q),
+                Arc::clone(&w.shared),
+                Arc::clone(&stats),
+                udp.thread_sender()?,
+                tx.clone(),
+            );
+            let t = std::thread::Builder::new()
+                .name(format!("tapmesh-seal-{}", i + 1))
+                .spawn(move || worker.run())?;
+            w.stats.push(stats);
+            w.threads.push(t);
+        }
+        Ok(w)
+    }
+
+    /// Publish the uplink's session to the workers, or withdraw it: called
+    /// by the node task after each turn. `eligible`: the TAP is the only
+    /// local port.
+    pub fn refresh(&mut self, core: &Node, eligible: bool, now: Instant) {
+        let session = core.plain_uplink(now).filter(|_| eligible);
+        let key = session.map(|s| (s.local_index(), s.created()));
+        if key == self.published {
+            return;
+        }
+        self.published = key;
+        tracing::debug!(
+            sealing = key.is_some(),
+            "sealing workers: {}",
+            if key.is_some() {
+                "sealing under the session with the switch"
+            } else {
+                "leaving frames to the node task"
+            }
+        );
+        let path = session.map(|s| {
+            Arc::new(FastPath {
+                sender: s.sender(),
+                to: core.uplink_destination(),
+                max_datagram: core.max_datagram(),
+                mtu: core.mtu(),
+                vnet: self.vnet,
+            })
+        });
+        if let Ok(mut p) = self.shared.path.write() {
+            *p = path;
+        }
+    }
+
+    /// Whether the workers seal (and the TAP is written through their
+    /// queues).
+    pub fn is_fast(&self) -> bool {
+        self.published.is_some()
+    }
+
+    /// Write a frame for the TAP (local format) to its flow's worker queue.
+    /// False if the kernel refused it.
+    pub fn write_tap(&self, frame: &[u8]) -> bool {
+        // HOT PATH
+        let q = &self.queues[flow::queue_for(frame, self.vnet, self.queues.len())];
+        crate::tap::write(q, frame).is_ok()
+    }
+
+    /// The next frame a worker could not seal, to handle as one read from
+    /// the TAP.
+    pub async fn fallback(&mut self) -> Option<Vec<u8>> {
+        self.fallback.recv().await
+    }
+
+    /// Add the workers' counters to the node's status.
+    pub fn add_to(&self, s: &mut Status) {
+        for st in &self.stats {
+            st.add_to(s);
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The next fallback frame of `workers`, or never if there are none.
+pub async fn fallback(workers: Option<&mut Workers>) -> Option<Vec<u8>> {
+    match workers {
+        Some(w) => w.fallback().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,141 @@
+//! One worker: read frames from its TAP queue, seal them for the switch,
+//! send them.
+use std::io::ErrorKind;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use overlay_proto::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN, DATA_OVERHEAD};
+use tapmesh_shell::udp::ThreadSender;
+use tokio::sync::mpsc;
+
+use super::stats::Stats;
+use super::{FastPath, Shared};
+use crate::counters::DropReason;
+use crate::daemon::MAX_READ;
+use crate::engine::tap::{split_checked, travel_form};
+
+/// Frames read per wakeup before the fast path is looked up again.
+const BATCH: usize = 64;
+/// How long a worker waits for a frame before checking whether to stop.
+const WAIT_MS: libc::c_int = 100;
+/// The worker's own fragment ids: top bit set, its index in bits 24..31.
+const OWN_IDS: u32 = 0x00ff_ffff;
+
+pub(super) struct Worker {
+    queue: Arc<OwnedFd>,
+    shared: Arc<Shared>,
+    stats: Arc<Stats>,
+    udp: ThreadSender,
+    fallback: mpsc::Sender<Vec<u8>>,
+    id_base: u32,
+}
+
+impl Worker {
+    pub(super) fn new(
+        index: usize,
+        queue: Arc<OwnedFd>,
+        shared: Arc<Shared>,
+        stats: Arc<Stats>,
+        udp: ThreadSender,
+        fallback: mpsc::Sender<Vec<u8>>,
+    ) -> Worker {
+        Worker {
+            queue,
+            shared,
+            stats,
+            udp,
+            fallback,
+            id_base: 0x8000_0000 | ((index as u32 & 0x7f) << 24),
+        }
+    }
+
+    /// Run until the node task stops the workers.
+    pub(super) fn run(self) {
+        let mut buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + AEAD_TAG_LEN];
+        let mut out = Vec::new();
+        let mut frame_id = self.id_base;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            if !self.wait() {
+                continue;
+            }
+            let path = self.shared.path();
+            for _ in 0..BATCH {
+                let read = crate::tap::read(
+                    &self.queue,
+                    &mut buf[DATA_HEADER_LEN..DATA_HEADER_LEN + MAX_READ],
+                );
+                let n = match read {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::trace!(error = %e, "TAP queue read failed");
+                        break;
+                    }
+                };
+                let now = Instant::now();
+                match path.as_deref().filter(|p| !p.sender.is_expired(now)) {
+                    Some(p) => {
+                        if let Err(r) = self.seal(p, &mut buf, n, &mut out, &mut frame_id) {
+                            self.stats.dropped(r);
+                        }
+                    }
+                    None => {
+                        let frame = buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n].to_vec();
+                        if self.fallback.try_send(frame).is_err() {
+                            self.stats.dropped(DropReason::TxQueueFull);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wait until the queue is readable (false after [`WAIT_MS`]).
+    fn wait(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.queue.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd, count 1.
+        unsafe { libc::poll(&mut p, 1, WAIT_MS) > 0 }
+    }
+
+    /// Seal the `n` bytes read at `buf[DATA_HEADER_LEN..]` under the fast
+    /// path's session and send them, as the node task would
+    /// (`Node::handle_tap_frame`): in place if one datagram holds it, else
+    /// as fragments in `out`, in one GSO send.
+    fn seal(
+        &self,
+        p: &FastPath,
+        buf: &mut [u8],
+        n: usize,
+        out: &mut Vec<u8>,
+        frame_id: &mut u32,
+    ) -> Result<(), DropReason> {
+        // HOT PATH
+        let payload = &buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n];
+        let (vnet, _) = split_checked(p.vnet, p.mtu, payload)?;
+        let (flags, start) = travel_form(vnet);
+        let plen = n - start;
+        let (datagrams, sent) = if plen + DATA_OVERHEAD <= p.max_datagram {
+            let len = p.sender.seal(flags, &mut buf[start..], plen)?;
+            (1, self.udp.send(p.to, &buf[start..start + len], None))
+        } else {
+            let parts = [&buf[DATA_HEADER_LEN + start..DATA_HEADER_LEN + n]];
+            let stride = p
+                .sender
+                .seal_frame(flags, &parts, p.max_datagram, frame_id, out)?;
+            *frame_id = self.id_base | (*frame_id & OWN_IDS);
+            let count = out.len().div_ceil(stride.unwrap_or(out.len()).max(1));
+            (count, self.udp.send(p.to, out, stride))
+        };
+        if let Err(e) = sent {
+            tracing::trace!(error = %e, "send failed");
+        }
+        self.stats.sealed(n, datagrams);
+        Ok(())
+    }
+}
