@@ -8,23 +8,11 @@ use std::time::Duration;
 
 use integration::Topology;
 use integration::cluster::Cluster;
-use integration::status::counter;
+use integration::status::{counter, peer_path as path};
 use integration::topology::overlay_v4;
 use integration::wait_until;
 
 const UP: Duration = Duration::from_secs(30);
-
-/// Host `i`'s path to `peer` ("direct" or "relayed"), `None` if it is no
-/// peer.
-fn path(topo: &Topology, i: usize, peer: usize) -> Option<String> {
-    let s = topo.try_node_status(i).ok()?;
-    let name = topo.host_name(peer).to_owned();
-    s["peers"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name.as_str())
-        .and_then(|p| p["path"].as_str().map(str::to_owned))
-}
 
 /// Unicast frames both switches forwarded.
 fn unicast(c: &Cluster) -> u64 {
