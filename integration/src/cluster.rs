@@ -72,6 +72,9 @@ pub struct Cluster {
     switches: Vec<ClusterSwitch>,
     logs: Vec<PathBuf>,
     etcd: EtcdCluster,
+    settings: EtcdSettings,
+    /// Lines before `[cluster]` in every switch.toml (`mode = "mesh"`).
+    head: String,
 }
 
 impl Cluster {
@@ -80,6 +83,15 @@ impl Cluster {
     /// `i` homed on switch `homes[i-1]` (its node lists the others after
     /// it, in cyclic order). Starts no node.
     pub fn new(switches: usize, homes: &[usize]) -> Cluster {
+        Cluster::with_head(switches, homes, "")
+    }
+
+    /// [`new`](Self::new) with every switch in mesh mode (`mode = "mesh"`).
+    pub fn mesh(switches: usize, homes: &[usize]) -> Cluster {
+        Cluster::with_head(switches, homes, "mode = \"mesh\"\n")
+    }
+
+    fn with_head(switches: usize, homes: &[usize], head: &str) -> Cluster {
         assert!(
             homes.iter().all(|h| (1..=switches).contains(h)),
             "homes {homes:?} name a switch outside 1..={switches}"
@@ -113,6 +125,8 @@ impl Cluster {
             switches: list,
             logs: Vec::new(),
             etcd,
+            settings,
+            head: head.to_string(),
         };
         for i in 1..=homes.len() {
             c.set_home(i, homes[i - 1]);
@@ -122,7 +136,7 @@ impl Cluster {
             c.topo.node_public_key(i);
         }
         for k in 1..=switches {
-            c.write_switch_config(k, &settings);
+            c.write_switch_config(k, &[]);
             c.start_switch(k);
         }
         c
@@ -160,7 +174,9 @@ impl Cluster {
         self.topo.set_node_switches(i, list);
     }
 
-    fn write_switch_config(&mut self, k: usize, etcd: &EtcdSettings) {
+    /// Writes switch `k`'s config admitting every host but those in
+    /// `without`.
+    fn write_switch_config(&mut self, k: usize, without: &[usize]) {
         let others: Vec<SwitchRef> = (1..=self.switches.len())
             .filter(|&j| j != k)
             .map(|j| self.switch_ref(j))
@@ -172,8 +188,17 @@ impl Cluster {
         cfg.private_key_file = s.key.private_key_file.clone();
         cfg.admin_socket = self.admin_socket(k);
         cfg.state_file = dir.join(format!("{}.state", s.name));
-        cfg.extra = cluster_section(&s.name, Some(etcd), &others);
+        cfg.extra = self.head.clone() + &cluster_section(&s.name, Some(&self.settings), &others);
+        let names: Vec<&str> = without.iter().map(|&i| self.topo.host_name(i)).collect();
+        cfg.nodes.retain(|n| !names.contains(&n.name.as_str()));
         write_file(&self.config_path(k), &cfg.render());
+    }
+
+    /// Removes the hosts in `without` from switch `k`'s config and runs
+    /// `tapmesh-switch reload` on it.
+    pub fn reload_switch_without(&mut self, k: usize, without: &[usize]) -> crate::reload::Reply {
+        self.write_switch_config(k, without);
+        crate::reload::run_switch(&self.admin_socket(k))
     }
 
     fn config_path(&self, k: usize) -> PathBuf {

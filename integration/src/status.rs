@@ -49,3 +49,15 @@ pub fn switch_node_connected(status: &Value, name: &str) -> bool {
         .and_then(Value::as_bool)
         .unwrap_or(false)
 }
+
+/// Host `i`'s path to `peer` in its node's status ("direct" or
+/// "relayed"); `None` if `peer` is not its peer or the status failed.
+pub fn peer_path(topo: &crate::Topology, i: usize, peer: usize) -> Option<String> {
+    let s = topo.try_node_status(i).ok()?;
+    let name = topo.host_name(peer);
+    s["peers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["path"].as_str().map(str::to_owned))
+}

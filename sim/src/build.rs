@@ -130,6 +130,22 @@ pub fn cluster_with_vlans(
     store: bool,
     vlan: impl Fn(usize) -> PortVlan,
 ) -> (Net, ClusterSetup) {
+    build_cluster(homes, store, false, vlan)
+}
+
+/// [`cluster`] with a store, every switch in mesh mode, and node `h{i+1}`
+/// listing every switch, its home `homes[i]` first and the others after it
+/// in cyclic order (so it fails over when its home dies).
+pub fn mesh_cluster(homes: &[usize]) -> (Net, ClusterSetup) {
+    build_cluster(homes, true, true, |_| PortVlan::Transparent)
+}
+
+fn build_cluster(
+    homes: &[usize],
+    store: bool,
+    mesh: bool,
+    vlan: impl Fn(usize) -> PortVlan,
+) -> (Net, ClusterSetup) {
     let t0 = Instant::now();
     let wall = Duration::from_secs(1_700_000_000);
     let mut rng = rand::rng();
@@ -176,6 +192,9 @@ pub fn cluster_with_vlans(
     }
     let core = |k: usize| {
         let mut s = Switch::new(setup.switches[k].clone(), t0, k as u64 + 1);
+        if mesh {
+            s.enable_mesh();
+        }
         s.join_cluster(t0, wall, "default", &setup.clusters[k]);
         s
     };
@@ -185,8 +204,24 @@ pub fn cluster_with_vlans(
     }
     for (i, key) in keys.into_iter().enumerate() {
         let home = homes[i];
-        let cfg = crate::node_config(key, switch_keys[home].public_key(), nth_switch_addr(home));
-        let node = Node::new(cfg, t0, wall, i as u64);
+        let mut cfg =
+            crate::node_config(key, switch_keys[home].public_key(), nth_switch_addr(home));
+        if mesh {
+            cfg.set_switches(
+                (0..n_switches)
+                    .map(|d| (home + d) % n_switches)
+                    .map(|k| SwitchTarget {
+                        name: format!("s{k}"),
+                        key: switch_keys[k].public_key(),
+                        addr: nth_switch_addr(k),
+                    })
+                    .collect(),
+            );
+        }
+        let mut node = Node::new(cfg, t0, wall, i as u64);
+        if mesh {
+            node.set_local_addrs(vec![node_addr(i)]);
+        }
         net.add_node(node, node_addr(i));
     }
     (net, setup)

@@ -32,6 +32,11 @@
 //! rekey). A node lets no other peer claim those MACs over a direct path,
 //! which the switch never sees.
 //!
+//! In a cluster (see `fabric::remote_members`) a member may be homed on
+//! another switch: its [`MemberView`] is `remote`, its endpoint the one that
+//! switch published. It is announced like any other member, with only that
+//! endpoint, and is never a recipient: its own switch tells it the list.
+//!
 //! VLANs: the switch vouches a member to a node only if their ports share a
 //! VLAN. `Mesh` tells a node its own port (access, native and tagged VLANs),
 //! and each `PeerUpdate` the member's port restricted to the VLANs the two
@@ -100,6 +105,17 @@ pub struct MemberView<'a> {
     pub session: Option<Instant>,
     /// Its VLAN membership.
     pub vlan: &'a PortVlan,
+    /// Homed on another switch of the cluster, `endpoint` as that switch
+    /// published it: announced to the nodes here, never told anything
+    /// itself (see `fabric::remote_members`).
+    pub remote: bool,
+}
+
+impl MemberView<'_> {
+    /// A node connected here, which gets the list.
+    fn is_local(&self) -> bool {
+        self.endpoint.is_some() && !self.remote
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -149,6 +165,13 @@ impl Mesh {
         self.learned.retain(|(n, _, _)| *n != id);
     }
 
+    /// Whether member `id` was announced at the last [`sync`](Self::sync).
+    pub fn is_announced(&self, id: NodeId) -> bool {
+        self.members
+            .get(id.0 as usize)
+            .is_some_and(|m| m.announced.is_some())
+    }
+
     /// The switch learned `mac` in VLAN `vid` behind `node`, or saw it
     /// move there.
     pub fn note_learned(&mut self, node: NodeId, vid: Vid, mac: MacAddr) {
@@ -172,7 +195,7 @@ impl Mesh {
         let learned = std::mem::take(&mut self.learned);
         let resync = std::mem::take(&mut self.resync);
         let fresh = std::mem::take(&mut self.fresh);
-        let told = |j: usize| ports[j].endpoint.is_some() && self.members[j].told_under.is_some();
+        let told = |j: usize| ports[j].is_local() && self.members[j].told_under.is_some();
         let whole: Vec<usize> = (0..n)
             .filter(|&j| told(j) && (resync || fresh.contains(&NodeId(j as u32))))
             .collect();
@@ -226,8 +249,13 @@ impl Mesh {
         Announced::Taken { refused }
     }
 
-    fn endpoints(&self, i: usize, observed: SocketAddr) -> Vec<SocketAddr> {
+    fn endpoints(&self, i: usize, observed: SocketAddr, remote: bool) -> Vec<SocketAddr> {
         let mut e = vec![observed];
+        // A member homed on another switch announced its local addresses
+        // there, not here: only the endpoint that switch published.
+        if remote {
+            return e;
+        }
         for a in &self.members[i].local {
             // Checked again: the endpoint may have changed family since.
             if !e.contains(a) && check_local_addr(observed, *a).is_ok() {
@@ -243,12 +271,14 @@ impl Mesh {
         let n = ports.len().min(self.members.len());
         // Departures and moves first, to everyone already told.
         for i in 0..n {
-            let now = ports[i].endpoint.map(|ep| self.endpoints(i, ep));
+            let now = ports[i]
+                .endpoint
+                .map(|ep| self.endpoints(i, ep, ports[i].remote));
             if self.members[i].announced == now {
                 continue;
             }
             for (j, p) in ports.iter().enumerate().take(n) {
-                if j == i || p.endpoint.is_none() || self.members[j].told_under.is_none() {
+                if j == i || !p.is_local() || self.members[j].told_under.is_none() {
                     continue;
                 }
                 // A member that shares no VLAN with `j` is never vouched to it.
@@ -272,7 +302,7 @@ impl Mesh {
         }
         // A node with a new session gets `Mesh` and the whole list.
         for i in 0..n {
-            if ports[i].endpoint.is_none() {
+            if !ports[i].is_local() {
                 self.members[i].told_under = None;
                 continue;
             }
@@ -299,7 +329,7 @@ impl Mesh {
                         Control::PeerUpdate {
                             key: p.key,
                             name: p.name.to_owned(),
-                            endpoints: self.endpoints(j, ep),
+                            endpoints: self.endpoints(j, ep, p.remote),
                             vlan,
                         },
                     ));
@@ -379,6 +409,7 @@ mod tests {
             endpoint: ep.map(|e| e.parse().unwrap()),
             session,
             vlan,
+            remote: false,
         }
     }
 
@@ -655,6 +686,72 @@ mod tests {
         let out = m.sync_owners(&ports, || table.clone());
         assert!(out.iter().all(|(t, _)| t.0 == 0), "{out:?}");
         assert!(m.sync_owners(&ports, || panic!()).is_empty());
+    }
+
+    #[test]
+    fn members_homed_elsewhere_are_announced_but_never_told() {
+        let t0 = Instant::now();
+        let mut m = Mesh::new(2);
+        let a = Some("198.18.0.1:1");
+        let remote = |ep: Option<&str>| MemberView {
+            remote: true,
+            ..view(2, ep, None)
+        };
+        // h2 is homed on another switch: h1 hears of it at the endpoint
+        // that switch published (no local addresses), h2 gets nothing.
+        m.set_local(
+            t0,
+            NodeId(1),
+            "198.18.0.2:2".parse().unwrap(),
+            vec!["198.18.1.2:2".parse().unwrap()],
+        );
+        let out = m.sync(&[view(1, a, Some(t0)), remote(Some("198.18.0.2:2"))]);
+        assert!(out.iter().all(|(to, _)| to.0 == 0), "{out:?}");
+        let updates: Vec<&Vec<SocketAddr>> = (out.iter())
+            .filter_map(|(_, c)| match c {
+                Control::PeerUpdate { endpoints, .. } => Some(endpoints),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(updates, vec![&vec!["198.18.0.2:2".parse().unwrap()]]);
+        assert!(m.is_announced(NodeId(1)));
+        // Its MACs are told to h1, never anything to h2.
+        let views = [view(1, a, Some(t0)), remote(Some("198.18.0.2:2"))];
+        assert!(m.sync_owners(&views, Vec::new).is_empty());
+        let mac = MacAddr([2, 0, 0, 0, 0, 2]);
+        m.note_learned(NodeId(1), NO_VLAN, mac);
+        let out = m.sync_owners(&views, || panic!("no whole table needed"));
+        assert_eq!(
+            out,
+            vec![(
+                NodeId(0),
+                Control::MacOwners {
+                    key: PublicKey([2; 32]),
+                    macs: vec![mac]
+                }
+            )]
+        );
+        // It is homed here now: it gets mesh mode and the list.
+        let out = m.sync(&[
+            view(1, a, Some(t0)),
+            view(2, Some("198.18.0.2:2"), Some(t0)),
+        ]);
+        assert!(
+            out.contains(&(NodeId(1), Control::PeerListEnd { count: 1 })),
+            "{out:?}"
+        );
+        // Gone from the store: h1 hears it left.
+        let out = m.sync(&[view(1, a, Some(t0)), remote(None)]);
+        assert_eq!(
+            out,
+            vec![(
+                NodeId(0),
+                Control::PeerGone {
+                    key: PublicKey([2; 32])
+                }
+            )]
+        );
+        assert!(!m.is_announced(NodeId(1)));
     }
 
     #[test]

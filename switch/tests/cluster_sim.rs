@@ -297,11 +297,14 @@ fn what_a_switch_owns_is_published_once_per_change() {
     net.advance(Duration::from_secs(1));
     assert_eq!(
         drain(&mut net, 0),
-        vec![LocalChange::MacOwned(mac1.clone())]
+        vec![LocalChange::MacOwned(mac1.clone(), "h1".into())]
     );
     // s1 saw h1's MAC behind its trunk: not its own.
     assert_eq!(drain(&mut net, 1), vec![]);
-    assert_eq!(sw(&mut net, 0).local_facts().macs, vec![mac1.clone()]);
+    assert_eq!(
+        sw(&mut net, 0).local_facts().macs,
+        vec![(mac1.clone(), Some("h1".into()))]
+    );
     // The MAC ages out: released once.
     net.advance(Duration::from_secs(301));
     let c0 = drain(&mut net, 0);

@@ -18,7 +18,7 @@
 //!   fact it owned goes at once, and the engine forgets the MACs it learned
 //!   behind it);
 //! - a MAC ([`MacRef`]: network, VLAN, MAC) is owned by switch X (a node
-//!   homed on X sent from it) or released;
+//!   homed on X sent from it; the node's name too, if X said) or released;
 //! - a group ([`GroupRef`]: network, VLAN, group address) has members behind
 //!   switch X, or none any more. The unspecified address (`0.0.0.0`, `::`)
 //!   stands for a multicast router behind X: X wants every group of that
@@ -138,8 +138,8 @@ pub struct NodeRef {
 /// Everything one switch owns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SwitchFacts {
-    /// MACs learned from its nodes.
-    pub macs: Vec<MacRef>,
+    /// MACs learned from its nodes, each with the node's name if known.
+    pub macs: Vec<(MacRef, Option<Name>)>,
     /// Groups with members (or routers) behind it.
     pub groups: Vec<GroupRef>,
     /// Nodes homed on it, with their underlay endpoints.
@@ -178,6 +178,8 @@ pub enum ClusterUpdate {
         switch: Name,
         /// The MAC.
         mac: MacRef,
+        /// The node of `switch` it is behind, if the switch said.
+        node: Option<Name>,
     },
     /// `switch` no longer has `mac`.
     MacReleased {
@@ -226,8 +228,9 @@ pub enum ClusterUpdate {
 /// switch's lease (the switch is implied).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalChange {
-    /// A MAC learned from one of this switch's nodes.
-    MacOwned(MacRef),
+    /// A MAC learned from one of this switch's nodes (named), or moved to
+    /// another of them.
+    MacOwned(MacRef, Name),
     /// A MAC no longer behind this switch (aged out, moved, node gone).
     MacReleased(MacRef),
     /// The first member (or router) of a group behind this switch.

@@ -14,8 +14,8 @@ use crate::vlan::Vid;
 pub enum ViewChange {
     /// Nothing the MAC table cares about.
     None,
-    /// The MAC is now behind this switch.
-    MacOwned(Vid, MacAddr, Name),
+    /// The MAC is now behind this switch (and this node of it, if said).
+    MacOwned(Vid, MacAddr, Name, Option<Name>),
     /// The MAC is no longer behind this switch.
     MacReleased(Vid, MacAddr, Name),
     /// The switch is down: everything behind it is gone.
@@ -32,6 +32,13 @@ struct Owned {
     nodes: BTreeMap<Name, SocketAddr>,
 }
 
+/// Who a MAC is behind: a switch, and which of its nodes if it said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MacOwner {
+    switch: Name,
+    node: Option<Name>,
+}
+
 /// One network's view of the other switches (see the module doc).
 #[derive(Debug, Clone)]
 pub struct ClusterView {
@@ -41,7 +48,7 @@ pub struct ClusterView {
     /// A snapshot arrived since the store (re)connected.
     resynced: bool,
     switches: BTreeMap<Name, Owned>,
-    macs: HashMap<(Vid, MacAddr), Name>,
+    macs: HashMap<(Vid, MacAddr), MacOwner>,
     groups: HashMap<(Vid, IpAddr), Vec<Name>>,
 }
 
@@ -89,7 +96,13 @@ impl ClusterView {
 
     /// The switch behind `mac` in VLAN `vlan`, per the store.
     pub fn mac_owner(&self, vlan: Vid, mac: &MacAddr) -> Option<&Name> {
-        self.macs.get(&(vlan, *mac))
+        self.macs.get(&(vlan, *mac)).map(|o| &o.switch)
+    }
+
+    /// The node `mac` in VLAN `vlan` is behind, per the store (if its
+    /// switch said).
+    pub fn mac_node(&self, vlan: Vid, mac: &MacAddr) -> Option<&Name> {
+        self.macs.get(&(vlan, *mac))?.node.as_ref()
     }
 
     /// The switches that want group `group` in VLAN `vlan`: those with
@@ -169,9 +182,9 @@ impl ClusterView {
                     ViewChange::None
                 }
             }
-            ClusterUpdate::MacOwned { switch, mac } if self.mine(switch, &mac.network) => {
-                self.own_mac(switch, mac);
-                ViewChange::MacOwned(mac.vlan, mac.mac, switch.clone())
+            ClusterUpdate::MacOwned { switch, mac, node } if self.mine(switch, &mac.network) => {
+                self.own_mac(switch, mac, node.clone());
+                ViewChange::MacOwned(mac.vlan, mac.mac, switch.clone(), node.clone())
             }
             ClusterUpdate::MacReleased { switch, mac } if self.mine(switch, &mac.network) => {
                 if self.release_mac(switch, mac) {
@@ -211,12 +224,16 @@ impl ClusterView {
         *network == self.network && *switch != self.own
     }
 
-    fn own_mac(&mut self, switch: &Name, m: &MacRef) {
+    fn own_mac(&mut self, switch: &Name, m: &MacRef, node: Option<Name>) {
         let key = (m.vlan, m.mac);
+        let owner = MacOwner {
+            switch: switch.clone(),
+            node,
+        };
         // A MAC is behind one switch: the latest owner wins.
-        if let Some(old) = self.macs.insert(key, switch.clone())
-            && old != *switch
-            && let Some(o) = self.switches.get_mut(&old)
+        if let Some(old) = self.macs.insert(key, owner)
+            && old.switch != *switch
+            && let Some(o) = self.switches.get_mut(&old.switch)
         {
             o.macs.remove(&key);
         }
@@ -236,7 +253,7 @@ impl ClusterView {
         if !o.macs.remove(&key) {
             return false;
         }
-        if self.macs.get(&key) == Some(switch) {
+        if self.macs.get(&key).is_some_and(|o| o.switch == *switch) {
             self.macs.remove(&key);
         }
         true
@@ -286,7 +303,7 @@ impl ClusterView {
             return false;
         };
         for key in o.macs {
-            if self.macs.get(&key) == Some(s) {
+            if self.macs.get(&key).is_some_and(|o| o.switch == *s) {
                 self.macs.remove(&key);
             }
         }
@@ -306,8 +323,8 @@ impl ClusterView {
                 continue;
             }
             self.switches.entry(name.clone()).or_default();
-            for m in facts.macs.iter().filter(|m| m.network == network) {
-                self.own_mac(name, m);
+            for (m, node) in facts.macs.iter().filter(|(m, _)| m.network == network) {
+                self.own_mac(name, m, node.clone());
             }
             for g in facts.groups.iter().filter(|g| g.network == network) {
                 self.join(name, g);
@@ -322,7 +339,7 @@ impl ClusterView {
 
     /// Every MAC the store places behind another switch.
     pub fn macs(&self) -> impl Iterator<Item = (Vid, MacAddr, &Name)> + '_ {
-        self.macs.iter().map(|(&(v, m), s)| (v, m, s))
+        self.macs.iter().map(|(&(v, m), o)| (v, m, &o.switch))
     }
 
     /// The switches the store says are up.
@@ -377,12 +394,14 @@ mod tests {
         let own = |s: &str, m| ClusterUpdate::MacOwned {
             switch: n(s),
             mac: m,
+            node: None,
         };
         assert_eq!(
             v.apply(&own("b", mac(1))),
-            ViewChange::MacOwned(1, mac(1).mac, n("b"))
+            ViewChange::MacOwned(1, mac(1).mac, n("b"), None)
         );
         assert_eq!(v.mac_owner(1, &mac(1).mac).map(|s| &**s), Some("b"));
+        assert_eq!(v.mac_node(1, &mac(1).mac), None, "b did not say");
         // Moved to c: b's release afterwards does not take it from c.
         v.apply(&own("c", mac(1)));
         let rel = ClusterUpdate::MacReleased {
@@ -407,6 +426,36 @@ mod tests {
         v.apply(&own("b", other));
         assert_eq!(v.mac_owner(1, &mac(3).mac), None);
         assert_eq!(v.mac_owner(1, &mac(4).mac), None);
+    }
+
+    #[test]
+    fn a_mac_names_its_node_when_its_switch_said_so() {
+        let mut v = ClusterView::new(n("lan"), n("a"));
+        let own = |s: &str, node: Option<&str>| ClusterUpdate::MacOwned {
+            switch: n(s),
+            mac: mac(1),
+            node: node.map(n),
+        };
+        let node = |v: &ClusterView| v.mac_node(1, &mac(1).mac).map(|s| s.to_string());
+        v.apply(&own("b", Some("h2")));
+        assert_eq!(node(&v).as_deref(), Some("h2"));
+        v.apply(&own("c", Some("h3")));
+        assert_eq!(node(&v).as_deref(), Some("h3"), "moved to c's h3");
+        v.apply(&own("c", None));
+        assert_eq!(node(&v), None, "c no longer says which node");
+        v.apply(&ClusterUpdate::Resync(Snapshot {
+            revision: 2,
+            switches: vec![(
+                n("b"),
+                SwitchFacts {
+                    macs: vec![(mac(1), Some(n("h2")))],
+                    ..Default::default()
+                },
+            )],
+        }));
+        assert_eq!(node(&v).as_deref(), Some("h2"), "from a snapshot");
+        v.apply(&ClusterUpdate::SwitchDown(n("b")));
+        assert_eq!(node(&v), None);
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub fn switch_key(me: &str, network: &str, endpoint: SocketAddr) -> (Key, Value)
             switch: me.into(),
         },
         Value {
-            switch: None,
             endpoint: Some(endpoint),
+            ..Value::default()
         },
     )
 }
@@ -33,10 +33,16 @@ pub fn switch_key(me: &str, network: &str, endpoint: SocketAddr) -> (Key, Value)
 pub fn local_op(me: &str, change: &LocalChange) -> Op {
     let mine = || Value {
         switch: Some(me.into()),
-        endpoint: None,
+        ..Value::default()
     };
     match change {
-        LocalChange::MacOwned(m) => (mac_key(m), Some(mine())),
+        LocalChange::MacOwned(m, node) => (
+            mac_key(m),
+            Some(Value {
+                node: Some(node.to_string()),
+                ..mine()
+            }),
+        ),
         LocalChange::MacReleased(m) => (mac_key(m), None),
         LocalChange::GroupJoined(g) => (group_key(me, g), Some(Value::default())),
         LocalChange::GroupLeft(g) => (group_key(me, g), None),
@@ -122,7 +128,11 @@ fn gained(key: &Key, value: &Value) -> Option<ClusterUpdate> {
     let switch: Name = owner(key, value)?.into();
     Some(match fact(key) {
         Fact::Switch => ClusterUpdate::SwitchUp(switch),
-        Fact::Mac(mac) => ClusterUpdate::MacOwned { switch, mac },
+        Fact::Mac(mac) => ClusterUpdate::MacOwned {
+            switch,
+            mac,
+            node: value.node.as_deref().map(Name::from),
+        },
         Fact::Group(group) => ClusterUpdate::GroupJoined { switch, group },
         Fact::Node(node) => ClusterUpdate::NodeHomed {
             switch,
@@ -184,7 +194,7 @@ pub fn snapshot(me: &str, revision: i64, entries: &[(Key, Value)]) -> Snapshot {
         };
         let facts = by_switch.entry(o).or_default();
         match gained(key, value) {
-            Some(ClusterUpdate::MacOwned { mac, .. }) => facts.macs.push(mac),
+            Some(ClusterUpdate::MacOwned { mac, node, .. }) => facts.macs.push((mac, node)),
             Some(ClusterUpdate::GroupJoined { group, .. }) => facts.groups.push(group),
             Some(ClusterUpdate::NodeHomed { node, endpoint, .. }) => {
                 facts.nodes.push((node, endpoint))
@@ -216,7 +226,7 @@ mod tests {
     fn owned_by(s: &str) -> Value {
         Value {
             switch: Some(s.into()),
-            endpoint: None,
+            ..Value::default()
         }
     }
 
@@ -237,8 +247,14 @@ mod tests {
         );
         assert_eq!(v.unwrap().endpoint, Some(ep));
         assert_eq!(local_op("sw1", &LocalChange::NodeGone(node)).1, None);
-        let (k, v) = local_op("sw1", &LocalChange::MacOwned(mac()));
-        assert_eq!(v, Some(owned_by("sw1")));
+        let (k, v) = local_op("sw1", &LocalChange::MacOwned(mac(), "h1".into()));
+        assert_eq!(
+            v,
+            Some(Value {
+                node: Some("h1".into()),
+                ..owned_by("sw1")
+            })
+        );
         assert_eq!(local_op("sw1", &LocalChange::MacReleased(mac())), (k, None));
         let group = GroupRef {
             network: "default".into(),
@@ -252,7 +268,7 @@ mod tests {
 
     #[test]
     fn a_moved_mac_releases_the_old_owner_and_own_facts_are_skipped() {
-        let key = local_op("x", &LocalChange::MacOwned(mac())).0;
+        let key = local_op("x", &LocalChange::MacOwned(mac(), "h1".into())).0;
         let mut out = Vec::new();
         updates(
             "sw1",
@@ -272,7 +288,8 @@ mod tests {
                 },
                 ClusterUpdate::MacOwned {
                     switch: "sw3".into(),
-                    mac: mac()
+                    mac: mac(),
+                    node: None,
                 },
             ]
         );
@@ -318,20 +335,26 @@ mod tests {
         assert_eq!(out, vec![ClusterUpdate::SwitchDown("sw2".into())]);
 
         let (k1, v1) = switch_key("sw1", "default", "198.18.0.3:7777".parse().unwrap());
-        let mac_key = local_op("x", &LocalChange::MacOwned(mac())).0;
+        let mac_key = local_op("x", &LocalChange::MacOwned(mac(), "h1".into())).0;
         let snap = snapshot(
             "sw1",
             9,
             &[
                 (k1, v1),
                 (k2, v2),
-                (mac_key.clone(), owned_by("sw2")),
+                (
+                    mac_key.clone(),
+                    Value {
+                        node: Some("h2".into()),
+                        ..owned_by("sw2")
+                    },
+                ),
                 (mac_key, owned_by("sw1")),
             ],
         );
         assert_eq!(snap.revision, 9);
         assert_eq!(snap.switches.len(), 1);
         assert_eq!(&*snap.switches[0].0, "sw2");
-        assert_eq!(snap.switches[0].1.macs, vec![mac()]);
+        assert_eq!(snap.switches[0].1.macs, vec![(mac(), Some("h2".into()))]);
     }
 }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `PREFIX/NETWORK/switch/SWITCH` | `{"endpoint": "…"}` (the switch itself) |
 //! | `PREFIX/NETWORK/node/NODE` | `{"switch": "…", "endpoint": "…"}` (a node homed on it) |
-//! | `PREFIX/NETWORK/mac/VLAN/MAC` | `{"switch": "…"}` (a MAC learned behind one of its nodes) |
+//! | `PREFIX/NETWORK/mac/VLAN/MAC` | `{"switch": "…", "node": "…"}` (a MAC learned behind one of its nodes, and which) |
 //! | `PREFIX/NETWORK/mcast/VLAN/GROUP/SWITCH` | `{}` (it has members of `GROUP`) |
 //!
 //! Names (network, switch, node) are free text in the config, so a segment
@@ -73,6 +73,10 @@ pub struct Value {
     /// A UDP endpoint: the switch's for `switch`, the node's for `node`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<SocketAddr>,
+    /// The node a `mac` is behind (absent elsewhere, and in values of
+    /// switches that did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Value {
@@ -289,10 +293,18 @@ mod tests {
         let v = Value {
             switch: Some("s1".into()),
             endpoint: Some("198.18.0.11:4000".parse().unwrap()),
+            node: None,
         };
         let s = v.encode();
         assert_eq!(s, r#"{"switch":"s1","endpoint":"198.18.0.11:4000"}"#);
         assert_eq!(parse_value(s.as_bytes()), Some(v));
+        let m = Value {
+            switch: Some("s1".into()),
+            node: Some("h/1".into()),
+            ..Value::default()
+        };
+        assert_eq!(m.encode(), r#"{"switch":"s1","node":"h/1"}"#);
+        assert_eq!(parse_value(m.encode().as_bytes()), Some(m));
         assert_eq!(parse_value(b"{}"), Some(Value::default()));
         assert_eq!(Value::default().encode(), "{}");
         assert_eq!(parse_value(br#"{"switch":1}"#), None);

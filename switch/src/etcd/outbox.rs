@@ -167,7 +167,7 @@ mod tests {
     fn owner(s: &str) -> Value {
         Value {
             switch: Some(s.into()),
-            endpoint: None,
+            ..Value::default()
         }
     }
 

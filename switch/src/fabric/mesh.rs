@@ -1,11 +1,12 @@
 //! Mesh mode (see [`crate::mesh`]): control messages from the nodes, and
 //! the membership announcements the engine sends them.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use overlay_proto::wire::FLAG_FRAGMENT;
 
-use super::Switch;
+use super::{Switch, remote_members};
 use crate::NodeId;
 use crate::counters::DropReason;
 use crate::mesh::{MemberView, Mesh};
@@ -57,6 +58,14 @@ impl Switch {
     /// departed (a reload about to change their VLANs tells their old
     /// VLANs' members that they left).
     pub(super) fn mesh_sync_hiding(&mut self, now: Instant, hidden: &[NodeId]) {
+        if self.mesh.is_none() {
+            return;
+        }
+        let cluster = self.cluster.as_deref();
+        // Members homed on other switches (see `remote_members`).
+        let remote: Vec<Option<SocketAddr>> = (0..self.ports.len())
+            .map(|i| remote_members::remote_endpoint(cluster, &self.ports, i))
+            .collect();
         let Some(mesh) = self.mesh.as_mut() else {
             return;
         };
@@ -64,25 +73,39 @@ impl Switch {
             .ports
             .iter()
             .enumerate()
-            .map(|(i, p)| MemberView {
-                key: p.spec.public_key,
-                name: &p.spec.name,
-                endpoint: p
-                    .tunnel
-                    .endpoint()
-                    .filter(|_| p.is_connected() && !hidden.contains(&NodeId(i as u32))),
-                session: p.tunnel.current().map(|s| s.created()),
-                vlan: &p.spec.vlan,
+            .map(|(i, p)| {
+                let local = (p.tunnel.endpoint()).filter(|_| p.is_connected() && !p.is_trunk());
+                let shown = !hidden.contains(&NodeId(i as u32));
+                MemberView {
+                    key: p.spec.public_key,
+                    name: &p.spec.name,
+                    endpoint: local.or(remote[i]).filter(|_| shown),
+                    session: p.tunnel.current().map(|s| s.created()),
+                    vlan: &p.spec.vlan,
+                    remote: local.is_none() && remote[i].is_some(),
+                }
             })
             .collect();
+        let joined: Vec<NodeId> = (views.iter().enumerate())
+            .filter(|(_, v)| v.remote && v.endpoint.is_some())
+            .map(|(i, _)| NodeId(i as u32))
+            .filter(|id| !mesh.is_announced(*id))
+            .collect();
         let mut out = mesh.sync(&views);
-        let macs = &self.macs;
+        let (macs, ports) = (&self.macs, &self.ports);
         out.extend(mesh.sync_owners(&views, || {
             macs.iter()
                 .filter(|(_, _, e)| e.expires_at > now)
-                .map(|(vid, mac, e)| (e.port, vid, mac))
+                .map(|(vid, mac, e)| {
+                    let owner = remote_members::mac_owner(cluster, ports, e.port, vid, &mac);
+                    (owner, vid, mac)
+                })
                 .collect()
         }));
+        drop(views);
+        // MACs the store placed behind members announced just now go out
+        // with the next sweep's owners.
+        self.note_remote_joins(now, &joined);
         let mut buf = Vec::new();
         for (to, msg) in out {
             buf.clear();

@@ -18,6 +18,8 @@
 //! - `port`: what the switch keeps per admitted node.
 //! - `status`: the snapshot for `tapmesh-switch status`.
 //! - `mesh`: mesh mode's control messages.
+//! - `remote_members`: mesh mode across a cluster: members homed on other
+//!   switches, announced to the nodes here.
 //! - `impair`: frames through an impaired node's link.
 //! - `mirror`: copies of a node's frames for a mirror port (SPAN).
 //! - `capture`: the live capture hook (`crate::capture`).
@@ -61,6 +63,7 @@ mod mesh;
 mod mirror;
 mod port;
 mod reload;
+mod remote_members;
 mod snoop_controls;
 mod status;
 mod trunk;

@@ -30,7 +30,7 @@
 //! is down [`TRUNK_PROBE_TIMEOUT`] later: about 3 s after the other switch
 //! died. A trunk going down forgets every MAC learned behind it at once;
 //! its tunnel keeps trying to handshake (backoff up to [`TRUNK_RETRY_MAX`]).
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -90,7 +90,8 @@ pub(super) struct Cluster {
     /// MACs learned from local nodes since the last sweep.
     pending_macs: Vec<(Vid, MacAddr)>,
     rescan: bool,
-    published_macs: HashSet<(Vid, MacAddr)>,
+    /// Each MAC published as this switch's, with the node it is behind.
+    published_macs: HashMap<(Vid, MacAddr), NodeId>,
     published_groups: BTreeSet<(Vid, IpAddr)>,
     published_nodes: BTreeMap<NodeId, (Name, SocketAddr)>,
     /// The MAC table's aged-out + flushed + moved count at the last sweep.
@@ -148,7 +149,7 @@ impl Switch {
             publish: !cfg.etcd_endpoints.is_empty(),
             pending_macs: Vec::new(),
             rescan: false,
-            published_macs: HashSet::new(),
+            published_macs: HashMap::new(),
             published_groups: BTreeSet::new(),
             published_nodes: BTreeMap::new(),
             mac_churn: 0,
@@ -208,9 +209,12 @@ impl Switch {
         };
         match change {
             ViewChange::None => {}
-            ViewChange::MacOwned(vid, mac, switch) => {
+            ViewChange::MacOwned(vid, mac, switch, node) => {
                 if let Some(id) = port(c, &self.ports, &switch) {
                     self.macs.learn(now, vid, mac, id);
+                }
+                if node.is_some() {
+                    self.note_remote_mac(vid, mac);
                 }
             }
             ViewChange::MacReleased(vid, mac, switch) => {
@@ -254,8 +258,8 @@ impl Switch {
         let Some(c) = self.cluster.as_ref() else {
             return SwitchFacts::default();
         };
-        let mut macs: Vec<MacRef> = (c.published_macs.iter())
-            .map(|&(v, m)| c.mac_ref(v, m))
+        let mut macs: Vec<(MacRef, Option<Name>)> = (c.published_macs.iter())
+            .map(|(&(v, m), id)| (c.mac_ref(v, m), Some(self.port_name(*id))))
             .collect();
         macs.sort();
         SwitchFacts {
@@ -472,15 +476,19 @@ impl Switch {
     }
 
     fn publish_macs(&self, now: Instant, c: &mut Cluster) {
-        let local = |id: Option<NodeId>| id.is_some_and(|id| !self.is_trunk(id));
+        let local = |v, m: &MacAddr| self.macs.lookup(now, v, m).filter(|id| !self.is_trunk(*id));
         let t = self.macs.counters();
         let churn = t.aged_out + t.flushed + t.moves;
+        let mut fresh = std::mem::take(&mut c.pending_macs);
         if churn != c.mac_churn {
             c.mac_churn = churn;
             let mut gone = Vec::new();
-            for &(v, m) in &c.published_macs {
-                if !local(self.macs.lookup(now, v, &m)) {
-                    gone.push((v, m));
+            for (&(v, m), &id) in &c.published_macs {
+                match local(v, &m) {
+                    None => gone.push((v, m)),
+                    // Moved to another of this switch's nodes: said again.
+                    Some(now_behind) if now_behind != id => fresh.push((v, m)),
+                    Some(_) => {}
                 }
             }
             for (v, m) in gone {
@@ -489,18 +497,24 @@ impl Switch {
                 c.changes.push_back(LocalChange::MacReleased(r));
             }
         }
-        let mut fresh = std::mem::take(&mut c.pending_macs);
         if std::mem::take(&mut c.rescan) {
             fresh.clear();
             fresh.extend(self.macs.iter().map(|(v, m, _)| (v, m)));
         }
         for (v, m) in fresh.drain(..) {
-            if local(self.macs.lookup(now, v, &m)) && c.published_macs.insert((v, m)) {
+            let Some(id) = local(v, &m) else { continue };
+            if c.published_macs.insert((v, m), id) != Some(id) {
                 let r = c.mac_ref(v, m);
-                c.changes.push_back(LocalChange::MacOwned(r));
+                c.changes
+                    .push_back(LocalChange::MacOwned(r, self.port_name(id)));
             }
         }
         c.pending_macs = fresh;
+    }
+
+    /// Port `id`'s node name, as published.
+    fn port_name(&self, id: NodeId) -> Name {
+        Name::from(self.ports[id.0 as usize].spec.name.as_str())
     }
 
     fn publish_groups(&self, now: Instant, c: &mut Cluster) {
