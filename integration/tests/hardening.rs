@@ -3,11 +3,13 @@
 //! creates and prints the figures it measured.
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use integration::attack::{
     fds_and_rss, garbage, mac_flood, paced_flood, udp_datagrams, unknown_key_initiations,
 };
+use integration::bench::cpu::process_run_secs;
 use integration::capture::parse_mac;
 use integration::impair::{Impairment, Relay};
 use integration::status::{counter, sum_of, switch_node};
@@ -23,7 +25,18 @@ const UP: Duration = Duration::from_secs(20);
 const FLOOD_RATE: u64 = 50_000;
 /// Bytes per measured transfer, and transfers per condition.
 const TRANSFER: u64 = 64 << 20;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
+/// How long the switch's CPU is sampled with the flood and nothing else.
+const IDLE_WINDOW: Duration = Duration::from_millis(1500);
+
+/// The flood test measures throughput: it runs alone, the other tests of
+/// this file (run in parallel by the test harness) share the machine among
+/// themselves.
+static ALONE: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    ALONE.read().unwrap_or_else(|e| e.into_inner())
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -35,11 +48,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// initiations from unknown keys, random bytes) while two admitted nodes run
 /// TCP: the transfer keeps at least 90 % of the throughput it has under the
 /// same flood sunk by nftables before the switch (so the flooder's own CPU is
-/// on both sides of the ratio), and the
-/// switch spends Diffie-Hellman only on what passes `mac1` while not under
-/// load.
+/// on both sides of the ratio), and the switch spends Diffie-Hellman only on
+/// what passes `mac1` while not under load.
+///
+/// On two cores shared by the flooder, both nodes, the switch and the
+/// kernel, one transfer's throughput varies by ±20 % from one run to the
+/// next. So the test runs alone (no other test of this file beside it), the
+/// two transfers it compares run back to back in alternating order, and the
+/// ratio is the median of the per-round ratios. It also reports the switch's
+/// CPU split: the share of the switch's time the flood took.
 #[test]
 fn handshake_flood_keeps_90_percent_of_throughput() {
+    let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
     let mut topo = Topology::central(2);
     let flooder = topo.add_unadmitted_node();
     let switch_key = PublicKey::from_base64(&topo.switch_public_key()).expect("switch key");
@@ -71,29 +91,27 @@ fn handshake_flood_keeps_90_percent_of_throughput() {
         flood.push(junk[i].clone());
     }
 
-    // Each round runs the same flood twice: once sunk by nftables in the
-    // switch's namespace before it reaches the switch's socket, and once
+    // Every measurement runs the same flood twice: once sunk by nftables in
+    // the switch's namespace before it reaches the switch's socket, and once
     // reaching the switch. The flooder, the veth and the bridge do the same
-    // work both times; only the switch's handling differs. So the ratio of
-    // the two transfers measures what the flood costs the switch's
-    // forwarding, not how much CPU the flooder itself takes from the two
-    // shared cores. The order alternates per round so drift cancels.
+    // work both times; only the switch's handling differs.
     let to = overlay_v4(2);
     let flooder_addr = underlay_v4(flooder);
     let sink = format!(
         "table inet flood_sink {{\n chain input {{ type filter hook input priority -10; \
          ip saddr {flooder_addr} udp dport {SWITCH_PORT} counter drop; }}\n}}\n"
     );
-    let mut unloaded = Vec::new();
-    let mut sunk = Vec::new();
-    let mut loaded = Vec::new();
-    let mut flood_rates = Vec::new();
-    let transfer_under_flood = |sunk: bool, round: usize| -> (f64, f64) {
+    let switch_pid = topo.switch_pid();
+    let switch_cpu = || process_run_secs(switch_pid).expect("the switch is running");
+    // Runs the flood (sunk or not) around `work`; returns what `work`
+    // returned, the flood's achieved rate, and the switch's CPU seconds and
+    // the wall seconds while `work` ran.
+    let under_flood = |sunk: bool, work: &dyn Fn() -> f64| -> (f64, f64, f64, f64) {
         if sunk {
             topo.switch_ns().nft(&sink);
         }
         let stop = AtomicBool::new(false);
-        let (r, report) = std::thread::scope(|s| {
+        let (r, cpu, wall, report) = std::thread::scope(|s| {
             let f = s.spawn(|| {
                 paced_flood(
                     topo.ns(flooder),
@@ -105,48 +123,95 @@ fn handshake_flood_keeps_90_percent_of_throughput() {
             });
             // Let the switch see the flood (and go under load) first.
             std::thread::sleep(Duration::from_millis(300));
-            let r = topo.tcp_transfer(1, 2, to, TRANSFER);
+            let (cpu0, t0) = (switch_cpu(), Instant::now());
+            let r = work();
+            let (cpu, wall) = (switch_cpu() - cpu0, t0.elapsed().as_secs_f64());
             stop.store(true, Ordering::Relaxed);
-            (r, f.join().expect("flood thread"))
+            (r, cpu, wall, f.join().expect("flood thread"))
         });
         if sunk {
             topo.switch_ns().nft("delete table inet flood_sink\n");
         }
-        let r = r.unwrap_or_else(|e| panic!("transfer under flood {round} (sunk {sunk}): {e}"));
-        (r.mbit_per_sec(), report.rate())
+        (r, report.rate(), cpu, wall)
     };
+
+    // With nothing else to do, the switch's CPU share with the flood
+    // reaching it, less that with the flood sunk. Every wakeup is paid for the
+    // flood alone here; it is reported, not asserted.
+    let idle = || {
+        std::thread::sleep(IDLE_WINDOW);
+        0.0
+    };
+    let mut idle_share = [0.0; 2];
+    for sunk in [false, true] {
+        let (_, _, cpu, wall) = under_flood(sunk, &idle);
+        idle_share[usize::from(sunk)] = cpu / wall;
+    }
+    let idle_flood_share = idle_share[0] - idle_share[1];
+
+    // Each round: one transfer without the flood, one with it sunk and one
+    // with it reaching the switch, the last two in alternating order so drift
+    // cancels, and compared within the round. The CPU split: the same 64 MiB
+    // cost the switch `cpu_sunk` seconds with the flood sunk and `cpu_flood`
+    // with it reaching the switch; the difference is the flood's, so the
+    // flood took 1 - cpu_sunk / cpu_flood of the switch's time while it
+    // forwarded. Reported, not asserted: unless the switch is busy all the
+    // time, flood datagrams often wake it on their own, each wakeup costing
+    // more than the datagram's handling, so this bounds from above what a
+    // switch saturated by forwarding would lose.
+    let transfer = |what: &str, round: usize| {
+        topo.tcp_transfer(1, 2, to, TRANSFER)
+            .unwrap_or_else(|e| panic!("{what} transfer {round}: {e}"))
+            .mbit_per_sec()
+    };
+    let mut unloaded = Vec::new();
+    let mut sunk = Vec::new();
+    let mut loaded = Vec::new();
+    let mut flood_rates = Vec::new();
+    let mut ratios = Vec::new();
+    let mut flood_shares = Vec::new();
     for round in 0..ROUNDS {
-        let r = topo
-            .tcp_transfer(1, 2, to, TRANSFER)
-            .unwrap_or_else(|e| panic!("unloaded transfer {round}: {e}"));
-        unloaded.push(r.mbit_per_sec());
+        unloaded.push(transfer("unloaded", round));
+        let mut mbit = [0.0; 2];
+        let mut cpu = [0.0; 2];
         for sink_first in [round % 2 == 0, round % 2 == 1] {
-            let (mbit, rate) = transfer_under_flood(sink_first, round);
-            if sink_first {
-                sunk.push(mbit);
-            } else {
-                loaded.push(mbit);
+            let what = if sink_first { "sunk-flood" } else { "flood" };
+            let (m, rate, c, _) = under_flood(sink_first, &|| transfer(what, round));
+            mbit[usize::from(sink_first)] = m;
+            cpu[usize::from(sink_first)] = c;
+            if !sink_first {
                 flood_rates.push(rate);
             }
         }
+        loaded.push(mbit[0]);
+        sunk.push(mbit[1]);
+        ratios.push(mbit[0] / mbit[1]);
+        flood_shares.push(1.0 - cpu[1] / cpu[0]);
     }
+    let flood_switch_share = median(flood_shares.clone());
     let (u, d, l) = (
         median(unloaded.clone()),
         median(sunk.clone()),
         median(loaded.clone()),
     );
+    let ratio = median(ratios.clone());
     let rate = median(flood_rates.clone());
     let status = topo.switch_status();
     let drops = |k: &str| counter(&status, &["drops", k]);
     eprintln!(
-        "handshake flood: {rate:.0} datagrams/s achieved (target {FLOOD_RATE}); \
-         TCP h1->h2 unloaded {unloaded:.0?} Mbit/s (median {u:.0}), flood sunk before the \
-         switch {sunk:.0?} (median {d:.0}), flood reaching the switch {loaded:.0?} \
-         (median {l:.0}) = {:.1} % of sunk, {:.1} % of unloaded; switch drops: bad_mac1 {} \
+        "handshake flood: {rate:.0} datagrams/s achieved (target {FLOOD_RATE}); the switch's \
+         time taken by the flood while forwarding {:.1?} % (median {:.1} %), with nothing \
+         to forward {:.1} % of a core; TCP h1->h2 unloaded \
+         {unloaded:.0?} Mbit/s (median {u:.0}), flood sunk before the switch {sunk:.0?} \
+         (median {d:.0}), flood reaching the switch {loaded:.0?} (median {l:.0}); per round \
+         reaching/sunk {:.2?} (median {:.1} %); switch drops: bad_mac1 {} \
          bad_mac2 {} unknown_key {} handshake_replay {} handshake_failed {} \
          truncated {}; guard {}",
-        100.0 * l / d,
-        100.0 * l / u,
+        flood_shares.iter().map(|c| 100.0 * c).collect::<Vec<_>>(),
+        100.0 * flood_switch_share,
+        100.0 * idle_flood_share,
+        ratios,
+        100.0 * ratio,
         drops("bad_mac1"),
         drops("bad_mac2"),
         drops("unknown_key"),
@@ -155,13 +220,12 @@ fn handshake_flood_keeps_90_percent_of_throughput() {
         drops("truncated"),
         status["handshake_guard"],
     );
-    // Issue #8 asks for 90 % of the throughput. Against the sunk flood the
-    // flooder's own CPU is on both sides of the ratio, so what is left is
-    // the switch's handling of the flood: that is what must stay small.
+    // Issue #8 asks for 90 % of the throughput.
     assert!(
-        l >= 0.90 * d,
-        "a {rate:.0}/s handshake flood reaching the switch left TCP {l:.0} Mbit/s, \
-         against {d:.0} with the same flood sunk before it (< 90 %)"
+        ratio >= 0.90,
+        "a {rate:.0}/s handshake flood reaching the switch left TCP at {:.1} % of the \
+         throughput with the same flood sunk before it (< 90 %)",
+        100.0 * ratio
     );
     assert!(
         drops("bad_mac1") > 0,
@@ -215,6 +279,7 @@ fn node_counter(topo: &Topology, i: usize, key: &str) -> u64 {
 /// duplicates too.
 #[test]
 fn impaired_underlay_transfer_is_intact() {
+    let _shared = shared();
     let mut topo = Topology::central(2);
     let relay_addr: SocketAddr = format!("{RELAY_IP}:{SWITCH_PORT}")
         .parse()
@@ -427,6 +492,7 @@ fn switch_drops(topo: &Topology) -> u64 {
 /// node restart gives the same "old session" case.
 #[test]
 fn replayed_traffic_is_accepted_zero_times() {
+    let _shared = shared();
     let mut topo = Topology::central(2);
     let attacker = topo.add_unadmitted_node();
     topo.start_switch();
@@ -581,6 +647,7 @@ fn replayed_traffic_is_accepted_zero_times() {
 /// hits are counted, and h2 <-> h3 keep pinging without loss meanwhile.
 #[test]
 fn mac_flood_is_held_to_the_node_limit() {
+    let _shared = shared();
     const FLOOD_MACS: u64 = 100_000;
     let mut topo = Topology::central(3);
     topo.start_all(UP);
@@ -678,6 +745,7 @@ struct Tenure {
 /// keeps its fd count and RSS.
 #[test]
 fn kill9_and_restart_recovers_without_leaks() {
+    let _shared = shared();
     const RESUME: Duration = Duration::from_secs(10);
     let rounds: usize = std::env::var("TAPMESH_CRASH_ROUNDS")
         .ok()
@@ -876,6 +944,7 @@ fn kill9_and_restart_recovers_without_leaks() {
 /// both cases, and as the start of a Rust byte-array `Debug` dump.
 #[test]
 fn secrets_never_appear_in_logs_metrics_or_status() {
+    let _shared = shared();
     use integration::bins;
     use integration::config::KeyPair;
     use integration::monitoring::{

@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
+use aws_lc_rs::hmac;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use snow::params::HashChoice;
@@ -90,18 +91,27 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     r
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 64];
-    hasher().hmac(key, data, &mut out);
+/// An HMAC-SHA-256 key with its inner and outer hash states computed once,
+/// so each MAC on the flood path costs only the data's blocks and allocates
+/// nothing.
+fn hmac_key(key: &[u8]) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA256, key)
+}
+
+fn hmac_with(key: &hmac::Key, data: &[u8]) -> [u8; 32] {
     let mut r = [0u8; 32];
-    r.copy_from_slice(&out[..32]);
+    r.copy_from_slice(hmac::sign(key, data).as_ref());
+    r
+}
+
+fn mac16_with(key: &hmac::Key, data: &[u8]) -> [u8; MAC_LEN] {
+    let mut r = [0u8; MAC_LEN];
+    r.copy_from_slice(&hmac_with(key, data)[..MAC_LEN]);
     r
 }
 
 fn mac16(key: &[u8], data: &[u8]) -> [u8; MAC_LEN] {
-    let mut r = [0u8; MAC_LEN];
-    r.copy_from_slice(&hmac(key, data)[..MAC_LEN]);
-    r
+    mac16_with(&hmac_key(key), data)
 }
 
 /// Compare without an early exit, so timing does not leak matching bytes.
@@ -113,8 +123,8 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// public key: one for `mac1`, one for encrypting cookie replies.
 #[derive(Clone)]
 pub struct MacKeys {
-    mac1: [u8; 32],
-    cookie: [u8; 32],
+    mac1: hmac::Key,
+    cookie: hmac::Key,
 }
 
 impl std::fmt::Debug for MacKeys {
@@ -127,14 +137,14 @@ impl MacKeys {
     /// The keys for initiations to the responder with public key `responder`.
     pub fn new(responder: &PublicKey) -> MacKeys {
         MacKeys {
-            mac1: sha256(&[LABEL_MAC1, &responder.0]),
-            cookie: sha256(&[LABEL_COOKIE, &responder.0]),
+            mac1: hmac_key(&sha256(&[LABEL_MAC1, &responder.0])),
+            cookie: hmac_key(&sha256(&[LABEL_COOKIE, &responder.0])),
         }
     }
 
     /// `mac1` over an initiation (its bytes before [`MAC1_OFFSET`]).
     pub fn mac1(&self, init: &[u8; HS_INIT_LEN]) -> [u8; MAC_LEN] {
-        mac16(&self.mac1, &init[..MAC1_OFFSET])
+        mac16_with(&self.mac1, &init[..MAC1_OFFSET])
     }
 
     /// Whether the initiation (already checked by [`Header::new_checked`])
@@ -143,7 +153,7 @@ impl MacKeys {
         let b = (*init).into_inner();
         b.len() == HS_INIT_LEN
             && ct_eq(
-                &mac16(&self.mac1, &b[..MAC1_OFFSET]),
+                &mac16_with(&self.mac1, &b[..MAC1_OFFSET]),
                 &b[MAC1_OFFSET..MAC2_OFFSET],
             )
     }
@@ -163,7 +173,7 @@ impl MacKeys {
     }
 
     fn reply_cipher(&self, nonce: &[u8]) -> Aes256Gcm {
-        let k = hmac(&self.cookie, nonce);
+        let k = hmac_with(&self.cookie, nonce);
         Aes256Gcm::new(&k.into())
     }
 
@@ -209,6 +219,8 @@ impl std::fmt::Debug for Cookie {
 pub struct CookieMinter {
     keys: MacKeys,
     secret: [u8; 32],
+    /// `secret` as an HMAC key, computed when the secret changes.
+    secret_key: hmac::Key,
     /// When `secret` was made; `None` before the first cookie.
     secret_born: Option<Instant>,
     rng: StdRng,
@@ -241,6 +253,7 @@ impl CookieMinter {
         CookieMinter {
             keys: MacKeys::new(local),
             secret: [0; 32],
+            secret_key: hmac_key(&[0; 32]),
             secret_born: None,
             rng,
         }
@@ -269,7 +282,7 @@ impl CookieMinter {
             }
         };
         addr[n..n + 2].copy_from_slice(&from.port().to_be_bytes());
-        mac16(&self.secret, &addr[..n + 2])
+        mac16_with(&self.secret_key, &addr[..n + 2])
     }
 
     /// Whether the initiation carries a `mac2` made with the cookie for
@@ -295,6 +308,7 @@ impl CookieMinter {
     ) {
         if !self.secret_is_live(now) {
             self.rng.fill_bytes(&mut self.secret);
+            self.secret_key = hmac_key(&self.secret);
             self.secret_born = Some(now);
         }
         let b = (*init).into_inner();
@@ -344,6 +358,23 @@ mod tests {
     use crate::handshake::{Timestamp, initiate, read_init};
     use crate::keys::{Psk, StaticSecret};
     use rand::SeedableRng;
+
+    /// The MACs are HMAC-SHA-256 as before the precomputed keys: RFC 4231's
+    /// test case 2, and the same result as snow's HMAC on a full initiation,
+    /// so `mac1`, `mac2` and cookies are unchanged on the wire.
+    #[test]
+    fn macs_are_hmac_sha256_as_on_the_wire() {
+        let tag = hmac_with(&hmac_key(b"Jefe"), b"what do ya want for nothing?");
+        let want = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        let got: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(got, want);
+        let key = [7u8; 32];
+        let data = [0x5au8; HS_INIT_LEN];
+        let mut snow_out = [0u8; 64];
+        hasher().hmac(&key, &data, &mut snow_out);
+        assert_eq!(hmac_with(&hmac_key(&key), &data), snow_out[..32]);
+        assert_eq!(mac16(&key, &data), snow_out[..MAC_LEN]);
+    }
 
     fn init_for(
         node: &StaticSecret,

@@ -23,6 +23,27 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) / clock_ticks_per_sec())
 }
 
+/// Time process `pid`'s threads have run on a CPU, in seconds, from the
+/// scheduler's nanosecond counters (`/proc/PID/task/*/schedstat`, first
+/// field), or `None` if it is gone. Finer than [`process_cpu_secs`] (clock
+/// ticks, usually 10 ms), so sub-second intervals can be compared; threads
+/// that already exited are not counted.
+pub fn process_run_secs(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(ns as f64 / 1e9)
+}
+
 /// Whole-machine CPU counters from the first line of `/proc/stat`, in seconds
 /// summed over all cores.
 #[derive(Debug, Clone, Copy, Default)]
