@@ -53,7 +53,7 @@ pub struct SendBatch {
     lens: [usize; MAX_MESSAGES],
     destinations: [SocketAddr; MAX_MESSAGES],
     count: usize,
-    /// `sendmmsg` calls made (for tests and counters).
+    /// `sendmmsg` calls made (what the tests check).
     calls: u64,
 }
 
