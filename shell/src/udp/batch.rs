@@ -11,6 +11,7 @@
 //! datagram too large for a slot is sent as before, after everything
 //! collected so far, so datagrams leave in the order they were queued.
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{Ipv6Addr, SocketAddr};
 
 use overlay_proto::transmit::Transmit;
@@ -118,6 +119,15 @@ impl SendBatch {
     /// Send everything collected, with as few `sendmmsg` calls as the
     /// socket's buffer allows.
     pub async fn flush(&mut self, link: &UdpLink) {
+        // One datagram: a plain send costs less than setting up a sendmmsg.
+        if self.count == 1 {
+            self.count = 0;
+            let (to, len) = (self.destinations[0], self.lens[0]);
+            if let Err(e) = link.send(to, &self.slots[..len], None).await {
+                tracing::debug!(error = %e, "send failed");
+            }
+            return;
+        }
         let mut at = 0;
         while at < self.count {
             let v6 = link.is_ipv6;
@@ -197,29 +207,31 @@ fn sendmmsg(
     batch: &SendBatch,
     from: usize,
 ) -> io::Result<usize> {
-    // HOT PATH: everything on the stack.
+    // HOT PATH: everything on the stack; only the `n` entries used are written.
     let n = batch.count - from;
-    // SAFETY: these are plain old data; all zeros is a valid value.
-    let mut names: [libc::sockaddr_storage; MAX_MESSAGES] = unsafe { std::mem::zeroed() };
-    let mut iovs: [libc::iovec; MAX_MESSAGES] = unsafe { std::mem::zeroed() };
-    let mut hdrs: [libc::mmsghdr; MAX_MESSAGES] = unsafe { std::mem::zeroed() };
+    let mut names = [const { MaybeUninit::<libc::sockaddr_storage>::uninit() }; MAX_MESSAGES];
+    let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_MESSAGES];
+    let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_MESSAGES];
     for k in 0..n {
         let i = from + k;
         let (name, name_len) = socket_address(batch.destinations[i], v6_socket);
-        names[k] = name;
-        iovs[k] = libc::iovec {
+        let name = names[k].write(name);
+        let iov = iovs[k].write(libc::iovec {
             // The kernel only reads the buffer (sendmmsg).
             iov_base: batch.slots[i * SLOT..].as_ptr() as *mut libc::c_void,
             iov_len: batch.lens[i],
-        };
-        hdrs[k].msg_hdr.msg_name = (&raw mut names[k]).cast();
-        hdrs[k].msg_hdr.msg_namelen = name_len;
-        hdrs[k].msg_hdr.msg_iov = &raw mut iovs[k];
-        hdrs[k].msg_hdr.msg_iovlen = 1;
+        });
+        // SAFETY: mmsghdr is plain old data; all zeros is a valid value.
+        let hdr = hdrs[k].write(unsafe { std::mem::zeroed() });
+        hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+        hdr.msg_hdr.msg_namelen = name_len;
+        hdr.msg_hdr.msg_iov = iov;
+        hdr.msg_hdr.msg_iovlen = 1;
     }
-    // SAFETY: `hdrs[..n]` point at `names`, `iovs` and the batch's slots,
-    // all alive and unmoved for the call; the socket is non-blocking.
-    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
+    // SAFETY: the first `n` headers are initialised and point at `names`,
+    // `iovs` and the batch's slots, all alive and unmoved for the call; the
+    // kernel reads no further than `n`; the socket is non-blocking.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr().cast(), n as libc::c_uint, 0) };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
