@@ -12,7 +12,6 @@ use std::future::Future;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant, SystemTime};
 
-use overlay_proto::transmit::TxQueue;
 use overlay_proto::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN};
 use tapmesh_shell::admin::{self, AdminRequest};
 use tapmesh_shell::metrics::Exporter;
@@ -29,6 +28,9 @@ use crate::local_switch::{Forward, LocalSwitch, PortId, PortKind, UPLINK};
 use crate::userhost::{self, UserHost};
 use crate::vm_port::{self, HEADROOM, VmEvent};
 use crate::workers::Workers;
+
+mod outbox;
+use outbox::Outbox;
 
 /// Frames read from the TAP per wakeup before the socket gets a turn.
 const BATCH: usize = 64;
@@ -132,7 +134,7 @@ pub async fn run<D: FrameDevice>(
     // Frames from VMs, in local format, with room to seal in place.
     let mut vm_buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + AEAD_TAG_LEN];
     let mut rx = RecvBuffers::default();
-    let mut batch = TxQueue::new(BATCH);
+    let mut batch = Outbox::new(BATCH);
     let mut drop_log = tapmesh_shell::DropLog::new(now, "tapmesh-node status");
     let mut busy = tapmesh_shell::busy_poll::BusyPoll::new(running.busy_poll);
     let busy_fds: Vec<_> = std::iter::once(udp.raw_fd())
@@ -534,20 +536,15 @@ async fn uplink(
     now: Instant,
     buf: &mut [u8],
     n: usize,
-    batch: &mut TxQueue,
+    batch: &mut Outbox,
     udp: &UdpLink,
 ) {
     // HOT PATH
     match core.handle_tap_frame(now, buf, n) {
-        // Sealed in place: collect equal-sized datagrams into one GSO batch,
-        // sent when the source is drained.
+        // Sealed in place: kept (equal sizes merged into one GSO batch) and
+        // sent when the source is drained, or when the outbox is full.
         Ok(Some(range)) => {
-            let len = range.len();
-            let mut d = batch.buffer(len);
-            d[..len].copy_from_slice(&buf[range]);
-            d.truncate(len);
-            batch.push(core.destination(), d);
-            if batch.len() > 1 {
+            if batch.push(core.destination(), &buf[range]) {
                 send_all(batch, udp).await;
             }
         }
@@ -579,12 +576,8 @@ fn local_addrs(udp: &UdpLink, switch: std::net::SocketAddr) -> Vec<std::net::Soc
         .unwrap_or_default()
 }
 
-async fn send_all(batch: &mut TxQueue, udp: &UdpLink) {
-    while let Some(t) = batch.pop() {
-        if let Err(e) = udp.send(t.destination, t.contents, t.segment_size).await {
-            tracing::trace!(error = %e, "send failed");
-        }
-    }
+async fn send_all(batch: &mut Outbox, udp: &UdpLink) {
+    batch.send_all(udp).await;
 }
 
 async fn flush(core: &mut Node, udp: &UdpLink) {

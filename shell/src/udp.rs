@@ -2,7 +2,8 @@
 //! same-destination datagrams (the fragments of one super-frame) with one UDP
 //! GSO `sendmsg`, and receives with `recvmmsg` and UDP GRO, many datagrams per
 //! system call. Where the kernel lacks GSO/GRO, quinn-udp falls back to one
-//! datagram per call, and so do we.
+//! datagram per call, and so do we. Single datagrams to many places go out
+//! many per system call through [`SendBatch`] (`sendmmsg`).
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 
@@ -80,6 +81,8 @@ impl ThreadSender {
         Ok(())
     }
 }
+mod batch;
+pub use batch::{MAX_MESSAGES, Plan, SLOT, SendBatch, plan};
 
 /// Receive buffers per `recv` call (quinn-udp's batch size on this platform).
 pub const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
@@ -97,12 +100,15 @@ const SOCKET_BUFFER: usize = 4 << 20;
 pub struct UdpLink {
     io: tokio::net::UdpSocket,
     state: UdpSocketState,
+    /// Bound to an IPv6 address (IPv4 destinations are sent v4-mapped).
+    is_ipv6: bool,
 }
 
 impl UdpLink {
     /// Wrap a bound socket (made non-blocking here).
     pub fn new(socket: std::net::UdpSocket) -> io::Result<UdpLink> {
         socket.set_nonblocking(true)?;
+        let is_ipv6 = socket.local_addr()?.is_ipv6();
         let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
         // Best effort: larger buffers absorb bursts of fragments.
         let _ = state.set_send_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
@@ -110,6 +116,7 @@ impl UdpLink {
         Ok(UdpLink {
             io: tokio::net::UdpSocket::from_std(socket)?,
             state,
+            is_ipv6,
         })
     }
 

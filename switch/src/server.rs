@@ -13,7 +13,7 @@ use tapmesh_shell::admin::{self, AdminRequest};
 use tapmesh_shell::capture;
 use tapmesh_shell::config::ConfigError;
 use tapmesh_shell::metrics::Exporter;
-use tapmesh_shell::udp::{RecvBuffers, UdpLink};
+use tapmesh_shell::udp::{RecvBuffers, SendBatch, UdpLink};
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
@@ -90,6 +90,7 @@ pub async fn run(
     }
     tokio::pin!(shutdown);
     let mut rx = RecvBuffers::default();
+    let mut sends = SendBatch::default();
     let mut busy = tapmesh_shell::busy_poll::BusyPoll::new(running.busy_poll);
     let mut workers = Workers::start(running.workers, &socket)?;
     let mut published_at = Instant::now();
@@ -207,11 +208,11 @@ pub async fn run(
             w.publish(&core);
             published_at = now;
         }
+        // Small datagrams to many nodes: many per system call (sendmmsg).
         while let Some(t) = core.poll_transmit() {
-            if let Err(e) = socket.send(t.destination, t.contents, t.segment_size).await {
-                tracing::debug!(error = %e, "send failed");
-            }
+            sends.send(&socket, &t).await;
         }
+        sends.flush(&socket).await;
         drop_log.tick(now, core.drops_total());
         if state_dirty && now >= state_saved_at + STATE_SAVE_INTERVAL {
             state_dirty = false;
