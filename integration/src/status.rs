@@ -50,14 +50,15 @@ pub fn switch_node_connected(status: &Value, name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Host `i`'s path to `peer` in its node's status ("direct" or
-/// "relayed"); `None` if `peer` is not its peer or the status failed.
-pub fn peer_path(topo: &crate::Topology, i: usize, peer: usize) -> Option<String> {
+/// Host `i`'s status entry for its mesh peer `peer`, or `None` if `i` does
+/// not answer or has no such peer.
+pub fn peer_entry(topo: &crate::Topology, i: usize, peer: usize) -> Option<Value> {
     let s = topo.try_node_status(i).ok()?;
-    let name = topo.host_name(peer);
-    s["peers"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name)
-        .and_then(|p| p["path"].as_str().map(str::to_owned))
+    node_peer(&s, topo.host_name(peer)).cloned()
+}
+
+/// Host `i`'s view of the path to its mesh peer `peer` (`"direct"` or
+/// `"relayed"`), or `None` if `i` does not answer or has no such peer.
+pub fn peer_path(topo: &crate::Topology, i: usize, peer: usize) -> Option<String> {
+    peer_entry(topo, i, peer).and_then(|p| p["path"].as_str().map(str::to_owned))
 }

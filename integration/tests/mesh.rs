@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use integration::status::switch_node;
+use integration::status::{peer_entry, peer_path, switch_node};
 use integration::topology::{TAP, overlay_v4, underlay_v4};
 use integration::trunk::TrunkPort;
 use integration::{Topology, wait_until};
@@ -16,19 +16,10 @@ use serde_json::Value;
 /// How long a fresh overlay gets to pass pings between every pair.
 const UP: Duration = Duration::from_secs(20);
 
-/// Host `i`'s view of the path to `peer` ("direct" or "relayed").
-fn path(topo: &Topology, i: usize, peer: usize) -> Option<String> {
-    let s = topo.node_status(i);
-    let name = topo.host_name(peer).to_owned();
-    s["peers"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name.as_str())
-        .and_then(|p| p["path"].as_str().map(str::to_owned))
-}
-
 fn wait_path(topo: &Topology, i: usize, peer: usize, want: &str, timeout: Duration) -> bool {
-    wait_until(timeout, || path(topo, i, peer).as_deref() == Some(want))
+    wait_until(timeout, || {
+        peer_path(topo, i, peer).as_deref() == Some(want)
+    })
 }
 
 /// Frames the switch received from host `i`.
@@ -128,8 +119,8 @@ fn blocked_underlay_falls_back_to_the_switch_and_recovers() {
     let lost = sent - got;
     eprintln!("blocked h1<->h2: {got}/{sent} pings answered (gap about {lost} x 100 ms)");
     assert!(lost < 30, "gap of {lost} pings at 100 ms is not under 3 s");
-    assert_eq!(path(&topo, 1, 2).as_deref(), Some("relayed"));
-    assert_eq!(path(&topo, 1, 3).as_deref(), Some("direct"));
+    assert_eq!(peer_path(&topo, 1, 2).as_deref(), Some("relayed"));
+    assert_eq!(peer_path(&topo, 1, 3).as_deref(), Some("direct"));
     topo.ns(1).unblock_udp();
     let t = Instant::now();
     assert!(
@@ -193,8 +184,8 @@ fn blocked_direct_path_relays_both_ways_within_a_second() {
     );
     assert!(gap <= Duration::from_secs(1), "an outage of {gap:?}");
     assert!(lost * 100 <= sent as usize * 8, "lost {lost} of {sent}");
-    assert_eq!(path(&topo, 1, 2).as_deref(), Some("relayed"));
-    assert_eq!(path(&topo, 2, 1).as_deref(), Some("relayed"));
+    assert_eq!(peer_path(&topo, 1, 2).as_deref(), Some("relayed"));
+    assert_eq!(peer_path(&topo, 2, 1).as_deref(), Some("relayed"));
     topo.ns(1).unblock_udp();
     topo.assert_all_running();
 }
@@ -249,7 +240,7 @@ fn a_member_removed_from_the_config_loses_direct_access_when_the_switch_restarts
         "h3's handshakes were refused: {}",
         topo.node_status(1)
     );
-    assert_eq!(path(&topo, 1, 2).as_deref(), Some("direct"));
+    assert_eq!(peer_path(&topo, 1, 2).as_deref(), Some("direct"));
     assert!(topo.ping(1, overlay_v4(2)));
 }
 
@@ -266,7 +257,7 @@ fn direct_paths_survive_kill_9_of_the_switch() {
         "lost {} of {sent} pings",
         sent - got
     );
-    assert_eq!(path(&topo, 1, 2).as_deref(), Some("direct"));
+    assert_eq!(peer_path(&topo, 1, 2).as_deref(), Some("direct"));
 }
 
 /// `rtt min/avg/max/mdev` average in ms from 50 quick pings h1 -> h2.
@@ -345,16 +336,6 @@ fn start_with_vlans(vlans: &[&str]) -> Topology {
     topo
 }
 
-/// Host `i`'s status entry for peer `peer`, if it has one.
-fn peer_entry(topo: &Topology, i: usize, peer: usize) -> Option<Value> {
-    let name = topo.host_name(peer).to_owned();
-    topo.node_status(i)["peers"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name.as_str())
-        .cloned()
-}
-
 /// Frames host `i` received directly from `peer` (0 if it is no peer).
 fn peer_rx_frames(topo: &Topology, i: usize, peer: usize) -> u64 {
     peer_entry(topo, i, peer).map_or(0, |p| p["rx_frames"].as_u64().unwrap_or(0))
@@ -416,8 +397,8 @@ fn nodes_on_different_vlans_get_no_replies_and_one_vlan_stays_direct() {
     let (sent, got) = ping_result(ping_bg(&topo, 1, 2, "0.1", 20));
     eprintln!("h1 (VLAN 10) -> h2 (VLAN 20): {got} of {sent} replies");
     assert_eq!(got, 0, "VLAN 10 got {got} of {sent} replies from VLAN 20");
-    assert_eq!(path(&topo, 1, 2), None, "h1 knows h2 as a peer");
-    assert_eq!(path(&topo, 2, 1), None, "h2 knows h1 as a peer");
+    assert_eq!(peer_path(&topo, 1, 2), None, "h1 knows h2 as a peer");
+    assert_eq!(peer_path(&topo, 2, 1), None, "h2 knows h1 as a peer");
     topo.assert_all_running();
 }
 
@@ -441,7 +422,7 @@ fn a_trunk_and_access_nodes_exchange_frames_directly_with_the_right_tags() {
             topo.node_status(a)
         );
     }
-    assert_eq!(path(&topo, 1, 2), None, "h1 knows h2 as a peer");
+    assert_eq!(peer_path(&topo, 1, 2), None, "h1 knows h2 as a peer");
     let vlans = |i, p| peer_entry(&topo, i, p).map(|e| e["vlans"].clone());
     assert_eq!(vlans(3, 1), Some(serde_json::json!([10])));
     assert_eq!(vlans(3, 2), Some(serde_json::json!([20])));

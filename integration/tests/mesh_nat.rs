@@ -4,7 +4,7 @@
 //! `mode = "mesh"`.
 use std::time::{Duration, Instant};
 
-use integration::status::switch_node;
+use integration::status::{peer_entry, peer_path, switch_node};
 use integration::topology::{nat_host_v4, nat_router_wan_v4, overlay_v4, overlay_v6, underlay_v4};
 use integration::traffic::ping_in_background;
 use integration::{Topology, wait_until};
@@ -12,22 +12,6 @@ use serde_json::Value;
 
 /// How long a fresh overlay gets to pass pings between every pair.
 const UP: Duration = Duration::from_secs(20);
-
-/// Host `i`'s status entry for `peer`, if listed.
-fn peer_entry(topo: &Topology, i: usize, peer: usize) -> Option<Value> {
-    let s = topo.try_node_status(i).ok()?;
-    let name = topo.host_name(peer).to_owned();
-    s["peers"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name.as_str())
-        .cloned()
-}
-
-/// Host `i`'s view of the path to `peer` ("direct" or "relayed").
-fn path(topo: &Topology, i: usize, peer: usize) -> Option<String> {
-    peer_entry(topo, i, peer).and_then(|p| p["path"].as_str().map(str::to_owned))
-}
 
 /// Frames the switch received from host `i`.
 fn switch_rx_frames(topo: &Topology, i: usize) -> u64 {
@@ -63,8 +47,8 @@ fn two_nodes_behind_separate_nats_go_direct() {
 
     let t = Instant::now();
     let direct = wait_until(Duration::from_secs(15), || {
-        path(&topo, 1, 2).as_deref() == Some("direct")
-            && path(&topo, 2, 1).as_deref() == Some("direct")
+        peer_path(&topo, 1, 2).as_deref() == Some("direct")
+            && peer_path(&topo, 2, 1).as_deref() == Some("direct")
     });
     assert!(
         direct,
@@ -102,7 +86,7 @@ fn two_nodes_behind_separate_nats_go_direct() {
         d1 < 10 && d2 < 10,
         "unicast passed the switch: from h1 {d1}, from h2 {d2}"
     );
-    assert_eq!(path(&topo, 1, 2).as_deref(), Some("direct"));
+    assert_eq!(peer_path(&topo, 1, 2).as_deref(), Some("direct"));
     topo.assert_all_running();
 }
 
@@ -114,7 +98,7 @@ fn node_whose_underlay_address_changes_is_reachable_again_within_10s() {
     topo.start_all(UP);
     assert!(
         wait_until(Duration::from_secs(10), || {
-            path(&topo, 2, 1).as_deref() == Some("direct")
+            peer_path(&topo, 2, 1).as_deref() == Some("direct")
         }),
         "h2 -> h1 not direct before the change: {:?}",
         peer_entry(&topo, 2, 1)
