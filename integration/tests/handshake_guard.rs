@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use integration::attack::{RawSender, paced_flood, spoofed_flood, unknown_key_initiations};
 use integration::monitoring::{cpu_ticks, ticks_per_sec};
-use integration::status::counter;
+use integration::status::{self, counter};
 use integration::topology::{SWITCH_PORT, overlay_v4, underlay_v4};
 use integration::traffic::ping_in_background;
 use integration::{Topology, wait_until};
@@ -25,22 +25,14 @@ const FLOOD_RATE: u64 = 20_000;
 
 /// Host `i`'s entry for `peer` in its `status` (`peers`).
 fn peer_entry(topo: &Topology, i: usize, peer: usize) -> Value {
-    let name = topo.host_name(peer).to_owned();
-    let s = topo.node_status(i);
-    s["peers"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == name.as_str()))
-        .cloned()
-        .unwrap_or_else(|| panic!("h{i} has no peer {name}: {s}"))
+    status::peer_entry(topo, i, peer).unwrap_or_else(|| {
+        let name = topo.host_name(peer);
+        panic!("h{i} has no peer {name}: {}", topo.node_status(i))
+    })
 }
 
 fn is_direct(topo: &Topology, i: usize, peer: usize) -> bool {
-    topo.try_node_status(i).is_ok_and(|s| {
-        s["peers"].as_array().is_some_and(|a| {
-            a.iter()
-                .any(|p| p["name"] == topo.host_name(peer) && p["path"].as_str() == Some("direct"))
-        })
-    })
+    status::peer_path(topo, i, peer).as_deref() == Some("direct")
 }
 
 /// Issue 13 item 6: 20,000 initiations per second with a valid `mac1` for
