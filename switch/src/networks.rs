@@ -315,6 +315,22 @@ impl Networks {
         }
     }
 
+    /// A handshake initiation the workers' gate admitted
+    /// ([`crate::workers::gate`]): to its network's core.
+    pub fn handle_admitted(&mut self, now: Instant, from: SocketAddr, buf: &[u8]) {
+        let id = Header::new_unchecked(buf).network_id();
+        match self.nets.iter_mut().find(|n| n.id == id) {
+            Some(n) => n.core.handle_admitted(now, from, buf),
+            None => self.drops.add(DropReason::UnknownNetwork),
+        }
+    }
+
+    /// Every network's handshake guard, with its network id (for the
+    /// workers' gate).
+    pub fn guards(&self) -> impl Iterator<Item = (u32, crate::workers::gate::SharedGuard)> + '_ {
+        self.nets.iter().map(|n| (n.id, n.core.guard().clone()))
+    }
+
     /// Every current session's receive half, with its network id.
     pub fn receivers(&self) -> impl Iterator<Item = (u32, &std::sync::Arc<Receiver>)> {
         self.nets

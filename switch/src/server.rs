@@ -111,8 +111,13 @@ pub async fn run(
                 match r {
                     Ok(n) => {
                         let now = Instant::now();
+                        let mut received = 0;
                         for (from, d) in rx.datagrams(n) {
                             core.handle_datagram(now, from, d);
+                            received += 1;
+                        }
+                        if let Some(w) = &workers {
+                            w.count_core(received);
                         }
                         busy.note_activity(now);
                     }
@@ -127,6 +132,7 @@ pub async fn run(
                     match opening {
                         Opening::Sealed => core.handle_datagram(now, from, d),
                         Opening::Opened(r) => core.handle_opened(now, from, d, r),
+                        Opening::Admitted => core.handle_admitted(now, from, d),
                     }
                 }
                 if let Some(w) = &workers {
@@ -239,6 +245,9 @@ fn status(
     let mut s = core.status(Instant::now(), with_macs);
     s.etcd = etcd.as_ref().map(EtcdLink::status);
     s.workers = workers.as_ref().map(Workers::status);
+    if let Some(w) = workers {
+        s.drops += &w.gate_drops();
+    }
     s
 }
 

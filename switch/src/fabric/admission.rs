@@ -56,7 +56,29 @@ impl Switch {
         h: &Header<&[u8]>,
     ) -> Result<(), DropReason> {
         // Cheap checks first: no Diffie-Hellman for floods (see handshake_guard).
-        self.guard.admit(now, from, h, &mut self.tx)?;
+        crate::workers::gate::lock(&self.guard).admit(now, from, h, &mut self.tx)?;
+        self.admitted_init(now, from, h)
+    }
+
+    /// A handshake initiation the workers' gate ([`crate::workers::gate`])
+    /// already checked with this network's guard: the handshake itself.
+    pub fn handle_admitted(&mut self, now: Instant, from: SocketAddr, buf: &[u8]) {
+        let r = match Header::new_checked(buf) {
+            Ok(h) if h.network_id() != self.cfg.network_id => Err(DropReason::UnknownNetwork),
+            Ok(h) => self.admitted_init(now, from, &h),
+            Err(e) => Err(DropReason::from(e)),
+        };
+        if let Err(r) = r {
+            self.drops.add(r);
+        }
+    }
+
+    fn admitted_init(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        h: &Header<&[u8]>,
+    ) -> Result<(), DropReason> {
         let incoming = handshake::read_init(&self.cfg.private_key, &self.cfg.psk, h)
             .map_err(|_| DropReason::HandshakeFailed)?;
         // Unknown keys get no answer at all.

@@ -52,6 +52,7 @@ use crate::snooping::limits::GroupTotal;
 use crate::snooping::{SnoopConfig, Snooping};
 use crate::storm::{StormConfig, StormControl};
 use crate::vlan::{PortVlan, Vid};
+use crate::workers::gate::{self, SharedGuard};
 
 mod admission;
 mod announce;
@@ -244,8 +245,9 @@ pub struct Switch {
     targets: Vec<NodeId>,
     /// The frame being forwarded with its VLAN tag added or removed.
     vlan_scratch: Vec<u8>,
-    /// `mac1`/`mac2` checks and cookie replies before any Diffie-Hellman.
-    guard: HandshakeGuard,
+    /// `mac1`/`mac2` checks and cookie replies before any Diffie-Hellman;
+    /// shared with the workers' handshake gate ([`crate::workers::gate`]).
+    guard: SharedGuard,
     /// Mesh mode's membership announcements (`None` in central mode).
     mesh: Option<Mesh>,
     /// Ports with an impairment (see `impair`): their held frames are
@@ -285,11 +287,11 @@ impl Switch {
         let mut snoop = Snooping::new(cfg.multicast.clone(), fast_leave, &vlans, now);
         snoop.set_static_routers(snoop_controls::static_router_ports(&ports));
         let storm = StormControl::new(cfg.storm.clone(), ports.len());
-        let guard = HandshakeGuard::new(
+        let guard = Arc::new(std::sync::Mutex::new(HandshakeGuard::new(
             cfg.handshake_guard.clone(),
             &cfg.private_key.public_key(),
             now,
-        );
+        )));
         let mut indices = IndexTable::new(seed);
         // The switch only answers handshakes: no capabilities of its own and
         // no initiation timestamps, so no wall clock.
@@ -373,7 +375,7 @@ impl Switch {
         }
         self.macs.expire(now);
         self.captures.sweep();
-        self.guard.sweep(now);
+        gate::lock(&self.guard).sweep(now);
         self.snoop.handle_timeout(now);
         self.send_queries(now);
         self.mesh_sync(now);
@@ -462,6 +464,11 @@ impl Switch {
         self.ports
             .iter()
             .filter_map(|p| p.tunnel.current().map(|s| s.receiver()))
+    }
+
+    /// The handshake guard, for the workers' gate ([`crate::workers::gate`]).
+    pub fn guard(&self) -> &SharedGuard {
+        &self.guard
     }
 
     /// Count this network's multicast groups against `total`, shared by

@@ -176,7 +176,7 @@ impl Switch {
         self.macs
             .reconfigure(new.mac_aging, new.mac_limit_per_node, new.mac_table_limit);
         self.storm.reconfigure(new.storm.clone(), n);
-        self.guard.reconfigure(new.handshake_guard.clone());
+        crate::workers::gate::lock(&self.guard).reconfigure(new.handshake_guard.clone());
         let nodes = self.ports.iter().filter(|p| !p.retired && !p.is_trunk());
         let vlans = super::member_vlans(nodes.map(|p| &p.spec));
         let fast_leave = self

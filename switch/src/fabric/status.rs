@@ -66,7 +66,7 @@ impl Switch {
                 counters: self.mac_counters(),
             },
             sessions: self.sessions.clone(),
-            handshake_guard: self.guard.status(now),
+            handshake_guard: crate::workers::gate::lock(&self.guard).status(now),
             multicast: self
                 .snoop
                 .status(now, |id| self.ports[id.0 as usize].spec.name.clone()),

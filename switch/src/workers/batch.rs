@@ -14,6 +14,8 @@ pub enum Opening {
     Sealed,
     /// Opened in place under a published session, with this result.
     Opened(Result<Range<usize>, Error>),
+    /// A handshake initiation the gate admitted (see `super::gate`).
+    Admitted,
 }
 
 #[derive(Debug)]

@@ -28,10 +28,13 @@
 //! - [`table`]: the published sessions, by network and index.
 //! - [`batch`]: one worker batch: datagrams back to back, each with whether
 //!   and how it was opened.
+//! - [`gate`]: the handshake gate: initiations and junk checked on the
+//!   workers, so a handshake flood does not wake the core.
 //! - [`thread`]: a worker's socket and loop.
 //! - [`pool`]: the workers the shell owns: start, next batch, publish.
 //! - [`status`]: their part of `status` and `/metrics`.
 pub mod batch;
+pub mod gate;
 pub mod pool;
 pub mod status;
 pub mod steering;

@@ -75,6 +75,19 @@ impl Workers {
         }
     }
 
+    /// What the gate dropped, by the core's reasons (added to its drops).
+    pub fn gate_drops(&self) -> crate::counters::Drops {
+        self.shared.gate.drops.snapshot()
+    }
+
+    /// Count `n` datagrams the core's own socket received.
+    pub fn count_core(&self, n: usize) {
+        self.shared
+            .gate
+            .core_received
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// Give back a batch the core has taken in.
     pub fn recycle(&self, b: Batch) {
         self.shared.recycle(b);
@@ -89,6 +102,7 @@ impl Workers {
         for (network, r) in core.receivers() {
             table.publish(network, r);
         }
+        self.shared.gate.publish(core.guards());
     }
 
     /// Their part of `status`.
@@ -97,6 +111,7 @@ impl Workers {
             count: self.threads.len() + 1,
             opened: self.shared.opened.load(Ordering::Relaxed),
             passed: self.shared.passed.load(Ordering::Relaxed),
+            gate: super::gate::status(&self.shared.gate),
         }
     }
 }

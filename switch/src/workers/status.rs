@@ -17,6 +17,8 @@ pub struct WorkersStatus {
     /// Datagrams they handed to the core unopened (handshakes, sessions not
     /// yet published, bad headers).
     pub passed: u64,
+    /// The handshake gate's counts.
+    pub gate: super::gate::GateStatus,
 }
 
 pub const WORKERS: Def = Def::gauge(
@@ -30,18 +32,27 @@ pub const DATAGRAMS: Def = Def::counter(
     "Datagrams the worker threads received: opened there (opened), or handed to the core unopened (passed).",
 );
 
+pub const GATE: Def = Def::counter(
+    "tapmesh_switch_gate_datagrams_total",
+    &["result"],
+    "The workers' handshake gate: initiations passed to the core (admitted), datagrams it dropped or answered with a cookie reply (stopped); datagrams the core's own socket received (core_received).",
+);
+
 /// Writes the workers' metrics.
 pub fn export(w: &WorkersStatus, out: &mut Exposition) {
     out.gauge(&WORKERS, &[], w.count as f64);
     out.counter(&DATAGRAMS, &["opened"], w.opened);
     out.counter(&DATAGRAMS, &["passed"], w.passed);
+    out.counter(&GATE, &["admitted"], w.gate.admitted);
+    out.counter(&GATE, &["stopped"], w.gate.stopped);
+    out.counter(&GATE, &["core_received"], w.gate.core_received);
 }
 
 /// The status table's line.
 pub fn render(out: &mut String, w: &WorkersStatus) {
     let _ = writeln!(
         out,
-        "workers {}: opened {}, passed to the core {}",
-        w.count, w.opened, w.passed
+        "workers {}: opened {}, passed to the core {}; gate: admitted {}, stopped {}, core socket received {}",
+        w.count, w.opened, w.passed, w.gate.admitted, w.gate.stopped, w.gate.core_received
     );
 }

@@ -4,14 +4,17 @@
 //! the core's socket or a worker's by chance. Instead a classic BPF program
 //! on the group (`SO_ATTACH_REUSEPORT_CBPF`) reads the tapmesh header (the
 //! program sees the UDP payload): data datagrams go to worker
-//! `1 + receiver_index % (N - 1)`, everything else (handshakes, cookie
-//! replies, runts) to the core's socket, index 0. One session's datagrams
+//! `1 + receiver_index % (N - 1)`; handshake responses and cookie replies
+//! (the trunks to other switches) to the core's socket, index 0; everything
+//! else (handshake initiations, unknown types, junk) to worker
+//! `1 + word at bytes 8..12 % (N - 1)` (an initiation's sender index), and
+//! datagrams shorter than 12 bytes to worker 1, where the handshake gate
+//! ([`super::gate`]) checks them before the core sees any. One session's datagrams
 //! thus always reach one worker, in order; a rekey may move the flow to
 //! another worker, and only at that boundary can two workers' batches
 //! interleave (the nodes' replay windows accept that). The sockets' indices
-//! are their bind order: the core's first. A program that reads past the
-//! end returns 0 (the core), and an index with no socket yet makes the
-//! kernel fall back to its hash.
+//! are their bind order: the core's first. An index with no socket yet
+//! makes the kernel fall back to its hash.
 //!
 //! Offsets are the data header's (docs/protocol.md): the message type is the
 //! low nibble of byte 0, the receiver index bytes 8..12.
@@ -24,7 +27,12 @@ const TYPE_OFFSET: u32 = 0;
 const TYPE_MASK: u32 = 0x0f;
 /// `MessageType::Data` on the wire.
 const TYPE_DATA: u32 = 1;
+/// `MessageType::HandshakeResp` and `MessageType::CookieReply`: the core's.
+const TYPE_HANDSHAKE_RESP: u32 = 3;
+const TYPE_COOKIE_REPLY: u32 = 5;
 const RECEIVER_INDEX_OFFSET: u32 = 8;
+/// Shorter datagrams go to worker 1 (the index is not there to read).
+const MIN_LEN: u32 = RECEIVER_INDEX_OFFSET + 4;
 
 fn op(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter {
@@ -38,14 +46,19 @@ fn op(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
 /// The program for `workers` sockets (more than one).
 pub fn program(workers: usize) -> Vec<libc::sock_filter> {
     use libc::{
-        BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_MOD,
-        BPF_RET, BPF_W,
+        BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD,
+        BPF_LEN, BPF_MOD, BPF_RET, BPF_W,
     };
     let threads = (workers.max(2) - 1) as u32;
     vec![
+        op(BPF_LD | BPF_W | BPF_LEN, 0, 0, 0),
+        op(BPF_JMP | BPF_JGE | BPF_K, 1, 0, MIN_LEN),
+        op(BPF_RET | BPF_K, 0, 0, 1),
         op(BPF_LD | BPF_B | BPF_ABS, 0, 0, TYPE_OFFSET),
         op(BPF_ALU | BPF_AND | BPF_K, 0, 0, TYPE_MASK),
-        op(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, TYPE_DATA),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 3, 0, TYPE_DATA),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, TYPE_HANDSHAKE_RESP),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, TYPE_COOKIE_REPLY),
         op(BPF_RET | BPF_K, 0, 0, 0),
         op(BPF_LD | BPF_W | BPF_ABS, 0, 0, RECEIVER_INDEX_OFFSET),
         op(BPF_ALU | BPF_MOD | BPF_K, 0, 0, threads),
@@ -82,12 +95,13 @@ pub fn attach(socket: RawFd, workers: usize) -> std::io::Result<()> {
 /// What [`program`] computes, for tests: the socket index for `payload`.
 #[cfg(test)]
 pub fn select(workers: usize, payload: &[u8]) -> u32 {
-    if payload.first().map(|b| u32::from(*b) & TYPE_MASK) != Some(TYPE_DATA) {
+    let at = RECEIVER_INDEX_OFFSET as usize;
+    let Some(word) = payload.get(at..at + 4) else {
+        return 1;
+    };
+    let ty = u32::from(payload[0]) & TYPE_MASK;
+    if ty == TYPE_HANDSHAKE_RESP || ty == TYPE_COOKIE_REPLY {
         return 0;
     }
-    let at = RECEIVER_INDEX_OFFSET as usize;
-    match payload.get(at..at + 4) {
-        Some(b) => 1 + u32::from_be_bytes(b.try_into().unwrap()) % (workers as u32 - 1),
-        None => 0,
-    }
+    1 + u32::from_be_bytes(word.try_into().unwrap()) % (workers as u32 - 1)
 }

@@ -196,11 +196,15 @@ fn run_cbpf(prog: &[libc::sock_filter], packet: &[u8]) -> u32 {
                 };
                 a = u32::from_be_bytes(b.try_into().unwrap());
             }
+            c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_LEN => a = packet.len() as u32,
             c if c == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => a &= i.k,
             c if c == libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K => a %= i.k,
             c if c == libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K => a += i.k,
             c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
                 pc += usize::from(if a == i.k { i.jt } else { i.jf });
+            }
+            c if c == libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K => {
+                pc += usize::from(if a >= i.k { i.jt } else { i.jf });
             }
             c if c == libc::BPF_RET | libc::BPF_K => return i.k,
             c if c == libc::BPF_RET | libc::BPF_A => return a,
@@ -210,7 +214,7 @@ fn run_cbpf(prog: &[libc::sock_filter], packet: &[u8]) -> u32 {
 }
 
 #[test]
-fn steering_sends_a_sessions_data_to_one_worker_and_the_rest_to_the_core() {
+fn steering_sends_data_by_session_initiations_to_the_gate_and_trunk_replies_to_the_core() {
     let t0 = Instant::now();
     for workers in [2usize, 3, 5] {
         let prog = super::steering::program(workers);
@@ -230,11 +234,26 @@ fn steering_sends_a_sessions_data_to_one_worker_and_the_rest_to_the_core() {
             seen.insert(to);
         }
         assert_eq!(seen.len(), workers - 1, "every worker gets sessions");
-        // Not data: the core.
-        let mut init = vec![0u8; 148];
+        // Initiations, junk and runts: a worker's gate, never the core.
+        let mut init = vec![0u8; 156];
         init[0] = 0x12; // version 1, type 2: a handshake initiation
-        assert_eq!(run_cbpf(&prog, &init), 0);
-        assert_eq!(run_cbpf(&prog, &[0x01, 0, 0]), 0, "a data runt");
-        assert_eq!(run_cbpf(&prog, &[]), 0);
+        init[8..12].copy_from_slice(&7u32.to_be_bytes()); // sender index
+        let gate = 1 + 7 % (workers as u32 - 1);
+        assert_eq!(run_cbpf(&prog, &init), gate);
+        assert_eq!(super::steering::select(workers, &init), gate);
+        let mut junk = init.clone();
+        junk[0] = 0xff;
+        assert_eq!(run_cbpf(&prog, &junk), gate, "junk");
+        for runt in [&[0x01u8, 0, 0][..], &[], &init[..11]] {
+            assert_eq!(run_cbpf(&prog, runt), 1, "a runt");
+            assert_eq!(super::steering::select(workers, runt), 1);
+        }
+        // A trunk's handshake response or cookie reply: the core.
+        for ty in [0x13u8, 0x15] {
+            let mut reply = init.clone();
+            reply[0] = ty;
+            assert_eq!(run_cbpf(&prog, &reply), 0, "type {ty:#x}");
+            assert_eq!(super::steering::select(workers, &reply), 0);
+        }
     }
 }

@@ -14,6 +14,7 @@ use tapmesh_shell::udp::{RecvBuffers, UdpLink};
 use tokio::sync::mpsc;
 
 use super::batch::{Batch, Opening};
+use super::gate::Gated;
 use super::table::OpenTable;
 
 /// At most this many empty batches wait for reuse.
@@ -28,6 +29,8 @@ pub struct Shared {
     pub opened: AtomicU64,
     /// Datagrams they handed on unopened.
     pub passed: AtomicU64,
+    /// The handshake gate's shared part.
+    pub gate: Arc<super::gate::GateShared>,
     /// Empty batches, back from the core.
     free: Mutex<Vec<Batch>>,
 }
@@ -70,6 +73,7 @@ pub fn open(table: &OpenTable, now: Instant, d: &mut [u8]) -> Opening {
 /// Run one worker on `link` until the core hangs up.
 pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch>) {
     let mut rx = RecvBuffers::default();
+    let mut gate = super::gate::Gate::new(shared.gate.clone());
     loop {
         let n = tokio::select! {
             _ = to_core.closed() => return,
@@ -87,17 +91,30 @@ pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch
         let mut batch = shared.batch();
         let (mut opened, mut passed) = (0, 0);
         for (from, d) in rx.datagrams(n) {
+            let admitted = match gate.sort(now, from, d) {
+                Gated::Stopped => continue,
+                g => g == Gated::Admitted,
+            };
             batch.push(from, d, |d| {
-                let o = open(&shared.table, now, d);
+                let o = match admitted {
+                    true => Opening::Admitted,
+                    false => open(&shared.table, now, d),
+                };
                 match o {
-                    Opening::Sealed => passed += 1,
                     Opening::Opened(_) => opened += 1,
+                    _ => passed += 1,
                 }
                 o
             });
         }
+        gate.flush(&link).await;
         shared.opened.fetch_add(opened, Ordering::Relaxed);
         shared.passed.fetch_add(passed, Ordering::Relaxed);
+        if batch.is_empty() {
+            // All stopped by the gate: the core is not woken.
+            shared.recycle(batch);
+            continue;
+        }
         if to_core.send(batch).await.is_err() {
             return;
         }
