@@ -1,17 +1,26 @@
 //! The switch on two cores (`workers = 2`): the worker thread opens every
 //! data datagram, the core switches them, and TCP sees no more
 //! retransmissions than through the same switch with one worker, measured
-//! in the same test between the same hosts.
+//! in the same test between the same hosts. A handshake flood is stopped
+//! by the workers' gate: the core's socket sees none of it, and a node that
+//! restarts during it connects (its cookie comes from a worker's socket).
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use integration::attack::{RawSender, garbage, spoofed_flood, unknown_key_initiations};
 use integration::bench::iperf::{self, Load};
 use integration::status::counter;
-use integration::topology::overlay_v4;
+use integration::topology::{overlay_v4, underlay_v4};
 use integration::{Topology, wait_until};
+use overlay_proto::keys::PublicKey;
+use serde_json::Value;
 
 const UP: Duration = Duration::from_secs(20);
 /// Seconds of iperf3 TCP per worker setting.
 const SECS: u32 = 3;
+/// The handshake flood at the gate: far above the load threshold (200/s).
+const FLOOD_RATE: u64 = 20_000;
 
 /// Sender retransmissions of an iperf3 TCP stream h1 -> h2, and its Mbit/s.
 fn retransmits(topo: &Topology, tag: &str) -> (u64, f64) {
@@ -33,6 +42,7 @@ fn retransmits(topo: &Topology, tag: &str) -> (u64, f64) {
 fn two_workers_carry_tcp_intact_with_no_more_retransmissions_than_one() {
     let started = Instant::now();
     let mut topo = Topology::central(2);
+    let flooder = topo.add_unadmitted_node();
     topo.set_switch_config_extra("workers = 2\n");
     topo.start_all(UP);
     assert!(topo.ping(1, overlay_v4(2)) && topo.ping(2, overlay_v4(1)));
@@ -50,6 +60,7 @@ fn two_workers_carry_tcp_intact_with_no_more_retransmissions_than_one() {
     let bad_tag = counter(&status, &["drops", "bad_tag"]);
     let replay = counter(&status, &["drops", "replay"]);
     assert_eq!((bad_tag, replay), (0, 0), "{status}");
+    let flood = flood_at_the_gate(&mut topo, flooder);
 
     // The same hosts through one worker.
     topo.stop_switch();
@@ -63,7 +74,7 @@ fn two_workers_carry_tcp_intact_with_no_more_retransmissions_than_one() {
         "one worker has no workers section"
     );
     eprintln!(
-        "workers = 2: {two_mbit:.0} Mbit/s, {two} retransmits; workers = 1: {one_mbit:.0} Mbit/s, {one} retransmits; opened by the worker {opened}; {:?}",
+        "workers = 2: {two_mbit:.0} Mbit/s, {two} retransmits; workers = 1: {one_mbit:.0} Mbit/s, {one} retransmits; opened by the worker {opened}; {flood}; {:?}",
         started.elapsed()
     );
     // The margin absorbs the noise of two busy cores; reordering by the
@@ -73,4 +84,86 @@ fn two_workers_carry_tcp_intact_with_no_more_retransmissions_than_one() {
         "workers = 2 retransmitted {two}, workers = 1 {one}"
     );
     topo.assert_all_running();
+}
+
+fn gate(status: &Value, key: &str) -> u64 {
+    counter(status, &["workers", "gate", key])
+}
+
+/// Floods the switch (two workers) from `flooder` with valid-`mac1`
+/// initiations of unknown keys, forged initiations and random datagrams
+/// while h1 restarts: the gate stops the flood on the worker (the core's
+/// own socket receives almost none of it, and the drops keep their
+/// reasons), and h1 connects again through it. Returns what it measured.
+fn flood_at_the_gate(topo: &mut Topology, flooder: usize) -> String {
+    let switch_key = PublicKey::from_base64(&topo.switch_public_key()).expect("switch key");
+    let unknown = unknown_key_initiations(&switch_key, 64);
+    let junk = garbage(8, 128);
+    let flood: Vec<Vec<u8>> = (0..128)
+        .flat_map(|i| [unknown[i % unknown.len()].clone(), junk[i].clone()])
+        .collect();
+    let before = topo.switch_status();
+    // From the flooder's own address (its cookie replies go back to it),
+    // through a raw socket opened up front, so the flood borrows nothing
+    // while h1 restarts.
+    let raw = RawSender::open(topo.ns(flooder));
+    let target = match topo.switch_addr() {
+        SocketAddr::V4(a) => a,
+        a => panic!("the switch listens on IPv4 in this topology, not {a}"),
+    };
+    let source = [underlay_v4(flooder)];
+    let stop = AtomicBool::new(false);
+    let (report, under_load, took) = std::thread::scope(|s| {
+        let f = s.spawn(|| {
+            spoofed_flood(&raw, target, &source, &flood, FLOOD_RATE, || {
+                stop.load(Ordering::Relaxed)
+            })
+        });
+        let under_load = wait_until(Duration::from_secs(5), || {
+            topo.try_switch_status()
+                .is_ok_and(|s| s["handshake_guard"]["under_load"] == true)
+        });
+        let took = under_load.then(|| {
+            topo.stop_node(1);
+            topo.start_node(1);
+            let t = Instant::now();
+            let connected = wait_until(Duration::from_secs(10), || {
+                topo.try_node_status(1)
+                    .is_ok_and(|s| s["session"] == "established")
+            });
+            connected.then(|| t.elapsed())
+        });
+        stop.store(true, Ordering::Relaxed);
+        (f.join().expect("flood thread"), under_load, took.flatten())
+    });
+    let after = topo.switch_status();
+    let delta = |key: &str| gate(&after, key) - gate(&before, key);
+    let drop = |k: &str| counter(&after, &["drops", k]) - counter(&before, &["drops", k]);
+    let (stopped, core) = (delta("stopped"), delta("core_received"));
+    let summary = format!(
+        "flood at the gate: {} sent ({:.0}/s); gate stopped {stopped}, admitted {}; the core's \
+         socket received {core}; drops bad_mac1 {} bad_mac2 {}; h1 reconnected after {took:?}",
+        report.sent,
+        report.rate(),
+        delta("admitted"),
+        drop("bad_mac1"),
+        drop("bad_mac2"),
+    );
+    assert!(
+        under_load,
+        "the flood did not put the switch under load: {summary}"
+    );
+    assert!(
+        took.is_some(),
+        "h1 did not reconnect within 10 s: {summary}"
+    );
+    // The kernel may drop some of the flood at a full socket buffer; what
+    // the switch received, the gate stopped.
+    assert!(stopped > report.sent / 2, "{summary}");
+    assert!(
+        core <= report.sent / 100,
+        "the core saw the flood: {summary}"
+    );
+    assert!(drop("bad_mac1") > 0 && drop("bad_mac2") > 0, "{summary}");
+    summary
 }

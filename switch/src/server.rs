@@ -93,6 +93,10 @@ pub async fn run(
     let mut sends = SendBatch::default();
     let mut busy = tapmesh_shell::busy_poll::BusyPoll::new(running.busy_poll);
     let mut workers = Workers::start(running.workers, &socket)?;
+    if let Some(w) = &workers {
+        // The gate knows every network from the first datagram on.
+        w.publish(&core);
+    }
     let mut published_at = Instant::now();
     let mut drop_log = tapmesh_shell::DropLog::new(Instant::now(), "tapmesh-switch status");
     loop {

@@ -5,7 +5,8 @@
 //! on the group (`SO_ATTACH_REUSEPORT_CBPF`) reads the tapmesh header (the
 //! program sees the UDP payload): data datagrams go to worker
 //! `1 + receiver_index % (N - 1)`; handshake responses and cookie replies
-//! (the trunks to other switches) to the core's socket, index 0; everything
+//! (the trunks to other switches; version, type and length exact, so random
+//! bytes hardly ever pass for one) to the core's socket, index 0; everything
 //! else (handshake initiations, unknown types, junk) to worker
 //! `1 + word at bytes 8..12 % (N - 1)` (an initiation's sender index), and
 //! datagrams shorter than 12 bytes to worker 1, where the handshake gate
@@ -21,15 +22,18 @@
 
 use std::os::fd::RawFd;
 
+use overlay_proto::wire::{COOKIE_REPLY_LEN, HS_RESP_LEN};
+
 /// `SO_ATTACH_REUSEPORT_CBPF` (include/uapi/asm-generic/socket.h).
 const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
 const TYPE_OFFSET: u32 = 0;
 const TYPE_MASK: u32 = 0x0f;
 /// `MessageType::Data` on the wire.
 const TYPE_DATA: u32 = 1;
-/// `MessageType::HandshakeResp` and `MessageType::CookieReply`: the core's.
-const TYPE_HANDSHAKE_RESP: u32 = 3;
-const TYPE_COOKIE_REPLY: u32 = 5;
+/// The first byte (version 1) and length of a handshake response and a
+/// cookie reply: the core's.
+const HANDSHAKE_RESP: (u32, u32) = (0x13, HS_RESP_LEN as u32);
+const COOKIE_REPLY: (u32, u32) = (0x15, COOKIE_REPLY_LEN as u32);
 const RECEIVER_INDEX_OFFSET: u32 = 8;
 /// Shorter datagrams go to worker 1 (the index is not there to read).
 const MIN_LEN: u32 = RECEIVER_INDEX_OFFSET + 4;
@@ -47,18 +51,24 @@ fn op(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
 pub fn program(workers: usize) -> Vec<libc::sock_filter> {
     use libc::{
         BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K, BPF_LD,
-        BPF_LEN, BPF_MOD, BPF_RET, BPF_W,
+        BPF_LEN, BPF_MISC, BPF_MOD, BPF_RET, BPF_TAX, BPF_TXA, BPF_W,
     };
     let threads = (workers.max(2) - 1) as u32;
     vec![
         op(BPF_LD | BPF_W | BPF_LEN, 0, 0, 0),
         op(BPF_JMP | BPF_JGE | BPF_K, 1, 0, MIN_LEN),
         op(BPF_RET | BPF_K, 0, 0, 1),
+        op(BPF_MISC | BPF_TAX, 0, 0, 0),
         op(BPF_LD | BPF_B | BPF_ABS, 0, 0, TYPE_OFFSET),
         op(BPF_ALU | BPF_AND | BPF_K, 0, 0, TYPE_MASK),
-        op(BPF_JMP | BPF_JEQ | BPF_K, 3, 0, TYPE_DATA),
-        op(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, TYPE_HANDSHAKE_RESP),
-        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, TYPE_COOKIE_REPLY),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 8, 0, TYPE_DATA),
+        op(BPF_LD | BPF_B | BPF_ABS, 0, 0, TYPE_OFFSET),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, HANDSHAKE_RESP.0),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 2, 5, COOKIE_REPLY.0),
+        op(BPF_MISC | BPF_TXA, 0, 0, 0),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 2, 3, HANDSHAKE_RESP.1),
+        op(BPF_MISC | BPF_TXA, 0, 0, 0),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, COOKIE_REPLY.1),
         op(BPF_RET | BPF_K, 0, 0, 0),
         op(BPF_LD | BPF_W | BPF_ABS, 0, 0, RECEIVER_INDEX_OFFSET),
         op(BPF_ALU | BPF_MOD | BPF_K, 0, 0, threads),
@@ -99,8 +109,9 @@ pub fn select(workers: usize, payload: &[u8]) -> u32 {
     let Some(word) = payload.get(at..at + 4) else {
         return 1;
     };
-    let ty = u32::from(payload[0]) & TYPE_MASK;
-    if ty == TYPE_HANDSHAKE_RESP || ty == TYPE_COOKIE_REPLY {
+    let first_and_len = (u32::from(payload[0]), payload.len() as u32);
+    let data = first_and_len.0 & TYPE_MASK == TYPE_DATA;
+    if !data && (first_and_len == HANDSHAKE_RESP || first_and_len == COOKIE_REPLY) {
         return 0;
     }
     1 + u32::from_be_bytes(word.try_into().unwrap()) % (workers as u32 - 1)

@@ -8,7 +8,7 @@ use overlay_proto::Error;
 use overlay_proto::handshake::SessionKeys;
 use overlay_proto::session::Session;
 use overlay_proto::timers::REJECT_AFTER_TIME;
-use overlay_proto::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN};
+use overlay_proto::wire::{AEAD_TAG_LEN, COOKIE_REPLY_LEN, DATA_HEADER_LEN, HS_RESP_LEN};
 
 use super::batch::{Batch, Opening};
 use super::table::OpenTable;
@@ -177,7 +177,7 @@ fn workers_are_one_to_the_cap() {
 /// instructions [`super::steering::program`] uses (a load past the end
 /// returns 0).
 fn run_cbpf(prog: &[libc::sock_filter], packet: &[u8]) -> u32 {
-    let (mut a, mut pc) = (0u32, 0usize);
+    let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
     loop {
         let i = &prog[pc];
         pc += 1;
@@ -197,6 +197,8 @@ fn run_cbpf(prog: &[libc::sock_filter], packet: &[u8]) -> u32 {
                 a = u32::from_be_bytes(b.try_into().unwrap());
             }
             c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_LEN => a = packet.len() as u32,
+            c if c == libc::BPF_MISC | libc::BPF_TAX => x = a,
+            c if c == libc::BPF_MISC | libc::BPF_TXA => a = x,
             c if c == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => a &= i.k,
             c if c == libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K => a %= i.k,
             c if c == libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K => a += i.k,
@@ -248,12 +250,19 @@ fn steering_sends_data_by_session_initiations_to_the_gate_and_trunk_replies_to_t
             assert_eq!(run_cbpf(&prog, runt), 1, "a runt");
             assert_eq!(super::steering::select(workers, runt), 1);
         }
-        // A trunk's handshake response or cookie reply: the core.
-        for ty in [0x13u8, 0x15] {
-            let mut reply = init.clone();
-            reply[0] = ty;
-            assert_eq!(run_cbpf(&prog, &reply), 0, "type {ty:#x}");
+        // A trunk's handshake response or cookie reply: the core; with
+        // another length or version (random bytes), the gate.
+        for (first, len) in [(0x13u8, HS_RESP_LEN), (0x15, COOKIE_REPLY_LEN)] {
+            let mut reply = init[..len].to_vec();
+            reply[0] = first;
+            assert_eq!(run_cbpf(&prog, &reply), 0, "{first:#x}");
             assert_eq!(super::steering::select(workers, &reply), 0);
+            for (f, l) in [(first, len + 1), (first, len - 1), (first | 0x20, len)] {
+                let mut junk = init[..l].to_vec();
+                junk[0] = f;
+                assert_eq!(run_cbpf(&prog, &junk), gate, "{f:#x}, {l} bytes");
+                assert_eq!(super::steering::select(workers, &junk), gate);
+            }
         }
     }
 }
