@@ -5,16 +5,17 @@
 //! sent and sealing each copy for its receivers. With `workers = N` (N > 1)
 //! the switch binds N UDP sockets to its `listen` address with
 //! `SO_REUSEPORT`: the core's own and one per worker thread. A BPF program on
-//! the group ([`steering`]) sends handshakes to the core's socket and each
-//! session's data datagrams to one worker, by receiver index, so one node's
-//! datagrams reach one socket, in order. A worker checks each datagram's header and, for
+//! the group ([`steering`]) sends each session's data datagrams to one
+//! worker, by receiver index, so one node's datagrams reach one socket, in
+//! order; handshake initiations and junk to the workers' handshake gate
+//! ([`gate`]), and only trunk replies to the core's socket. A worker checks each datagram's header and, for
 //! a data datagram under a session the core published ([`OpenTable`]), opens
 //! it in place with that session's shared receive half
 //! ([`overlay_proto::receiver::Receiver`]: the read-only key and the replay
 //! window, shared under a mutex never held across the cipher); then it hands
 //! its whole batch, in order, to the core over a bounded channel. Everything
-//! else (handshakes, sessions not yet confirmed, trunk control) travels the
-//! same channel unopened. The core takes each datagram through the same code
+//! else (initiations the gate admitted, sessions not yet confirmed, trunk
+//! control) travels the same channel unopened. The core takes each datagram through the same code
 //! as one it received itself (`Switch::handle_opened`): learning, forwarding,
 //! snooping, counters and drops by reason are the core's, unchanged.
 //!
