@@ -17,10 +17,10 @@
 //! was opened, with the same counters and drop reasons): reassembly and
 //! TAP writes see the datagrams as they arrived, so no flow is reordered.
 //!
-//! A batch spans at most a few thousand counters, far inside the replay
-//! window (8128), so opening its parts in any order accepts exactly what
-//! opening it in order would; two copies of one counter, in one part or
-//! two, are accepted once.
+//! A batch holds at most 2,048 datagrams (32 buffers of up to 64 GRO
+//! segments), far inside the replay window (8,128 counters), so opening
+//! its parts in any order accepts exactly what opening it in order would;
+//! two copies of one counter, in one part or two, are accepted once.
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
