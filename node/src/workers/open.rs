@@ -52,8 +52,11 @@ pub(super) struct OpenPath {
 /// was opened (`None`: left to the node task).
 #[derive(Debug)]
 pub struct Datagram<'a> {
+    /// Its sender.
     pub from: SocketAddr,
+    /// The datagram, in the receive buffers (opened in place).
     pub buf: &'a mut [u8],
+    /// What opening it gave: the payload's range in `buf`, or why not.
     pub opened: Option<Result<Range<usize>, Error>>,
 }
 
