@@ -34,9 +34,9 @@ fn every_pair_pings_over_ipv4_and_ipv6() {
 }
 
 /// 64 MiB over TCP arrive byte-identical, with one worker per node and
-/// again with two (`workers = 2`: a two-queue TAP and a sealing thread on
-/// both nodes), and two workers retransmit no more than one did: the
-/// workers keep each flow in order.
+/// again with two (`workers = 2`: a two-queue TAP, a sealing and an
+/// opening thread on both nodes), and two workers retransmit no more than
+/// one did: the workers keep each flow in order.
 #[test]
 fn tcp_64_mib_arrives_byte_identical() {
     let mut topo = Topology::central(2);
@@ -69,6 +69,17 @@ fn tcp_64_mib_arrives_byte_identical() {
             "h{i}: {sealed} of {read} frames from the TAP sealed by workers"
         );
     }
+    // The data reached h2 in large batches, which h2's opening thread
+    // shared with its node task (the pings' datagrams, small batches, were
+    // opened by the node task alone).
+    let status = topo.node_status(2);
+    let opened = counter(&status, &["worker_opened_datagrams"]);
+    let received = counter(&status, &["udp_rx_datagrams"]);
+    eprintln!("h2: {opened} of {received} datagrams opened by the opening thread");
+    assert!(
+        opened * 5 >= received && opened > 1000,
+        "h2: {opened} of {received} datagrams from the switch opened by its opening thread"
+    );
     // Reordering would show as retransmissions; a margin for the noise of
     // two busy cores (64 MiB are some 46,000 segments).
     assert!(

@@ -129,6 +129,9 @@ pub struct Counters {
     /// Frames from the TAP sealed by a worker thread (`workers`), not the
     /// node task; part of `tap_rx_frames`.
     pub worker_sealed_frames: u64,
+    /// Datagrams from the switch opened by an opening thread (`workers`),
+    /// not the node task; part of `udp_rx_datagrams`.
+    pub worker_opened_datagrams: u64,
 }
 
 /// Round-trip times to the switch, from keepalive answers: the switch answers

@@ -190,21 +190,19 @@ pub async fn run<D: FrameDevice>(
                     };
                     let now = Instant::now();
                     busy.note_activity(now);
-                    for (from, d) in rx.datagrams(n) {
-                        let Some(w) = core.handle_datagram(now, from, d) else { continue };
-                        let frame = match &w {
-                            TapWrite::InPlace(r) => &d[r.clone()],
-                            TapWrite::Reassembled(r) => &core.reassembled()[r.clone()],
-                        };
-                        if !ports.forward(now, UPLINK, frame).tap {
-                            continue;
+                    // A large batch is opened on the workers too, then handled in order.
+                    if let Some(batch) = workers.as_ref().and_then(|w| w.open_batch(now, &mut rx, n)) {
+                        for d in batch {
+                            let w = match d.opened {
+                                Some(r) => core.handle_opened(now, d.from, d.buf, r),
+                                None => core.handle_datagram(now, d.from, d.buf),
+                            };
+                            to_tap(&mut core, &mut ports, workers.as_ref(), tap.as_ref(), now, w, d.buf).await;
                         }
-                        match (workers.as_ref().filter(|w| w.is_fast()), tap.as_ref()) {
-                            (Some(w), _) => if !w.write_tap(frame) {
-                                ports.local.note_drop(DropReason::TapWrite);
-                            },
-                            (None, Some(tap)) => write_tap(tap, frame, &mut ports.local).await,
-                            (None, None) => {}
+                    } else {
+                        for (from, d) in rx.datagrams(n) {
+                            let w = core.handle_datagram(now, from, d);
+                            to_tap(&mut core, &mut ports, workers.as_ref(), tap.as_ref(), now, w, d).await;
                         }
                     }
                     if round == RX_BATCHES {
@@ -518,6 +516,38 @@ async fn tap_recv(tap: Option<&impl FrameDevice>, buf: &mut [u8]) -> std::io::Re
     match tap {
         Some(t) => t.recv(buf).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Deliver what [`Node::handle_datagram`] (or `handle_opened`) left in
+/// `buf`, if anything: to the local switch, and to the TAP through the
+/// flow's worker queue if the workers seal, else through the node task's.
+async fn to_tap<D: FrameDevice>(
+    core: &mut Node,
+    ports: &mut Ports,
+    workers: Option<&Workers>,
+    tap: Option<&D>,
+    now: Instant,
+    w: Option<TapWrite>,
+    buf: &[u8],
+) {
+    // HOT PATH
+    let Some(w) = w else { return };
+    let frame = match &w {
+        TapWrite::InPlace(r) => &buf[r.clone()],
+        TapWrite::Reassembled(r) => &core.reassembled()[r.clone()],
+    };
+    if !ports.forward(now, UPLINK, frame).tap {
+        return;
+    }
+    match (workers.filter(|w| w.is_fast()), tap) {
+        (Some(w), _) => {
+            if !w.write_tap(frame) {
+                ports.local.note_drop(DropReason::TapWrite);
+            }
+        }
+        (None, Some(tap)) => write_tap(tap, frame, &mut ports.local).await,
+        (None, None) => {}
     }
 }
 

@@ -241,14 +241,19 @@ fn render_status(v: &Status) -> String {
         c.keepalives_sent,
         drops_line(&v.drops)
     );
-    let workers = if c.worker_sealed_frames > 0 {
-        format!(
+    let mut workers = String::new();
+    if c.worker_sealed_frames > 0 {
+        workers += &format!(
             "tap rx sealed by workers {} frames\n",
             c.worker_sealed_frames
-        )
-    } else {
-        String::new()
-    };
+        );
+    }
+    if c.worker_opened_datagrams > 0 {
+        workers += &format!(
+            "udp rx opened by workers {} datagrams\n",
+            c.worker_opened_datagrams
+        );
+    }
     table
         + &workers
         + &homes(&v.homes)
@@ -486,6 +491,13 @@ userspace host 02:00:00:00:00:09 198.19.0.50/24 fd00::50/64: 1 connections open 
         let text = render_status(&s);
         assert!(
             text.contains("tap rx sealed by workers 42 frames\n"),
+            "{text}"
+        );
+        assert!(!text.contains("opened by workers"), "{text}");
+        s.counters.worker_opened_datagrams = 7;
+        let text = render_status(&s);
+        assert!(
+            text.contains("udp rx opened by workers 7 datagrams\n"),
             "{text}"
         );
     }

@@ -134,6 +134,11 @@ const WORKER_SEALED: Def = Def::counter(
     &["node"],
     "Frames from the TAP sealed by a worker thread (workers > 1) rather than the node task; part of the TAP rx frames.",
 );
+const WORKER_OPENED: Def = Def::counter(
+    "tapmesh_node_worker_opened_datagrams_total",
+    &["node"],
+    "Datagrams from the switch opened by an opening thread (workers > 1) rather than the node task; part of the UDP rx datagrams.",
+);
 const HOST_CONNECTIONS: Def = Def::gauge(
     "tapmesh_node_host_connections",
     &["node", "host"],
@@ -207,6 +212,7 @@ impl Export for Status {
         LAST_FAILOVER,
         ANNOUNCEMENTS,
         WORKER_SEALED,
+        WORKER_OPENED,
         HOST_CONNECTIONS,
         HOST_CONNECTIONS_TOTAL,
         HOST_FRAMES,
@@ -289,6 +295,7 @@ impl Export for Status {
         }
         out.counter(&ANNOUNCEMENTS, &[node], c.announcements);
         out.counter(&WORKER_SEALED, &[node], c.worker_sealed_frames);
+        out.counter(&WORKER_OPENED, &[node], c.worker_opened_datagrams);
         for (i, h) in self.hosts.iter().enumerate() {
             let host = i.to_string();
             let c = &h.counters;

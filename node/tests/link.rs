@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use overlay_proto::timers::{
     HANDSHAKE_RETRY_MAX, HANDSHAKE_RETRY_MIN, KEEPALIVE_INTERVAL, PROBE_AFTER, PROBE_TIMEOUT,
 };
-use tapmesh_node::engine::LinkState;
-use tapmesh_sim::LinkFaults;
+use tapmesh_node::counters::DropReason;
+use tapmesh_node::engine::{LinkState, TapWrite};
 use tapmesh_sim::build::{network, switch};
 use tapmesh_sim::frames::{frame, mac};
+use tapmesh_sim::{FROM_SWITCH, LinkFaults};
 use tapmesh_switch::NodeId;
 
 /// One simulation step ([`tapmesh_sim::Net::step`]).
@@ -162,4 +163,63 @@ fn a_node_reconnects_with_backoff_while_the_switch_is_down_and_at_once_after() {
     net.send(0, &frame(mac(2), mac(1), 2));
     assert_eq!(net.received(1, 2), 1, "h1's frame did not reach h2");
     assert_eq!(net.nodes[0].counters().sessions_lost, 1);
+}
+
+/// A datagram from the switch opened on another thread (a node's opening
+/// thread, through the session's shared receive half) is handled by
+/// `Node::handle_opened` as `handle_datagram` would have: the frame
+/// delivered, a forgery and a replay dropped and counted by reason.
+#[test]
+fn a_datagram_opened_elsewhere_is_delivered_or_counted_as_the_node_would() {
+    let (mut net, _) = network(2, false);
+    net.advance(Duration::from_millis(100));
+    // The switch learns both MACs.
+    net.send(0, &frame([0xff; 6], mac(1), 0));
+    net.send(1, &frame([0xff; 6], mac(2), 0));
+    net.advance(Duration::from_millis(10));
+    // h1 moved away for a moment: the switch's datagram for it is kept.
+    let h1 = net.addrs[0];
+    net.addrs[0] = "198.18.200.1:9".parse().unwrap();
+    let sent = frame(mac(1), mac(2), 7);
+    net.send(1, &sent);
+    net.deliver();
+    net.addrs[0] = h1;
+    let (_, _, d) = net
+        .take_strays()
+        .into_iter()
+        .find(|(from, to, _)| *from == FROM_SWITCH && *to == h1)
+        .expect("the switch sent h1 nothing");
+    let (now, sw) = (net.now, net.switch_addr);
+    let node = &mut net.nodes[0];
+    let rx = std::sync::Arc::clone(node.plain_uplink(now).expect("no session").receiver());
+    let (rx_before, drops) = (node.counters().udp_rx_datagrams, node.drops().clone());
+
+    let mut forged = d.clone();
+    *forged.last_mut().unwrap() ^= 1;
+    let r = rx.open(&mut forged);
+    assert_eq!(r, Err(overlay_proto::Error::BadTag));
+    assert!(node.handle_opened(now, sw, &mut forged, r).is_none());
+
+    let mut genuine = d.clone();
+    let r = rx.open(&mut genuine);
+    match node.handle_opened(now, sw, &mut genuine, r) {
+        Some(TapWrite::InPlace(range)) => assert_eq!(&genuine[range], &sent[..]),
+        other => panic!("the frame was not delivered: {other:?}"),
+    }
+
+    let mut again = d;
+    let r = rx.open(&mut again);
+    assert_eq!(r, Err(overlay_proto::Error::Replay));
+    assert!(node.handle_opened(now, sw, &mut again, r).is_none());
+
+    assert_eq!(node.counters().udp_rx_datagrams, rx_before + 3);
+    assert_eq!(
+        node.drops().get(DropReason::BadTag),
+        drops.get(DropReason::BadTag) + 1
+    );
+    assert_eq!(
+        node.drops().get(DropReason::Replay),
+        drops.get(DropReason::Replay) + 1
+    );
+    assert_eq!(node.drops().total(), drops.total() + 2);
 }

@@ -2,6 +2,7 @@
 //! data and control, each to its handler.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Instant;
 
 use overlay_proto::wire::{FLAG_CONTROL, FLAG_FRAGMENT, FLAG_RELAYED, Header, MessageType};
@@ -99,6 +100,19 @@ impl Node {
             .open(now, from, self.peers.endpoint().1, buf)
             .map_err(DropReason::from)?
             .range;
+        self.switch_data(now, flags, buf, range)
+    }
+
+    /// A data datagram from the switch, opened: an answer to a keepalive, a
+    /// control message, or a frame to deliver.
+    pub(super) fn switch_data(
+        &mut self,
+        now: Instant,
+        flags: u8,
+        buf: &mut [u8],
+        range: Range<usize>,
+    ) -> Result<Option<TapWrite>, DropReason> {
+        // HOT PATH
         self.peers.switch_heard(now);
         if range.is_empty() {
             // The switch sends empty packets only to answer our keepalives.

@@ -1,13 +1,18 @@
-//! What the sealing workers ([`crate::workers`]) may take over from the
-//! core: frames from the TAP for the uplink's current session, when nothing
-//! else decides where they go.
+//! What the workers ([`crate::workers`]) may take over from the core:
+//! sealing frames from the TAP for the uplink's current session, when
+//! nothing else decides where they go, and opening the switch's datagrams
+//! under it.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Instant;
 
+use overlay_proto::Error;
 use overlay_proto::session::Session;
+use overlay_proto::wire::Header;
 
-use super::Node;
+use super::{Node, TapWrite};
+use crate::counters::DropReason;
 
 impl Node {
     /// The uplink's live session, if a frame from the TAP needs nothing
@@ -37,5 +42,41 @@ impl Node {
     /// dropped).
     pub fn mtu(&self) -> usize {
         self.cfg.mtu
+    }
+
+    /// The network id datagrams for this node carry.
+    pub fn network_id(&self) -> u32 {
+        self.cfg.network_id
+    }
+
+    /// A data datagram under the uplink's session, opened in place on
+    /// another thread with `result` (through the session's shared
+    /// [`Receiver`](overlay_proto::receiver::Receiver)): the rest of
+    /// [`handle_datagram`](Self::handle_datagram), with the same counters
+    /// and drop reasons. `buf` passed the header checks `handle_datagram`
+    /// makes (a data datagram of this network for an uplink session).
+    pub fn handle_opened(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut [u8],
+        result: Result<Range<usize>, Error>,
+    ) -> Option<TapWrite> {
+        // HOT PATH
+        self.counters.udp_rx_datagrams += 1;
+        let h = Header::new_unchecked(&buf[..]);
+        let (index, flags) = (h.receiver_index(), h.flags());
+        let opened = self
+            .uplink
+            .opened_elsewhere(now, from, index, result)
+            .map_err(DropReason::from)
+            .and_then(|o| self.switch_data(now, flags, buf, o.range));
+        match opened {
+            Ok(w) => w,
+            Err(d) => {
+                self.drops.add(d);
+                None
+            }
+        }
     }
 }

@@ -51,10 +51,13 @@ use crate::engine::{Node, Status};
 
 pub mod config;
 pub mod flow;
+pub mod open;
 mod seal;
 mod stats;
 
+use open::{Datagram, OpenPath, Openers};
 use stats::Stats;
+use tapmesh_shell::udp::RecvBuffers;
 
 /// Frames a worker hands to the node task that it could not seal itself,
 /// queued before more are dropped (`tx_queue_full`).
@@ -95,6 +98,10 @@ pub struct Workers {
     published: Option<(u32, Instant)>,
     vnet: bool,
     fallback: mpsc::Receiver<Vec<u8>>,
+    /// One opening thread per worker queue ([`open`]).
+    openers: Openers,
+    /// The session they open under, published with the sealing path.
+    open_path: Option<OpenPath>,
 }
 
 impl Workers {
@@ -111,6 +118,8 @@ impl Workers {
             published: None,
             vnet,
             fallback: rx,
+            openers: Openers::start(queues.len())?,
+            open_path: None,
         };
         for (i, q) in queues.iter().enumerate() {
             let stats = Arc::new(Stats::default());
@@ -162,6 +171,29 @@ impl Workers {
         if let Ok(mut p) = self.shared.path.write() {
             *p = path;
         }
+        self.open_path = session.map(|s| OpenPath {
+            receiver: Arc::downgrade(s.receiver()),
+            network_id: core.network_id(),
+        });
+    }
+
+    /// The first `n` buffers of a receive batch, the uplink's datagrams
+    /// opened by the node task and the opening threads together, if the
+    /// fast path is published and the batch holds at least
+    /// [`open::SPLIT_MIN_BYTES`]; `None` otherwise (the node task opens
+    /// the batch as it comes).
+    pub fn open_batch<'a>(
+        &self,
+        now: Instant,
+        rx: &'a mut RecvBuffers,
+        n: usize,
+    ) -> Option<Vec<Datagram<'a>>> {
+        let path = self.open_path.as_ref()?;
+        let bytes: usize = rx.datagrams(n).map(|(_, d)| d.len()).sum();
+        if bytes < open::SPLIT_MIN_BYTES {
+            return None;
+        }
+        Some(self.openers.open(path, now, rx.datagrams(n)))
     }
 
     /// Whether the workers seal (and the TAP is written through their
@@ -189,6 +221,7 @@ impl Workers {
         for st in &self.stats {
             st.add_to(s);
         }
+        s.counters.worker_opened_datagrams += self.openers.opened();
     }
 }
 

@@ -1,0 +1,181 @@
+//! Splitting a receive batch over the opening threads: every datagram of the
+//! session opened once, the batch kept in its order, and bad datagrams in a
+//! thread's part refused as the node task would refuse them.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use overlay_proto::Error;
+use overlay_proto::handshake::SessionKeys;
+use overlay_proto::session::Session;
+use overlay_proto::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN};
+
+use super::{OpenPath, Openers};
+
+const NETWORK: u32 = 7;
+
+/// The node's session (receiver index 10) and the switch's (sealing for 10).
+fn pair(now: Instant) -> (Session, Session) {
+    let node = SessionKeys {
+        send: [1; 32],
+        recv: [2; 32],
+    };
+    let switch = SessionKeys {
+        send: [2; 32],
+        recv: [1; 32],
+    };
+    (
+        Session::new(node, 10, 20, NETWORK, now),
+        Session::new(switch, 20, 10, NETWORK, now),
+    )
+}
+
+/// A data datagram from the switch carrying `payload`.
+fn datagram(switch: &Session, payload: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; DATA_HEADER_LEN + payload.len() + AEAD_TAG_LEN];
+    buf[DATA_HEADER_LEN..DATA_HEADER_LEN + payload.len()].copy_from_slice(payload);
+    let n = switch.sender().seal(0, &mut buf, payload.len()).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// The payload of the `i`-th datagram: its number, then filler.
+fn payload(i: u32) -> Vec<u8> {
+    let mut p = i.to_be_bytes().to_vec();
+    p.resize(1200, i as u8);
+    p
+}
+
+fn path(node: &Session) -> OpenPath {
+    OpenPath {
+        receiver: Arc::downgrade(node.receiver()),
+        network_id: NETWORK,
+    }
+}
+
+fn from() -> SocketAddr {
+    "198.18.0.1:7777".parse().unwrap()
+}
+
+#[test]
+fn a_split_batch_is_opened_once_each_and_kept_in_order() {
+    let now = Instant::now();
+    let (node, switch) = pair(now);
+    let openers = Openers::start(1).unwrap();
+    // 200 datagrams of the session, and every 50th place something the
+    // threads must leave to the node task: a datagram of another session.
+    let other_switch = Session::new(
+        SessionKeys {
+            send: [3; 32],
+            recv: [4; 32],
+        },
+        21,
+        11,
+        NETWORK,
+        now,
+    );
+    let mut sent = Vec::new();
+    for i in 0..200u32 {
+        if i % 50 == 25 {
+            sent.push(datagram(&other_switch, &payload(i)));
+        } else {
+            sent.push(datagram(&switch, &payload(i)));
+        }
+    }
+    let mut bufs = sent.clone();
+    let batch = openers.open(
+        &path(&node),
+        now,
+        bufs.iter_mut().map(|b| (from(), &mut b[..])),
+    );
+    assert_eq!(batch.len(), 200);
+    let mut opened_by_thread = 0;
+    for (i, d) in batch.iter().enumerate() {
+        if i % 50 == 25 {
+            assert!(d.opened.is_none(), "{i}: another session's datagram opened");
+            assert_eq!(d.buf, &sent[i][..], "{i}: left to the node task, untouched");
+            continue;
+        }
+        let r = d.opened.clone().unwrap_or_else(|| panic!("{i} not opened"));
+        let r = r.unwrap_or_else(|e| panic!("{i}: {e:?}"));
+        // In order: the i-th place holds the i-th payload.
+        assert_eq!(&d.buf[r], &payload(i as u32)[..], "{i}");
+        opened_by_thread += usize::from(i >= 100);
+    }
+    // The thread opened the second half (the node task the first).
+    assert_eq!(openers.opened(), opened_by_thread as u64);
+    assert_eq!(opened_by_thread, 98);
+    // Each was accepted into the window exactly once: a copy now is a replay.
+    for (i, s) in sent.iter().enumerate().filter(|(i, _)| i % 50 != 25) {
+        let mut again = s.clone();
+        assert_eq!(node.receiver().open(&mut again), Err(Error::Replay), "{i}");
+    }
+}
+
+#[test]
+fn forged_and_replayed_datagrams_in_a_threads_part_are_refused() {
+    let now = Instant::now();
+    let (node, switch) = pair(now);
+    let openers = Openers::start(1).unwrap();
+    let mut sent: Vec<Vec<u8>> = (0..100).map(|i| datagram(&switch, &payload(i))).collect();
+    // In the thread's part (the second half): a copy of a datagram from
+    // the node task's part, a copy of one from its own, and a forgery.
+    sent[60] = sent[10].clone();
+    sent[80] = sent[70].clone();
+    let last = sent[90].len() - 1;
+    sent[90][last] ^= 1;
+    let mut bufs = sent.clone();
+    let batch = openers.open(
+        &path(&node),
+        now,
+        bufs.iter_mut().map(|b| (from(), &mut b[..])),
+    );
+    let result = |i: usize| batch[i].opened.clone().unwrap();
+    assert_eq!(result(60), Err(Error::Replay));
+    assert!(result(10).is_ok());
+    // Of two copies in one part, the first is accepted.
+    assert!(result(70).is_ok());
+    assert_eq!(result(80), Err(Error::Replay));
+    assert_eq!(result(90), Err(Error::BadTag));
+    // Counted as opened by the thread: only the authentic ones of its part.
+    assert_eq!(openers.opened(), 50 - 3);
+    // The forgery moved nothing: the genuine datagram is still accepted.
+    let mut genuine = datagram_again(&sent[90]);
+    assert!(node.receiver().open(&mut genuine).is_ok());
+}
+
+/// The forged datagram with its tag restored.
+fn datagram_again(forged: &[u8]) -> Vec<u8> {
+    let mut d = forged.to_vec();
+    let last = d.len() - 1;
+    d[last] ^= 1;
+    d
+}
+
+#[test]
+fn a_dropped_or_expired_session_leaves_the_batch_to_the_node_task() {
+    let now = Instant::now();
+    let (node, switch) = pair(now);
+    let openers = Openers::start(1).unwrap();
+    let sent: Vec<Vec<u8>> = (0..10).map(|i| datagram(&switch, &payload(i))).collect();
+    let published = path(&node);
+    // Expired: nothing opened.
+    let later = now + overlay_proto::timers::REJECT_AFTER_TIME;
+    let mut bufs = sent.clone();
+    let batch = openers.open(
+        &published,
+        later,
+        bufs.iter_mut().map(|b| (from(), &mut b[..])),
+    );
+    assert!(batch.iter().all(|d| d.opened.is_none()));
+    // Dropped: nothing opened either.
+    drop(node);
+    let mut bufs = sent.clone();
+    let batch = openers.open(
+        &published,
+        now,
+        bufs.iter_mut().map(|b| (from(), &mut b[..])),
+    );
+    assert!(batch.iter().all(|d| d.opened.is_none()));
+    assert_eq!(openers.opened(), 0);
+}
