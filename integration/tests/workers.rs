@@ -1,13 +1,15 @@
 //! The switch on two cores (`workers = 2`): the worker thread opens every
-//! data datagram, the core switches them, and TCP sees no more
-//! retransmissions than through the same switch with one worker, measured
-//! in the same test between the same hosts.
+//! data datagram and forwards known unicast itself (the fast path), TCP
+//! sees no more retransmissions than through the same switch with one
+//! worker, measured in the same test between the same hosts, and a mirror
+//! takes the fast path back to the core at once.
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration::bench::iperf::{self, Load};
 use integration::status::counter;
 use integration::topology::overlay_v4;
-use integration::{Topology, wait_until};
+use integration::{Topology, bins, wait_until};
 
 const UP: Duration = Duration::from_secs(20);
 /// Seconds of iperf3 TCP per worker setting.
@@ -29,6 +31,28 @@ fn retransmits(topo: &Topology, tag: &str) -> (u64, f64) {
     (r.retransmits, r.bits_per_sec / 1e6)
 }
 
+/// `tapmesh-switch mirror ARGS… --socket ADMIN`, which must succeed.
+fn mirror(topo: &Topology, args: &[&str]) {
+    let out = Command::new(bins::bin(bins::SWITCH))
+        .arg("mirror")
+        .args(args)
+        .arg("--socket")
+        .arg(topo.admin_socket())
+        .output()
+        .expect("run tapmesh-switch mirror");
+    assert!(out.status.success(), "mirror {args:?}: {out:?}");
+}
+
+/// Pings h1 -> h2, `n` of them, all answered; returns the frames the
+/// workers forwarded meanwhile.
+fn forwarded_while_pinging(topo: &Topology, n: usize) -> u64 {
+    let before = counter(&topo.switch_status(), &["workers", "forwarded"]);
+    for _ in 0..n {
+        assert!(topo.ping(1, overlay_v4(2)), "h1 -> h2");
+    }
+    counter(&topo.switch_status(), &["workers", "forwarded"]) - before
+}
+
 #[test]
 fn two_workers_carry_tcp_intact_with_no_more_retransmissions_than_one() {
     let started = Instant::now();
@@ -47,9 +71,39 @@ fn two_workers_carry_tcp_intact_with_no_more_retransmissions_than_one() {
     // the transfers alone are thousands of them.
     let opened = counter(&status, &["workers", "opened"]);
     assert!(opened > 10_000, "the worker opened only {opened}: {status}");
+    // Most unicast frames never reached the core: the worker forwarded
+    // them (status folds them into the unicast count).
+    let forwarded = counter(&status, &["workers", "forwarded"]);
+    let unicast = counter(&status, &["forwarded", "unicast"]);
+    assert!(
+        forwarded * 4 >= unicast * 3,
+        "the worker forwarded {forwarded} of {unicast} unicast frames: {status}"
+    );
     let bad_tag = counter(&status, &["drops", "bad_tag"]);
     let replay = counter(&status, &["drops", "replay"]);
     assert_eq!((bad_tag, replay), (0, 0), "{status}");
+
+    // A mirror needs the core: from the request on, the worker forwards
+    // nothing; removed, the fast path is back.
+    mirror(
+        &topo,
+        &["add", "m", "source=h1", "destination=h2", "direction=sent"],
+    );
+    assert_eq!(
+        forwarded_while_pinging(&topo, 5),
+        0,
+        "forwarded with a mirror"
+    );
+    let mirrored = topo.switch_status()["mirrors"][0]["counters"]["mirrored"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(mirrored >= 5, "the core mirrored {mirrored} replies");
+    mirror(&topo, &["remove", "m"]);
+    let back = forwarded_while_pinging(&topo, 5);
+    assert!(
+        back >= 5,
+        "the worker forwarded {back} after the mirror went"
+    );
 
     // The same hosts through one worker.
     topo.stop_switch();

@@ -32,6 +32,8 @@
 //! - [`pool`]: the workers the shell owns: start, next batch, publish.
 //! - [`status`]: their part of `status` and `/metrics`.
 pub mod batch;
+pub mod fastpath;
+pub mod forward;
 pub mod pool;
 pub mod status;
 pub mod steering;

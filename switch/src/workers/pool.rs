@@ -53,7 +53,7 @@ impl Workers {
                     };
                     rt.block_on(async move {
                         match UdpLink::new(socket) {
-                            Ok(link) => thread::run(link, shared, tx).await,
+                            Ok(link) => thread::run(link, shared, tx, i).await,
                             Err(e) => tracing::warn!(error = %e, "worker cannot use its socket"),
                         }
                     });
@@ -89,6 +89,21 @@ impl Workers {
         for (network, r) in core.receivers() {
             table.publish(network, r);
         }
+        let fast = &self.shared.fast;
+        fast.retain(|id| core.cores_by_id().any(|(n, _)| n == id));
+        let now = std::time::Instant::now();
+        for (network, switch) in core.cores_by_id() {
+            fast.publish(network, switch.fast_path(now));
+        }
+    }
+
+    /// A network's fast path was revoked and not published again yet.
+    pub fn fast_path_stale(&self, core: &Networks) -> bool {
+        let fast = &self.shared.fast;
+        core.cores_by_id().any(|(network, switch)| {
+            fast.epoch(network)
+                .is_some_and(|e| e != switch.fast_epoch())
+        })
     }
 
     /// Their part of `status`.
@@ -97,6 +112,7 @@ impl Workers {
             count: self.threads.len() + 1,
             opened: self.shared.opened.load(Ordering::Relaxed),
             passed: self.shared.passed.load(Ordering::Relaxed),
+            forwarded: self.shared.forwarded.load(Ordering::Relaxed),
         }
     }
 }

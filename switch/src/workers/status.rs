@@ -17,6 +17,9 @@ pub struct WorkersStatus {
     /// Datagrams they handed to the core unopened (handshakes, sessions not
     /// yet published, bad headers).
     pub passed: u64,
+    /// Frames they forwarded themselves (the fast path: sealed and sent
+    /// without the core; also in the ports' and `forwarded` counters).
+    pub forwarded: u64,
 }
 
 pub const WORKERS: Def = Def::gauge(
@@ -27,7 +30,7 @@ pub const WORKERS: Def = Def::gauge(
 pub const DATAGRAMS: Def = Def::counter(
     "tapmesh_switch_worker_datagrams_total",
     &["result"],
-    "Datagrams the worker threads received: opened there (opened), or handed to the core unopened (passed).",
+    "Datagrams the worker threads received: opened there (opened), or handed to the core unopened (passed); frames they forwarded themselves (forwarded).",
 );
 
 /// Writes the workers' metrics.
@@ -35,13 +38,14 @@ pub fn export(w: &WorkersStatus, out: &mut Exposition) {
     out.gauge(&WORKERS, &[], w.count as f64);
     out.counter(&DATAGRAMS, &["opened"], w.opened);
     out.counter(&DATAGRAMS, &["passed"], w.passed);
+    out.counter(&DATAGRAMS, &["forwarded"], w.forwarded);
 }
 
 /// The status table's line.
 pub fn render(out: &mut String, w: &WorkersStatus) {
     let _ = writeln!(
         out,
-        "workers {}: opened {}, passed to the core {}",
-        w.count, w.opened, w.passed
+        "workers {}: opened {}, passed to the core {}, forwarded {}",
+        w.count, w.opened, w.passed, w.forwarded
     );
 }

@@ -9,11 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::{Header, MessageType};
-use tapmesh_shell::udp::{RecvBuffers, UdpLink};
+use tapmesh_shell::udp::{RecvBuffers, SendBatch, UdpLink};
 use tokio::sync::mpsc;
 
 use super::batch::{Batch, Opening};
+use super::fastpath::FastTable;
+use super::forward::{Forwarder, Step};
 use super::table::OpenTable;
 
 /// At most this many empty batches wait for reuse.
@@ -28,6 +31,10 @@ pub struct Shared {
     pub opened: AtomicU64,
     /// Datagrams they handed on unopened.
     pub passed: AtomicU64,
+    /// The fast paths the core published (see [`super::fastpath`]).
+    pub fast: FastTable,
+    /// Frames the workers forwarded themselves.
+    pub forwarded: AtomicU64,
     /// Empty batches, back from the core.
     free: Mutex<Vec<Batch>>,
 }
@@ -67,9 +74,11 @@ pub fn open(table: &OpenTable, now: Instant, d: &mut [u8]) -> Opening {
     }
 }
 
-/// Run one worker on `link` until the core hangs up.
-pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch>) {
+/// Run worker `worker` on `link` until the core hangs up.
+pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch>, worker: usize) {
     let mut rx = RecvBuffers::default();
+    let mut sends = SendBatch::default();
+    let mut fwd = Forwarder::new(worker);
     loop {
         let n = tokio::select! {
             _ = to_core.closed() => return,
@@ -85,20 +94,45 @@ pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch
         };
         let now = Instant::now();
         let mut batch = shared.batch();
-        let (mut opened, mut passed) = (0, 0);
+        let (mut opened, mut passed, mut forwarded) = (0, 0, 0);
         for (from, d) in rx.datagrams(n) {
-            batch.push(from, d, |d| {
-                let o = open(&shared.table, now, d);
-                match o {
-                    Opening::Sealed => passed += 1,
-                    Opening::Opened(_) => opened += 1,
+            let o = open(&shared.table, now, d);
+            match &o {
+                Opening::Sealed => passed += 1,
+                Opening::Opened(_) => opened += 1,
+            }
+            if let Opening::Opened(Ok(range)) = &o {
+                match fwd.step(now, &shared.fast, from, d, range.clone()) {
+                    Step::Core => {}
+                    Step::Held => continue,
+                    Step::Send { to, stride } => {
+                        let t = Transmit {
+                            destination: to,
+                            contents: fwd.out(),
+                            segment_size: stride,
+                        };
+                        sends.send(&link, &t).await;
+                        forwarded += 1;
+                        continue;
+                    }
+                    Step::CoreWhole => {
+                        let (whole, at) = fwd.whole();
+                        batch.push(from, whole, |_| Opening::Opened(Ok(at)));
+                        continue;
+                    }
                 }
-                o
-            });
+            }
+            // Already opened in place: the batch takes it as it is.
+            batch.push(from, d, |_| o);
         }
+        sends.flush(&link).await;
         shared.opened.fetch_add(opened, Ordering::Relaxed);
         shared.passed.fetch_add(passed, Ordering::Relaxed);
-        if to_core.send(batch).await.is_err() {
+        shared.forwarded.fetch_add(forwarded, Ordering::Relaxed);
+        // Nothing for the core: do not wake it.
+        if batch.is_empty() {
+            shared.recycle(batch);
+        } else if to_core.send(batch).await.is_err() {
             return;
         }
     }
