@@ -33,7 +33,8 @@ fn published(net: &Net) -> (OpenTable, FastTable) {
     for r in net.switch().receivers() {
         open.publish(NETWORK, r);
     }
-    fast.publish(NETWORK, net.switch().fast_path(net.now));
+    let epoch = net.switch().fast_epoch();
+    fast.publish(NETWORK, epoch, net.switch().fast_path(net.now));
     (open, fast)
 }
 

@@ -114,11 +114,16 @@ impl FastNet {
 #[derive(Debug, Default)]
 pub struct FastTable {
     by_network: DashMap<u32, Arc<FastNet>>,
+    /// The epoch each network was last published at (also when nothing
+    /// was eligible).
+    epochs: DashMap<u32, u64>,
 }
 
 impl FastTable {
-    /// Publish `net` for network `network`, or withdraw it (`None`).
-    pub fn publish(&self, network: u32, net: Option<FastNet>) {
+    /// Publish `net` for network `network` as its core decided at `epoch`,
+    /// or withdraw it (`None`).
+    pub fn publish(&self, network: u32, epoch: u64, net: Option<FastNet>) {
+        self.epochs.insert(network, epoch);
         match net {
             Some(n) => {
                 self.by_network.insert(network, Arc::new(n));
@@ -136,13 +141,14 @@ impl FastTable {
         n.is_live().then_some(n)
     }
 
-    /// The epoch published for `network`, if any.
+    /// The epoch `network` was last published at, if ever.
     pub fn epoch(&self, network: u32) -> Option<u64> {
-        self.by_network.get(&network).map(|n| n.epoch)
+        self.epochs.get(&network).map(|e| *e)
     }
 
     /// Withdraw every network not in `keep`.
     pub fn retain(&self, keep: impl Fn(u32) -> bool) {
         self.by_network.retain(|id, _| keep(*id));
+        self.epochs.retain(|id, _| keep(*id));
     }
 }

@@ -11,8 +11,11 @@
 //! a data datagram under a session the core published ([`OpenTable`]), opens
 //! it in place with that session's shared receive half
 //! ([`overlay_proto::receiver::Receiver`]: the read-only key and the replay
-//! window, shared under a mutex never held across the cipher); then it hands
-//! its whole batch, in order, to the core over a bounded channel. Everything
+//! window, shared under a mutex never held across the cipher). A plain
+//! unicast frame between ports the core published as eligible it forwards
+//! itself ([`fastpath`], [`forward`]): sealed under the destination's shared
+//! send half and sent from its own socket. The rest of its batch it hands,
+//! in order, to the core over a bounded channel. Everything
 //! else (handshakes, sessions not yet confirmed, trunk control) travels the
 //! same channel unopened. The core takes each datagram through the same code
 //! as one it received itself (`Switch::handle_opened`): learning, forwarding,
@@ -28,6 +31,9 @@
 //! - [`table`]: the published sessions, by network and index.
 //! - [`batch`]: one worker batch: datagrams back to back, each with whether
 //!   and how it was opened.
+//! - [`fastpath`]: what the core publishes for the fast path, and the
+//!   counters the workers add to.
+//! - [`forward`]: a worker forwarding a unicast frame itself.
 //! - [`thread`]: a worker's socket and loop.
 //! - [`pool`]: the workers the shell owns: start, next batch, publish.
 //! - [`status`]: their part of `status` and `/metrics`.

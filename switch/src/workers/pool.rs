@@ -93,17 +93,18 @@ impl Workers {
         fast.retain(|id| core.cores_by_id().any(|(n, _)| n == id));
         let now = std::time::Instant::now();
         for (network, switch) in core.cores_by_id() {
-            fast.publish(network, switch.fast_path(now));
+            // The epoch first: a revocation meanwhile makes this stale.
+            let epoch = switch.fast_epoch();
+            fast.publish(network, epoch, switch.fast_path(now));
         }
     }
 
-    /// A network's fast path was revoked and not published again yet.
+    /// A network's fast path was revoked (or a network added) and not
+    /// published again yet.
     pub fn fast_path_stale(&self, core: &Networks) -> bool {
         let fast = &self.shared.fast;
-        core.cores_by_id().any(|(network, switch)| {
-            fast.epoch(network)
-                .is_some_and(|e| e != switch.fast_epoch())
-        })
+        core.cores_by_id()
+            .any(|(network, switch)| fast.epoch(network) != Some(switch.fast_epoch()))
     }
 
     /// Their part of `status`.

@@ -1,7 +1,7 @@
 //! A worker: its own socket in the switch's `SO_REUSEPORT` group, on its own
 //! thread with a current-thread runtime. It receives a batch, opens what it
-//! can (see the module doc of [`crate::workers`]) and sends the batch to the
-//! core, waiting while the core's channel is full (the socket's buffer then
+//! can (see the module doc of [`crate::workers`]), forwards what the fast
+//! path allows and sends the rest of the batch (if any) to the core, waiting while the core's channel is full (the socket's buffer then
 //! absorbs bursts, as the core's own does). It ends when the core's end of
 //! the channel is gone.
 use std::io::ErrorKind;
