@@ -41,19 +41,3 @@ pub fn scrape(ns: &Netns, addr: SocketAddr) -> String {
     );
     r.body
 }
-
-/// utime + stime of a process, in clock ticks (`/proc/PID/stat` fields 14, 15).
-pub fn cpu_ticks(pid: u32) -> u64 {
-    let stat =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc/PID/stat");
-    // The command name may hold spaces: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-}
-
-/// Clock ticks per second.
-pub fn ticks_per_sec() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
-}

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use integration::attack::{RawSender, paced_flood, spoofed_flood, unknown_key_initiations};
-use integration::monitoring::{cpu_ticks, ticks_per_sec};
+use integration::bench::cpu::process_cpu_secs;
 use integration::status::{self, counter};
 use integration::topology::{SWITCH_PORT, overlay_v4, underlay_v4};
 use integration::traffic::ping_in_background;
@@ -76,7 +76,8 @@ fn a_valid_mac1_flood_at_a_mesh_node_costs_it_no_diffie_hellman() {
     let before = topo.node_status(1);
     let h2_changes = peer_entry(&topo, 2, 1)["path_changes"].as_u64();
     let pid = topo.node_pid(1);
-    let cpu0 = cpu_ticks(pid);
+    let cpu_secs = || process_cpu_secs(pid).expect("h1 is running");
+    let cpu0 = cpu_secs();
     let started = Instant::now();
     let stop = AtomicBool::new(false);
     let (report, pings, h3_back) = std::thread::scope(|s| {
@@ -98,7 +99,7 @@ fn a_valid_mac1_flood_at_a_mesh_node_costs_it_no_diffie_hellman() {
         stop.store(true, Ordering::Relaxed);
         (f.join().expect("flood thread"), pings, back)
     });
-    let cpu = (cpu_ticks(pid) - cpu0) as f64 / ticks_per_sec();
+    let cpu = cpu_secs() - cpu0;
     let wall = started.elapsed().as_secs_f64();
     let after = topo.node_status(1);
     let delta = |k: &str| counter(&after, &["drops", k]) - counter(&before, &["drops", k]);

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use integration::monitoring::{cpu_ticks, ticks_per_sec};
+use integration::bench::cpu::process_cpu_secs;
 use integration::status::counter;
 use integration::topology::TAP;
 use integration::unprivileged::{NOBODY, UnprivilegedNode};
@@ -319,10 +319,11 @@ fn rootless_node_with_a_userspace_host_serves_http_and_answers_ping() {
     // Idle, the node sleeps: both nodes use well under 10% of a core over
     // 2 s (a loop that spins on a closed channel would use 100%).
     let pids = [node.pid(), topo.node_pid(1)];
-    let before: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect();
+    let cpu_secs = |p: u32| process_cpu_secs(p).expect("the node is running");
+    let before: Vec<f64> = pids.iter().map(|&p| cpu_secs(p)).collect();
     std::thread::sleep(Duration::from_secs(2));
     for (k, &p) in pids.iter().enumerate() {
-        let used = (cpu_ticks(p) - before[k]) as f64 / ticks_per_sec();
+        let used = cpu_secs(p) - before[k];
         assert!(
             used < 0.2,
             "node pid {p} used {used:.2} s of CPU in 2 s idle"

@@ -245,3 +245,36 @@ fn a_member_keeps_its_direct_paths_when_its_switch_dies_and_it_is_homed_elsewher
     assert_eq!(c.net.received(1, 7), 1);
     assert_eq!(c.via_switches(), before, "still direct");
 }
+
+#[test]
+fn a_reload_that_adds_a_node_back_restores_its_direct_paths_and_announces_no_trunk() {
+    // h1 on s0; h2 and h3 on s1. s0 reloads without h3, then with it again:
+    // h3's direct paths to s0's nodes come back, and the reload that adds a
+    // node announces no trunk port (to s1) as a member.
+    let mut c = Cluster::new(&[0, 1, 1]);
+    c.run(Duration::from_secs(3));
+    c.announce_macs();
+    let full = c.setup.switches[0].clone();
+    let mut without = full.clone();
+    without.nodes.retain(|n| n.name != "h3");
+    let now = c.net.now;
+    let changes = c.net.switch_mut().apply_config(now, without).unwrap();
+    assert_eq!(changes.removed, vec!["h3".to_string()]);
+    c.run(Duration::from_secs(1));
+    let now = c.net.now;
+    let changes = c.net.switch_mut().apply_config(now, full).unwrap();
+    assert_eq!(changes.added, vec!["h3".to_string()]);
+    c.run(Duration::from_secs(5));
+    for i in 0..3 {
+        let peers = c.net.nodes[i].peers().status(c.net.now);
+        let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+        assert!(
+            names.iter().all(|n| n.starts_with('h')),
+            "h{} was told only of nodes, got {names:?}",
+            i + 1
+        );
+    }
+    // And the members are back: h1 goes direct to h3 again.
+    assert_eq!(c.path(0, 2), Some(Path::Direct));
+    assert_eq!(c.path(2, 0), Some(Path::Direct));
+}

@@ -354,53 +354,118 @@ fn print_table(paths: &[PathResult]) {
 
 /// Issue #7's targets that this benchmark measures: (name, figure, target
 /// text, met?).
+/// How a target compares a figure: `Vxlan` divides it by kernel VXLAN's
+/// (same run), `OneStream` divides `-P 4` by the same path's one stream,
+/// `Absolute` takes it as it is.
+#[derive(Clone, Copy)]
+enum Against {
+    Vxlan,
+    OneStream,
+    Absolute,
+}
+
+/// Issue #18's targets: (text, path, metric, compared against, limit,
+/// whether the figure must be at least the limit).
+const TARGETS: &[(&str, &str, &str, Against, f64, bool)] = &[
+    (
+        "central, TCP 1 stream >= 0.30x kernel VXLAN",
+        "tapmesh_central",
+        "tcp_1_gbps",
+        Against::Vxlan,
+        0.30,
+        true,
+    ),
+    (
+        "mesh, TCP 1 stream >= 0.5x kernel VXLAN",
+        "tapmesh_mesh",
+        "tcp_1_gbps",
+        Against::Vxlan,
+        0.5,
+        true,
+    ),
+    (
+        "central, TCP -P 4 no worse than 1 stream",
+        "tapmesh_central",
+        "tcp_4_gbps",
+        Against::OneStream,
+        1.0,
+        true,
+    ),
+    (
+        "mesh, TCP -P 4 no worse than 1 stream",
+        "tapmesh_mesh",
+        "tcp_4_gbps",
+        Against::OneStream,
+        1.0,
+        true,
+    ),
+    (
+        "central, whole-machine CPU s per GB <= 3.0",
+        "tapmesh_central",
+        "cpu_s_per_gb_machine",
+        Against::Absolute,
+        3.0,
+        false,
+    ),
+    (
+        "mesh, whole-machine CPU s per GB <= 2.2",
+        "tapmesh_mesh",
+        "cpu_s_per_gb_machine",
+        Against::Absolute,
+        2.2,
+        false,
+    ),
+    (
+        "central, 64-byte UDP rx packets/s >= 1x kernel VXLAN",
+        "tapmesh_central",
+        "udp64_rx_pps",
+        Against::Vxlan,
+        1.0,
+        true,
+    ),
+    (
+        "central, ping RTT (avg) <= 4x kernel VXLAN",
+        "tapmesh_central",
+        "ping_avg_ms",
+        Against::Vxlan,
+        4.0,
+        false,
+    ),
+    (
+        "mesh, ping RTT (avg) <= 3x kernel VXLAN",
+        "tapmesh_mesh",
+        "ping_avg_ms",
+        Against::Vxlan,
+        3.0,
+        false,
+    ),
+];
+
 fn targets(paths: &[PathResult]) -> Vec<Value> {
     let get = |key: &str, metric: &str| -> Option<f64> {
         let p = paths.iter().find(|p| p.key == key)?;
         let (_, _, f) = METRICS.iter().find(|(k, _, _)| *k == metric)?;
         f(p)
     };
-    let r = |metric: &str| ratio(get("tapmesh_central", metric), get("vxlan", metric));
-    let mesh = ratio(
-        get("tapmesh_mesh", "tcp_1_gbps"),
-        get("vxlan", "tcp_1_gbps"),
-    );
-    let mut out = vec![json!({
-        "target": "mesh, TCP 1 stream >= 0.5x kernel VXLAN",
-        "ratio": mesh,
-        "met": mesh.map(|m| m >= 0.5),
-    })];
-    for (name, metric, limit, at_least) in [
-        (
-            "central, TCP 1 stream >= 0.25x kernel VXLAN",
-            "tcp_1_gbps",
-            0.25,
-            true,
-        ),
-        (
-            "ping RTT (avg) through tapmesh <= 2x kernel VXLAN",
-            "ping_avg_ms",
-            2.0,
-            false,
-        ),
-        (
-            "64-byte UDP rx packets/s through tapmesh central >= 1x kernel VXLAN",
-            "udp64_rx_pps",
-            1.0,
-            true,
-        ),
-    ] {
-        let ratio = r(metric);
-        let met = ratio.map(|x| if at_least { x >= limit } else { x <= limit });
-        out.push(json!({
-            "target": name,
-            "tapmesh": get("tapmesh_central", metric),
-            "vxlan": get("vxlan", metric),
-            "ratio": ratio,
-            "met": met,
-        }));
-    }
-    out
+    TARGETS
+        .iter()
+        .map(|&(name, path, metric, against, limit, at_least)| {
+            let figure = get(path, metric);
+            let value = match against {
+                Against::Vxlan => ratio(figure, get("vxlan", metric)),
+                Against::OneStream => ratio(figure, get(path, "tcp_1_gbps")),
+                Against::Absolute => figure,
+            };
+            let met = value.map(|x| if at_least { x >= limit } else { x <= limit });
+            json!({
+                "target": name,
+                "tapmesh": figure,
+                "vxlan": get("vxlan", metric),
+                "ratio": value,
+                "met": met,
+            })
+        })
+        .collect()
 }
 
 fn result_json(r: &Result<IperfResult, String>) -> Value {
@@ -644,7 +709,7 @@ fn main() -> ExitCode {
     };
     print_table(&paths);
     let targets = targets(&paths);
-    println!("\nissue #7 targets (this run):");
+    println!("\nissue #18 targets (this run; CPU s per GB as measured, the rest as ratios):");
     for t in &targets {
         let met = match t["met"].as_bool() {
             Some(true) => "met",
@@ -652,18 +717,13 @@ fn main() -> ExitCode {
             None => "n/a",
         };
         println!(
-            "  {:<70} ratio {:>6}  {met}",
+            "  {:<60} {:>6}  {met}",
             t["target"].as_str().unwrap_or(""),
             fmt_opt(t["ratio"].as_f64(), 2)
         );
     }
     let vxlan = paths.iter().find(|p| p.key == "vxlan");
-    let mut path_values: Vec<Value> = paths.iter().map(|p| path_json(p, vxlan)).collect();
-    path_values.push(json!({
-        "key": "tapmesh_mesh",
-        "label": "tapmesh mesh",
-        "note": "n/a (mesh mode not implemented)",
-    }));
+    let path_values: Vec<Value> = paths.iter().map(|p| path_json(p, vxlan)).collect();
     let doc = json!({
         "tool": "tapmesh-bench",
         "machine": machine,

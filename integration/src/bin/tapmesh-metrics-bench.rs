@@ -6,14 +6,20 @@
 use std::path::Path;
 use std::time::Duration;
 
+use integration::bench::cpu::process_cpu_secs;
 use integration::monitoring::{
-    cpu_ticks, node_metrics_addr, scrape, switch_metrics_addr, ticks_per_sec, topology_with_metrics,
+    node_metrics_addr, scrape, switch_metrics_addr, topology_with_metrics,
 };
 use integration::prometheus::{self, Job, Prometheus};
 use integration::topology::overlay_v4;
 use integration::{Topology, wait_until};
 
 const UP: Duration = Duration::from_secs(20);
+
+/// CPU seconds process `pid` has used (all its threads).
+fn cpu_secs(pid: u32) -> f64 {
+    process_cpu_secs(pid).expect("the daemon is running")
+}
 
 fn main() {
     use integration::tools;
@@ -94,12 +100,12 @@ fn metrics_overhead_benchmark() {
                 .nth(1)
                 .is_some_and(|a| a.ends_with(&listening)))));
         let pids = [topo.switch_pid(), topo.node_pid(1), topo.node_pid(2)];
-        let cpu_before: u64 = pids.iter().map(|&p| cpu_ticks(p)).sum();
+        let cpu_before: f64 = pids.iter().map(|&p| cpu_secs(p)).sum();
         let out = topo.ns(1).exec_ok(
             "iperf3",
             &["-c", &overlay_v4(2).to_string(), "-t", SECS, "-J"],
         );
-        let cpu_ticks_used = pids.iter().map(|&p| cpu_ticks(p)).sum::<u64>() - cpu_before;
+        let cpu_used = pids.iter().map(|&p| cpu_secs(p)).sum::<f64>() - cpu_before;
         drop(server);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
         let received = &v["end"]["sum_received"];
@@ -109,7 +115,7 @@ fn metrics_overhead_benchmark() {
         let bytes = received["bytes"].as_f64().expect("iperf3 received bytes");
         // CPU of the switch and both nodes per MB carried: steadier than
         // throughput on a shared machine.
-        let cpu_ms_per_mb = cpu_ticks_used as f64 * 1000.0 / ticks_per_sec() / (bytes / 1e6);
+        let cpu_ms_per_mb = cpu_used * 1000.0 / (bytes / 1e6);
         eprintln!(
             "round {round}: metrics {} {:.0} Mbit/s, tapmesh CPU {cpu_ms_per_mb:.3} ms/MB",
             if metrics { "on " } else { "off" },
@@ -155,14 +161,14 @@ fn metrics_scrape_cost_benchmark() {
     let mut topo = topology_with_metrics(3);
     topo.start_all(UP);
     let pid = topo.switch_pid();
-    let before = cpu_ticks(pid);
+    let before = cpu_secs(pid);
     let started = std::time::Instant::now();
     let mut bytes = 0;
     for _ in 0..SCRAPES {
         bytes = scrape(topo.switch_ns(), switch_metrics_addr()).len();
     }
     let wall = started.elapsed();
-    let cpu_ms = (cpu_ticks(pid) - before) as f64 * 1000.0 / ticks_per_sec();
+    let cpu_ms = (cpu_secs(pid) - before) * 1000.0;
     eprintln!(
         "{SCRAPES} scrapes of {bytes} bytes in {wall:?}: switch CPU {:.3} ms per scrape",
         cpu_ms / f64::from(SCRAPES)

@@ -1168,7 +1168,7 @@ fn main() -> ExitCode {
         }
     };
     let targets = targets(&doc);
-    println!("\nissue #7 targets (this run):");
+    println!("\nissue #18 targets (this run):");
     for t in &targets {
         let met = match t["met"].as_bool() {
             Some(true) => "met",
