@@ -1,10 +1,13 @@
 //! The switch on two cores (`workers = 2`): the worker thread opens every
-//! data datagram, the core switches them, and TCP sees no more
-//! retransmissions than through the same switch with one worker, measured
-//! in the same test between the same hosts. A handshake flood is stopped
-//! by the workers' gate: the core's socket sees none of it, and a node that
-//! restarts during it connects (its cookie comes from a worker's socket).
+//! data datagram and forwards known unicast itself (the fast path), TCP
+//! sees no more retransmissions than through the same switch with one
+//! worker, measured in the same test between the same hosts, and a mirror
+//! takes the fast path back to the core at once. A handshake flood is
+//! stopped by the workers' gate: the core's socket sees none of it, and a
+//! node that restarts during it connects (its cookie comes from a worker's
+//! socket).
 use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,7 +15,7 @@ use integration::attack::{RawSender, garbage, spoofed_flood, unknown_key_initiat
 use integration::bench::iperf::{self, Load};
 use integration::status::counter;
 use integration::topology::{overlay_v4, underlay_v4};
-use integration::{Topology, wait_until};
+use integration::{Topology, bins, wait_until};
 use overlay_proto::keys::PublicKey;
 use serde_json::Value;
 
@@ -38,6 +41,35 @@ fn retransmits(topo: &Topology, tag: &str) -> (u64, f64) {
     (r.retransmits, r.bits_per_sec / 1e6)
 }
 
+/// `tapmesh-switch mirror ARGS… --socket ADMIN`, which must succeed.
+fn mirror(topo: &Topology, args: &[&str]) {
+    let out = Command::new(bins::bin(bins::SWITCH))
+        .arg("mirror")
+        .args(args)
+        .arg("--socket")
+        .arg(topo.admin_socket())
+        .output()
+        .expect("run tapmesh-switch mirror");
+    assert!(out.status.success(), "mirror {args:?}: {out:?}");
+}
+
+/// Pings h1 -> h2, `n` of them, all answered; returns the unicast frames
+/// the switch forwarded meanwhile, and how many of them the workers did.
+fn forwarded_while_pinging(topo: &Topology, n: usize) -> (u64, u64) {
+    let count = |s: &serde_json::Value| {
+        (
+            counter(s, &["forwarded", "unicast"]),
+            counter(s, &["workers", "forwarded"]),
+        )
+    };
+    let before = count(&topo.switch_status());
+    for _ in 0..n {
+        assert!(topo.ping(1, overlay_v4(2)), "h1 -> h2");
+    }
+    let after = count(&topo.switch_status());
+    (after.0 - before.0, after.1 - before.1)
+}
+
 #[test]
 fn two_workers_carry_tcp_intact_with_no_more_retransmissions_than_one() {
     let started = Instant::now();
@@ -57,10 +89,37 @@ fn two_workers_carry_tcp_intact_with_no_more_retransmissions_than_one() {
     // the transfers alone are thousands of them.
     let opened = counter(&status, &["workers", "opened"]);
     assert!(opened > 10_000, "the worker opened only {opened}: {status}");
+    // Most unicast frames never reached the core: the worker forwarded
+    // them (status folds them into the unicast count).
+    let forwarded = counter(&status, &["workers", "forwarded"]);
+    let unicast = counter(&status, &["forwarded", "unicast"]);
+    assert!(
+        forwarded * 4 >= unicast * 3,
+        "the worker forwarded {forwarded} of {unicast} unicast frames: {status}"
+    );
     let bad_tag = counter(&status, &["drops", "bad_tag"]);
     let replay = counter(&status, &["drops", "replay"]);
     assert_eq!((bad_tag, replay), (0, 0), "{status}");
     let flood = flood_at_the_gate(&mut topo, flooder);
+
+    // A mirror needs the core: from the request on, the worker forwards
+    // nothing; removed, the fast path is back.
+    mirror(
+        &topo,
+        &["add", "m", "source=h1", "destination=h2", "direction=sent"],
+    );
+    let (unicast, by_worker) = forwarded_while_pinging(&topo, 5);
+    assert!(
+        unicast >= 10,
+        "the switch forwarded {unicast} unicast frames"
+    );
+    assert_eq!(by_worker, 0, "the worker forwarded with a mirror");
+    mirror(&topo, &["remove", "m"]);
+    let (unicast, by_worker) = forwarded_while_pinging(&topo, 5);
+    assert!(
+        by_worker >= 10 && by_worker == unicast,
+        "the worker forwarded {by_worker} of {unicast} after the mirror went"
+    );
 
     // The same hosts through one worker.
     topo.stop_switch();

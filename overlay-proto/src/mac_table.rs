@@ -179,6 +179,36 @@ impl<P: Copy> MacMap<P> for MacDashMap<P> {
     }
 }
 
+/// A `DashMap` behind an `Arc`: the owner learns through the table while
+/// other threads hold the same map and read it (a multi-core switch's
+/// workers).
+impl<P: Copy> MacMap<P> for std::sync::Arc<MacDashMap<P>> {
+    fn empty() -> Self {
+        std::sync::Arc::new(<MacDashMap<P> as MacMap<P>>::empty())
+    }
+
+    fn get(&self, key: &MacKey) -> Option<MacEntry<P>> {
+        <MacDashMap<P> as MacMap<P>>::get(self, key)
+    }
+
+    fn update<R>(&mut self, key: &MacKey, f: impl FnOnce(&mut MacEntry<P>) -> R) -> Option<R> {
+        // `DashMap` takes its shard's lock: `&self` is enough.
+        DashMap::get_mut(&**self, key).map(|mut e| f(&mut e))
+    }
+
+    fn insert(&mut self, key: MacKey, entry: MacEntry<P>) {
+        DashMap::insert(&**self, key, entry);
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&MacKey, &mut MacEntry<P>) -> bool) {
+        DashMap::retain(&**self, |k, e| keep(k, e));
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (MacKey, MacEntry<P>)> + '_ {
+        self.iter().map(|r| (*r.key(), *r.value()))
+    }
+}
+
 /// A MAC table keyed by VLAN and MAC, with aging and limits, its entries in
 /// the backend `M`.
 #[derive(Debug, Clone)]
@@ -254,6 +284,11 @@ impl<P: PortIndex, M: MacMap<P>> MacTable<P, M> {
     /// The aging time.
     pub fn aging(&self) -> Duration {
         self.aging
+    }
+
+    /// The backend, for readers on other threads (see the `Arc` backend).
+    pub fn map(&self) -> &M {
+        &self.map
     }
 
     /// What the table did so far.
@@ -456,6 +491,13 @@ mod tests {
                 $(#[test]
                 fn $name() {
                     super::$name::<MacDashMap<usize>>();
+                })*
+            }
+            mod shared_dash_map {
+                use super::super::MacDashMap;
+                $(#[test]
+                fn $name() {
+                    super::$name::<std::sync::Arc<MacDashMap<usize>>>();
                 })*
             }
         };

@@ -331,6 +331,19 @@ impl Networks {
         self.nets.iter().map(|n| (n.id, n.core.guard().clone()))
     }
 
+    /// Each network's core, with its id (the workers' fast paths).
+    pub fn cores_by_id(&self) -> impl Iterator<Item = (u32, &Switch)> {
+        self.nets.iter().map(|n| (n.id, &n.core))
+    }
+
+    /// Take every network's fast path back to the core until it is
+    /// published again (before a reload or an admin change).
+    pub fn revoke_fast_paths(&self) {
+        for n in &self.nets {
+            n.core.revoke_fast_path();
+        }
+    }
+
     /// Every current session's receive half, with its network id.
     pub fn receivers(&self) -> impl Iterator<Item = (u32, &std::sync::Arc<Receiver>)> {
         self.nets

@@ -149,6 +149,11 @@ pub async fn run(
                 crate::etcd::link::take_reports(link, r, Instant::now());
             }
             Some(req) = admin_rx.recv() => {
+                // A change (reload, mirror, capture, impairment, ...) takes
+                // the workers' fast path back until it is published again.
+                if !matches!(req.line.as_str(), "status" | "status macs" | "groups") {
+                    core.revoke_fast_paths();
+                }
                 let reply = match req.line.as_str() {
                     "status" => serde_json::to_string(&status(&core, &etcd, &workers, false)),
                     "status macs" => serde_json::to_string(&status(&core, &etcd, &workers, true)),
@@ -174,6 +179,7 @@ pub async fn run(
             }
             req = metrics.request() => req.answer(status(&core, &etcd, &workers, false)),
             Some(()) = hangup.recv() => {
+                core.revoke_fast_paths();
                 reload(&config_path, &mut running, &mut core, &mut metrics);
             }
         }
@@ -213,7 +219,9 @@ pub async fn run(
             }
         }
         if let Some(w) = &workers
-            && (sessions_changed || now >= published_at + PUBLISH_INTERVAL)
+            && (sessions_changed
+                || now >= published_at + PUBLISH_INTERVAL
+                || w.fast_path_stale(&core))
         {
             w.publish(&core);
             published_at = now;

@@ -141,6 +141,13 @@ impl Switch {
             Some(r) => port.tunnel.opened_elsewhere(now, from, index, r),
         }
         .map_err(drop_reason)?;
+        if opened.confirmed || endpoint.is_some_and(|e| e != from) {
+            // A new session or endpoint: the workers' fast path is stale.
+            self.fast
+                .epoch
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        let port = &mut self.ports[id.0 as usize];
         if opened.confirmed && port.is_trunk() {
             self.sessions.confirmed += 1;
             self.trunk_confirmed(now, id, was_connected);
@@ -205,6 +212,7 @@ impl Switch {
 
     /// Forget node `id`'s sessions and endpoint, its MACs and memberships.
     pub(super) fn forget(&mut self, id: NodeId) {
+        self.revoke_fast_path();
         let port = &mut self.ports[id.0 as usize];
         port.tunnel.close(&mut self.indices);
         port.tunnel.set_endpoint(None);

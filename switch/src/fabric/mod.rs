@@ -58,6 +58,7 @@ mod admission;
 mod announce;
 mod capture;
 mod egress;
+mod fastpath;
 mod forwarding;
 mod impair;
 mod mesh;
@@ -211,10 +212,11 @@ pub enum Event {
     },
 }
 
-/// The switch's MAC table, its entries in a concurrent `DashMap`: the
-/// workers of a multi-core switch are to share one table. That sharing is
-/// not built yet; today one `Switch` owns the table alone.
-pub type SharedMacs = MacTable<NodeId, MacDashMap<NodeId>>;
+/// The switch's MAC table, its entries in a concurrent `DashMap` behind an
+/// `Arc`: the core learns into it, a multi-core switch's workers read the
+/// same map (and refresh the age of entries they forward from), see
+/// [`crate::workers::fastpath`].
+pub type SharedMacs = MacTable<NodeId, Arc<MacDashMap<NodeId>>>;
 
 /// The switch state machine.
 #[derive(Debug)]
@@ -266,6 +268,8 @@ pub struct Switch {
     captures: crate::capture::Captures,
     /// Trunks to the other switches of a cluster (`None` alone).
     cluster: Option<Box<trunk::Cluster>>,
+    /// What the workers' fast path shares with this core (see `fastpath`).
+    fast: fastpath::FastShared,
 }
 
 impl Switch {
@@ -311,6 +315,7 @@ impl Switch {
             mirrors: Default::default(),
             captures: Default::default(),
             cluster: None,
+            fast: Default::default(),
             mesh: None,
             guard,
             cfg,
@@ -348,14 +353,13 @@ impl Switch {
         self.next_sweep = now + SWEEP_INTERVAL;
         for i in 0..self.ports.len() {
             let id = NodeId(i as u32);
+            let heard = self.last_heard(&self.ports[i]);
             let port = &mut self.ports[i];
             if port.is_trunk() {
                 continue;
             }
-            let silent = port
-                .tunnel
-                .last_rx()
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.node_timeout);
+            let silent =
+                heard.is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.node_timeout);
             if port.is_connected() && silent {
                 self.forget(id);
                 self.sessions.node_timeouts += 1;

@@ -32,6 +32,9 @@ pub(super) struct Port {
     pub(super) impair_counters: [ImpairCounters; 2],
     /// Set if this port is a trunk to another switch (see `trunk`).
     pub(super) trunk: Option<Box<super::trunk::TrunkState>>,
+    /// What the workers forwarded from and to it, and when they last heard
+    /// it (see `fastpath`).
+    pub(super) tally: std::sync::Arc<crate::workers::fastpath::PortTally>,
 }
 
 impl Port {
@@ -46,6 +49,7 @@ impl Port {
             impair: None,
             impair_counters: Default::default(),
             trunk: None,
+            tally: Default::default(),
         }
     }
 

@@ -24,7 +24,7 @@ impl Switch {
                 endpoint: p.tunnel.endpoint().map(|e| e.to_string()),
                 session_age_secs: p.tunnel.current().map(|s| s.age(now).as_secs_f64()),
                 last_handshake_secs_ago: ago(p.last_handshake),
-                last_heard_secs_ago: ago(p.tunnel.last_rx()),
+                last_heard_secs_ago: ago(self.last_heard(p)),
                 macs: self.macs.count_for(NodeId(i as u32)),
                 vlan: match &p.spec.vlan {
                     PortVlan::Member { native, .. } => *native,
@@ -34,7 +34,7 @@ impl Switch {
                     PortVlan::Member { tagged, .. } => tagged.clone(),
                     PortVlan::Transparent => Vec::new(),
                 },
-                counters: p.counters.clone(),
+                counters: Switch::counters_with_fast(p),
                 impair: p.impair_status(),
             })
             .collect();
@@ -57,7 +57,7 @@ impl Switch {
             uptime_secs: now.saturating_duration_since(self.started).as_secs_f64(),
             nodes,
             drops: self.drops.clone(),
-            forwarded: self.forwarded.clone(),
+            forwarded: self.forwarded_with_fast(),
             mac_table: crate::status::MacTableStatus {
                 entries: self.macs.len(),
                 limit: self.cfg.mac_table_limit,

@@ -12,10 +12,14 @@
 //! a data datagram under a session the core published ([`OpenTable`]), opens
 //! it in place with that session's shared receive half
 //! ([`overlay_proto::receiver::Receiver`]: the read-only key and the replay
-//! window, shared under a mutex never held across the cipher); then it hands
-//! its whole batch, in order, to the core over a bounded channel. Everything
-//! else (initiations the gate admitted, sessions not yet confirmed, trunk
-//! control) travels the same channel unopened. The core takes each datagram through the same code
+//! window, shared under a mutex never held across the cipher). A plain
+//! unicast frame between ports the core published as eligible it forwards
+//! itself ([`fastpath`], [`forward`]): sealed under the destination's shared
+//! send half and sent from its own socket. Handshake initiations and junk
+//! its gate ([`gate`]) checks, statelessly, as the core would. The rest of
+//! its batch it hands, in order, to the core over a bounded channel:
+//! initiations the gate admitted, sessions not yet confirmed, trunk control,
+//! data the fast path leaves to the core. The core takes each datagram through the same code
 //! as one it received itself (`Switch::handle_opened`): learning, forwarding,
 //! snooping, counters and drops by reason are the core's, unchanged.
 //!
@@ -31,10 +35,15 @@
 //!   and how it was opened.
 //! - [`gate`]: the handshake gate: initiations and junk checked on the
 //!   workers, so a handshake flood does not wake the core.
+//! - [`fastpath`]: what the core publishes for the fast path, and the
+//!   counters the workers add to.
+//! - [`forward`]: a worker forwarding a unicast frame itself.
 //! - [`thread`]: a worker's socket and loop.
 //! - [`pool`]: the workers the shell owns: start, next batch, publish.
 //! - [`status`]: their part of `status` and `/metrics`.
 pub mod batch;
+pub mod fastpath;
+pub mod forward;
 pub mod gate;
 pub mod pool;
 pub mod status;

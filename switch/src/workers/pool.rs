@@ -53,7 +53,7 @@ impl Workers {
                     };
                     rt.block_on(async move {
                         match UdpLink::new(socket) {
-                            Ok(link) => thread::run(link, shared, tx).await,
+                            Ok(link) => thread::run(link, shared, tx, i).await,
                             Err(e) => tracing::warn!(error = %e, "worker cannot use its socket"),
                         }
                     });
@@ -103,6 +103,22 @@ impl Workers {
             table.publish(network, r);
         }
         self.shared.gate.publish(core.guards());
+        let fast = &self.shared.fast;
+        fast.retain(|id| core.cores_by_id().any(|(n, _)| n == id));
+        let now = std::time::Instant::now();
+        for (network, switch) in core.cores_by_id() {
+            // The epoch first: a revocation meanwhile makes this stale.
+            let epoch = switch.fast_epoch();
+            fast.publish(network, epoch, switch.fast_path(now));
+        }
+    }
+
+    /// A network's fast path was revoked (or a network added) and not
+    /// published again yet.
+    pub fn fast_path_stale(&self, core: &Networks) -> bool {
+        let fast = &self.shared.fast;
+        core.cores_by_id()
+            .any(|(network, switch)| fast.epoch(network) != Some(switch.fast_epoch()))
     }
 
     /// Their part of `status`.
@@ -112,6 +128,7 @@ impl Workers {
             opened: self.shared.opened.load(Ordering::Relaxed),
             passed: self.shared.passed.load(Ordering::Relaxed),
             gate: super::gate::status(&self.shared.gate),
+            forwarded: self.shared.forwarded.load(Ordering::Relaxed),
         }
     }
 }

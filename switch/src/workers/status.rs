@@ -19,6 +19,9 @@ pub struct WorkersStatus {
     pub passed: u64,
     /// The handshake gate's counts.
     pub gate: super::gate::GateStatus,
+    /// Frames they forwarded themselves (the fast path: sealed and sent
+    /// without the core; also in the ports' and `forwarded` counters).
+    pub forwarded: u64,
 }
 
 pub const WORKERS: Def = Def::gauge(
@@ -29,7 +32,7 @@ pub const WORKERS: Def = Def::gauge(
 pub const DATAGRAMS: Def = Def::counter(
     "tapmesh_switch_worker_datagrams_total",
     &["result"],
-    "Datagrams the worker threads received: opened there (opened), or handed to the core unopened (passed).",
+    "Datagrams the worker threads received: opened there (opened), or handed to the core unopened (passed); frames they forwarded themselves (forwarded).",
 );
 
 pub const GATE: Def = Def::counter(
@@ -46,13 +49,20 @@ pub fn export(w: &WorkersStatus, out: &mut Exposition) {
     out.counter(&GATE, &["admitted"], w.gate.admitted);
     out.counter(&GATE, &["stopped"], w.gate.stopped);
     out.counter(&GATE, &["core_received"], w.gate.core_received);
+    out.counter(&DATAGRAMS, &["forwarded"], w.forwarded);
 }
 
 /// The status table's line.
 pub fn render(out: &mut String, w: &WorkersStatus) {
     let _ = writeln!(
         out,
-        "workers {}: opened {}, passed to the core {}; gate: admitted {}, stopped {}, core socket received {}",
-        w.count, w.opened, w.passed, w.gate.admitted, w.gate.stopped, w.gate.core_received
+        "workers {}: opened {}, passed to the core {}, forwarded {}; gate: admitted {}, stopped {}, core socket received {}",
+        w.count,
+        w.opened,
+        w.passed,
+        w.forwarded,
+        w.gate.admitted,
+        w.gate.stopped,
+        w.gate.core_received
     );
 }

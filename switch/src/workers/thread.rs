@@ -1,7 +1,7 @@
 //! A worker: its own socket in the switch's `SO_REUSEPORT` group, on its own
 //! thread with a current-thread runtime. It receives a batch, opens what it
-//! can (see the module doc of [`crate::workers`]) and sends the batch to the
-//! core, waiting while the core's channel is full (the socket's buffer then
+//! can (see the module doc of [`crate::workers`]), forwards what the fast
+//! path allows and sends the rest of the batch (if any) to the core, waiting while the core's channel is full (the socket's buffer then
 //! absorbs bursts, as the core's own does). It ends when the core's end of
 //! the channel is gone.
 use std::io::ErrorKind;
@@ -9,11 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use overlay_proto::transmit::Transmit;
 use overlay_proto::wire::{Header, MessageType};
-use tapmesh_shell::udp::{RecvBuffers, UdpLink};
+use tapmesh_shell::udp::{RecvBuffers, SendBatch, UdpLink};
 use tokio::sync::mpsc;
 
 use super::batch::{Batch, Opening};
+use super::fastpath::FastTable;
+use super::forward::{Forwarder, Step};
 use super::gate::Gated;
 use super::table::OpenTable;
 
@@ -31,6 +34,10 @@ pub struct Shared {
     pub passed: AtomicU64,
     /// The handshake gate's shared part.
     pub gate: Arc<super::gate::GateShared>,
+    /// The fast paths the core published (see [`super::fastpath`]).
+    pub fast: FastTable,
+    /// Frames the workers forwarded themselves.
+    pub forwarded: AtomicU64,
     /// Empty batches, back from the core.
     free: Mutex<Vec<Batch>>,
 }
@@ -70,10 +77,12 @@ pub fn open(table: &OpenTable, now: Instant, d: &mut [u8]) -> Opening {
     }
 }
 
-/// Run one worker on `link` until the core hangs up.
-pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch>) {
+/// Run worker `worker` on `link` until the core hangs up.
+pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch>, worker: usize) {
     let mut rx = RecvBuffers::default();
     let mut gate = super::gate::Gate::new(shared.gate.clone());
+    let mut sends = SendBatch::default();
+    let mut fwd = Forwarder::new(worker);
     loop {
         let n = tokio::select! {
             _ = to_core.closed() => return,
@@ -89,33 +98,51 @@ pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch
         };
         let now = Instant::now();
         let mut batch = shared.batch();
-        let (mut opened, mut passed) = (0, 0);
+        let (mut opened, mut passed, mut forwarded) = (0, 0, 0);
         for (from, d) in rx.datagrams(n) {
-            let admitted = match gate.sort(now, from, d) {
+            let o = match gate.sort(now, from, d) {
                 Gated::Stopped => continue,
-                g => g == Gated::Admitted,
+                Gated::Admitted => Opening::Admitted,
+                Gated::Pass => open(&shared.table, now, d),
             };
-            batch.push(from, d, |d| {
-                let o = match admitted {
-                    true => Opening::Admitted,
-                    false => open(&shared.table, now, d),
-                };
-                match o {
-                    Opening::Opened(_) => opened += 1,
-                    _ => passed += 1,
+            match &o {
+                Opening::Opened(_) => opened += 1,
+                _ => passed += 1,
+            }
+            if let Opening::Opened(Ok(range)) = &o {
+                match fwd.step(now, &shared.fast, from, d, range.clone()) {
+                    Step::Core => {}
+                    Step::Held => continue,
+                    Step::Send { to, stride } => {
+                        let t = Transmit {
+                            destination: to,
+                            contents: fwd.out(),
+                            segment_size: stride,
+                        };
+                        sends.send(&link, &t).await;
+                        forwarded += 1;
+                        continue;
+                    }
+                    Step::CoreWhole => {
+                        let (whole, at) = fwd.whole();
+                        batch.push(from, whole, |_| Opening::Opened(Ok(at)));
+                        continue;
+                    }
                 }
-                o
-            });
+            }
+            // Already opened in place: the batch takes it as it is.
+            batch.push(from, d, |_| o);
         }
         gate.flush(&link).await;
+        sends.flush(&link).await;
         shared.opened.fetch_add(opened, Ordering::Relaxed);
         shared.passed.fetch_add(passed, Ordering::Relaxed);
+        shared.forwarded.fetch_add(forwarded, Ordering::Relaxed);
+        // Nothing for the core (all stopped by the gate or forwarded): do
+        // not wake it.
         if batch.is_empty() {
-            // All stopped by the gate: the core is not woken.
             shared.recycle(batch);
-            continue;
-        }
-        if to_core.send(batch).await.is_err() {
+        } else if to_core.send(batch).await.is_err() {
             return;
         }
     }
