@@ -18,9 +18,11 @@
 //! [`Opening::Admitted`](super::batch::Opening::Admitted): the core runs the
 //! handshake without checking again. What the gate drops is counted by the
 //! core's reasons in shared atomics ([`GateDrops`]), which `status` and
-//! `/metrics` fold into the switch's drops. Datagrams the gate cannot judge
-//! (a network it was not told about yet, handshake responses and cookie
-//! replies for trunks) go to the core unchanged, as before.
+//! `/metrics` fold into the switch's drops; an initiation for a network the
+//! switch does not serve is dropped here as `unknown_network`, as the core
+//! would. Datagrams the gate cannot judge (anything before the core's first
+//! publication, handshake responses and cookie replies for trunks) go to
+//! the core unchanged, as before.
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -86,7 +88,8 @@ pub struct GateShared {
     /// Datagrams the gate dropped or answered with a cookie reply.
     pub stopped: AtomicU64,
     /// Datagrams the core's own socket received (what the gate did not
-    /// keep from it: trunk handshakes, runts, a network not published yet).
+    /// keep from it: trunk handshakes, runts, anything before the first
+    /// publication).
     pub core_received: AtomicU64,
 }
 
@@ -109,8 +112,8 @@ impl GateShared {
 /// What the gate made of one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gated {
-    /// Not the gate's to judge (data, trunk handshakes, a network the gate
-    /// does not know): the worker goes on with it as before.
+    /// Not the gate's to judge (data, trunk handshakes, anything before the
+    /// core's first publication): the worker goes on with it as before.
     Pass,
     /// An initiation that passed the guard: the core runs the handshake.
     Admitted,
@@ -166,9 +169,11 @@ impl Gate {
         }
         let guards = shared.guards.read().unwrap_or_else(PoisonError::into_inner);
         let Some((_, guard)) = guards.iter().find(|(id, _)| *id == h.network_id()) else {
-            // The core drops it as an unknown network, or knows a network
-            // published after this datagram was sorted.
-            return Gated::Pass;
+            // A network the core does not serve either: it would drop it
+            // the same way, so a flood of made-up network ids does not
+            // wake it. (A network a reload added is published at the end
+            // of the reload's own turn of the core's loop.)
+            return shared.stop(DropReason::UnknownNetwork);
         };
         match h.message_type() {
             MessageType::HandshakeInit => {
@@ -311,10 +316,12 @@ mod tests {
         assert_eq!(g.shared.admitted.load(super::Ordering::Relaxed), 1);
         assert_eq!(g.shared.stopped.load(super::Ordering::Relaxed), 4);
         assert!(g.pending_replies().is_empty());
-        // A network the gate was not told about: the core's to judge.
+        // A network the switch does not serve: dropped here, as the core
+        // would, so made-up network ids do not reach the core either.
         let mut unknown = good.clone();
         Header::new_unchecked(&mut unknown[..]).set_common(MessageType::HandshakeInit, 0, 0, 8);
-        assert_eq!(g.sort(t0, from, &unknown), Gated::Pass);
+        assert_eq!(g.sort(t0, from, &unknown), Gated::Stopped);
+        assert_eq!(drops(&g, DropReason::UnknownNetwork), 1);
     }
 
     #[test]
