@@ -106,7 +106,19 @@ impl Churn<'_> {
     /// Waits until the switch's status satisfies `ok` and nothing waits to
     /// be written.
     fn wait_written(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Result<(), String> {
+        self.wait_written_while(what, ok, || {})
+    }
+
+    /// [`Self::wait_written`], calling `between` before each look at the
+    /// status (to keep MACs from aging out while it waits).
+    fn wait_written_while(
+        &self,
+        what: &str,
+        ok: impl Fn(&Value) -> bool,
+        mut between: impl FnMut(),
+    ) -> Result<(), String> {
         let done = wait_until(DRAIN, || {
+            between();
             self.sw
                 .status()
                 .is_ok_and(|s| ok(&s) && s["etcd"]["pending"].as_u64() == Some(0))
@@ -314,23 +326,29 @@ pub fn phase(ns: &Netns, dir: &Path, args: &crate::Args) -> Result<Value, String
             )
         })?);
     }
-    // The flapping MACs are learned and written before the run (the switch
+    // The flapping MACs are learned and written before the run: the switch
     // hands what it learned to the store at its next sweep, so wait until
-    // it owns them).
+    // it owns them. They are sent again before every look at the status:
+    // sent once, they age out after AGING_SECS, and a busy machine can miss
+    // the moment between their write and their removal.
     churn.settle(NODES)?;
     let owned = sw.status()?["etcd"]["owned"].as_u64().unwrap_or(0);
     let mut hist = Histogram::new();
-    w.pump(
-        |seq, buf| (2, ether(buf, mac(0, 0), flap_mac(seq as usize), 64, false)),
-        None,
-        Some(FLAP_MACS as u64),
-        u64::MAX,
-        Instant::now(),
-        &mut hist,
-    );
-    churn.wait_written("owning the flapping MACs", |s| {
-        s["etcd"]["owned"].as_u64() >= Some(owned + FLAP_MACS as u64)
-    })?;
+    let start = Instant::now();
+    churn.wait_written_while(
+        "owning the flapping MACs",
+        |s| s["etcd"]["owned"].as_u64() >= Some(owned + FLAP_MACS as u64),
+        || {
+            w.pump(
+                |seq, buf| (2, ether(buf, mac(0, 0), flap_mac(seq as usize), 64, false)),
+                None,
+                Some(FLAP_MACS as u64),
+                u64::MAX,
+                start,
+                &mut hist,
+            );
+        },
+    )?;
     let moves = rate.max(FLAP_MACS as u64);
     runs.push(churn.run(w, "moves", moves, args.secs, |i, buf| {
         let node = 2 + (i / FLAP_MACS + 1) % 2;
