@@ -466,7 +466,7 @@ fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
         let socket = tapmesh_shell::udp::UdpLink::new(std_sock).context("setting up the UDP socket")?;
         let admin = admin::bind(&cfg.admin_socket)
             .with_context(|| format!("admin socket {}", cfg.admin_socket.display()))?;
-        tracing::info!(listen = %cfg.listen, networks = cfg.networks.len(), nodes = cfg.networks.iter().map(|n| n.core.nodes.len()).sum::<usize>(), admin = %cfg.admin_socket.display(), "tapmesh-switch running");
+        tracing::info!(listen = %cfg.listen, networks = cfg.networks.len(), nodes = cfg.networks.iter().map(|n| n.core.nodes.len()).sum::<usize>(), workers = cfg.workers, admin = %cfg.admin_socket.display(), "tapmesh-switch running");
         let admin_path = cfg.admin_socket.clone();
         let r = server::run(cfg, path, socket, Some(admin), shutdown_signal()).await;
         let _ = std::fs::remove_file(&admin_path);

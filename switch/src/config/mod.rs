@@ -61,7 +61,7 @@ struct File {
     metrics_listen: Option<String>,
     log_level: Option<String>,
     busy_poll_us: Option<u64>,
-    workers: Option<u64>,
+    workers: Option<crate::workers::WorkersKey>,
     #[serde(default)]
     mode: crate::mesh::Mode,
     #[serde(default)]
@@ -124,7 +124,8 @@ pub struct Config {
     /// datagram before parking (`tapmesh_shell::busy_poll`); `None`: off.
     pub busy_poll: Option<Duration>,
     /// `workers`: receive sockets and threads, the core's own included
-    /// (1..=[`crate::workers::MAX_WORKERS`]; see [`crate::workers`]).
+    /// (1..=[`crate::workers::MAX_WORKERS`]; `"auto"`, the default, is
+    /// [`crate::workers::auto`] of this host's cores; see [`crate::workers`]).
     pub workers: usize,
     /// The networks, each with its core's configuration: the top-level
     /// nodes (network `default`, id 0) unless only `[[network]]`s are given,
@@ -160,7 +161,8 @@ impl Config {
         f.check_limits().map_err(|(k, p)| err(k, p))?;
         let busy_poll =
             tapmesh_shell::busy_poll::parse(f.busy_poll_us).map_err(|p| err("busy-poll-us", p))?;
-        let workers = crate::workers::parse(f.workers).map_err(|p| err("workers", p))?;
+        let workers = crate::workers::parse(f.workers.clone(), crate::workers::cores())
+            .map_err(|p| err("workers", p))?;
         let own_key = private_key.public_key();
         let template = f.core_template(path, private_key)?;
         let drafts = network::drafts(path, &f.node, &f.mirror, f.mode, &psk, &f.network)?;

@@ -576,14 +576,27 @@ fn busy_poll_is_off_by_default_and_bounded() {
 }
 
 #[test]
-fn workers_are_one_by_default_and_bounded() {
-    assert_eq!(setup("").unwrap().workers, 1);
+fn workers_are_auto_by_default_and_bounded() {
+    let auto = crate::workers::auto(crate::workers::cores());
+    assert_eq!(setup("").unwrap().workers, auto);
+    assert_eq!(setup("workers = \"auto\"").unwrap().workers, auto);
     assert_eq!(setup("workers = 2").unwrap().workers, 2);
-    for bad in ["workers = 0", "workers = 65"] {
+    for bad in ["workers = 0", "workers = 65", "workers = -1"] {
         let e = setup(bad).unwrap_err();
         assert_eq!(e.key, "workers", "{e}");
         assert!(e.problem.contains("is not between 1 and 64"), "{e}");
         assert_eq!(e.to_string().lines().count(), 1, "{e}");
     }
-    assert_eq!(setup("workers = -1").unwrap_err().key, "workers");
+    let e = setup("workers = \"all\"").unwrap_err();
+    assert_eq!(e.key, "workers", "{e}");
+    assert!(e.problem.contains("\"all\" is neither a number"), "{e}");
+    for bad in ["workers = 2.5", "workers = true"] {
+        let e = setup(bad).unwrap_err();
+        assert_eq!(e.key, "workers", "{e}");
+        assert!(
+            e.problem
+                .contains("a number of workers (1 to 64) or \"auto\""),
+            "{e}"
+        );
+    }
 }

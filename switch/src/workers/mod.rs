@@ -59,12 +59,45 @@ pub use table::OpenTable;
 /// the core's own share of the work (sealing, switching) bound it anyway.
 pub const MAX_WORKERS: usize = 64;
 
-/// Validate the `workers` key: `None` is one (the core's task alone).
-pub fn parse(workers: Option<u64>) -> Result<usize, String> {
+/// The most workers `"auto"` picks: past this the core's own share (the
+/// handshakes, flooding, learning) is what bounds a switch.
+pub const AUTO_MAX: usize = 16;
+
+/// The `workers` key as written: a number, or `"auto"`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged, expecting = "a number of workers (1 to 64) or \"auto\"")]
+pub enum WorkersKey {
+    /// `workers = N`.
+    Count(i64),
+    /// `workers = "auto"` (or a word that is not).
+    Word(String),
+}
+
+/// What `workers = "auto"` (the default) gives on a host with `cores`
+/// CPUs: one per core, at most [`AUTO_MAX`]; but one below three cores.
+/// With two, the one data worker only moves the work off the core (data go
+/// to workers 1 to N-1), and on a 2-core host it measured slower than the
+/// core alone (BENCHMARKS.md, "The switch on two workers").
+pub fn auto(cores: usize) -> usize {
+    if cores < 3 { 1 } else { cores.min(AUTO_MAX) }
+}
+
+/// The CPUs this process may run on (its affinity and cgroup quota).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Validate the `workers` key on a host with `cores` CPUs: `None` is
+/// `"auto"` ([`auto`]).
+pub fn parse(workers: Option<WorkersKey>, cores: usize) -> Result<usize, String> {
     match workers {
-        None => Ok(1),
-        Some(n) if (1..=MAX_WORKERS as u64).contains(&n) => Ok(n as usize),
-        Some(n) => Err(format!("{n} is not between 1 and {MAX_WORKERS}")),
+        None => Ok(auto(cores)),
+        Some(WorkersKey::Word(w)) if w == "auto" => Ok(auto(cores)),
+        Some(WorkersKey::Word(w)) => Err(format!(
+            "{w:?} is neither a number of workers (1 to {MAX_WORKERS}) nor \"auto\""
+        )),
+        Some(WorkersKey::Count(n)) if (1..=MAX_WORKERS as i64).contains(&n) => Ok(n as usize),
+        Some(WorkersKey::Count(n)) => Err(format!("{n} is not between 1 and {MAX_WORKERS}")),
     }
 }
 

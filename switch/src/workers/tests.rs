@@ -166,11 +166,22 @@ fn a_batch_gives_back_its_datagrams_in_order() {
 }
 
 #[test]
-fn workers_are_one_to_the_cap() {
-    assert_eq!(super::parse(None), Ok(1));
-    assert_eq!(super::parse(Some(4)), Ok(4));
-    assert!(super::parse(Some(0)).is_err());
-    assert!(super::parse(Some(super::MAX_WORKERS as u64 + 1)).is_err());
+fn workers_are_one_to_the_cap_or_auto() {
+    use super::WorkersKey::{Count, Word};
+    let auto = Some(Word("auto".into()));
+    assert_eq!(super::parse(None, 8), Ok(8));
+    assert_eq!(super::parse(auto.clone(), 8), Ok(8));
+    assert_eq!(super::parse(auto, 2), Ok(1));
+    assert_eq!(super::parse(Some(Count(4)), 2), Ok(4));
+    assert!(super::parse(Some(Count(0)), 8).is_err());
+    assert!(super::parse(Some(Count(super::MAX_WORKERS as i64 + 1)), 8).is_err());
+    assert!(super::parse(Some(Word("8".into())), 8).is_err());
+}
+
+#[test]
+fn auto_workers_are_one_per_core_from_three_cores_up_to_sixteen() {
+    let got = [1, 2, 3, 4, 8, 16, 17, 128].map(super::auto);
+    assert_eq!(got, [1, 1, 3, 4, 8, 16, 16, 16]);
 }
 
 /// Runs a classic BPF program over `packet` as the kernel does for the
