@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use overlay_proto::ethernet::MacAddr;
-use overlay_proto::handshake::SessionKeys;
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::session::Session;
+use overlay_proto::testing::SessionPair;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tapmesh_node::engine::NodeConfig;
@@ -127,18 +127,14 @@ pub const SESSION_B_INDEX: u32 = 0x0b0b_0b0b;
 
 /// Two established sessions with mirrored fixed keys: A sends to B.
 pub fn session_pair(now: Instant) -> (Session, Session) {
-    let a = SessionKeys {
-        send: [0x11; 32],
-        recv: [0x22; 32],
-    };
-    let b = SessionKeys {
-        send: [0x22; 32],
-        recv: [0x11; 32],
-    };
-    (
-        Session::new(a, SESSION_A_INDEX, SESSION_B_INDEX, NETWORK_ID, now),
-        Session::new(b, SESSION_B_INDEX, SESSION_A_INDEX, NETWORK_ID, now),
-    )
+    SessionPair {
+        a_index: SESSION_A_INDEX,
+        b_index: SESSION_B_INDEX,
+        network_id: NETWORK_ID,
+        a_to_b: [0x11; 32],
+        b_to_a: [0x22; 32],
+    }
+    .build(now)
 }
 
 /// A fixed initiation-sized datagram (not a real Noise message) stamped with

@@ -38,6 +38,9 @@
 //! - [`tunnel`]: one authenticated relationship with one remote key: session
 //!   slots, handshakes, rekey, backoff, liveness, reassembly; the index table.
 //! - [`timers`]: protocol constants (rekey, keepalive, limits), with their sources.
+//! - `testing` (feature `testing`, for tests, benches and fuzz targets only;
+//!   never in the product build): a pair of established sessions, sealed
+//!   datagrams.
 //!
 //! The normative description is `docs/protocol.md` at the repository root.
 #![forbid(unsafe_code)]
@@ -58,6 +61,8 @@ pub mod notice;
 pub mod receiver;
 pub mod replay;
 pub mod session;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod timers;
 pub mod transmit;
 pub mod tunnel;

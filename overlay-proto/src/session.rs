@@ -295,28 +295,7 @@ impl Sender {
 mod tests {
     use super::*;
 
-    fn pair(now: Instant) -> (Session, Session) {
-        let a = SessionKeys {
-            send: [1; 32],
-            recv: [2; 32],
-        };
-        let b = SessionKeys {
-            send: [2; 32],
-            recv: [1; 32],
-        };
-        (
-            Session::new(a, 10, 20, 0, now),
-            Session::new(b, 20, 10, 0, now),
-        )
-    }
-
-    fn packet(s: &mut Session, frame: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0u8; DATA_HEADER_LEN + frame.len() + AEAD_TAG_LEN];
-        buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame.len()].copy_from_slice(frame);
-        let n = s.seal(0, &mut buf, frame.len()).unwrap();
-        buf.truncate(n);
-        buf
-    }
+    use crate::testing::{seal_datagram as packet, session_pair as pair};
 
     #[test]
     fn seal_open_round_trip_and_replay() {
@@ -460,12 +439,16 @@ mod tests {
 #[cfg(test)]
 mod seal_frame_more {
     use super::*;
+    use crate::testing::SessionPair;
     #[test]
     fn empty_first_part_and_reused_buffer() {
         let t0 = Instant::now();
-        let mk = |s, r| SessionKeys { send: s, recv: r };
-        let mut a = Session::new(mk([1; 32], [2; 32]), 1, 2, 0, t0);
-        let mut b = Session::new(mk([2; 32], [1; 32]), 2, 1, 0, t0);
+        let (mut a, mut b) = SessionPair {
+            a_index: 1,
+            b_index: 2,
+            ..SessionPair::default()
+        }
+        .build(t0);
         let frame: Vec<u8> = (0..9014).map(|i| i as u8).collect();
         let mut out = vec![0xee; 20000];
         let mut id = 0;

@@ -5,10 +5,10 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use overlay_proto::Error;
-use overlay_proto::handshake::SessionKeys;
 use overlay_proto::session::Session;
+use overlay_proto::testing::{SessionPair, seal_datagram as datagram};
 use overlay_proto::timers::REJECT_AFTER_TIME;
-use overlay_proto::wire::{AEAD_TAG_LEN, COOKIE_REPLY_LEN, DATA_HEADER_LEN, HS_RESP_LEN};
+use overlay_proto::wire::{COOKIE_REPLY_LEN, HS_RESP_LEN};
 
 use super::batch::{Batch, Opening};
 use super::table::OpenTable;
@@ -16,27 +16,13 @@ use super::thread::open;
 
 const NETWORK: u32 = 7;
 
+/// Sessions A and B (indices 10 and 20) on [`NETWORK`].
 fn pair(now: Instant) -> (Session, Session) {
-    let a = SessionKeys {
-        send: [1; 32],
-        recv: [2; 32],
-    };
-    let b = SessionKeys {
-        send: [2; 32],
-        recv: [1; 32],
-    };
-    (
-        Session::new(a, 10, 20, NETWORK, now),
-        Session::new(b, 20, 10, NETWORK, now),
-    )
-}
-
-fn datagram(s: &mut Session, frame: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; DATA_HEADER_LEN + frame.len() + AEAD_TAG_LEN];
-    buf[DATA_HEADER_LEN..DATA_HEADER_LEN + frame.len()].copy_from_slice(frame);
-    let n = s.seal(0, &mut buf, frame.len()).unwrap();
-    buf.truncate(n);
-    buf
+    SessionPair {
+        network_id: NETWORK,
+        ..SessionPair::default()
+    }
+    .build(now)
 }
 
 #[test]
@@ -118,11 +104,14 @@ fn an_expired_session_is_left_to_the_core() {
 fn a_rekey_publishes_the_new_session_beside_the_old() {
     let t0 = Instant::now();
     let (_, old) = pair(t0);
-    let keys = SessionKeys {
-        send: [3; 32],
-        recv: [4; 32],
-    };
-    let new = Session::new(keys, 30, 40, NETWORK, t0);
+    let (new, _) = SessionPair {
+        a_index: 30,
+        b_index: 40,
+        network_id: NETWORK,
+        a_to_b: [3; 32],
+        b_to_a: [4; 32],
+    }
+    .build(t0);
     let table = OpenTable::default();
     table.publish(NETWORK, old.receiver());
     table.publish(NETWORK, new.receiver());
@@ -233,11 +222,13 @@ fn steering_sends_data_by_session_initiations_to_the_gate_and_trunk_replies_to_t
         let prog = super::steering::program(workers);
         let mut seen = std::collections::BTreeSet::new();
         for remote in 0..64u32 {
-            let keys = SessionKeys {
-                send: [1; 32],
-                recv: [2; 32],
-            };
-            let mut s = Session::new(keys, 1, remote, NETWORK, t0);
+            let (mut s, _) = SessionPair {
+                a_index: 1,
+                b_index: remote,
+                network_id: NETWORK,
+                ..SessionPair::default()
+            }
+            .build(t0);
             let d = datagram(&mut s, b"frame");
             let keepalive = datagram(&mut s, b"");
             let to = run_cbpf(&prog, &d);

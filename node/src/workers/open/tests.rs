@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use overlay_proto::Error;
-use overlay_proto::handshake::SessionKeys;
 use overlay_proto::session::Session;
-use overlay_proto::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN};
+use overlay_proto::testing::{SessionPair, seal_datagram as datagram};
 
 use super::{OpenPath, Openers};
 
@@ -16,27 +15,11 @@ const NETWORK: u32 = 7;
 
 /// The node's session (receiver index 10) and the switch's (sealing for 10).
 fn pair(now: Instant) -> (Session, Session) {
-    let node = SessionKeys {
-        send: [1; 32],
-        recv: [2; 32],
-    };
-    let switch = SessionKeys {
-        send: [2; 32],
-        recv: [1; 32],
-    };
-    (
-        Session::new(node, 10, 20, NETWORK, now),
-        Session::new(switch, 20, 10, NETWORK, now),
-    )
-}
-
-/// A data datagram from the switch carrying `payload`.
-fn datagram(switch: &Session, payload: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; DATA_HEADER_LEN + payload.len() + AEAD_TAG_LEN];
-    buf[DATA_HEADER_LEN..DATA_HEADER_LEN + payload.len()].copy_from_slice(payload);
-    let n = switch.sender().seal(0, &mut buf, payload.len()).unwrap();
-    buf.truncate(n);
-    buf
+    SessionPair {
+        network_id: NETWORK,
+        ..SessionPair::default()
+    }
+    .build(now)
 }
 
 /// The payload of the `i`-th datagram: its number, then filler.
@@ -60,26 +43,24 @@ fn from() -> SocketAddr {
 #[test]
 fn a_split_batch_is_opened_once_each_and_kept_in_order() {
     let now = Instant::now();
-    let (node, switch) = pair(now);
+    let (node, mut switch) = pair(now);
     let openers = Openers::start(1).unwrap();
     // 200 datagrams of the session, and every 50th place something the
     // threads must leave to the node task: a datagram of another session.
-    let other_switch = Session::new(
-        SessionKeys {
-            send: [3; 32],
-            recv: [4; 32],
-        },
-        21,
-        11,
-        NETWORK,
-        now,
-    );
+    let (mut other_switch, _) = SessionPair {
+        a_index: 21,
+        b_index: 11,
+        network_id: NETWORK,
+        a_to_b: [3; 32],
+        b_to_a: [4; 32],
+    }
+    .build(now);
     let mut sent = Vec::new();
     for i in 0..200u32 {
         if i % 50 == 25 {
-            sent.push(datagram(&other_switch, &payload(i)));
+            sent.push(datagram(&mut other_switch, &payload(i)));
         } else {
-            sent.push(datagram(&switch, &payload(i)));
+            sent.push(datagram(&mut switch, &payload(i)));
         }
     }
     let mut bufs = sent.clone();
@@ -115,9 +96,11 @@ fn a_split_batch_is_opened_once_each_and_kept_in_order() {
 #[test]
 fn forged_and_replayed_datagrams_in_a_threads_part_are_refused() {
     let now = Instant::now();
-    let (node, switch) = pair(now);
+    let (node, mut switch) = pair(now);
     let openers = Openers::start(1).unwrap();
-    let mut sent: Vec<Vec<u8>> = (0..100).map(|i| datagram(&switch, &payload(i))).collect();
+    let mut sent: Vec<Vec<u8>> = (0..100)
+        .map(|i| datagram(&mut switch, &payload(i)))
+        .collect();
     // In the thread's part (the second half): a copy of a datagram from
     // the node task's part, a copy of one from its own, and a forgery.
     sent[60] = sent[10].clone();
@@ -155,9 +138,11 @@ fn datagram_again(forged: &[u8]) -> Vec<u8> {
 #[test]
 fn a_dropped_or_expired_session_leaves_the_batch_to_the_node_task() {
     let now = Instant::now();
-    let (node, switch) = pair(now);
+    let (node, mut switch) = pair(now);
     let openers = Openers::start(1).unwrap();
-    let sent: Vec<Vec<u8>> = (0..10).map(|i| datagram(&switch, &payload(i))).collect();
+    let sent: Vec<Vec<u8>> = (0..10)
+        .map(|i| datagram(&mut switch, &payload(i)))
+        .collect();
     let published = path(&node);
     // Expired: nothing opened.
     let later = now + overlay_proto::timers::REJECT_AFTER_TIME;
