@@ -1,7 +1,9 @@
 //! What the hardening tests throw at the switch and the nodes: paced UDP
-//! floods, handshake initiations an outsider can make, and the tapmesh
-//! datagrams found in a capture (for replaying them).
+//! floods (also held on a switch while a test acts under the load),
+//! handshake initiations an outsider can make, and the tapmesh datagrams
+//! found in a capture (for replaying them).
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use overlay_proto::handshake::{Timestamp, initiate};
@@ -9,7 +11,7 @@ use overlay_proto::keys::{Psk, PublicKey, StaticSecret};
 use overlay_proto::wire::HS_INIT_LEN;
 
 use crate::traffic::Rng;
-use crate::{Frame, Netns};
+use crate::{Frame, Netns, Topology, wait_until};
 
 /// What a flood achieved.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +108,53 @@ pub fn spoofed_flood(
     let fd = std::os::fd::AsRawFd::as_raw_fd(&sock.0);
     let dst = socket2::SockAddr::from(SocketAddr::V4(target));
     paced_send(fd, &dst, &packets, rate, stop)
+}
+
+/// What [`flood_switch_under_load`] saw.
+#[derive(Debug)]
+pub struct SwitchFlood<T> {
+    /// The flood's report, once it stopped.
+    pub report: FloodReport,
+    /// Whether the switch's status said `handshake_guard.under_load` within
+    /// 5 s of the flood starting.
+    pub under_load: bool,
+    /// What the caller's `during` returned.
+    pub during: T,
+}
+
+/// Floods the switch of `topo` in the background ([`spoofed_flood`] of
+/// `datagrams` from `sources` through `sock`, at `rate` per second), waits
+/// up to 5 s for its status to report `handshake_guard.under_load`, then
+/// runs `during` with the topology and whether it did. The flood stops
+/// when `during` returns.
+pub fn flood_switch_under_load<T>(
+    topo: &mut Topology,
+    sock: &RawSender,
+    target: SocketAddrV4,
+    sources: &[Ipv4Addr],
+    datagrams: &[Vec<u8>],
+    rate: u64,
+    during: impl FnOnce(&mut Topology, bool) -> T,
+) -> SwitchFlood<T> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            spoofed_flood(sock, target, sources, datagrams, rate, || {
+                stop.load(Ordering::Relaxed)
+            })
+        });
+        let under_load = wait_until(Duration::from_secs(5), || {
+            topo.try_switch_status()
+                .is_ok_and(|s| s["handshake_guard"]["under_load"] == true)
+        });
+        let during = during(topo, under_load);
+        stop.store(true, Ordering::Relaxed);
+        SwitchFlood {
+            report: flood.join().expect("flood thread"),
+            under_load,
+            during,
+        }
+    })
 }
 
 /// An IPv4 packet (header fields the kernel fills for `IPPROTO_RAW` left 0)

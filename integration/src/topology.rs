@@ -16,7 +16,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -949,6 +949,25 @@ impl Topology {
     pub fn is_connected(&self, i: usize) -> bool {
         self.try_switch_status()
             .is_ok_and(|s| status::switch_node_connected(&s, self.host_name(i)))
+    }
+
+    /// Restarts host `i`'s node ([`Topology::stop_node`],
+    /// [`Topology::start_node`]) and waits up to `within` for its status to
+    /// report an established session: how long that took from the start,
+    /// or `None` if it did not come.
+    pub fn restart_node_until_established(
+        &mut self,
+        i: usize,
+        within: Duration,
+    ) -> Option<Duration> {
+        self.stop_node(i);
+        self.start_node(i);
+        let t = Instant::now();
+        let connected = wait_until(within, || {
+            self.try_node_status(i)
+                .is_ok_and(|s| s["session"] == "established")
+        });
+        connected.then(|| t.elapsed())
     }
 
     /// The node PID of host `i`.

@@ -7,7 +7,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use integration::attack::{RawSender, paced_flood, spoofed_flood, unknown_key_initiations};
+use integration::attack::{
+    RawSender, flood_switch_under_load, paced_flood, unknown_key_initiations,
+};
 use integration::bench::cpu::process_cpu_secs;
 use integration::status::{self, counter};
 use integration::topology::{SWITCH_PORT, overlay_v4, underlay_v4};
@@ -178,30 +180,20 @@ fn a_node_reconnects_within_10_s_during_a_spoofed_flood() {
     let flood = unknown_key_initiations(&switch_key, 64);
     let raw = RawSender::open(topo.ns(flooder));
     let target = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 3), SWITCH_PORT);
-    let stop = AtomicBool::new(false);
-    let (report, took, under_load) = std::thread::scope(|s| {
-        let f = s.spawn(|| {
-            spoofed_flood(&raw, target, &sources, &flood, FLOOD_RATE, || {
-                stop.load(Ordering::Relaxed)
-            })
-        });
-        let under_load = wait_until(Duration::from_secs(5), || {
-            topo.try_switch_status()
-                .is_ok_and(|s| s["handshake_guard"]["under_load"] == true)
-        });
-        // Long enough for any budget shared by all sources to be spent.
-        std::thread::sleep(Duration::from_secs(2));
-        topo.stop_node(1);
-        topo.start_node(1);
-        let t = Instant::now();
-        let connected = wait_until(Duration::from_secs(10), || {
-            topo.try_node_status(1)
-                .is_ok_and(|s| s["session"] == "established")
-        });
-        let took = connected.then(|| t.elapsed());
-        stop.store(true, Ordering::Relaxed);
-        (f.join().expect("flood thread"), took, under_load)
-    });
+    let attack = flood_switch_under_load(
+        &mut topo,
+        &raw,
+        target,
+        &sources,
+        &flood,
+        FLOOD_RATE,
+        |topo, _| {
+            // Long enough for any budget shared by all sources to be spent.
+            std::thread::sleep(Duration::from_secs(2));
+            topo.restart_node_until_established(1, Duration::from_secs(10))
+        },
+    );
+    let (report, took, under_load) = (attack.report, attack.during, attack.under_load);
     let st = topo.switch_status();
     eprintln!(
         "spoofed flood: {:.0} initiations/s ({} sent) from {} sources; h1 connected \

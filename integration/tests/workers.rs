@@ -8,10 +8,9 @@
 //! socket).
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use integration::attack::{RawSender, garbage, spoofed_flood, unknown_key_initiations};
+use integration::attack::{RawSender, flood_switch_under_load, garbage, unknown_key_initiations};
 use integration::bench::iperf::{self, Load};
 use integration::status::counter;
 use integration::topology::{overlay_v4, underlay_v4};
@@ -171,30 +170,18 @@ fn flood_at_the_gate(topo: &mut Topology, flooder: usize) -> String {
         a => panic!("the switch listens on IPv4 in this topology, not {a}"),
     };
     let source = [underlay_v4(flooder)];
-    let stop = AtomicBool::new(false);
-    let (report, under_load, took) = std::thread::scope(|s| {
-        let f = s.spawn(|| {
-            spoofed_flood(&raw, target, &source, &flood, FLOOD_RATE, || {
-                stop.load(Ordering::Relaxed)
-            })
-        });
-        let under_load = wait_until(Duration::from_secs(5), || {
-            topo.try_switch_status()
-                .is_ok_and(|s| s["handshake_guard"]["under_load"] == true)
-        });
-        let took = under_load.then(|| {
-            topo.stop_node(1);
-            topo.start_node(1);
-            let t = Instant::now();
-            let connected = wait_until(Duration::from_secs(10), || {
-                topo.try_node_status(1)
-                    .is_ok_and(|s| s["session"] == "established")
-            });
-            connected.then(|| t.elapsed())
-        });
-        stop.store(true, Ordering::Relaxed);
-        (f.join().expect("flood thread"), under_load, took.flatten())
-    });
+    let attack = flood_switch_under_load(
+        topo,
+        &raw,
+        target,
+        &source,
+        &flood,
+        FLOOD_RATE,
+        |topo, under_load| {
+            under_load.then(|| topo.restart_node_until_established(1, Duration::from_secs(10)))
+        },
+    );
+    let (report, under_load, took) = (attack.report, attack.under_load, attack.during.flatten());
     let after = topo.switch_status();
     let delta = |key: &str| gate(&after, key) - gate(&before, key);
     let drop = |k: &str| counter(&after, &["drops", k]) - counter(&before, &["drops", k]);
