@@ -434,32 +434,5 @@ fn send_waiting(fd: &std::os::fd::OwnedFd, ifname: &str, frame: &[u8], tries: &m
 /// An `AF_PACKET` socket bound to `ifname` with protocol 0: it can send
 /// frames out of the interface and receives none.
 fn open_send_only(ifname: &str) -> std::os::fd::OwnedFd {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let cname = std::ffi::CString::new(ifname).expect("interface name without NUL");
-    // SAFETY: plain syscalls on values we own; results are checked.
-    unsafe {
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
-        assert!(
-            fd >= 0,
-            "socket(AF_PACKET): {}",
-            std::io::Error::last_os_error()
-        );
-        let fd = OwnedFd::from_raw_fd(fd);
-        let index = libc::if_nametoindex(cname.as_ptr());
-        assert!(index != 0, "no interface {ifname} in this namespace");
-        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = index as libc::c_int;
-        let rc = libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        );
-        assert!(
-            rc == 0,
-            "bind(AF_PACKET, {ifname}): {}",
-            std::io::Error::last_os_error()
-        );
-        fd
-    }
+    crate::packet_socket::open(ifname, 0, 0, |_| {})
 }

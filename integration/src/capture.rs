@@ -5,12 +5,13 @@
 //! the capture is broken, so tests pair it with a window in which the same
 //! capture must see something.
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crate::Netns;
+use crate::{Netns, packet_socket};
 
 /// One captured Ethernet frame.
 #[derive(Debug, Clone)]
@@ -122,53 +123,11 @@ impl Drop for Capture {
 /// it to the interface with `ETH_P_ALL`, so no frame of another interface can
 /// slip in between.
 pub(crate) fn open_bound(ifname: &str) -> OwnedFd {
-    let cname = std::ffi::CString::new(ifname).expect("interface name without NUL");
-    // SAFETY: plain syscalls on values we own; results are checked.
-    unsafe {
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
-        assert!(
-            fd >= 0,
-            "socket(AF_PACKET): {}",
-            std::io::Error::last_os_error()
-        );
-        let fd = OwnedFd::from_raw_fd(fd);
-        let index = libc::if_nametoindex(cname.as_ptr());
-        assert!(index != 0, "no interface {ifname} in this namespace");
-        let rcvbuf: libc::c_int = 8 << 20;
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&rcvbuf as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 50_000,
-        };
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
-        );
-        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        addr.sll_ifindex = index as libc::c_int;
-        let rc = libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_ll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        );
-        assert!(
-            rc == 0,
-            "bind(AF_PACKET, {ifname}): {}",
-            std::io::Error::last_os_error()
-        );
-        fd
-    }
+    packet_socket::open(ifname, 0, packet_socket::ALL_PROTOCOLS, |fd| {
+        // Best effort, unchecked.
+        let _ = packet_socket::set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20);
+        let _ = packet_socket::set_recv_timeout(fd, Duration::from_millis(50));
+    })
 }
 
 fn read_frames(sock: OwnedFd, stop: &AtomicBool) -> Vec<Frame> {

@@ -61,6 +61,8 @@
 //! - [`unprivileged`]: a node without a TAP run as `nobody` in a topology's
 //!   host namespace.
 //! - [`capture`]: an `AF_PACKET` capture on an interface inside a namespace.
+//! - `packet_socket`: opening an `AF_PACKET` socket on one interface (the
+//!   capture, the trunk port, the on-path relay, the frame injectors).
 //! - [`reload`]: `reload` over the admin socket or SIGHUP, for a running
 //!   switch or node, after rewriting its config.
 //! - [`stop`]: Ctrl-C and SIGTERM as a flag for the demo, the lab and the
@@ -90,6 +92,7 @@ pub mod monitoring;
 pub mod multicast;
 pub mod netns;
 pub mod on_path;
+mod packet_socket;
 pub mod peer_switch;
 pub mod pki;
 pub mod process;

@@ -181,22 +181,8 @@ impl Drop for OnPath {
 fn open_wire_end(ifname: &str) -> OwnedFd {
     let fd = crate::capture::open_bound(ifname);
     for opt in [libc::PACKET_VNET_HDR, libc::PACKET_IGNORE_OUTGOING] {
-        let on: libc::c_int = 1;
-        // SAFETY: setsockopt on a socket we own with a live int.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                opt,
-                (&on as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert!(
-            rc == 0,
-            "setsockopt(SOL_PACKET, {opt}) on {ifname}: {}",
-            std::io::Error::last_os_error()
-        );
+        crate::packet_socket::set_int(&fd, libc::SOL_PACKET, opt, 1)
+            .unwrap_or_else(|e| panic!("setsockopt(SOL_PACKET, {opt}) on {ifname}: {e}"));
     }
     fd
 }

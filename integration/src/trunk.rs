@@ -3,8 +3,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use crate::Topology;
 use crate::topology::TAP;
+use crate::{Topology, packet_socket};
 
 /// The index of the TAP in the current namespace (call inside
 /// [`Netns::enter`](crate::Netns::enter)).
@@ -30,59 +30,14 @@ pub struct TrunkPort {
 impl TrunkPort {
     /// Opens the port on host `i`'s TAP.
     pub fn open(topo: &Topology, i: usize) -> TrunkPort {
-        use std::os::fd::{AsRawFd, FromRawFd};
         let mac = crate::capture::parse_mac(&topo.tap_mac(i));
         let fd = topo.ns(i).enter(|| {
-            let index = tap_index();
-            // SAFETY: plain syscalls on values we own; results are checked.
-            unsafe {
-                let proto = (libc::ETH_P_ALL as u16).to_be();
-                let fd = libc::socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    i32::from(proto),
-                );
-                assert!(
-                    fd >= 0,
-                    "socket(AF_PACKET): {}",
-                    std::io::Error::last_os_error()
-                );
-                let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
-                let on: libc::c_int = 1;
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_PACKET,
-                    libc::PACKET_AUXDATA,
-                    (&on as *const libc::c_int).cast(),
-                    size_of::<libc::c_int>() as libc::socklen_t,
-                );
-                let timeout = libc::timeval {
-                    tv_sec: 0,
-                    tv_usec: 100_000,
-                };
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    (&timeout as *const libc::timeval).cast(),
-                    size_of::<libc::timeval>() as libc::socklen_t,
-                );
-                let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-                addr.sll_family = libc::AF_PACKET as u16;
-                addr.sll_protocol = proto;
-                addr.sll_ifindex = index as libc::c_int;
-                let rc = libc::bind(
-                    fd.as_raw_fd(),
-                    (&addr as *const libc::sockaddr_ll).cast(),
-                    size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                );
-                assert!(
-                    rc == 0,
-                    "bind(AF_PACKET): {}",
-                    std::io::Error::last_os_error()
-                );
-                fd
-            }
+            let all = packet_socket::ALL_PROTOCOLS;
+            packet_socket::open(TAP, all, all, |fd| {
+                // Best effort, unchecked.
+                let _ = packet_socket::set_int(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1);
+                let _ = packet_socket::set_recv_timeout(fd, Duration::from_millis(100));
+            })
         });
         TrunkPort { fd, mac }
     }
