@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use overlay_proto::control::Control;
 use overlay_proto::cookie::CookieMinter;
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::handshake::{self, Timestamp, read_init};
 use overlay_proto::keys::{Psk, StaticSecret};
 use overlay_proto::notice::NoticeKey;
@@ -438,7 +439,10 @@ fn control_seeds() {
             "mac-announce",
             Control::MacAnnounce {
                 caps: handshake::CAP_VNET,
-                macs: vec![[0x02, 0, 0, 0, 0, 1], [0x02, 0, 0, 0, 0, 2]],
+                macs: vec![
+                    MacAddr([0x02, 0, 0, 0, 0, 1]),
+                    MacAddr([0x02, 0, 0, 0, 0, 2]),
+                ],
             },
         ),
         ("ping", Control::Ping(0x0102_0304_0506_0708)),
@@ -758,7 +762,7 @@ fn snooping_seeds() {
     write(&d, "seed-igmp3-report", &ip4(2, me, [224, 0, 0, 22], &m));
     // The switch's own IGMPv3 and MLDv2 queries, without their Ethernet header.
     let spec = QuerySpec {
-        mac: [0x02, 0, 0, 0, 0, 0x10],
+        mac: MacAddr([0x02, 0, 0, 0, 0, 0x10]),
         group: Some("239.1.2.3".parse().unwrap()),
         max_response: std::time::Duration::from_secs(10),
         interval: std::time::Duration::from_secs(125),
@@ -1095,7 +1099,7 @@ fn peer_session_seeds() {
                     FLAG_CONTROL,
                     &control(Control::MacAnnounce {
                         caps: 0,
-                        macs: vec![mac(1), mac(3)],
+                        macs: vec![MacAddr(mac(1)), MacAddr(mac(3))],
                     }),
                 ),
                 peer_rec(
@@ -1138,7 +1142,7 @@ fn peer_session_seeds() {
                     FLAG_CONTROL,
                     &control(Control::MacOwners {
                         key: keys().2.public_key(),
-                        macs: vec![mac(1), mac(3)],
+                        macs: vec![MacAddr(mac(1)), MacAddr(mac(3))],
                     }),
                 ),
                 peer_rec(0, 0, &eth(mac(1), mac(3), 0x8100, &tag(8, 0x88b5, &[1]))),
