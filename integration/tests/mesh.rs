@@ -7,8 +7,10 @@ use std::net::Ipv4Addr;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use integration::bench;
 use integration::status::{peer_entry, peer_path, switch_node};
 use integration::topology::{TAP, overlay_v4, underlay_v4};
+use integration::traffic::{BackgroundPing, ping_in_background};
 use integration::trunk::TrunkPort;
 use integration::{Topology, wait_until};
 use serde_json::Value;
@@ -31,31 +33,8 @@ fn switch_rx_frames(topo: &Topology, i: usize) -> u64 {
 }
 
 /// `ping -i interval -c count` from host `from` to host `to`, in the background.
-fn ping_bg(topo: &Topology, from: usize, to: usize, interval: &str, count: u32) -> Child {
-    topo.ns(from)
-        .command("ping")
-        .args(["-n", "-q", "-i", interval, "-W", "1", "-c"])
-        .arg(count.to_string())
-        .arg(overlay_v4(to).to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ping")
-}
-
-/// (transmitted, received) from ping's summary.
-fn ping_result(child: Child) -> (u32, u32) {
-    let out = child.wait_with_output().expect("ping output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("transmitted"))
-        .unwrap_or_else(|| panic!("no ping summary in {text}"));
-    let nums: Vec<u32> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    (nums[0], nums[1])
+fn ping_bg(topo: &Topology, from: usize, to: usize, interval: &str, count: u32) -> BackgroundPing {
+    ping_in_background(topo.ns(from), overlay_v4(to).into(), interval, count)
 }
 
 fn start(n: usize) -> Topology {
@@ -82,7 +61,7 @@ fn four_nodes_ping_every_pair_and_unicast_bypasses_the_switch() {
         }
     }
     let (rx1, rx2) = (switch_rx_frames(&topo, 1), switch_rx_frames(&topo, 2));
-    let (sent, got) = ping_result(ping_bg(&topo, 1, 2, "0.05", 100));
+    let (sent, got) = ping_bg(&topo, 1, 2, "0.05", 100).result();
     assert_eq!(got, sent, "h1 -> h2 pings");
     let (d1, d2) = (
         switch_rx_frames(&topo, 1) - rx1,
@@ -115,7 +94,7 @@ fn blocked_underlay_falls_back_to_the_switch_and_recovers() {
     let ping = ping_bg(&topo, 1, 2, "0.1", 100);
     std::thread::sleep(Duration::from_secs(2));
     topo.ns(1).block_udp_with(h2);
-    let (sent, got) = ping_result(ping);
+    let (sent, got) = ping.result();
     let lost = sent - got;
     eprintln!("blocked h1<->h2: {got}/{sent} pings answered (gap about {lost} x 100 ms)");
     assert!(lost < 30, "gap of {lost} pings at 100 ms is not under 3 s");
@@ -219,8 +198,8 @@ fn a_member_removed_from_the_config_loses_direct_access_when_the_switch_restarts
     std::thread::sleep(wait);
     let to1 = ping_bg(&topo, 3, 1, "0.2", 30);
     let to2 = ping_bg(&topo, 3, 2, "0.2", 30);
-    let (sent1, got1) = ping_result(to1);
-    let (sent2, got2) = ping_result(to2);
+    let (sent1, got1) = to1.result();
+    let (sent2, got2) = to2.result();
     eprintln!("h3 -> h1 {got1}/{sent1}, h3 -> h2 {got2}/{sent2} from 5 s after the restart");
     assert_eq!(
         (got1, got2),
@@ -250,7 +229,7 @@ fn direct_paths_survive_kill_9_of_the_switch() {
     let ping = ping_bg(&topo, 1, 2, "0.1", 200);
     std::thread::sleep(Duration::from_secs(2));
     topo.kill9_switch();
-    let (sent, got) = ping_result(ping);
+    let (sent, got) = ping.result();
     eprintln!("switch killed: {got}/{sent} pings answered");
     assert!(
         (sent - got) * 100 <= sent,
@@ -260,18 +239,9 @@ fn direct_paths_survive_kill_9_of_the_switch() {
     assert_eq!(peer_path(&topo, 1, 2).as_deref(), Some("direct"));
 }
 
-/// `rtt min/avg/max/mdev` average in ms from 50 quick pings h1 -> h2.
+/// Mean round trip in ms of 50 pings h1 -> h2, 20 ms apart (NaN if none came back).
 fn rtt_ms(topo: &Topology) -> f64 {
-    let out = ping_bg(topo, 1, 2, "0.02", 50)
-        .wait_with_output()
-        .expect("ping");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.contains("min/avg"))
-        .and_then(|l| l.split('=').nth(1))
-        .and_then(|v| v.trim().split('/').nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
+    bench::ping::run(topo.ns(1), overlay_v4(2).into(), 50, 20).map_or(f64::NAN, |r| r.avg_ms)
 }
 
 /// Acceptance 5: a 64 MiB TCP transfer arrives byte-identical over a direct
@@ -377,7 +347,7 @@ fn nodes_on_different_vlans_get_no_replies_and_one_vlan_stays_direct() {
         );
     }
     let (rx1, rx3) = (peer_rx_frames(&topo, 3, 1), switch_rx_frames(&topo, 1));
-    let (sent, got) = ping_result(ping_bg(&topo, 1, 3, "0.05", 20));
+    let (sent, got) = ping_bg(&topo, 1, 3, "0.05", 20).result();
     assert_eq!(got, sent, "h1 -> h3 pings in VLAN 10");
     let direct = peer_rx_frames(&topo, 3, 1) - rx1;
     let via_switch = switch_rx_frames(&topo, 1) - rx3;
@@ -394,7 +364,7 @@ fn nodes_on_different_vlans_get_no_replies_and_one_vlan_stays_direct() {
 
     static_neighbour(&topo, 1, 2);
     static_neighbour(&topo, 2, 1);
-    let (sent, got) = ping_result(ping_bg(&topo, 1, 2, "0.1", 20));
+    let (sent, got) = ping_bg(&topo, 1, 2, "0.1", 20).result();
     eprintln!("h1 (VLAN 10) -> h2 (VLAN 20): {got} of {sent} replies");
     assert_eq!(got, 0, "VLAN 10 got {got} of {sent} replies from VLAN 20");
     assert_eq!(peer_path(&topo, 1, 2), None, "h1 knows h2 as a peer");
