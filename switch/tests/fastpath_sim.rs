@@ -94,6 +94,8 @@ fn a_worker_forwards_known_unicast_and_leaves_the_rest_to_the_core() {
     let h2 = s.nodes.iter().find(|n| n.name == "h2").unwrap();
     assert_eq!((h1.counters.rx_frames, h2.counters.tx_frames), (2, 2));
     assert_eq!(s.forwarded.unicast, 1);
+    // Every reader agrees.
+    assert_eq!(net.switch().forwarded().unicast, 1);
 
     // Unknown destination, broadcast, an unlearned source: the core's.
     for (k, f) in [
