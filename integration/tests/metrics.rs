@@ -72,9 +72,10 @@ fn promtool_check(what: &str, text: &str) {
 fn prometheus_scrapes_switch_and_nodes_and_every_dashboard_panel_has_data() {
     prometheus::require_installed();
     let mut topo = topology_with_metrics(HOSTS);
-    // A mirror session h1 -> h3, so that the port mirroring panel has data.
+    // A mirror session h1 -> h3, so that the port mirroring panel has data;
+    // two workers, so that the workers' panels have.
     topo.set_switch_config_extra(&format!(
-        "metrics-listen = \"{}\"\n[[mirror]]\nname = \"span\"\nsource = \"h1\"\ndestination = \"h3\"\n",
+        "metrics-listen = \"{}\"\nworkers = 2\n[[mirror]]\nname = \"span\"\nsource = \"h1\"\ndestination = \"h3\"\n",
         switch_metrics_addr()
     ));
     topo.start_all(UP);
@@ -268,6 +269,16 @@ fn prometheus_scrapes_switch_and_nodes_and_every_dashboard_panel_has_data() {
         "only {} expressions in the dashboard",
         exprs.len()
     );
+    // The workers' panels are among them (and have data: two workers).
+    for m in [
+        "tapmesh_switch_worker_datagrams_total",
+        "tapmesh_switch_gate_datagrams_total",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.expr.contains(m)),
+            "no panel shows {m}"
+        );
+    }
     dashboard::assert_have_data(&prom, &exprs);
     eprintln!("{} dashboard expressions return data", exprs.len());
     drop(prom);

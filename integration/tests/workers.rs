@@ -2,10 +2,10 @@
 //! data datagram and forwards known unicast itself (the fast path), TCP
 //! sees no more retransmissions than through the same switch with one
 //! worker, measured in the same test between the same hosts, and a mirror
-//! takes the fast path back to the core at once. A handshake flood is
-//! stopped by the workers' gate: the core's socket sees none of it, and a
-//! node that restarts during it connects (its cookie comes from a worker's
-//! socket).
+//! takes the fast path back to the core at once; a send the kernel refuses
+//! the worker is counted. A handshake flood is stopped by the workers'
+//! gate: the core's socket sees none of it, and a node that restarts during
+//! it connects (its cookie comes from a worker's socket).
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -69,6 +69,22 @@ fn forwarded_while_pinging(topo: &Topology, n: usize) -> (u64, u64) {
     (after.0 - before.0, after.1 - before.1)
 }
 
+/// With the switch's host refusing UDP to h2 (a firewall: the kernel
+/// fails the send), h1 sends h2 five echo requests the worker forwards;
+/// returns how many sends the workers counted as failed meanwhile.
+fn worker_sends_refused(topo: &Topology) -> u64 {
+    let failed = |s: &Value| counter(s, &["workers", "send_failed"]);
+    let before = failed(&topo.switch_status());
+    topo.switch_ns().block_udp_with(underlay_v4(2));
+    let to = overlay_v4(2).to_string();
+    // Unanswered: what matters is what the worker tried to send.
+    let args = ["-n", "-q", "-c", "5", "-i", "0.2", "-W", "1", &to];
+    topo.ns(1).exec("ping", &args);
+    let after = failed(&topo.switch_status());
+    topo.switch_ns().unblock_udp();
+    after - before
+}
+
 #[test]
 fn two_workers_carry_tcp_intact_with_no_more_retransmissions_than_one() {
     let started = Instant::now();
@@ -119,6 +135,8 @@ fn two_workers_carry_tcp_intact_with_no_more_retransmissions_than_one() {
         by_worker >= 10 && by_worker == unicast,
         "the worker forwarded {by_worker} of {unicast} after the mirror went"
     );
+    let refused = worker_sends_refused(&topo);
+    assert!(refused >= 5, "the worker's refused sends counted {refused}");
 
     // The same hosts through one worker.
     topo.stop_switch();

@@ -272,6 +272,7 @@ impl Export for Status {
         etcd::IGNORED,
         workers::WORKERS,
         workers::DATAGRAMS,
+        workers::GATE,
     ];
 
     fn export(&self, out: &mut Exposition) {

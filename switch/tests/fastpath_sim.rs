@@ -5,11 +5,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_sim::Net;
 use tapmesh_sim::build::{network, node_addr, switch_addr};
 use tapmesh_sim::frames::{frame, mac};
+use tapmesh_switch::NodeId;
 use tapmesh_switch::mirror::MirrorSpec;
+use tapmesh_switch::vlan::NO_VLAN;
 use tapmesh_switch::workers::OpenTable;
 use tapmesh_switch::workers::batch::Opening;
 use tapmesh_switch::workers::fastpath::FastTable;
@@ -91,6 +94,8 @@ fn a_worker_forwards_known_unicast_and_leaves_the_rest_to_the_core() {
     let h2 = s.nodes.iter().find(|n| n.name == "h2").unwrap();
     assert_eq!((h1.counters.rx_frames, h2.counters.tx_frames), (2, 2));
     assert_eq!(s.forwarded.unicast, 1);
+    // Every reader agrees.
+    assert_eq!(net.switch().forwarded().unicast, 1);
 
     // Unknown destination, broadcast, an unlearned source: the core's.
     for (k, f) in [
@@ -172,4 +177,58 @@ fn the_core_and_a_worker_sealing_under_one_session_never_reuse_a_counter() {
         assert_eq!(net.received(1, 1000 + t), 1, "worker's {t}");
         assert_eq!(net.received(1, 2000 + t), 1, "core's {t}");
     }
+}
+
+#[test]
+fn a_node_heard_only_by_a_worker_outlives_the_node_timeout() {
+    let mut net = learned(3);
+    let mut tables = published(&net);
+    let mut fwd = Forwarder::new(1);
+    // Count every datagram a node gets to the core itself: h1 and h2 must
+    // send it none (their frames go to the worker, and as both send and
+    // hear every 500 ms they owe no keepalive and no probe), so only what
+    // the worker heard can keep them connected.
+    net.observe = Some(|_| true);
+    // h3 really goes silent.
+    net.set_cut(2, true);
+    let start = net.now;
+    let mut tag = 3000;
+    while net.now < start + Duration::from_secs(45) {
+        // As the shell does: publish again once the core revoked (h3's
+        // timeout does).
+        if tables.1.epoch(NETWORK) != Some(net.switch().fast_epoch()) {
+            tables = published(&net);
+        }
+        for (i, dst, src) in [(0, mac(2), mac(1)), (1, mac(1), mac(2))] {
+            let t = net.now - start;
+            let id = NodeId(i as u32);
+            assert!(
+                net.switch().is_connected(id),
+                "h{} timed out at {t:?}",
+                i + 1
+            );
+            let d = from_node(&mut net, i, &frame(dst, src, tag));
+            let step = worker(&mut net, &tables, &mut fwd, i, d);
+            assert!(matches!(step, Step::Send { .. }), "frame {tag}: {step:?}");
+            assert_eq!(net.received(1 - i, tag), 1, "frame {tag}");
+            tag += 1;
+        }
+        net.tick(Duration::from_millis(500));
+    }
+    assert_eq!(net.observed(node_addr(0), switch_addr()), 0);
+    assert_eq!(net.observed(node_addr(1), switch_addr()), 0);
+    let sw = net.switch();
+    assert!(sw.is_connected(NodeId(0)), "h1 timed out");
+    assert!(sw.is_connected(NodeId(1)), "h2 timed out");
+    assert_eq!(
+        sw.lookup_mac(net.now, NO_VLAN, &MacAddr(mac(1))),
+        Some(NodeId(0))
+    );
+    assert_eq!(
+        sw.lookup_mac(net.now, NO_VLAN, &MacAddr(mac(2))),
+        Some(NodeId(1))
+    );
+    // The silent one did time out, in the same 45 s.
+    assert!(!sw.is_connected(NodeId(2)), "h3 did not time out");
+    assert_eq!(sw.status(net.now, false).sessions.node_timeouts, 1);
 }

@@ -56,6 +56,8 @@ pub struct SendBatch {
     count: usize,
     /// `sendmmsg` calls made (what the tests check).
     calls: u64,
+    /// Datagrams the kernel refused, dropped.
+    failed: u64,
 }
 
 impl Default for SendBatch {
@@ -66,6 +68,7 @@ impl Default for SendBatch {
             destinations: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_MESSAGES],
             count: 0,
             calls: 0,
+            failed: 0,
         }
     }
 }
@@ -86,6 +89,11 @@ impl SendBatch {
         self.calls
     }
 
+    /// Datagrams the kernel refused so far (each dropped).
+    pub fn failed(&self) -> u64 {
+        self.failed
+    }
+
     /// Collect `t` if it is one small datagram (sending the batch once it is
     /// full); else send what was collected, then `t` on its own. A failed
     /// send is logged at debug level and the datagram dropped, as for
@@ -103,6 +111,8 @@ impl SendBatch {
                 self.flush(link).await;
                 if let Err(e) = link.send(t.destination, t.contents, t.segment_size).await {
                     tracing::debug!(error = %e, "send failed");
+                    let segment = t.segment_size.unwrap_or(t.contents.len()).max(1);
+                    self.failed += t.contents.len().div_ceil(segment).max(1) as u64;
                 }
             }
         }
@@ -125,6 +135,7 @@ impl SendBatch {
             let (to, len) = (self.destinations[0], self.lens[0]);
             if let Err(e) = link.send(to, &self.slots[..len], None).await {
                 tracing::debug!(error = %e, "send failed");
+                self.failed += 1;
             }
             return;
         }
@@ -143,6 +154,7 @@ impl SendBatch {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(e) = link.io.writable().await {
                         tracing::debug!(error = %e, "send failed");
+                        self.failed += (self.count - at) as u64;
                         break;
                     }
                 }
@@ -150,6 +162,7 @@ impl SendBatch {
                 // send the rest.
                 Err(e) => {
                     tracing::debug!(error = %e, "send failed");
+                    self.failed += 1;
                     at += 1;
                 }
             }

@@ -426,9 +426,10 @@ impl Switch {
         &self.drops
     }
 
-    /// Forwarding counters.
-    pub fn forwarded(&self) -> &Forwarded {
-        &self.forwarded
+    /// Forwarding counters, with the unicast frames the workers forwarded
+    /// themselves (the same figures `status` and `/metrics` show).
+    pub fn forwarded(&self) -> Forwarded {
+        self.forwarded_with_fast()
     }
 
     /// MAC table counters.

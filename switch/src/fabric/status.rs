@@ -57,7 +57,7 @@ impl Switch {
             uptime_secs: now.saturating_duration_since(self.started).as_secs_f64(),
             nodes,
             drops: self.drops.clone(),
-            forwarded: self.forwarded_with_fast(),
+            forwarded: self.forwarded(),
             mac_table: crate::status::MacTableStatus {
                 entries: self.macs.len(),
                 limit: self.cfg.mac_table_limit,

@@ -129,6 +129,7 @@ impl Workers {
             passed: self.shared.passed.load(Ordering::Relaxed),
             gate: super::gate::status(&self.shared.gate),
             forwarded: self.shared.forwarded.load(Ordering::Relaxed),
+            send_failed: self.shared.send_failed.load(Ordering::Relaxed),
         }
     }
 }

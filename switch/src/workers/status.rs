@@ -22,6 +22,9 @@ pub struct WorkersStatus {
     /// Frames they forwarded themselves (the fast path: sealed and sent
     /// without the core; also in the ports' and `forwarded` counters).
     pub forwarded: u64,
+    /// Datagrams of those the kernel refused to send (dropped; a firewall,
+    /// no route, a full buffer that failed).
+    pub send_failed: u64,
 }
 
 pub const WORKERS: Def = Def::gauge(
@@ -32,7 +35,7 @@ pub const WORKERS: Def = Def::gauge(
 pub const DATAGRAMS: Def = Def::counter(
     "tapmesh_switch_worker_datagrams_total",
     &["result"],
-    "Datagrams the worker threads received: opened there (opened), or handed to the core unopened (passed); frames they forwarded themselves (forwarded).",
+    "Datagrams the worker threads received: opened there (opened), or handed to the core unopened (passed); frames they forwarded themselves (forwarded), and datagrams of those the kernel refused to send (send_failed).",
 );
 
 pub const GATE: Def = Def::counter(
@@ -50,19 +53,39 @@ pub fn export(w: &WorkersStatus, out: &mut Exposition) {
     out.counter(&GATE, &["stopped"], w.gate.stopped);
     out.counter(&GATE, &["core_received"], w.gate.core_received);
     out.counter(&DATAGRAMS, &["forwarded"], w.forwarded);
+    out.counter(&DATAGRAMS, &["send_failed"], w.send_failed);
 }
 
 /// The status table's line.
 pub fn render(out: &mut String, w: &WorkersStatus) {
     let _ = writeln!(
         out,
-        "workers {}: opened {}, passed to the core {}, forwarded {}; gate: admitted {}, stopped {}, core socket received {}",
+        "workers {}: opened {}, passed to the core {}, forwarded {} (send failed {}); gate: admitted {}, stopped {}, core socket received {}",
         w.count,
         w.opened,
         w.passed,
         w.forwarded,
+        w.send_failed,
         w.gate.admitted,
         w.gate.stopped,
         w.gate.core_received
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_shows_the_refused_sends() {
+        let w = WorkersStatus {
+            count: 2,
+            forwarded: 7,
+            send_failed: 3,
+            ..WorkersStatus::default()
+        };
+        let mut out = String::new();
+        render(&mut out, &w);
+        assert!(out.contains("forwarded 7 (send failed 3)"), "{out}");
+    }
 }

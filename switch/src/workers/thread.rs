@@ -38,6 +38,8 @@ pub struct Shared {
     pub fast: FastTable,
     /// Frames the workers forwarded themselves.
     pub forwarded: AtomicU64,
+    /// Datagrams of those the kernel refused to send.
+    pub send_failed: AtomicU64,
     /// Empty batches, back from the core.
     free: Mutex<Vec<Batch>>,
 }
@@ -83,6 +85,8 @@ pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch
     let mut gate = super::gate::Gate::new(shared.gate.clone());
     let mut sends = SendBatch::default();
     let mut fwd = Forwarder::new(worker);
+    // What `sends` had refused when last added to the shared count.
+    let mut failed = 0;
     loop {
         let n = tokio::select! {
             _ = to_core.closed() => return,
@@ -138,6 +142,11 @@ pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch
         shared.opened.fetch_add(opened, Ordering::Relaxed);
         shared.passed.fetch_add(passed, Ordering::Relaxed);
         shared.forwarded.fetch_add(forwarded, Ordering::Relaxed);
+        if sends.failed() != failed {
+            let more = sends.failed() - failed;
+            shared.send_failed.fetch_add(more, Ordering::Relaxed);
+            failed = sends.failed();
+        }
         // Nothing for the core (all stopped by the gate or forwarded): do
         // not wake it.
         if batch.is_empty() {

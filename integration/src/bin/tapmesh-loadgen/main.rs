@@ -947,10 +947,18 @@ fn throughput_phase(
     // As many frames in flight in all as with one switch: two switches have
     // twice the sockets, each gets half the window.
     let window = (args.window / n_switches as u64).max(1);
+    let one = |v: Vec<Value>| {
+        if n_switches == 1 {
+            v.into_iter().next().unwrap_or(Value::Null)
+        } else {
+            Value::Array(v)
+        }
+    };
     let mut runs = Vec::new();
     for frame in [64usize, 1400] {
         stop::check()?;
         let trunk_before = cluster::trunk_frames(&switches)?;
+        let carried_before = carried(&switches)?;
         let mut r = blast(
             &mut workers,
             frame,
@@ -980,6 +988,16 @@ fn throughput_phase(
             r["sent"],
             r["received_authenticated"],
         );
+        let (statuses, after) = workers_after(&switches)?;
+        r["switch_workers_status"] = one(statuses);
+        let unicast = after.0 - carried_before.0;
+        let by_workers = after.1 - carried_before.1;
+        r["frames_forwarded_by_workers"] = json!(by_workers);
+        r["unicast_frames_switched_by_core"] = json!(unicast.saturating_sub(by_workers));
+        println!(
+            "          the switch's workers forwarded {by_workers} frames themselves, the core switched {} unicast frames",
+            unicast.saturating_sub(by_workers)
+        );
         if let Some(crossed) = r["trunk_frames"].as_u64() {
             println!(
                 "          the trunks carried {crossed} frames, {:.3} per frame sent; {} of them \
@@ -997,13 +1015,6 @@ fn throughput_phase(
         drops.push(status["drops"].clone());
         trunks.push(status["switches"].clone());
     }
-    let one = |v: Vec<Value>| {
-        if n_switches == 1 {
-            v.into_iter().next().unwrap_or(Value::Null)
-        } else {
-            Value::Array(v)
-        }
-    };
     let rss = one(switches.iter().map(|sw| rss_json(sw.pid())).collect());
     let mut doc = json!({
         "switches": n_switches,
@@ -1022,6 +1033,25 @@ fn throughput_phase(
         doc["trunks"] = Value::Array(trunks);
     }
     Ok(doc)
+}
+
+/// Unicast frames the switches forwarded, and how many of them their
+/// workers forwarded themselves (the fast path), summed over `switches`.
+fn carried(switches: &[SwitchUnderTest]) -> Result<(u64, u64), String> {
+    Ok(workers_after(switches)?.1)
+}
+
+/// Each switch's `workers` status object (null with one worker), and
+/// [`carried`].
+fn workers_after(switches: &[SwitchUnderTest]) -> Result<(Vec<Value>, (u64, u64)), String> {
+    let (mut statuses, mut unicast, mut by_workers) = (Vec::new(), 0, 0);
+    for sw in switches {
+        let s = sw.status()?;
+        unicast += s["forwarded"]["unicast"].as_u64().unwrap_or(0);
+        by_workers += s["workers"]["forwarded"].as_u64().unwrap_or(0);
+        statuses.push(s["workers"].clone());
+    }
+    Ok((statuses, (unicast, by_workers)))
 }
 
 fn memory_phase(ns: &Netns, dir: &Path, args: &Args) -> Result<Value, String> {
