@@ -65,14 +65,13 @@ fn handshake_flood_leaves_most_of_the_throughput() {
     let flooder = topo.add_unadmitted_node();
     let switch_key = PublicKey::from_base64(&topo.switch_public_key()).expect("switch key");
     // `TAPMESH_FLOOD_WORKERS=2` measures the switch with its handshake gate
-    // on a worker thread (a manual A/B run; CI runs the default, one).
+    // on a worker thread (a manual A/B run; CI runs one, set here because
+    // the default, "auto", depends on the host's cores).
     let workers = std::env::var("TAPMESH_FLOOD_WORKERS").map_or(1, |v| {
         v.parse::<u32>()
             .unwrap_or_else(|e| panic!("TAPMESH_FLOOD_WORKERS={v}: {e}"))
     });
-    if workers != 1 {
-        topo.set_switch_config_extra(&format!("workers = {workers}\n"));
-    }
+    topo.set_switch_config_extra(&format!("workers = {workers}\n"));
     topo.start_switch();
     // Capture h1's genuine initiation on the switch's bridge, to replay it.
     let cap = Capture::start(topo.switch_ns(), "br0");
