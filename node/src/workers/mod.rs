@@ -29,6 +29,11 @@
 //! moving between queues (when the fast path is published or withdrawn)
 //! may see the frames in flight at that moment reordered once.
 //!
+//! Opening ([`open`]) has its own condition: the TAP is the only local
+//! port and the uplink (with one switch) or a mesh peer has a live session
+//! ([`Node::open_sessions`]); in mesh mode the threads open the direct
+//! peers' datagrams while the node task seals every frame.
+//!
 //! Liveness is unchanged: the node task keeps its keepalives and probes
 //! (it does not see the workers' sends, so an idle-looking uplink gets a
 //! keepalive every 10 s even under load), and rekeys by age and by the
