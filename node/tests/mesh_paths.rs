@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use overlay_proto::timers::REKEY_AFTER_TIME;
 use overlay_proto::wire::Header;
 use tapmesh_node::counters::DropReason;
 use tapmesh_node::engine::{Node, TapWrite};
@@ -196,4 +197,49 @@ fn a_peer_datagram_opened_elsewhere_counts_as_the_node_would() {
     assert_eq!(node.drops().total(), drops.total() + 2);
     assert_eq!(node.counters().udp_rx_datagrams, by_thread.0 + 2);
     assert_eq!(rx_frames(node), by_thread.1);
+}
+
+/// What a node lends its opening threads follows its peers' sessions: each
+/// direct peer's current session besides the uplink's, and after a rekey
+/// the new one, not the old.
+#[test]
+fn the_sessions_lent_to_the_opening_threads_follow_a_peer_rekey() {
+    let mut net = mesh();
+    // h2's lent sessions: (owner, receiver index).
+    let lent = |net: &Net| -> Vec<(String, u32)> {
+        let node = &net.nodes[1];
+        node.open_sessions(net.now)
+            .map(|s| {
+                let owner = node
+                    .peers()
+                    .lookup(s.local_index())
+                    .and_then(|k| node.peers().port(k))
+                    .map_or("uplink".to_string(), |(name, _)| name.to_string());
+                (owner, s.local_index())
+            })
+            .collect()
+    };
+    let index_of = |l: &[(String, u32)], who: &str| {
+        l.iter()
+            .find(|(o, _)| o == who)
+            .map(|(_, i)| *i)
+            .unwrap_or_else(|| panic!("{who} not lent: {l:?}"))
+    };
+    let before = lent(&net);
+    assert_eq!(before.len(), 3, "the uplink and two peers: {before:?}");
+    let start = net.now;
+    let mut t = 0;
+    while net.now < start + REKEY_AFTER_TIME + Duration::from_secs(40) {
+        net.send(0, &frame(mac(2), mac(1), t));
+        net.send(1, &frame(mac(1), mac(2), t));
+        net.advance(Duration::from_secs(1));
+        t += 1;
+    }
+    let after = lent(&net);
+    assert_eq!(after.len(), 3, "the uplink and two peers: {after:?}");
+    assert_ne!(
+        index_of(&before, "h1"),
+        index_of(&after, "h1"),
+        "h1's session was not rekeyed or the old one is still lent: {before:?} -> {after:?}"
+    );
 }
