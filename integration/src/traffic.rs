@@ -266,16 +266,31 @@ pub fn udp_in_errors(ns: &Netns) -> u64 {
 }
 
 fn snmp_udp_field(snmp: &str, field: &str) -> u64 {
-    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp: "));
-    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
-        return 0;
-    };
+    snmp_field(snmp, "Udp: ", field).unwrap_or(0)
+}
+
+/// TCP segments a namespace retransmitted (`RetransSegs` of
+/// `/proc/net/snmp`); panics if the kernel does not report them.
+pub fn tcp_retrans_segs(ns: &Netns) -> u64 {
+    let snmp = ns.proc_net("snmp");
+    snmp_field(&snmp, "Tcp: ", "RetransSegs").unwrap_or_else(|| {
+        panic!(
+            "no Tcp RetransSegs in {}'s /proc/net/snmp: {snmp}",
+            ns.name()
+        )
+    })
+}
+
+/// Field `field` of the `prefix` lines (names, then values) of
+/// `/proc/net/snmp`.
+fn snmp_field(snmp: &str, prefix: &str, field: &str) -> Option<u64> {
+    let mut lines = snmp.lines().filter(|l| l.starts_with(prefix));
+    let (names, values) = (lines.next()?, lines.next()?);
     names
         .split_whitespace()
         .zip(values.split_whitespace())
         .find(|(n, _)| *n == field)
         .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -304,6 +319,14 @@ mod tests {
         assert_eq!(snmp_udp_field(snmp, "InErrors"), 7);
         assert_eq!(snmp_udp_field(snmp, "RcvbufErrors"), 5);
         assert_eq!(snmp_udp_field(snmp, "Nope"), 0);
+    }
+
+    #[test]
+    fn snmp_tcp_retrans_segs_is_parsed() {
+        let snmp =
+            "Tcp: RtoAlgorithm InSegs RetransSegs\nTcp: 1 900 42\nUdp: RetransSegs\nUdp: 3\n";
+        assert_eq!(snmp_field(snmp, "Tcp: ", "RetransSegs"), Some(42));
+        assert_eq!(snmp_field(snmp, "Ip: ", "RetransSegs"), None);
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use integration::capture::parse_mac;
 use integration::status::{counter, sum_of, switch_node_connected};
 use integration::topology::{TAP, overlay_v4, overlay_v6};
-use integration::traffic::{Rng, udp_in_errors, udp_spray};
+use integration::traffic::{Rng, tcp_retrans_segs, udp_in_errors, udp_spray};
 use integration::{Capture, Topology, Underlay, wait_until};
 
 /// How long a fresh overlay gets to pass pings between every pair (IPv6 DAD
@@ -92,31 +92,18 @@ fn tcp_64_mib_arrives_byte_identical() {
 /// Send 64 MiB h1 -> h2, check them, and return the TCP segments h1
 /// retransmitted meanwhile.
 fn transfer_64_mib(topo: &Topology, what: &str) -> u64 {
-    let before = tcp_retrans_segs(topo, 1);
+    let before = tcp_retrans_segs(topo.ns(1));
     let report = topo
         .tcp_transfer(1, 2, overlay_v4(2), 64 << 20)
         .unwrap_or_else(|e| panic!("64 MiB transfer h1 -> h2 ({what}) failed: {e}"));
     assert_eq!(report.bytes, 64 << 20);
-    let retrans = tcp_retrans_segs(topo, 1) - before;
+    let retrans = tcp_retrans_segs(topo.ns(1)) - before;
     eprintln!(
         "64 MiB h1 -> h2 ({what}) in {:?} ({:.0} Mbit/s), {retrans} segments retransmitted",
         report.elapsed,
         report.mbit_per_sec()
     );
     retrans
-}
-
-/// `RetransSegs` of `/proc/net/snmp` in host `i`'s namespace.
-fn tcp_retrans_segs(topo: &Topology, i: usize) -> u64 {
-    let snmp = topo.ns(i).proc_net("snmp");
-    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (tcp.next().unwrap_or(""), tcp.next().unwrap_or(""));
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "RetransSegs")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or_else(|| panic!("no Tcp RetransSegs in h{i}'s /proc/net/snmp: {snmp}"))
 }
 
 #[test]

@@ -81,19 +81,7 @@ impl Node {
         if self.peers.index_owner(index) != Some(IndexOwner::Uplink) {
             let peer = self.peers.lookup(index).ok_or(DropReason::UnknownSession)?;
             let range = self.peers.open(now, from, peer, buf, &mut self.tx)?;
-            if range.is_empty() {
-                return Ok(None);
-            }
-            if flags & FLAG_CONTROL != 0 {
-                if flags & FLAG_FRAGMENT != 0 {
-                    return Err(DropReason::Control);
-                }
-                let payload = &buf[range];
-                self.peers
-                    .handle_control(now, peer, payload, &mut self.tx)?;
-                return Ok(None);
-            }
-            return self.deliver(now, Some(peer), flags, buf, range);
+            return self.peer_data(now, peer, flags, buf, range);
         }
         let range = self
             .uplink
@@ -101,6 +89,32 @@ impl Node {
             .map_err(DropReason::from)?
             .range;
         self.switch_data(now, flags, buf, range)
+    }
+
+    /// A data datagram from mesh peer `peer`, opened: a keepalive, a
+    /// control message, or a frame to deliver.
+    pub(super) fn peer_data(
+        &mut self,
+        now: Instant,
+        peer: usize,
+        flags: u8,
+        buf: &mut [u8],
+        range: Range<usize>,
+    ) -> Result<Option<TapWrite>, DropReason> {
+        // HOT PATH
+        if range.is_empty() {
+            return Ok(None);
+        }
+        if flags & FLAG_CONTROL != 0 {
+            if flags & FLAG_FRAGMENT != 0 {
+                return Err(DropReason::Control);
+            }
+            let payload = &buf[range];
+            self.peers
+                .handle_control(now, peer, payload, &mut self.tx)?;
+            return Ok(None);
+        }
+        self.deliver(now, Some(peer), flags, buf, range)
     }
 
     /// A data datagram from the switch, opened: an answer to a keepalive, a

@@ -1,7 +1,7 @@
 //! What the workers ([`crate::workers`]) may take over from the core:
 //! sealing frames from the TAP for the uplink's current session, when
-//! nothing else decides where they go, and opening the switch's datagrams
-//! under it.
+//! nothing else decides where they go, and opening the datagrams of the
+//! uplink's and the mesh peers' current sessions.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -13,6 +13,7 @@ use overlay_proto::wire::Header;
 
 use super::{Node, TapWrite};
 use crate::counters::DropReason;
+use crate::peers::IndexOwner;
 
 impl Node {
     /// The uplink's live session, if a frame from the TAP needs nothing
@@ -49,12 +50,25 @@ impl Node {
         self.cfg.network_id
     }
 
-    /// A data datagram under the uplink's session, opened in place on
-    /// another thread with `result` (through the session's shared
-    /// [`Receiver`](overlay_proto::receiver::Receiver)): the rest of
-    /// [`handle_datagram`](Self::handle_datagram), with the same counters
-    /// and drop reasons. `buf` passed the header checks `handle_datagram`
-    /// makes (a data datagram of this network for an uplink session).
+    /// The live sessions whose datagrams the opening threads may open:
+    /// the uplink's current one (with one switch), then each mesh peer's
+    /// current one. A pending or previous session is left to the node
+    /// task (its first datagram confirms a pending one).
+    pub fn open_sessions(&self, now: Instant) -> impl Iterator<Item = &Session> {
+        let uplink = self
+            .uplink
+            .current()
+            .filter(|s| !self.homes.is_several() && !s.is_expired(now));
+        uplink.into_iter().chain(self.peers.sessions(now))
+    }
+
+    /// A data datagram under the uplink's session or a mesh peer's,
+    /// opened in place on another thread with `result` (through the
+    /// session's shared [`Receiver`](overlay_proto::receiver::Receiver)):
+    /// the rest of [`handle_datagram`](Self::handle_datagram), with the
+    /// same counters, drop reasons and path bookkeeping. `buf` passed the
+    /// header checks `handle_datagram` makes (a data datagram of this
+    /// network).
     pub fn handle_opened(
         &mut self,
         now: Instant,
@@ -66,11 +80,26 @@ impl Node {
         self.counters.udp_rx_datagrams += 1;
         let h = Header::new_unchecked(&buf[..]);
         let (index, flags) = (h.receiver_index(), h.flags());
-        let opened = self
-            .uplink
-            .opened_elsewhere(now, from, index, result)
-            .map_err(DropReason::from)
-            .and_then(|o| self.switch_data(now, flags, buf, o.range));
+        let opened = if self.peers.index_owner(index) == Some(IndexOwner::Uplink) {
+            self.uplink
+                .opened_elsewhere(now, from, index, result)
+                .map_err(DropReason::from)
+                .and_then(|o| self.switch_data(now, flags, buf, o.range))
+        } else {
+            self.peers
+                .lookup(index)
+                .ok_or(DropReason::UnknownSession)
+                .and_then(|peer| {
+                    let r = (self.peers).opened_elsewhere(
+                        now,
+                        from,
+                        (peer, index),
+                        result,
+                        &mut self.tx,
+                    )?;
+                    self.peer_data(now, peer, flags, buf, r)
+                })
+        };
         match opened {
             Ok(w) => w,
             Err(d) => {

@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Instant;
 
+use overlay_proto::Error;
 use overlay_proto::handshake;
 use overlay_proto::handshake_guard::GuardStatus;
+use overlay_proto::session::Session;
 use overlay_proto::transmit::TxQueue;
 use overlay_proto::tunnel::{Ctx, Sealed};
 use overlay_proto::wire::Header;
@@ -52,11 +54,50 @@ impl Peers {
         // HOT PATH
         let p = self.peers[i].as_mut().ok_or(DropReason::UnknownSession)?;
         let opened = p.tunnel.open(now, from, &mut self.indices, buf)?;
-        if p.suspect_until.take().is_some() {
+        self.heard(now, i, tx);
+        Ok(opened.range)
+    }
+
+    /// A data packet under peer `i`'s session with index `index`, opened
+    /// on an opening thread with `result` (through the session's shared
+    /// [`Receiver`](overlay_proto::receiver::Receiver)): the rest of
+    /// [`open`](Self::open). Only a current session is opened elsewhere,
+    /// so this confirms nothing; a session dropped meanwhile makes the
+    /// packet unknown.
+    pub fn opened_elsewhere(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        (i, index): (usize, u32),
+        result: Result<Range<usize>, Error>,
+        tx: &mut TxQueue,
+    ) -> Result<Range<usize>, DropReason> {
+        // HOT PATH
+        let p = self.peers[i].as_mut().ok_or(DropReason::UnknownSession)?;
+        let opened = p.tunnel.opened_elsewhere(now, from, index, result)?;
+        self.heard(now, i, tx);
+        Ok(opened.range)
+    }
+
+    /// An authentic packet came from peer `i`: a suspicion of its direct
+    /// path is disproved; act on what its tunnel reports.
+    fn heard(&mut self, now: Instant, i: usize, tx: &mut TxQueue) {
+        if let Some(p) = self.peers[i].as_mut()
+            && p.suspect_until.take().is_some()
+        {
             p.hint_disproved = Some(now);
         }
         self.tunnel_events(now, i, tx);
-        Ok(opened.range)
+    }
+
+    /// Each peer's live current session: what the opening threads may
+    /// open under.
+    pub fn sessions(&self, now: Instant) -> impl Iterator<Item = &Session> {
+        self.peers
+            .iter()
+            .flatten()
+            .filter_map(|p| p.tunnel.current())
+            .filter(move |s| !s.is_expired(now))
     }
 
     /// A fragment (decrypted payload) from peer `i`: the whole payload

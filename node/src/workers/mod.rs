@@ -29,6 +29,11 @@
 //! moving between queues (when the fast path is published or withdrawn)
 //! may see the frames in flight at that moment reordered once.
 //!
+//! Opening ([`open`]) has its own condition: the TAP is the only local
+//! port and the uplink (with one switch) or a mesh peer has a live session
+//! ([`Node::open_sessions`]); in mesh mode the threads open the direct
+//! peers' datagrams while the node task seals every frame.
+//!
 //! Liveness is unchanged: the node task keeps its keepalives and probes
 //! (it does not see the workers' sends, so an idle-looking uplink gets a
 //! keepalive every 10 s even under load), and rekeys by age and by the
@@ -43,7 +48,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use overlay_proto::session::Sender;
+use overlay_proto::session::{Sender, Session};
 use tapmesh_shell::udp::UdpLink;
 use tokio::sync::mpsc;
 
@@ -100,8 +105,10 @@ pub struct Workers {
     fallback: mpsc::Receiver<Vec<u8>>,
     /// One opening thread per worker queue ([`open`]).
     openers: Openers,
-    /// The session they open under, published with the sealing path.
+    /// The sessions they open under, if any.
     open_path: Option<OpenPath>,
+    /// The sessions published to them (local index and creation).
+    open_published: Vec<(u32, Instant)>,
 }
 
 impl Workers {
@@ -120,6 +127,7 @@ impl Workers {
             fallback: rx,
             openers: Openers::start(queues.len())?,
             open_path: None,
+            open_published: Vec::new(),
         };
         for (i, q) in queues.iter().enumerate() {
             let stats = Arc::new(Stats::default());
@@ -140,10 +148,29 @@ impl Workers {
         Ok(w)
     }
 
-    /// Publish the uplink's session to the workers, or withdraw it: called
-    /// by the node task after each turn. `eligible`: the TAP is the only
-    /// local port.
+    /// Publish the uplink's session to the sealing workers and the
+    /// sessions to open under to the opening threads, or withdraw them:
+    /// called by the node task after each turn. `eligible`: the TAP is the
+    /// only local port.
     pub fn refresh(&mut self, core: &Node, eligible: bool, now: Instant) {
+        self.refresh_open(core, eligible, now);
+        self.refresh_seal(core, eligible, now);
+    }
+
+    /// Publish the uplink's and the mesh peers' current sessions to the
+    /// opening threads, again after each rekey or change of peers.
+    fn refresh_open(&mut self, core: &Node, eligible: bool, now: Instant) {
+        let key = |s: &Session| (s.local_index(), s.created());
+        let sessions = || core.open_sessions(now).filter(|_| eligible);
+        if self.open_published.iter().copied().eq(sessions().map(key)) {
+            return;
+        }
+        self.open_published = sessions().map(key).collect();
+        self.open_path = (!self.open_published.is_empty())
+            .then(|| OpenPath::new(core.network_id(), sessions().map(Session::receiver)));
+    }
+
+    fn refresh_seal(&mut self, core: &Node, eligible: bool, now: Instant) {
         let session = core.plain_uplink(now).filter(|_| eligible);
         let key = session.map(|s| (s.local_index(), s.created()));
         if key == self.published {
@@ -171,15 +198,11 @@ impl Workers {
         if let Ok(mut p) = self.shared.path.write() {
             *p = path;
         }
-        self.open_path = session.map(|s| OpenPath {
-            receiver: Arc::downgrade(s.receiver()),
-            network_id: core.network_id(),
-        });
     }
 
-    /// The first `n` buffers of a receive batch, the uplink's datagrams
-    /// opened by the node task and the opening threads together, if the
-    /// fast path is published and the batch holds at least
+    /// The first `n` buffers of a receive batch, the datagrams of the
+    /// published sessions opened by the node task and the opening threads
+    /// together, if any session is published and the batch holds at least
     /// [`open::SPLIT_MIN_BYTES`]; `None` otherwise (the node task opens
     /// the batch as it comes).
     pub fn open_batch<'a>(

@@ -1,17 +1,20 @@
-//! Opening on several cores: a large receive batch from the switch is split,
-//! its parts opened at once by the node task and the opening threads, then
-//! handled by the node task in the order it arrived.
+//! Opening on several cores: a large receive batch from the switch or the
+//! mesh peers is split, its parts opened at once by the node task and the
+//! opening threads, then handled by the node task in the order it arrived.
 //!
-//! The switch sends everything for this node under one session, so there is
-//! no key to steer by (as the switch steers by receiver index): the batch
-//! itself is shared out, as wireguard-go decrypts in parallel and delivers
-//! in order. Datagrams of the uplink's current session (a data header of
-//! this network with the session's receiver index) are opened in place
-//! through the session's [`Receiver`] (its read-only key and its replay
-//! window, taken to check and to update but never across the cipher): the
-//! first part by the node task, each other part by an opening thread, in a
-//! scope that ends when all parts are opened. Everything else in the batch
-//! (handshakes, another session's datagrams) is left to the node task as
+//! The switch sends everything for this node under one session, and a mesh
+//! peer under one too, so there is no key to steer by that spreads one
+//! flow (as the switch steers by receiver index): the batch itself is
+//! shared out, as wireguard-go decrypts in parallel and delivers in order.
+//! Datagrams of a published session (a data header of this network with
+//! the receiver index of the uplink's current session or of a mesh peer's
+//! current session, see [`Node::open_sessions`](crate::engine::Node::open_sessions))
+//! are opened in place through that session's [`Receiver`] (its read-only
+//! key and its replay window, taken to check and to update but never
+//! across the cipher): the first part by the node task, each other part by
+//! an opening thread, in a scope that ends when all parts are opened.
+//! Everything else in the batch (handshakes, a pending or previous
+//! session's datagrams, an unknown index) is left to the node task as
 //! before. Then the node task handles the whole batch in order
 //! ([`Node::handle_opened`](crate::engine::Node::handle_opened) for what
 //! was opened, with the same counters and drop reasons): reassembly and
@@ -39,13 +42,41 @@ use overlay_proto::wire::{Header, MessageType};
 /// dozen full-size datagrams or more) saves more than the hop costs.
 pub const SPLIT_MIN_BYTES: usize = 32 * 1024;
 
-/// The session whose datagrams the threads may open: published by the
-/// node task with the sealing path.
+/// The sessions whose datagrams the threads may open (the uplink's and
+/// the mesh peers' current ones), published by the node task.
 #[derive(Debug)]
 pub(super) struct OpenPath {
-    /// Weak: dropping the session revokes it.
-    pub(super) receiver: Weak<Receiver>,
-    pub(super) network_id: u32,
+    /// Weak: dropping a session revokes it. By receiver index.
+    receivers: Vec<(u32, Weak<Receiver>)>,
+    network_id: u32,
+}
+
+impl OpenPath {
+    /// Publish `receivers`, the receive halves of sessions of network
+    /// `network_id`.
+    pub(super) fn new<'r>(
+        network_id: u32,
+        receivers: impl IntoIterator<Item = &'r Arc<Receiver>>,
+    ) -> OpenPath {
+        let mut receivers: Vec<_> = receivers
+            .into_iter()
+            .map(|r| (r.local_index(), Arc::downgrade(r)))
+            .collect();
+        receivers.sort_unstable_by_key(|(i, _)| *i);
+        OpenPath {
+            receivers,
+            network_id,
+        }
+    }
+
+    /// The published sessions still alive and unexpired, by receiver index.
+    fn live(&self, now: Instant) -> Vec<Arc<Receiver>> {
+        self.receivers
+            .iter()
+            .filter_map(|(_, r)| r.upgrade())
+            .filter(|r| !r.is_expired(now))
+            .collect()
+    }
 }
 
 /// One datagram of a split batch, with the result of its opening if it
@@ -104,15 +135,16 @@ impl Openers {
                 opened: None,
             })
             .collect();
-        let Some(rx) = path.receiver.upgrade().filter(|r| !r.is_expired(now)) else {
+        let live = path.live(now);
+        if live.is_empty() {
             return items;
-        };
+        }
         let nid = path.network_id;
         let parts = self.pool.current_num_threads() + 1;
         let len = items.len();
         let per = len.div_ceil(parts).max(1);
         let (mine, theirs) = items.split_at_mut(per.min(len));
-        let rx = &*rx;
+        let rx = &live[..];
         self.pool.in_place_scope(|s| {
             for part in theirs.chunks_mut(per) {
                 let opened = &self.opened;
@@ -126,18 +158,22 @@ impl Openers {
     }
 }
 
-/// Open the datagrams of `part` that are under `rx`'s session; returns how
-/// many were authentic.
-fn open_part(rx: &Receiver, network_id: u32, part: &mut [Datagram<'_>]) -> u64 {
+/// Open the datagrams of `part` that are under one of the sessions of
+/// `rxs` (sorted by receiver index); returns how many were authentic.
+fn open_part(rxs: &[Arc<Receiver>], network_id: u32, part: &mut [Datagram<'_>]) -> u64 {
     // HOT PATH
     let mut ok = 0;
     for d in part {
-        let ours = Header::new_checked(&d.buf[..]).is_ok_and(|h| {
-            h.message_type() == MessageType::Data
-                && h.network_id() == network_id
-                && h.receiver_index() == rx.local_index()
+        let index = Header::new_checked(&d.buf[..])
+            .ok()
+            .filter(|h| h.message_type() == MessageType::Data && h.network_id() == network_id)
+            .map(|h| h.receiver_index());
+        let rx = index.and_then(|i| {
+            rxs.binary_search_by_key(&i, |r| r.local_index())
+                .ok()
+                .map(|k| &rxs[k])
         });
-        if ours {
+        if let Some(rx) = rx {
             let r = rx.open(d.buf);
             ok += u64::from(r.is_ok());
             d.opened = Some(r);

@@ -2,7 +2,6 @@
 //! session opened once, the batch kept in its order, and bad datagrams in a
 //! thread's part refused as the node task would refuse them.
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use overlay_proto::Error;
@@ -30,10 +29,7 @@ fn payload(i: u32) -> Vec<u8> {
 }
 
 fn path(node: &Session) -> OpenPath {
-    OpenPath {
-        receiver: Arc::downgrade(node.receiver()),
-        network_id: NETWORK,
-    }
+    OpenPath::new(NETWORK, [node.receiver()])
 }
 
 fn from() -> SocketAddr {
@@ -163,4 +159,110 @@ fn a_dropped_or_expired_session_leaves_the_batch_to_the_node_task() {
     );
     assert!(batch.iter().all(|d| d.opened.is_none()));
     assert_eq!(openers.opened(), 0);
+}
+
+/// A mesh peer's session with this node (our receiver index `index`) and
+/// the peer's side of it, keyed apart from the switch's by `key`.
+fn peer_pair(now: Instant, index: u32, key: u8) -> (Session, Session) {
+    let ours = SessionKeys {
+        send: [key; 32],
+        recv: [key + 1; 32],
+    };
+    let theirs = SessionKeys {
+        send: [key + 1; 32],
+        recv: [key; 32],
+    };
+    (
+        Session::new(ours, index, index + 100, NETWORK, now),
+        Session::new(theirs, index + 100, index, NETWORK, now),
+    )
+}
+
+#[test]
+fn a_batch_from_the_switch_and_two_peers_is_opened_once_each_in_order() {
+    let now = Instant::now();
+    let (node, switch) = pair(now);
+    let (to_a, a) = peer_pair(now, 30, 5);
+    let (to_b, b) = peer_pair(now, 40, 7);
+    // A third peer whose session is not published (pending, say).
+    let (_to_c, c) = peer_pair(now, 50, 9);
+    let openers = Openers::start(1).unwrap();
+    let senders = [&switch, &a, &b, &c];
+    let mut sent: Vec<Vec<u8>> = (0..240u32)
+        .map(|i| datagram(senders[i as usize % 4], &payload(i)))
+        .collect();
+    // In the thread's part (the second half): a copy of peer a's datagram
+    // from the node task's part, and a forgery of one of peer b's.
+    sent[201] = sent[1].clone();
+    let last = sent[202].len() - 1;
+    sent[202][last] ^= 1;
+    let mut bufs = sent.clone();
+    let path = OpenPath::new(NETWORK, [node.receiver(), to_b.receiver(), to_a.receiver()]);
+    let batch = openers.open(&path, now, bufs.iter_mut().map(|b| (from(), &mut b[..])));
+    assert_eq!(batch.len(), 240);
+    let mut opened_by_thread = 0;
+    for (i, d) in batch.iter().enumerate() {
+        if i % 4 == 3 {
+            assert!(
+                d.opened.is_none(),
+                "{i}: an unpublished session's datagram opened"
+            );
+            assert_eq!(d.buf, &sent[i][..], "{i}: left to the node task, untouched");
+            continue;
+        }
+        let r = d.opened.clone().unwrap_or_else(|| panic!("{i} not opened"));
+        match i {
+            201 => assert_eq!(r, Err(Error::Replay)),
+            202 => assert_eq!(r, Err(Error::BadTag)),
+            _ => {
+                let r = r.unwrap_or_else(|e| panic!("{i}: {e:?}"));
+                assert_eq!(&d.buf[r], &payload(i as u32)[..], "{i}");
+                opened_by_thread += usize::from(i >= 120);
+            }
+        }
+    }
+    // 90 of the thread's 120 are published sessions', two of them bad.
+    assert_eq!(opened_by_thread, 88);
+    assert_eq!(openers.opened(), 88);
+    // Each was accepted into its session's window exactly once.
+    let rx = [node.receiver(), to_a.receiver(), to_b.receiver()];
+    for (i, s) in sent
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 3 && *i != 202)
+    {
+        let mut again = s.clone();
+        assert_eq!(rx[i % 4].open(&mut again), Err(Error::Replay), "{i}");
+    }
+    // The forgery moved nothing: the genuine datagram is still accepted.
+    let mut genuine = datagram_again(&sent[202]);
+    assert!(to_b.receiver().open(&mut genuine).is_ok());
+}
+
+#[test]
+fn a_dropped_peer_session_is_left_to_the_node_task_and_the_rest_opened() {
+    let now = Instant::now();
+    let (node, switch) = pair(now);
+    let (to_a, a) = peer_pair(now, 30, 5);
+    let openers = Openers::start(1).unwrap();
+    let sent: Vec<Vec<u8>> = (0..20u32)
+        .map(|i| datagram(if i % 2 == 0 { &switch } else { &a }, &payload(i)))
+        .collect();
+    let path = OpenPath::new(NETWORK, [node.receiver(), to_a.receiver()]);
+    // Revoked: the peer's session dropped (the peer removed, or rekeyed
+    // and its old session gone) before the node task published again.
+    drop(to_a);
+    let mut bufs = sent.clone();
+    let batch = openers.open(&path, now, bufs.iter_mut().map(|b| (from(), &mut b[..])));
+    for (i, d) in batch.iter().enumerate() {
+        if i % 2 == 1 {
+            assert!(
+                d.opened.is_none(),
+                "{i}: a dropped session's datagram opened"
+            );
+            assert_eq!(d.buf, &sent[i][..], "{i}: untouched");
+        } else {
+            assert!(matches!(d.opened, Some(Ok(_))), "{i}: {:?}", d.opened);
+        }
+    }
 }
