@@ -164,32 +164,28 @@ fn a_dropped_or_expired_session_leaves_the_batch_to_the_node_task() {
 /// A mesh peer's session with this node (our receiver index `index`) and
 /// the peer's side of it, keyed apart from the switch's by `key`.
 fn peer_pair(now: Instant, index: u32, key: u8) -> (Session, Session) {
-    let ours = SessionKeys {
-        send: [key; 32],
-        recv: [key + 1; 32],
-    };
-    let theirs = SessionKeys {
-        send: [key + 1; 32],
-        recv: [key; 32],
-    };
-    (
-        Session::new(ours, index, index + 100, NETWORK, now),
-        Session::new(theirs, index + 100, index, NETWORK, now),
-    )
+    SessionPair {
+        a_index: index,
+        b_index: index + 100,
+        network_id: NETWORK,
+        a_to_b: [key; 32],
+        b_to_a: [key + 1; 32],
+    }
+    .build(now)
 }
 
 #[test]
 fn a_batch_from_the_switch_and_two_peers_is_opened_once_each_in_order() {
     let now = Instant::now();
-    let (node, switch) = pair(now);
-    let (to_a, a) = peer_pair(now, 30, 5);
-    let (to_b, b) = peer_pair(now, 40, 7);
+    let (node, mut switch) = pair(now);
+    let (to_a, mut a) = peer_pair(now, 30, 5);
+    let (to_b, mut b) = peer_pair(now, 40, 7);
     // A third peer whose session is not published (pending, say).
-    let (_to_c, c) = peer_pair(now, 50, 9);
+    let (_to_c, mut c) = peer_pair(now, 50, 9);
     let openers = Openers::start(1).unwrap();
-    let senders = [&switch, &a, &b, &c];
+    let mut senders = [&mut switch, &mut a, &mut b, &mut c];
     let mut sent: Vec<Vec<u8>> = (0..240u32)
-        .map(|i| datagram(senders[i as usize % 4], &payload(i)))
+        .map(|i| datagram(&mut *senders[i as usize % 4], &payload(i)))
         .collect();
     // In the thread's part (the second half): a copy of peer a's datagram
     // from the node task's part, and a forgery of one of peer b's.
@@ -242,11 +238,14 @@ fn a_batch_from_the_switch_and_two_peers_is_opened_once_each_in_order() {
 #[test]
 fn a_dropped_peer_session_is_left_to_the_node_task_and_the_rest_opened() {
     let now = Instant::now();
-    let (node, switch) = pair(now);
-    let (to_a, a) = peer_pair(now, 30, 5);
+    let (node, mut switch) = pair(now);
+    let (to_a, mut a) = peer_pair(now, 30, 5);
     let openers = Openers::start(1).unwrap();
     let sent: Vec<Vec<u8>> = (0..20u32)
-        .map(|i| datagram(if i % 2 == 0 { &switch } else { &a }, &payload(i)))
+        .map(|i| {
+            let s = if i % 2 == 0 { &mut switch } else { &mut a };
+            datagram(s, &payload(i))
+        })
         .collect();
     let path = OpenPath::new(NETWORK, [node.receiver(), to_a.receiver()]);
     // Revoked: the peer's session dropped (the peer removed, or rekeyed
