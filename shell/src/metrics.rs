@@ -114,7 +114,9 @@ impl Def {
 
 /// A snapshot type the exporter can turn into metrics.
 pub trait Export: Send + 'static {
-    /// Every metric [`Export::export`] may emit.
+    /// Every metric [`Export::export`] may emit: each is exported with its
+    /// HELP and TYPE even before its first sample (one missing here is
+    /// still exported once it has samples).
     const METRICS: &'static [Def];
     /// Add this snapshot's samples to `out`.
     fn export(&self, out: &mut Exposition);
@@ -128,21 +130,20 @@ pub struct Exposition {
 
 impl Exposition {
     fn new(defs: &'static [Def]) -> Exposition {
-        let families = defs
-            .iter()
-            .map(|d| {
-                let mut f = MetricFamily::default();
-                f.set_name(d.name.to_owned());
-                f.set_help(d.help.to_owned());
-                f.set_field_type(match d.kind {
-                    Kind::Counter => MetricType::COUNTER,
-                    Kind::Gauge => MetricType::GAUGE,
-                    Kind::Summary => MetricType::SUMMARY,
-                });
-                f
-            })
-            .collect();
+        let families = defs.iter().map(Exposition::empty_family).collect();
         Exposition { families }
+    }
+
+    fn empty_family(d: &Def) -> MetricFamily {
+        let mut f = MetricFamily::default();
+        f.set_name(d.name.to_owned());
+        f.set_help(d.help.to_owned());
+        f.set_field_type(match d.kind {
+            Kind::Counter => MetricType::COUNTER,
+            Kind::Gauge => MetricType::GAUGE,
+            Kind::Summary => MetricType::SUMMARY,
+        });
+        f
     }
 
     fn family(
@@ -170,12 +171,16 @@ impl Exposition {
                 p
             })
             .collect();
-        let family = self
-            .families
-            .iter_mut()
-            .find(|f| f.name() == def.name)
-            .unwrap_or_else(|| panic!("{} is not listed in Export::METRICS", def.name));
-        (family, proto::Metric::from_label(pairs))
+        // A family missing from `Export::METRICS` is exported all the same
+        // (only an empty family needs the list): a scrape never fails over it.
+        let i = match self.families.iter().position(|f| f.name() == def.name) {
+            Some(i) => i,
+            None => {
+                self.families.push(Exposition::empty_family(def));
+                self.families.len() - 1
+            }
+        };
+        (&mut self.families[i], proto::Metric::from_label(pairs))
     }
 
     /// One counter sample.
@@ -574,6 +579,40 @@ mod tests {
             out.counter(&FRAMES, &["h1", "tx"], self.0 * 2);
             out.gauge(&UP, &[], 1.0);
         }
+    }
+
+    /// What [`Snap`] exports, and a family its list forgot.
+    struct Unlisted;
+
+    const FORGOTTEN: Def = Def::counter("tapmesh_test_forgotten_total", &["result"], "Forgotten.");
+
+    impl Export for Unlisted {
+        const METRICS: &'static [Def] = &[FRAMES, UP];
+        fn export(&self, out: &mut Exposition) {
+            Snap(3).export(out);
+            out.counter(&FORGOTTEN, &["ok"], 7);
+        }
+    }
+
+    #[test]
+    fn a_family_missing_from_the_list_is_exported_not_panicked_on() {
+        let mut out = Exposition::new(Unlisted::METRICS);
+        Unlisted.export(&mut out);
+        let mut text = Vec::new();
+        TextEncoder::new().encode(&out.families, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("# TYPE tapmesh_test_forgotten_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tapmesh_test_forgotten_total{result=\"ok\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tapmesh_test_frames_total{node=\"h1\",direction=\"tx\"} 6"),
+            "{text}"
+        );
     }
 
     #[test]
