@@ -114,9 +114,8 @@ impl Def {
 
 /// A snapshot type the exporter can turn into metrics.
 pub trait Export: Send + 'static {
-    /// Every metric [`Export::export`] may emit: each is exported with its
-    /// HELP and TYPE even before its first sample (one missing here is
-    /// still exported once it has samples).
+    /// Every metric [`Export::export`] may emit (the collector's
+    /// descriptions; one missing here is still exported).
     const METRICS: &'static [Def];
     /// Add this snapshot's samples to `out`.
     fn export(&self, out: &mut Exposition);
@@ -171,8 +170,8 @@ impl Exposition {
                 p
             })
             .collect();
-        // A family missing from `Export::METRICS` is exported all the same
-        // (only an empty family needs the list): a scrape never fails over it.
+        // A family missing from `Export::METRICS` is exported all the same:
+        // a scrape never fails over it.
         let i = match self.families.iter().position(|f| f.name() == def.name) {
             Some(i) => i,
             None => {
