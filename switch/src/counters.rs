@@ -82,6 +82,10 @@ overlay_proto::drop_reasons! {
         /// oversized, or would take what it announced past its bounds (see
         /// `overlay_proto::announce`).
         TrunkAnnounce = "trunk_announce",
+        /// A datagram of the core's the kernel refused to send (no route, a
+        /// firewall, no buffer space): dropped. The workers' own sends are
+        /// counted as `workers.send_failed`.
+        SendFailed = "send_failed",
     }
 }
 
@@ -278,7 +282,7 @@ mod tests {
     /// rename or a reorder must fail here, and no two reasons share a name.
     #[test]
     fn drop_reason_names_are_unique_and_stable() {
-        const LABELS: [&str; 30] = [
+        const LABELS: [&str; 31] = [
             "truncated",
             "bad_version",
             "unknown_type",
@@ -309,6 +313,7 @@ mod tests {
             "mesh_rate_limited",
             "trunk_control",
             "trunk_announce",
+            "send_failed",
         ];
         let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names, LABELS);

@@ -155,8 +155,8 @@ pub async fn run(
                     core.revoke_fast_paths();
                 }
                 let reply = match req.line.as_str() {
-                    "status" => serde_json::to_string(&status(&core, &etcd, &workers, false)),
-                    "status macs" => serde_json::to_string(&status(&core, &etcd, &workers, true)),
+                    "status" => serde_json::to_string(&status(&core, &etcd, &workers, &sends, false)),
+                    "status macs" => serde_json::to_string(&status(&core, &etcd, &workers, &sends, true)),
                     "reload" => Ok(reload(&config_path, &mut running, &mut core, &mut metrics)),
                     "groups" => serde_json::to_string(&core.status(Instant::now(), false).multicast),
                     l if l == "querier" || l.starts_with("querier ") => {
@@ -177,7 +177,7 @@ pub async fn run(
                 };
                 let _ = req.reply.send(reply.unwrap_or_default());
             }
-            req = metrics.request() => req.answer(status(&core, &etcd, &workers, false)),
+            req = metrics.request() => req.answer(status(&core, &etcd, &workers, &sends, false)),
             Some(()) = hangup.recv() => {
                 core.revoke_fast_paths();
                 reload(&config_path, &mut running, &mut core, &mut metrics);
@@ -252,9 +252,12 @@ fn status(
     core: &Networks,
     etcd: &Option<EtcdLink>,
     workers: &Option<Workers>,
+    sends: &SendBatch,
     with_macs: bool,
 ) -> Status {
     let mut s = core.status(Instant::now(), with_macs);
+    s.drops
+        .add_n(crate::counters::DropReason::SendFailed, sends.failed());
     s.etcd = etcd.as_ref().map(EtcdLink::status);
     s.workers = workers.as_ref().map(Workers::status);
     if let Some(w) = workers {
