@@ -302,9 +302,10 @@ fn tcp_64_mib_arrives_intact_direct_relayed_and_central() {
 }
 
 /// Restarts both nodes with `workers = 2`, sends 64 MiB h1 -> h2 over
-/// their direct path and checks that h2's opening thread opened at least a
-/// fifth of what h2 received from h1. Returns the TCP segments h1
-/// retransmitted meanwhile and the Mbit/s.
+/// their direct path and checks that h1's sealing worker sealed at least a
+/// fifth of the frames h1 sent h2 directly, and h2's opening thread opened
+/// at least a fifth of what h2 received from h1. Returns the TCP segments
+/// h1 retransmitted meanwhile and the Mbit/s.
 fn direct_with_two_workers(topo: &mut Topology) -> (u64, f64) {
     for i in 1..=2 {
         topo.stop_node(i);
@@ -331,6 +332,16 @@ fn direct_with_two_workers(topo: &mut Topology) -> (u64, f64) {
     assert_eq!(peer_path(topo, 1, 2).as_deref(), Some("direct"));
     // The data reached h2 in large batches straight from h1 (nearly all it
     // received), which h2's opening thread shared with its node task.
+    // h1's data went out of its worker queue: the worker sealed it (with
+    // TCP segmentation offload some 1,050 super-frames for 64 MiB).
+    let h1 = topo.node_status(1);
+    let sealed = counter(&h1, &["worker_sealed_frames"]);
+    let direct = peer_entry(topo, 1, 2).map_or(0, |p| p["tx_frames"].as_u64().unwrap_or(0));
+    eprintln!("h1: {sealed} of {direct} frames to h2 sealed by the sealing worker");
+    assert!(
+        sealed * 5 >= direct && sealed > 500,
+        "h1: {sealed} of {direct} frames sent to h2 directly sealed by its sealing worker: {h1}"
+    );
     let status = topo.node_status(2);
     let opened = counter(&status, &["worker_opened_datagrams"]);
     let received = counter(&status, &["udp_rx_datagrams"]);

@@ -144,6 +144,7 @@ pub async fn run<D: FrameDevice>(
         Some(q) if !q.is_empty() => Some(Workers::start(q, core_cfg_vnet, &udp)?),
         _ => None,
     };
+    let sealed = workers.as_ref().map(Workers::signal);
     core.handle_timeout(now);
     loop {
         flush(&mut core, &udp).await;
@@ -221,6 +222,8 @@ pub async fn run<D: FrameDevice>(
                 }
                 send_all(&mut batch, &udp).await;
             }
+            // A worker sealed for a mesh peer: noted below (`refresh`).
+            () = crate::workers::sealed(sealed.as_ref()) => {}
             // Never closed: `vm_tx` is kept for ports a reload opens.
             Some(ev) = vm_rx.recv() => {
                 let mut ev = Some(ev);
@@ -292,7 +295,7 @@ pub async fn run<D: FrameDevice>(
         ports.local.handle_timeout(now);
         if let Some(w) = workers.as_mut() {
             w.refresh(
-                &core,
+                &mut core,
                 locals.vm_ports.is_empty() && locals.hosts.is_empty(),
                 now,
             );

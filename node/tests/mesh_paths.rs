@@ -2,34 +2,19 @@
 //! members goes direct; when the direct path dies the peer falls back to
 //! the relay through the switch without losing the flow, and goes direct
 //! again once the path is back.
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{mesh, path};
 use overlay_proto::timers::REKEY_AFTER_TIME;
 use overlay_proto::wire::Header;
 use tapmesh_node::counters::DropReason;
 use tapmesh_node::engine::{Node, TapWrite};
 use tapmesh_node::peers::{PEER_RETRY_MAX, Path, PathEvent};
 use tapmesh_sim::Net;
-use tapmesh_sim::build::network;
 use tapmesh_sim::frames::{frame, mac};
-
-/// Three connected mesh nodes that announced their MACs.
-fn mesh() -> Net {
-    let (mut net, _) = network(3, true);
-    net.advance(Duration::from_secs(2));
-    for i in 0..3u8 {
-        net.send(i.into(), &frame([0xff; 6], mac(i + 1), 1000 + u32::from(i)));
-    }
-    net.advance(Duration::from_millis(100));
-    net
-}
-
-fn path(net: &Net, i: usize, peer: usize) -> Option<Path> {
-    net.nodes[i]
-        .peers()
-        .path_of(net.now, &format!("h{}", peer + 1))
-}
 
 /// Node `i`'s path changes for `peer` since the last call.
 fn events(net: &mut Net, i: usize, peer: usize) -> Vec<Path> {

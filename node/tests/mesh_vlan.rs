@@ -321,3 +321,20 @@ fn group_and_zero_sources_are_not_learned_behind_a_peer() {
     }
     assert_eq!(macs(&p, t0), 0);
 }
+
+/// The sealing workers' copy of the routes holds a MAC behind a peer only
+/// in a VLAN the peer is a member of (as `route` decides), and a change of
+/// the peer's port makes a new copy.
+#[test]
+fn a_mac_in_a_vlan_the_peer_left_leaves_the_workers_routes() {
+    let (mut p, t0) = node(trunk(&[10, 20]), trunk(&[10, 20]));
+    assert!(p.admit(t0, 0, &tagged(20)).is_ok());
+    let learned: Vec<_> = p.member_macs(t0).collect();
+    assert_eq!(learned, [(20, MacAddr(SRC), 0)]);
+    let generation = p.generation();
+    let ep = vec!["198.18.0.12:7000".parse().unwrap()];
+    p.update(t0, key(2), "h2".into(), ep, trunk(&[10]));
+    assert_ne!(p.generation(), generation, "the peer's port changed");
+    assert_eq!(macs(&p, t0), 1, "still learned");
+    assert_eq!(p.member_macs(t0).count(), 0, "but not a member of VLAN 20");
+}

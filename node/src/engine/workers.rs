@@ -1,7 +1,8 @@
 //! What the workers ([`crate::workers`]) may take over from the core:
 //! sealing frames from the TAP for the uplink's current session, when
-//! nothing else decides where they go, and opening the datagrams of the
-//! uplink's and the mesh peers' current sessions.
+//! nothing else decides where they go, or in mesh mode for the peers on a
+//! direct path, and opening the datagrams of the uplink's and the mesh
+//! peers' current sessions.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -13,7 +14,7 @@ use overlay_proto::wire::Header;
 
 use super::{Node, TapWrite};
 use crate::counters::DropReason;
-use crate::peers::IndexOwner;
+use crate::peers::{IndexOwner, Peers};
 
 impl Node {
     /// The uplink's live session, if a frame from the TAP needs nothing
@@ -26,6 +27,22 @@ impl Node {
             return None;
         }
         self.uplink.current().filter(|s| !s.is_expired(now))
+    }
+
+    /// The mesh peers, if the workers may seal frames from the TAP for
+    /// those on a direct path ([`Peers::direct_peers`]): mesh mode, one
+    /// switch (several learn local MACs for failover announcements), and
+    /// no live capture (it sees each frame sent on a direct path). `None`
+    /// otherwise.
+    pub fn mesh_for_workers(&self) -> Option<&Peers> {
+        let plain = self.peers.is_enabled() && !self.homes.is_several();
+        (plain && !self.captures.is_active()).then_some(&self.peers)
+    }
+
+    /// `frames` for mesh peer `peer` were sealed and sent by a worker by
+    /// `now` ([`Peers::sent_elsewhere`]).
+    pub fn sent_elsewhere(&mut self, now: Instant, peer: usize, frames: u64) {
+        self.peers.sent_elsewhere(now, peer, frames);
     }
 
     /// Where the uplink's datagrams go: the home switch.

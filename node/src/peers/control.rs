@@ -29,6 +29,7 @@ impl Peers {
             return;
         }
         self.local_macs.insert(src, now);
+        self.changed();
         let msg = Control::MacAnnounce {
             caps: self.local.caps,
             macs: vec![src],

@@ -103,7 +103,9 @@ impl Peers {
             self.mac_counters.refused_owner += 1;
             return;
         }
-        if let Learned::Moved { from } = self.macs.learn(now, vid, mac, i) {
+        let learned = self.macs.learn(now, vid, mac, i);
+        self.changed();
+        if let Learned::Moved { from } = learned {
             self.moves_pending.0 += 1;
             self.moves_pending.1 = Some((mac, from, i));
         }
@@ -133,11 +135,14 @@ impl Peers {
         }
         macs.sort_unstable();
         let peers = &self.peers;
-        self.macs.retain(|_, mac, e| {
+        let gone = self.macs.retain(|_, mac, e| {
             let Some(p) = peers.get(e.port).and_then(|p| p.as_ref()) else {
                 return true;
             };
             p.key() == key || macs.binary_search(&mac).is_err()
         });
+        if gone > 0 {
+            self.changed();
+        }
     }
 }

@@ -117,6 +117,7 @@ impl Peers {
             return;
         };
         p.name = name;
+        let vlan_changed = p.vlan != vlan;
         p.vlan = vlan;
         p.listed = true;
         p.unlisted_since = None;
@@ -134,6 +135,9 @@ impl Peers {
             // Try the new addresses now (and punch our side of the NAT).
             p.tunnel.restart_handshakes(now, &mut self.indices);
         }
+        if vlan_changed {
+            self.changed();
+        }
     }
 
     /// The switch said a member left.
@@ -143,6 +147,7 @@ impl Peers {
             p.tunnel.close(&mut self.indices);
         }
         self.macs.flush_port(i);
+        self.changed();
     }
 
     /// Apply renewals from the switch to the vouches of the peers it listed.

@@ -85,7 +85,10 @@ mod control;
 mod macs;
 mod membership;
 mod path;
+mod routes;
 mod session;
+
+pub use routes::DirectRoute;
 
 /// A direct path that sent but heard nothing this long gets a `Ping`.
 pub const PEER_PROBE_AFTER: Duration = Duration::from_millis(300);
@@ -301,6 +304,8 @@ pub struct Peers {
     owners: HashMap<MacAddr, (PublicKey, Instant)>,
     /// Moves not yet reported, the latest, and when the last report went out.
     moves_pending: (u64, Option<(MacAddr, usize, usize)>, Option<Instant>),
+    /// Changes to what routes frames ([`Peers::generation`]).
+    generation: u64,
 }
 
 impl Peers {
@@ -334,6 +339,7 @@ impl Peers {
             mac_counters: MacCounters::default(),
             owners: HashMap::new(),
             moves_pending: (0, None, None),
+            generation: 0,
         }
     }
 
@@ -379,6 +385,7 @@ impl Peers {
                 self.remove(k);
             }
             self.vlan = vlan;
+            self.changed();
         }
     }
 
@@ -429,7 +436,9 @@ impl Peers {
         }
         self.drop_unvouched(now);
         self.guard.sweep(now);
-        self.macs.expire(now);
+        if self.macs.expire(now) > 0 {
+            self.changed();
+        }
         for i in 0..self.peers.len() {
             let Some(p) = self.peers[i].as_mut() else {
                 continue;

@@ -50,16 +50,18 @@ use std::time::Instant;
 
 use overlay_proto::session::{Sender, Session};
 use tapmesh_shell::udp::UdpLink;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::engine::{Node, Status};
 
 pub mod config;
 pub mod flow;
+pub mod mesh;
 pub mod open;
 mod seal;
 mod stats;
 
+use mesh::{Geometry, MeshPath, MeshRoutes};
 use open::{Datagram, OpenPath, Openers};
 use stats::Stats;
 use tapmesh_shell::udp::RecvBuffers;
@@ -73,21 +75,47 @@ const FALLBACK_QUEUE: usize = 1024;
 pub struct FastPath {
     sender: Sender,
     to: SocketAddr,
-    max_datagram: usize,
-    mtu: usize,
-    vnet: bool,
+    geometry: Geometry,
 }
 
 /// State shared by the node task and the workers.
 #[derive(Debug, Default)]
 struct Shared {
     path: RwLock<Option<Arc<FastPath>>>,
+    /// Mesh mode: the routes to the peers on a direct path ([`mesh`]).
+    mesh: RwLock<Option<Arc<MeshPath>>>,
+    /// A worker sealed for a mesh peer: the node task is to take note.
+    sealed: Notify,
     stop: AtomicBool,
 }
 
 impl Shared {
     fn path(&self) -> Option<Arc<FastPath>> {
         self.path.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn mesh(&self) -> Option<Arc<MeshPath>> {
+        self.mesh.read().map(|p| p.clone()).unwrap_or_default()
+    }
+}
+
+/// Wakes the node task when a worker sealed for a mesh peer.
+#[derive(Debug, Clone)]
+pub struct Signal(Arc<Shared>);
+
+impl Signal {
+    /// Until a worker sealed for a mesh peer since the node task last
+    /// took note.
+    pub async fn sealed(&self) {
+        self.0.sealed.notified().await;
+    }
+}
+
+/// Until `signal` fires, or never without workers.
+pub async fn sealed(signal: Option<&Signal>) {
+    match signal {
+        Some(s) => s.sealed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -109,6 +137,10 @@ pub struct Workers {
     open_path: Option<OpenPath>,
     /// The sessions published to them (local index and creation).
     open_published: Vec<(u32, Instant)>,
+    /// Mesh mode: what the published [`MeshPath`] is made from.
+    mesh: MeshRoutes,
+    /// A [`MeshPath`] is published.
+    mesh_fast: bool,
 }
 
 impl Workers {
@@ -128,6 +160,8 @@ impl Workers {
             openers: Openers::start(queues.len())?,
             open_path: None,
             open_published: Vec::new(),
+            mesh: MeshRoutes::default(),
+            mesh_fast: false,
         };
         for (i, q) in queues.iter().enumerate() {
             let stats = Arc::new(Stats::default());
@@ -148,13 +182,49 @@ impl Workers {
         Ok(w)
     }
 
-    /// Publish the uplink's session to the sealing workers and the
+    /// Take note of what the workers sealed for mesh peers, publish the
+    /// uplink's session or the mesh routes to the sealing workers and the
     /// sessions to open under to the opening threads, or withdraw them:
     /// called by the node task after each turn. `eligible`: the TAP is the
     /// only local port.
-    pub fn refresh(&mut self, core: &Node, eligible: bool, now: Instant) {
+    pub fn refresh(&mut self, core: &mut Node, eligible: bool, now: Instant) {
+        self.mesh.fold(core, now);
         self.refresh_open(core, eligible, now);
         self.refresh_seal(core, eligible, now);
+        self.refresh_mesh(core, eligible, now);
+    }
+
+    /// What the node task wakes on when a worker sealed for a mesh peer.
+    pub fn signal(&self) -> Signal {
+        Signal(Arc::clone(&self.shared))
+    }
+
+    /// Publish a copy of the mesh routes to the sealing workers (mesh
+    /// mode, see [`mesh`]) when what it is made from changed.
+    fn refresh_mesh(&mut self, core: &Node, eligible: bool, now: Instant) {
+        let peers = core.mesh_for_workers().filter(|_| eligible);
+        let Some(path) = self.mesh.refresh(peers, self.geometry(core), now) else {
+            return;
+        };
+        if self.mesh_fast != path.is_some() {
+            tracing::debug!(
+                sealing = path.is_some(),
+                "sealing workers: {}",
+                if path.is_some() {
+                    "sealing for the mesh peers on a direct path"
+                } else {
+                    "leaving frames to the node task"
+                }
+            );
+        }
+        self.mesh_fast = path.is_some();
+        if let Ok(mut m) = self.shared.mesh.write() {
+            *m = path.map(Arc::new);
+        }
+    }
+
+    fn geometry(&self, core: &Node) -> Geometry {
+        Geometry::of(core, self.vnet)
     }
 
     /// Publish the uplink's and the mesh peers' current sessions to the
@@ -190,9 +260,7 @@ impl Workers {
             Arc::new(FastPath {
                 sender: s.sender(),
                 to: core.uplink_destination(),
-                max_datagram: core.max_datagram(),
-                mtu: core.mtu(),
-                vnet: self.vnet,
+                geometry: self.geometry(core),
             })
         });
         if let Ok(mut p) = self.shared.path.write() {
@@ -222,7 +290,7 @@ impl Workers {
     /// Whether the workers seal (and the TAP is written through their
     /// queues).
     pub fn is_fast(&self) -> bool {
-        self.published.is_some()
+        self.published.is_some() || self.mesh_fast
     }
 
     /// Write a frame for the TAP (local format) to its flow's worker queue.

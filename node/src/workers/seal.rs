@@ -1,17 +1,20 @@
-//! One worker: read frames from its TAP queue, seal them for the switch,
-//! send them.
+//! One worker: read frames from its TAP queue, seal them for the switch
+//! or a mesh peer, send them.
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use overlay_proto::session::Sender;
 use overlay_proto::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_shell::udp::ThreadSender;
 use tokio::sync::mpsc;
 
+use super::Shared;
+use super::mesh::Geometry;
 use super::stats::Stats;
-use super::{FastPath, Shared};
 use crate::counters::DropReason;
 use crate::daemon::MAX_READ;
 use crate::engine::tap::{split_checked, travel_form};
@@ -61,6 +64,7 @@ impl Worker {
                 continue;
             }
             let path = self.shared.path();
+            let mesh = self.shared.mesh();
             for _ in 0..BATCH {
                 let read = crate::tap::read(
                     &self.queue,
@@ -75,17 +79,34 @@ impl Worker {
                     }
                 };
                 let now = Instant::now();
-                match path.as_deref().filter(|p| !p.sender.is_expired(now)) {
-                    Some(p) => {
-                        if let Err(r) = self.seal(p, &mut buf, n, &mut out, &mut frame_id) {
-                            self.stats.dropped(r);
-                        }
+                let payload = &buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n];
+                if let Some(p) = path.as_deref().filter(|p| !p.sender.is_expired(now)) {
+                    let to = (&p.sender, p.to, &p.geometry);
+                    if let Err(r) = self.seal(to, &mut buf, n, &mut out, &mut frame_id) {
+                        self.stats.dropped(r);
                     }
-                    None => {
-                        let frame = buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n].to_vec();
-                        if self.fallback.try_send(frame).is_err() {
-                            self.stats.dropped(DropReason::TxQueueFull);
+                } else if let Some((m, r)) = mesh
+                    .as_deref()
+                    .and_then(|m| Some((m, m.route(now, payload)?)))
+                {
+                    match self.seal(
+                        (&r.sender, r.to, &m.geometry),
+                        &mut buf,
+                        n,
+                        &mut out,
+                        &mut frame_id,
+                    ) {
+                        Ok(()) => {
+                            if r.tx.sealed() {
+                                self.shared.sealed.notify_one();
+                            }
                         }
+                        Err(e) => self.stats.dropped(e),
+                    }
+                } else {
+                    let frame = payload.to_vec();
+                    if self.fallback.try_send(frame).is_err() {
+                        self.stats.dropped(DropReason::TxQueueFull);
                     }
                 }
             }
@@ -103,13 +124,13 @@ impl Worker {
         unsafe { libc::poll(&mut p, 1, WAIT_MS) > 0 }
     }
 
-    /// Seal the `n` bytes read at `buf[DATA_HEADER_LEN..]` under the fast
-    /// path's session and send them, as the node task would
+    /// Seal the `n` bytes read at `buf[DATA_HEADER_LEN..]` with `sender`
+    /// and send them to `to`, as the node task would
     /// (`Node::handle_tap_frame`): in place if one datagram holds it, else
     /// as fragments in `out`, in one GSO send.
     fn seal(
         &self,
-        p: &FastPath,
+        (sender, to, p): (&Sender, SocketAddr, &Geometry),
         buf: &mut [u8],
         n: usize,
         out: &mut Vec<u8>,
@@ -121,16 +142,14 @@ impl Worker {
         let (flags, start) = travel_form(vnet);
         let plen = n - start;
         let (datagrams, sent) = if plen + DATA_OVERHEAD <= p.max_datagram {
-            let len = p.sender.seal(flags, &mut buf[start..], plen)?;
-            (1, self.udp.send(p.to, &buf[start..start + len], None))
+            let len = sender.seal(flags, &mut buf[start..], plen)?;
+            (1, self.udp.send(to, &buf[start..start + len], None))
         } else {
             let parts = [&buf[DATA_HEADER_LEN + start..DATA_HEADER_LEN + n]];
-            let stride = p
-                .sender
-                .seal_frame(flags, &parts, p.max_datagram, frame_id, out)?;
+            let stride = sender.seal_frame(flags, &parts, p.max_datagram, frame_id, out)?;
             *frame_id = self.id_base | (*frame_id & OWN_IDS);
             let count = out.len().div_ceil(stride.unwrap_or(out.len()).max(1));
-            (count, self.udp.send(p.to, out, stride))
+            (count, self.udp.send(to, out, stride))
         };
         if let Err(e) = sent {
             tracing::trace!(error = %e, "send failed");

@@ -201,6 +201,14 @@ impl<T: Copy> Tunnel<T> {
         }
     }
 
+    /// Data the remote owes an answer for was sealed elsewhere (another
+    /// thread, through the current session's shared
+    /// [`Sender`](crate::session::Sender)) and sent by `now`: liveness and
+    /// keepalives count it as [`send`](Self::send) would.
+    pub fn sent_elsewhere(&mut self, now: Instant) {
+        self.note_sent(now);
+    }
+
     fn note_sent(&mut self, now: Instant) {
         self.last_tx = Some(now);
         if self.awaiting_since.is_none() {

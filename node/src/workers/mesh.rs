@@ -1,0 +1,248 @@
+//! Sealing for mesh peers on the workers: what they may decide themselves.
+//!
+//! In mesh mode the node task publishes a [`MeshPath`], a read-only copy
+//! of what [`Peers::route`] and [`Peers::note_local_mac`] decide by: the
+//! peers on a direct path (their current session's shared [`Sender`] and
+//! endpoint, whether they take offloaded frames), the (VLAN, MAC) pairs
+//! learned behind them in VLANs they are members of, our own port, and our
+//! source MACs with when each is due to be announced again. A worker seals
+//! a frame for a peer only if the copy routes it there and its source MAC
+//! was announced and is not yet due; everything else (group and unknown
+//! destinations, peers relayed or suspect, a source MAC to announce, a
+//! frame the node would drop) goes to the node task as before, which
+//! decides, announces and counts as with one worker.
+//!
+//! What the node task needs from those sends is kept per peer slot in a
+//! [`PeerTx`]: the frames sealed (folded into the peer's `tx_frames`) and a
+//! flag that the node task is to note them (the peer then owes an answer,
+//! so a silent direct path is probed and falls back to relayed as when the
+//! node task seals). The first send after each fold wakes the node task.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use overlay_proto::ethernet::{Frame, MacAddr};
+use overlay_proto::session::Sender;
+use overlay_proto::vlan::{self, PortVlan, Vid};
+use overlay_proto::wire::FLAG_VNET;
+
+use crate::engine::Node;
+use crate::engine::tap::{split_checked, travel_form};
+use crate::peers::{DirectRoute, Peers};
+
+/// The frames a worker seals: the largest datagram, the MTU, whether the
+/// TAP gives a virtio header.
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry {
+    /// The largest datagram; longer payloads travel as fragments.
+    pub max_datagram: usize,
+    /// Frames above this IP MTU are dropped.
+    pub mtu: usize,
+    /// Frames read from the TAP start with a virtio header.
+    pub vnet: bool,
+}
+
+impl Geometry {
+    /// The node's, for a TAP read with a virtio header if `vnet`.
+    pub fn of(core: &Node, vnet: bool) -> Geometry {
+        Geometry {
+            max_datagram: core.max_datagram(),
+            mtu: core.mtu(),
+            vnet,
+        }
+    }
+}
+
+/// What identifies a published peer route: the peer's slot, its session
+/// (local index and creation), endpoint and offload.
+type MeshKey = (usize, u32, Instant, SocketAddr, bool);
+
+fn mesh_key(d: DirectRoute<'_>) -> MeshKey {
+    let s = d.session;
+    (d.peer, s.local_index(), s.created(), d.to, d.accepts_vnet)
+}
+
+/// The node task's side: makes a [`MeshPath`] when what it is made from
+/// changed, and takes note of what the workers sealed.
+#[derive(Debug, Default)]
+pub struct MeshRoutes {
+    /// The [`Peers::generation`] and the direct peers the latest copy was
+    /// made from (`None`: none published).
+    published: Option<(u64, Vec<MeshKey>)>,
+    /// What the workers sealed, per peer slot.
+    peer_tx: Vec<Arc<PeerTx>>,
+}
+
+impl MeshRoutes {
+    /// `Some` if what the workers are to seal by changed since the last
+    /// call: a new copy of the routes of `peers` (`None` in it: nothing to
+    /// seal, mesh mode off or no direct peer). `None` while nothing
+    /// changed: [`Peers::generation`] (MACs, ports, our local MACs) and the
+    /// direct peers (up, down, suspect, rekeyed, moved) are compared
+    /// without allocating.
+    pub fn refresh(
+        &mut self,
+        peers: Option<&Peers>,
+        geometry: Geometry,
+        now: Instant,
+    ) -> Option<Option<MeshPath>> {
+        let same = match (peers, &self.published) {
+            (None, None) => true,
+            (Some(p), Some((generation, keys))) => {
+                p.generation() == *generation
+                    && keys.iter().copied().eq(p.direct_peers(now).map(mesh_key))
+            }
+            _ => false,
+        };
+        if same {
+            return None;
+        }
+        self.published =
+            peers.map(|p| (p.generation(), p.direct_peers(now).map(mesh_key).collect()));
+        let peer_tx = &mut self.peer_tx;
+        let path = peers.map(|p| {
+            MeshPath::new(
+                geometry,
+                p.port_vlan().clone(),
+                p.direct_peers(now),
+                p.member_macs(now),
+                p.local_macs_due(),
+                |slot| {
+                    if peer_tx.len() <= slot {
+                        peer_tx.resize_with(slot + 1, Arc::default);
+                    }
+                    Arc::clone(&peer_tx[slot])
+                },
+            )
+        });
+        Some(path.filter(|m| !m.is_empty()))
+    }
+
+    /// Hand what the workers sealed for each peer to the node task
+    /// ([`Node::sent_elsewhere`]: `tx_frames`, and the liveness of the
+    /// peer's direct path).
+    pub fn fold(&self, core: &mut Node, now: Instant) {
+        for (slot, tx) in self.peer_tx.iter().enumerate() {
+            if let Some(frames) = tx.take() {
+                core.sent_elsewhere(now, slot, frames);
+            }
+        }
+    }
+}
+
+/// What the workers sealed for one peer slot, for the node task.
+#[derive(Debug, Default)]
+pub struct PeerTx {
+    frames: AtomicU64,
+    pending: AtomicBool,
+}
+
+impl PeerTx {
+    /// A frame sealed and sent; true if the node task is to be woken (the
+    /// first since it last took them).
+    pub fn sealed(&self) -> bool {
+        // HOT PATH: the flag is read, and written once per fold.
+        self.frames.fetch_add(1, Ordering::SeqCst);
+        !self.pending.load(Ordering::SeqCst) && !self.pending.swap(true, Ordering::SeqCst)
+    }
+
+    /// The frames sealed since the last call, if any were.
+    pub fn take(&self) -> Option<u64> {
+        self.pending
+            .swap(false, Ordering::SeqCst)
+            .then(|| self.frames.swap(0, Ordering::SeqCst))
+    }
+}
+
+/// One peer a worker may seal for.
+#[derive(Debug)]
+pub struct PeerRoute {
+    /// Its current session's sending half.
+    pub sender: Sender,
+    /// Its endpoint.
+    pub to: SocketAddr,
+    accepts_vnet: bool,
+    /// What the workers sealed for it: call [`PeerTx::sealed`] after each
+    /// frame sent.
+    pub tx: Arc<PeerTx>,
+}
+
+/// The read-only copy of the mesh routes the workers seal by.
+#[derive(Debug)]
+pub struct MeshPath {
+    /// How frames are sealed.
+    pub geometry: Geometry,
+    vlan: PortVlan,
+    /// The peer (in `peers`) behind each (VLAN, MAC).
+    routes: HashMap<(Vid, MacAddr), usize>,
+    peers: Vec<PeerRoute>,
+    /// Our announced source MACs, and when each is due again.
+    local: HashMap<MacAddr, Instant>,
+}
+
+impl MeshPath {
+    /// A copy of the routes to `direct` peers through `macs` (VLAN, MAC,
+    /// peer slot), our port `vlan`, and our source MACs `local` (with when
+    /// each is due to be announced again). `tx(slot)` is that slot's
+    /// bookkeeping.
+    fn new<'a>(
+        geometry: Geometry,
+        vlan: PortVlan,
+        direct: impl Iterator<Item = DirectRoute<'a>>,
+        macs: impl Iterator<Item = (Vid, MacAddr, usize)>,
+        local: impl Iterator<Item = (MacAddr, Instant)>,
+        mut tx: impl FnMut(usize) -> Arc<PeerTx>,
+    ) -> MeshPath {
+        let mut slots = HashMap::new();
+        let mut peers = Vec::new();
+        for d in direct {
+            slots.insert(d.peer, peers.len());
+            peers.push(PeerRoute {
+                sender: d.session.sender(),
+                to: d.to,
+                accepts_vnet: d.accepts_vnet,
+                tx: tx(d.peer),
+            });
+        }
+        let routes = macs
+            .filter_map(|(vid, mac, slot)| Some(((vid, mac), *slots.get(&slot)?)))
+            .collect();
+        MeshPath {
+            geometry,
+            vlan,
+            routes,
+            peers,
+            local: local.collect(),
+        }
+    }
+
+    /// Whether nothing can be sealed by it (no peer on a direct path).
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The peer to seal `payload` (as read from the TAP) for, if the node
+    /// task would send it there and has nothing else to do for it: see
+    /// the module doc.
+    pub fn route(&self, now: Instant, payload: &[u8]) -> Option<&PeerRoute> {
+        // HOT PATH: two hash lookups.
+        let g = &self.geometry;
+        let (hdr, frame) = split_checked(g.vnet, g.mtu, payload).ok()?;
+        let (flags, _) = travel_form(hdr);
+        if vlan::is_truncated_tag(frame) {
+            return None;
+        }
+        let f = Frame::new_checked(frame).ok()?;
+        let src = f.src();
+        if src.is_valid_source() && self.local.get(&src).is_none_or(|due| now >= *due) {
+            return None;
+        }
+        let vid = self.vlan.ingress(frame)?.vid;
+        let p = &self.peers[*self.routes.get(&(vid, f.dst()))?];
+        let vnet_ok = flags & FLAG_VNET == 0 || p.accepts_vnet;
+        (vnet_ok && !p.sender.is_expired(now)).then_some(p)
+    }
+}
