@@ -100,25 +100,39 @@ fn the_copy_routes_known_unicast_to_a_direct_peer_and_leaves_the_rest() {
 fn a_new_copy_follows_a_peer_rekey() {
     let mut net = mesh();
     let mut routes = MeshRoutes::default();
-    let before = refresh(&net, 0, &mut routes).unwrap().unwrap();
-    let f = frame(mac(2), mac(1), 1);
+    let mut copy = refresh(&net, 0, &mut routes).unwrap().unwrap();
     let index = |d: &[u8]| Header::new_checked(d).unwrap().receiver_index();
-    let old = index(&seal_as_worker(&mut net, 0, &before, &f).unwrap());
+    // The receiver index h1's own session with h2 seals for now.
+    let current = |net: &Net| {
+        let d = net.nodes[0]
+            .peers()
+            .direct_peers(net.now)
+            .find(|d| d.to == net.addrs[1])
+            .expect("h2 not direct");
+        let mut buf = vec![0u8; DATA_HEADER_LEN + DATA_OVERHEAD];
+        d.session.sender().seal(0, &mut buf, 0).unwrap();
+        index(&buf)
+    };
+    let first = current(&net);
     let start = net.now;
     let mut t = 10;
     while net.now < start + REKEY_AFTER_TIME + Duration::from_secs(40) {
+        net.advance(Duration::from_secs(1));
+        // The node task's turn (it announces h1's MAC again when due).
         net.send(0, &frame(mac(2), mac(1), t));
         net.send(1, &frame(mac(1), mac(2), t));
-        net.advance(Duration::from_secs(1));
+        if let Some(p) = refresh(&net, 0, &mut routes) {
+            copy = p.expect("h2 left the copy");
+        }
+        // After each turn the copy seals under h1's current session.
+        let d = seal_as_worker(&mut net, 0, &copy, &frame(mac(2), mac(1), t))
+            .unwrap_or_else(|| panic!("not routed at {:?}", net.now - start));
+        assert_eq!(index(&d), current(&net), "at {:?}", net.now - start);
+        net.deliver();
+        assert_eq!(net.received(1, t), 2, "h2 did not take both");
         t += 1;
     }
-    let after = refresh(&net, 0, &mut routes)
-        .expect("rekeyed, no new copy")
-        .unwrap();
-    let d = seal_as_worker(&mut net, 0, &after, &frame(mac(2), mac(1), t)).unwrap();
-    assert_ne!(index(&d), old, "still sealing under the old session");
-    net.deliver();
-    assert_eq!(net.received(1, t), 1, "h2 did not take it");
+    assert_ne!(current(&net), first, "never rekeyed");
 }
 
 #[test]
