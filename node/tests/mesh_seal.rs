@@ -28,7 +28,7 @@ fn refresh(net: &Net, i: usize, routes: &mut MeshRoutes) -> Option<Option<MeshPa
 /// wire; returns the datagram, or `None` if the copy leaves `f` to the
 /// node task.
 fn seal_as_worker(net: &mut Net, i: usize, path: &MeshPath, f: &[u8]) -> Option<Vec<u8>> {
-    let r = path.route(net.now, f)?;
+    let r = path.route(net.now, f)?.peer;
     let mut buf = vec![0u8; DATA_HEADER_LEN + f.len() + DATA_OVERHEAD];
     buf[DATA_HEADER_LEN..DATA_HEADER_LEN + f.len()].copy_from_slice(f);
     let n = r.sender.seal(0, &mut buf, f.len()).unwrap();
@@ -57,10 +57,11 @@ fn the_copy_routes_known_unicast_to_a_direct_peer_and_leaves_the_rest() {
 
     // Known unicast from an announced MAC: to h2, and h2 takes it.
     let to_h2 = frame(mac(2), mac(1), 1);
-    assert_eq!(p.route(net.now, &to_h2).map(|r| r.to), Some(net.addrs[1]));
+    let to = |p: &MeshPath, at, f: &[u8]| p.route(at, f).map(|r| (r.peer.to, r.announce));
+    assert_eq!(to(&p, net.now, &to_h2), Some((net.addrs[1], None)));
     assert_eq!(
-        p.route(net.now, &frame(mac(3), mac(1), 2)).map(|r| r.to),
-        Some(net.addrs[2])
+        to(&p, net.now, &frame(mac(3), mac(1), 2)),
+        Some((net.addrs[2], None))
     );
     seal_as_worker(&mut net, 0, &p, &to_h2).unwrap();
     net.deliver();
@@ -82,18 +83,34 @@ fn the_copy_routes_known_unicast_to_a_direct_peer_and_leaves_the_rest() {
     for f in &leave {
         assert!(p.route(net.now, f).is_none(), "routed {f:02x?}");
     }
-    // A source MAC due to be announced again goes to the node task too.
-    assert!(p.route(net.now + Duration::from_secs(61), &to_h2).is_none());
+    // A source MAC due to be announced again: sealed (its flows stay on
+    // the worker), and the node task asked once to announce it.
+    let due = net.now + Duration::from_secs(61);
+    assert_eq!(
+        to(&p, due, &to_h2),
+        Some((net.addrs[1], Some(mac(1).into())))
+    );
+    assert_eq!(to(&p, due, &to_h2), Some((net.addrs[1], None)));
+    net.advance(Duration::from_secs(61));
+    let announced = net.nodes[0].peers().generation();
+    let now = net.now;
+    net.nodes[0].note_local_mac(now, mac(1).into());
+    assert_ne!(
+        net.nodes[0].peers().generation(),
+        announced,
+        "not announced"
+    );
+    let p = refresh(&net, 0, &mut routes)
+        .expect("announced, no new copy")
+        .unwrap();
+    assert_eq!(to(&p, net.now, &to_h2), Some((net.addrs[1], None)));
 
     // The node task announces the new local MAC: a new copy routes it.
     assert_eq!(net.send(0, &leave[3]), Some(net.addrs[1]));
     let p = refresh(&net, 0, &mut routes)
         .expect("a new local MAC, no new copy")
         .unwrap();
-    assert_eq!(
-        p.route(net.now, &leave[3]).map(|r| r.to),
-        Some(net.addrs[1])
-    );
+    assert_eq!(to(&p, net.now, &leave[3]), Some((net.addrs[1], None)));
 }
 
 #[test]
@@ -181,7 +198,7 @@ fn what_the_workers_seal_counts_and_keeps_the_direct_path_alive() {
     let mut routes = MeshRoutes::default();
     let p = refresh(&net, 0, &mut routes).unwrap().unwrap();
     let before = tx_frames(&net.nodes[0], net.now, "h2");
-    let r = p.route(net.now, &frame(mac(2), mac(1), 1)).unwrap();
+    let r = p.route(net.now, &frame(mac(2), mac(1), 1)).unwrap().peer;
     assert!(r.tx.sealed(), "the first send does not wake the node task");
     assert!(!r.tx.sealed(), "woken again before it took note");
     let now = net.now;

@@ -9,6 +9,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use overlay_proto::Error;
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::session::Session;
 use overlay_proto::wire::Header;
 
@@ -43,6 +44,13 @@ impl Node {
     /// `now` ([`Peers::sent_elsewhere`]).
     pub fn sent_elsewhere(&mut self, now: Instant, peer: usize, frames: u64) {
         self.peers.sent_elsewhere(now, peer, frames);
+    }
+
+    /// A worker sealed a frame from our source MAC `mac`, due to be
+    /// announced again: announce it as if the node task had read the frame
+    /// ([`Peers::note_local_mac`]).
+    pub fn note_local_mac(&mut self, now: Instant, mac: MacAddr) {
+        self.peers.note_local_mac(now, mac, &mut self.tx);
     }
 
     /// Where the uplink's datagrams go: the home switch.

@@ -7,10 +7,13 @@
 //! learned behind them in VLANs they are members of, our own port, and our
 //! source MACs with when each is due to be announced again. A worker seals
 //! a frame for a peer only if the copy routes it there and its source MAC
-//! was announced and is not yet due; everything else (group and unknown
-//! destinations, peers relayed or suspect, a source MAC to announce, a
-//! frame the node would drop) goes to the node task as before, which
-//! decides, announces and counts as with one worker.
+//! was announced; everything else (group and unknown destinations, peers
+//! relayed or suspect, a new source MAC, a frame the node would drop) goes
+//! to the node task as before, which decides, announces and counts as with
+//! one worker. A source MAC due to be announced again (every
+//! [`ANNOUNCE_EVERY`](crate::peers)) does not move its flows to the node
+//! task, which would reorder them: the worker seals the frame and asks the
+//! node task, once per copy, to announce the MAC ([`Route::announce`]).
 //!
 //! What the node task needs from those sends is kept per peer slot in a
 //! [`PeerTx`]: the frames sealed (folded into the peer's `tx_frames`) and a
@@ -179,8 +182,28 @@ pub struct MeshPath {
     /// The peer (in `peers`) behind each (VLAN, MAC).
     routes: HashMap<(Vid, MacAddr), usize>,
     peers: Vec<PeerRoute>,
-    /// Our announced source MACs, and when each is due again.
-    local: HashMap<MacAddr, Instant>,
+    /// Our announced source MACs.
+    local: HashMap<MacAddr, LocalMac>,
+}
+
+/// One of our announced source MACs.
+#[derive(Debug)]
+struct LocalMac {
+    /// When it is due to be announced again.
+    due: Instant,
+    /// A worker asked the node task to announce it.
+    asked: AtomicBool,
+}
+
+/// Where a worker seals a frame.
+#[derive(Debug)]
+pub struct Route<'a> {
+    /// The peer.
+    pub peer: &'a PeerRoute,
+    /// The frame's source MAC is due to be announced again, and no worker
+    /// asked for it yet under this copy: hand it to the node task
+    /// ([`Node::note_local_mac`]).
+    pub announce: Option<MacAddr>,
 }
 
 impl MeshPath {
@@ -215,7 +238,12 @@ impl MeshPath {
             vlan,
             routes,
             peers,
-            local: local.collect(),
+            local: local
+                .map(|(mac, due)| {
+                    let asked = AtomicBool::new(false);
+                    (mac, LocalMac { due, asked })
+                })
+                .collect(),
         }
     }
 
@@ -227,7 +255,7 @@ impl MeshPath {
     /// The peer to seal `payload` (as read from the TAP) for, if the node
     /// task would send it there and has nothing else to do for it: see
     /// the module doc.
-    pub fn route(&self, now: Instant, payload: &[u8]) -> Option<&PeerRoute> {
+    pub fn route(&self, now: Instant, payload: &[u8]) -> Option<Route<'_>> {
         // HOT PATH: two hash lookups.
         let g = &self.geometry;
         let (hdr, frame) = split_checked(g.vnet, g.mtu, payload).ok()?;
@@ -237,12 +265,21 @@ impl MeshPath {
         }
         let f = Frame::new_checked(frame).ok()?;
         let src = f.src();
-        if src.is_valid_source() && self.local.get(&src).is_none_or(|due| now >= *due) {
-            return None;
-        }
+        let local = if src.is_valid_source() {
+            Some(self.local.get(&src)?)
+        } else {
+            None
+        };
         let vid = self.vlan.ingress(frame)?.vid;
         let p = &self.peers[*self.routes.get(&(vid, f.dst()))?];
-        let vnet_ok = flags & FLAG_VNET == 0 || p.accepts_vnet;
-        (vnet_ok && !p.sender.is_expired(now)).then_some(p)
+        if flags & FLAG_VNET != 0 && !p.accepts_vnet || p.sender.is_expired(now) {
+            return None;
+        }
+        let due = local.filter(|l| now >= l.due && !l.asked.load(Ordering::Relaxed));
+        let announce = due.filter(|l| !l.asked.swap(true, Ordering::Relaxed));
+        Some(Route {
+            peer: p,
+            announce: announce.map(|_| src),
+        })
     }
 }

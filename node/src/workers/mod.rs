@@ -48,6 +48,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::session::{Sender, Session};
 use tapmesh_shell::udp::UdpLink;
 use tokio::sync::{Notify, mpsc};
@@ -69,6 +70,10 @@ use tapmesh_shell::udp::RecvBuffers;
 /// Frames a worker hands to the node task that it could not seal itself,
 /// queued before more are dropped (`tx_queue_full`).
 const FALLBACK_QUEUE: usize = 1024;
+
+/// Our source MACs the workers saw due to be announced again, queued for
+/// the node task (at most one per MAC and published copy).
+const ANNOUNCE_QUEUE: usize = 256;
 
 /// What a worker needs to seal a frame from the TAP for the switch.
 #[derive(Debug)]
@@ -131,6 +136,8 @@ pub struct Workers {
     published: Option<(u32, Instant)>,
     vnet: bool,
     fallback: mpsc::Receiver<Vec<u8>>,
+    /// Our source MACs the workers saw due to be announced again.
+    announce: mpsc::Receiver<MacAddr>,
     /// One opening thread per worker queue ([`open`]).
     openers: Openers,
     /// The sessions they open under, if any.
@@ -149,6 +156,7 @@ impl Workers {
     pub fn start(queues: &[Arc<OwnedFd>], vnet: bool, udp: &UdpLink) -> io::Result<Workers> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel(FALLBACK_QUEUE);
+        let (announce_tx, announce) = mpsc::channel(ANNOUNCE_QUEUE);
         let mut w = Workers {
             shared,
             queues: queues.to_vec(),
@@ -157,6 +165,7 @@ impl Workers {
             published: None,
             vnet,
             fallback: rx,
+            announce,
             openers: Openers::start(queues.len())?,
             open_path: None,
             open_published: Vec::new(),
@@ -171,7 +180,7 @@ impl Workers {
                 Arc::clone(&w.shared),
                 Arc::clone(&stats),
                 udp.thread_sender()?,
-                tx.clone(),
+                (tx.clone(), announce_tx.clone()),
             );
             let t = std::thread::Builder::new()
                 .name(format!("tapmesh-seal-{}", i + 1))
@@ -189,6 +198,9 @@ impl Workers {
     /// only local port.
     pub fn refresh(&mut self, core: &mut Node, eligible: bool, now: Instant) {
         self.mesh.fold(core, now);
+        while let Ok(mac) = self.announce.try_recv() {
+            core.note_local_mac(now, mac);
+        }
         self.refresh_open(core, eligible, now);
         self.refresh_seal(core, eligible, now);
         self.refresh_mesh(core, eligible, now);

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use overlay_proto::ethernet::MacAddr;
 use overlay_proto::session::Sender;
 use overlay_proto::wire::{AEAD_TAG_LEN, DATA_HEADER_LEN, DATA_OVERHEAD};
 use tapmesh_shell::udp::ThreadSender;
 use tokio::sync::mpsc;
 
 use super::Shared;
-use super::mesh::Geometry;
+use super::mesh::{Geometry, MeshPath, Route};
 use super::stats::Stats;
 use crate::counters::DropReason;
 use crate::daemon::MAX_READ;
@@ -32,6 +33,8 @@ pub(super) struct Worker {
     stats: Arc<Stats>,
     udp: ThreadSender,
     fallback: mpsc::Sender<Vec<u8>>,
+    /// Our source MACs due to be announced again, for the node task.
+    announce: mpsc::Sender<MacAddr>,
     id_base: u32,
 }
 
@@ -42,7 +45,7 @@ impl Worker {
         shared: Arc<Shared>,
         stats: Arc<Stats>,
         udp: ThreadSender,
-        fallback: mpsc::Sender<Vec<u8>>,
+        (fallback, announce): (mpsc::Sender<Vec<u8>>, mpsc::Sender<MacAddr>),
     ) -> Worker {
         Worker {
             queue,
@@ -50,6 +53,7 @@ impl Worker {
             stats,
             udp,
             fallback,
+            announce,
             id_base: 0x8000_0000 | ((index as u32 & 0x7f) << 24),
         }
     }
@@ -89,19 +93,9 @@ impl Worker {
                     .as_deref()
                     .and_then(|m| Some((m, m.route(now, payload)?)))
                 {
-                    match self.seal(
-                        (&r.sender, r.to, &m.geometry),
-                        &mut buf,
-                        n,
-                        &mut out,
-                        &mut frame_id,
-                    ) {
-                        Ok(()) => {
-                            if r.tx.sealed() {
-                                self.shared.sealed.notify_one();
-                            }
-                        }
-                        Err(e) => self.stats.dropped(e),
+                    if let Err(e) = self.seal_for_peer(m, &r, &mut buf, n, &mut out, &mut frame_id)
+                    {
+                        self.stats.dropped(e);
                     }
                 } else {
                     let frame = payload.to_vec();
@@ -122,6 +116,30 @@ impl Worker {
         };
         // SAFETY: one live pollfd, count 1.
         unsafe { libc::poll(&mut p, 1, WAIT_MS) > 0 }
+    }
+
+    /// Seal the `n` bytes read at `buf[DATA_HEADER_LEN..]` for the mesh
+    /// peer of `r` (see [`seal`](Self::seal)), and tell the node task.
+    fn seal_for_peer(
+        &self,
+        m: &MeshPath,
+        r: &Route<'_>,
+        buf: &mut [u8],
+        n: usize,
+        out: &mut Vec<u8>,
+        frame_id: &mut u32,
+    ) -> Result<(), DropReason> {
+        // HOT PATH
+        let p = r.peer;
+        self.seal((&p.sender, p.to, &m.geometry), buf, n, out, frame_id)?;
+        // A full queue: the MAC is asked for again under the next copy.
+        let asked = r
+            .announce
+            .is_some_and(|mac| self.announce.try_send(mac).is_ok());
+        if p.tx.sealed() || asked {
+            self.shared.sealed.notify_one();
+        }
+        Ok(())
     }
 
     /// Seal the `n` bytes read at `buf[DATA_HEADER_LEN..]` with `sender`
