@@ -19,25 +19,34 @@
 //! task, in order: no flow is reordered by the split. Queue 0 then only
 //! sees a flow's first frames, before anything was written for it.
 //!
-//! Workers seal only while the node task has published a [`FastPath`]:
-//! central mode, one switch, a TAP as the only local port, a live session.
-//! Otherwise (mesh mode routes frames to peers, VM ports and userspace
+//! Workers seal for the switch while the node task has published a
+//! [`FastPath`]: central mode, one switch, a TAP as the only local port, a
+//! live session. In mesh mode (one switch, a TAP as the only local port,
+//! no live capture) they seal for the peers on a direct path while the
+//! node task has published a [`MeshPath`] ([`mesh`]): known unicast to
+//! such a peer from an announced source MAC; the rest (group and unknown
+//! destinations, which go to the switch, relayed or suspect peers, a new
+//! source MAC) goes to the node task. Otherwise (VM ports and userspace
 //! hosts need the local switch, several switches learn local MACs, no
-//! session yet) a worker hands each frame to the node task as if read from
-//! queue 0 (a copy per frame, over a bounded channel), and the node task
-//! writes the TAP through queue 0 only, so flows move back to it. A flow
-//! moving between queues (when the fast path is published or withdrawn)
-//! may see the frames in flight at that moment reordered once.
+//! session or direct peer yet) a worker hands each frame to the node task
+//! as if read from queue 0 (a copy per frame, over a bounded channel), and
+//! the node task writes the TAP through queue 0 only, so flows move back
+//! to it. A flow moving between queues or between a worker and the node
+//! task (a path published or withdrawn, a new source MAC, a peer's path
+//! changing) may see the frames in flight at that moment reordered once.
 //!
 //! Opening ([`open`]) has its own condition: the TAP is the only local
 //! port and the uplink (with one switch) or a mesh peer has a live session
-//! ([`Node::open_sessions`]); in mesh mode the threads open the direct
-//! peers' datagrams while the node task seals every frame.
+//! ([`Node::open_sessions`]).
 //!
-//! Liveness is unchanged: the node task keeps its keepalives and probes
+//! Liveness: for the uplink, the node task keeps its keepalives and probes
 //! (it does not see the workers' sends, so an idle-looking uplink gets a
 //! keepalive every 10 s even under load), and rekeys by age and by the
-//! shared counter. Fragmented frames carry frame ids from a range of the
+//! shared counter. For a mesh peer it does see them: the workers count
+//! their sends per peer ([`mesh::PeerTx`]), and the node task folds them
+//! into the peer's `tx_frames` and its tunnel's liveness after each turn
+//! (woken by the first send since the last fold), so a silent direct path
+//! is probed and relayed as when the node task seals. Fragmented frames carry frame ids from a range of the
 //! worker's own (top bit set, worker index in bits 24..31), apart from the
 //! node task's, which counts up from 0.
 use std::io;
