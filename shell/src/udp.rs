@@ -82,6 +82,7 @@ impl ThreadSender {
     }
 }
 mod batch;
+pub mod buffers;
 pub use batch::{MAX_MESSAGES, Plan, SLOT, SendBatch, plan};
 
 /// Receive buffers per `recv` call (quinn-udp's batch size on this platform).
@@ -110,9 +111,19 @@ impl UdpLink {
         socket.set_nonblocking(true)?;
         let is_ipv6 = socket.local_addr()?.is_ipv6();
         let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
-        // Best effort: larger buffers absorb bursts of fragments.
-        let _ = state.set_send_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
-        let _ = state.set_recv_buffer_size(UdpSockRef::from(&socket), SOCKET_BUFFER);
+        // Larger buffers absorb bursts; a smaller one is not fatal.
+        match buffers::set(&socket, SOCKET_BUFFER) {
+            Ok(got) if got.receive < SOCKET_BUFFER || got.send < SOCKET_BUFFER => tracing::warn!(
+                receive_kib = got.receive / 1024,
+                send_kib = got.send / 1024,
+                asked_kib = SOCKET_BUFFER / 1024,
+                "UDP socket buffers are smaller than asked: net.core.rmem_max and wmem_max \
+                 cap them without CAP_NET_ADMIN; bursts past them are dropped by the kernel \
+                 (UDP InErrors)"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "UDP socket buffers left as they are"),
+        }
         Ok(UdpLink {
             io: tokio::net::UdpSocket::from_std(socket)?,
             state,

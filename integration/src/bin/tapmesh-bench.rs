@@ -29,6 +29,7 @@ use integration::bench::ping::{self, PingResult};
 use integration::bench::vxlan;
 use integration::stop;
 use integration::topology::{overlay_v4, underlay_v4};
+use integration::traffic;
 use integration::{Netns, Process, Topology, wait_until};
 use serde_json::{Value, json};
 
@@ -100,6 +101,10 @@ struct PathResult {
     /// whole machine). The first is `None` for kernel paths.
     cpu_per_gb: Option<(Option<f64>, f64)>,
     cpu_busy_frac: Option<f64>,
+    /// UDP datagrams the kernel dropped at a receiving socket in either
+    /// namespace (`InErrors`: a full receive buffer, a bad checksum) during
+    /// the TCP 1-stream and 4-stream runs.
+    udp_in_errors: (u64, u64),
 }
 
 impl PathResult {
@@ -135,6 +140,8 @@ fn measure(
     let ping = ping::run(client, addr, args.pings, 10);
     report_ping(&ping);
     stop::check()?;
+    let in_errors = || traffic::udp_in_errors(client) + traffic::udp_in_errors(server);
+    let before = in_errors();
     let sample = CpuSample::start(pids);
     let tcp1 = iperf::run(
         server,
@@ -146,6 +153,7 @@ fn measure(
         &format!("{key}-tcp1"),
     );
     let usage = sample.finish();
+    let errors_tcp1 = in_errors().saturating_sub(before);
     stop::check()?;
     let (cpu_per_gb, cpu_busy_frac) = match &tcp1 {
         Ok(r) if r.bytes > 0 => {
@@ -159,6 +167,7 @@ fn measure(
         _ => (None, None),
     };
     report_iperf("tcp 1 stream", &tcp1);
+    report_in_errors(errors_tcp1);
     if !pids.is_empty() {
         let per: Vec<String> = usage
             .per_process
@@ -173,6 +182,7 @@ fn measure(
     if let Some(f) = cpu_busy_frac {
         println!("   machine busy during tcp 1 stream: {:.0} %", 100.0 * f);
     }
+    let before = in_errors();
     let tcp4 = iperf::run(
         server,
         client,
@@ -183,6 +193,8 @@ fn measure(
         &format!("{key}-tcp4"),
     );
     report_iperf("tcp 4 streams", &tcp4);
+    let errors_tcp4 = in_errors().saturating_sub(before);
+    report_in_errors(errors_tcp4);
     stop::check()?;
     let udp64 = iperf::run(
         server,
@@ -205,7 +217,14 @@ fn measure(
         udp64,
         cpu_per_gb,
         cpu_busy_frac,
+        udp_in_errors: (errors_tcp1, errors_tcp4),
     })
+}
+
+fn report_in_errors(n: u64) {
+    if n > 0 {
+        println!("   UDP datagrams dropped at a receiving socket (InErrors): {n}");
+    }
 }
 
 fn report_ping(r: &Result<PingResult, String>) {
@@ -505,6 +524,8 @@ fn path_json(p: &PathResult, vxlan: Option<&PathResult>) -> Value {
             Err(e) => json!({"error": e}),
         },
         "machine_busy_fraction_tcp_1": p.cpu_busy_frac,
+        "udp_in_errors_tcp_1": p.udp_in_errors.0,
+        "udp_in_errors_tcp_4": p.udp_in_errors.1,
         "errors": p.errors(),
     })
 }

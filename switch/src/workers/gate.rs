@@ -188,12 +188,21 @@ impl Gate {
         }
     }
 
-    /// Send the cookie replies queued since the last flush from `link`
-    /// (a reply that cannot be sent is lost, as the core's would be).
-    pub async fn flush(&mut self, link: &UdpLink) {
+    /// Send the cookie replies queued since the last flush from `link`;
+    /// returns how many the kernel refused (each is lost, as the core's
+    /// would be).
+    pub async fn flush(&mut self, link: &UdpLink) -> u64 {
+        let mut refused = 0;
         while let Some(t) = self.replies.pop() {
-            let _ = link.send(t.destination, t.contents, t.segment_size).await;
+            if link
+                .send(t.destination, t.contents, t.segment_size)
+                .await
+                .is_err()
+            {
+                refused += 1;
+            }
         }
+        refused
     }
 
     /// The cookie replies waiting (for tests).
@@ -241,6 +250,8 @@ mod tests {
     use overlay_proto::wire::{HS_INIT_LEN, Header, MessageType};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    use tapmesh_shell::udp::UdpLink;
 
     use super::{Gate, GateShared, Gated, SharedGuard, lock};
     use crate::counters::DropReason;
@@ -360,6 +371,34 @@ mod tests {
         let other = "198.18.0.12:5000".parse().unwrap();
         assert_eq!(g.sort(t0, other, &with_cookie), Gated::Stopped);
         assert_eq!(drops(&g, DropReason::BadMac2), 2);
+    }
+
+    #[test]
+    fn a_cookie_reply_the_kernel_refuses_is_counted() {
+        let (sw, node) = keys();
+        let t0 = Instant::now();
+        let (mut g, _) = gate(&sw.public_key(), 1, t0);
+        let from = "198.18.0.11:5000".parse().unwrap();
+        let first = init(&node, &sw.public_key(), &CookieJar::default(), t0);
+        assert_eq!(g.sort(t0, from, &first), Gated::Admitted);
+        // Under load: a cookie reply queued.
+        assert_eq!(g.sort(t0, from, &first), Gated::Stopped);
+        // A socket bound to the loopback address cannot send to 198.18.0.11
+        // (the kernel refuses the route): no datagram leaves the host.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let refused = rt.block_on(async {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let link = UdpLink::new(socket).unwrap();
+            g.flush(&link).await
+        });
+        assert_eq!(refused, 1);
+        assert!(
+            g.pending_replies().is_empty(),
+            "a flushed reply stays queued"
+        );
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub struct WorkersStatus {
     /// Frames they forwarded themselves (the fast path: sealed and sent
     /// without the core; also in the ports' and `forwarded` counters).
     pub forwarded: u64,
-    /// Datagrams of those the kernel refused to send (dropped; a firewall,
-    /// no route, a full buffer that failed).
+    /// Datagrams of those, and cookie replies, the kernel refused to send
+    /// (dropped; a firewall, no route, a full buffer that failed).
     pub send_failed: u64,
 }
 
@@ -35,7 +35,7 @@ pub const WORKERS: Def = Def::gauge(
 pub const DATAGRAMS: Def = Def::counter(
     "tapmesh_switch_worker_datagrams_total",
     &["result"],
-    "Datagrams the worker threads received: opened there (opened), or handed to the core unopened (passed); frames they forwarded themselves (forwarded), and datagrams of those the kernel refused to send (send_failed).",
+    "Datagrams the worker threads received: opened there (opened), or handed to the core unopened (passed); frames they forwarded themselves (forwarded), and datagrams of those or cookie replies the kernel refused to send (send_failed).",
 );
 
 pub const GATE: Def = Def::counter(

@@ -38,7 +38,7 @@ pub struct Shared {
     pub fast: FastTable,
     /// Frames the workers forwarded themselves.
     pub forwarded: AtomicU64,
-    /// Datagrams of those the kernel refused to send.
+    /// Datagrams of those, and cookie replies, the kernel refused to send.
     pub send_failed: AtomicU64,
     /// Empty batches, back from the core.
     free: Mutex<Vec<Batch>>,
@@ -137,8 +137,11 @@ pub async fn run(link: UdpLink, shared: Arc<Shared>, to_core: mpsc::Sender<Batch
             // Already opened in place: the batch takes it as it is.
             batch.push(from, d, |_| o);
         }
-        gate.flush(&link).await;
+        let refused = gate.flush(&link).await;
         sends.flush(&link).await;
+        if refused > 0 {
+            shared.send_failed.fetch_add(refused, Ordering::Relaxed);
+        }
         shared.opened.fetch_add(opened, Ordering::Relaxed);
         shared.passed.fetch_add(passed, Ordering::Relaxed);
         shared.forwarded.fetch_add(forwarded, Ordering::Relaxed);
