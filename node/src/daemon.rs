@@ -150,6 +150,9 @@ pub async fn run<D: FrameDevice>(
         flush(&mut core, &udp).await;
         let deadline = core
             .poll_timeout()
+            .into_iter()
+            .chain(workers.as_ref().and_then(Workers::poll_timeout))
+            .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
             .min(ports.local.poll_timeout());
         busy.spin(&busy_fds, deadline);

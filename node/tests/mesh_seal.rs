@@ -13,7 +13,7 @@ use overlay_proto::timers::REKEY_AFTER_TIME;
 use overlay_proto::wire::{DATA_HEADER_LEN, DATA_OVERHEAD, Header};
 use tapmesh_node::engine::Node;
 use tapmesh_node::peers::Path;
-use tapmesh_node::workers::mesh::{Geometry, MeshPath, MeshRoutes};
+use tapmesh_node::workers::mesh::{FOLD_EVERY, Geometry, MeshPath, MeshRoutes};
 use tapmesh_sim::Net;
 use tapmesh_sim::frames::{frame, group_frame, mac};
 
@@ -205,7 +205,15 @@ fn what_the_workers_seal_counts_and_keeps_the_direct_path_alive() {
     routes.fold(&mut net.nodes[0], now);
     assert_eq!(tx_frames(&net.nodes[0], net.now, "h2"), before + 2);
     assert!(r.tx.sealed(), "not woken after it took note");
+    // The next note is taken no sooner than FOLD_EVERY later (the node
+    // task wakes for it then).
+    assert_eq!(routes.poll_timeout(), Some(now + FOLD_EVERY));
     routes.fold(&mut net.nodes[0], now);
+    assert_eq!(tx_frames(&net.nodes[0], net.now, "h2"), before + 2);
+    net.advance(FOLD_EVERY);
+    let now = net.now;
+    routes.fold(&mut net.nodes[0], now);
+    assert_eq!(tx_frames(&net.nodes[0], net.now, "h2"), before + 3);
 
     // Only the workers send to h2, and h2 no longer hears: h1 notices as
     // if it had sent them itself, and relays within a second.

@@ -19,7 +19,11 @@
 //! [`PeerTx`]: the frames sealed (folded into the peer's `tx_frames`) and a
 //! flag that the node task is to note them (the peer then owes an answer,
 //! so a silent direct path is probed and falls back to relayed as when the
-//! node task seals). The first send after each fold wakes the node task.
+//! node task seals). The first send after each fold wakes the node task;
+//! it folds at most every [`FOLD_EVERY`] (a flow the workers seal without
+//! answers, such as a UDP stream, does not wake it per frame), so a probe
+//! may start up to that much later than the 0.3 s after the first
+//! unanswered send.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +35,8 @@ use overlay_proto::ethernet::{Frame, MacAddr};
 use overlay_proto::session::Sender;
 use overlay_proto::vlan::{self, PortVlan, Vid};
 use overlay_proto::wire::FLAG_VNET;
+
+use std::time::Duration;
 
 use crate::engine::Node;
 use crate::engine::tap::{split_checked, travel_form};
@@ -59,6 +65,9 @@ impl Geometry {
     }
 }
 
+/// The node task takes note of the workers' sends at most this often.
+pub const FOLD_EVERY: Duration = Duration::from_millis(20);
+
 /// What identifies a published peer route: the peer's slot, its session
 /// (local index and creation), endpoint and offload.
 type MeshKey = (usize, u32, Instant, SocketAddr, bool);
@@ -77,6 +86,8 @@ pub struct MeshRoutes {
     published: Option<(u64, Vec<MeshKey>)>,
     /// What the workers sealed, per peer slot.
     peer_tx: Vec<Arc<PeerTx>>,
+    /// The last fold took note of sends: the next not before this.
+    next_fold: Option<Instant>,
 }
 
 impl MeshRoutes {
@@ -126,13 +137,26 @@ impl MeshRoutes {
 
     /// Hand what the workers sealed for each peer to the node task
     /// ([`Node::sent_elsewhere`]: `tx_frames`, and the liveness of the
-    /// peer's direct path).
-    pub fn fold(&self, core: &mut Node, now: Instant) {
+    /// peer's direct path), unless the last fold that found sends was
+    /// less than [`FOLD_EVERY`] ago ([`poll_timeout`](Self::poll_timeout)).
+    pub fn fold(&mut self, core: &mut Node, now: Instant) {
+        if self.next_fold.is_some_and(|t| now < t) {
+            return;
+        }
+        let mut found = false;
         for (slot, tx) in self.peer_tx.iter().enumerate() {
             if let Some(frames) = tx.take() {
                 core.sent_elsewhere(now, slot, frames);
+                found = true;
             }
         }
+        self.next_fold = found.then_some(now + FOLD_EVERY);
+    }
+
+    /// When [`fold`](Self::fold) is to run again: the workers' sends
+    /// since the last one wake nobody until then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_fold
     }
 }
 

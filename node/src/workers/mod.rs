@@ -289,6 +289,12 @@ impl Workers {
         }
     }
 
+    /// When [`refresh`](Self::refresh) has work even if nothing else
+    /// happens: taking note of the workers' sends for mesh peers.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.mesh.poll_timeout()
+    }
+
     /// The first `n` buffers of a receive batch, the datagrams of the
     /// published sessions opened by the node task and the opening threads
     /// together, if any session is published and the batch holds at least
