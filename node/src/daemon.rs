@@ -272,7 +272,10 @@ pub async fn run<D: FrameDevice>(
             _ = tokio::time::sleep_until(deadline.into()) => {}
             Some(req) = admin_rx.recv() => {
                 let reply = match req.line.as_str() {
-                    "status" => serde_json::to_string(&status(&core, &ports.local, &locals, reloads, &name, workers.as_ref())).unwrap_or_default(),
+                    "status" => {
+                        take_note(workers.as_mut(), &mut core);
+                        serde_json::to_string(&status(&core, &ports.local, &locals, reloads, &name, workers.as_ref())).unwrap_or_default()
+                    }
                     "reload" => {
                         let r = reload(path, &mut running, &mut locals, &mut ports, &vm_tx, &mut metrics);
                         reloads.count(r.is_ok());
@@ -285,7 +288,10 @@ pub async fn run<D: FrameDevice>(
                 };
                 let _ = req.reply.send(reply);
             }
-            req = metrics.request() => req.answer(status(&core, &ports.local, &locals, reloads, &name, workers.as_ref())),
+            req = metrics.request() => {
+                take_note(workers.as_mut(), &mut core);
+                req.answer(status(&core, &ports.local, &locals, reloads, &name, workers.as_ref()))
+            }
             Some(()) = hangup.recv() => {
                 let r = reload(path, &mut running, &mut locals, &mut ports, &vm_tx, &mut metrics);
                 reloads.count(r.is_ok());
@@ -515,6 +521,14 @@ fn status(
             .add_n(DropReason::PortQueueFull, h.counters.queue_drops);
     }
     s
+}
+
+/// Before a status snapshot: the workers' latest sends for mesh peers
+/// counted now, not at the next note ([`Workers::take_note`]).
+fn take_note(workers: Option<&mut Workers>, core: &mut Node) {
+    if let Some(w) = workers {
+        w.take_note(core, Instant::now());
+    }
 }
 
 /// Read from the TAP, or wait forever if the node has none.

@@ -210,9 +210,8 @@ fn what_the_workers_seal_counts_and_keeps_the_direct_path_alive() {
     assert_eq!(routes.poll_timeout(), Some(now + FOLD_EVERY));
     routes.fold(&mut net.nodes[0], now);
     assert_eq!(tx_frames(&net.nodes[0], net.now, "h2"), before + 2);
-    net.advance(FOLD_EVERY);
-    let now = net.now;
-    routes.fold(&mut net.nodes[0], now);
+    // A status snapshot takes note at once.
+    routes.fold_now(&mut net.nodes[0], now);
     assert_eq!(tx_frames(&net.nodes[0], net.now, "h2"), before + 3);
 
     // Only the workers send to h2, and h2 no longer hears: h1 notices as

@@ -143,6 +143,11 @@ impl MeshRoutes {
         if self.next_fold.is_some_and(|t| now < t) {
             return;
         }
+        self.fold_now(core, now);
+    }
+
+    /// [`fold`](Self::fold) whenever the last one ran.
+    pub fn fold_now(&mut self, core: &mut Node, now: Instant) {
         let mut found = false;
         for (slot, tx) in self.peer_tx.iter().enumerate() {
             if let Some(frames) = tx.take() {

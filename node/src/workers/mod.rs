@@ -289,6 +289,12 @@ impl Workers {
         }
     }
 
+    /// Take note of what the workers sealed for mesh peers now, however
+    /// recently the last note was taken (for a status snapshot).
+    pub fn take_note(&mut self, core: &mut Node, now: Instant) {
+        self.mesh.fold_now(core, now);
+    }
+
     /// When [`refresh`](Self::refresh) has work even if nothing else
     /// happens: taking note of the workers' sends for mesh peers.
     pub fn poll_timeout(&self) -> Option<Instant> {
