@@ -101,10 +101,10 @@ struct PathResult {
     /// whole machine). The first is `None` for kernel paths.
     cpu_per_gb: Option<(Option<f64>, f64)>,
     cpu_busy_frac: Option<f64>,
-    /// UDP datagrams the kernel dropped at a receiving socket in either
-    /// namespace (`InErrors`: a full receive buffer, a bad checksum) during
-    /// the TCP 1-stream and 4-stream runs.
-    udp_in_errors: (u64, u64),
+    /// UDP datagrams the kernel dropped at a receiving socket (`InErrors`:
+    /// a full receive buffer, a bad checksum) during the TCP 1-stream and
+    /// 4-stream runs.
+    udp_in_errors: (InErrors, InErrors),
 }
 
 impl PathResult {
@@ -140,7 +140,10 @@ fn measure(
     let ping = ping::run(client, addr, args.pings, 10);
     report_ping(&ping);
     stop::check()?;
-    let in_errors = || traffic::udp_in_errors(client) + traffic::udp_in_errors(server);
+    let in_errors = || InErrors {
+        client: traffic::udp_in_errors(client),
+        server: traffic::udp_in_errors(server),
+    };
     let before = in_errors();
     let sample = CpuSample::start(pids);
     let tcp1 = iperf::run(
@@ -153,7 +156,7 @@ fn measure(
         &format!("{key}-tcp1"),
     );
     let usage = sample.finish();
-    let errors_tcp1 = in_errors().saturating_sub(before);
+    let errors_tcp1 = in_errors().since(before);
     stop::check()?;
     let (cpu_per_gb, cpu_busy_frac) = match &tcp1 {
         Ok(r) if r.bytes > 0 => {
@@ -193,7 +196,7 @@ fn measure(
         &format!("{key}-tcp4"),
     );
     report_iperf("tcp 4 streams", &tcp4);
-    let errors_tcp4 = in_errors().saturating_sub(before);
+    let errors_tcp4 = in_errors().since(before);
     report_in_errors(errors_tcp4);
     stop::check()?;
     let udp64 = iperf::run(
@@ -221,9 +224,33 @@ fn measure(
     })
 }
 
-fn report_in_errors(n: u64) {
-    if n > 0 {
-        println!("   UDP datagrams dropped at a receiving socket (InErrors): {n}");
+/// UDP `InErrors` of the namespace running the iperf3 client (sending the
+/// data) and of the server's (receiving it).
+#[derive(Debug, Clone, Copy)]
+struct InErrors {
+    client: u64,
+    server: u64,
+}
+
+impl InErrors {
+    fn since(self, before: InErrors) -> InErrors {
+        InErrors {
+            client: self.client.saturating_sub(before.client),
+            server: self.server.saturating_sub(before.server),
+        }
+    }
+
+    fn json(self) -> Value {
+        json!({ "client": self.client, "server": self.server })
+    }
+}
+
+fn report_in_errors(n: InErrors) {
+    if n.client + n.server > 0 {
+        println!(
+            "   UDP datagrams dropped at a receiving socket (InErrors): {} at the sender's host, {} at the receiver's",
+            n.client, n.server
+        );
     }
 }
 
@@ -524,8 +551,8 @@ fn path_json(p: &PathResult, vxlan: Option<&PathResult>) -> Value {
             Err(e) => json!({"error": e}),
         },
         "machine_busy_fraction_tcp_1": p.cpu_busy_frac,
-        "udp_in_errors_tcp_1": p.udp_in_errors.0,
-        "udp_in_errors_tcp_4": p.udp_in_errors.1,
+        "udp_in_errors_tcp_1": p.udp_in_errors.0.json(),
+        "udp_in_errors_tcp_4": p.udp_in_errors.1.json(),
         "errors": p.errors(),
     })
 }
