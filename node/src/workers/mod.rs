@@ -64,6 +64,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::engine::{Node, Status};
 
+mod coalesce;
 pub mod config;
 pub mod flow;
 pub mod mesh;

@@ -14,6 +14,7 @@ use tapmesh_shell::udp::ThreadSender;
 use tokio::sync::mpsc;
 
 use super::Shared;
+use super::coalesce::Coalesce;
 use super::mesh::{Geometry, MeshPath, Route};
 use super::stats::Stats;
 use crate::counters::DropReason;
@@ -61,8 +62,11 @@ impl Worker {
     /// Run until the node task stops the workers.
     pub(super) fn run(self) {
         let mut buf = vec![0u8; DATA_HEADER_LEN + MAX_READ + AEAD_TAG_LEN];
-        let mut out = Vec::new();
-        let mut frame_id = self.id_base;
+        let mut sends = Sends {
+            out: Vec::new(),
+            held: Coalesce::default(),
+            frame_id: self.id_base,
+        };
         while !self.shared.stop.load(Ordering::Relaxed) {
             if !self.wait() {
                 continue;
@@ -86,15 +90,14 @@ impl Worker {
                 let payload = &buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n];
                 if let Some(p) = path.as_deref().filter(|p| !p.sender.is_expired(now)) {
                     let to = (&p.sender, p.to, &p.geometry);
-                    if let Err(r) = self.seal(to, &mut buf, n, &mut out, &mut frame_id) {
+                    if let Err(r) = self.seal(to, &mut buf, n, &mut sends) {
                         self.stats.dropped(r);
                     }
                 } else if let Some((m, r)) = mesh
                     .as_deref()
                     .and_then(|m| Some((m, m.route(now, payload)?)))
                 {
-                    if let Err(e) = self.seal_for_peer(m, &r, &mut buf, n, &mut out, &mut frame_id)
-                    {
+                    if let Err(e) = self.seal_for_peer(m, &r, &mut buf, n, &mut sends) {
                         self.stats.dropped(e);
                     }
                 } else {
@@ -104,6 +107,15 @@ impl Worker {
                     }
                 }
             }
+            // The queue is empty (or a batch was read): send what is held.
+            self.send_held(&mut sends.held);
+        }
+    }
+
+    fn send_held(&self, held: &mut Coalesce) {
+        let sent = held.flush(|to, d, segment| self.udp.send(to, d, segment));
+        if let Some(Err(e)) = sent {
+            tracing::trace!(error = %e, "send failed");
         }
     }
 
@@ -126,12 +138,11 @@ impl Worker {
         r: &Route<'_>,
         buf: &mut [u8],
         n: usize,
-        out: &mut Vec<u8>,
-        frame_id: &mut u32,
+        sends: &mut Sends,
     ) -> Result<(), DropReason> {
         // HOT PATH
         let p = r.peer;
-        self.seal((&p.sender, p.to, &m.geometry), buf, n, out, frame_id)?;
+        self.seal((&p.sender, p.to, &m.geometry), buf, n, sends)?;
         // A full queue: the MAC is asked for again under the next copy.
         let asked = r
             .announce
@@ -143,36 +154,51 @@ impl Worker {
     }
 
     /// Seal the `n` bytes read at `buf[DATA_HEADER_LEN..]` with `sender`
-    /// and send them to `to`, as the node task would
-    /// (`Node::handle_tap_frame`): in place if one datagram holds it, else
-    /// as fragments in `out`, in one GSO send.
+    /// for `to`, as the node task would (`Node::handle_tap_frame`): in
+    /// place if one datagram holds it, held in `sends` to go with the next
+    /// ones of its size to `to`, else as fragments, sent at once in one GSO
+    /// send after what was held.
     fn seal(
         &self,
         (sender, to, p): (&Sender, SocketAddr, &Geometry),
         buf: &mut [u8],
         n: usize,
-        out: &mut Vec<u8>,
-        frame_id: &mut u32,
+        sends: &mut Sends,
     ) -> Result<(), DropReason> {
         // HOT PATH
         let payload = &buf[DATA_HEADER_LEN..DATA_HEADER_LEN + n];
         let (vnet, _) = split_checked(p.vnet, p.mtu, payload)?;
         let (flags, start) = travel_form(vnet);
         let plen = n - start;
-        let (datagrams, sent) = if plen + DATA_OVERHEAD <= p.max_datagram {
+        let datagrams = if plen + DATA_OVERHEAD <= p.max_datagram {
             let len = sender.seal(flags, &mut buf[start..], plen)?;
-            (1, self.udp.send(to, &buf[start..start + len], None))
+            if !sends.held.fits(to, len) {
+                self.send_held(&mut sends.held);
+            }
+            sends.held.push(to, &buf[start..start + len]);
+            1
         } else {
+            let out = &mut sends.out;
             let parts = [&buf[DATA_HEADER_LEN + start..DATA_HEADER_LEN + n]];
-            let stride = sender.seal_frame(flags, &parts, p.max_datagram, frame_id, out)?;
-            *frame_id = self.id_base | (*frame_id & OWN_IDS);
+            let stride =
+                sender.seal_frame(flags, &parts, p.max_datagram, &mut sends.frame_id, out)?;
+            sends.frame_id = self.id_base | (sends.frame_id & OWN_IDS);
             let count = out.len().div_ceil(stride.unwrap_or(out.len()).max(1));
-            (count, self.udp.send(to, out, stride))
+            self.send_held(&mut sends.held);
+            if let Err(e) = self.udp.send(to, out, stride) {
+                tracing::trace!(error = %e, "send failed");
+            }
+            count
         };
-        if let Err(e) = sent {
-            tracing::trace!(error = %e, "send failed");
-        }
         self.stats.sealed(n, datagrams);
         Ok(())
     }
+}
+
+/// A worker's send state: fragments of the frame being sent, datagrams
+/// held for one GSO send, the next fragment id.
+struct Sends {
+    out: Vec<u8>,
+    held: Coalesce,
+    frame_id: u32,
 }
