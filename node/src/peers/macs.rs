@@ -103,11 +103,16 @@ impl Peers {
             self.mac_counters.refused_owner += 1;
             return;
         }
-        let learned = self.macs.learn(now, vid, mac, i);
-        self.changed();
-        if let Learned::Moved { from } = learned {
-            self.moves_pending.0 += 1;
-            self.moves_pending.1 = Some((mac, from, i));
+        match self.macs.learn(now, vid, mac, i) {
+            Learned::New => self.changed(),
+            Learned::Moved { from } => {
+                self.changed();
+                self.moves_pending.0 += 1;
+                self.moves_pending.1 = Some((mac, from, i));
+            }
+            // Nothing learned (a port or the table at its limit): the
+            // workers' copy of the routes stays as it is.
+            _ => {}
         }
     }
 
