@@ -106,12 +106,30 @@ struct Shared {
 
 impl Shared {
     fn path(&self) -> Option<Arc<FastPath>> {
-        self.path.read().map(|p| p.clone()).unwrap_or_default()
+        latest(&self.path)
     }
 
     fn mesh(&self) -> Option<Arc<MeshPath>> {
-        self.mesh.read().map(|p| p.clone()).unwrap_or_default()
+        latest(&self.mesh)
     }
+}
+
+/// What the node task published last in `slot`, if anything.
+fn latest<T>(slot: &RwLock<Option<Arc<T>>>) -> Option<Arc<T>> {
+    slot.read().map(|p| p.clone()).unwrap_or_default()
+}
+
+/// The sealing workers start (`sealing`, doing `what`) or stop sealing.
+fn log_sealing(sealing: bool, what: &str) {
+    tracing::debug!(
+        sealing,
+        "sealing workers: {}",
+        if sealing {
+            what
+        } else {
+            "leaving frames to the node task"
+        }
+    );
 }
 
 /// Wakes the node task when a worker sealed for a mesh peer.
@@ -229,14 +247,9 @@ impl Workers {
             return;
         };
         if self.mesh_fast != path.is_some() {
-            tracing::debug!(
-                sealing = path.is_some(),
-                "sealing workers: {}",
-                if path.is_some() {
-                    "sealing for the mesh peers on a direct path"
-                } else {
-                    "leaving frames to the node task"
-                }
+            log_sealing(
+                path.is_some(),
+                "sealing for the mesh peers on a direct path",
             );
         }
         self.mesh_fast = path.is_some();
@@ -269,15 +282,7 @@ impl Workers {
             return;
         }
         self.published = key;
-        tracing::debug!(
-            sealing = key.is_some(),
-            "sealing workers: {}",
-            if key.is_some() {
-                "sealing under the session with the switch"
-            } else {
-                "leaving frames to the node task"
-            }
-        );
+        log_sealing(key.is_some(), "sealing under the session with the switch");
         let path = session.map(|s| {
             Arc::new(FastPath {
                 sender: s.sender(),
