@@ -1,4 +1,4 @@
-//! `tapmesh-bench [--quick] [--secs N] [--json PATH] [--profile DIR] [--workers N]`: issue
+//! `tapmesh-bench [--quick] [--secs N] [--json PATH] [--profile DIR] [--workers N] [--paths LIST]`: issue
 //! #7's side-by-side benchmark. In ONE run, on one namespace topology (a
 //! switch namespace with a bridge, hosts h1 and h2 on veths), it measures:
 //!
@@ -11,6 +11,8 @@
 //!   nodes' direct path is up, h1 -> h2 traffic bypasses the switch;
 //! - **tapmesh mesh relayed**: the same nodes with UDP between h1 and h2
 //!   blocked (nft), so their frames go through the switch again.
+//!
+//! `--paths` measures only some of them (the VXLAN ratios need `vxlan`).
 //!
 //! For each: ping RTT (avg, p99 over `--pings` pings 10 ms apart), iperf3
 //! TCP with 1 and 4 streams, iperf3 UDP with 64-byte payloads at unlimited
@@ -33,14 +35,20 @@ use integration::traffic;
 use integration::{Netns, Process, Topology, wait_until};
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: tapmesh-bench [--quick] [--secs N] [--pings N] [--json PATH] [--profile DIR] [--workers N]\n\
+const USAGE: &str = "usage: tapmesh-bench [--quick] [--secs N] [--pings N] [--json PATH] [--profile DIR] [--workers N] [--paths LIST]\n\
   --quick        2 s per iperf3 run (CI smoke); default 10 s\n\
   --secs N       seconds per iperf3 run\n\
   --pings N      pings per path, 10 ms apart (default 200)\n\
   --json PATH    where to write the results (default target/bench/bench.json)\n\
-  --profile DIR  after the runs, record `perf record -e cpu-clock -g` of the tapmesh\n\
-                 processes during an extra TCP 1-stream run into DIR/perf.data\n\
-  --workers N    `workers = N` in both nodes' configs (default: the node's default)";
+  --profile DIR  after each tapmesh path's runs, record `perf record -e cpu-clock -g` of\n\
+                 the tapmesh processes during an extra TCP run into DIR/perf-PATH.data\n\
+  --profile-streams N  TCP streams of that extra run (default 1)\n\
+  --workers N    `workers = N` in both nodes' configs (default: the node's default)\n\
+  --paths LIST   measure only these, comma-separated: veth, vxlan, central, mesh, relayed\n\
+                 (default all; the ratios to kernel VXLAN need vxlan)";
+
+/// The paths `--paths` names, in the order they are measured.
+const PATHS: &[&str] = &["veth", "vxlan", "central", "mesh", "relayed"];
 
 #[derive(Debug)]
 struct Args {
@@ -48,8 +56,32 @@ struct Args {
     pings: u32,
     json: PathBuf,
     profile: Option<PathBuf>,
+    profile_streams: u32,
     quick: bool,
     workers: Option<u32>,
+    /// Which of [`PATHS`] to measure.
+    paths: Vec<&'static str>,
+}
+
+impl Args {
+    fn wants(&self, path: &str) -> bool {
+        self.paths.contains(&path)
+    }
+}
+
+/// `--paths`' value: names from [`PATHS`], comma-separated.
+fn parse_paths(list: &str) -> Result<Vec<&'static str>, String> {
+    let mut paths = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let Some(p) = PATHS.iter().find(|p| **p == name) else {
+            return Err(format!(
+                "--paths: unknown path {name:?} (one of {})",
+                PATHS.join(", ")
+            ));
+        };
+        paths.push(*p);
+    }
+    Ok(paths)
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,8 +90,10 @@ fn parse_args() -> Result<Args, String> {
         pings: 200,
         json: PathBuf::from("target/bench/bench.json"),
         profile: None,
+        profile_streams: 1,
         quick: false,
         workers: None,
+        paths: PATHS.to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -73,6 +107,12 @@ fn parse_args() -> Result<Args, String> {
             "--pings" => a.pings = value("--pings")?.parse().map_err(|_| "bad --pings")?,
             "--json" => a.json = value("--json")?.into(),
             "--profile" => a.profile = Some(value("--profile")?.into()),
+            "--profile-streams" => {
+                a.profile_streams = value("--profile-streams")?
+                    .parse()
+                    .map_err(|_| "bad --profile-streams")?
+            }
+            "--paths" => a.paths = parse_paths(&value("--paths")?)?,
             "--workers" => {
                 a.workers = Some(value("--workers")?.parse().map_err(|_| "bad --workers")?)
             }
@@ -80,8 +120,8 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if a.secs == 0 || a.pings == 0 {
-        return Err("--secs and --pings must be > 0".into());
+    if a.secs == 0 || a.pings == 0 || a.profile_streams == 0 {
+        return Err("--secs, --pings and --profile-streams must be > 0".into());
     }
     Ok(a)
 }
@@ -287,31 +327,37 @@ fn ping_once(ns: &Netns, to: IpAddr) -> bool {
         .success()
 }
 
-/// One extra TCP 1-stream run on the tapmesh path with `perf record` attached
-/// to the tapmesh processes.
-fn profile(topo: &Topology, pids: &[u32], dir: &Path, secs: u32) -> Result<(), String> {
+/// One extra TCP run (`--profile-streams` streams) on tapmesh path `key`
+/// with `perf record` attached to the tapmesh processes, into
+/// `DIR/perf-KEY.data`.
+fn profile(topo: &Topology, pids: &[u32], key: &str, args: &Args) -> Result<(), String> {
+    let Some(dir) = &args.profile else {
+        return Ok(());
+    };
+    let secs = args.secs.max(8);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let data = dir.join("perf.data");
+    let data = dir.join(format!("perf-{key}.data"));
     let pid_list: Vec<String> = pids.iter().map(u32::to_string).collect();
     let mut cmd = std::process::Command::new("perf");
     cmd.args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-o"])
         .arg(&data)
         .args(["-p", &pid_list.join(",")])
         .args(["--", "sleep", &secs.saturating_sub(2).max(1).to_string()]);
-    let mut perf = Process::spawn_command("perf", cmd, dir.join("perf-record.log"));
+    let mut perf = Process::spawn_command("perf", cmd, dir.join(format!("perf-record-{key}.log")));
+    let streams = args.profile_streams;
     let r = iperf::run(
         topo.ns(2),
         topo.ns(1),
         overlay_v4(2).into(),
-        Load::Tcp { streams: 1 },
+        Load::Tcp { streams },
         secs,
         topo.dir(),
-        "profile",
+        &format!("profile-{key}"),
     );
     // perf ends by itself when `sleep` does; the guard stops it otherwise.
     wait_until(Duration::from_secs(10), || perf.try_exit().is_some());
     drop(perf);
-    report_iperf("tcp 1 stream (profiled)", &r);
+    report_iperf(&format!("tcp {streams} stream(s) (profiled)"), &r);
     println!(
         "   profile: perf report -i {} --no-children --sort dso,sym",
         data.display()
@@ -594,6 +640,19 @@ fn set_workers(topo: &mut Topology, args: &Args) {
 }
 
 fn run(args: &Args) -> Result<Vec<PathResult>, String> {
+    let mut paths = Vec::new();
+    if args.wants("veth") || args.wants("vxlan") || args.wants("central") {
+        run_central(args, &mut paths)?;
+    }
+    if args.wants("mesh") || args.wants("relayed") {
+        run_mesh(args, &mut paths)?;
+    }
+    Ok(paths)
+}
+
+/// The underlay, kernel VXLAN and tapmesh central paths, as selected, on
+/// one central topology.
+fn run_central(args: &Args, paths: &mut Vec<PathResult>) -> Result<(), String> {
     let mut topo = Topology::central(2);
     let dir = topo.dir().to_path_buf();
     println!(
@@ -601,45 +660,51 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
         topo.prefix(),
         dir.display()
     );
-    let mut paths = Vec::new();
 
     // (a) plain veth: h1 -> h2 across the switch namespace's bridge.
     let to: IpAddr = underlay_v4(2).into();
     if !wait_until(Duration::from_secs(5), || ping_once(topo.ns(1), to)) {
         return Err("underlay: h1 cannot ping h2".into());
     }
-    paths.push(measure(
-        "veth",
-        "veth (underlay)",
-        format!("h1 eth0 -> {to} over br0, MTU 1500"),
-        topo.ns(1),
-        topo.ns(2),
-        to,
-        &[],
-        args,
-        &dir,
-    )?);
+    if args.wants("veth") {
+        paths.push(measure(
+            "veth",
+            "veth (underlay)",
+            format!("h1 eth0 -> {to} over br0, MTU 1500"),
+            topo.ns(1),
+            topo.ns(2),
+            to,
+            &[],
+            args,
+            &dir,
+        )?);
+    }
 
     // (b) kernel VXLAN + bridge.
-    vxlan::add(&topo);
-    let to: IpAddr = vxlan::v4(2).into();
-    if !wait_until(Duration::from_secs(10), || ping_once(topo.ns(1), to)) {
-        return Err("kernel VXLAN: h1 cannot ping h2 over vx0".into());
+    if args.wants("vxlan") {
+        vxlan::add(&topo);
+        let to: IpAddr = vxlan::v4(2).into();
+        if !wait_until(Duration::from_secs(10), || ping_once(topo.ns(1), to)) {
+            return Err("kernel VXLAN: h1 cannot ping h2 over vx0".into());
+        }
+        paths.push(measure(
+            "vxlan",
+            "kernel VXLAN + bridge",
+            format!("h1 brov -> {to}, vx0 VNI 42 over eth0, MTU 1450, unencrypted"),
+            topo.ns(1),
+            topo.ns(2),
+            to,
+            &[],
+            args,
+            &dir,
+        )?);
+        vxlan::remove(&topo);
     }
-    paths.push(measure(
-        "vxlan",
-        "kernel VXLAN + bridge",
-        format!("h1 brov -> {to}, vx0 VNI 42 over eth0, MTU 1450, unencrypted"),
-        topo.ns(1),
-        topo.ns(2),
-        to,
-        &[],
-        args,
-        &dir,
-    )?);
-    vxlan::remove(&topo);
 
     // (c) tapmesh central.
+    if !args.wants("central") {
+        return Ok(());
+    }
     stop::check()?;
     println!("starting tapmesh-switch and 2 tapmesh-node processes ...");
     set_workers(&mut topo, args);
@@ -661,12 +726,14 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
         &dir,
     )?);
     topo.assert_all_running();
-    if let Some(pdir) = &args.profile {
-        profile(&topo, &pids, pdir, args.secs.max(8))?;
-    }
+    profile(&topo, &pids, "central", args)?;
     println!("tearing down {} ...", topo.prefix());
-    drop(topo);
+    Ok(())
+}
 
+/// The tapmesh mesh paths, direct and relayed, as selected, on one mesh
+/// topology.
+fn run_mesh(args: &Args, paths: &mut Vec<PathResult>) -> Result<(), String> {
     // (d) tapmesh mesh: direct node-to-node sessions.
     stop::check()?;
     let mut topo = Topology::mesh(2);
@@ -680,46 +747,53 @@ fn run(args: &Args) -> Result<Vec<PathResult>, String> {
     if !integration::bench::wait_for_path(&topo, "direct") {
         return Err("mesh: h1's path to h2 never became direct".into());
     }
+    let to: IpAddr = overlay_v4(2).into();
     let pids = [topo.switch_pid(), topo.node_pid(1), topo.node_pid(2)];
-    paths.push(measure(
-        "tapmesh_mesh",
-        "tapmesh mesh",
-        format!(
-            "h1 tapmesh0 -> {to} direct (switch pid {} coordinates), nodes pid {} and {}, TAP MTU 1400",
-            pids[0], pids[1], pids[2]
-        ),
-        topo.ns(1),
-        topo.ns(2),
-        to,
-        &pids,
-        args,
-        &dir,
-    )?);
+    if args.wants("mesh") {
+        paths.push(measure(
+            "tapmesh_mesh",
+            "tapmesh mesh",
+            format!(
+                "h1 tapmesh0 -> {to} direct (switch pid {} coordinates), nodes pid {} and {}, TAP MTU 1400",
+                pids[0], pids[1], pids[2]
+            ),
+            topo.ns(1),
+            topo.ns(2),
+            to,
+            &pids,
+            args,
+            &dir,
+        )?);
+        profile(&topo, &pids, "mesh", args)?;
+    }
     // (e) tapmesh mesh, relayed: the same nodes with UDP between h1 and
     // h2 blocked, so their frames go through the switch.
-    stop::check()?;
-    topo.ns(1).block_udp_with(underlay_v4(2));
-    if !integration::bench::wait_for_path(&topo, "relayed") {
-        return Err("mesh: h1's path to h2 never fell back to the relay".into());
+    if args.wants("relayed") {
+        stop::check()?;
+        topo.ns(1).block_udp_with(underlay_v4(2));
+        if !integration::bench::wait_for_path(&topo, "relayed") {
+            return Err("mesh: h1's path to h2 never fell back to the relay".into());
+        }
+        paths.push(measure(
+            "tapmesh_mesh_relayed",
+            "tapmesh mesh relayed",
+            format!(
+                "h1 tapmesh0 -> {to} relayed by the switch (pid {}; UDP h1<->h2 blocked by nft), nodes pid {} and {}, TAP MTU 1400",
+                pids[0], pids[1], pids[2]
+            ),
+            topo.ns(1),
+            topo.ns(2),
+            to,
+            &pids,
+            args,
+            &dir,
+        )?);
+        profile(&topo, &pids, "relayed", args)?;
+        topo.ns(1).unblock_udp();
     }
-    paths.push(measure(
-        "tapmesh_mesh_relayed",
-        "tapmesh mesh relayed",
-        format!(
-            "h1 tapmesh0 -> {to} relayed by the switch (pid {}; UDP h1<->h2 blocked by nft), nodes pid {} and {}, TAP MTU 1400",
-            pids[0], pids[1], pids[2]
-        ),
-        topo.ns(1),
-        topo.ns(2),
-        to,
-        &pids,
-        args,
-        &dir,
-    )?);
-    topo.ns(1).unblock_udp();
     topo.assert_all_running();
     println!("tearing down {} ...", topo.prefix());
-    Ok(paths)
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -790,7 +864,7 @@ fn main() -> ExitCode {
         .find(|p| p.key == "tapmesh_central")
         .and_then(|p| p.tcp1.as_ref().ok())
         .is_some_and(|r| r.bytes > 0);
-    if !errors.is_empty() || !tapmesh_moved {
+    if !errors.is_empty() || (args.wants("central") && !tapmesh_moved) {
         eprintln!("tapmesh-bench: some measurements failed:");
         for e in &errors {
             eprintln!("  {e}");
