@@ -35,8 +35,9 @@ fn every_pair_pings_over_ipv4_and_ipv6() {
 
 /// 64 MiB over TCP arrive byte-identical, with one worker per node and
 /// again with two (`workers = 2`: a two-queue TAP, a sealing and an
-/// opening thread on both nodes), and two workers retransmit no more than
-/// one did: the workers keep each flow in order.
+/// opening thread on both nodes; `worker-opening = "always"`, so the
+/// opening thread takes its share even on two busy cores), and two workers
+/// retransmit no more than one did: the workers keep each flow in order.
 #[test]
 fn tcp_64_mib_arrives_byte_identical() {
     let mut topo = Topology::central(2);
@@ -45,7 +46,7 @@ fn tcp_64_mib_arrives_byte_identical() {
     topo.assert_all_running();
     for i in 1..=2 {
         topo.stop_node(i);
-        topo.set_node_config_extra(i, "workers = 2");
+        topo.set_node_config_extra(i, "workers = 2\nworker-opening = \"always\"");
         topo.start_node(i);
     }
     assert!(

@@ -33,6 +33,8 @@ struct File {
     log_level: Option<String>,
     busy_poll_us: Option<u64>,
     workers: Option<u64>,
+    #[serde(default)]
+    worker_opening: crate::workers::open::Opening,
     rekey_after_secs: Option<u64>,
     vouch_lifetime_secs: Option<u64>,
     tap: Option<TapFile>,
@@ -178,6 +180,9 @@ pub struct Config {
     /// `workers`: threads that seal frames from the TAP, one TAP queue
     /// each ([`crate::workers`]); 1 (the default): the node task alone.
     pub workers: usize,
+    /// `worker-opening`: whether the opening threads of `workers > 1` share
+    /// large receive batches ([`crate::workers::open::gate`]).
+    pub worker_opening: crate::workers::open::Opening,
     /// The TAP, if the node has one.
     pub tap: Option<TapConfig>,
     /// Sockets VMs connect to.
@@ -289,6 +294,7 @@ impl Config {
             log_level,
             busy_poll,
             workers,
+            worker_opening: f.worker_opening,
             core: NodeConfig {
                 private_key,
                 switch_key: switches[0].key,
@@ -549,6 +555,26 @@ pub(crate) mod tests {
             assert_eq!(e.problem, format!("{bad} is out of range 1..=16"));
         }
         assert_eq!(load_top("workers = -2").unwrap_err().key, "workers");
+    }
+
+    #[test]
+    fn worker_opening_is_auto_by_default_and_one_of_three() {
+        use crate::workers::open::Opening;
+        assert_eq!(load("").unwrap().worker_opening, Opening::Auto);
+        for (v, want) in [
+            ("auto", Opening::Auto),
+            ("always", Opening::Always),
+            ("off", Opening::Off),
+        ] {
+            let c = load_top(&format!("worker-opening = \"{v}\"")).unwrap();
+            assert_eq!(c.worker_opening, want);
+        }
+        for bad in ["\"never\"", "true", "2"] {
+            let e = load_top(&format!("worker-opening = {bad}")).unwrap_err();
+            assert_eq!(e.key, "worker-opening", "{bad}: {e}");
+        }
+        let e = load_top("worker-opening = \"never\"").unwrap_err();
+        assert!(e.problem.contains("auto"), "{e}");
     }
 
     #[test]

@@ -132,6 +132,10 @@ pub struct Counters {
     /// Datagrams from the switch opened by an opening thread (`workers`),
     /// not the node task; part of `udp_rx_datagrams`.
     pub worker_opened_datagrams: u64,
+    /// Times the node task stopped sharing receive batches with the opening
+    /// threads for a while, because waiting for them took longer than
+    /// opening their parts alone (`worker-opening = "auto"`).
+    pub worker_open_pauses: u64,
 }
 
 /// Round-trip times to the switch, from keepalive answers: the switch answers

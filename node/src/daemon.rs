@@ -141,7 +141,12 @@ pub async fn run<D: FrameDevice>(
         .chain(tap.as_ref().map(FrameDevice::raw_fd))
         .collect();
     let mut workers = match tap.as_ref().map(FrameDevice::extra_queues) {
-        Some(q) if !q.is_empty() => Some(Workers::start(q, core_cfg_vnet, &udp)?),
+        Some(q) if !q.is_empty() => Some(Workers::start(
+            q,
+            core_cfg_vnet,
+            running.worker_opening,
+            &udp,
+        )?),
         _ => None,
     };
     let sealed = workers.as_ref().map(Workers::signal);
@@ -195,7 +200,7 @@ pub async fn run<D: FrameDevice>(
                     let now = Instant::now();
                     busy.note_activity(now);
                     // A large batch is opened on the workers too, then handled in order.
-                    if let Some(batch) = workers.as_ref().and_then(|w| w.open_batch(now, &mut rx, n)) {
+                    if let Some(batch) = workers.as_mut().and_then(|w| w.open_batch(now, &mut rx, n)) {
                         for d in batch {
                             let w = match d.opened {
                                 Some(r) => core.handle_opened(now, d.from, d.buf, r),

@@ -254,6 +254,12 @@ fn render_status(v: &Status) -> String {
             c.worker_opened_datagrams
         );
     }
+    if c.worker_open_pauses > 0 {
+        workers += &format!(
+            "opening on workers paused {} times (they were slower than the node alone)\n",
+            c.worker_open_pauses
+        );
+    }
     table
         + &workers
         + &homes(&v.homes)
@@ -500,6 +506,10 @@ userspace host 02:00:00:00:00:09 198.19.0.50/24 fd00::50/64: 1 connections open 
             text.contains("udp rx opened by workers 7 datagrams\n"),
             "{text}"
         );
+        assert!(!text.contains("paused"), "{text}");
+        s.counters.worker_open_pauses = 3;
+        let text = render_status(&s);
+        assert!(text.contains("opening on workers paused 3 times"), "{text}");
     }
 
     /// With several switches, one line lists them and one the failovers.

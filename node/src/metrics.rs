@@ -139,6 +139,11 @@ const WORKER_OPENED: Def = Def::counter(
     &["node"],
     "Datagrams from the switch opened by an opening thread (workers > 1) rather than the node task; part of the UDP rx datagrams.",
 );
+const WORKER_OPEN_PAUSES: Def = Def::counter(
+    "tapmesh_node_worker_open_pauses_total",
+    &["node"],
+    "Times the node stopped sharing receive batches with its opening threads for a while (worker-opening = auto), because waiting for them took longer than opening their parts alone.",
+);
 const HOST_CONNECTIONS: Def = Def::gauge(
     "tapmesh_node_host_connections",
     &["node", "host"],
@@ -213,6 +218,7 @@ impl Export for Status {
         ANNOUNCEMENTS,
         WORKER_SEALED,
         WORKER_OPENED,
+        WORKER_OPEN_PAUSES,
         HOST_CONNECTIONS,
         HOST_CONNECTIONS_TOTAL,
         HOST_FRAMES,
@@ -296,6 +302,7 @@ impl Export for Status {
         out.counter(&ANNOUNCEMENTS, &[node], c.announcements);
         out.counter(&WORKER_SEALED, &[node], c.worker_sealed_frames);
         out.counter(&WORKER_OPENED, &[node], c.worker_opened_datagrams);
+        out.counter(&WORKER_OPEN_PAUSES, &[node], c.worker_open_pauses);
         for (i, h) in self.hosts.iter().enumerate() {
             let host = i.to_string();
             let c = &h.counters;

@@ -11,7 +11,7 @@
 //! (the running config stays): `name`, `private-key-file`, `switch`,
 //! `switch-public-key`, `network-secret-file`, `network-id`, `underlay-mtu`,
 //! `rekey-after-secs`, `admin-socket`, `busy-poll-us`, `workers` (the TAP's
-//! queues) and `[tap]`; and an
+//! queues), `worker-opening` and `[tap]`; and an
 //! added port or host whose `mtu` is above the largest the node started
 //! with (the core holds every frame to that).
 use std::path::Path;
@@ -109,6 +109,10 @@ pub fn plan(path: &Path, running: &Config, new: &Config) -> Result<Plan, ConfigE
         ("tap", running.tap != new.tap),
         ("busy-poll-us", running.busy_poll != new.busy_poll),
         ("workers", running.workers != new.workers),
+        (
+            "worker-opening",
+            running.worker_opening != new.worker_opening,
+        ),
     ]
     .into_iter()
     .filter_map(|(key, differs)| differs.then_some(key.to_owned()))

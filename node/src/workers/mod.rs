@@ -73,7 +73,7 @@ mod seal;
 mod stats;
 
 use mesh::{Geometry, MeshPath, MeshRoutes};
-use open::{Datagram, OpenPath, Openers};
+use open::{Datagram, OpenPath, Openers, Opening};
 use stats::Stats;
 use tapmesh_shell::udp::RecvBuffers;
 
@@ -181,7 +181,12 @@ pub struct Workers {
 impl Workers {
     /// Start one worker per queue in `queues` (a multi-queue TAP's queues
     /// besides the node task's), sending on `udp`'s socket.
-    pub fn start(queues: &[Arc<OwnedFd>], vnet: bool, udp: &UdpLink) -> io::Result<Workers> {
+    pub fn start(
+        queues: &[Arc<OwnedFd>],
+        vnet: bool,
+        opening: Opening,
+        udp: &UdpLink,
+    ) -> io::Result<Workers> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel(FALLBACK_QUEUE);
         let (announce_tx, announce) = mpsc::channel(ANNOUNCE_QUEUE);
@@ -194,7 +199,7 @@ impl Workers {
             vnet,
             fallback: rx,
             announce,
-            openers: Openers::start(queues.len())?,
+            openers: Openers::start(queues.len(), opening)?,
             open_path: None,
             open_published: Vec::new(),
             mesh: MeshRoutes::default(),
@@ -310,15 +315,18 @@ impl Workers {
     /// The first `n` buffers of a receive batch, the datagrams of the
     /// published sessions opened by the node task and the opening threads
     /// together, if any session is published and the batch holds at least
-    /// [`open::SPLIT_MIN_BYTES`]; `None` otherwise (the node task opens
-    /// the batch as it comes).
+    /// [`open::SPLIT_MIN_BYTES`] and splitting pays ([`open::gate`]);
+    /// `None` otherwise (the node task opens the batch as it comes).
     pub fn open_batch<'a>(
-        &self,
+        &mut self,
         now: Instant,
         rx: &'a mut RecvBuffers,
         n: usize,
     ) -> Option<Vec<Datagram<'a>>> {
         let path = self.open_path.as_ref()?;
+        if !self.openers.splits(now) {
+            return None;
+        }
         let bytes: usize = rx.datagrams(n).map(|(_, d)| d.len()).sum();
         if bytes < open::SPLIT_MIN_BYTES {
             return None;
@@ -352,6 +360,7 @@ impl Workers {
             st.add_to(s);
         }
         s.counters.worker_opened_datagrams += self.openers.opened();
+        s.counters.worker_open_pauses += self.openers.pauses();
     }
 }
 

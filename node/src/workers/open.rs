@@ -20,6 +20,11 @@
 //! was opened, with the same counters and drop reasons): reassembly and
 //! TAP writes see the datagrams as they arrived, so no flow is reordered.
 //!
+//! Whether a batch is split at all is the [`gate`]'s choice
+//! (`worker-opening`): on a host whose cores are all busy the threads start
+//! late, and the node task, waiting for them, stops draining its socket; in
+//! `auto` it then opens alone for a while.
+//!
 //! A batch holds at most 2,048 datagrams (32 buffers of up to 64 GRO
 //! segments), far inside the replay window (8,128 counters), so opening
 //! its parts in any order accepts exactly what opening it in order would;
@@ -33,6 +38,11 @@ use std::time::Instant;
 use overlay_proto::Error;
 use overlay_proto::receiver::Receiver;
 use overlay_proto::wire::{Header, MessageType};
+
+pub mod gate;
+
+pub use gate::Opening;
+use gate::SplitGate;
 
 /// The smallest batch (in bytes of datagrams) split over the threads.
 /// Below it the node task opens the batch itself: waking a thread and
@@ -97,11 +107,13 @@ pub struct Openers {
     pool: rayon_core::ThreadPool,
     /// Datagrams the threads opened (authentic), for status.
     opened: Arc<AtomicU64>,
+    /// Whether to split the next batch.
+    gate: SplitGate,
 }
 
 impl Openers {
-    /// Start `threads` opening threads.
-    pub fn start(threads: usize) -> std::io::Result<Openers> {
+    /// Start `threads` opening threads, sharing batches as `opening` says.
+    pub fn start(threads: usize, opening: Opening) -> std::io::Result<Openers> {
         let pool = rayon_core::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("tapmesh-open-{}", i + 1))
@@ -110,7 +122,19 @@ impl Openers {
         Ok(Openers {
             pool,
             opened: Arc::default(),
+            gate: SplitGate::new(opening),
         })
+    }
+
+    /// Whether a batch arriving at `now` is to be split ([`gate`]).
+    pub fn splits(&self, now: Instant) -> bool {
+        self.gate.allows(now)
+    }
+
+    /// How many times splitting paused because the threads were slower
+    /// than the node task alone ([`gate`]).
+    pub fn pauses(&self) -> u64 {
+        self.gate.pauses()
     }
 
     /// Datagrams the threads opened.
@@ -120,9 +144,10 @@ impl Openers {
 
     /// Open the uplink's datagrams of `batch` (see the module doc): the
     /// node task's part here, the others on the threads. Returns the batch
-    /// in its order.
+    /// in its order. Splits whatever [`splits`](Self::splits) says, and
+    /// tells the gate how the split went.
     pub(super) fn open<'a>(
-        &self,
+        &mut self,
         path: &OpenPath,
         now: Instant,
         batch: impl Iterator<Item = (SocketAddr, &'a mut [u8])>,
@@ -145,6 +170,10 @@ impl Openers {
         let per = len.div_ceil(parts).max(1);
         let (mine, theirs) = items.split_at_mut(per.min(len));
         let rx = &live[..];
+        // Timed with the clock, not `now`: how long the node task's part
+        // took and how long it then waited for the threads'.
+        let start = Instant::now();
+        let mut own_done = start;
         self.pool.in_place_scope(|s| {
             for part in theirs.chunks_mut(per) {
                 let opened = &self.opened;
@@ -153,7 +182,15 @@ impl Openers {
                 });
             }
             open_part(rx, nid, mine);
+            own_done = Instant::now();
         });
+        let end = Instant::now();
+        self.gate.note(
+            end,
+            own_done - start,
+            end - own_done,
+            self.pool.current_num_threads(),
+        );
         items
     }
 }

@@ -8,7 +8,7 @@ use overlay_proto::Error;
 use overlay_proto::session::Session;
 use overlay_proto::testing::{SessionPair, seal_datagram as datagram};
 
-use super::{OpenPath, Openers};
+use super::{OpenPath, Openers, Opening, gate};
 
 const NETWORK: u32 = 7;
 
@@ -40,7 +40,7 @@ fn from() -> SocketAddr {
 fn a_split_batch_is_opened_once_each_and_kept_in_order() {
     let now = Instant::now();
     let (node, mut switch) = pair(now);
-    let openers = Openers::start(1).unwrap();
+    let mut openers = Openers::start(1, Opening::Always).unwrap();
     // 200 datagrams of the session, and every 50th place something the
     // threads must leave to the node task: a datagram of another session.
     let (mut other_switch, _) = SessionPair {
@@ -93,7 +93,7 @@ fn a_split_batch_is_opened_once_each_and_kept_in_order() {
 fn forged_and_replayed_datagrams_in_a_threads_part_are_refused() {
     let now = Instant::now();
     let (node, mut switch) = pair(now);
-    let openers = Openers::start(1).unwrap();
+    let mut openers = Openers::start(1, Opening::Always).unwrap();
     let mut sent: Vec<Vec<u8>> = (0..100)
         .map(|i| datagram(&mut switch, &payload(i)))
         .collect();
@@ -123,6 +123,55 @@ fn forged_and_replayed_datagrams_in_a_threads_part_are_refused() {
     assert!(node.receiver().open(&mut genuine).is_ok());
 }
 
+#[test]
+fn auto_stops_splitting_for_a_while_after_waiting_for_a_busy_thread() {
+    let now = Instant::now();
+    let (node, mut switch) = pair(now);
+    let mut openers = Openers::start(1, Opening::Auto).unwrap();
+    assert!(openers.splits(now));
+    // The thread is busy for 100 ms (as when every core is): the node task
+    // opens its half in far less and then waits for the thread.
+    openers
+        .pool
+        .spawn(|| std::thread::sleep(std::time::Duration::from_millis(100)));
+    let sent: Vec<Vec<u8>> = (0..100)
+        .map(|i| datagram(&mut switch, &payload(i)))
+        .collect();
+    let mut bufs = sent.clone();
+    let batch = openers.open(
+        &path(&node),
+        now,
+        bufs.iter_mut().map(|b| (from(), &mut b[..])),
+    );
+    // The batch is whole and in order all the same.
+    for (i, d) in batch.iter().enumerate() {
+        let r = d.opened.clone().unwrap().unwrap();
+        assert_eq!(&d.buf[r], &payload(i as u32)[..], "{i}");
+    }
+    assert_eq!(openers.opened(), 50);
+    // Now the node task opens alone for a while, then tries again.
+    assert_eq!(openers.pauses(), 1);
+    let later = Instant::now();
+    assert!(!openers.splits(later));
+    assert!(openers.splits(later + gate::PAUSE_MIN));
+    // `always` would have gone on splitting.
+    let mut always = Openers::start(1, Opening::Always).unwrap();
+    always
+        .pool
+        .spawn(|| std::thread::sleep(std::time::Duration::from_millis(100)));
+    let (node, mut switch) = pair(now);
+    let mut bufs: Vec<Vec<u8>> = (0..100)
+        .map(|i| datagram(&mut switch, &payload(i)))
+        .collect();
+    always.open(
+        &path(&node),
+        now,
+        bufs.iter_mut().map(|b| (from(), &mut b[..])),
+    );
+    assert_eq!(always.pauses(), 0);
+    assert!(always.splits(Instant::now()));
+}
+
 /// The forged datagram with its tag restored.
 fn datagram_again(forged: &[u8]) -> Vec<u8> {
     let mut d = forged.to_vec();
@@ -135,7 +184,7 @@ fn datagram_again(forged: &[u8]) -> Vec<u8> {
 fn a_dropped_or_expired_session_leaves_the_batch_to_the_node_task() {
     let now = Instant::now();
     let (node, mut switch) = pair(now);
-    let openers = Openers::start(1).unwrap();
+    let mut openers = Openers::start(1, Opening::Always).unwrap();
     let sent: Vec<Vec<u8>> = (0..10)
         .map(|i| datagram(&mut switch, &payload(i)))
         .collect();
@@ -182,7 +231,7 @@ fn a_batch_from_the_switch_and_two_peers_is_opened_once_each_in_order() {
     let (to_b, mut b) = peer_pair(now, 40, 7);
     // A third peer whose session is not published (pending, say).
     let (_to_c, mut c) = peer_pair(now, 50, 9);
-    let openers = Openers::start(1).unwrap();
+    let mut openers = Openers::start(1, Opening::Always).unwrap();
     let mut senders = [&mut switch, &mut a, &mut b, &mut c];
     let mut sent: Vec<Vec<u8>> = (0..240u32)
         .map(|i| datagram(&mut *senders[i as usize % 4], &payload(i)))
@@ -240,7 +289,7 @@ fn a_dropped_peer_session_is_left_to_the_node_task_and_the_rest_opened() {
     let now = Instant::now();
     let (node, mut switch) = pair(now);
     let (to_a, mut a) = peer_pair(now, 30, 5);
-    let openers = Openers::start(1).unwrap();
+    let mut openers = Openers::start(1, Opening::Always).unwrap();
     let sent: Vec<Vec<u8>> = (0..20u32)
         .map(|i| {
             let s = if i % 2 == 0 { &mut switch } else { &mut a };
