@@ -1,7 +1,7 @@
 //! The tokio shell around [`Node`] and the [`LocalSwitch`]: one task owns both
 //! cores, the TAP (if any) and the UDP socket; VM ports and userspace hosts
-//! run in their own tasks ([`vm_port`](crate::vm_port),
-//! [`userhost::shell`](crate::userhost::shell)) and exchange frames with this
+//! run in their own tasks ([`vm_port`],
+//! [`userhost::shell`]) and exchange frames with this
 //! one over channels. Frames (TCP super-frames of up to 64 KB with an offload TAP) are
 //! read from the TAP straight into a buffer with header room and sealed in
 //! place, or fragmented into one GSO batch; datagrams arrive in recvmmsg/GRO

@@ -195,6 +195,23 @@ fn the_per_peer_mac_limit_counts_every_vlan() {
         p.mac_counters().refused_limit,
         2 * u64::from(half) - MAC_LIMIT_PER_PEER as u64
     );
+    // A MAC refused at the limit changes no route: the sealing workers'
+    // copy of the routes is not made again for it (every new MAC a peer
+    // past its limit sends from would otherwise rebuild it).
+    let generation = p.generation();
+    assert!(
+        p.admit(t0, 0, &from(tagged(10), [2, 0x11, 0, 0, 0, 1]))
+            .is_ok()
+    );
+    assert_eq!(
+        p.mac_counters().refused_limit,
+        2 * u64::from(half) - MAC_LIMIT_PER_PEER as u64 + 1
+    );
+    assert_eq!(
+        p.generation(),
+        generation,
+        "a refused MAC counted as a change"
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::counters::DropReason;
 
 impl Peers {
     /// A source MAC read from our TAP: announce it to direct peers when it is
-    /// new or its last announcement is [`ANNOUNCE_EVERY`] old.
+    /// new or its last announcement is `ANNOUNCE_EVERY` (a minute) old.
     pub fn note_local_mac(&mut self, now: Instant, src: MacAddr, tx: &mut TxQueue) {
         // HOT PATH (one lookup per frame)
         if !self.enabled || !src.is_valid_source() {
