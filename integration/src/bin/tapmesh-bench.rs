@@ -35,7 +35,7 @@ use integration::traffic;
 use integration::{Netns, Process, Topology, wait_until};
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: tapmesh-bench [--quick] [--secs N] [--pings N] [--json PATH] [--profile DIR] [--workers N] [--paths LIST]\n\
+const USAGE: &str = "usage: tapmesh-bench [--quick] [--secs N] [--pings N] [--json PATH] [--profile DIR] [--workers N] [--worker-opening MODE] [--paths LIST]\n\
   --quick        2 s per iperf3 run (CI smoke); default 10 s\n\
   --secs N       seconds per iperf3 run\n\
   --pings N      pings per path, 10 ms apart (default 200)\n\
@@ -44,6 +44,7 @@ const USAGE: &str = "usage: tapmesh-bench [--quick] [--secs N] [--pings N] [--js
                  the tapmesh processes during an extra TCP run into DIR/perf-PATH.data\n\
   --profile-streams N  TCP streams of that extra run (default 1)\n\
   --workers N    `workers = N` in both nodes' configs (default: the node's default)\n\
+  --worker-opening MODE  `worker-opening = MODE` (auto, always, off) in both nodes' configs\n\
   --paths LIST   measure only these, comma-separated: veth, vxlan, central, mesh, relayed\n\
                  (default all; the ratios to kernel VXLAN need vxlan)";
 
@@ -59,6 +60,8 @@ struct Args {
     profile_streams: u32,
     quick: bool,
     workers: Option<u32>,
+    /// `worker-opening = "..."` in both nodes' configs.
+    worker_opening: Option<String>,
     /// Which of [`PATHS`] to measure.
     paths: Vec<&'static str>,
 }
@@ -93,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
         profile_streams: 1,
         quick: false,
         workers: None,
+        worker_opening: None,
         paths: PATHS.to_vec(),
     };
     let mut it = std::env::args().skip(1);
@@ -115,6 +119,15 @@ fn parse_args() -> Result<Args, String> {
             "--paths" => a.paths = parse_paths(&value("--paths")?)?,
             "--workers" => {
                 a.workers = Some(value("--workers")?.parse().map_err(|_| "bad --workers")?)
+            }
+            "--worker-opening" => {
+                let v = value("--worker-opening")?;
+                if !["auto", "always", "off"].contains(&v.as_str()) {
+                    return Err(format!(
+                        "--worker-opening: {v:?} is not auto, always or off"
+                    ));
+                }
+                a.worker_opening = Some(v);
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -630,11 +643,19 @@ fn machine_json() -> Value {
     })
 }
 
-/// `workers = N` in both nodes' configs, if `--workers` was given.
+/// `workers = N` and `worker-opening = "..."` in both nodes' configs, as
+/// `--workers` and `--worker-opening` say.
 fn set_workers(topo: &mut Topology, args: &Args) {
+    let mut extra = Vec::new();
     if let Some(w) = args.workers {
+        extra.push(format!("workers = {w}"));
+    }
+    if let Some(o) = &args.worker_opening {
+        extra.push(format!("worker-opening = \"{o}\""));
+    }
+    if !extra.is_empty() {
         for i in 1..=2 {
-            topo.set_node_config_extra(i, &format!("workers = {w}"));
+            topo.set_node_config_extra(i, &extra.join("\n"));
         }
     }
 }
@@ -853,6 +874,7 @@ fn main() -> ExitCode {
         "iperf3_seconds": args.secs,
         "pings": args.pings,
         "workers": args.workers,
+        "worker_opening": args.worker_opening,
         "paths": path_values,
         "targets": targets,
     });
