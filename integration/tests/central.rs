@@ -72,13 +72,16 @@ fn tcp_64_mib_arrives_byte_identical() {
     }
     // The data reached h2 in large batches, which h2's opening thread
     // shared with its node task (the pings' datagrams, small batches, were
-    // opened by the node task alone).
+    // opened by the node task alone). The thread opens a part only if it
+    // starts on it before the node task is done with its own: here 27-30 %
+    // of the datagrams with other builds running (the bound leaves room for
+    // a busier machine).
     let status = topo.node_status(2);
     let opened = counter(&status, &["worker_opened_datagrams"]);
     let received = counter(&status, &["udp_rx_datagrams"]);
     eprintln!("h2: {opened} of {received} datagrams opened by the opening thread");
     assert!(
-        opened * 5 >= received && opened > 1000,
+        opened * 10 >= received && opened > 1000,
         "h2: {opened} of {received} datagrams from the switch opened by its opening thread"
     );
     // Reordering would show as retransmissions; a margin for the noise of

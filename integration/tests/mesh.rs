@@ -305,7 +305,7 @@ fn tcp_64_mib_arrives_intact_direct_relayed_and_central() {
 /// (on two busy cores `auto` would mostly leave the opening to the node
 /// task), sends 64 MiB h1 -> h2 over their direct path and checks that h1's
 /// sealing worker sealed at least a fifth of the frames h1 sent h2
-/// directly, and h2's opening thread opened at least a fifth of what h2
+/// directly, and h2's opening thread opened at least a tenth of what h2
 /// received from h1. Returns the TCP segments h1 retransmitted meanwhile
 /// and the Mbit/s.
 fn direct_with_two_workers(topo: &mut Topology) -> (u64, f64) {
@@ -350,8 +350,10 @@ fn direct_with_two_workers(topo: &mut Topology) -> (u64, f64) {
         peer_rx_frames(topo, 2, 1) > 0,
         "h2 received nothing from h1 directly: {status}"
     );
+    // A part the thread has not started when the node task is done with
+    // its own is the node task's (27-30 % were the thread's here).
     assert!(
-        opened * 5 >= received && opened > 1000,
+        opened * 10 >= received && opened > 1000,
         "h2: {opened} of {received} datagrams opened by the opening thread"
     );
     (retrans, t.mbit_per_sec())
@@ -387,13 +389,14 @@ fn four_streams(topo: &Topology, what: &str) -> (u64, u64) {
 
 /// The relayed path under four TCP streams with two workers per node and
 /// `worker-opening` at its default (`auto`) loses no more than with one
-/// worker. h2 receives everything from the switch under one session; with
-/// each large batch shared with its opening thread, the node task waited
-/// for a thread that had no core (the switch, both nodes and both iperf3
-/// ends share two), its socket overflowed, and TCP retransmitted hundreds
-/// to thousands of segments where one worker lost none (BENCHMARKS.md
-/// "Opening on threads only while it pays"). `auto` stops sharing while the
-/// thread is slower than the node task alone.
+/// worker. h2 receives everything from the switch under one session; when
+/// each large batch was shared with its opening thread by a fork-join, the
+/// node task waited for a thread that had no core (the switch, both nodes
+/// and both iperf3 ends share two), its socket overflowed, and TCP
+/// retransmitted thousands of segments where one worker lost none
+/// (BENCHMARKS.md "Opening on threads only while it pays"). Now the node
+/// task takes back a part the thread has not started, and `auto` stops
+/// sharing while the thread is slower than the node task alone.
 #[test]
 fn relayed_four_streams_lose_no_more_with_two_workers_than_with_one() {
     let mut topo = start(2);

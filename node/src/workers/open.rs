@@ -11,8 +11,10 @@
 //! current session, see [`Node::open_sessions`](crate::engine::Node::open_sessions))
 //! are opened in place through that session's [`Receiver`] (its read-only
 //! key and its replay window, taken to check and to update but never
-//! across the cipher): the first part by the node task, each other part by
-//! an opening thread, in a scope that ends when all parts are opened.
+//! across the cipher): the first part by the node task, each other part
+//! posted to an opening thread ([`handoff`]). The node task then takes back
+//! each part its thread has not started and opens it itself, and waits
+//! only for the parts a thread is opening.
 //! Everything else in the batch (handshakes, a pending or previous
 //! session's datagrams, an unknown index) is left to the node task as
 //! before. Then the node task handles the whole batch in order
@@ -22,8 +24,9 @@
 //!
 //! Whether a batch is split at all is the [`gate`]'s choice
 //! (`worker-opening`): on a host whose cores are all busy the threads start
-//! late, and the node task, waiting for them, stops draining its socket; in
-//! `auto` it then opens alone for a while.
+//! late (their parts come back to the node task) or are preempted halfway
+//! (the node task, waiting, stops draining its socket); in `auto` it then
+//! opens alone for a while.
 //!
 //! A batch holds at most 2,048 datagrams (32 buffers of up to 64 GRO
 //! segments), far inside the replay window (8,128 counters), so opening
@@ -31,7 +34,6 @@
 //! two copies of one counter, in one part or two, are accepted once.
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -40,9 +42,11 @@ use overlay_proto::receiver::Receiver;
 use overlay_proto::wire::{Header, MessageType};
 
 pub mod gate;
+mod handoff;
 
 pub use gate::Opening;
 use gate::SplitGate;
+use handoff::{Back, Handoff};
 
 /// The smallest batch (in bytes of datagrams) split over the threads.
 /// Below it the node task opens the batch itself: waking a thread and
@@ -104,9 +108,7 @@ pub struct Datagram<'a> {
 /// The opening threads.
 #[derive(Debug)]
 pub struct Openers {
-    pool: rayon_core::ThreadPool,
-    /// Datagrams the threads opened (authentic), for status.
-    opened: Arc<AtomicU64>,
+    threads: Vec<Handoff>,
     /// Whether to split the next batch.
     gate: SplitGate,
 }
@@ -114,14 +116,11 @@ pub struct Openers {
 impl Openers {
     /// Start `threads` opening threads, sharing batches as `opening` says.
     pub fn start(threads: usize, opening: Opening) -> std::io::Result<Openers> {
-        let pool = rayon_core::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("tapmesh-open-{}", i + 1))
-            .build()
-            .map_err(std::io::Error::other)?;
+        let threads = (1..=threads)
+            .map(|i| Handoff::start(format!("tapmesh-open-{i}")))
+            .collect::<std::io::Result<_>>()?;
         Ok(Openers {
-            pool,
-            opened: Arc::default(),
+            threads,
             gate: SplitGate::new(opening),
         })
     }
@@ -139,7 +138,7 @@ impl Openers {
 
     /// Datagrams the threads opened.
     pub fn opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
+        self.threads.iter().map(Handoff::opened).sum()
     }
 
     /// Open the uplink's datagrams of `batch` (see the module doc): the
@@ -165,32 +164,29 @@ impl Openers {
             return items;
         }
         let nid = path.network_id;
-        let parts = self.pool.current_num_threads() + 1;
+        let threads = self.threads.len();
         let len = items.len();
-        let per = len.div_ceil(parts).max(1);
+        let per = len.div_ceil(threads + 1).max(1);
         let (mine, theirs) = items.split_at_mut(per.min(len));
         let rx = &live[..];
         // Timed with the clock, not `now`: how long the node task's part
         // took and how long it then waited for the threads'.
         let start = Instant::now();
-        let mut own_done = start;
-        self.pool.in_place_scope(|s| {
-            for part in theirs.chunks_mut(per) {
-                let opened = &self.opened;
-                s.spawn(move |_| {
-                    opened.fetch_add(open_part(rx, nid, part), Ordering::Relaxed);
-                });
-            }
+        let parts: Vec<_> = theirs.chunks_mut(per).collect();
+        let (own_done, back) = handoff::share(&self.threads, parts, rx, nid, || {
             open_part(rx, nid, mine);
-            own_done = Instant::now();
+            Instant::now()
         });
         let end = Instant::now();
-        self.gate.note(
-            end,
-            own_done - start,
-            end - own_done,
-            self.pool.current_num_threads(),
-        );
+        // A part no thread had started is the node task's again.
+        let taken_back = back.contains(&Back::TakenBack);
+        for (part, b) in theirs.chunks_mut(per).zip(&back) {
+            if *b == Back::TakenBack {
+                open_part(rx, nid, part);
+            }
+        }
+        self.gate
+            .note(end, own_done - start, end - own_done, threads, taken_back);
         items
     }
 }
