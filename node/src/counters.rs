@@ -133,8 +133,9 @@ pub struct Counters {
     /// not the node task; part of `udp_rx_datagrams`.
     pub worker_opened_datagrams: u64,
     /// Times the node task stopped sharing receive batches with the opening
-    /// threads for a while, because waiting for them took longer than
-    /// opening their parts alone (`worker-opening = "auto"`).
+    /// threads for a while because sharing did not pay: waiting for them
+    /// took longer than opening their parts alone, or eight splits in a row
+    /// had a part no thread started in time (`worker-opening = "auto"`).
     pub worker_open_pauses: u64,
 }
 

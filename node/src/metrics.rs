@@ -142,7 +142,7 @@ const WORKER_OPENED: Def = Def::counter(
 const WORKER_OPEN_PAUSES: Def = Def::counter(
     "tapmesh_node_worker_open_pauses_total",
     &["node"],
-    "Times the node stopped sharing receive batches with its opening threads for a while (worker-opening = auto), because waiting for them took longer than opening their parts alone.",
+    "Times the node stopped sharing receive batches with its opening threads for a while (worker-opening = auto), because sharing did not pay: waiting for them took longer than opening their parts alone, or eight splits in a row had a part no thread started in time.",
 );
 const HOST_CONNECTIONS: Def = Def::gauge(
     "tapmesh_node_host_connections",

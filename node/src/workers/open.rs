@@ -130,8 +130,7 @@ impl Openers {
         self.gate.allows(now)
     }
 
-    /// How many times splitting paused because the threads were slower
-    /// than the node task alone ([`gate`]).
+    /// How many times splitting paused because it did not pay ([`gate`]).
     pub fn pauses(&self) -> u64 {
         self.gate.pauses()
     }
