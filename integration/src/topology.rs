@@ -572,6 +572,15 @@ impl Topology {
         self.host_mut(i).config_extra = toml.to_string();
     }
 
+    /// Stops host `i`'s node, gives it `toml` as its extra top-level lines
+    /// ([`set_node_config_extra`](Self::set_node_config_extra)) and starts
+    /// it again.
+    pub fn restart_node_with(&mut self, i: usize, toml: &str) {
+        self.stop_node(i);
+        self.set_node_config_extra(i, toml);
+        self.start_node(i);
+    }
+
     /// Lists host `i` under the switch's `[[network]]` `net` (and sets its
     /// node's `network-id`), from the next start of the switch and the node on.
     pub fn set_network(&mut self, i: usize, net: NetworkRef) {

@@ -45,9 +45,7 @@ fn tcp_64_mib_arrives_byte_identical() {
     let one = transfer_64_mib(&topo, "one worker");
     topo.assert_all_running();
     for i in 1..=2 {
-        topo.stop_node(i);
-        topo.set_node_config_extra(i, "workers = 2\nworker-opening = \"always\"");
-        topo.start_node(i);
+        topo.restart_node_with(i, "workers = 2\nworker-opening = \"always\"");
     }
     assert!(
         topo.ping_ok_within(1, overlay_v4(2), UP),

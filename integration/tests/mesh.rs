@@ -309,7 +309,9 @@ fn tcp_64_mib_arrives_intact_direct_relayed_and_central() {
 /// received from h1. Returns the TCP segments h1 retransmitted meanwhile
 /// and the Mbit/s.
 fn direct_with_two_workers(topo: &mut Topology) -> (u64, f64) {
-    restart_nodes_with(topo, "workers = 2\nworker-opening = \"always\"");
+    for i in 1..=2 {
+        topo.restart_node_with(i, "workers = 2\nworker-opening = \"always\"");
+    }
     for (a, b) in [(1, 2), (2, 1)] {
         assert!(
             wait_path(topo, a, b, "direct", UP),
@@ -359,15 +361,6 @@ fn direct_with_two_workers(topo: &mut Topology) -> (u64, f64) {
     (retrans, t.mbit_per_sec())
 }
 
-/// Restarts both nodes with `extra` in their node.toml.
-fn restart_nodes_with(topo: &mut Topology, extra: &str) {
-    for i in 1..=2 {
-        topo.stop_node(i);
-        topo.set_node_config_extra(i, extra);
-        topo.start_node(i);
-    }
-}
-
 /// Four TCP streams h1 -> h2 for 4 s (iperf3): the retransmitted segments,
 /// and the UDP datagrams h2's kernel dropped at a socket meanwhile.
 fn four_streams(topo: &Topology, what: &str) -> (u64, u64) {
@@ -407,7 +400,9 @@ fn relayed_four_streams_lose_no_more_with_two_workers_than_with_one() {
     };
     assert!(relayed(&topo), "h1 -> h2 never relayed");
     let (one, one_dropped) = four_streams(&topo, "relayed-p4-one-worker");
-    restart_nodes_with(&mut topo, "workers = 2");
+    for i in 1..=2 {
+        topo.restart_node_with(i, "workers = 2");
+    }
     assert!(
         topo.ping_ok_within(1, overlay_v4(2), UP),
         "no ping h1 -> h2 with two workers"
